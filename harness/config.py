@@ -1,0 +1,168 @@
+"""The resolved settings of one training run, validated before anything is created.
+
+A ``TrainConfig`` is what a run records as its config artifact and what ``reproduce`` rebuilds, so
+every field is plain data (str, int, float, bool, list) and round-trips through JSON and TOML.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+
+DATASET_NAMES = ("digits", "iris", "wine", "breast_cancer", "moons", "circles", "blobs",
+                 "classification", "csv")
+LOSS_NAMES = ("cross_entropy", "mse", "mse_logits")
+OPTIMIZER_NAMES = ("sgd", "adam", "rmsprop", "adagrad")
+ACTIVATION_NAMES = ("relu", "tanh", "sigmoid")
+SCHEDULE_NAMES = ("constant", "step", "cosine", "invscaling")
+DTYPE_NAMES = ("float64", "float32")
+
+
+@dataclass
+class TrainConfig:
+    dataset: str = "digits"
+    csv: str | None = None
+    label_column: str = "label"
+    n_samples: int = 1000
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    data_seed: int = 0
+    hidden: list = field(default_factory=lambda: [64])
+    activation: str = "relu"
+    loss: str = "cross_entropy"
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    batch_size: int | str = 32
+    epochs: int = 30
+    schedule: str = "constant"
+    step_size: int = 10
+    gamma: float = 0.5
+    power_t: float = 0.5
+    warmup_epochs: int = 0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    rho: float = 0.9
+    eps: float = 1e-8
+    seed: int = 0
+    dtype: str = "float64"
+    shuffle: bool = True
+    blas_threads: int = 1
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def to_json(self):
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def run_name(self):
+        """Readable name such as ``mse-sgd-m0.9-nesterov-lr0.1``."""
+        parts = [self.loss, self.optimizer]
+        if self.optimizer == "sgd" and self.momentum:
+            parts.append(f"m{self.momentum:g}")
+        if self.optimizer == "sgd" and self.nesterov:
+            parts.append("nesterov")
+        parts.append(f"lr{self.lr:g}")
+        if self.batch_size != 32:
+            parts.append(f"b{self.batch_size}")
+        if self.schedule != "constant":
+            parts.append(self.schedule)
+        return "-".join(parts)
+
+
+FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+
+
+def _fail(source, key, value, allowed):
+    where = f"{source}: " if source else ""
+    raise ConfigError(f"{where}{key} = {value!r} is not allowed; {allowed}")
+
+
+def _check_type(source, key, value):
+    kind = FIELD_TYPES[key]
+    ok = {
+        "str": isinstance(value, str),
+        "str | None": value is None or isinstance(value, str),
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "bool": isinstance(value, bool),
+        "list": isinstance(value, list),
+        "int | str": isinstance(value, (int, str)) and not isinstance(value, bool),
+    }[kind]
+    if not ok:
+        _fail(source, key, value, f"expected {kind.replace('str | None', 'a path')}")
+
+
+def make_config(values, source=""):
+    """Build and validate a TrainConfig from a mapping (flags, TOML or a logged config)."""
+    unknown = sorted(set(values) - set(FIELD_TYPES))
+    if unknown:
+        _fail(source, unknown[0], values[unknown[0]], f"known keys: {', '.join(FIELD_TYPES)}")
+    for key, value in values.items():
+        _check_type(source, key, value)
+    values = dict(values)
+    for key in ("lr", "momentum", "weight_decay", "gamma", "power_t", "beta1", "beta2", "rho", "eps",
+                "val_fraction", "test_fraction"):
+        if key in values:
+            values[key] = float(values[key])
+    config = TrainConfig(**values)
+    validate(config, source)
+    return config
+
+
+def _choice(source, key, value, names):
+    if value not in names:
+        _fail(source, key, value, f"choose one of: {', '.join(names)}")
+
+
+def validate(c, source=""):
+    _choice(source, "dataset", c.dataset, DATASET_NAMES)
+    _choice(source, "loss", c.loss, LOSS_NAMES)
+    _choice(source, "optimizer", c.optimizer, OPTIMIZER_NAMES)
+    _choice(source, "activation", c.activation, ACTIVATION_NAMES)
+    _choice(source, "schedule", c.schedule, SCHEDULE_NAMES)
+    _choice(source, "dtype", c.dtype, DTYPE_NAMES)
+    if c.dataset == "csv" and not c.csv:
+        _fail(source, "csv", c.csv, "dataset 'csv' needs the path of a CSV file")
+    if not (math.isfinite(c.lr) and c.lr > 0):
+        _fail(source, "lr", c.lr, "must be a number > 0")
+    if not 0 <= c.momentum < 1:
+        _fail(source, "momentum", c.momentum, "must be in [0, 1)")
+    if not (math.isfinite(c.weight_decay) and c.weight_decay >= 0):
+        _fail(source, "weight_decay", c.weight_decay, "must be >= 0")
+    if c.epochs < 1:
+        _fail(source, "epochs", c.epochs, "must be an integer >= 1")
+    if isinstance(c.batch_size, str) and c.batch_size != "full":
+        _fail(source, "batch_size", c.batch_size, "must be an integer >= 1 or 'full'")
+    if isinstance(c.batch_size, int) and c.batch_size < 1:
+        _fail(source, "batch_size", c.batch_size, "must be an integer >= 1 or 'full'")
+    if not c.hidden or not all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in c.hidden):
+        _fail(source, "hidden", c.hidden, "must be a non-empty list of layer sizes >= 1")
+    if c.n_samples < 10:
+        _fail(source, "n_samples", c.n_samples, "must be an integer >= 10")
+    for key in ("val_fraction", "test_fraction"):
+        if not 0 < getattr(c, key) < 0.5:
+            _fail(source, key, getattr(c, key), "must be in (0, 0.5)")
+    if c.step_size < 1:
+        _fail(source, "step_size", c.step_size, "must be an integer >= 1")
+    if not 0 < c.gamma <= 1:
+        _fail(source, "gamma", c.gamma, "must be in (0, 1]")
+    if c.power_t < 0:
+        _fail(source, "power_t", c.power_t, "must be >= 0")
+    if c.warmup_epochs < 0:
+        _fail(source, "warmup_epochs", c.warmup_epochs, "must be an integer >= 0")
+    for key in ("beta1", "beta2", "rho"):
+        if not 0 <= getattr(c, key) < 1:
+            _fail(source, key, getattr(c, key), "must be in [0, 1)")
+    if not c.eps > 0:
+        _fail(source, "eps", c.eps, "must be > 0")
+    for key in ("seed", "data_seed"):
+        if getattr(c, key) < 0:
+            _fail(source, key, getattr(c, key), "must be an integer >= 0")
+    if c.blas_threads < 1:
+        _fail(source, "blas_threads", c.blas_threads, "must be an integer >= 1")

@@ -1,0 +1,52 @@
+"""What a run needs written down to be reproduced later: code version, package versions, BLAS."""
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+PACKAGES = ("numpy", "scikit-learn", "pandas", "mlflow", "optuna", "matplotlib", "threadpoolctl")
+
+
+def _git(*args):
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_state():
+    """(commit, dirty) of the checkout the harness runs from; ('unknown', 'unknown') outside git."""
+    commit = _git("rev-parse", "HEAD")
+    if commit is None:
+        return "unknown", "unknown"
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return commit, "true" if status else "false"
+
+
+def package_versions():
+    versions = {"python": platform.python_version()}
+    for name in ("harness", *PACKAGES):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+def blas_info():
+    from threadpoolctl import threadpool_info
+    blas = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+    if not blas:
+        return {"blas": "unknown", "blas_threads": "unknown"}
+    names = sorted({f"{p.get('internal_api')} {p.get('version')} {p.get('architecture') or ''}".strip()
+                    for p in blas})
+    return {"blas": "; ".join(names), "blas_threads": str(blas[0].get("num_threads"))}
+
+
+def provenance_tags():
+    commit, dirty = git_state()
+    tags = {"git_commit": commit, "git_dirty": dirty, "platform": platform.platform()}
+    tags.update({f"version.{k}": v for k, v in package_versions().items()})
+    return tags

@@ -1,0 +1,107 @@
+"""One training run recorded as one MLflow run: the glue between the numpy core and tracking.
+
+The run is created (with its params) before training starts, so a store that cannot be written fails
+before any compute is spent; each epoch's metrics gather and go out in batches; artifacts (config,
+weights, plots) are written at the end. Used by ``harness train`` and, later, by every sweep trial
+and confirmation run.
+"""
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .provenance import blas_info, provenance_tags
+from .tracking import HARNESS_TAG, RunWriter
+from .train import DIVERGED, train
+
+CONFIG_ARTIFACT = "config.json"
+WEIGHTS_ARTIFACT = "weights.npz"
+
+
+def config_params(config):
+    return {k: (",".join(map(str, v)) if isinstance(v, list) else v) for k, v in config.to_dict().items()}
+
+
+def save_weights(network, path, classes):
+    arrays = {f"weight_{i}": w for i, w in enumerate(network.weights)}
+    arrays.update({f"bias_{i}": b for i, b in enumerate(network.biases)})
+    np.savez(path, classes=np.array(classes, dtype=str), **arrays)
+
+
+def _artifact_writer(config, split, result):
+    def write(client, run_id):
+        from sklearn.metrics import confusion_matrix
+
+        from .plots import confusion_png, curves_png
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            (folder / CONFIG_ARTIFACT).write_text(config.to_json())
+            curves_png(result.history, folder / "curves.png", config.run_name())
+            if result.status != DIVERGED:
+                save_weights(result.network, folder / WEIGHTS_ARTIFACT, split.classes)
+                predicted = result.network.logits(split.x_test).argmax(axis=1)
+                matrix = confusion_matrix(split.y_test, predicted, labels=range(split.n_classes))
+                confusion_png(matrix, split.classes, folder / "confusion_matrix.png",
+                              "test split confusion matrix")
+            client.log_artifacts(run_id, str(folder))
+    return write
+
+
+def outcome_metrics(result):
+    metrics = {"epochs_run": result.epochs_run}
+    if result.status == DIVERGED:
+        metrics["diverged_epoch"] = result.diverged_epoch
+        if result.last_finite_loss is not None:
+            metrics["last_finite_loss"] = result.last_finite_loss
+    metrics.update(result.final)
+    return metrics
+
+
+def train_and_record(config, split, uri, experiment, tags=None, parent_run_id=None, callbacks=(),
+                     include_test=True, on_epoch=None):
+    """Train ``config`` on ``split`` and record it; returns (run_id, TrainResult, timings)."""
+    start = time.perf_counter()
+    tags = {HARNESS_TAG: "train", "state": "running", "seed": config.seed,
+            "dataset": config.dataset, "dataset_digest": split.digest, **(tags or {})}
+    writer = RunWriter(uri, experiment, config.run_name(), config_params(config), tags, parent_run_id,
+                       preload=("harness.plots", "sklearn.metrics"))
+    writer.set_tags(lambda: _provenance_tags(config))
+    writer.wait_started()
+
+    def record(epoch, metrics):
+        writer.log_metrics(epoch, metrics)
+        if on_epoch is not None:
+            on_epoch(epoch, metrics)
+        return False
+
+    train_start = time.perf_counter()
+    try:
+        result = train(config, split, callbacks=(record, *callbacks), include_test=include_test)
+    except BaseException as exc:
+        writer.set_tags({"state": "failed", "error": f"{type(exc).__name__}: {exc}"[:500]})
+        writer.close("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
+    train_seconds = time.perf_counter() - train_start
+    final = {k: v for k, v in outcome_metrics(result).items() if not k.startswith("val_")}
+    writer.log_metrics(result.epochs_run, {**final, "train_seconds": train_seconds})  # val_*: last epoch
+    writer.set_tags({"state": result.status})
+    writer.call(_artifact_writer(config, split, result))
+    run_id = writer.close("FINISHED")
+    timings = {"total_seconds": time.perf_counter() - start, "train_seconds": train_seconds,
+               "recording_blocked_seconds": max(0.0, writer.blocked_seconds - writer.import_seconds),
+               "recording_busy_seconds": writer.busy_seconds,
+               "mlflow_import_seconds": writer.import_seconds}
+    return run_id, result, timings
+
+
+def _provenance_tags(config):
+    return {**provenance_tags(), "blas": blas_info()["blas"], "blas_threads": config.blas_threads}
+
+
+def result_json(run_id, result, timings=None):
+    summary = {"run_id": run_id, "status": result.status, "metrics": outcome_metrics(result)}
+    if timings:
+        summary["timings"] = {k: round(v, 4) for k, v in timings.items()}
+    return json.dumps(summary)

@@ -1,0 +1,171 @@
+"""The one place that talks to MLflow: where runs go, and a writer that records one run.
+
+Recording must not cost more than training. A ``RunWriter`` owns a thread that creates the run, logs
+params and tags, and writes the per-epoch curves in batches: points gather on the caller's side and
+go out as one ``log_batch`` at most every ``flush_seconds`` (and at the end), never one call per
+point. The thread is kept quiet while training runs on purpose: Python threads share one
+interpreter lock, and a busy writer thread was measured to slow a digits run 16-fold (1.63 s
+instead of 0.10 s). mlflow is imported lazily, so importing this module is cheap.
+"""
+import importlib
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+STORE_DIR = "mlruns"
+HARNESS_TAG = "harness.kind"
+"""Every run the harness makes carries this tag (train, search, confirm, condition, reproduce)."""
+
+
+def default_tracking_uri():
+    return f"sqlite:///{Path.cwd() / STORE_DIR / 'mlflow.db'}"
+
+
+def resolve_tracking_uri(flag=None):
+    """--tracking-uri, else $MLFLOW_TRACKING_URI, else the project's store under ./mlruns/."""
+    return flag or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+
+
+def _sqlite_path(uri):
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///"):])
+
+
+def artifact_root(uri):
+    """Artifacts of a local SQLite store live beside it (mlruns/artifacts); servers choose their own."""
+    path = _sqlite_path(uri)
+    return (path.parent / "artifacts").resolve().as_uri() if path else None
+
+
+def open_client(uri):
+    """An MlflowClient on ``uri``; creates the SQLite file's folder and schema on first use."""
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    from mlflow import MlflowClient
+    path = _sqlite_path(uri)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    elif urlparse(uri).scheme in ("", "file"):
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    return MlflowClient(tracking_uri=uri)
+
+
+def ensure_experiment(client, name, uri):
+    from mlflow.exceptions import MlflowException
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_root(uri))
+    except MlflowException:  # another process created it first
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def _now_ms():
+    return int(time.time() * 1000)
+
+
+class RunWriter:
+    """Records one MLflow run from a background thread; ``close`` waits and re-raises its errors."""
+
+    def __init__(self, uri, experiment, run_name, params, tags, parent_run_id=None, flush_seconds=2.0,
+                 preload=()):
+        self.run_id = None
+        self.flush_seconds = flush_seconds
+        self._points, self._last_flush = [], time.perf_counter()
+        self.blocked_seconds = 0.0  # time the caller waited on this writer
+        self.import_seconds = 0.0  # importing mlflow, its store and ``preload``: once per process
+        self.busy_seconds = 0.0  # time the writer thread spent writing (calls, artifacts)
+        self._ops = queue.Queue()
+        self._error = None
+        self._ready = threading.Event()
+        tags = dict(tags)
+        if parent_run_id:
+            tags["mlflow.parentRunId"] = parent_run_id
+        self._thread = threading.Thread(
+            target=self._work, args=(uri, experiment, run_name, params, tags, preload), daemon=True,
+            name="mlflow-run-writer")
+        self._thread.start()
+
+    def wait_started(self):
+        """Block until the run exists; returns its id (raises if it could not be created)."""
+        start = time.perf_counter()
+        self._ready.wait()
+        self.blocked_seconds += time.perf_counter() - start
+        if self.run_id is None:
+            raise self._error
+        return self.run_id
+
+    def log_metrics(self, step, metrics):
+        """Gather one step's metrics; they are sent in one batch every ``flush_seconds``."""
+        timestamp = _now_ms()
+        self._points.extend((key, float(value), timestamp, step) for key, value in metrics.items())
+        if time.perf_counter() - self._last_flush >= self.flush_seconds:
+            self.flush()
+
+    def flush(self):
+        if self._points:
+            self._ops.put(("metrics", self._points))
+            self._points, self._last_flush = [], time.perf_counter()
+
+    def set_tags(self, tags):
+        """Queue tags; ``tags`` may be a callable, then evaluated on the writer thread."""
+        self._ops.put(("tags", tags if callable(tags) else dict(tags)))
+
+    def call(self, fn):
+        """Run ``fn(client, run_id)`` on the writer thread, in order with the other writes."""
+        self._ops.put(("call", fn))
+
+    def close(self, status="FINISHED"):
+        start = time.perf_counter()
+        self.flush()
+        self._ops.put(("end", status))
+        self._thread.join()
+        self.blocked_seconds += time.perf_counter() - start
+        if self._error is not None:
+            raise self._error
+        return self.run_id
+
+    def _work(self, uri, experiment, run_name, params, tags, preload):
+        start = time.perf_counter()
+        try:
+            from mlflow.entities import Metric, Param, RunTag
+            client = open_client(uri)  # imports the store's modules (sqlalchemy, alembic) on first use
+            for module in preload:  # what later writes need (plotting), imported before training starts
+                importlib.import_module(module)
+            self.import_seconds = time.perf_counter() - start
+            start = time.perf_counter()
+            experiment_id = ensure_experiment(client, experiment, uri)
+            run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+            self.run_id = run.info.run_id
+            client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller by close()
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        self.busy_seconds += time.perf_counter() - start
+        while True:
+            op = self._ops.get()
+            start = time.perf_counter()
+            try:
+                if op[0] == "metrics":
+                    client.log_batch(self.run_id, metrics=[Metric(*point) for point in op[1]])
+                elif op[0] == "tags":
+                    tags = op[1]() if callable(op[1]) else op[1]
+                    client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+                elif op[0] == "call":
+                    op[1](client, self.run_id)
+                elif op[0] == "end":
+                    client.set_terminated(self.run_id, "FAILED" if self._error else op[1])
+            except BaseException as exc:  # noqa: BLE001
+                if self._error is None:
+                    self._error = exc
+            self.busy_seconds += time.perf_counter() - start
+            if op[0] == "end":
+                return

@@ -1,0 +1,31 @@
+import numpy as np
+import pytest
+
+from harness.config import make_config
+from harness.data import Split
+
+
+def tiny_split(n=60, features=5, classes=3, seed=0, dtype="float64"):
+    """A small separable problem that needs no scikit-learn import."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(0, 3, size=(classes, features))
+    y = np.arange(n) % classes
+    x = (centers[y] + rng.normal(0, 1, size=(n, features))).astype(dtype)
+    third = n // 3
+    parts = [x[:third], y[:third], x[third:2 * third], y[third:2 * third], x[2 * third:], y[2 * third:]]
+    return Split(*[np.ascontiguousarray(p) for p in parts], classes=[str(c) for c in range(classes)],
+                 digest="tiny")
+
+
+@pytest.fixture
+def split():
+    return tiny_split()
+
+
+@pytest.fixture
+def config():
+    def make(**values):
+        base = {"hidden": [8], "epochs": 5, "batch_size": 4, "lr": 0.1}
+        base.update(values)
+        return make_config(base)
+    return make

@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+
+from harness.config import make_config
+from harness.data import load_split
+from harness.errors import ConfigError
+
+
+@pytest.mark.parametrize("name,classes", [("digits", 10), ("iris", 3), ("wine", 3), ("breast_cancer", 2)])
+def test_builtin_sets_load_and_split_stratified(name, classes):
+    split = load_split(make_config({"dataset": name}))
+    assert split.n_classes == classes
+    n = len(split.y_train) + len(split.y_val) + len(split.y_test)
+    assert len(split.y_val) == pytest.approx(0.2 * n, abs=classes + 1)
+    for part in (split.y_train, split.y_val, split.y_test):  # every class in every part, in proportion
+        shares = np.bincount(part, minlength=classes) / len(part)
+        overall = np.bincount(split.y_train, minlength=classes) / len(split.y_train)
+        np.testing.assert_allclose(shares, overall, atol=0.05)
+
+
+@pytest.mark.parametrize("name", ["moons", "circles", "blobs", "classification"])
+def test_generated_sets_take_a_size(name):
+    split = load_split(make_config({"dataset": name, "n_samples": 500}))
+    assert len(split.y_train) + len(split.y_val) + len(split.y_test) == 500
+
+
+def test_scaling_is_fitted_on_train_only():
+    split = load_split(make_config({"dataset": "wine"}))
+    np.testing.assert_allclose(split.x_train.mean(0), 0, atol=1e-12)
+    assert not np.allclose(split.x_val.mean(0), 0, atol=1e-3)
+
+
+def test_digest_names_exactly_what_was_seen():
+    a = load_split(make_config({"dataset": "iris"}))
+    b = load_split(make_config({"dataset": "iris"}))
+    c = load_split(make_config({"dataset": "iris", "data_seed": 1}))
+    d = load_split(make_config({"dataset": "iris", "dtype": "float32"}))
+    assert a.digest == b.digest
+    assert len({a.digest, c.digest, d.digest}) == 3
+    assert d.x_train.dtype == np.float32
+
+
+def test_user_csv_with_text_labels(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = ["f1,f2,species"] + [f"{rng.normal()},{rng.normal()},{'ab'[i % 2]}" for i in range(40)]
+    path = tmp_path / "data.csv"
+    path.write_text("\n".join(rows))
+    split = load_split(make_config({"dataset": "csv", "csv": str(path), "label_column": "species"}))
+    assert split.classes == ["a", "b"] and split.n_features == 2
+
+
+@pytest.mark.parametrize("content,label,message", [
+    ("a,b\n1,2\n3,4\n", "label", "label_column = 'label' is not a column"),
+    ("a,label\nx,1\ny,0\n", "label", "column 'a' is not numeric"),
+    ("a,label\n1,1\n,0\n", "label", "empty cells"),
+    ("label\n1\n0\n", "label", "no feature columns"),
+])
+def test_bad_csv_gets_one_clear_error(tmp_path, content, label, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        load_split(make_config({"dataset": "csv", "csv": str(path), "label_column": label}))
+
+
+def test_missing_csv_file(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_split(make_config({"csv": str(tmp_path / "nope.csv"), "dataset": "csv"}))

@@ -1,0 +1,112 @@
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+from harness.config import make_config
+from harness.train import COMPLETE, DIVERGED, STOPPED, build_network, train
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_cross_entropy_sgd_matches_scikit_learn_loss_curve(nesterov):
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    from harness.data import load_split
+
+    config = make_config({"dataset": "digits", "loss": "cross_entropy", "optimizer": "sgd", "lr": 0.01,
+                          "momentum": 0.9, "nesterov": nesterov, "batch_size": 32, "epochs": 10,
+                          "hidden": [64], "activation": "relu", "shuffle": False})
+    split = load_split(config)
+    start = build_network(config, split)
+    weights = [w.copy() for w in start.weights]
+    biases = [b.copy() for b in start.biases]
+
+    clf = MLPClassifier(hidden_layer_sizes=(64,), activation="relu", solver="sgd", alpha=0.0,
+                        batch_size=32, learning_rate="constant", learning_rate_init=0.01, momentum=0.9,
+                        nesterovs_momentum=nesterov, shuffle=False, max_iter=1, tol=0.0,
+                        n_iter_no_change=10_000, random_state=0, warm_start=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(split.x_train, split.y_train)  # sets up every attribute; weights replaced below
+        clf.coefs_ = [w.copy() for w in weights]
+        clf.intercepts_ = [b.copy() for b in biases]
+        clf.loss_curve_, clf.n_iter_, clf.t_, clf.max_iter = [], 0, 0, 10
+        clf.fit(split.x_train, split.y_train)
+
+    ours = train(config, split, initial_params=(weights, biases)).history["train_loss"]
+    assert len(clf.loss_curve_) == len(ours) == 10
+    np.testing.assert_allclose(ours, clf.loss_curve_, rtol=1e-8, atol=0)
+    assert ours[-1] < ours[0] / 2  # it learned something: the test can fail
+
+
+def test_same_seed_gives_bit_identical_curves(split, config):
+    c = config(optimizer="adam", lr=0.01, epochs=4)
+    a, b = train(c, split), train(c, split)
+    assert a.history.keys() == b.history.keys()
+    for key in a.history:
+        assert a.history[key] == b.history[key], key
+
+
+def test_different_seeds_give_different_curves(split, config):
+    a = train(config(seed=0), split).history["train_loss"]
+    b = train(config(seed=1), split).history["train_loss"]
+    assert a != b
+
+
+def test_every_epoch_reports_the_documented_metrics(split, config):
+    result = train(config(epochs=3), split)
+    assert result.status == COMPLETE and result.epochs_run == 3
+    expected = {"train_loss", "lr", "grad_norm", "weight_norm", "train_accuracy", "val_cross_entropy",
+                "val_mse", "val_mse_logits", "val_accuracy", "val_saturated_share"}
+    assert set(result.history) == expected
+    assert all(len(v) == 3 for v in result.history.values())
+    assert {"test_accuracy", "test_cross_entropy", "val_accuracy"} <= set(result.final)
+
+
+def test_full_batch_and_pure_stochastic_both_train(split, config):
+    for batch in ("full", 1):
+        result = train(config(batch_size=batch, epochs=3, lr=0.02, momentum=0.0), split)
+        assert result.status == COMPLETE
+        assert result.history["train_loss"][-1] < result.history["train_loss"][0]
+
+
+def test_huge_learning_rate_diverges_without_exception(split, config):
+    result = train(config(loss="mse_logits", lr=1e6, momentum=0.9, epochs=20), split)
+    assert result.status == DIVERGED
+    assert 1 <= result.diverged_epoch <= 20
+    assert result.epochs_run == result.diverged_epoch - 1
+    assert all(len(v) == result.epochs_run for v in result.history.values())
+    assert result.last_finite_loss is not None and np.isfinite(result.last_finite_loss)
+
+
+def test_a_callback_can_stop_the_run(split, config):
+    seen = []
+    result = train(config(epochs=10), split, callbacks=[lambda e, m: seen.append(e) or e == 3])
+    assert result.status == STOPPED and result.epochs_run == 3 and seen == [1, 2, 3]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "rmsprop", "adagrad"])
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse", "mse_logits"])
+def test_every_loss_and_optimizer_lowers_its_loss_in_float32(split, config, loss, optimizer):
+    lr = {"sgd": 0.05, "adam": 0.01, "rmsprop": 0.005, "adagrad": 0.05}[optimizer]
+    lr *= {"mse": 5, "mse_logits": 0.2, "cross_entropy": 1}[loss]
+    result = train(config(loss=loss, optimizer=optimizer, lr=lr, epochs=8, dtype="float32"), split)
+    assert result.status == COMPLETE
+    assert result.network.params.dtype == np.float32
+    assert result.history["train_loss"][-1] < result.history["train_loss"][0]
+
+
+def test_schedule_and_warmup_reach_the_curve(split, config):
+    result = train(config(schedule="step", step_size=2, gamma=0.5, warmup_epochs=1, epochs=5), split)
+    assert result.history["lr"] == pytest.approx([0.05, 0.1, 0.05, 0.05, 0.025])
+
+
+def test_numpy_core_imports_neither_mlflow_nor_optuna():
+    code = ("import sys, harness.data, harness.network, harness.losses, harness.optimizers, "
+            "harness.activations, harness.schedules, harness.train, harness.config;"
+            "bad = [m for m in ('mlflow', 'optuna') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
