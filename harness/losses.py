@@ -33,12 +33,12 @@ class CrossEntropy:
     def value_and_grad(self, z, y, out):
         """Mean loss of the batch; writes dL/dz into ``out`` (same shape as z)."""
         b = z.shape[0]
-        np.subtract(z, z.max(axis=1, keepdims=True), out=out)
+        np.subtract(z, np.maximum.reduce(z, axis=1, keepdims=True), out=out)
         # -log p[y] = log(sum exp(shifted)) - shifted[y]: finite even where p[y] underflows to 0.
         shifted_at_label = float(np.vdot(out, y))
         np.exp(out, out=out)
-        total = out.sum(axis=1, keepdims=True)
-        value = (float(np.log(total).sum()) - shifted_at_label) / b
+        total = np.add.reduce(out, axis=1, keepdims=True)
+        value = (float(np.add.reduce(np.log(total), axis=None)) - shifted_at_label) / b
         out /= total
         out -= y
         out *= 1.0 / b

@@ -81,7 +81,7 @@ def _train(config, split, callbacks, initial_params, include_test):
     optimizer = build_optimizer(config, network)
     loss = LOSSES[config.loss]
 
-    x, labels = split.x_train, split.y_train
+    x, labels = np.ascontiguousarray(split.x_train, dtype=network.dtype), split.y_train
     n = x.shape[0]
     onehot = np.zeros((n, split.n_classes), dtype=network.dtype)
     onehot[np.arange(n), labels] = 1.0
