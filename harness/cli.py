@@ -63,7 +63,28 @@ def build_parser():
     train.add_argument("--json", action="store_true", help="print one JSON object on the last line")
     _add_tracking_flags(train)
     train.set_defaults(handler=_train_command)
+
+    sweep = commands.add_parser("sweep", help="run a study: tune lr/epochs per condition, confirm on test",
+                                description="Run a study file: for every condition, Optuna searches the "
+                                "nuisance settings with the same budget, then the best settings are "
+                                "retrained with new seeds and scored on the test split. Running the same "
+                                "command again resumes.")
+    sweep.add_argument("study_file", help="a study TOML file, e.g. studies/quickstart.toml")
+    sweep.add_argument("--trials", type=int, help="search trials per condition (overrides the file)")
+    sweep.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    sweep.add_argument("--storage", help="Optuna storage: a journal file path (default "
+                       "mlruns/optuna/<study>.journal) or an RDB URL")
+    sweep.add_argument("--epochs", type=int, help="fix the epoch count instead of searching it (smoke runs)")
+    sweep.add_argument("--confirm-seeds", type=int, help="confirmation seeds (overrides the file)")
+    sweep.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
+    _add_tracking_flags(sweep)
+    sweep.set_defaults(handler=_sweep_command)
     return parser
+
+
+def _sweep_command(args):
+    from .commands.sweep import run_sweep_command
+    return run_sweep_command(args)
 
 
 def _train_command(args):

@@ -25,6 +25,7 @@ def config_params(config):
 
 
 def save_weights(network, path, classes):
+    """Final weights as plain arrays in an .npz (``path`` may be a file object); loads without pickle."""
     arrays = {f"weight_{i}": w for i, w in enumerate(network.weights)}
     arrays.update({f"bias_{i}": b for i, b in enumerate(network.biases)})
     np.savez(path, classes=np.array(classes, dtype=str), **arrays)

@@ -169,3 +169,138 @@ class RunWriter:
             self.busy_seconds += time.perf_counter() - start
             if op[0] == "end":
                 return
+
+
+def write_artifacts(client, run_id, artifacts):
+    """Log ``{file name: bytes}`` as the run's root artifacts in one call."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, content in artifacts.items():
+            (Path(tmp) / name).write_bytes(content)
+        client.log_artifacts(run_id, tmp)
+
+
+class RecorderProcess:
+    """A child process that owns an MLflow client and writes whole runs while the caller trains.
+
+    Sweeps record one run per trial; on a local SQLite store that costs 50-100 ms per run, as much as
+    training a digits trial. A thread would not overlap it (one interpreter lock), a process does.
+    Protocol: ``start_run`` (returns at once; ``run_id`` blocks until the run exists), then
+    ``finish_run`` with the curves, tags, artifacts and final status. Errors come back at ``run_id``
+    or ``close``. The child ignores Ctrl-C (the caller ends its runs as KILLED first) and exits when
+    its parent dies.
+    """
+
+    def __init__(self, uri):
+        import multiprocessing
+        context = multiprocessing.get_context("spawn")
+        self._requests, self._replies = context.Queue(), context.Queue()
+        self._run_ids, self._errors = {}, []
+        self.blocked_seconds = 0.0
+        self._process = context.Process(target=_recorder_main, args=(uri, self._requests, self._replies),
+                                        name="mlflow-recorder", daemon=True)
+        self._process.start()
+
+    def start_run(self, key, experiment_id, run_name, params, tags):
+        self._requests.put(("start", key, experiment_id, run_name, params, tags))
+
+    def run_id(self, key):
+        start = time.perf_counter()
+        try:
+            while key not in self._run_ids:
+                self._take_reply(block=True)
+            return self._run_ids.pop(key)
+        finally:
+            self.blocked_seconds += time.perf_counter() - start
+
+    def finish_run(self, run_id, points, tags, artifacts, status="FINISHED"):
+        self._requests.put(("finish", run_id, points, tags, artifacts, status))
+
+    def close(self):
+        start = time.perf_counter()
+        self._requests.put(("stop",))
+        while True:
+            reply = self._take_reply(block=True)
+            if reply[0] == "stopped":
+                break
+        self._process.join(timeout=30)
+        self.blocked_seconds += time.perf_counter() - start
+        if self._errors:
+            raise RuntimeError(f"recording failed: {self._errors[0]}")
+
+    def _take_reply(self, block):
+        try:
+            reply = self._replies.get(timeout=600 if block else 0)
+        except queue.Empty:
+            raise RuntimeError("the MLflow recorder process did not answer for 600 s") from None
+        if reply[0] == "run":
+            self._run_ids[reply[1]] = reply[2]
+        elif reply[0] == "error":
+            self._errors.append(reply[2])
+            if reply[1] is not None:
+                raise RuntimeError(f"recording failed: {reply[2]}")
+        return reply
+
+
+def _recorder_main(uri, requests, replies):
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
+    client = open_client(uri)
+    from mlflow.entities import Metric, Param, RunTag
+    while True:
+        try:
+            message = requests.get(timeout=1.0)
+        except queue.Empty:
+            if os.getppid() != parent:  # the worker died: nothing more will come
+                return
+            continue
+        kind = message[0]
+        if kind == "stop":
+            replies.put(("stopped",))
+            return
+        try:
+            if kind == "start":
+                _, key, experiment_id, run_name, params, tags = message
+                run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+                client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+                replies.put(("run", key, run.info.run_id))
+            elif kind == "finish":
+                _, run_id, points, tags, artifacts, status = message
+                client.log_batch(run_id, metrics=[Metric(*p) for p in points],
+                                 tags=[RunTag(k, str(v)) for k, v in tags.items()])
+                if artifacts:
+                    write_artifacts(client, run_id, artifacts)
+                client.set_terminated(run_id, status)
+        except Exception as exc:  # noqa: BLE001 - reported to the worker
+            key = message[1] if kind == "start" else None
+            replies.put(("error", key, f"{type(exc).__name__}: {exc}"))
+
+
+def running_runs(client, experiment_id, study_name):
+    """Trial and confirm runs of a study still marked RUNNING, as (run_id, tags)."""
+    runs = client.search_runs([experiment_id], filter_string=f"tags.study = '{study_name}' and "
+                              "attributes.status = 'RUNNING'", max_results=5000)
+    return [(r.info.run_id, r.data.tags) for r in runs if r.data.tags.get(HARNESS_TAG) in ("search", "confirm")]
+
+
+def end_run(client, run_id, state, status):
+    client.set_tag(run_id, "state", state)
+    client.set_terminated(run_id, status)
+
+
+def parent_run(client, experiment_id, run_id, run_name, tags, params):
+    """Reuse a condition's parent run (marked RUNNING again) or create it; returns its id."""
+    from mlflow.entities import Param
+    from mlflow.exceptions import MlflowException
+    if run_id:
+        try:
+            run = client.get_run(run_id)
+            if run.info.lifecycle_stage == "active":
+                client.update_run(run_id, status="RUNNING")
+                return run_id
+        except MlflowException:
+            pass
+    run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    return run.info.run_id

@@ -1,0 +1,260 @@
+"""The one place that talks to Optuna: storages, one study per condition, budgets, stale trials.
+
+Each condition has a *search* study (``<study>/<condition>``), whose trials tune the nuisance settings,
+and a *confirm* study (``<study>/<condition>/confirm``) holding one enqueued trial per confirmation
+seed. Workers share them through the storage; the budget is counted there, so any number of local
+processes (or machines, on an RDB storage) can work on one sweep and the totals stay exact.
+"""
+import math
+import os
+import socket
+import time
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from .errors import HarnessError
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+HOST = socket.gethostname()
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+STALE_WITHOUT_OWNER_SECONDS = 120
+
+
+def default_storage_path(study_name):
+    return Path.cwd() / "mlruns" / "optuna" / f"{study_name}.journal"
+
+
+def open_storage(url, study_name):
+    """A journal file (the default, under mlruns/optuna/) or an RDB URL (sqlite:, postgresql...)."""
+    if not url or url.startswith("journal:") or url.endswith((".journal", ".log")):
+        path = Path(url[len("journal:"):] if url and url.startswith("journal:") else url or
+                    default_storage_path(study_name))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+        return JournalStorage(JournalFileBackend(str(path))), f"journal:{path}"
+    try:
+        return optuna.storages.RDBStorage(url), url
+    except Exception as exc:  # noqa: BLE001 - a bad URL is user input
+        raise HarnessError(f"--storage {url!r}: cannot open ({type(exc).__name__}: {exc})") from None
+
+
+def make_sampler(study, seed_offset):
+    seed = (study.sampler_seed * 1_000_003 + seed_offset) % (2**31)
+    if study.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if study.sampler == "qmc":
+        return optuna.samplers.QMCSampler(seed=study.sampler_seed, scramble=True)
+    if study.sampler == "grid":
+        return optuna.samplers.GridSampler({p.name: p.choices for p in study.search}, seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def make_pruner(study):
+    if study.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=study.pruner_startup_trials,
+                                           n_warmup_steps=study.pruner_warmup_epochs)
+    if study.pruner == "hyperband":
+        epochs = next((p for p in study.search if p.name == "epochs"), None)
+        top = (max(epochs.choices) if epochs.choices else epochs.high) if epochs else study.fixed.get("epochs", 30)
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=int(top), reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def suggest(trial, param):
+    if param.choices is not None:
+        return trial.suggest_categorical(param.name, param.choices)
+    if param.is_int:
+        return trial.suggest_int(param.name, int(param.low), int(param.high), log=param.log)
+    return trial.suggest_float(param.name, float(param.low), float(param.high), log=param.log)
+
+
+def pid_alive(pid):
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError, TypeError):
+        return True
+    return True
+
+
+class ConditionStudies:
+    """The search and confirm studies of one condition, as one worker sees them."""
+
+    def __init__(self, study, condition, storage, budget, seed_offset=0):
+        self.study, self.condition, self.budget = study, condition, budget
+        self.search = optuna.load_study(study_name=study.optuna_name(condition), storage=storage,
+                                        pruner=make_pruner(study))
+        # Seeded per worker and per resume, so two workers (or a resumed sweep) never replay the
+        # same sequence of random start points; one worker from scratch is reproducible.
+        self.search.sampler = make_sampler(study, seed_offset + len(self.search.get_trials(deepcopy=False)))
+        self.confirm = optuna.load_study(study_name=study.optuna_name(condition, "confirm", budget),
+                                         storage=storage)
+
+    # --- counting -------------------------------------------------------------------------------
+    def counts(self):
+        trials = self.search.get_trials(deepcopy=False)
+        states = [t.state for t in trials]
+        diverged = sum(1 for t in trials if t.user_attrs.get("state") == "diverged")
+        return {"complete": states.count(TrialState.COMPLETE), "pruned": states.count(TrialState.PRUNED),
+                "running": states.count(TrialState.RUNNING), "failed": states.count(TrialState.FAIL),
+                "waiting": states.count(TrialState.WAITING), "diverged": diverged}
+
+    def search_remaining(self):
+        c = self.counts()
+        if self.timed_out():
+            return 0
+        return self.budget - c["complete"] - c["pruned"] - c["running"]
+
+    def search_finished(self):
+        c = self.counts()
+        return c["running"] == 0 and (c["complete"] + c["pruned"] >= self.budget or
+                                      (self.timed_out() and c["complete"] + c["pruned"] > 0))
+
+    def timed_out(self):
+        if not self.study.timeout_seconds:
+            return False
+        starts = [t.datetime_start for t in self.search.get_trials(deepcopy=False) if t.datetime_start]
+        return bool(starts) and (time.time() - min(starts).timestamp()) > self.study.timeout_seconds
+
+    def confirm_waiting(self):
+        return sum(1 for t in self.confirm.get_trials(deepcopy=False) if t.state == TrialState.WAITING)
+
+    def confirm_finished(self):
+        trials = self.confirm.get_trials(deepcopy=False)
+        return bool(trials) and all(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in trials) and \
+            sum(t.state == TrialState.COMPLETE for t in trials) >= self.study.confirm_seeds
+
+    def best_trial(self):
+        """The best finished search trial with a finite value, or None (all diverged or failed)."""
+        trials = [t for t in self.search.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                  if t.value is not None and math.isfinite(t.value)]
+        if not trials:
+            return None
+        pick = max if self.study.direction == "maximize" else min
+        return pick(trials, key=lambda t: t.value)
+
+    # --- trials ---------------------------------------------------------------------------------
+    def ask_search(self):
+        """A new search trial with its settings, or None if another worker took the last slot."""
+        trial = self.search.ask()
+        _claim(trial)
+        ahead = [t for t in self.search.get_trials(deepcopy=False)
+                 if t.state in FINISHED or (t.state == TrialState.RUNNING and t.number < trial.number)]
+        if len(ahead) >= self.budget:
+            trial.set_user_attr("state", "over_budget")
+            self.search.tell(trial, state=TrialState.FAIL)
+            return None, None
+        params = {p.name: suggest(trial, p) for p in self.study.search}
+        return trial, params
+
+    def ask_confirm(self):
+        trial = self.confirm.ask()
+        _claim(trial)
+        if "fixed_params" not in _frozen(self.confirm, trial.number).system_attrs:  # past the budget
+            trial.set_user_attr("state", "over_budget")
+            self.confirm.tell(trial, state=TrialState.FAIL)
+            return None, None
+        return trial, trial.suggest_int("seed", 0, 2**31 - 1)
+
+    def finish(self, which, trial, state, value=None, attrs=None):
+        for key, val in (attrs or {}).items():
+            trial.set_user_attr(key, val)
+        trial.set_user_attr("state", state)
+        optuna_study = self.search if which == "search" else self.confirm
+        if state == "pruned":
+            optuna_study.tell(trial, state=TrialState.PRUNED)
+        elif state in ("failed", "interrupted"):
+            optuna_study.tell(trial, state=TrialState.FAIL)
+            if state == "interrupted":  # re-run the same settings later: nothing is lost
+                optuna_study.enqueue_trial(_settings(_frozen(optuna_study, trial.number)),
+                                           user_attrs={"retry_of": trial.number})
+        else:
+            optuna_study.tell(trial, value)
+
+    def reap_stale(self):
+        """Fail RUNNING trials whose local worker process is gone and queue them again; returns them."""
+        reaped = []
+        for optuna_study in (self.search, self.confirm):
+            for t in optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                host, pid = t.user_attrs.get("worker_host"), t.user_attrs.get("worker_pid")
+                if host is None:
+                    started = t.datetime_start.timestamp() if t.datetime_start else time.time()
+                    if time.time() - started < STALE_WITHOUT_OWNER_SECONDS:
+                        continue
+                elif host != HOST or pid_alive(pid):
+                    continue
+                try:
+                    optuna_study._storage.set_trial_user_attr(t._trial_id, "state", "killed")
+                    optuna_study.tell(t.number, state=TrialState.FAIL)
+                except (RuntimeError, ValueError, optuna.exceptions.UpdateFinishedTrialError):
+                    continue  # another worker reaped it first
+                optuna_study.enqueue_trial(_settings(t), user_attrs={"retry_of": t.number})
+                reaped.append(t.number)
+        return reaped
+
+
+def _frozen(optuna_study, number):
+    return next(t for t in optuna_study.get_trials(deepcopy=False) if t.number == number)
+
+
+def _settings(trial):
+    """The settings a trial ran (or was enqueued) with, to queue the same trial again."""
+    return {**trial.system_attrs.get("fixed_params", {}), **trial.params}
+
+
+def _claim(trial):
+    trial.set_user_attr("worker_host", HOST)
+    trial.set_user_attr("worker_pid", os.getpid())
+
+
+def prepare_studies(study, storage, digest, budget):
+    """Create (or check) every condition's search and confirm studies; run once before workers start.
+
+    Creating studies from several processes at once races on a fresh database, so the command that
+    starts the workers does it first. A study whose settings changed since it was created is refused.
+    """
+    created = {}
+    for condition in study.conditions:
+        name = study.optuna_name(condition)
+        search = optuna.create_study(study_name=name, storage=storage, direction=study.direction,
+                                     load_if_exists=True)
+        known = search.user_attrs.get("settings_digest")
+        if known is None:
+            search.set_user_attr("settings_digest", digest)
+            search.set_user_attr("condition_settings", condition.settings)
+        elif known != digest:
+            raise HarnessError(f"{study.path}: study {study.name!r} already exists in the storage with other "
+                               "settings; give the edited study a new name (or delete its records)")
+        confirm = optuna.create_study(study_name=study.optuna_name(condition, "confirm", budget), storage=storage,
+                                      direction="maximize", load_if_exists=True)
+        if not confirm.get_trials(deepcopy=False):
+            for seed in study.confirm_seed_values():
+                confirm.enqueue_trial({"seed": seed})
+        created[condition.name] = search
+    return created
+
+
+def set_parent_run(search_study, run_id):
+    search_study.set_user_attr("mlflow_parent_run_id", run_id)
+
+
+def trial_rows(study, storage, budget):
+    """Every trial of the sweep as plain dicts, for the summary table."""
+    rows = []
+    for condition in study.conditions:
+        for phase in ("search", "confirm"):
+            try:
+                optuna_study = optuna.load_study(study_name=study.optuna_name(condition, phase, budget),
+                                                 storage=storage)
+            except KeyError:
+                continue
+            for t in optuna_study.get_trials(deepcopy=False):
+                rows.append({"condition": condition.name, "phase": phase, "number": t.number,
+                             "optuna_state": t.state.name, "value": t.value, **t.params,
+                             **{k: v for k, v in t.user_attrs.items() if k not in ("worker_host",)}})
+    return rows

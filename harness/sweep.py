@@ -1,0 +1,361 @@
+"""A study sweep: search every condition's nuisance settings, confirm the winners on the test split.
+
+The command that starts a sweep prepares everything shared (Optuna studies, the MLflow experiment and
+one parent run per condition, clean-up of what a killed sweep left behind), then starts the workers.
+A worker repeatedly takes the next piece of work from the storage: a search trial of a condition with
+budget left, else a confirmation seed of a condition whose search is done. Every trial and every
+confirmation is one nested MLflow run, written by the worker's recorder process while it trains on.
+"""
+import io
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+from .data import load_split
+from .provenance import blas_info, provenance_tags
+from .recorded import config_params, outcome_metrics, save_weights
+from .search import ConditionStudies, open_storage, prepare_studies, set_parent_run, trial_rows
+from .tracking import (HARNESS_TAG, RecorderProcess, end_run, ensure_experiment, open_client, parent_run,
+                       running_runs)
+from .train import COMPLETE, DIVERGED, STOPPED, train
+
+STATES = {COMPLETE: "complete", STOPPED: "pruned", DIVERGED: "diverged"}
+DATA_KEYS = ("dataset", "csv", "label_column", "n_samples", "val_fraction", "test_fraction", "data_seed",
+             "dtype")
+
+
+@dataclass
+class WorkerStats:
+    trials: int = 0
+    confirms: int = 0
+    train_seconds: float = 0.0
+    optuna_seconds: float = 0.0
+    mlflow_blocked_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    epochs: int = 0
+
+
+@dataclass
+class SweepPlan:
+    """What every worker needs to know; plain data, so it crosses into worker processes."""
+    study_path: str
+    storage_url: str
+    tracking_uri: str
+    experiment_id: str
+    parent_runs: dict
+    budget: int
+    extra_tags: dict = field(default_factory=dict)
+
+
+class _Timer:
+    def __init__(self, stats, attr):
+        self.stats, self.attr = stats, attr
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc):
+        setattr(self.stats, self.attr, getattr(self.stats, self.attr) + time.perf_counter() - self.start)
+
+
+class SweepWorker:
+    def __init__(self, study, plan, index=0, on_progress=None):
+        self.study, self.plan, self.index, self.on_progress = study, plan, index, on_progress
+        self.stats = WorkerStats()
+        storage, _ = open_storage(plan.storage_url, study.name)
+        with _Timer(self.stats, "optuna_seconds"):
+            self.conditions = [ConditionStudies(study, condition, storage, plan.budget, index * 7919 + i * 104729)
+                               for i, condition in enumerate(study.conditions)]
+        self.recorder = RecorderProcess(plan.tracking_uri)
+        self.splits = {}
+        self.base_tags = {**provenance_tags(), "blas": blas_info()["blas"], "study": study.name,
+                          **plan.extra_tags}
+        self._current = None
+
+    def split_for(self, config):
+        key = tuple(getattr(config, k) for k in DATA_KEYS)
+        if key not in self.splits:
+            self.splits[key] = load_split(config)
+        return self.splits[key]
+
+    def run(self):
+        start = time.perf_counter()
+        try:
+            while True:
+                with _Timer(self.stats, "optuna_seconds"):
+                    for studies in self.conditions:
+                        studies.reap_stale()
+                    task = self.next_task()
+                if task is None:
+                    break
+                if task == "wait":
+                    time.sleep(0.2)
+                    continue
+                phase, studies = task
+                (self.search_trial if phase == "search" else self.confirm_trial)(studies)
+                if self.on_progress:
+                    self.on_progress()
+        except KeyboardInterrupt:
+            self._abandon_current()
+            raise
+        finally:
+            self.recorder.close()
+            self.stats.mlflow_blocked_seconds = self.recorder.blocked_seconds
+            self.stats.wall_seconds = time.perf_counter() - start
+        return self.stats
+
+    def next_task(self):
+        shift = self.index % len(self.conditions)
+        order = self.conditions[shift:] + self.conditions[:shift]
+        for studies in order:
+            if studies.search_remaining() > 0:
+                return "search", studies
+        finished = [s for s in order if s.search_finished()]
+        for studies in finished:
+            if studies.confirm_waiting() > 0:
+                return "confirm", studies
+        if len(finished) == len(order) and all(s.confirm_finished() for s in order):
+            return None
+        return "wait"
+
+    # --- one search trial -------------------------------------------------------------------------
+    def search_trial(self, studies):
+        study = self.study
+        with _Timer(self.stats, "optuna_seconds"):
+            trial, params = studies.ask_search()
+        if trial is None:
+            return
+        config = study.config_for(studies.condition, params, study.search_seed)
+        split = self.split_for(config)
+        key = ("search", studies.condition.name, trial.number)
+        tags = self._tags(studies, "search", trial.number, config, split)
+        self._start(key, f"{studies.condition.name}-t{trial.number:03d}", config, tags, studies, trial, "search")
+
+        def report(epoch, metrics):
+            with _Timer(self.stats, "optuna_seconds"):
+                trial.report(metrics[study.objective], epoch)
+                return trial.should_prune()
+
+        result = self._train(config, split, (report,), include_test=False)
+        if result is None:
+            return
+        state = STATES[result.status]
+        worst = -math.inf if study.direction == "maximize" else math.inf
+        value = result.history[study.objective][-1] if state == "complete" else worst
+        attrs = {"epochs_run": result.epochs_run}
+        if state == "pruned":
+            attrs["pruned_epoch"] = result.epochs_run
+        if state == "diverged":
+            attrs["diverged_epoch"] = result.diverged_epoch
+        self._finish(key, studies, trial, "search", state, value, attrs, config, split, result)
+        self.stats.trials += 1
+
+    # --- one confirmation seed --------------------------------------------------------------------
+    def confirm_trial(self, studies):
+        study = self.study
+        with _Timer(self.stats, "optuna_seconds"):
+            trial, seed = studies.ask_confirm()
+            best = studies.best_trial() if trial is not None else None
+        if trial is None:
+            return
+        if best is None:  # every search trial diverged or failed: nothing to confirm
+            with _Timer(self.stats, "optuna_seconds"):
+                studies.finish("confirm", trial, "skipped", -math.inf, {"seed": seed})
+            return
+        config = study.config_for(studies.condition, best.params, seed)
+        split = self.split_for(config)
+        key = ("confirm", studies.condition.name, trial.number)
+        tags = self._tags(studies, "confirm", trial.number, config, split)
+        tags["best_search_trial"] = best.number
+        self._start(key, f"{studies.condition.name}-confirm-s{seed}", config, tags, studies, trial, "confirm")
+        result = self._train(config, split, (), include_test=True)
+        if result is None:
+            return
+        state = STATES[result.status]
+        attrs = {"seed": seed, "best_search_trial": best.number, "epochs_run": result.epochs_run,
+                 "epochs_to_target": epochs_to_target(result.history, study.target_accuracy)}
+        attrs.update({k: v for k, v in result.final.items() if k.startswith("test_")})
+        if study.objective in result.history and result.history[study.objective]:
+            attrs["val_objective"] = result.history[study.objective][-1]
+        value = result.final.get("test_accuracy", -math.inf)
+        self._finish(key, studies, trial, "confirm", state, value, attrs, config, split, result)
+        self.stats.confirms += 1
+
+    # --- shared steps ------------------------------------------------------------------------------
+    def _tags(self, studies, phase, number, config, split):
+        return {**self.base_tags, HARNESS_TAG: phase, "condition": studies.condition.name, "phase": phase,
+                "trial": number, "state": "running", "seed": config.seed, "dataset": config.dataset,
+                "dataset_digest": split.digest, "blas_threads": config.blas_threads,
+                "optuna_study": self.study.optuna_name(studies.condition, phase, self.plan.budget),
+                "mlflow.parentRunId": self.plan.parent_runs[studies.condition.name]}
+
+    def _start(self, key, run_name, config, tags, studies, trial, phase):
+        self.recorder.start_run(key, self.plan.experiment_id, run_name, config_params(config), tags)
+        self._current = (key, studies, trial, phase)
+
+    def _train(self, config, split, callbacks, include_test):
+        key, studies, trial, phase = self._current
+        start = time.perf_counter()
+        try:
+            result = train(config, split, callbacks=callbacks, include_test=include_test)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a failed trial is recorded; the study goes on
+            self._end_current("failed", "FAILED", error=f"{type(exc).__name__}: {exc}")
+            return None
+        finally:
+            self.stats.train_seconds += time.perf_counter() - start
+        self.stats.epochs += result.epochs_run
+        return result
+
+    def _finish(self, key, studies, trial, phase, state, value, attrs, config, split, result):
+        with _Timer(self.stats, "mlflow_blocked_seconds"):
+            run_id = self.recorder.run_id(key)
+        with _Timer(self.stats, "optuna_seconds"):
+            studies.finish(phase, trial, state, value, {**attrs, "mlflow_run_id": run_id})
+        self._current = None
+        points = [(k, float(v), int(time.time() * 1000), epoch)
+                  for k, values in result.history.items() for epoch, v in enumerate(values, start=1)]
+        final = {k: v for k, v in outcome_metrics(result).items() if not k.startswith("val_")}
+        points += [(k, float(v), int(time.time() * 1000), result.epochs_run) for k, v in final.items()]
+        tags = {"state": state, **{k: v for k, v in attrs.items() if k.endswith("_epoch")}}
+        artifacts = {"config.json": config.to_json().encode()}
+        if result.status != DIVERGED:
+            buffer = io.BytesIO()
+            save_weights(result.network, buffer, split.classes)
+            artifacts["weights.npz"] = buffer.getvalue()
+        self.recorder.finish_run(run_id, points, tags, artifacts)
+
+    def _end_current(self, state, status, error=None):
+        key, studies, trial, phase = self._current
+        self._current = None
+        run_id = self.recorder.run_id(key)
+        attrs = {"mlflow_run_id": run_id}
+        if error:
+            attrs["error"] = error[:500]
+        studies.finish(phase, trial, state, attrs=attrs)
+        self.recorder.finish_run(run_id, [], {"state": state, **({"error": error[:500]} if error else {})},
+                                 {}, status)
+
+    def _abandon_current(self):
+        if self._current is not None:
+            try:
+                self._end_current("interrupted", "KILLED")
+            except Exception:  # noqa: BLE001 - the next start reaps what is left
+                pass
+
+
+def epochs_to_target(history, target):
+    """First epoch whose validation accuracy reaches ``target``; None when it never does (censored)."""
+    for epoch, accuracy in enumerate(history.get("val_accuracy", []), start=1):
+        if accuracy >= target:
+            return epoch
+    return None
+
+
+def _worker_process(study_path, plan, index, results):
+    from .studies import load_study
+    study = load_study(study_path)
+    try:
+        stats = SweepWorker(study, plan, index).run()
+        results.put((index, stats, None))
+    except KeyboardInterrupt:
+        results.put((index, None, "interrupted"))
+    except Exception as exc:  # noqa: BLE001 - reported by the coordinator
+        results.put((index, None, f"{type(exc).__name__}: {exc}"))
+        raise
+
+
+# --- the command that starts a sweep ---------------------------------------------------------------
+def prepare(study, storage_url, tracking_uri, budget):
+    """Everything shared, made once before any worker starts; returns the plan and the client."""
+    storage, storage_url = open_storage(storage_url, study.name)
+    searches = prepare_studies(study, storage, study.settings_digest(), budget)
+    client = open_client(tracking_uri)
+    experiment_id = ensure_experiment(client, study.name, tracking_uri)
+    parents = {}
+    for condition in study.conditions:
+        search = searches[condition.name]
+        tags = {HARNESS_TAG: "condition", "study": study.name, "condition": condition.name,
+                "phase": "condition", "objective": study.objective, "study_file": os.path.basename(study.path)}
+        params = {**study.fixed, **condition.settings, "trials": budget, "sampler": study.sampler,
+                  "pruner": study.pruner, "objective": study.objective, "confirm_seeds": study.confirm_seeds,
+                  **{f"search.{p.name}": (p.choices if p.choices else f"[{p.low}, {p.high}]"
+                                          + (" log" if p.log else "")) for p in study.search}}
+        run_id = parent_run(client, experiment_id, search.user_attrs.get("mlflow_parent_run_id"),
+                            condition.name, tags, params)
+        if run_id != search.user_attrs.get("mlflow_parent_run_id"):
+            set_parent_run(search, run_id)
+        parents[condition.name] = run_id
+    plan = SweepPlan(study.path, storage_url, tracking_uri, experiment_id, parents, budget)
+    cleanup(study, plan, client)
+    return plan, client
+
+
+def cleanup(study, plan, client):
+    """Fail trials of dead local workers (queued again), end their MLflow runs as KILLED."""
+    storage, _ = open_storage(plan.storage_url, study.name)
+    live = set()
+    for condition in study.conditions:
+        studies = ConditionStudies(study, condition, storage, plan.budget)
+        studies.reap_stale()
+        for phase, optuna_study in (("search", studies.search), ("confirm", studies.confirm)):
+            live.update((condition.name, phase, str(t.number)) for t in optuna_study.get_trials(deepcopy=False)
+                        if t.state.name == "RUNNING")
+    ended = 0
+    for run_id, tags in running_runs(client, plan.experiment_id, study.name):
+        if (tags.get("condition"), tags.get("phase"), tags.get("trial")) not in live:
+            end_run(client, run_id, "killed", "KILLED")
+            ended += 1
+    return ended
+
+
+def run_workers(study, plan, workers, on_poll=None):
+    """Run the workers (in this process when there is one); returns their stats."""
+    if workers == 1:
+        return [SweepWorker(study, plan, 0, on_progress=on_poll).run()]
+    import multiprocessing
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    processes = [context.Process(target=_worker_process, args=(study.path, plan, i, results),
+                                 name=f"sweep-worker-{i}") for i in range(workers)]
+    for process in processes:
+        process.start()
+    stats, errors = [], []
+    try:
+        while len(stats) + len(errors) < workers:
+            try:
+                index, worker_stats, error = results.get(timeout=0.5)
+            except Exception:  # queue.Empty; also notices workers that died without a word
+                if on_poll:
+                    on_poll()
+                if all(not p.is_alive() for p in processes) and results.empty():
+                    errors.append("a worker process died")
+                    break
+                continue
+            (errors.append(error) if error else stats.append(worker_stats))
+    except KeyboardInterrupt:
+        for process in processes:
+            process.join(timeout=30)
+        raise
+    for process in processes:
+        process.join()
+    if errors:
+        if "interrupted" in errors:
+            raise KeyboardInterrupt
+        raise RuntimeError(f"sweep worker failed: {errors[0]}")
+    return stats
+
+
+def finish(study, plan, client, summary_csv):
+    """Attach the summary to every condition's parent run and end the parents."""
+    from .tracking import write_artifacts
+    for run_id in plan.parent_runs.values():
+        write_artifacts(client, run_id, {"summary.csv": summary_csv.encode()})
+        client.set_terminated(run_id, "FINISHED")
+
+
+def rows(study, plan):
+    storage, _ = open_storage(plan.storage_url, study.name)
+    return trial_rows(study, storage, plan.budget)

@@ -1,0 +1,118 @@
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from harness.errors import ConfigError
+from harness.studies import load_study, parse_study
+
+GOOD = """
+name = "tiny"
+[fixed]
+dataset = "iris"
+hidden = [8]
+[conditions]
+loss = ["mse", "cross_entropy"]
+[conditions.optimizer]
+sgd = { optimizer = "sgd", momentum = 0.0 }
+adam = { optimizer = "adam" }
+[search]
+lr = { low = 0.01, high = 1.0, log = true }
+epochs = { low = 2, high = 6 }
+[budget]
+trials = 3
+[confirm]
+seeds = 2
+"""
+
+
+def write(tmp_path, text):
+    path = tmp_path / "study.toml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_a_good_study_makes_the_grid_of_conditions(tmp_path):
+    study = load_study(write(tmp_path, GOOD))
+    assert [c.name for c in study.conditions] == ["mse-sgd", "mse-adam", "cross_entropy-sgd", "cross_entropy-adam"]
+    assert study.conditions[1].settings == {"loss": "mse", "optimizer": "adam"}
+    assert study.direction == "maximize" and study.objective == "val_accuracy"
+    assert study.confirm_seed_values() == [1, 2] and study.trials == 3
+    config = study.config_for(study.conditions[0], {"lr": 0.1, "epochs": 3}, seed=7)
+    assert (config.loss, config.optimizer, config.lr, config.epochs, config.seed) == ("mse", "sgd", 0.1, 3, 7)
+
+
+def _replace(old, new):
+    assert old in GOOD
+    return GOOD.replace(old, new)
+
+
+BAD = [
+    (_replace('name = "tiny"\n', ""), "name is missing"),
+    (_replace('name = "tiny"', 'name = "a b/c"'), "name = 'a b/c' is not allowed"),
+    (_replace('name = "tiny"', 'name = 3'), "name = 3 is not allowed"),
+    ("colour = 1\n" + GOOD, "colour = 1 is not allowed; known keys"),
+    (_replace('loss = ["mse", "cross_entropy"]', 'loss = ["mse", "hinge"]'), "loss = 'hinge' is not allowed"),
+    (_replace('loss = ["mse", "cross_entropy"]', "loss = []"), "conditions.loss = [] is not allowed"),
+    (_replace("[conditions]\nloss", "[conditions]\nflavour"), "conditions.flavour"),
+    (_replace("lr = { low = 0.01, high = 1.0, log = true }", "lr = { low = 1.0, high = 0.01, log = true }"),
+     "search.lr.low = 1.0 is not allowed; must be < search.lr.high"),
+    (_replace("lr = { low = 0.01, high = 1.0, log = true }", "lr = { low = -0.1, high = 1.0 }"),
+     "search.lr.low = -0.1 is not allowed; must be > 0"),
+    (_replace("epochs = { low = 2, high = 6 }", "epochs = { low = 0, high = 6 }"), "search.epochs.low = 0"),
+    (_replace("epochs = { low = 2, high = 6 }", "epochs = { low = 2.5, high = 6 }"), "search.epochs.low = 2.5"),
+    (_replace("epochs = { low = 2, high = 6 }", "epochs = { low = 2 }"), "search.epochs.high is missing"),
+    (_replace("epochs = { low = 2, high = 6 }", "depth = { low = 2, high = 6 }"), "search.depth"),
+    (_replace("trials = 3", "trials = 0"), "budget.trials = 0 is not allowed; must be an integer >= 1"),
+    (_replace("trials = 3", 'trials = "many"'), "budget.trials = 'many'"),
+    (GOOD + '[sampler]\nname = "bayes"\n', "sampler.name = 'bayes' is not allowed; choose one of: tpe"),
+    (GOOD + '[pruner]\nname = "early"\n', "pruner.name = 'early'"),
+    (GOOD + '[objective]\nmetric = "test_accuracy"\n', "objective.metric = 'test_accuracy'"),
+    (GOOD + '[objective]\nmetric = "val_mse"\ndirection = "maximize"\n', "val_mse must be minimized"),
+    (_replace("seeds = 2", "seeds = 0"), "confirm.seeds = 0"),
+    (_replace("[search]\nlr = { low = 0.01, high = 1.0, log = true }\nepochs = { low = 2, high = 6 }\n", ""),
+     "search is missing"),
+    (_replace('[conditions]\nloss = ["mse", "cross_entropy"]\n[conditions.optimizer]\n'
+              'sgd = { optimizer = "sgd", momentum = 0.0 }\nadam = { optimizer = "adam" }\n', "[conditions]\n"),
+     "conditions = {} is not allowed"),
+    (_replace('hidden = [8]', 'hidden = [8]\nlr = 0.1'), "fixed.lr = 0.1 is not allowed; lr is searched"),
+    (_replace('hidden = [8]', 'hidden = "eight"'), "hidden = 'eight'"),
+    (_replace('adam = { optimizer = "adam" }', 'adam = { optimizer = "adam", colour = 1 }'),
+     "conditions.optimizer.adam.colour"),
+    (GOOD + '[sampler]\nname = "grid"\n', "the grid sampler needs choices"),
+    ("name = [", "not valid TOML"),
+]
+
+
+@pytest.mark.parametrize("text,message", BAD, ids=[m[:40] for _, m in BAD])
+def test_malformed_study_files_get_one_line_naming_file_and_key(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as error:
+        load_study(path)
+    line = str(error.value)
+    assert message in line, line
+    assert line.startswith(str(path)) and "\n" not in line
+
+
+def test_missing_study_file(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_study(tmp_path / "nope.toml")
+
+
+def test_digest_ignores_budget_and_seed_count_only():
+    import tomllib
+    data = tomllib.loads(GOOD)
+    base = parse_study(data, "x").settings_digest()
+    assert parse_study({**data, "budget": {"trials": 9}, "confirm": {"seeds": 7}}, "x").settings_digest() == base
+    changed = {**data, "search": {**data["search"], "lr": {"low": 0.001, "high": 1.0}}}
+    assert parse_study(changed, "x").settings_digest() != base
+
+
+STUDY_FILES = sorted(p for p in (Path(__file__).parent.parent / "studies").glob("*.toml")
+                     if not p.name.startswith("single_run"))  # single_run*.toml: harness train configs
+
+
+@pytest.mark.parametrize("path", STUDY_FILES, ids=lambda p: p.name)
+def test_shipped_study_files_parse(path):
+    study = load_study(path)
+    assert study.conditions and study.search

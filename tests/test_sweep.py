@@ -1,0 +1,207 @@
+"""End to end: ``harness sweep`` on tiny studies in a temporary directory."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+
+TINY = """
+name = "tiny"
+[fixed]
+dataset = "iris"
+hidden = [8]
+batch_size = 16
+[conditions]
+loss = ["mse", "cross_entropy"]
+[search]
+lr = { low = 0.01, high = 2.0, log = true }
+epochs = { low = 3, high = 8 }
+[budget]
+trials = 4
+[pruner]
+name = "median"
+startup_trials = 1
+warmup_epochs = 1
+[confirm]
+seeds = 2
+"""
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path
+
+
+def write_study(folder, text=TINY, name="tiny.toml"):
+    path = folder / name
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def optuna_trials(folder, study="tiny"):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    storage = JournalStorage(JournalFileBackend(str(folder / "mlruns" / "optuna" / f"{study}.journal")))
+    return {s.study_name: optuna.load_study(study_name=s.study_name, storage=storage).get_trials(deepcopy=False)
+            for s in optuna.get_all_study_summaries(storage)}
+
+
+def mlflow_runs(folder, study="tiny"):
+    from mlflow import MlflowClient
+    client = MlflowClient(f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(study)
+    return client, client.search_runs([experiment.experiment_id], max_results=5000)
+
+
+def test_sweep_records_every_trial_once_and_confirms_on_test(workdir, capsys):
+    assert main(["sweep", write_study(workdir), "--json"]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out.strip().splitlines()[-1])["summary"]
+    assert [row["condition"] for row in summary] == ["mse", "cross_entropy"]
+    assert "test_accuracy (95% CI)" in out
+
+    trials = optuna_trials(workdir)
+    client, runs = mlflow_runs(workdir)
+    assert all(r.info.status == "FINISHED" for r in runs)
+    by_kind = Counter(r.data.tags["harness.kind"] for r in runs)
+    assert by_kind == {"condition": 2, "search": 8, "confirm": 4}
+    parents = {r.data.tags["condition"]: r.info.run_id for r in runs if r.data.tags["harness.kind"] == "condition"}
+    runs_by_id = {r.info.run_id: r for r in runs}
+
+    for condition in ("mse", "cross_entropy"):
+        search = trials[f"tiny/{condition}"]
+        assert Counter(t.state.name for t in search)["RUNNING"] == 0
+        assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in search) == 4
+        confirm = trials[f"tiny/{condition}/confirm-after-4-trials"]
+        assert sorted(t.params["seed"] for t in confirm if t.state.name == "COMPLETE") == [1, 2]
+        for phase, group in (("search", search), ("confirm", confirm)):
+            for t in group:
+                run = runs_by_id[t.user_attrs["mlflow_run_id"]]  # trial -> run ...
+                tags = run.data.tags
+                assert (tags["condition"], tags["phase"], tags["trial"]) == (condition, phase, str(t.number))  # ... -> trial
+                assert tags["mlflow.parentRunId"] == parents[condition] and tags["study"] == "tiny"
+                assert tags["state"] == t.user_attrs["state"]
+                curve = client.get_metric_history(run.info.run_id, "val_accuracy")
+                assert len(curve) == t.user_attrs["epochs_run"] == int(run.data.metrics["epochs_run"])
+                if t.state.name == "PRUNED":
+                    assert tags["pruned_epoch"] == str(t.user_attrs["epochs_run"])
+                has_test = "test_accuracy" in run.data.metrics
+                assert has_test == (phase == "confirm")  # the search never touches the test split
+                assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"config.json"}
+    csv = client.download_artifacts(parents["mse"], "summary.csv")
+    assert "test_accuracy_mean" in Path(csv).read_text()
+
+    assert main(["sweep", write_study(workdir)]) == 0  # resume: nothing left to do
+    assert "0 trials and 0 confirmation runs" in capsys.readouterr().out
+    assert len(mlflow_runs(workdir)[1]) == len(runs)
+
+
+def test_two_workers_meet_the_budget_exactly(workdir, capsys):
+    study = write_study(workdir, TINY.replace("trials = 4", "trials = 6"))
+    assert main(["sweep", study, "--workers", "2"]) == 0
+    trials = optuna_trials(workdir)
+    for condition in ("mse", "cross_entropy"):
+        search = trials[f"tiny/{condition}"]
+        assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in search) == 6
+        numbers = [t.number for t in search]
+        assert len(numbers) == len(set(numbers))
+    runs = mlflow_runs(workdir)[1]
+    assert Counter(r.data.tags["harness.kind"] for r in runs)["search"] == sum(
+        1 for name, group in trials.items() if "confirm" not in name for t in group if "mlflow_run_id" in t.user_attrs)
+    assert all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_sigkill_mid_trial_then_resume_finishes_the_exact_budget(workdir):
+    slow = TINY.replace('dataset = "iris"', 'dataset = "classification"\nn_samples = 40000') \
+        .replace("epochs = { low = 3, high = 8 }", "epochs = { low = 25, high = 30 }") \
+        .replace('name = "median"', 'name = "none"').replace("trials = 4", "trials = 3")
+    study = write_study(workdir, slow)
+    command = [sys.executable, "-m", "harness", "sweep", study]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    killed = None
+    deadline = time.time() + 120
+    while time.time() < deadline and killed is None:
+        time.sleep(0.3)
+        try:
+            trials = optuna_trials(workdir).get("tiny/mse", [])
+        except Exception:  # noqa: BLE001 - the journal is still being created
+            continue
+        running = [t for t in trials if t.state.name == "RUNNING" and "worker_pid" in t.user_attrs]
+        if any(t.state.name == "COMPLETE" for t in trials) and running:
+            time.sleep(0.2)  # inside the trial (about 2 s of training)
+            os.killpg(process.pid, signal.SIGKILL)
+            killed = running[0].number
+    process.wait()
+    assert killed is not None, "the sweep never reached a second trial"
+
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    trials = optuna_trials(workdir)
+    search = trials["tiny/mse"]
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in search) == 3
+    assert len({t.number for t in search}) == len(search)
+    dead = next(t for t in search if t.number == killed)
+    assert dead.state.name == "FAIL" and dead.user_attrs["state"] == "killed"
+    retry = [t for t in search if t.user_attrs.get("retry_of") == killed]
+    assert len(retry) == 1 and retry[0].state.name == "COMPLETE" and retry[0].params == dead.params
+    client, runs = mlflow_runs(workdir)
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    dead_runs = [r for r in runs if r.data.tags.get("condition") == "mse" and r.data.tags.get("phase") == "search"
+                 and r.data.tags.get("trial") == str(killed)]
+    assert len(dead_runs) == 1  # the recorder had created it before the kill
+    assert dead_runs[0].info.status == "KILLED" and dead_runs[0].data.tags["state"] == "killed"
+    for name, group in trials.items():
+        assert not [t for t in group if t.state.name == "RUNNING"], name
+
+
+STUDY_FILES = sorted(p for p in (Path(__file__).parent.parent / "studies").glob("*.toml")
+                     if not p.name.startswith("single_run"))
+
+
+@pytest.mark.parametrize("path", STUDY_FILES, ids=lambda p: p.name)
+def test_every_shipped_study_runs_with_one_trial_of_one_epoch(workdir, capsys, path):
+    assert main(["sweep", str(path), "--trials", "1", "--epochs", "1", "--confirm-seeds", "1"]) == 0
+    out = capsys.readouterr().out
+    from harness.studies import load_study
+    study = load_study(path)
+    runs = mlflow_runs(workdir, study.name)[1]
+    kinds = Counter(r.data.tags["harness.kind"] for r in runs)
+    n = len(study.conditions)
+    assert kinds == {"condition": n, "search": n, "confirm": n}
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--workers", "0"], "--workers = 0 is not allowed"),
+    (["--trials", "0"], "--trials = 0 is not allowed"),
+    (["--epochs", "0"], "--epochs = 0 is not allowed"),
+])
+def test_bad_flags_exit_2_and_create_nothing(workdir, capsys, argv, message):
+    assert main(["sweep", write_study(workdir), *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert not (workdir / "mlruns").exists()
+
+
+def test_malformed_study_exits_2_and_creates_nothing(workdir, capsys):
+    bad = write_study(workdir, TINY.replace('loss = ["mse", "cross_entropy"]', 'loss = ["hinge"]'))
+    assert main(["sweep", bad]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "tiny.toml" in err and "loss = 'hinge'" in err and len(err.splitlines()) == 1
+    assert not (workdir / "mlruns").exists()
+
+
+def test_a_changed_study_under_the_same_name_is_refused(workdir, capsys):
+    assert main(["sweep", write_study(workdir), "--trials", "1", "--epochs", "2", "--confirm-seeds", "1"]) == 0
+    changed = write_study(workdir, TINY.replace("high = 2.0", "high = 3.0"))
+    assert main(["sweep", changed]) == 2
+    assert "already exists in the storage with other settings" in capsys.readouterr().err
