@@ -12,15 +12,16 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[test]'
 	touch $(STAMP)
 
-# The main job: until study sweeps land, one default training run recorded in ./mlruns.
+# The main job: the quickstart study sweep, recorded in ./mlruns (run it again to resume or to re-print).
 run: $(STAMP)
-	$(BIN)/harness train
+	$(BIN)/harness sweep studies/quickstart.toml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_sweep.py
 
 ui: $(STAMP)
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db \

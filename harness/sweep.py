@@ -60,14 +60,14 @@ class _Timer:
 
 
 class SweepWorker:
-    def __init__(self, study, plan, index=0, on_progress=None):
+    def __init__(self, study, plan, index=0, on_progress=None, recorder=None):
         self.study, self.plan, self.index, self.on_progress = study, plan, index, on_progress
         self.stats = WorkerStats()
         storage, _ = open_storage(plan.storage_url, study.name)
         with _Timer(self.stats, "optuna_seconds"):
             self.conditions = [ConditionStudies(study, condition, storage, plan.budget, index * 7919 + i * 104729)
                                for i, condition in enumerate(study.conditions)]
-        self.recorder = RecorderProcess(plan.tracking_uri)
+        self.recorder = recorder or RecorderProcess(plan.tracking_uri)
         self.splits = {}
         self.base_tags = {**provenance_tags(), "blas": blas_info()["blas"], "study": study.name,
                           **plan.extra_tags}
@@ -132,10 +132,13 @@ class SweepWorker:
         tags = self._tags(studies, "search", trial.number, config, split)
         self._start(key, f"{studies.condition.name}-t{trial.number:03d}", config, tags, studies, trial, "search")
 
+        checks_from = study.pruner_warmup_epochs + 1 if study.pruner == "median" else 1
+
         def report(epoch, metrics):
             with _Timer(self.stats, "optuna_seconds"):
                 trial.report(metrics[study.objective], epoch)
-                return trial.should_prune()
+                # the median pruner never prunes inside its warm-up: skip the storage round trip
+                return epoch >= checks_from and trial.should_prune()
 
         result = self._train(config, split, (report,), include_test=False)
         if result is None:
@@ -311,39 +314,39 @@ def cleanup(study, plan, client):
     return ended
 
 
-def run_workers(study, plan, workers, on_poll=None):
-    """Run the workers (in this process when there is one); returns their stats."""
-    if workers == 1:
-        return [SweepWorker(study, plan, 0, on_progress=on_poll).run()]
+def run_workers(study, plan, workers, on_poll=None, recorder=None):
+    """Run ``workers`` workers: this process is worker 0, the others are spawned processes.
+
+    ``recorder``: worker 0's RecorderProcess, started early so its one-off mlflow import overlaps
+    the set-up instead of stalling the first trial.
+    """
     import multiprocessing
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     processes = [context.Process(target=_worker_process, args=(study.path, plan, i, results),
-                                 name=f"sweep-worker-{i}") for i in range(workers)]
+                                 name=f"sweep-worker-{i}") for i in range(1, workers)]
     for process in processes:
         process.start()
-    stats, errors = [], []
     try:
-        while len(stats) + len(errors) < workers:
-            try:
-                index, worker_stats, error = results.get(timeout=0.5)
-            except Exception:  # queue.Empty; also notices workers that died without a word
-                if on_poll:
-                    on_poll()
-                if all(not p.is_alive() for p in processes) and results.empty():
-                    errors.append("a worker process died")
-                    break
-                continue
-            (errors.append(error) if error else stats.append(worker_stats))
+        stats = [SweepWorker(study, plan, 0, on_progress=on_poll, recorder=recorder).run()]
     except KeyboardInterrupt:
-        for process in processes:
-            process.join(timeout=30)
+        for process in processes:  # they got the same Ctrl-C and are ending their own trials
+            process.join(timeout=60)
         raise
+    errors = []
+    while len(stats) + len(errors) < workers:
+        try:
+            index, worker_stats, error = results.get(timeout=0.5)
+        except Exception:  # queue.Empty; also notices a worker that died without a word
+            if on_poll:
+                on_poll()
+            if all(not p.is_alive() for p in processes) and results.empty():
+                errors.append("a worker process died")
+            continue
+        (errors.append(error) if error else stats.append(worker_stats))
     for process in processes:
         process.join()
     if errors:
-        if "interrupted" in errors:
-            raise KeyboardInterrupt
         raise RuntimeError(f"sweep worker failed: {errors[0]}")
     return stats
 

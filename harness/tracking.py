@@ -191,7 +191,9 @@ class RecorderProcess:
     its parent dies.
     """
 
-    def __init__(self, uri):
+    def __init__(self, uri, open_store=True):
+        """Starts the child, which imports mlflow at once; it opens the store when told to (``open``):
+        several processes opening a fresh SQLite store at the same moment corrupt its schema."""
         import multiprocessing
         context = multiprocessing.get_context("spawn")
         self._requests, self._replies = context.Queue(), context.Queue()
@@ -200,6 +202,11 @@ class RecorderProcess:
         self._process = context.Process(target=_recorder_main, args=(uri, self._requests, self._replies),
                                         name="mlflow-recorder", daemon=True)
         self._process.start()
+        if open_store:
+            self.open()
+
+    def open(self):
+        self._requests.put(("open",))
 
     def start_run(self, key, experiment_id, run_name, params, tags):
         self._requests.put(("start", key, experiment_id, run_name, params, tags))
@@ -229,10 +236,18 @@ class RecorderProcess:
             raise RuntimeError(f"recording failed: {self._errors[0]}")
 
     def _take_reply(self, block):
-        try:
-            reply = self._replies.get(timeout=600 if block else 0)
-        except queue.Empty:
-            raise RuntimeError("the MLflow recorder process did not answer for 600 s") from None
+        waited = 0.0
+        while True:
+            try:
+                reply = self._replies.get(timeout=1.0)
+                break
+            except queue.Empty:
+                waited += 1.0
+                if not self._process.is_alive():
+                    raise RuntimeError("the MLflow recorder process died"
+                                       + (f": {self._errors[0]}" if self._errors else "")) from None
+                if waited >= 600:
+                    raise RuntimeError("the MLflow recorder process did not answer for 600 s") from None
         if reply[0] == "run":
             self._run_ids[reply[1]] = reply[2]
         elif reply[0] == "error":
@@ -246,8 +261,9 @@ def _recorder_main(uri, requests, replies):
     import signal
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = os.getppid()
-    client = open_client(uri)
     from mlflow.entities import Metric, Param, RunTag
+    from mlflow.store.tracking import sqlalchemy_store  # noqa: F401 - the slow import, done early
+    client = None
     while True:
         try:
             message = requests.get(timeout=1.0)
@@ -260,7 +276,9 @@ def _recorder_main(uri, requests, replies):
             replies.put(("stopped",))
             return
         try:
-            if kind == "start":
+            if kind == "open":
+                client = open_client(uri)
+            elif kind == "start":
                 _, key, experiment_id, run_name, params, tags = message
                 run = client.create_run(experiment_id, run_name=run_name, tags=tags)
                 client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
@@ -275,6 +293,8 @@ def _recorder_main(uri, requests, replies):
         except Exception as exc:  # noqa: BLE001 - reported to the worker
             key = message[1] if kind == "start" else None
             replies.put(("error", key, f"{type(exc).__name__}: {exc}"))
+            if kind == "open":
+                return
 
 
 def running_runs(client, experiment_id, study_name):

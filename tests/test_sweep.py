@@ -122,16 +122,17 @@ def test_two_workers_meet_the_budget_exactly(workdir, capsys):
     assert all(r.info.status == "FINISHED" for r in runs)
 
 
-def test_sigkill_mid_trial_then_resume_finishes_the_exact_budget(workdir):
-    slow = TINY.replace('dataset = "iris"', 'dataset = "classification"\nn_samples = 40000') \
-        .replace("epochs = { low = 3, high = 8 }", "epochs = { low = 25, high = 30 }") \
-        .replace('name = "median"', 'name = "none"').replace("trials = 4", "trials = 3")
-    study = write_study(workdir, slow)
-    command = [sys.executable, "-m", "harness", "sweep", study]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    killed = None
+SLOW = TINY.replace('dataset = "iris"', 'dataset = "classification"\nn_samples = 40000') \
+    .replace("epochs = { low = 3, high = 8 }", "epochs = { low = 25, high = 30 }") \
+    .replace('name = "median"', 'name = "none"').replace("trials = 4", "trials = 3")
+
+
+def start_and_signal(workdir, command, signum):
+    """Start a sweep, send ``signum`` to its process group inside its second trial; that trial's number."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
     deadline = time.time() + 120
-    while time.time() < deadline and killed is None:
+    while time.time() < deadline:
         time.sleep(0.3)
         try:
             trials = optuna_trials(workdir).get("tiny/mse", [])
@@ -140,10 +141,32 @@ def test_sigkill_mid_trial_then_resume_finishes_the_exact_budget(workdir):
         running = [t for t in trials if t.state.name == "RUNNING" and "worker_pid" in t.user_attrs]
         if any(t.state.name == "COMPLETE" for t in trials) and running:
             time.sleep(0.2)  # inside the trial (about 2 s of training)
-            os.killpg(process.pid, signal.SIGKILL)
-            killed = running[0].number
-    process.wait()
-    assert killed is not None, "the sweep never reached a second trial"
+            os.killpg(process.pid, signum)
+            process.wait(timeout=60)
+            return running[0].number, process
+    process.kill()
+    raise AssertionError("the sweep never reached a second trial")
+
+
+def test_ctrl_c_marks_the_current_trial_and_leaves_nothing_running(workdir):
+    study = write_study(workdir, SLOW)
+    interrupted, process = start_and_signal(workdir, [sys.executable, "-m", "harness", "sweep", study],
+                                            signal.SIGINT)
+    assert process.returncode == 130, process.stderr.read()
+    search = optuna_trials(workdir)["tiny/mse"]
+    stopped = next(t for t in search if t.number == interrupted)
+    assert stopped.state.name == "FAIL" and stopped.user_attrs["state"] == "interrupted"
+    assert not [t for group in optuna_trials(workdir).values() for t in group if t.state.name == "RUNNING"]
+    runs = mlflow_runs(workdir)[1]
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    stopped_run = next(r for r in runs if r.info.run_id == stopped.user_attrs["mlflow_run_id"])
+    assert stopped_run.info.status == "KILLED" and stopped_run.data.tags["state"] == "interrupted"
+
+
+def test_sigkill_mid_trial_then_resume_finishes_the_exact_budget(workdir):
+    study = write_study(workdir, SLOW)
+    command = [sys.executable, "-m", "harness", "sweep", study]
+    killed, _ = start_and_signal(workdir, command, signal.SIGKILL)
 
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr

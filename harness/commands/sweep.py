@@ -22,15 +22,23 @@ def run_sweep_command(args):
 
     from .. import sweep
     from ..summary import format_table, summarize
-    from ..tracking import resolve_tracking_uri
+    from ..tracking import RecorderProcess, resolve_tracking_uri
 
     budget = args.trials or study.trials
     uri = resolve_tracking_uri(args.tracking_uri)
     start = time.perf_counter()
-    plan, client = sweep.prepare(study, args.storage, uri, budget)
+    # Worker 0 (this process) records through a recorder that imports mlflow while we prepare.
+    recorder = RecorderProcess(uri, open_store=False)
+    try:
+        plan, client = sweep.prepare(study, args.storage, uri, budget)
+    except BaseException:
+        recorder.close()
+        raise
+    recorder.open()
     progress = _Progress(study, plan) if sys.stderr.isatty() else None
     try:
-        stats = sweep.run_workers(study, plan, args.workers, on_poll=progress.update if progress else None)
+        stats = sweep.run_workers(study, plan, args.workers, on_poll=progress.update if progress else None,
+                                  recorder=recorder)
     except KeyboardInterrupt:
         if progress:
             progress.close()
