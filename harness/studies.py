@@ -8,6 +8,7 @@ the file, the key and what is allowed.
 import hashlib
 import itertools
 import json
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -179,6 +180,9 @@ def parse_study(data, path):
             if param.choices is None:
                 check.fail(f"search.{param.name}", {"low": param.low, "high": param.high},
                            "the grid sampler needs choices = [...] for every searched setting")
+        points = math.prod(len(p.choices) for p in search)
+        if trials > points:
+            check.fail("budget.trials", trials, f"the grid has {points} points; ask for at most that many")
 
     pruner = check.table(data, "pruner", SECTIONS["pruner"])
     pruner_name = check.choice("pruner.name", pruner.get("name", "median"), PRUNERS)

@@ -80,6 +80,9 @@ BAD = [
     (_replace('adam = { optimizer = "adam" }', 'adam = { optimizer = "adam", colour = 1 }'),
      "conditions.optimizer.adam.colour"),
     (GOOD + '[sampler]\nname = "grid"\n', "the grid sampler needs choices"),
+    (_replace("lr = { low = 0.01, high = 1.0, log = true }\nepochs = { low = 2, high = 6 }",
+              "lr = { choices = [0.1, 0.5] }\nepochs = { choices = [3] }") + '[sampler]\nname = "grid"\n',
+     "budget.trials = 3 is not allowed; the grid has 2 points"),
     ("name = [", "not valid TOML"),
 ]
 
