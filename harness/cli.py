@@ -79,7 +79,66 @@ def build_parser():
     sweep.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
     _add_tracking_flags(sweep)
     sweep.set_defaults(handler=_sweep_command)
+
+    again = commands.add_parser("reproduce", help="retrain a logged run and compare every curve",
+                                description="Rebuild a run's configuration from what it logged, retrain, "
+                                "compare every logged metric at every step; exit 0 when identical, 1 when not. "
+                                "The reproduction is logged as a new run tagged reproduces=RUN_ID.")
+    again.add_argument("run_id")
+    _add_tracking_flags(again)
+    again.set_defaults(handler=_reproduce_command)
+
+    compare = commands.add_parser("compare", help="compare a study's conditions: table, paired differences, "
+                                  "plots and an HTML report", description="Read a study's runs back from MLflow "
+                                  "and compare its conditions. Plots go to --out and onto every condition's "
+                                  "parent run as artifacts.")
+    compare.add_argument("study", help="a study name, or its study file")
+    compare.add_argument("--format", choices=("table", "csv", "markdown", "json"), default="table")
+    compare.add_argument("--out", help="folder for the plots and report (default reports/<study>)")
+    _add_tracking_flags(compare)
+    compare.set_defaults(handler=_compare_command)
+
+    predict = commands.add_parser("predict", help="predict classes of CSV rows with a logged run's network")
+    predict.add_argument("run_id")
+    predict.add_argument("csv", help="rows of raw features (a label column, if present, is ignored)")
+    predict.add_argument("--label-column", default="label")
+    _add_tracking_flags(predict)
+    predict.set_defaults(handler=_predict_command)
+
+    ui = commands.add_parser("ui", help="start the MLflow UI on the project's store",
+                             description="Start the MLflow UI over the tracking store (default: ./mlruns), "
+                             "bound to 127.0.0.1; Ctrl-C stops it.")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=5000)
+    _add_tracking_flags(ui)
+    ui.set_defaults(handler=_ui_command)
     return parser
+
+
+def _predict_command(args):
+    from .predict import load_logged_model, read_rows
+    from .tracking import resolve_tracking_uri
+    model = load_logged_model(args.run_id, resolve_tracking_uri(args.tracking_uri))
+    for label in model.predict(read_rows(args.csv, args.label_column, model.n_features)):
+        print(label)
+    return 0
+
+
+def _ui_command(args):
+    from .tracking import resolve_tracking_uri
+    from .ui import run_ui
+    return run_ui(resolve_tracking_uri(args.tracking_uri), args.host, args.port)
+
+
+def _compare_command(args):
+    from .commands.compare import run_compare_command
+    return run_compare_command(args)
+
+
+def _reproduce_command(args):
+    from .reproduce import reproduce
+    from .tracking import resolve_tracking_uri
+    return reproduce(args.run_id, resolve_tracking_uri(args.tracking_uri))
 
 
 def _sweep_command(args):

@@ -22,6 +22,8 @@ class Split:
     y_test: np.ndarray
     classes: list
     digest: str
+    scaler_mean: np.ndarray | None = None
+    scaler_scale: np.ndarray | None = None
 
     @property
     def n_features(self):
@@ -126,4 +128,5 @@ def load_split(config):
     xs = [np.ascontiguousarray(scaler.transform(a), dtype=dtype) for a in (x_train, x_val, x_test)]
     ys = [np.ascontiguousarray(a, dtype=np.int64) for a in (y_train, y_val, y_test)]
     arrays = [xs[0], ys[0], xs[1], ys[1], xs[2], ys[2]]
-    return Split(*arrays, classes=[str(c) for c in encoder.classes_], digest=digest(arrays))
+    return Split(*arrays, classes=[str(c) for c in encoder.classes_], digest=digest(arrays),
+                 scaler_mean=scaler.mean_, scaler_scale=scaler.scale_)

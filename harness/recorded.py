@@ -24,11 +24,14 @@ def config_params(config):
     return {k: (",".join(map(str, v)) if isinstance(v, list) else v) for k, v in config.to_dict().items()}
 
 
-def save_weights(network, path, classes):
-    """Final weights as plain arrays in an .npz (``path`` may be a file object); loads without pickle."""
+def save_weights(network, path, split):
+    """Final weights as plain arrays in an .npz (``path`` may be a file object); loads without pickle.
+    The feature scaling fitted on the training split goes along, so raw rows can be predicted."""
     arrays = {f"weight_{i}": w for i, w in enumerate(network.weights)}
     arrays.update({f"bias_{i}": b for i, b in enumerate(network.biases)})
-    np.savez(path, classes=np.array(classes, dtype=str), **arrays)
+    if split.scaler_mean is not None:
+        arrays.update(scaler_mean=split.scaler_mean, scaler_scale=split.scaler_scale)
+    np.savez(path, classes=np.array(split.classes, dtype=str), **arrays)
 
 
 def _artifact_writer(config, split, result):
@@ -41,7 +44,7 @@ def _artifact_writer(config, split, result):
             (folder / CONFIG_ARTIFACT).write_text(config.to_json())
             curves_png(result.history, folder / "curves.png", config.run_name())
             if result.status != DIVERGED:
-                save_weights(result.network, folder / WEIGHTS_ARTIFACT, split.classes)
+                save_weights(result.network, folder / WEIGHTS_ARTIFACT, split)
                 predicted = result.network.logits(split.x_test).argmax(axis=1)
                 matrix = confusion_matrix(split.y_test, predicted, labels=range(split.n_classes))
                 confusion_png(matrix, split.classes, folder / "confusion_matrix.png",
@@ -61,12 +64,12 @@ def outcome_metrics(result):
 
 
 def train_and_record(config, split, uri, experiment, tags=None, parent_run_id=None, callbacks=(),
-                     include_test=True, on_epoch=None):
+                     include_test=True, on_epoch=None, run_name=None):
     """Train ``config`` on ``split`` and record it; returns (run_id, TrainResult, timings)."""
     start = time.perf_counter()
     tags = {HARNESS_TAG: "train", "state": "running", "seed": config.seed,
             "dataset": config.dataset, "dataset_digest": split.digest, **(tags or {})}
-    writer = RunWriter(uri, experiment, config.run_name(), config_params(config), tags, parent_run_id,
+    writer = RunWriter(uri, experiment, run_name or config.run_name(), config_params(config), tags, parent_run_id,
                        preload=("harness.plots", "sklearn.metrics"))
     writer.set_tags(lambda: _provenance_tags(config))
     writer.wait_started()

@@ -226,7 +226,7 @@ class SweepWorker:
         artifacts = {"config.json": config.to_json().encode()}
         if result.status != DIVERGED:
             buffer = io.BytesIO()
-            save_weights(result.network, buffer, split.classes)
+            save_weights(result.network, buffer, split)
             artifacts["weights.npz"] = buffer.getvalue()
         self.recorder.finish_run(run_id, points, tags, artifacts)
 
@@ -281,7 +281,9 @@ def prepare(study, storage_url, tracking_uri, budget):
     for condition in study.conditions:
         search = searches[condition.name]
         tags = {HARNESS_TAG: "condition", "study": study.name, "condition": condition.name,
-                "phase": "condition", "objective": study.objective, "study_file": os.path.basename(study.path)}
+                "phase": "condition", "objective": study.objective, "direction": study.direction,
+                "target_accuracy": study.target_accuracy, "optuna_storage": storage_url,
+                "study_file": os.path.basename(study.path)}
         params = {**study.fixed, **condition.settings, "trials": budget, "sampler": study.sampler,
                   "pruner": study.pruner, "objective": study.objective, "confirm_seeds": study.confirm_seeds,
                   **{f"search.{p.name}": (p.choices if p.choices else f"[{p.low}, {p.high}]"

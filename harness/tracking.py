@@ -44,6 +44,7 @@ def artifact_root(uri):
 def open_client(uri):
     """An MlflowClient on ``uri``; creates the SQLite file's folder and schema on first use."""
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from mlflow import MlflowClient
     path = _sqlite_path(uri)
     if path is not None:
@@ -324,3 +325,39 @@ def parent_run(client, experiment_id, run_id, run_name, tags, params):
     run = client.create_run(experiment_id, run_name=run_name, tags=tags)
     client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
     return run.info.run_id
+
+
+def fetch_run(client, run_id):
+    """The run, or a HarnessError naming the id when the store has no such run."""
+    from mlflow.exceptions import MlflowException
+
+    from .errors import HarnessError
+    try:
+        return client.get_run(run_id)
+    except MlflowException:
+        raise HarnessError(f"run {run_id!r} not found in this tracking store") from None
+
+
+def read_artifact(client, run_id, name):
+    """An artifact's bytes, or None when the run has no such file."""
+    import tempfile
+    from mlflow.exceptions import MlflowException
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(run_id, name, tmp)
+        except (MlflowException, OSError):
+            return None
+        return Path(path).read_bytes()
+
+
+def metric_histories(client, run_id, keys):
+    return {key: [(m.step, m.value) for m in client.get_metric_history(run_id, key)] for key in keys}
+
+
+def study_runs(client, study_name):
+    """Every run of a study's experiment as (run, tags, params, metrics) dicts; [] if none."""
+    experiment = client.get_experiment_by_name(study_name)
+    if experiment is None:
+        return None, []
+    runs = client.search_runs([experiment.experiment_id], max_results=50000)
+    return experiment.experiment_id, runs
