@@ -1,0 +1,162 @@
+"""The MLflow UI, started by ``harness ui``, checked in headless Chromium as a user would.
+
+Needs Debian's chromium (/usr/bin/chromium; `.ci/run` installs it) and Playwright's Python package
+(a test dependency; its own browser download is not used). Screenshots of every step are saved in the
+test's temporary folder, whose path a failure prints.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+
+import pytest
+
+from harness.cli import main
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+try:
+    import playwright.sync_api  # noqa: F401
+    PLAYWRIGHT = True
+except ImportError:
+    PLAYWRIGHT = False
+
+pytestmark = [
+    pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)"),
+    pytest.mark.skipif(not PLAYWRIGHT, reason="playwright is not installed (pip install -e .[test])"),
+]
+
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# The UI opens in "GenAI" mode with an assistant panel; a machine-learning user switches both off once.
+INIT = """localStorage.setItem('mlflow.workflowType_v1', JSON.stringify('machine_learning'));
+localStorage.setItem('mlflow.assistant.panelOpen_v1', 'false');
+localStorage.setItem('mlflow.assistant.fab.autoOpenedOnFirstLoad_v1', 'true');"""
+
+STUDY = """
+name = "uistudy"
+[fixed]
+dataset = "iris"
+hidden = [8]
+[conditions]
+loss = ["mse", "cross_entropy"]
+[search]
+lr = { low = 0.05, high = 1.0, log = true }
+epochs = { low = 4, high = 9 }
+[budget]
+trials = 3
+[pruner]
+name = "none"
+[confirm]
+seeds = 2
+"""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_mlflow_ui_shows_a_study_as_a_user_sees_it(tmp_path, capsys):
+    from mlflow import MlflowClient
+    from playwright.sync_api import sync_playwright
+
+    study = tmp_path / "uistudy.toml"
+    study.write_text(textwrap.dedent(STUDY))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert main(["sweep", str(study), "--tracking-uri", uri, "--storage", str(tmp_path / "s.journal")]) == 0
+    assert main(["compare", "uistudy", "--tracking-uri", uri, "--out", str(tmp_path / "report")]) == 0
+    capsys.readouterr()
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("uistudy").experiment_id
+    runs = client.search_runs([experiment], max_results=100)
+    parent = next(r for r in runs if r.data.tags.get("harness.kind") == "condition")
+    trials = sorted((r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+                     and r.data.tags.get("phase") == "search"), key=lambda r: r.info.run_name)
+    first, second = trials[0], trials[1]
+
+    port = free_port()
+    ui = subprocess.Popen([sys.executable, "-m", "harness", "ui", "--port", str(port), "--tracking-uri", uri],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    step = "starting harness ui"
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=2)
+                break
+            except OSError:
+                assert ui.poll() is None and time.time() < deadline, "harness ui did not come up"
+                time.sleep(1)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            context = browser.new_context(viewport={"width": 1500, "height": 1000})
+            context.add_init_script(INIT)
+            page = context.new_page()
+            try:
+                step = "the experiment page lists the trial runs under their parent run"
+                page.goto(f"{base}/#/experiments/{experiment}/runs")
+                row = page.locator("[role=row]", has_text=parent.info.run_name).first
+                row.wait_for(timeout=60000)
+                assert page.get_by_text(first.info.run_name, exact=True).count() == 0  # collapsed
+                row.locator("button").first.click()  # the parent's expander
+                for trial in trials:
+                    page.get_by_text(trial.info.run_name, exact=True).first.wait_for(timeout=20000)
+                page.screenshot(path=shots / "1-nested.png")
+
+                step = "a run page shows loss, optimizer and lr"
+                page.goto(f"{base}/#/experiments/{experiment}/runs/{first.info.run_id}")
+                page.get_by_text("optimizer", exact=True).first.wait_for(timeout=20000)
+                text = page.inner_text("body")
+                for key in ("loss", "optimizer", "lr"):
+                    assert key in text
+                assert first.data.params["lr"] in text and first.data.params["loss"] in text
+                page.screenshot(path=shots / "2-run.png")
+
+                step = "the compare view of two runs opens"
+                runs_arg, experiments_arg = json.dumps([first.info.run_id, second.info.run_id]), json.dumps([experiment])
+                page.goto(f"{base}/#/compare-runs?runs={runs_arg}&experiments={experiments_arg}")
+                page.get_by_text("Comparing 2 Runs").first.wait_for(timeout=20000)
+                page.screenshot(path=shots / "3-compare.png")
+
+                step = "the validation-loss chart has one point per epoch"
+                page.get_by_role("link", name="val_cross_entropy").first.click()
+                page.locator(".js-plotly-plot").first.wait_for(timeout=30000)
+                lengths = []
+                for _ in range(20):
+                    lengths = page.evaluate("() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
+                                            ".flatMap(p => (p.data || []).map(t => (t.x || []).length))")
+                    if lengths:
+                        break
+                    time.sleep(0.5)
+                epochs = {int(first.data.params["epochs"]), int(second.data.params["epochs"])}
+                assert lengths and set(lengths) == epochs, (lengths, epochs)
+                page.screenshot(path=shots / "4-metric.png")
+
+                step = "the comparison plots are among the parent run's artifacts"
+                page.goto(f"{base}/#/experiments/{experiment}/runs/{parent.info.run_id}/artifacts")
+                for name in ("curves_by_condition.png", "lr_sensitivity.png", "report.html"):
+                    page.get_by_text(name).first.wait_for(timeout=20000)
+                page.screenshot(path=shots / "5-artifacts.png")
+            except Exception:
+                page.screenshot(path=shots / "failure.png")
+                raise AssertionError(f"UI step failed: {step}; screenshots in {shots}") from None
+            finally:
+                browser.close()
+    finally:
+        os.killpg(ui.pid, signal.SIGINT)  # Ctrl-C
+        ui.wait(timeout=60)
+    output = ui.stdout.read()
+    assert f"MLflow UI on {base}" in output
+    assert ui.returncode == 0
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{base}/health", timeout=2)  # the server's whole group is gone
