@@ -206,6 +206,7 @@ class Comparison:
             return []
         import warnings
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", message="Target and region quantiles")  # few trials: equal shares
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # "trial omitted: value is inf" for diverged ones
         made = []
         for condition in self.conditions:
