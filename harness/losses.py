@@ -12,63 +12,64 @@ Normalisation, written down once (B = rows in the batch, z = logits, p = softmax
   square-loss-versus-cross-entropy literature. dL/dz = (z - y) / B.
 
 Every loss also serves as a yardstick: :func:`evaluate` scores any network under all of them.
+Training works on stacks of models: arrays carry a leading model axis and values come per model.
 """
 import numpy as np
 
 
-def log_softmax(z):
-    shifted = z - z.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-
-
 def softmax(z):
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    e /= e.sum(axis=1, keepdims=True)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    e /= e.sum(axis=-1, keepdims=True)
     return e
+
+
+def _per_model_sum(a):
+    """Sum over everything but the leading model axis: (T, b, c) -> (T,)."""
+    return np.add.reduce(a.reshape(a.shape[0], -1), axis=1)
 
 
 class CrossEntropy:
     name = "cross_entropy"
 
     def value_and_grad(self, z, y, out):
-        """Mean loss of the batch; writes dL/dz into ``out`` (same shape as z)."""
-        b = z.shape[0]
-        np.subtract(z, np.maximum.reduce(z, axis=1, keepdims=True), out=out)
+        """Per-model mean batch losses (T,); writes dL/dz into ``out``. z, y, out: (T, b, classes)."""
+        b = z.shape[1]
+        np.subtract(z, np.maximum.reduce(z, axis=2, keepdims=True), out=out)
         # -log p[y] = log(sum exp(shifted)) - shifted[y]: finite even where p[y] underflows to 0.
-        shifted_at_label = float(np.vdot(out, y))
+        shifted_at_label = _per_model_sum(out * y)
         np.exp(out, out=out)
-        total = np.add.reduce(out, axis=1, keepdims=True)
-        value = (float(np.add.reduce(np.log(total), axis=None)) - shifted_at_label) / b
+        total = np.add.reduce(out, axis=2, keepdims=True)
+        values = (_per_model_sum(np.log(total)) - shifted_at_label) / b
         out /= total
         out -= y
         out *= 1.0 / b
-        return value
+        return values
 
 
 class MSEProbabilities:
     name = "mse"
 
     def value_and_grad(self, z, y, out):
-        b = z.shape[0]
+        b = z.shape[1]
         p = softmax(z)
         np.subtract(p, y, out=out)
-        value = 0.5 * float(np.vdot(out, out)) / b
+        values = 0.5 * _per_model_sum(out * out) / b
         out *= 1.0 / b
-        inner = (out * p).sum(axis=1, keepdims=True)
+        inner = np.add.reduce(out * p, axis=2, keepdims=True)
         out -= inner
         out *= p
-        return value
+        return values
 
 
 class MSELogits:
     name = "mse_logits"
 
     def value_and_grad(self, z, y, out):
-        b = z.shape[0]
+        b = z.shape[1]
         np.subtract(z, y, out=out)
-        value = 0.5 * float(np.vdot(out, out)) / b
+        values = 0.5 * _per_model_sum(out * out) / b
         out *= 1.0 / b
-        return value
+        return values
 
 
 LOSSES = {loss.name: loss for loss in (CrossEntropy(), MSEProbabilities(), MSELogits())}

@@ -1,10 +1,12 @@
-"""A multi-layer perceptron in numpy with a softmax output.
+"""Multi-layer perceptrons in numpy with a softmax output, trained as a *stack* of T models at once.
 
-All parameters live in one flat buffer (``params``) with a weight and a bias view per layer, and the
-gradient in a second buffer of the same layout. Optimizers then update the whole network with a few
-vectorised calls, and the per-batch work allocates nothing: the training step reuses buffers sized
-for the largest batch. Call overhead sets the speed at these sizes, hence ``np.dot`` and
-``np.add.reduce`` (measured 0.3-0.8 us cheaper per call than ``matmul`` and ``sum``).
+Every parameter array carries a leading model axis: all T models' parameters live in one (T, P)
+buffer with a (T, in, out) weight view and a (T, 1, out) bias view per layer, and the gradient in a
+second buffer of the same layout. One batched matmul then does the work of T small ones; at digits
+sizes a step is bound by numpy's per-call overhead, so T models cost little more than one. Training
+one model is the T = 1 case of the same code. Each model's slices are computed exactly as they would
+be alone (the batched matmul runs one gemm per model), so a model's curves do not depend on its
+stack-mates. The per-batch work allocates nothing beyond small temporaries.
 """
 import numpy as np
 
@@ -12,96 +14,128 @@ from .activations import ACTIVATIONS
 
 
 def _layer_views(buffer, sizes):
-    weights, biases, offset = [], [], 0
+    """(T, in, out) weight and (T, 1, out) bias views into a (T, P) buffer."""
+    weights, biases, offset, models = [], [], 0, buffer.shape[0]
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-        weights.append(buffer[offset:offset + fan_in * fan_out].reshape(fan_in, fan_out))
+        weights.append(buffer[:, offset:offset + fan_in * fan_out].reshape(models, fan_in, fan_out))
         offset += fan_in * fan_out
-        biases.append(buffer[offset:offset + fan_out])
+        biases.append(buffer[:, offset:offset + fan_out].reshape(models, 1, fan_out))
         offset += fan_out
     return weights, biases
 
 
-class MLP:
-    def __init__(self, n_inputs, hidden, n_outputs, activation="relu", dtype="float64", rng=None):
-        self.sizes = [int(n_inputs), *[int(h) for h in hidden], int(n_outputs)]
+def n_parameters(sizes):
+    return sum(i * o + o for i, o in zip(sizes[:-1], sizes[1:]))
+
+
+def glorot(rng, sizes, activation, dtype):
+    """One model's flat parameters: scikit-learn's Glorot-uniform scheme, from a numpy Generator."""
+    factor = 2.0 if activation == "sigmoid" else 6.0
+    parts = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        bound = np.sqrt(factor / (fan_in + fan_out))
+        parts.append(rng.uniform(-bound, bound, size=fan_in * fan_out))
+        parts.append(rng.uniform(-bound, bound, size=fan_out))
+    return np.concatenate(parts).astype(dtype)
+
+
+class StackedMLP:
+    def __init__(self, params, sizes, activation="relu"):
+        """``params``: (T, P) array holding T models' flat parameters (copied)."""
+        self.sizes = [int(s) for s in sizes]
         self.activation = ACTIVATIONS[activation]
-        self.dtype = np.dtype(dtype)
-        n_params = sum(i * o + o for i, o in zip(self.sizes[:-1], self.sizes[1:]))
-        self.params = np.zeros(n_params, dtype=self.dtype)
+        self.params = np.array(params, copy=True, order="C")
+        self.dtype = self.params.dtype
         self.grad = np.zeros_like(self.params)
         self.weights, self.biases = _layer_views(self.params, self.sizes)
         self.weight_grads, self.bias_grads = _layer_views(self.grad, self.sizes)
         # 1 on weights, 0 on biases: weight decay applies to weights only (as scikit-learn's alpha).
-        self.decay_mask = np.zeros_like(self.params)
-        for w in _layer_views(self.decay_mask, self.sizes)[0]:
+        mask = np.zeros((1, self.params.shape[1]), dtype=self.dtype)
+        for w in _layer_views(mask, self.sizes)[0]:
             w[...] = 1.0
-        self._batch_capacity, self._views = 0, {}
-        if rng is not None:
-            self.initialize(rng)
+        self.decay_mask = mask
+        self._views = {}
 
-    def initialize(self, rng):
-        """Glorot-uniform weights and biases, scikit-learn's scheme, from a numpy Generator."""
-        factor = 2.0 if self.activation.name == "sigmoid" else 6.0
-        for w, b in zip(self.weights, self.biases):
-            bound = np.sqrt(factor / (w.shape[0] + w.shape[1]))
-            w[...] = rng.uniform(-bound, bound, size=w.shape)
-            b[...] = rng.uniform(-bound, bound, size=b.shape)
+    @property
+    def models(self):
+        return self.params.shape[0]
 
-    def load(self, weights, biases):
-        for dst, src in zip(self.weights + self.biases, list(weights) + list(biases)):
-            if dst.shape != np.shape(src):
-                raise ValueError(f"parameter shape {np.shape(src)} does not fit layer shape {dst.shape}")
-            dst[...] = src
+    def keep(self, rows):
+        """The stack without the models that left it (finished, diverged, pruned), mid-step included."""
+        kept = StackedMLP(self.params[rows], self.sizes, self.activation.name)
+        kept.grad[...] = self.grad[rows]
+        return kept
+
+    def model(self, t):
+        """Model ``t`` alone, as a one-model stack (for scoring and saving)."""
+        return StackedMLP(self.params[t:t + 1], self.sizes, self.activation.name)
 
     def logits(self, x):
-        """Forward pass for evaluation (allocates; used once per epoch on whole splits)."""
+        """(T, n, classes) outputs for rows ``x`` (n, in) shared by every model."""
         a = np.asarray(x, dtype=self.dtype)
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            a = a @ w
+            a = np.matmul(a, w)
             a += b
             if i < last:
                 self.activation.forward(a)
         return a
 
-    def predict_proba(self, x):
-        from .losses import softmax
-        return softmax(self.logits(x))
-
     def _buffers(self, batch):
-        """Per-layer activation, delta and scratch views for a batch of ``batch`` rows, made once."""
         views = self._views.get(batch)
         if views is None:
-            if batch > self._batch_capacity:
-                self._acts = [np.empty((batch, n), dtype=self.dtype) for n in self.sizes[1:]]
-                self._deltas = [np.empty((batch, n), dtype=self.dtype) for n in self.sizes[1:]]
-                scratch = bool if self.activation.scratch_is_bool else self.dtype
-                self._scratch = [np.empty((batch, n), dtype=scratch) for n in self.sizes[1:-1]]
-                self._batch_capacity, self._views = batch, {}
-            views = ([a[:batch] for a in self._acts], [d[:batch] for d in self._deltas],
-                     [s[:batch] for s in self._scratch])
-            self._views[batch] = views
+            t = self.models
+            acts = [np.empty((t, batch, n), dtype=self.dtype) for n in self.sizes[1:]]
+            deltas = [np.empty((t, batch, n), dtype=self.dtype) for n in self.sizes[1:]]
+            scratch = bool if self.activation.scratch_is_bool else self.dtype
+            scratch = [np.empty((t, batch, n), dtype=scratch) for n in self.sizes[1:-1]]
+            views = self._views[batch] = (acts, deltas, scratch)
         return views
 
     def loss_and_grad(self, x, y, loss):
-        """Mean batch loss; leaves dLoss/dparams in ``self.grad``. x: (b, in), y: one-hot (b, out)."""
-        acts, deltas, scratch = self._buffers(x.shape[0])
+        """Per-model mean batch losses (T,); leaves dLoss/dparams in ``self.grad``.
+
+        x: (T, b, in) and y: one-hot (T, b, classes), each model its own rows.
+        """
+        acts, deltas, scratch = self._buffers(x.shape[1])
         weights, biases, forward = self.weights, self.biases, self.activation.forward
         last = len(weights) - 1
         a = x
         for i in range(last):
-            np.dot(a, weights[i], out=acts[i])
+            np.matmul(a, weights[i], out=acts[i])
             acts[i] += biases[i]
             forward(acts[i])
             a = acts[i]
-        np.dot(a, weights[last], out=acts[last])
+        np.matmul(a, weights[last], out=acts[last])
         acts[last] += biases[last]
-        value = loss.value_and_grad(acts[last], y, deltas[last])
+        values = loss.value_and_grad(acts[last], y, deltas[last])
         for i in range(last, 0, -1):
-            np.dot(acts[i - 1].T, deltas[i], out=self.weight_grads[i])
-            np.add.reduce(deltas[i], axis=0, out=self.bias_grads[i])
-            np.dot(deltas[i], weights[i].T, out=deltas[i - 1])
+            np.matmul(acts[i - 1].transpose(0, 2, 1), deltas[i], out=self.weight_grads[i])
+            np.add.reduce(deltas[i], axis=1, keepdims=True, out=self.bias_grads[i])
+            np.matmul(deltas[i], weights[i].transpose(0, 2, 1), out=deltas[i - 1])
             self.activation.backward(acts[i - 1], deltas[i - 1], scratch[i - 1])
-        np.dot(x.T, deltas[0], out=self.weight_grads[0])
-        np.add.reduce(deltas[0], axis=0, out=self.bias_grads[0])
-        return value
+        np.matmul(x.transpose(0, 2, 1), deltas[0], out=self.weight_grads[0])
+        np.add.reduce(deltas[0], axis=1, keepdims=True, out=self.bias_grads[0])
+        return values
+
+
+class Model:
+    """One trained network for scoring and prediction, from plain (in, out) weights and (out,) biases.
+
+    It scores through a one-model stack: the same batched matmul as training, so scores match bit for bit.
+    """
+
+    def __init__(self, weights, biases, activation):
+        self.weights = [np.asarray(w) for w in weights]
+        self.biases = [np.asarray(b).reshape(-1) for b in biases]
+        self.sizes = [self.weights[0].shape[0], *[w.shape[1] for w in self.weights]]
+        flat = np.concatenate([np.concatenate([w.ravel(), b]) for w, b in zip(self.weights, self.biases)])
+        self.stack = StackedMLP(flat[None, :], self.sizes, activation)
+        self.dtype = self.stack.dtype
+
+    @classmethod
+    def from_stack(cls, stack, t):
+        return cls([w[t] for w in stack.weights], [b[t, 0] for b in stack.biases], stack.activation.name)
+
+    def logits(self, x):
+        return self.stack.logits(x)[0]

@@ -1,35 +1,54 @@
-"""Optimizers over one flat parameter buffer, each a small class with one update rule.
+"""Optimizers over a stack of flat parameter buffers, each a small class with one update rule.
 
-``step(params, grad, lr)`` updates ``params`` in place; ``lr`` is the learning rate the schedule gives
-for this epoch. Weight decay is the coupled L2 form (added to the gradient of the weights, not the
-biases), as scikit-learn's ``alpha``. Update rules follow scikit-learn's
+``step(params, grad, lr)`` updates ``params`` (T, P) in place; ``lr`` is a (T, 1) column holding each
+model's learning rate for this epoch, and every other setting is a (T, 1) column too, so the models of
+a stack may differ in all of them. Weight decay is the coupled L2 form (added to the gradient of the
+weights, not the biases), as scikit-learn's ``alpha``. Update rules follow scikit-learn's
 ``_stochastic_optimizers.py`` so the SGD path can be checked against ``MLPClassifier``.
 """
 import numpy as np
 
 
+def column(values, dtype):
+    return np.asarray(values, dtype=dtype).reshape(-1, 1)
+
+
 class Optimizer:
-    def __init__(self, n_params, dtype, weight_decay=0.0, decay_mask=None):
-        self.weight_decay = weight_decay
+    state = ()  # names of per-model state arrays, compacted when models leave the stack
+    settings = ("weight_decay",)
+
+    def __init__(self, shape, dtype, weight_decay=0.0, decay_mask=None, **settings):
+        self.dtype = dtype
+        self.weight_decay = column(weight_decay, dtype) if np.ndim(weight_decay) else weight_decay
         self.decay_mask = decay_mask
-        self._tmp = np.zeros(n_params, dtype=dtype)
+        for name, value in settings.items():
+            setattr(self, name, column(value, dtype) if np.ndim(value) else value)
+        for name in self.state:
+            setattr(self, name, np.zeros(shape, dtype=dtype))
+        self._tmp = np.zeros(shape, dtype=dtype)
 
     def step(self, params, grad, lr):
-        if self.weight_decay:
-            np.multiply(params, self.decay_mask, out=self._tmp)
-            self._tmp *= self.weight_decay
-            grad += self._tmp
+        if np.any(self.weight_decay):
+            grad += self.weight_decay * self.decay_mask * params
         self.update(params, grad, lr)
+
+    def keep(self, rows):
+        for name in (*self.state, "_tmp"):
+            setattr(self, name, getattr(self, name)[rows])
+        for name in self.settings:
+            value = getattr(self, name)
+            if np.ndim(value):
+                setattr(self, name, value[rows])
 
 
 class SGD(Optimizer):
     """v <- momentum v - lr g;  p <- p + v, or with Nesterov p <- p + momentum v - lr g."""
+    state = ("velocity", "_update")
+    settings = ("weight_decay", "momentum")
 
-    def __init__(self, n_params, dtype, momentum=0.0, nesterov=False, **kw):
-        super().__init__(n_params, dtype, **kw)
-        self.momentum, self.nesterov = momentum, nesterov
-        self.velocity = np.zeros(n_params, dtype=dtype)
-        self._update = np.zeros(n_params, dtype=dtype) if nesterov else None
+    def __init__(self, shape, dtype, momentum=0.0, nesterov=False, **kw):
+        super().__init__(shape, dtype, momentum=momentum, **kw)
+        self.nesterov = nesterov
 
     def update(self, params, grad, lr):
         scaled = np.multiply(grad, lr, out=self._tmp)
@@ -45,12 +64,12 @@ class SGD(Optimizer):
 
 class Adam(Optimizer):
     """m, v moving averages of g and g^2; p <- p - lr sqrt(1-b2^t)/(1-b1^t) m / (sqrt(v) + eps)."""
+    state = ("m", "v")
+    settings = ("weight_decay", "beta1", "beta2", "eps")
 
-    def __init__(self, n_params, dtype, beta1=0.9, beta2=0.999, eps=1e-8, **kw):
-        super().__init__(n_params, dtype, **kw)
-        self.beta1, self.beta2, self.eps, self.t = beta1, beta2, eps, 0
-        self.m = np.zeros(n_params, dtype=dtype)
-        self.v = np.zeros(n_params, dtype=dtype)
+    def __init__(self, shape, dtype, beta1=0.9, beta2=0.999, eps=1e-8, **kw):
+        super().__init__(shape, dtype, beta1=beta1, beta2=beta2, eps=eps, **kw)
+        self.t = 0
 
     def update(self, params, grad, lr):
         self.t += 1
@@ -66,11 +85,11 @@ class Adam(Optimizer):
 
 class RMSprop(Optimizer):
     """s <- rho s + (1 - rho) g^2;  p <- p - lr g / (sqrt(s) + eps)."""
+    state = ("s",)
+    settings = ("weight_decay", "rho", "eps")
 
-    def __init__(self, n_params, dtype, rho=0.9, eps=1e-8, **kw):
-        super().__init__(n_params, dtype, **kw)
-        self.rho, self.eps = rho, eps
-        self.s = np.zeros(n_params, dtype=dtype)
+    def __init__(self, shape, dtype, rho=0.9, eps=1e-8, **kw):
+        super().__init__(shape, dtype, rho=rho, eps=eps, **kw)
 
     def update(self, params, grad, lr):
         self.s *= self.rho
@@ -82,11 +101,11 @@ class RMSprop(Optimizer):
 
 class Adagrad(Optimizer):
     """s <- s + g^2;  p <- p - lr g / (sqrt(s) + eps)."""
+    state = ("s",)
+    settings = ("weight_decay", "eps")
 
-    def __init__(self, n_params, dtype, eps=1e-8, **kw):
-        super().__init__(n_params, dtype, **kw)
-        self.eps = eps
-        self.s = np.zeros(n_params, dtype=dtype)
+    def __init__(self, shape, dtype, eps=1e-8, **kw):
+        super().__init__(shape, dtype, eps=eps, **kw)
 
     def update(self, params, grad, lr):
         self.s += grad * grad
@@ -98,14 +117,17 @@ class Adagrad(Optimizer):
 OPTIMIZERS = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop, "adagrad": Adagrad}
 
 
-def build_optimizer(config, network):
-    """The optimizer a config names, with only the settings that optimizer uses."""
-    common = dict(weight_decay=config.weight_decay, decay_mask=network.decay_mask)
-    n, dtype = network.params.size, network.dtype
-    if config.optimizer == "sgd":
-        return SGD(n, dtype, momentum=config.momentum, nesterov=config.nesterov, **common)
-    if config.optimizer == "adam":
-        return Adam(n, dtype, beta1=config.beta1, beta2=config.beta2, eps=config.eps, **common)
-    if config.optimizer == "rmsprop":
-        return RMSprop(n, dtype, rho=config.rho, eps=config.eps, **common)
-    return Adagrad(n, dtype, eps=config.eps, **common)
+def build_optimizer(configs, network):
+    """The optimizer the configs name (one kind per stack), each model with its own settings."""
+    first = configs[0]
+    per_model = lambda name: [getattr(c, name) for c in configs]  # noqa: E731
+    common = dict(weight_decay=per_model("weight_decay"), decay_mask=network.decay_mask)
+    shape, dtype = network.params.shape, network.dtype
+    if first.optimizer == "sgd":
+        return SGD(shape, dtype, momentum=per_model("momentum"), nesterov=first.nesterov, **common)
+    if first.optimizer == "adam":
+        return Adam(shape, dtype, beta1=per_model("beta1"), beta2=per_model("beta2"), eps=per_model("eps"),
+                    **common)
+    if first.optimizer == "rmsprop":
+        return RMSprop(shape, dtype, rho=per_model("rho"), eps=per_model("eps"), **common)
+    return Adagrad(shape, dtype, eps=per_model("eps"), **common)

@@ -6,7 +6,7 @@ import numpy as np
 
 from .config import make_config
 from .errors import ConfigError, HarnessError
-from .network import MLP
+from .network import Model
 from .recorded import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT
 from .tracking import fetch_run, open_client, read_artifact
 
@@ -20,9 +20,7 @@ class LoggedModel:
         weights = [arrays[f"weight_{i}"] for i in range(layers)]
         biases = [arrays[f"bias_{i}"] for i in range(layers)]
         self.classes = [str(c) for c in arrays["classes"]]
-        self.network = MLP(weights[0].shape[0], [w.shape[1] for w in weights[:-1]], weights[-1].shape[1],
-                           config.activation, config.dtype)
-        self.network.load(weights, biases)
+        self.network = Model(weights, biases, config.activation)
         self.mean, self.scale = arrays.get("scaler_mean"), arrays.get("scaler_scale")
 
     @property

@@ -1,10 +1,15 @@
 """The training loop: epochs of seeded, shuffled mini-batches; returns curves, never logs.
 
-One step, as a reader should see it: forward and backward through the network under the training
-loss (``MLP.loss_and_grad``), then one optimizer update at the epoch's scheduled learning rate. After
-each epoch the network is scored on the training and validation splits under every loss, and the
-curves grow by one point. Callbacks see each epoch's metrics and may stop the run (pruning).
-A non-finite loss or weight ends the run as *diverged*; that is a result, not an exception.
+It trains a *stack* of models at once (see ``network``): each model has its own initial weights
+(seed), batch order, learning rate and schedule, optimizer settings and epoch budget, and leaves the
+stack when it finishes, diverges or is stopped by a callback, without disturbing the others. Training
+one model is the T = 1 case of the same loop.
+
+One step, as a reader should see it: gather each model's next batch, forward and backward through all
+models under the training loss (``StackedMLP.loss_and_grad``), one optimizer update at each model's
+scheduled learning rate. After each epoch every model is scored on the training and validation splits
+under every loss and its curves grow by one point; callbacks see those metrics and may stop a model
+(pruning). A non-finite loss or weight ends a model as *diverged*: a result, not an exception.
 """
 import math
 from dataclasses import dataclass, field
@@ -12,12 +17,16 @@ from dataclasses import dataclass, field
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from .errors import ConfigError
 from .losses import LOSSES, accuracy, evaluate
-from .network import MLP
-from .optimizers import build_optimizer
+from .network import Model, StackedMLP, glorot
+from .optimizers import build_optimizer, column
 from .schedules import learning_rate
 
 COMPLETE, DIVERGED, STOPPED = "complete", "diverged", "stopped"
+SHARED = ("dataset", "csv", "label_column", "n_samples", "val_fraction", "test_fraction", "data_seed", "hidden",
+          "activation", "loss", "optimizer", "nesterov", "batch_size", "dtype", "shuffle", "blas_threads")
+"""Settings every model of one stack must share; all others may differ per model."""
 
 
 @dataclass
@@ -27,7 +36,7 @@ class TrainResult:
     history: dict = field(default_factory=dict)
     diverged_epoch: int | None = None
     last_finite_loss: float | None = None
-    network: MLP | None = None
+    network: Model | None = None
     final: dict = field(default_factory=dict)
 
 
@@ -37,95 +46,166 @@ def seeded_generators(seed):
     return np.random.default_rng(init_seq), np.random.default_rng(order_seq)
 
 
-def build_network(config, split):
+def sizes_of(config, split):
+    return [split.n_features, *config.hidden, split.n_classes]
+
+
+def initial_params(config, split):
     init_rng, _ = seeded_generators(config.seed)
-    return MLP(split.n_features, config.hidden, split.n_classes, config.activation, config.dtype,
-               rng=init_rng)
+    return glorot(init_rng, sizes_of(config, split), config.activation, config.dtype)
 
 
-def epoch_metrics(network, split):
+def bytes_per_model(config, split):
+    """Memory one model adds to a stack: parameters, gradient, optimizer state, batch order, buffers."""
+    itemsize = np.dtype(config.dtype).itemsize
+    sizes = sizes_of(config, split)
+    batch = len(split.y_train) if config.batch_size == "full" else int(config.batch_size)
+    params = sum(i * o + o for i, o in zip(sizes[:-1], sizes[1:]))
+    activations = 3 * batch * sum(sizes[1:]) + batch * (sizes[0] + sizes[-1])
+    evaluation = (len(split.y_train) + len(split.y_val)) * max(sizes[1:])
+    return itemsize * (6 * params + activations + evaluation) + 8 * len(split.y_train)
+
+
+def max_stack(config, split, memory_bytes=2 * 1024**3):
+    """Largest stack that keeps the per-model memory within ``memory_bytes`` (2 GiB by default)."""
+    return max(1, int(memory_bytes // bytes_per_model(config, split)))
+
+
+def epoch_metrics(logits_train, logits_val, split):
     """End-of-epoch accuracy on the whole training split, and every yardstick on validation."""
-    metrics = {"train_accuracy": accuracy(network.logits(split.x_train), split.y_train)}
-    val = evaluate(network.logits(split.x_val), split.y_val)
-    metrics.update({f"val_{k}": v for k, v in val.items()})
+    metrics = {"train_accuracy": accuracy(logits_train, split.y_train)}
+    metrics.update({f"val_{k}": v for k, v in evaluate(logits_val, split.y_val).items()})
     return metrics
 
 
-def final_metrics(network, split, include_test=True):
+def final_metrics(model, split, include_test=True):
     parts = [("val", split.x_val, split.y_val)]
     if include_test:
         parts.append(("test", split.x_test, split.y_test))
     out = {}
     for prefix, x, y in parts:
-        out.update({f"{prefix}_{k}": v for k, v in evaluate(network.logits(x), y).items()})
+        out.update({f"{prefix}_{k}": v for k, v in evaluate(model.logits(x), y).items()})
     return out
 
 
 def train(config, split, callbacks=(), initial_params=None, include_test=True):
-    """Train one network as ``config`` says on ``split``; return its curves and final scores.
+    """Train one model: the one-model stack. ``callbacks`` are ``cb(epoch, metrics) -> stop?``.
 
-    ``callbacks`` are called as ``cb(epoch, metrics)`` after every epoch; one returning True stops
-    the run (status ``stopped``). ``initial_params`` (weights, biases) replaces the seeded
-    initialisation, which the scikit-learn parity test needs.
+    ``initial_params`` (weights, biases) replaces the seeded initialisation (scikit-learn parity test).
     """
-    with threadpool_limits(config.blas_threads, user_api="blas"), \
-            np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        return _train(config, split, callbacks, initial_params, include_test)
-
-
-def _train(config, split, callbacks, initial_params, include_test):
-    network = build_network(config, split)
+    start = None
     if initial_params is not None:
-        network.load(*initial_params)
-    _, order_rng = seeded_generators(config.seed)
-    optimizer = build_optimizer(config, network)
-    loss = LOSSES[config.loss]
+        weights, biases = initial_params
+        start = [np.concatenate([np.concatenate([np.ravel(w), np.ravel(b)]) for w, b in zip(weights, biases)])]
+    stack_callbacks = [lambda t, epoch, metrics, cb=cb: cb(epoch, metrics) for cb in callbacks]
+    return train_stack([config], split, stack_callbacks, start, include_test)[0]
 
-    x, labels = np.ascontiguousarray(split.x_train, dtype=network.dtype), split.y_train
+
+def train_stack(configs, split, callbacks=(), starts=None, include_test=True):
+    """Train ``configs`` (one model each) as one stack; returns one TrainResult per config, in order.
+
+    ``callbacks`` are called as ``cb(t, epoch, metrics)`` for model ``t`` after each of its epochs;
+    one returning True stops that model (status ``stopped``).
+    """
+    first = configs[0]
+    for config in configs[1:]:
+        for name in SHARED:
+            if getattr(config, name) != getattr(first, name):
+                raise ConfigError(f"models of one stack must share {name}: {getattr(first, name)!r} vs "
+                                  f"{getattr(config, name)!r}")
+    with threadpool_limits(first.blas_threads, user_api="blas"), \
+            np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        return _train_stack(configs, split, callbacks, starts, include_test)
+
+
+def _train_stack(configs, split, callbacks, starts, include_test):
+    first = configs[0]
+    dtype = np.dtype(first.dtype)
+    params = np.stack(starts if starts is not None else [initial_params(c, split) for c in configs]).astype(dtype)
+    network = StackedMLP(params, sizes_of(first, split), first.activation)
+    optimizer = build_optimizer(configs, network)
+    loss = LOSSES[first.loss]
+    order_rngs = [seeded_generators(c.seed)[1] for c in configs]
+
+    x = np.ascontiguousarray(split.x_train, dtype=dtype)
     n = x.shape[0]
-    onehot = np.zeros((n, split.n_classes), dtype=network.dtype)
-    onehot[np.arange(n), labels] = 1.0
-    batch = n if config.batch_size == "full" else min(int(config.batch_size), n)
-    x_epoch, y_epoch = np.empty_like(x), np.empty_like(onehot)
-    history, last_finite = {}, None
+    onehot = np.zeros((n, split.n_classes), dtype=dtype)
+    onehot[np.arange(n), split.y_train] = 1.0
+    batch = n if first.batch_size == "full" else min(int(first.batch_size), n)
 
-    for epoch in range(1, config.epochs + 1):
-        lr = learning_rate(config, epoch - 1, n)
-        if config.shuffle:
-            order = order_rng.permutation(n)
-            np.take(x, order, axis=0, out=x_epoch)
-            np.take(onehot, order, axis=0, out=y_epoch)
+    results = [None] * len(configs)
+    histories = [{} for _ in configs]
+    last_finite = [None] * len(configs)
+    active = list(range(len(configs)))  # original index of each row of the stack
+
+    def leave(rows_leaving):
+        nonlocal network, active
+        keep = [r for r in range(len(active)) if r not in rows_leaving]
+        network = network.keep(keep)
+        optimizer.keep(keep)
+        active = [active[r] for r in keep]
+
+    def diverge(row, epoch):
+        t = active[row]
+        results[t] = TrainResult(DIVERGED, epoch - 1, histories[t], diverged_epoch=epoch,
+                                 last_finite_loss=last_finite[t], network=Model.from_stack(network, row))
+
+    for epoch in range(1, max(c.epochs for c in configs) + 1):
+        lrs = column([learning_rate(configs[t], epoch - 1, n) for t in active], dtype)
+        if first.shuffle:
+            orders = np.stack([order_rngs[t].permutation(n) for t in active])
         else:
-            x_epoch, y_epoch = x, onehot
-        loss_sum = grad_norm_sum = 0.0
+            orders = np.broadcast_to(np.arange(n), (len(active), n))
+        loss_sum = np.zeros(len(active))
+        grad_norm_sum = np.zeros(len(active))
         n_batches = 0
-        for start in range(0, n, batch):
-            xb, yb = x_epoch[start:start + batch], y_epoch[start:start + batch]
-            value = network.loss_and_grad(xb, yb, loss)
-            if not math.isfinite(value):
-                return _diverged(network, history, epoch, last_finite)
-            loss_sum += value * xb.shape[0]
-            grad_norm_sum += math.sqrt(float(np.dot(network.grad, network.grad)))
+        for begin in range(0, n, batch):
+            rows = orders[:, begin:begin + batch]
+            xb, yb = np.take(x, rows, axis=0), np.take(onehot, rows, axis=0)
+            values = network.loss_and_grad(xb, yb, loss)
+            bad = [r for r in range(len(active)) if not math.isfinite(values[r])]
+            if bad:
+                for r in bad:
+                    diverge(r, epoch)
+                good = [r for r in range(len(active)) if r not in bad]
+                leave(bad)
+                if not active:
+                    return results
+                orders, lrs, values = orders[good], lrs[good], values[good]
+                loss_sum, grad_norm_sum = loss_sum[good], grad_norm_sum[good]
+            loss_sum += values * rows.shape[1]
+            grad_norm_sum += np.sqrt(np.add.reduce(network.grad * network.grad, axis=1))
             n_batches += 1
-            optimizer.step(network.params, network.grad, lr)
-            last_finite = value
-        weight_norm = math.sqrt(float(np.dot(network.params, network.params)))
-        if not math.isfinite(weight_norm):
-            return _diverged(network, history, epoch, last_finite)
-        metrics = {"train_loss": loss_sum / n, "lr": lr, "grad_norm": grad_norm_sum / n_batches,
-                   "weight_norm": weight_norm, **epoch_metrics(network, split)}
-        if not all(math.isfinite(v) for v in metrics.values()):
-            return _diverged(network, history, epoch, last_finite)
-        for key, value in metrics.items():
-            history.setdefault(key, []).append(value)
-        last_finite = metrics["train_loss"]
-        if any(cb(epoch, metrics) for cb in callbacks):
-            return TrainResult(STOPPED, epoch, history, network=network,
-                               final=final_metrics(network, split, include_test))
-    return TrainResult(COMPLETE, config.epochs, history, network=network,
-                       final=final_metrics(network, split, include_test))
-
-
-def _diverged(network, history, epoch, last_finite):
-    return TrainResult(DIVERGED, epoch - 1, history, diverged_epoch=epoch,
-                       last_finite_loss=last_finite, network=network)
+            optimizer.step(network.params, network.grad, lrs)
+            for r, t in enumerate(active):
+                last_finite[t] = float(values[r])
+        weight_norms = np.sqrt(np.add.reduce(network.params * network.params, axis=1))
+        logits_train, logits_val = network.logits(split.x_train), network.logits(split.x_val)
+        leaving, stopped, diverged = [], [], []
+        for r, t in enumerate(active):
+            metrics = {"train_loss": loss_sum[r] / n, "lr": float(lrs[r, 0]),
+                       "grad_norm": grad_norm_sum[r] / n_batches, "weight_norm": float(weight_norms[r]),
+                       **epoch_metrics(logits_train[r], logits_val[r], split)}
+            metrics = {k: float(v) for k, v in metrics.items()}
+            if not all(math.isfinite(v) for v in metrics.values()):
+                diverged.append(r)
+                continue
+            for key, value in metrics.items():
+                histories[t].setdefault(key, []).append(value)
+            last_finite[t] = metrics["train_loss"]
+            if any(cb(t, epoch, metrics) for cb in callbacks):
+                stopped.append(r)
+            elif epoch >= configs[t].epochs:
+                leaving.append(r)
+        for r in diverged:
+            diverge(r, epoch)
+        for r in stopped + leaving:
+            t = active[r]
+            model = Model.from_stack(network, r)
+            results[t] = TrainResult(STOPPED if r in stopped else COMPLETE, epoch, histories[t], network=model,
+                                     final=final_metrics(model, split, include_test))
+        if diverged or stopped or leaving:
+            leave(diverged + stopped + leaving)
+        if not active:
+            break
+    return results

@@ -5,13 +5,14 @@ from harness.optimizers import SGD, Adagrad, Adam, RMSprop
 
 
 def _arrays(n=6, seed=0):
+    """A one-model stack: (1, n) parameters and gradients."""
     rng = np.random.default_rng(seed)
-    return rng.normal(size=n), [rng.normal(size=n) for _ in range(3)]
+    return rng.normal(size=(1, n)), [rng.normal(size=(1, n)) for _ in range(3)]
 
 
 def test_sgd_momentum_matches_formula():
     p0, grads = _arrays()
-    opt, p = SGD(p0.size, p0.dtype, momentum=0.9), p0.copy()
+    opt, p = SGD(p0.shape, p0.dtype, momentum=0.9), p0.copy()
     v, expected = np.zeros_like(p0), p0.copy()
     for g in grads:
         opt.step(p, g.copy(), 0.1)
@@ -22,7 +23,7 @@ def test_sgd_momentum_matches_formula():
 
 def test_nesterov_matches_formula():
     p0, grads = _arrays()
-    opt, p = SGD(p0.size, p0.dtype, momentum=0.8, nesterov=True), p0.copy()
+    opt, p = SGD(p0.shape, p0.dtype, momentum=0.8, nesterov=True), p0.copy()
     v, expected = np.zeros_like(p0), p0.copy()
     for g in grads:
         opt.step(p, g.copy(), 0.05)
@@ -31,11 +32,25 @@ def test_nesterov_matches_formula():
     np.testing.assert_allclose(p, expected, rtol=0, atol=1e-15)
 
 
+def test_models_of_a_stack_take_their_own_settings():
+    p0, grads = _arrays()
+    both = np.vstack([p0, p0])
+    opt = SGD(both.shape, both.dtype, momentum=[0.0, 0.9])
+    for g in grads:
+        opt.step(both, np.vstack([g, g]), np.array([[0.1], [0.01]]))
+    alone = [p0.copy(), p0.copy()]
+    for row, (m, lr) in enumerate([(0.0, 0.1), (0.9, 0.01)]):
+        single = SGD(p0.shape, p0.dtype, momentum=m)
+        for g in grads:
+            single.step(alone[row], g.copy(), lr)
+        assert np.array_equal(both[row:row + 1], alone[row])
+
+
 def test_nesterov_with_zero_momentum_is_plain_sgd_bit_for_bit():
     p0, grads = _arrays(50)
     plain, nesterov = p0.copy(), p0.copy()
-    a = SGD(p0.size, p0.dtype, momentum=0.0)
-    b = SGD(p0.size, p0.dtype, momentum=0.0, nesterov=True)
+    a = SGD(p0.shape, p0.dtype, momentum=0.0)
+    b = SGD(p0.shape, p0.dtype, momentum=0.0, nesterov=True)
     for g in grads:
         a.step(plain, g.copy(), 0.3)
         b.step(nesterov, g.copy(), 0.3)
@@ -44,16 +59,16 @@ def test_nesterov_with_zero_momentum_is_plain_sgd_bit_for_bit():
 
 
 def test_weight_decay_applies_to_weights_only():
-    params = np.ones(4)
-    mask = np.array([1.0, 1.0, 0.0, 0.0])
-    opt = SGD(4, params.dtype, weight_decay=0.5, decay_mask=mask)
-    opt.step(params, np.zeros(4), 0.1)
-    np.testing.assert_allclose(params, [0.95, 0.95, 1.0, 1.0])
+    params = np.ones((1, 4))
+    mask = np.array([[1.0, 1.0, 0.0, 0.0]])
+    opt = SGD(params.shape, params.dtype, weight_decay=[0.5], decay_mask=mask)
+    opt.step(params, np.zeros((1, 4)), 0.1)
+    np.testing.assert_allclose(params, [[0.95, 0.95, 1.0, 1.0]])
 
 
 def test_adam_matches_formula():
     p0, grads = _arrays()
-    opt, p = Adam(p0.size, p0.dtype, beta1=0.9, beta2=0.99, eps=1e-8), p0.copy()
+    opt, p = Adam(p0.shape, p0.dtype, beta1=0.9, beta2=0.99, eps=1e-8), p0.copy()
     m = v = np.zeros_like(p0)
     expected = p0.copy()
     for t, g in enumerate(grads, start=1):
@@ -67,7 +82,7 @@ def test_adam_matches_formula():
 
 def test_rmsprop_matches_formula():
     p0, grads = _arrays()
-    opt, p = RMSprop(p0.size, p0.dtype, rho=0.9, eps=1e-8), p0.copy()
+    opt, p = RMSprop(p0.shape, p0.dtype, rho=0.9, eps=1e-8), p0.copy()
     s, expected = np.zeros_like(p0), p0.copy()
     for g in grads:
         opt.step(p, g.copy(), 0.01)
@@ -78,7 +93,7 @@ def test_rmsprop_matches_formula():
 
 def test_adagrad_matches_formula():
     p0, grads = _arrays()
-    opt, p = Adagrad(p0.size, p0.dtype, eps=1e-8), p0.copy()
+    opt, p = Adagrad(p0.shape, p0.dtype, eps=1e-8), p0.copy()
     s, expected = np.zeros_like(p0), p0.copy()
     for g in grads:
         opt.step(p, g.copy(), 0.1)
@@ -89,6 +104,6 @@ def test_adagrad_matches_formula():
 
 @pytest.mark.parametrize("cls", [SGD, Adam, RMSprop, Adagrad])
 def test_float32_stays_float32(cls):
-    p = np.ones(3, dtype=np.float32)
-    cls(3, np.float32).step(p, np.full(3, 0.5, dtype=np.float32), 0.1)
+    p = np.ones((1, 3), dtype=np.float32)
+    cls(p.shape, np.float32).step(p, np.full((1, 3), 0.5, dtype=np.float32), np.float32(0.1))
     assert p.dtype == np.float32

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from harness.config import make_config
-from harness.train import COMPLETE, DIVERGED, STOPPED, build_network, train
+from harness.network import StackedMLP
+from harness.train import COMPLETE, DIVERGED, STOPPED, initial_params, sizes_of, train, train_stack
 
 
 @pytest.mark.parametrize("nesterov", [False, True])
@@ -20,9 +21,9 @@ def test_cross_entropy_sgd_matches_scikit_learn_loss_curve(nesterov):
                           "momentum": 0.9, "nesterov": nesterov, "batch_size": 32, "epochs": 10,
                           "hidden": [64], "activation": "relu", "shuffle": False})
     split = load_split(config)
-    start = build_network(config, split)
-    weights = [w.copy() for w in start.weights]
-    biases = [b.copy() for b in start.biases]
+    start = StackedMLP(initial_params(config, split)[None, :], sizes_of(config, split))
+    weights = [w[0].copy() for w in start.weights]
+    biases = [b[0, 0].copy() for b in start.biases]
 
     clf = MLPClassifier(hidden_layer_sizes=(64,), activation="relu", solver="sgd", alpha=0.0,
                         batch_size=32, learning_rate="constant", learning_rate_init=0.01, momentum=0.9,
@@ -95,7 +96,7 @@ def test_every_loss_and_optimizer_lowers_its_loss_in_float32(split, config, loss
     lr *= {"mse": 5, "mse_logits": 0.2, "cross_entropy": 1}[loss]
     result = train(config(loss=loss, optimizer=optimizer, lr=lr, epochs=8, dtype="float32"), split)
     assert result.status == COMPLETE
-    assert result.network.params.dtype == np.float32
+    assert result.network.dtype == np.float32
     assert result.history["train_loss"][-1] < result.history["train_loss"][0]
 
 
@@ -110,3 +111,45 @@ def test_numpy_core_imports_neither_mlflow_nor_optuna():
             "bad = [m for m in ('mlflow', 'optuna') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "rmsprop", "adagrad"])
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse", "mse_logits"])
+def test_each_model_of_a_stack_trains_exactly_as_it_would_alone(split, config, loss, optimizer):
+    """Own seed, lr, momentum, weight decay and epoch budget each; one diverges mid-stack; bit for bit."""
+    settings = [(0.05, 6, 0.9, 0.0), (0.01, 4, 0.5, 1e-3), (1e5, 6, 0.9, 0.0), (0.2, 5, 0.0, 0.0)]
+    configs = [config(loss=loss, optimizer=optimizer, seed=i, lr=lr, epochs=epochs, momentum=m, weight_decay=wd)
+               for i, (lr, epochs, m, wd) in enumerate(settings)]
+    stacked = train_stack(configs, split)
+    for c, together in zip(configs, stacked):
+        alone = train(c, split)
+        assert (together.status, together.epochs_run, together.diverged_epoch) == \
+            (alone.status, alone.epochs_run, alone.diverged_epoch)
+        assert together.history == alone.history and together.final == alone.final
+    assert [r.epochs_run for r in stacked if r.status == COMPLETE] == \
+        [c.epochs for c, r in zip(configs, stacked) if r.status == COMPLETE]
+
+
+def test_a_stopped_model_leaves_the_stack_without_disturbing_the_others(split, config):
+    configs = [config(seed=i, epochs=6) for i in range(3)]
+    stop_middle = lambda t, epoch, metrics: t == 1 and epoch == 2  # noqa: E731
+    stacked = train_stack(configs, split, callbacks=[stop_middle])
+    assert [r.status for r in stacked] == [COMPLETE, STOPPED, COMPLETE] and stacked[1].epochs_run == 2
+    assert stacked[2].history == train(configs[2], split).history
+
+
+def test_models_that_cannot_share_a_stack_are_refused(split, config):
+    from harness.errors import ConfigError
+    with pytest.raises(ConfigError, match="must share loss"):
+        train_stack([config(loss="mse"), config(loss="cross_entropy")], split)
+
+
+def test_stack_size_is_capped_by_memory():
+    from harness.config import make_config
+    from harness.train import bytes_per_model, max_stack
+    from tests.conftest import tiny_split
+    small = tiny_split(n=300)
+    c = make_config({"hidden": [64], "batch_size": 32})
+    assert max_stack(c, small) > 64
+    per_model = bytes_per_model(c, small)
+    assert max_stack(c, small, memory_bytes=10 * per_model) == 10
