@@ -76,6 +76,8 @@ def build_parser():
                        "mlruns/optuna/<study>.journal) or an RDB URL")
     sweep.add_argument("--epochs", type=int, help="fix the epoch count instead of searching it (smoke runs)")
     sweep.add_argument("--confirm-seeds", type=int, help="confirmation seeds (overrides the file)")
+    sweep.add_argument("--stack", type=int, help="trials trained together as one stack (default: the file's "
+                       "budget.stack, else 8); 1 trains one model at a time")
     sweep.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
     _add_tracking_flags(sweep)
     sweep.set_defaults(handler=_sweep_command)

@@ -50,7 +50,8 @@ def make_sampler(study, seed_offset):
         return optuna.samplers.QMCSampler(seed=study.sampler_seed, scramble=True)
     if study.sampler == "grid":
         return optuna.samplers.GridSampler({p.name: p.choices for p in study.search}, seed=seed)
-    return optuna.samplers.TPESampler(seed=seed)
+    # constant_liar: trials asked together (one stack, or parallel workers) do not pile onto one point
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
 
 
 def make_pruner(study):

@@ -23,13 +23,15 @@ OBJECTIVES = {"val_accuracy": "maximize", "val_cross_entropy": "minimize", "val_
               "val_mse_logits": "minimize"}
 SECTIONS = {
     "name": None, "description": None, "fixed": None, "conditions": None, "search": None,
-    "budget": {"trials", "timeout_seconds"},
+    "budget": {"trials", "timeout_seconds", "stack"},
     "sampler": {"name", "seed"},
     "pruner": {"name", "startup_trials", "warmup_epochs"},
     "objective": {"metric", "direction", "target_accuracy"},
     "confirm": {"seeds"},
     "search_seed": None,
 }
+DEFAULT_STACK = 8
+"""Trials (and confirmation seeds) trained together as one stack; see benchmarks/bench_stack.py."""
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -72,6 +74,7 @@ class Study:
     target_accuracy: float
     confirm_seeds: int
     search_seed: int = 0
+    stack: int = 8
     raw: dict = field(default_factory=dict, repr=False)
 
     def optuna_name(self, condition, phase="search", budget=None):
@@ -168,6 +171,7 @@ def parse_study(data, path):
 
     budget = check.table(data, "budget", SECTIONS["budget"])
     trials = check.integer("budget.trials", budget.get("trials", 12), 1)
+    stack = check.integer("budget.stack", budget.get("stack", DEFAULT_STACK), 1)
     timeout = budget.get("timeout_seconds")
     if timeout is not None and check.number("budget.timeout_seconds", timeout) <= 0:
         check.fail("budget.timeout_seconds", timeout, "must be > 0 (or left out)")
@@ -207,7 +211,8 @@ def parse_study(data, path):
                  search=search, trials=trials, timeout_seconds=timeout, sampler=sampler_name,
                  sampler_seed=sampler_seed, pruner=pruner_name, pruner_startup_trials=startup,
                  pruner_warmup_epochs=warmup, objective=metric, direction=direction,
-                 target_accuracy=float(target), confirm_seeds=seeds, search_seed=search_seed, raw=data)
+                 target_accuracy=float(target), confirm_seeds=seeds, search_seed=search_seed, stack=stack,
+                 raw=data)
 
 
 def _parse_conditions(check, table):

@@ -18,7 +18,7 @@ from .recorded import config_params, outcome_metrics, save_weights
 from .search import ConditionStudies, open_storage, prepare_studies, set_parent_run, trial_rows
 from .tracking import (HARNESS_TAG, RecorderProcess, end_run, ensure_experiment, open_client, parent_run,
                        running_runs)
-from .train import COMPLETE, DIVERGED, STOPPED, train
+from .train import COMPLETE, DIVERGED, SHARED, STOPPED, train_stack
 
 STATES = {COMPLETE: "complete", STOPPED: "pruned", DIVERGED: "diverged"}
 DATA_KEYS = ("dataset", "csv", "label_column", "n_samples", "val_fraction", "test_fraction", "data_seed",
@@ -45,6 +45,7 @@ class SweepPlan:
     experiment_id: str
     parent_runs: dict
     budget: int
+    stack: int = 1
     extra_tags: dict = field(default_factory=dict)
 
 
@@ -71,7 +72,7 @@ class SweepWorker:
         self.splits = {}
         self.base_tags = {**provenance_tags(), "blas": blas_info()["blas"], "study": study.name,
                           **plan.extra_tags}
-        self._current = None
+        self._current = []
 
     def split_for(self, config):
         key = tuple(getattr(config, k) for k in DATA_KEYS)
@@ -119,134 +120,153 @@ class SweepWorker:
             return None
         return "wait"
 
-    # --- one search trial -------------------------------------------------------------------------
+    # --- search: a stack of trials ----------------------------------------------------------------
     def search_trial(self, studies):
+        """Ask up to ``stack`` trials of one condition and train them as one stack."""
         study = self.study
+        members = []
         with _Timer(self.stats, "optuna_seconds"):
-            trial, params = studies.ask_search()
-        if trial is None:
-            return
-        config = study.config_for(studies.condition, params, study.search_seed)
-        split = self.split_for(config)
-        key = ("search", studies.condition.name, trial.number)
-        tags = self._tags(studies, "search", trial.number, config, split)
-        self._start(key, f"{studies.condition.name}-t{trial.number:03d}", config, tags, studies, trial, "search")
-
+            for _ in range(max(1, min(self.plan.stack, studies.search_remaining()))):
+                trial, params = studies.ask_search()
+                if trial is None:
+                    break
+                members.append(_Member(trial, study.config_for(studies.condition, params, study.search_seed)))
         checks_from = study.pruner_warmup_epochs + 1 if study.pruner == "median" else 1
-
-        def report(epoch, metrics):
-            with _Timer(self.stats, "optuna_seconds"):
-                trial.report(metrics[study.objective], epoch)
-                # the median pruner never prunes inside its warm-up: skip the storage round trip
-                return epoch >= checks_from and trial.should_prune()
-
-        result = self._train(config, split, (report,), include_test=False)
-        if result is None:
-            return
-        state = STATES[result.status]
         worst = -math.inf if study.direction == "maximize" else math.inf
-        value = result.history[study.objective][-1] if state == "complete" else worst
-        attrs = {"epochs_run": result.epochs_run}
-        if state == "pruned":
-            attrs["pruned_epoch"] = result.epochs_run
-        if state == "diverged":
-            attrs["diverged_epoch"] = result.diverged_epoch
-        self._finish(key, studies, trial, "search", state, value, attrs, config, split, result)
-        self.stats.trials += 1
+        for group in _stackable(members):
+            def report(t, epoch, metrics, group=group):
+                with _Timer(self.stats, "optuna_seconds"):
+                    trial = group[t].trial
+                    trial.report(metrics[study.objective], epoch)
+                    # the median pruner never prunes inside its warm-up: skip the storage round trip
+                    return epoch >= checks_from and trial.should_prune()
 
-    # --- one confirmation seed --------------------------------------------------------------------
+            results = self._train_group(studies, "search", group, (report,), include_test=False)
+            for member, result in zip(group, results or ()):
+                state = STATES[result.status]
+                value = result.history[study.objective][-1] if state == "complete" else worst
+                attrs = {"epochs_run": result.epochs_run}
+                if state == "pruned":
+                    attrs["pruned_epoch"] = result.epochs_run
+                if state == "diverged":
+                    attrs["diverged_epoch"] = result.diverged_epoch
+                self._finish(member, studies, "search", state, value, attrs, result)
+                self.stats.trials += 1
+
+    # --- confirmation: a stack of seeds ------------------------------------------------------------
     def confirm_trial(self, studies):
         study = self.study
+        asked = []
         with _Timer(self.stats, "optuna_seconds"):
-            trial, seed = studies.ask_confirm()
-            best = studies.best_trial() if trial is not None else None
-        if trial is None:
-            return
-        if best is None:  # every search trial diverged or failed: nothing to confirm
-            with _Timer(self.stats, "optuna_seconds"):
-                studies.finish("confirm", trial, "skipped", -math.inf, {"seed": seed})
-            return
-        config = study.config_for(studies.condition, best.params, seed)
-        split = self.split_for(config)
-        key = ("confirm", studies.condition.name, trial.number)
-        tags = self._tags(studies, "confirm", trial.number, config, split)
-        tags["best_search_trial"] = best.number
-        self._start(key, f"{studies.condition.name}-confirm-s{seed}", config, tags, studies, trial, "confirm")
-        result = self._train(config, split, (), include_test=True)
-        if result is None:
-            return
-        state = STATES[result.status]
-        attrs = {"seed": seed, "best_search_trial": best.number, "epochs_run": result.epochs_run,
-                 "epochs_to_target": epochs_to_target(result.history, study.target_accuracy)}
-        attrs.update({k: v for k, v in result.final.items() if k.startswith("test_")})
-        if study.objective in result.history and result.history[study.objective]:
-            attrs["val_objective"] = result.history[study.objective][-1]
-        value = result.final.get("test_accuracy", -math.inf)
-        self._finish(key, studies, trial, "confirm", state, value, attrs, config, split, result)
-        self.stats.confirms += 1
+            best = studies.best_trial()
+            for _ in range(max(1, min(self.plan.stack, studies.confirm_waiting()))):
+                trial, seed = studies.ask_confirm()
+                if trial is None:
+                    break
+                asked.append((trial, seed))
+            if best is None:  # every search trial diverged or failed: nothing to confirm
+                for trial, seed in asked:
+                    studies.finish("confirm", trial, "skipped", -math.inf, {"seed": seed})
+                return
+        members = [_Member(trial, study.config_for(studies.condition, best.params, seed), best.number)
+                   for trial, seed in asked]
+        results = self._train_group(studies, "confirm", members, (), include_test=True)
+        for member, result in zip(members, results or ()):
+            attrs = {"seed": member.config.seed, "best_search_trial": best.number,
+                     "epochs_run": result.epochs_run,
+                     "epochs_to_target": epochs_to_target(result.history, study.target_accuracy)}
+            attrs.update({k: v for k, v in result.final.items() if k.startswith("test_")})
+            if result.history.get(study.objective):
+                attrs["val_objective"] = result.history[study.objective][-1]
+            value = result.final.get("test_accuracy", -math.inf)
+            self._finish(member, studies, "confirm", STATES[result.status], value, attrs, result)
+            self.stats.confirms += 1
 
     # --- shared steps ------------------------------------------------------------------------------
-    def _tags(self, studies, phase, number, config, split):
-        return {**self.base_tags, HARNESS_TAG: phase, "condition": studies.condition.name, "phase": phase,
+    def _tags(self, studies, phase, member, split):
+        config, number = member.config, member.trial.number
+        tags = {**self.base_tags, HARNESS_TAG: phase, "condition": studies.condition.name, "phase": phase,
                 "trial": number, "state": "running", "seed": config.seed, "dataset": config.dataset,
                 "dataset_digest": split.digest, "blas_threads": config.blas_threads,
                 "optuna_study": self.study.optuna_name(studies.condition, phase, self.plan.budget),
                 "mlflow.parentRunId": self.plan.parent_runs[studies.condition.name]}
+        if member.best_search_trial is not None:
+            tags["best_search_trial"] = member.best_search_trial
+        return tags
 
-    def _start(self, key, run_name, config, tags, studies, trial, phase):
-        self.recorder.start_run(key, self.plan.experiment_id, run_name, config_params(config), tags)
-        self._current = (key, studies, trial, phase)
-
-    def _train(self, config, split, callbacks, include_test):
-        key, studies, trial, phase = self._current
+    def _train_group(self, studies, phase, group, callbacks, include_test):
+        """Start one MLflow run per member, train the group as one stack; None if training failed."""
+        split = self.split_for(group[0].config)
+        name = studies.condition.name
+        for member in group:
+            member.key = (phase, name, member.trial.number)
+            run_name = f"{name}-t{member.trial.number:03d}" if phase == "search" else \
+                f"{name}-confirm-s{member.config.seed}"
+            self.recorder.start_run(member.key, self.plan.experiment_id, run_name, config_params(member.config),
+                                    self._tags(studies, phase, member, split))
+        self._current = [(member, studies, phase) for member in group]
         start = time.perf_counter()
         try:
-            result = train(config, split, callbacks=callbacks, include_test=include_test)
+            results = train_stack([m.config for m in group], split, callbacks, include_test=include_test)
         except KeyboardInterrupt:
             raise
-        except Exception as exc:  # noqa: BLE001 - a failed trial is recorded; the study goes on
+        except Exception as exc:  # noqa: BLE001 - failed trials are recorded; the study goes on
             self._end_current("failed", "FAILED", error=f"{type(exc).__name__}: {exc}")
             return None
         finally:
             self.stats.train_seconds += time.perf_counter() - start
-        self.stats.epochs += result.epochs_run
-        return result
+        self.stats.epochs += sum(r.epochs_run for r in results)
+        return results
 
-    def _finish(self, key, studies, trial, phase, state, value, attrs, config, split, result):
+    def _finish(self, member, studies, phase, state, value, attrs, result):
         with _Timer(self.stats, "mlflow_blocked_seconds"):
-            run_id = self.recorder.run_id(key)
+            run_id = self.recorder.run_id(member.key)
         with _Timer(self.stats, "optuna_seconds"):
-            studies.finish(phase, trial, state, value, {**attrs, "mlflow_run_id": run_id})
-        self._current = None
-        points = [(k, float(v), int(time.time() * 1000), epoch)
+            studies.finish(phase, member.trial, state, value, {**attrs, "mlflow_run_id": run_id})
+        self._current = [c for c in self._current if c[0] is not member]
+        now = int(time.time() * 1000)
+        points = [(k, float(v), now, epoch)
                   for k, values in result.history.items() for epoch, v in enumerate(values, start=1)]
         final = {k: v for k, v in outcome_metrics(result).items() if not k.startswith("val_")}
-        points += [(k, float(v), int(time.time() * 1000), result.epochs_run) for k, v in final.items()]
+        points += [(k, float(v), now, result.epochs_run) for k, v in final.items()]
         tags = {"state": state, **{k: v for k, v in attrs.items() if k.endswith("_epoch")}}
-        artifacts = {"config.json": config.to_json().encode()}
+        artifacts = {"config.json": member.config.to_json().encode()}
         if result.status != DIVERGED:
             buffer = io.BytesIO()
-            save_weights(result.network, buffer, split)
+            save_weights(result.network, buffer, self.split_for(member.config))
             artifacts["weights.npz"] = buffer.getvalue()
         self.recorder.finish_run(run_id, points, tags, artifacts)
 
     def _end_current(self, state, status, error=None):
-        key, studies, trial, phase = self._current
-        self._current = None
-        run_id = self.recorder.run_id(key)
-        attrs = {"mlflow_run_id": run_id}
-        if error:
-            attrs["error"] = error[:500]
-        studies.finish(phase, trial, state, attrs=attrs)
-        self.recorder.finish_run(run_id, [], {"state": state, **({"error": error[:500]} if error else {})},
-                                 {}, status)
+        current, self._current = self._current, []
+        for member, studies, phase in current:
+            run_id = self.recorder.run_id(member.key)
+            attrs = {"mlflow_run_id": run_id, **({"error": error[:500]} if error else {})}
+            studies.finish(phase, member.trial, state, attrs=attrs)
+            self.recorder.finish_run(run_id, [], {"state": state, **({"error": error[:500]} if error else {})},
+                                     {}, status)
 
     def _abandon_current(self):
-        if self._current is not None:
+        if self._current:
             try:
                 self._end_current("interrupted", "KILLED")
             except Exception:  # noqa: BLE001 - the next start reaps what is left
                 pass
+
+
+class _Member:
+    """One trial of a stack: its Optuna trial, its full settings, and later its MLflow run key."""
+
+    def __init__(self, trial, config, best_search_trial=None):
+        self.trial, self.config, self.best_search_trial, self.key = trial, config, best_search_trial, None
+
+
+def _stackable(members):
+    """Members grouped so that each group can train as one stack (searched batch sizes split them)."""
+    groups = {}
+    for member in members:
+        groups.setdefault(repr([getattr(member.config, k) for k in SHARED]), []).append(member)
+    return list(groups.values())
 
 
 def epochs_to_target(history, target):
@@ -271,7 +291,7 @@ def _worker_process(study_path, plan, index, results):
 
 
 # --- the command that starts a sweep ---------------------------------------------------------------
-def prepare(study, storage_url, tracking_uri, budget):
+def prepare(study, storage_url, tracking_uri, budget, stack=None):
     """Everything shared, made once before any worker starts; returns the plan and the client."""
     storage, storage_url = open_storage(storage_url, study.name)
     searches = prepare_studies(study, storage, study.settings_digest(), budget)
@@ -293,7 +313,8 @@ def prepare(study, storage_url, tracking_uri, budget):
         if run_id != search.user_attrs.get("mlflow_parent_run_id"):
             set_parent_run(search, run_id)
         parents[condition.name] = run_id
-    plan = SweepPlan(study.path, storage_url, tracking_uri, experiment_id, parents, budget)
+    plan = SweepPlan(study.path, storage_url, tracking_uri, experiment_id, parents, budget,
+                     stack or study.stack)
     cleanup(study, plan, client)
     return plan, client
 

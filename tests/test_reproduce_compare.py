@@ -22,6 +22,7 @@ lr = { low = 0.01, high = 2.0, log = true }
 epochs = { low = 3, high = 8 }
 [budget]
 trials = 4
+stack = 1       # one trial at a time, so the median pruner has finished trials to compare with
 [pruner]
 name = "median"
 startup_trials = 1

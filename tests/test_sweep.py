@@ -124,7 +124,7 @@ def test_two_workers_meet_the_budget_exactly(workdir, capsys):
 
 SLOW = TINY.replace('dataset = "iris"', 'dataset = "classification"\nn_samples = 40000') \
     .replace("epochs = { low = 3, high = 8 }", "epochs = { low = 25, high = 30 }") \
-    .replace('name = "median"', 'name = "none"').replace("trials = 4", "trials = 3")
+    .replace('name = "median"', 'name = "none"').replace("trials = 4", "trials = 4\nstack = 2")
 
 
 def start_and_signal(workdir, command, signum):
@@ -172,7 +172,7 @@ def test_sigkill_mid_trial_then_resume_finishes_the_exact_budget(workdir):
     assert resumed.returncode == 0, resumed.stderr
     trials = optuna_trials(workdir)
     search = trials["tiny/mse"]
-    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in search) == 3
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in search) == 4
     assert len({t.number for t in search}) == len(search)
     dead = next(t for t in search if t.number == killed)
     assert dead.state.name == "FAIL" and dead.user_attrs["state"] == "killed"

@@ -14,6 +14,8 @@ def run_sweep_command(args):
         raise ConfigError(f"--workers = {args.workers} is not allowed; must be an integer >= 1")
     if args.epochs is not None:
         study = _fix_epochs(study, args.epochs)
+    if args.stack is not None and args.stack < 1:
+        raise ConfigError(f"--stack = {args.stack} is not allowed; must be an integer >= 1")
     if args.confirm_seeds is not None:
         if args.confirm_seeds < 1:
             raise ConfigError(f"--confirm-seeds = {args.confirm_seeds} is not allowed; must be >= 1")
@@ -30,7 +32,7 @@ def run_sweep_command(args):
     # Worker 0 (this process) records through a recorder that imports mlflow while we prepare.
     recorder = RecorderProcess(uri, open_store=False)
     try:
-        plan, client = sweep.prepare(study, args.storage, uri, budget)
+        plan, client = sweep.prepare(study, args.storage, uri, budget, args.stack)
     except BaseException:
         recorder.close()
         raise
