@@ -18,7 +18,7 @@ from .recorded import config_params, outcome_metrics, save_weights
 from .search import ConditionStudies, open_storage, prepare_studies, set_parent_run, trial_rows
 from .tracking import (HARNESS_TAG, RecorderProcess, end_run, ensure_experiment, open_client, parent_run,
                        running_runs)
-from .train import COMPLETE, DIVERGED, SHARED, STOPPED, train_stack
+from .train import COMPLETE, DIVERGED, SHARED, STOPPED, max_stack, train_stack
 
 STATES = {COMPLETE: "complete", STOPPED: "pruned", DIVERGED: "diverged"}
 DATA_KEYS = ("dataset", "csv", "label_column", "n_samples", "val_fraction", "test_fraction", "data_seed",
@@ -126,7 +126,7 @@ class SweepWorker:
         study = self.study
         members = []
         with _Timer(self.stats, "optuna_seconds"):
-            for _ in range(max(1, min(self.plan.stack, studies.search_remaining()))):
+            for _ in range(max(1, min(self._stack_size(studies), studies.search_remaining()))):
                 trial, params = studies.ask_search()
                 if trial is None:
                     break
@@ -159,7 +159,7 @@ class SweepWorker:
         asked = []
         with _Timer(self.stats, "optuna_seconds"):
             best = studies.best_trial()
-            for _ in range(max(1, min(self.plan.stack, studies.confirm_waiting()))):
+            for _ in range(max(1, min(self._stack_size(studies), studies.confirm_waiting()))):
                 trial, seed = studies.ask_confirm()
                 if trial is None:
                     break
@@ -183,6 +183,12 @@ class SweepWorker:
             self.stats.confirms += 1
 
     # --- shared steps ------------------------------------------------------------------------------
+    def _stack_size(self, studies):
+        """The study's stack size, capped so a stack's memory stays within 2 GiB (large data sets)."""
+        config = self.study.config_for(studies.condition, {p.name: p.choices[0] if p.choices else p.high
+                                                           for p in self.study.search}, 0)
+        return min(self.plan.stack, max_stack(config, self.split_for(config)))
+
     def _tags(self, studies, phase, member, split):
         config, number = member.config, member.trial.number
         tags = {**self.base_tags, HARNESS_TAG: phase, "condition": studies.condition.name, "phase": phase,
