@@ -31,6 +31,7 @@ class WorkerStats:
     confirms: int = 0
     train_seconds: float = 0.0
     optuna_seconds: float = 0.0
+    optuna_in_training_seconds: float = 0.0
     mlflow_blocked_seconds: float = 0.0
     wall_seconds: float = 0.0
     epochs: int = 0
@@ -135,7 +136,7 @@ class SweepWorker:
         worst = -math.inf if study.direction == "maximize" else math.inf
         for group in _stackable(members):
             def report(t, epoch, metrics, group=group):
-                with _Timer(self.stats, "optuna_seconds"):
+                with _Timer(self.stats, "optuna_seconds"), _Timer(self.stats, "optuna_in_training_seconds"):
                     trial = group[t].trial
                     trial.report(metrics[study.objective], epoch)
                     # the median pruner never prunes inside its warm-up: skip the storage round trip
@@ -211,7 +212,7 @@ class SweepWorker:
             self.recorder.start_run(member.key, self.plan.experiment_id, run_name, config_params(member.config),
                                     self._tags(studies, phase, member, split))
         self._current = [(member, studies, phase) for member in group]
-        start = time.perf_counter()
+        start, optuna_before = time.perf_counter(), self.stats.optuna_in_training_seconds
         try:
             results = train_stack([m.config for m in group], split, callbacks, include_test=include_test)
         except KeyboardInterrupt:
@@ -219,8 +220,9 @@ class SweepWorker:
         except Exception as exc:  # noqa: BLE001 - failed trials are recorded; the study goes on
             self._end_current("failed", "FAILED", error=f"{type(exc).__name__}: {exc}")
             return None
-        finally:
-            self.stats.train_seconds += time.perf_counter() - start
+        finally:  # training time without the pruning calls made from inside it (counted as Optuna's)
+            self.stats.train_seconds += time.perf_counter() - start - \
+                (self.stats.optuna_in_training_seconds - optuna_before)
         self.stats.epochs += sum(r.epochs_run for r in results)
         return results
 

@@ -122,13 +122,24 @@ def test_two_workers_meet_the_budget_exactly(workdir, capsys):
     assert all(r.info.status == "FINISHED" for r in runs)
 
 
-SLOW = TINY.replace('dataset = "iris"', 'dataset = "classification"\nn_samples = 40000') \
+SLOW = TINY.replace('dataset = "iris"', 'dataset = "classification"\nn_samples = 60000') \
     .replace("epochs = { low = 3, high = 8 }", "epochs = { low = 25, high = 30 }") \
     .replace('name = "median"', 'name = "none"').replace("trials = 4", "trials = 4\nstack = 2")
 
 
+def _has_running_run(workdir, number):
+    """The recorder has created the MLflow run of search trial ``number`` of condition mse."""
+    try:
+        _, runs = mlflow_runs(workdir)
+    except Exception:  # noqa: BLE001 - the store is still being created
+        return False
+    return any(r.data.tags.get("condition") == "mse" and r.data.tags.get("trial") == str(number)
+               and r.info.status == "RUNNING" for r in runs)
+
+
 def start_and_signal(workdir, command, signum):
     """Start a sweep, send ``signum`` to its process group inside its second trial; that trial's number."""
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - so polling the store is quick
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)
     deadline = time.time() + 120
@@ -139,8 +150,11 @@ def start_and_signal(workdir, command, signum):
         except Exception:  # noqa: BLE001 - the journal is still being created
             continue
         running = [t for t in trials if t.state.name == "RUNNING" and "worker_pid" in t.user_attrs]
-        if any(t.state.name == "COMPLETE" for t in trials) and running:
-            time.sleep(0.2)  # inside the trial (about 2 s of training)
+        if any(t.state.name == "COMPLETE" for t in trials) and running and \
+                _has_running_run(workdir, running[0].number):
+            still = [t for t in optuna_trials(workdir)["tiny/mse"] if t.number == running[0].number]
+            if still[0].state.name != "RUNNING":
+                continue  # that stack finished meanwhile; catch the next one
             os.killpg(process.pid, signum)
             process.wait(timeout=60)
             return running[0].number, process
