@@ -212,6 +212,7 @@ def test_every_shipped_study_runs_with_one_trial_of_one_epoch(workdir, capsys, p
     out = capsys.readouterr().out
     from harness.studies import load_study
     study = load_study(path)
+    assert f"study {study.name}:" in out and all(c.name in out for c in study.conditions)
     runs = mlflow_runs(workdir, study.name)[1]
     kinds = Counter(r.data.tags["harness.kind"] for r in runs)
     n = len(study.conditions)
