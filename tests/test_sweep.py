@@ -102,9 +102,14 @@ def test_sweep_records_every_trial_once_and_confirms_on_test(workdir, capsys):
     csv = client.download_artifacts(parents["mse"], "summary.csv")
     assert "test_accuracy_mean" in Path(csv).read_text()
 
+    stacked = next(r for r in runs if r.data.tags["harness.kind"] == "search")  # trained in a stack of 4
+    assert main(["reproduce", stacked.info.run_id]) == 0  # ... reproduces alone, bit for bit
+    assert "reproduced exactly" in capsys.readouterr().out
+    runs = [r for r in mlflow_runs(workdir)[1] if r.data.tags["harness.kind"] != "reproduce"]
+
     assert main(["sweep", write_study(workdir)]) == 0  # resume: nothing left to do
     assert "0 trials and 0 confirmation runs" in capsys.readouterr().out
-    assert len(mlflow_runs(workdir)[1]) == len(runs)
+    assert len(mlflow_runs(workdir)[1]) == len(runs) + 1  # + the reproduction
 
 
 def test_two_workers_meet_the_budget_exactly(workdir, capsys):
