@@ -5,6 +5,29 @@ from harness.config import make_config
 from harness.data import Split
 
 
+TINY_STUDY = """
+name = "tiny"
+[fixed]
+dataset = "iris"
+hidden = [8]
+batch_size = 16
+[conditions]
+loss = ["mse", "cross_entropy"]
+[search]
+lr = { low = 0.01, high = 2.0, log = true }
+epochs = { low = 3, high = 8 }
+[budget]
+trials = 4
+[pruner]
+name = "median"
+startup_trials = 1
+warmup_epochs = 1
+[confirm]
+seeds = 2
+"""
+"""Two conditions on iris, 4 trials each: the study the end-to-end tests vary."""
+
+
 def tiny_split(n=60, features=5, classes=3, seed=0, dtype="float64"):
     """A small separable problem that needs no scikit-learn import."""
     rng = np.random.default_rng(seed)

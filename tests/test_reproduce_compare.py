@@ -8,28 +8,10 @@ import numpy as np
 import pytest
 
 from harness.cli import main
+from tests.conftest import TINY_STUDY
 
-TINY = """
-name = "tinycmp"
-[fixed]
-dataset = "iris"
-hidden = [8]
-batch_size = 16
-[conditions]
-loss = ["mse", "cross_entropy"]
-[search]
-lr = { low = 0.01, high = 2.0, log = true }
-epochs = { low = 3, high = 8 }
-[budget]
-trials = 4
-stack = 1       # one trial at a time, so the median pruner has finished trials to compare with
-[pruner]
-name = "median"
-startup_trials = 1
-warmup_epochs = 1
-[confirm]
-seeds = 3
-"""
+TINY = TINY_STUDY.replace('name = "tiny"', 'name = "tinycmp"').replace("seeds = 2", "seeds = 3") \
+    .replace("trials = 4", "trials = 4\nstack = 1  # one at a time: the median pruner needs finished trials")
 
 
 @pytest.fixture(scope="module")

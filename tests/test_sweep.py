@@ -12,27 +12,9 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
+from tests.conftest import TINY_STUDY
 
-TINY = """
-name = "tiny"
-[fixed]
-dataset = "iris"
-hidden = [8]
-batch_size = 16
-[conditions]
-loss = ["mse", "cross_entropy"]
-[search]
-lr = { low = 0.01, high = 2.0, log = true }
-epochs = { low = 3, high = 8 }
-[budget]
-trials = 4
-[pruner]
-name = "median"
-startup_trials = 1
-warmup_epochs = 1
-[confirm]
-seeds = 2
-"""
+TINY = TINY_STUDY
 
 
 @pytest.fixture
