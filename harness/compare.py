@@ -17,6 +17,7 @@ import pandas as pd
 from .errors import HarnessError
 from .summary import t_interval
 from .tracking import HARNESS_TAG, open_client, study_runs, write_artifacts
+from .train import epochs_to_target
 
 PLOTS = ("curves_by_condition.png", "lr_sensitivity.png", "epochs_to_target.png")
 
@@ -72,10 +73,7 @@ class Comparison:
         return confirm[confirm["state"] == "complete"].sort_values("seed")
 
     def epochs_to_target(self, run_id):
-        for epoch, accuracy in enumerate(self.history(run_id, "val_accuracy"), start=1):
-            if accuracy >= self.target:
-                return epoch
-        return None
+        return epochs_to_target({"val_accuracy": self.history(run_id, "val_accuracy")}, self.target)
 
     def table(self):
         rows = []

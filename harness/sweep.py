@@ -18,7 +18,7 @@ from .recorded import config_params, outcome_metrics, save_weights
 from .search import ConditionStudies, open_storage, prepare_studies, set_parent_run, trial_rows
 from .tracking import (HARNESS_TAG, RecorderProcess, end_run, ensure_experiment, open_client, parent_run,
                        running_runs)
-from .train import COMPLETE, DIVERGED, SHARED, STOPPED, max_stack, train_stack
+from .train import COMPLETE, DIVERGED, SHARED, STOPPED, epochs_to_target, max_stack, train_stack
 
 STATES = {COMPLETE: "complete", STOPPED: "pruned", DIVERGED: "diverged"}
 DATA_KEYS = ("dataset", "csv", "label_column", "n_samples", "val_fraction", "test_fraction", "data_seed",
@@ -275,14 +275,6 @@ def _stackable(members):
     for member in members:
         groups.setdefault(repr([getattr(member.config, k) for k in SHARED]), []).append(member)
     return list(groups.values())
-
-
-def epochs_to_target(history, target):
-    """First epoch whose validation accuracy reaches ``target``; None when it never does (censored)."""
-    for epoch, accuracy in enumerate(history.get("val_accuracy", []), start=1):
-        if accuracy >= target:
-            return epoch
-    return None
 
 
 def _worker_process(study_path, plan, index, results):

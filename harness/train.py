@@ -88,6 +88,14 @@ def final_metrics(model, split, include_test=True):
     return out
 
 
+def epochs_to_target(history, target):
+    """First epoch whose validation accuracy reaches ``target``; None when it never does (censored)."""
+    for epoch, accuracy in enumerate(history.get("val_accuracy", []), start=1):
+        if accuracy >= target:
+            return epoch
+    return None
+
+
 def train(config, split, callbacks=(), initial_params=None, include_test=True):
     """Train one model: the one-model stack. ``callbacks`` are ``cb(epoch, metrics) -> stop?``.
 
