@@ -31,7 +31,7 @@ def curves_png(history, path, title):
         ax.grid(alpha=0.3)
         if len(epochs):
             ax.legend(fontsize=8)
-    fig.savefig(path)
+    fig.savefig(path, format="png")
 
 
 def confusion_png(matrix, classes, path, title):
@@ -46,4 +46,4 @@ def confusion_png(matrix, classes, path, title):
         if count:
             ax.text(j, i, str(count), ha="center", va="center", fontsize=7,
                     color="white" if count > threshold else "black")
-    fig.savefig(path)
+    fig.savefig(path, format="png")

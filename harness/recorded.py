@@ -2,18 +2,17 @@
 
 The run is created (with its params) before training starts, so a store that cannot be written fails
 before any compute is spent; each epoch's metrics gather and go out in batches; artifacts (config,
-weights, plots) are written at the end. Used by ``harness train`` and, later, by every sweep trial
-and confirmation run.
+weights, plots) are written at the end. Used by ``harness train`` and ``harness reproduce``; sweep
+trials share ``run_artifacts`` and ``outcome_metrics``.
 """
+import io
 import json
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
 from .provenance import blas_info, provenance_tags
-from .tracking import HARNESS_TAG, RunWriter
+from .tracking import HARNESS_TAG, RunWriter, write_artifacts
 from .train import DIVERGED, train
 
 CONFIG_ARTIFACT = "config.json"
@@ -34,23 +33,28 @@ def save_weights(network, path, split):
     np.savez(path, classes=np.array(split.classes, dtype=str), **arrays)
 
 
-def _artifact_writer(config, split, result):
-    def write(client, run_id):
+def run_artifacts(config, split, result, plots=True):
+    """A run's files as {name: bytes}: the config to re-run it, the final weights (unless it diverged)
+    and, for single runs, the curve and test-split confusion-matrix plots."""
+    artifacts = {CONFIG_ARTIFACT: config.to_json().encode()}
+    if result.status != DIVERGED:
+        buffer = io.BytesIO()
+        save_weights(result.network, buffer, split)
+        artifacts[WEIGHTS_ARTIFACT] = buffer.getvalue()
+    if plots:
         from sklearn.metrics import confusion_matrix
 
         from .plots import confusion_png, curves_png
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
-            (folder / CONFIG_ARTIFACT).write_text(config.to_json())
-            curves_png(result.history, folder / "curves.png", config.run_name())
-            if result.status != DIVERGED:
-                save_weights(result.network, folder / WEIGHTS_ARTIFACT, split)
-                predicted = result.network.logits(split.x_test).argmax(axis=1)
-                matrix = confusion_matrix(split.y_test, predicted, labels=range(split.n_classes))
-                confusion_png(matrix, split.classes, folder / "confusion_matrix.png",
-                              "test split confusion matrix")
-            client.log_artifacts(run_id, str(folder))
-    return write
+        curves = io.BytesIO()
+        curves_png(result.history, curves, config.run_name())
+        artifacts["curves.png"] = curves.getvalue()
+        if result.status != DIVERGED:
+            predicted = result.network.logits(split.x_test).argmax(axis=1)
+            matrix = confusion_matrix(split.y_test, predicted, labels=range(split.n_classes))
+            confusion = io.BytesIO()
+            confusion_png(matrix, split.classes, confusion, "test split confusion matrix")
+            artifacts["confusion_matrix.png"] = confusion.getvalue()
+    return artifacts
 
 
 def outcome_metrics(result):
@@ -91,7 +95,7 @@ def train_and_record(config, split, uri, experiment, tags=None, parent_run_id=No
     final = {k: v for k, v in outcome_metrics(result).items() if not k.startswith("val_")}
     writer.log_metrics(result.epochs_run, {**final, "train_seconds": train_seconds})  # val_*: last epoch
     writer.set_tags({"state": result.status})
-    writer.call(_artifact_writer(config, split, result))
+    writer.call(lambda client, run_id: write_artifacts(client, run_id, run_artifacts(config, split, result)))
     run_id = writer.close("FINISHED")
     timings = {"total_seconds": time.perf_counter() - start, "train_seconds": train_seconds,
                "recording_blocked_seconds": max(0.0, writer.blocked_seconds - writer.import_seconds),

@@ -6,15 +6,15 @@ A worker repeatedly takes the next piece of work from the storage: a search tria
 budget left, else a confirmation seed of a condition whose search is done. Every trial and every
 confirmation is one nested MLflow run, written by the worker's recorder process while it trains on.
 """
-import io
 import math
 import os
+import queue
 import time
 from dataclasses import dataclass, field
 
 from .data import load_split
 from .provenance import blas_info, provenance_tags
-from .recorded import config_params, outcome_metrics, save_weights
+from .recorded import config_params, outcome_metrics, run_artifacts
 from .search import ConditionStudies, open_storage, prepare_studies, set_parent_run, trial_rows
 from .tracking import (HARNESS_TAG, RecorderProcess, end_run, ensure_experiment, open_client, parent_run,
                        running_runs)
@@ -238,11 +238,7 @@ class SweepWorker:
         final = {k: v for k, v in outcome_metrics(result).items() if not k.startswith("val_")}
         points += [(k, float(v), now, result.epochs_run) for k, v in final.items()]
         tags = {"state": state, **{k: v for k, v in attrs.items() if k.endswith("_epoch")}}
-        artifacts = {"config.json": member.config.to_json().encode()}
-        if result.status != DIVERGED:
-            buffer = io.BytesIO()
-            save_weights(result.network, buffer, self.split_for(member.config))
-            artifacts["weights.npz"] = buffer.getvalue()
+        artifacts = run_artifacts(member.config, self.split_for(member.config), result, plots=False)
         self.recorder.finish_run(run_id, points, tags, artifacts)
 
     def _end_current(self, state, status, error=None):
@@ -360,7 +356,7 @@ def run_workers(study, plan, workers, on_poll=None, recorder=None):
     while len(stats) + len(errors) < workers:
         try:
             index, worker_stats, error = results.get(timeout=0.5)
-        except Exception:  # queue.Empty; also notices a worker that died without a word
+        except queue.Empty:  # also notices a worker that died without a word
             if on_poll:
                 on_poll()
             if all(not p.is_alive() for p in processes) and results.empty():

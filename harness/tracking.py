@@ -216,7 +216,7 @@ class RecorderProcess:
         start = time.perf_counter()
         try:
             while key not in self._run_ids:
-                self._take_reply(block=True)
+                self._take_reply()
             return self._run_ids.pop(key)
         finally:
             self.blocked_seconds += time.perf_counter() - start
@@ -228,7 +228,7 @@ class RecorderProcess:
         start = time.perf_counter()
         self._requests.put(("stop",))
         while True:
-            reply = self._take_reply(block=True)
+            reply = self._take_reply()
             if reply[0] == "stopped":
                 break
         self._process.join(timeout=30)
@@ -236,7 +236,7 @@ class RecorderProcess:
         if self._errors:
             raise RuntimeError(f"recording failed: {self._errors[0]}")
 
-    def _take_reply(self, block):
+    def _take_reply(self):
         waited = 0.0
         while True:
             try:

@@ -90,8 +90,8 @@ def final_metrics(model, split, include_test=True):
 
 def epochs_to_target(history, target):
     """First epoch whose validation accuracy reaches ``target``; None when it never does (censored)."""
-    for epoch, accuracy in enumerate(history.get("val_accuracy", []), start=1):
-        if accuracy >= target:
+    for epoch, value in enumerate(history.get("val_accuracy", []), start=1):
+        if value >= target:
             return epoch
     return None
 
