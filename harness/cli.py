@@ -5,6 +5,7 @@ stays fast.
 """
 import argparse
 import gc
+import os
 import sys
 
 from .errors import HarnessError
@@ -72,8 +73,13 @@ def build_parser():
     sweep.add_argument("study_file", help="a study TOML file, e.g. studies/quickstart.toml")
     sweep.add_argument("--trials", type=int, help="search trials per condition (overrides the file)")
     sweep.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
-    sweep.add_argument("--storage", help="Optuna storage: a journal file path (default "
-                       "mlruns/optuna/<study>.journal) or an RDB URL")
+    sweep.add_argument("--storage", default=os.environ.get("HARNESS_OPTUNA_STORAGE"),
+                       help="Optuna storage: a journal file path (default mlruns/optuna/<study>.journal) or an "
+                       "RDB URL such as postgresql+psycopg://USER@HOST:5432/DB shared by workers on many "
+                       "machines (default: $HARNESS_OPTUNA_STORAGE; passwords from $PGPASSWORD or ~/.pgpass)")
+    sweep.add_argument("--heartbeat", type=int, default=10, metavar="SECONDS",
+                       help="RDB storages: seconds between Optuna heartbeats (default 10); a worker silent for "
+                       "3 heartbeats is presumed dead, its trials are failed and run again")
     sweep.add_argument("--epochs", type=int, help="fix the epoch count instead of searching it (smoke runs)")
     sweep.add_argument("--confirm-seeds", type=int, help="confirmation seeds (overrides the file)")
     sweep.add_argument("--stack", type=int, help="trials trained together as one stack (default: the file's "

@@ -4,42 +4,124 @@ Each condition has a *search* study (``<study>/<condition>``), whose trials tune
 and a *confirm* study (``<study>/<condition>/confirm``) holding one enqueued trial per confirmation
 seed. Workers share them through the storage; the budget is counted there, so any number of local
 processes (or machines, on an RDB storage) can work on one sweep and the totals stay exact.
+
+A worker that dies leaves its trials RUNNING. On an RDB storage Optuna's heartbeat notices it (each
+worker records a heartbeat per running trial; a trial silent for the grace period is failed by the
+next worker that looks, and Optuna's retry callback queues a copy with the same settings). The
+journal file has no heartbeat, so there a trial whose local worker process is gone is failed and
+queued again through the same callback. Either way the copy carries Optuna's ``failed_trial`` and
+``retry_history`` system attributes.
 """
 import math
 import os
 import socket
+import threading
 import time
+import warnings
 from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
 from .errors import HarnessError
+from .urls import redact
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat arguments
+# Optuna expects heartbeats with ``optimize``; workers here ask/tell and beat themselves (``Heartbeat``)
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 
 HOST = socket.gethostname()
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 STALE_WITHOUT_OWNER_SECONDS = 120
+DEFAULT_HEARTBEAT_SECONDS = 10
+MAX_RETRIES = 3
+"""A trial whose worker died is run again at most this often (a trial that kills its worker stops)."""
 
 
 def default_storage_path(study_name):
     return Path.cwd() / "mlruns" / "optuna" / f"{study_name}.journal"
 
 
-def open_storage(url, study_name):
-    """A journal file (the default, under mlruns/optuna/) or an RDB URL (sqlite:, postgresql...)."""
+def storage_url(url, study_name):
+    """Where a sweep's trials live: ``journal:PATH`` (the default, under mlruns/optuna/) or an RDB URL."""
     if not url or url.startswith("journal:") or url.endswith((".journal", ".log")):
         path = Path(url[len("journal:"):] if url and url.startswith("journal:") else url or
                     default_storage_path(study_name))
+        return f"journal:{path.resolve()}"
+    return url
+
+
+def open_storage(url, study_name, heartbeat_seconds=DEFAULT_HEARTBEAT_SECONDS):
+    """The Optuna storage behind ``url`` (see ``storage_url``), and that URL.
+
+    RDB storages get Optuna's heartbeat: a trial not heard of for 3 heartbeats is failed and retried.
+    """
+    url = storage_url(url, study_name)
+    if url.startswith("journal:"):
+        path = Path(url[len("journal:"):])
         path.parent.mkdir(parents=True, exist_ok=True)
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
-        return JournalStorage(JournalFileBackend(str(path))), f"journal:{path}"
+        return JournalStorage(JournalFileBackend(str(path))), url
     try:
-        return optuna.storages.RDBStorage(url), url
+        storage = optuna.storages.RDBStorage(
+            url, engine_kwargs={"pool_pre_ping": True}, heartbeat_interval=heartbeat_seconds,
+            grace_period=3 * heartbeat_seconds,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES))
     except Exception as exc:  # noqa: BLE001 - a bad URL is user input
-        raise HarnessError(f"--storage {url!r}: cannot open ({type(exc).__name__}: {exc})") from None
+        raise HarnessError(f"--storage {redact(url)!r}: cannot open ({type(exc).__name__}: "
+                           f"{redact(str(exc))[:300]})") from None
+    return storage, url
+
+
+def heartbeat_enabled(storage):
+    interval = getattr(storage, "get_heartbeat_interval", None)
+    return interval is not None and interval() is not None
+
+
+class Heartbeat:
+    """Keeps this worker's trials alive on an RDB storage, from the moment it asks for them to the end.
+
+    Optuna's own heartbeat thread serves the one trial inside ``optimize``; a worker here holds a
+    stack of trials asked with ``ask`` (and loads data, starts runs, trains, records), so one thread
+    beats for every trial it holds. A trial is beaten once at once when taken: Optuna never finds a
+    trial stale that has no heartbeat at all. A no-op on storages without heartbeats.
+    """
+
+    def __init__(self, storage):
+        self.storage, self.enabled = storage, heartbeat_enabled(storage)
+        self._held, self._lock = set(), threading.Lock()
+        self._stop, self._thread = threading.Event(), None
+
+    def hold(self, trial):
+        if not self.enabled:
+            return
+        self.storage.record_heartbeat(trial._trial_id)
+        with self._lock:
+            self._held.add(trial._trial_id)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._beat, daemon=True, name="optuna-heartbeat")
+            self._thread.start()
+
+    def release(self, trial):
+        with self._lock:
+            self._held.discard(trial._trial_id)
+
+    def close(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _beat(self):
+        while not self._stop.wait(self.storage.get_heartbeat_interval()):
+            with self._lock:
+                held = list(self._held)
+            for trial_id in held:
+                try:
+                    self.storage.record_heartbeat(trial_id)
+                except Exception:  # noqa: BLE001 - a missed beat is retried at the next one
+                    pass
 
 
 def make_sampler(study, seed_offset):
@@ -86,8 +168,9 @@ def pid_alive(pid):
 class ConditionStudies:
     """The search and confirm studies of one condition, as one worker sees them."""
 
-    def __init__(self, study, condition, storage, budget, seed_offset=0):
+    def __init__(self, study, condition, storage, budget, seed_offset=0, heartbeat=None):
         self.study, self.condition, self.budget = study, condition, budget
+        self.heartbeat = heartbeat or Heartbeat(storage)
         self.search = optuna.load_study(study_name=study.optuna_name(condition), storage=storage,
                                         pruner=make_pruner(study))
         # Seeded per worker and per resume, so two workers (or a resumed sweep) never replay the
@@ -143,24 +226,32 @@ class ConditionStudies:
     def ask_search(self):
         """A new search trial with its settings, or None if another worker took the last slot."""
         trial = self.search.ask()
-        _claim(trial)
+        self._claim(trial)
         ahead = [t for t in self.search.get_trials(deepcopy=False)
                  if t.state in FINISHED or (t.state == TrialState.RUNNING and t.number < trial.number)]
         if len(ahead) >= self.budget:
             trial.set_user_attr("state", "over_budget")
             self.search.tell(trial, state=TrialState.FAIL)
+            self.heartbeat.release(trial)
             return None, None
         params = {p.name: suggest(trial, p) for p in self.study.search}
         return trial, params
 
     def ask_confirm(self):
         trial = self.confirm.ask()
-        _claim(trial)
-        if "fixed_params" not in _frozen(self.confirm, trial.number).system_attrs:  # past the budget
+        self._claim(trial)
+        frozen = _frozen(self.confirm, trial.number)
+        if "seed" not in {**frozen.system_attrs.get("fixed_params", {}), **frozen.params}:  # past the budget
             trial.set_user_attr("state", "over_budget")
             self.confirm.tell(trial, state=TrialState.FAIL)
+            self.heartbeat.release(trial)
             return None, None
         return trial, trial.suggest_int("seed", 0, 2**31 - 1)
+
+    def _claim(self, trial):
+        self.heartbeat.hold(trial)
+        trial.set_user_attr("worker_host", HOST)
+        trial.set_user_attr("worker_pid", os.getpid())
 
     def finish(self, which, trial, state, value=None, attrs=None):
         for key, val in (attrs or {}).items():
@@ -172,45 +263,60 @@ class ConditionStudies:
         elif state in ("failed", "interrupted"):
             optuna_study.tell(trial, state=TrialState.FAIL)
             if state == "interrupted":  # re-run the same settings later: nothing is lost
-                optuna_study.enqueue_trial(_settings(_frozen(optuna_study, trial.number)),
-                                           user_attrs={"retry_of": trial.number})
+                optuna.storages.RetryHeartbeatStaleTrialCallback()(optuna_study,
+                                                                  _frozen(optuna_study, trial.number))
         else:
             optuna_study.tell(trial, value)
+        self.heartbeat.release(trial)
 
     def reap_stale(self):
-        """Fail RUNNING trials whose local worker process is gone and queue them again; returns them."""
-        reaped = []
+        """Fail the trials of dead workers and queue each again; returns how many were failed.
+
+        RDB storages: Optuna's heartbeat decides. The journal file: a trial whose worker ran on this
+        host and whose process is gone. Both: a trial that never named its worker, after 120 s.
+        """
+        reaped = 0
+        heartbeat = heartbeat_enabled(self.search._storage)
         for optuna_study in (self.search, self.confirm):
+            if heartbeat:
+                before = len(optuna_study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
+                optuna.storages.fail_stale_trials(optuna_study)
+                reaped += len(optuna_study.get_trials(deepcopy=False, states=(TrialState.FAIL,))) - before
             for t in optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 host, pid = t.user_attrs.get("worker_host"), t.user_attrs.get("worker_pid")
                 if host is None:
                     started = t.datetime_start.timestamp() if t.datetime_start else time.time()
                     if time.time() - started < STALE_WITHOUT_OWNER_SECONDS:
                         continue
-                elif host != HOST or pid_alive(pid):
+                elif heartbeat or host != HOST or pid_alive(pid):
                     continue
                 try:
-                    optuna_study._storage.set_trial_user_attr(t._trial_id, "state", "killed")
                     optuna_study.tell(t.number, state=TrialState.FAIL)
                 except (RuntimeError, ValueError, optuna.exceptions.UpdateFinishedTrialError):
                     continue  # another worker reaped it first
-                optuna_study.enqueue_trial(_settings(t), user_attrs={"retry_of": t.number})
-                reaped.append(t.number)
+                optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)(
+                    optuna_study, _frozen(optuna_study, t.number))
+                reaped += 1
         return reaped
+
+
+def trial_state(trial):
+    """The harness's word for a trial: its worker's ("complete", "diverged", ...), else Optuna's."""
+    if trial.state == TrialState.FAIL and "state" not in trial.user_attrs:
+        return "killed"  # failed by a reaper or a heartbeat: its worker never finished it
+    if trial.state == TrialState.RUNNING:
+        return "running"
+    return trial.user_attrs.get("state", trial.state.name.lower())
+
+
+def retried_from(trial):
+    """The number of the trial this one re-runs (the latest in Optuna's retry history), or None."""
+    history = trial.system_attrs.get("retry_history")
+    return history[-1] if history else None
 
 
 def _frozen(optuna_study, number):
     return next(t for t in optuna_study.get_trials(deepcopy=False) if t.number == number)
-
-
-def _settings(trial):
-    """The settings a trial ran (or was enqueued) with, to queue the same trial again."""
-    return {**trial.system_attrs.get("fixed_params", {}), **trial.params}
-
-
-def _claim(trial):
-    trial.set_user_attr("worker_host", HOST)
-    trial.set_user_attr("worker_pid", os.getpid())
 
 
 def prepare_studies(study, storage, digest, budget):
@@ -257,5 +363,6 @@ def trial_rows(study, storage, budget):
             for t in optuna_study.get_trials(deepcopy=False):
                 rows.append({"condition": condition.name, "phase": phase, "number": t.number,
                              "optuna_state": t.state.name, "value": t.value, **t.params,
-                             **{k: v for k, v in t.user_attrs.items() if k not in ("worker_host",)}})
+                             **{k: v for k, v in t.user_attrs.items() if k not in ("worker_host",)},
+                             "state": trial_state(t), "retry_of": retried_from(t)})
     return rows

@@ -13,14 +13,21 @@ import time
 from dataclasses import dataclass, field
 
 from .data import load_split
+from .locks import preparing
 from .provenance import blas_info, provenance_tags
 from .recorded import config_params, outcome_metrics, run_artifacts
-from .search import ConditionStudies, open_storage, prepare_studies, set_parent_run, trial_rows
+from .search import (DEFAULT_HEARTBEAT_SECONDS, ConditionStudies, Heartbeat, open_storage, prepare_studies,
+                     set_parent_run, trial_rows)
+from .search import storage_url as resolve_storage_url
+from .urls import redact
 from .tracking import (HARNESS_TAG, RecorderProcess, end_run, ensure_experiment, open_client, parent_run,
                        running_runs)
 from .train import COMPLETE, DIVERGED, SHARED, STOPPED, epochs_to_target, max_stack, train_stack
 
 STATES = {COMPLETE: "complete", STOPPED: "pruned", DIVERGED: "diverged"}
+REAP_EVERY_SECONDS = 2.0
+ORPHAN_SECONDS = 120
+"""A run still RUNNING this long after its worker told Optuna the trial's end lost its worker."""
 DATA_KEYS = ("dataset", "csv", "label_column", "n_samples", "val_fraction", "test_fraction", "data_seed",
              "dtype")
 
@@ -48,6 +55,7 @@ class SweepPlan:
     budget: int
     stack: int = 1
     extra_tags: dict = field(default_factory=dict)
+    heartbeat_seconds: int = DEFAULT_HEARTBEAT_SECONDS
 
 
 class _Timer:
@@ -65,15 +73,17 @@ class SweepWorker:
     def __init__(self, study, plan, index=0, on_progress=None, recorder=None):
         self.study, self.plan, self.index, self.on_progress = study, plan, index, on_progress
         self.stats = WorkerStats()
-        storage, _ = open_storage(plan.storage_url, study.name)
+        storage, _ = open_storage(plan.storage_url, study.name, plan.heartbeat_seconds)
+        self.heartbeat = Heartbeat(storage)
         with _Timer(self.stats, "optuna_seconds"):
-            self.conditions = [ConditionStudies(study, condition, storage, plan.budget, index * 7919 + i * 104729)
-                               for i, condition in enumerate(study.conditions)]
+            self.conditions = [ConditionStudies(study, condition, storage, plan.budget, index * 7919 + i * 104729,
+                                                self.heartbeat) for i, condition in enumerate(study.conditions)]
         self.recorder = recorder or RecorderProcess(plan.tracking_uri)
         self.splits = {}
         self.base_tags = {**provenance_tags(), "blas": blas_info()["blas"], "study": study.name,
                           **plan.extra_tags}
         self._current = []
+        self._reaped_at = -math.inf
 
     def split_for(self, config):
         key = tuple(getattr(config, k) for k in DATA_KEYS)
@@ -86,22 +96,25 @@ class SweepWorker:
         try:
             while True:
                 with _Timer(self.stats, "optuna_seconds"):
-                    for studies in self.conditions:
-                        studies.reap_stale()
+                    if time.perf_counter() - self._reaped_at >= REAP_EVERY_SECONDS:
+                        for studies in self.conditions:
+                            studies.reap_stale()
+                        self._reaped_at = time.perf_counter()
                     task = self.next_task()
                 if task is None:
                     break
-                if task == "wait":
+                if task == "wait":  # other workers hold the last trials (or a dead one does, until reaped)
                     time.sleep(0.2)
-                    continue
-                phase, studies = task
-                (self.search_trial if phase == "search" else self.confirm_trial)(studies)
+                else:
+                    phase, studies = task
+                    (self.search_trial if phase == "search" else self.confirm_trial)(studies)
                 if self.on_progress:
                     self.on_progress()
         except KeyboardInterrupt:
             self._abandon_current()
             raise
         finally:
+            self.heartbeat.close()
             self.recorder.close()
             self.stats.mlflow_blocked_seconds = self.recorder.blocked_seconds
             self.stats.wall_seconds = time.perf_counter() - start
@@ -287,9 +300,19 @@ def _worker_process(study_path, plan, index, results):
 
 
 # --- the command that starts a sweep ---------------------------------------------------------------
-def prepare(study, storage_url, tracking_uri, budget, stack=None):
-    """Everything shared, made once before any worker starts; returns the plan and the client."""
-    storage, storage_url = open_storage(storage_url, study.name)
+def prepare(study, storage_url, tracking_uri, budget, stack=None, heartbeat_seconds=DEFAULT_HEARTBEAT_SECONDS):
+    """Everything shared, made once before any worker starts; returns the plan and the client.
+
+    Runs under the stores' lock: several commands (on several machines) may start one study at once.
+    """
+    with preparing(resolve_storage_url(storage_url, study.name), tracking_uri):
+        plan, client = _prepare(study, storage_url, tracking_uri, budget, stack, heartbeat_seconds)
+    cleanup(study, plan, client)
+    return plan, client
+
+
+def _prepare(study, storage_url, tracking_uri, budget, stack, heartbeat_seconds):
+    storage, storage_url = open_storage(storage_url, study.name, heartbeat_seconds)
     searches = prepare_studies(study, storage, study.settings_digest(), budget)
     client = open_client(tracking_uri)
     experiment_id = ensure_experiment(client, study.name, tracking_uri)
@@ -298,7 +321,7 @@ def prepare(study, storage_url, tracking_uri, budget, stack=None):
         search = searches[condition.name]
         tags = {HARNESS_TAG: "condition", "study": study.name, "condition": condition.name,
                 "phase": "condition", "objective": study.objective, "direction": study.direction,
-                "target_accuracy": study.target_accuracy, "optuna_storage": storage_url,
+                "target_accuracy": study.target_accuracy, "optuna_storage": redact(storage_url),
                 "study_file": os.path.basename(study.path)}
         params = {**study.fixed, **condition.settings, "trials": budget, "sampler": study.sampler,
                   "pruner": study.pruner, "objective": study.objective, "confirm_seeds": study.confirm_seeds,
@@ -310,26 +333,40 @@ def prepare(study, storage_url, tracking_uri, budget, stack=None):
             set_parent_run(search, run_id)
         parents[condition.name] = run_id
     plan = SweepPlan(study.path, storage_url, tracking_uri, experiment_id, parents, budget,
-                     stack or study.stack)
-    cleanup(study, plan, client)
+                     stack or study.stack, heartbeat_seconds=heartbeat_seconds)
     return plan, client
 
 
 def cleanup(study, plan, client):
-    """Fail trials of dead local workers (queued again), end their MLflow runs as KILLED."""
-    storage, _ = open_storage(plan.storage_url, study.name)
-    live = set()
+    """Fail the trials of dead workers (queued again) and end the MLflow runs their workers left.
+
+    A RUNNING run is ended as FAILED (tag state=killed) when Optuna says its trial was failed by a
+    reaper or a heartbeat; a run whose trial its worker ended is left to that worker's recorder,
+    unless it is still RUNNING ``ORPHAN_SECONDS`` later. Returns how many runs it ended.
+    """
+    from optuna.trial import TrialState
+
+    from .search import trial_state
+    storage, _ = open_storage(plan.storage_url, study.name, plan.heartbeat_seconds)
+    trials = {}
     for condition in study.conditions:
         studies = ConditionStudies(study, condition, storage, plan.budget)
         studies.reap_stale()
-        for phase, optuna_study in (("search", studies.search), ("confirm", studies.confirm)):
-            live.update((condition.name, phase, str(t.number)) for t in optuna_study.get_trials(deepcopy=False)
-                        if t.state.name == "RUNNING")
+        for optuna_study in (studies.search, studies.confirm):
+            for t in optuna_study.get_trials(deepcopy=False):
+                trials[(optuna_study.study_name, str(t.number))] = t
     ended = 0
     for run_id, tags in running_runs(client, plan.experiment_id, study.name):
-        if (tags.get("condition"), tags.get("phase"), tags.get("trial")) not in live:
-            end_run(client, run_id, "killed", "KILLED")
-            ended += 1
+        trial = trials.get((tags.get("optuna_study"), tags.get("trial")))
+        if trial is None or trial.state in (TrialState.RUNNING, TrialState.WAITING):
+            continue
+        if trial_state(trial) == "killed":
+            end_run(client, run_id, "killed", "FAILED")
+        elif trial.datetime_complete and time.time() - trial.datetime_complete.timestamp() > ORPHAN_SECONDS:
+            end_run(client, run_id, "orphaned", "FAILED")
+        else:
+            continue
+        ended += 1
     return ended
 
 

@@ -67,6 +67,11 @@ def ensure_experiment(client, name, uri):
         return client.get_experiment_by_name(name).experiment_id
 
 
+def _text(tags):
+    """Tag values as strings: a tracking server's REST API takes nothing else (SQLite converts)."""
+    return {key: str(value) for key, value in tags.items()}
+
+
 def _now_ms():
     return int(time.time() * 1000)
 
@@ -142,7 +147,7 @@ class RunWriter:
             self.import_seconds = time.perf_counter() - start
             start = time.perf_counter()
             experiment_id = ensure_experiment(client, experiment, uri)
-            run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+            run = client.create_run(experiment_id, run_name=run_name, tags=_text(tags))
             self.run_id = run.info.run_id
             client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
         except BaseException as exc:  # noqa: BLE001 - handed to the caller by close()
@@ -281,7 +286,7 @@ def _recorder_main(uri, requests, replies):
                 client = open_client(uri)
             elif kind == "start":
                 _, key, experiment_id, run_name, params, tags = message
-                run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+                run = client.create_run(experiment_id, run_name=run_name, tags=_text(tags))
                 client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
                 replies.put(("run", key, run.info.run_id))
             elif kind == "finish":
@@ -322,7 +327,7 @@ def parent_run(client, experiment_id, run_id, run_name, tags, params):
                 return run_id
         except MlflowException:
             pass
-    run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+    run = client.create_run(experiment_id, run_name=run_name, tags=_text(tags))
     client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
     return run.info.run_id
 

@@ -43,8 +43,14 @@ def stop(process):
 
 
 def run_ui(uri, host, port):
-    if uri.startswith(("http://", "https://")):
-        print(f"the tracking store is a server: open {uri} in a browser")
+    if uri.startswith(("http://", "https://")):  # a tracking server is its own UI
+        from .urls import redact
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=10) as response:
+                response.read()
+        except OSError as exc:
+            raise HarnessError(f"--tracking-uri {redact(uri)}: no MLflow server answers there ({exc})") from None
+        print(f"the tracking store is a server: open {redact(uri)} in a browser")
         return 0
     from .tracking import open_client
     open_client(uri).search_experiments()  # create the store's schema before the server reads it

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
+from harness.search import retried_from, trial_state
 from tests.conftest import TINY_STUDY
 
 TINY = TINY_STUDY
@@ -176,15 +177,15 @@ def test_sigkill_mid_trial_then_resume_finishes_the_exact_budget(workdir):
     assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in search) == 4
     assert len({t.number for t in search}) == len(search)
     dead = next(t for t in search if t.number == killed)
-    assert dead.state.name == "FAIL" and dead.user_attrs["state"] == "killed"
-    retry = [t for t in search if t.user_attrs.get("retry_of") == killed]
+    assert dead.state.name == "FAIL" and trial_state(dead) == "killed"
+    retry = [t for t in search if retried_from(t) == killed]
     assert len(retry) == 1 and retry[0].state.name == "COMPLETE" and retry[0].params == dead.params
     client, runs = mlflow_runs(workdir)
     assert not [r for r in runs if r.info.status == "RUNNING"]
     dead_runs = [r for r in runs if r.data.tags.get("condition") == "mse" and r.data.tags.get("phase") == "search"
                  and r.data.tags.get("trial") == str(killed)]
     assert len(dead_runs) == 1  # the recorder had created it before the kill
-    assert dead_runs[0].info.status == "KILLED" and dead_runs[0].data.tags["state"] == "killed"
+    assert dead_runs[0].info.status == "FAILED" and dead_runs[0].data.tags["state"] == "killed"
     for name, group in trials.items():
         assert not [t for t in group if t.state.name == "RUNNING"], name
 

@@ -4,6 +4,9 @@ import time
 
 from ..errors import ConfigError
 from ..studies import load_study
+from ..urls import redact
+
+CLEANUP_EVERY_SECONDS = 15
 
 
 def run_sweep_command(args):
@@ -14,6 +17,8 @@ def run_sweep_command(args):
         raise ConfigError(f"--workers = {args.workers} is not allowed; must be an integer >= 1")
     if args.epochs is not None:
         study = _fix_epochs(study, args.epochs)
+    if args.heartbeat < 1:
+        raise ConfigError(f"--heartbeat = {args.heartbeat} is not allowed; must be an integer >= 1 (seconds)")
     if args.stack is not None and args.stack < 1:
         raise ConfigError(f"--stack = {args.stack} is not allowed; must be an integer >= 1")
     if args.confirm_seeds is not None:
@@ -32,15 +37,24 @@ def run_sweep_command(args):
     # Worker 0 (this process) records through a recorder that imports mlflow while we prepare.
     recorder = RecorderProcess(uri, open_store=False)
     try:
-        plan, client = sweep.prepare(study, args.storage, uri, budget, args.stack)
+        plan, client = sweep.prepare(study, args.storage, uri, budget, args.stack, args.heartbeat)
     except BaseException:
         recorder.close()
         raise
     recorder.open()
     progress = _Progress(study, plan) if sys.stderr.isatty() else None
+    last_cleanup = [time.perf_counter()]
+
+    def on_poll():
+        """Between trials: the progress bars, and now and then the runs that dead workers left."""
+        if progress:
+            progress.update()
+        if time.perf_counter() - last_cleanup[0] > CLEANUP_EVERY_SECONDS:
+            sweep.cleanup(study, plan, client)
+            last_cleanup[0] = time.perf_counter()
+
     try:
-        stats = sweep.run_workers(study, plan, args.workers, on_poll=progress.update if progress else None,
-                                  recorder=recorder)
+        stats = sweep.run_workers(study, plan, args.workers, on_poll=on_poll, recorder=recorder)
     except KeyboardInterrupt:
         if progress:
             progress.close()
@@ -56,7 +70,7 @@ def run_sweep_command(args):
     sweep.finish(study, plan, client, table.to_csv(index=False))
     wall = time.perf_counter() - start
     print(f"study {study.name}: {len(study.conditions)} conditions x {budget} trials, objective "
-          f"{study.objective} ({study.direction}); storage {plan.storage_url}; tracking {uri}")
+          f"{study.objective} ({study.direction}); storage {redact(plan.storage_url)}; tracking {redact(uri)}")
     print(format_table(study, table))
     trials = sum(s.trials for s in stats)
     print(f"{trials} trials and {sum(s.confirms for s in stats)} confirmation runs in this invocation, "
