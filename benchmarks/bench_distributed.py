@@ -4,11 +4,11 @@ tracking server against the local default store (journal file + SQLite), side by
 Each worker is its own ``harness sweep`` command, started at the same moment, as on separate
 machines (each imports, prepares under the stores' lock, then takes trials). Every configuration
 runs a fresh copy of the quickstart study (4 conditions; ``--trials`` per condition + 5 confirmation
-seeds each). Wall time runs from the launch to the last worker's exit; "runs" counts the search trials
+seeds each), and of a heavier variant (256x256 hidden units, 8 trials) whose trials train longer. Wall time runs from the launch to the last worker's exit; "runs" counts the search trials
 and confirmations recorded. Needs the PostgreSQL server binaries and psycopg (``make test`` installs
 psycopg; ``.ci/run`` installs PostgreSQL).
 
-    .venv/bin/python benchmarks/bench_distributed.py [--trials 16] [--workers 1 2 4]
+    .venv/bin/python benchmarks/bench_distributed.py [--workers 1 2 4] [--variants quickstart 256x256]
 """
 import argparse
 import os
@@ -26,9 +26,13 @@ from tests import services  # noqa: E402 - the same throwaway PostgreSQL + serve
 QUICKSTART = (ROOT / "studies" / "quickstart.toml").read_text()
 
 
-def run_workers(folder, name, workers, trials, flags):
+VARIANTS = {"quickstart": (QUICKSTART, 16),
+            "256x256": (QUICKSTART.replace("hidden = [64]", "hidden = [256, 256]"), 8)}
+
+
+def run_workers(folder, name, text, workers, trials, flags):
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.toml").write_text(re.sub(r'(?m)^name = "quickstart"', f'name = "{name}"', QUICKSTART))
+    (folder / f"{name}.toml").write_text(re.sub(r'(?m)^name = "quickstart"', f'name = "{name}"', text))
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     command = [sys.executable, "-m", "harness", "sweep", f"{name}.toml", "--trials", str(trials), *flags]
     start = time.perf_counter()
@@ -46,40 +50,42 @@ def run_workers(folder, name, workers, trials, flags):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=list(VARIANTS))
     args = parser.parse_args()
     reason = services.missing()
     if reason:
         sys.exit(f"cannot start PostgreSQL here: {reason}")
-    expected = 4 * (args.trials + 5)
+    labels = {"local": "journal file + SQLite (default)", "postgres": "PostgreSQL + MLflow server"}
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         postgres, server, storage = services.start_services(tmp / "services")
         try:
             server.wait_ready()
-            rows = []
-            for workers in args.workers:
-                for backend in ("local", "postgres"):
-                    name = f"bench-{backend}-w{workers}"
-                    flags = [] if backend == "local" else ["--storage", storage, "--tracking-uri", server.url]
-                    wall, done = run_workers(tmp / name, name, workers, args.trials, flags)
-                    assert done == expected, f"{name}: {done} runs, expected {expected}"
-                    rows.append((backend, workers, wall, done))
-                    print(f"  {name}: {done} runs in {wall:.1f} s", flush=True)
+            for variant in args.variants:
+                text, trials = VARIANTS[variant]
+                expected = 4 * (trials + 5)
+                for workers in args.workers:
+                    for backend in labels:
+                        name = f"bench-{variant.replace('x', '-')}-{backend}-w{workers}"
+                        flags = [] if backend == "local" else ["--storage", storage, "--tracking-uri", server.url]
+                        wall, done = run_workers(tmp / name, name, text, workers, trials, flags)
+                        assert done == expected, f"{name}: {done} runs, expected {expected}"
+                        rows.append((variant, backend, workers, wall, done))
+                        print(f"  {name}: {done} runs in {wall:.1f} s", flush=True)
         finally:
             services.stop_services(postgres, server)
-    base = {backend: wall for backend, workers, wall, _ in rows if workers == args.workers[0]}
-    print(f"\nquickstart x {args.trials} trials per condition ({expected} runs per configuration), "
-          f"{os.cpu_count()} cores; each worker a separate `harness sweep` command")
-    print(f"{'store':<34}{'workers':>8}{'wall s':>9}{'runs/min':>10}{'speed-up':>10}")
-    labels = {"local": "journal file + SQLite (default)", "postgres": "PostgreSQL + MLflow server"}
-    for backend, workers, wall, done in sorted(rows):
-        print(f"{labels[backend]:<34}{workers:>8}{wall:>9.1f}{done / wall * 60:>10.0f}{base[backend] / wall:>10.2f}")
-    for workers in args.workers:
-        local = next(w for b, n, w, _ in rows if b == "local" and n == workers)
-        remote = next(w for b, n, w, _ in rows if b == "postgres" and n == workers)
-        print(f"{workers} worker(s): PostgreSQL + server wall / local wall = {remote / local:.2f}")
+    print(f"\n{os.cpu_count()} cores; each worker a separate `harness sweep` command; runs = search trials + "
+          "confirmations (5 seeds x 4 conditions)")
+    print(f"{'study':<12}{'store':<34}{'workers':>8}{'runs':>6}{'wall s':>9}{'runs/min':>10}{'speed-up':>10}"
+          f"{'vs local':>10}")
+    wall_of = {(v, b, w): wall for v, b, w, wall, _ in rows}
+    for variant, backend, workers, wall, done in rows:
+        base = wall_of[(variant, backend, args.workers[0])]
+        local = wall_of[(variant, "local", workers)]
+        print(f"{variant:<12}{labels[backend]:<34}{workers:>8}{done:>6}{wall:>9.1f}{done / wall * 60:>10.0f}"
+              f"{base / wall:>10.2f}{local / wall:>10.2f}")
 
 
 if __name__ == "__main__":

@@ -35,12 +35,27 @@ def _file_lock(path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _connect(engine, url):
+    from .errors import HarnessError
+    from .urls import redact
+    try:
+        return engine.connect()
+    except Exception as exc:  # noqa: BLE001 - an unreachable database is user input, said in one line
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise HarnessError(f"{redact(url)}: cannot connect to the database ({redact(reason)[:300]})") from None
+
+
 @contextmanager
 def _advisory_lock(url):
     import sqlalchemy
-    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+
+    from .errors import HarnessError
     try:
-        with engine.connect() as connection:
+        engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    except ImportError as exc:
+        raise HarnessError(f"PostgreSQL needs its driver ({exc.name}): pip install -e '.[distributed]'") from None
+    try:
+        with _connect(engine, url) as connection:
             connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": ADVISORY_KEY})
             try:
                 yield

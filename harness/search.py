@@ -12,6 +12,7 @@ journal file has no heartbeat, so there a trial whose local worker process is go
 queued again through the same callback. Either way the copy carries Optuna's ``failed_trial`` and
 ``retry_history`` system attributes.
 """
+import copy
 import math
 import os
 import socket
@@ -122,6 +123,40 @@ class Heartbeat:
                     self.storage.record_heartbeat(trial_id)
                 except Exception:  # noqa: BLE001 - a missed beat is retried at the next one
                     pass
+
+
+class StackPruning:
+    """Pruning decisions for a stack of trials: one read of the study per epoch, not one per trial.
+
+    ``Trial.should_prune`` reads the study's trials from the storage at every call; on PostgreSQL that
+    cost 12 ms per call, 17 s of a 42 s quickstart. The trials of a stack decide at the same epoch
+    against the same finished trials, so they share one read per epoch and ask the study's own
+    pruner with it; each trial's value of this epoch is added from what it just reported.
+    """
+
+    def __init__(self, optuna_study):
+        self.study, self._epoch, self._trials = optuna_study, None, {}
+
+    def should_prune(self, trial, epoch, value):
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._trials = {t.number: t for t in self.study.get_trials(deepcopy=False)}
+        frozen = copy.copy(self._trials[trial.number])
+        frozen.intermediate_values = {**frozen.intermediate_values, epoch: float(value)}
+        return self.study.pruner.prune(_Snapshot(self.study, list(self._trials.values())), frozen)
+
+
+class _Snapshot:
+    """A study whose ``get_trials`` answers from one read; everything else is the study itself."""
+
+    def __init__(self, study, trials):
+        self._study, self._trials = study, trials
+
+    def get_trials(self, deepcopy=True, states=None):
+        return [t for t in self._trials if states is None or t.state in states]
+
+    def __getattr__(self, name):
+        return getattr(self._study, name)
 
 
 def make_sampler(study, seed_offset):

@@ -16,8 +16,8 @@ from .data import load_split
 from .locks import preparing
 from .provenance import blas_info, provenance_tags
 from .recorded import config_params, outcome_metrics, run_artifacts
-from .search import (DEFAULT_HEARTBEAT_SECONDS, ConditionStudies, Heartbeat, open_storage, prepare_studies,
-                     set_parent_run, trial_rows)
+from .search import (DEFAULT_HEARTBEAT_SECONDS, ConditionStudies, Heartbeat, StackPruning, open_storage,
+                     prepare_studies, set_parent_run, trial_rows)
 from .search import storage_url as resolve_storage_url
 from .urls import redact
 from .tracking import (HARNESS_TAG, RecorderProcess, end_run, ensure_experiment, open_client, parent_run,
@@ -148,12 +148,14 @@ class SweepWorker:
         checks_from = study.pruner_warmup_epochs + 1 if study.pruner == "median" else 1
         worst = -math.inf if study.direction == "maximize" else math.inf
         for group in _stackable(members):
-            def report(t, epoch, metrics, group=group):
+            pruning = StackPruning(studies.search)
+
+            def report(t, epoch, metrics, group=group, pruning=pruning):
                 with _Timer(self.stats, "optuna_seconds"), _Timer(self.stats, "optuna_in_training_seconds"):
-                    trial = group[t].trial
-                    trial.report(metrics[study.objective], epoch)
+                    trial, value = group[t].trial, metrics[study.objective]
+                    trial.report(value, epoch)
                     # the median pruner never prunes inside its warm-up: skip the storage round trip
-                    return epoch >= checks_from and trial.should_prune()
+                    return epoch >= checks_from and pruning.should_prune(trial, epoch, value)
 
             results = self._train_group(studies, "search", group, (report,), include_test=False)
             for member, result in zip(group, results or ()):
@@ -178,6 +180,8 @@ class SweepWorker:
                 if trial is None:
                     break
                 asked.append((trial, seed))
+            if not asked:  # another worker took the last seeds first
+                return
             if best is None:  # every search trial diverged or failed: nothing to confirm
                 for trial, seed in asked:
                     studies.finish("confirm", trial, "skipped", -math.inf, {"seed": seed})

@@ -4,7 +4,8 @@ Starts a throwaway PostgreSQL cluster and an ``mlflow server`` (PostgreSQL backe
 by the server) on loopback ports, runs three ``harness sweep`` commands on one study as if on three
 machines, SIGKILLs one of them (with its recorder) in the middle of a trial, and checks what the
 survivors leave: exact budgets, no duplicates, the killed trial failed by Optuna's heartbeat and
-re-run, no MLflow run left RUNNING, confirmation once. Then compare, reproduce and ui on the server.
+re-run, no MLflow run left RUNNING, confirmation once. Then compare, reproduce, predict and ui on the
+server.
 """
 import json
 import os
@@ -160,6 +161,13 @@ def test_three_workers_one_killed_finish_one_study(stores, tmp_path):
     again = _harness("reproduce", retried.user_attrs["mlflow_run_id"], "--tracking-uri", tracking_uri, cwd=tmp_path)
     out, err = again.communicate(timeout=300)
     assert again.returncode == 0, out + err
+
+    rows = tmp_path / "rows.csv"
+    rows.write_text("\n".join([",".join(f"f{i}" for i in range(20))] + [",".join(["0.5"] * 20), ",".join(["-1"] * 20)]))
+    predict = _harness("predict", retried.user_attrs["mlflow_run_id"], str(rows), "--tracking-uri", tracking_uri,
+                       cwd=tmp_path)
+    out, err = predict.communicate(timeout=300)
+    assert predict.returncode == 0 and len(out.split()) == 2, err
 
     ui = _harness("ui", "--tracking-uri", tracking_uri, cwd=tmp_path)
     out, err = ui.communicate(timeout=60)

@@ -211,10 +211,14 @@ def test_every_shipped_study_runs_with_one_trial_of_one_epoch(workdir, capsys, p
     (["--workers", "0"], "--workers = 0 is not allowed"),
     (["--trials", "0"], "--trials = 0 is not allowed"),
     (["--epochs", "0"], "--epochs = 0 is not allowed"),
+    (["--heartbeat", "0"], "--heartbeat = 0 is not allowed"),
+    (["--storage", "postgresql+psycopg://nobody:s3cret@127.0.0.1:9/optuna"],
+     "postgresql+psycopg://nobody:***@127.0.0.1:9/optuna: cannot connect to the database"),
 ])
 def test_bad_flags_exit_2_and_create_nothing(workdir, capsys, argv, message):
     assert main(["sweep", write_study(workdir), *argv]) == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "s3cret" not in err
     assert not (workdir / "mlruns").exists()
 
 
@@ -231,3 +235,23 @@ def test_a_changed_study_under_the_same_name_is_refused(workdir, capsys):
     changed = write_study(workdir, TINY.replace("high = 2.0", "high = 3.0"))
     assert main(["sweep", changed]) == 2
     assert "already exists in the storage with other settings" in capsys.readouterr().err
+
+
+def test_a_worker_that_finds_the_confirmation_seeds_taken_moves_on(workdir, monkeypatch):
+    """Two workers reach a condition's confirmation together; the slower one finds no seed left."""
+    from types import SimpleNamespace
+
+    from harness.search import open_storage, prepare_studies
+    from harness.studies import load_study
+    from harness.sweep import SweepPlan, SweepWorker
+    study = load_study(write_study(workdir))
+    storage, url = open_storage(None, study.name)
+    prepare_studies(study, storage, study.settings_digest(), 4)
+    worker = SweepWorker(study, SweepPlan(study.path, url, "unused", "0", {}, 4), recorder=object())
+    studies = worker.conditions[0]
+    assert [studies.ask_confirm()[1] for _ in range(2)] == [1, 2]  # the other worker took both seeds
+    monkeypatch.setattr(studies, "best_trial", lambda: SimpleNamespace(number=0, params={"lr": 0.1, "epochs": 3}))
+    worker.confirm_trial(studies)
+    assert worker.stats.confirms == 0
+    over = [t for t in studies.confirm.get_trials(deepcopy=False) if t.user_attrs.get("state") == "over_budget"]
+    assert len(over) == 1  # the slot it asked for was given back

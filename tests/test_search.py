@@ -1,0 +1,76 @@
+"""The Optuna adapter: stack pruning decides as Optuna does, retries, heartbeats, URL redaction."""
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from harness.search import Heartbeat, StackPruning, retried_from, trial_state
+from harness.urls import redact
+
+
+def _study_with_history(pruner, storage=None):
+    study = optuna.create_study(direction="maximize", pruner=pruner, storage=storage)
+    for finished in range(6):
+        trial = study.ask()
+        for epoch in range(1, 9):
+            trial.report(0.1 * finished + 0.01 * epoch, epoch)
+        study.tell(trial, 0.1 * finished + 0.08)
+    return study
+
+
+@pytest.mark.parametrize("pruner", [optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2),
+                                    optuna.pruners.PercentilePruner(25.0, n_startup_trials=2),
+                                    optuna.pruners.HyperbandPruner(min_resource=1, max_resource=8)],
+                         ids=["median", "percentile", "hyperband"])
+def test_stack_pruning_decides_exactly_as_should_prune(pruner):
+    study = _study_with_history(pruner)
+    stack = [study.ask() for _ in range(4)]
+    pruning = StackPruning(study)
+    decisions = []
+    for epoch in range(1, 9):
+        for i, trial in enumerate(stack):  # members report in turn, as the training loop calls them
+            value = [0.05, 0.3, 0.55, 0.9][i] + 0.01 * epoch
+            trial.report(value, epoch)
+            ours = pruning.should_prune(trial, epoch, value)
+            assert ours == trial.should_prune(), (epoch, i)
+            decisions.append(ours)
+    if not isinstance(pruner, optuna.pruners.HyperbandPruner):
+        assert True in decisions and False in decisions  # the comparison was not vacuous
+
+
+def test_trial_state_and_retry_origin():
+    study = optuna.create_study()
+    dead = study.ask()
+    dead.suggest_float("lr", 0.1, 1.0)
+    study.tell(dead, state=TrialState.FAIL)  # failed without a word from its worker, as a reaper does
+    optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)(study, study.trials[0])
+    again = study.ask()
+    assert again.params == study.trials[0].params
+    study.tell(again, 1.0)
+    frozen = study.trials
+    assert trial_state(frozen[0]) == "killed" and retried_from(frozen[0]) is None
+    assert trial_state(frozen[1]) == "complete" and retried_from(frozen[1]) == 0
+
+
+def test_heartbeat_keeps_held_trials_alive_and_lets_released_ones_go(tmp_path):
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'o.db'}", heartbeat_interval=1, grace_period=2)
+    study = optuna.create_study(storage=storage)
+    held, released = study.ask(), study.ask()
+    beat = Heartbeat(storage)
+    beat.hold(held)
+    beat.hold(released)
+    beat.release(released)
+    try:
+        time.sleep(3.5)
+        optuna.storages.fail_stale_trials(study)
+    finally:
+        beat.close()
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states == {held.number: TrialState.RUNNING, released.number: TrialState.FAIL}
+
+
+def test_urls_never_show_passwords():
+    assert redact("postgresql+psycopg://bob:s3cr@t@db:5432/x") == "postgresql+psycopg://bob:***@db:5432/x"
+    assert redact("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+    assert redact("postgresql://bob@db/x") == "postgresql://bob@db/x"
