@@ -3,10 +3,11 @@ tracking server against the local default store (journal file + SQLite), side by
 
 Each worker is its own ``harness sweep`` command, started at the same moment, as on separate
 machines (each imports, prepares under the stores' lock, then takes trials). Every configuration
-runs a fresh copy of the quickstart study (4 conditions; ``--trials`` per condition + 5 confirmation
-seeds each), and of a heavier variant (256x256 hidden units, 8 trials) whose trials train longer. Wall time runs from the launch to the last worker's exit; "runs" counts the search trials
-and confirmations recorded. Needs the PostgreSQL server binaries and psycopg (``make test`` installs
-psycopg; ``.ci/run`` installs PostgreSQL).
+runs a fresh copy of the quickstart study (4 conditions, 16 trials each + 5 confirmation seeds each)
+and of a heavier variant (256x256 hidden units, 8 trials) whose trials train longer. Wall time runs
+from the launch to the last worker's exit; "runs" counts the search trials and confirmations recorded.
+Needs the PostgreSQL server binaries and psycopg (``make test`` installs psycopg; ``.ci/run`` installs
+PostgreSQL).
 
     .venv/bin/python benchmarks/bench_distributed.py [--workers 1 2 4] [--variants quickstart 256x256]
 """

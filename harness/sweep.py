@@ -19,10 +19,10 @@ from .recorded import config_params, outcome_metrics, run_artifacts
 from .search import (DEFAULT_HEARTBEAT_SECONDS, ConditionStudies, Heartbeat, StackPruning, open_storage,
                      prepare_studies, set_parent_run, trial_rows)
 from .search import storage_url as resolve_storage_url
-from .urls import redact
 from .tracking import (HARNESS_TAG, RecorderProcess, end_run, ensure_experiment, open_client, parent_run,
                        running_runs)
 from .train import COMPLETE, DIVERGED, SHARED, STOPPED, epochs_to_target, max_stack, train_stack
+from .urls import redact
 
 STATES = {COMPLETE: "complete", STOPPED: "pruned", DIVERGED: "diverged"}
 REAP_EVERY_SECONDS = 2.0
