@@ -34,6 +34,9 @@ warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to b
 
 HOST = socket.gethostname()
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+TAKEN_AWAY = (optuna.exceptions.UpdateFinishedTrialError, ValueError)
+"""Raised when a worker writes to a trial that another worker already failed as dead (its heartbeats
+were late: a paused machine, a network cut). The trial runs again elsewhere; this worker lets it go."""
 STALE_WITHOUT_OWNER_SECONDS = 120
 DEFAULT_HEARTBEAT_SECONDS = 10
 MAX_RETRIES = 3
@@ -136,6 +139,16 @@ class StackPruning:
 
     def __init__(self, optuna_study):
         self.study, self._epoch, self._trials = optuna_study, None, {}
+        self.taken_away = set()  # numbers of trials another worker failed as dead meanwhile
+
+    def report(self, trial, epoch, value, decide=True):
+        """Report a trial's epoch; True when it should stop (pruned, or no longer this worker's)."""
+        try:
+            trial.report(value, epoch)
+        except TAKEN_AWAY:
+            self.taken_away.add(trial.number)
+            return True
+        return decide and self.should_prune(trial, epoch, value)
 
     def should_prune(self, trial, epoch, value):
         if epoch != self._epoch:
@@ -289,20 +302,28 @@ class ConditionStudies:
         trial.set_user_attr("worker_pid", os.getpid())
 
     def finish(self, which, trial, state, value=None, attrs=None):
-        for key, val in (attrs or {}).items():
-            trial.set_user_attr(key, val)
-        trial.set_user_attr("state", state)
+        """Tell Optuna how a trial ended; False when it was no longer ours (see ``taken_away``)."""
         optuna_study = self.search if which == "search" else self.confirm
-        if state == "pruned":
-            optuna_study.tell(trial, state=TrialState.PRUNED)
-        elif state in ("failed", "interrupted"):
-            optuna_study.tell(trial, state=TrialState.FAIL)
-            if state == "interrupted":  # re-run the same settings later: nothing is lost
-                optuna.storages.RetryHeartbeatStaleTrialCallback()(optuna_study,
-                                                                  _frozen(optuna_study, trial.number))
-        else:
-            optuna_study.tell(trial, value)
-        self.heartbeat.release(trial)
+        try:
+            for key, val in (attrs or {}).items():
+                trial.set_user_attr(key, val)
+            trial.set_user_attr("state", state)
+            if state == "pruned":
+                optuna_study.tell(trial, state=TrialState.PRUNED)
+            elif state in ("failed", "interrupted"):
+                optuna_study.tell(trial, state=TrialState.FAIL)
+                if state == "interrupted":  # re-run the same settings later: nothing is lost
+                    optuna.storages.RetryHeartbeatStaleTrialCallback()(optuna_study,
+                                                                      _frozen(optuna_study, trial.number))
+            else:
+                optuna_study.tell(trial, value)
+        except TAKEN_AWAY:
+            if _frozen(optuna_study, trial.number).state == TrialState.RUNNING:
+                raise
+            return False
+        finally:
+            self.heartbeat.release(trial)
+        return True
 
     def reap_stale(self):
         """Fail the trials of dead workers and queue each again; returns how many were failed.

@@ -152,10 +152,8 @@ class SweepWorker:
 
             def report(t, epoch, metrics, group=group, pruning=pruning):
                 with _Timer(self.stats, "optuna_seconds"), _Timer(self.stats, "optuna_in_training_seconds"):
-                    trial, value = group[t].trial, metrics[study.objective]
-                    trial.report(value, epoch)
                     # the median pruner never prunes inside its warm-up: skip the storage round trip
-                    return epoch >= checks_from and pruning.should_prune(trial, epoch, value)
+                    return pruning.report(group[t].trial, epoch, metrics[study.objective], epoch >= checks_from)
 
             results = self._train_group(studies, "search", group, (report,), include_test=False)
             for member, result in zip(group, results or ()):
@@ -166,6 +164,8 @@ class SweepWorker:
                     attrs["pruned_epoch"] = result.epochs_run
                 if state == "diverged":
                     attrs["diverged_epoch"] = result.diverged_epoch
+                if member.trial.number in pruning.taken_away:
+                    state = "killed"
                 self._finish(member, studies, "search", state, value, attrs, result)
                 self.stats.trials += 1
 
@@ -247,7 +247,11 @@ class SweepWorker:
         with _Timer(self.stats, "mlflow_blocked_seconds"):
             run_id = self.recorder.run_id(member.key)
         with _Timer(self.stats, "optuna_seconds"):
-            studies.finish(phase, member.trial, state, value, {**attrs, "mlflow_run_id": run_id})
+            if state == "killed":  # another worker failed it as dead (late heartbeats) and runs it again
+                studies.heartbeat.release(member.trial)
+            elif not studies.finish(phase, member.trial, state, value, {**attrs, "mlflow_run_id": run_id}):
+                state = "killed"
+            status = "FAILED" if state == "killed" else "FINISHED"
         self._current = [c for c in self._current if c[0] is not member]
         now = int(time.time() * 1000)
         points = [(k, float(v), now, epoch)
@@ -256,7 +260,7 @@ class SweepWorker:
         points += [(k, float(v), now, result.epochs_run) for k, v in final.items()]
         tags = {"state": state, **{k: v for k, v in attrs.items() if k.endswith("_epoch")}}
         artifacts = run_artifacts(member.config, self.split_for(member.config), result, plots=False)
-        self.recorder.finish_run(run_id, points, tags, artifacts)
+        self.recorder.finish_run(run_id, points, tags, artifacts, status)
 
     def _end_current(self, state, status, error=None):
         current, self._current = self._current, []

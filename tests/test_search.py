@@ -74,3 +74,25 @@ def test_urls_never_show_passwords():
     assert redact("postgresql+psycopg://bob:s3cr@t@db:5432/x") == "postgresql+psycopg://bob:***@db:5432/x"
     assert redact("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
     assert redact("postgresql://bob@db/x") == "postgresql://bob@db/x"
+
+
+def test_a_trial_failed_as_dead_elsewhere_is_let_go(tmp_path):
+    """Late heartbeats: another worker failed our trial; reporting stops it, finishing says so."""
+    from harness.search import ConditionStudies, open_storage, prepare_studies
+    from harness.studies import load_study
+    from tests.conftest import TINY_STUDY
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_STUDY)
+    study = load_study(str(path))
+    storage, _ = open_storage(f"journal:{tmp_path / 'o.journal'}", study.name)
+    prepare_studies(study, storage, study.settings_digest(), 4)
+    studies = ConditionStudies(study, study.conditions[0], storage, 4)
+    kept, lost = studies.ask_search()[0], studies.ask_search()[0]
+    studies.search.tell(lost.number, state=TrialState.FAIL)  # what a heartbeat check elsewhere does
+    pruning = StackPruning(studies.search)
+    assert pruning.report(kept, 1, 0.5) is False and pruning.report(lost, 1, 0.5) is True
+    assert pruning.taken_away == {lost.number}
+    assert studies.finish("search", lost, "complete", 0.5) is False
+    assert studies.finish("search", kept, "complete", 0.5) is True
+    states = {t.number: t.state for t in studies.search.get_trials(deepcopy=False)}
+    assert states == {kept.number: TrialState.COMPLETE, lost.number: TrialState.FAIL}
