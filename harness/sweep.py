@@ -19,8 +19,8 @@ from .recorded import config_params, outcome_metrics, run_artifacts
 from .search import (DEFAULT_HEARTBEAT_SECONDS, ConditionStudies, Heartbeat, StackPruning, open_storage,
                      prepare_studies, set_parent_run, trial_rows)
 from .search import storage_url as resolve_storage_url
-from .tracking import (HARNESS_TAG, RecorderProcess, end_run, ensure_experiment, open_client, parent_run,
-                       running_runs)
+from .tracking import (HARNESS_TAG, RecorderProcess, check_server, end_run, ensure_experiment, open_client,
+                       parent_run, running_runs)
 from .train import COMPLETE, DIVERGED, SHARED, STOPPED, epochs_to_target, max_stack, train_stack
 from .urls import redact
 
@@ -313,6 +313,7 @@ def prepare(study, storage_url, tracking_uri, budget, stack=None, heartbeat_seco
 
     Runs under the stores' lock: several commands (on several machines) may start one study at once.
     """
+    check_server(tracking_uri)
     with preparing(resolve_storage_url(storage_url, study.name), tracking_uri):
         plan, client = _prepare(study, storage_url, tracking_uri, budget, stack, heartbeat_seconds)
     cleanup(study, plan, client)

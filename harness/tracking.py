@@ -41,8 +41,25 @@ def artifact_root(uri):
     return (path.parent / "artifacts").resolve().as_uri() if path else None
 
 
+def check_server(uri, timeout=10):
+    """A tracking server must answer before anything is created: MLflow's client would retry for
+    minutes, then fail with a traceback. Local stores need no check."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.request
+
+    from .errors import HarnessError
+    from .urls import redact
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as response:
+            response.read()
+    except OSError as exc:
+        raise HarnessError(f"tracking URI {redact(uri)}: no MLflow server answers there ({exc})") from None
+
+
 def open_client(uri):
     """An MlflowClient on ``uri``; creates the SQLite file's folder and schema on first use."""
+    check_server(uri)
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from mlflow import MlflowClient

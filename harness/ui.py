@@ -43,16 +43,12 @@ def stop(process):
 
 
 def run_ui(uri, host, port):
+    from .tracking import check_server, open_client
     if uri.startswith(("http://", "https://")):  # a tracking server is its own UI
         from .urls import redact
-        try:
-            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=10) as response:
-                response.read()
-        except OSError as exc:
-            raise HarnessError(f"--tracking-uri {redact(uri)}: no MLflow server answers there ({exc})") from None
+        check_server(uri)
         print(f"the tracking store is a server: open {redact(uri)} in a browser")
         return 0
-    from .tracking import open_client
     open_client(uri).search_experiments()  # create the store's schema before the server reads it
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     process = subprocess.Popen(server_command(uri, host, port), env=env, start_new_session=True)

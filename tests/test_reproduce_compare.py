@@ -145,3 +145,10 @@ def test_predict_gives_the_classes_the_run_was_evaluated_with(tmp_path, capsys):
     assert main(["predict", summary["run_id"], str(rows), "--tracking-uri", uri]) == 0
     assert capsys.readouterr().out.split() == [model.classes[i] for i in predicted[:5]]
     assert main(["predict", "feedface", str(rows), "--tracking-uri", uri]) == 2
+
+
+@pytest.mark.parametrize("argv", [["ui"], ["compare", "tiny"], ["reproduce", "abc"], ["predict", "abc", "rows.csv"]])
+def test_an_unreachable_tracking_server_is_one_line_and_exit_2(capsys, argv):
+    assert main([*argv, "--tracking-uri", "http://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "tracking URI http://127.0.0.1:9: no MLflow server answers there" in err

@@ -214,6 +214,8 @@ def test_every_shipped_study_runs_with_one_trial_of_one_epoch(workdir, capsys, p
     (["--heartbeat", "0"], "--heartbeat = 0 is not allowed"),
     (["--storage", "postgresql+psycopg://nobody:s3cret@127.0.0.1:9/optuna"],
      "postgresql+psycopg://nobody:***@127.0.0.1:9/optuna: cannot connect to the database"),
+    (["--tracking-uri", "http://nobody:s3cret@127.0.0.1:9"],
+     "tracking URI http://nobody:***@127.0.0.1:9: no MLflow server answers there"),
 ])
 def test_bad_flags_exit_2_and_create_nothing(workdir, capsys, argv, message):
     assert main(["sweep", write_study(workdir), *argv]) == 2
