@@ -155,7 +155,9 @@ class SweepWorker:
                     # the median pruner never prunes inside its warm-up: skip the storage round trip
                     return pruning.report(group[t].trial, epoch, metrics[study.objective], epoch >= checks_from)
 
-            results = self._train_group(studies, "search", group, (report,), include_test=False)
+            # without a pruner nothing reads the per-epoch values (the curves are in MLflow): no writes
+            callbacks = () if study.pruner == "none" else (report,)
+            results = self._train_group(studies, "search", group, callbacks, include_test=False)
             for member, result in zip(group, results or ()):
                 state = STATES[result.status]
                 value = result.history[study.objective][-1] if state == "complete" else worst
