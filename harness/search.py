@@ -1,9 +1,10 @@
 """The one place that talks to Optuna: storages, one study per condition, budgets, stale trials.
 
 Each condition has a *search* study (``<study>/<condition>``), whose trials tune the nuisance settings,
-and a *confirm* study (``<study>/<condition>/confirm``) holding one enqueued trial per confirmation
-seed. Workers share them through the storage; the budget is counted there, so any number of local
-processes (or machines, on an RDB storage) can work on one sweep and the totals stay exact.
+and a *confirm* study (``<study>/<condition>/confirm-after-<N>-trials``) holding one enqueued trial
+per confirmation seed. Workers share them through the storage; the budget is counted there, so any
+number of local processes (or machines, on an RDB storage) can work on one sweep and the totals stay
+exact.
 
 A worker that dies leaves its trials RUNNING. On an RDB storage Optuna's heartbeat notices it (each
 worker records a heartbeat per running trial; a trial silent for the grace period is failed by the
@@ -358,10 +359,10 @@ class ConditionStudies:
 
 def trial_state(trial):
     """The harness's word for a trial: its worker's ("complete", "diverged", ...), else Optuna's."""
+    if trial.state in (TrialState.RUNNING, TrialState.WAITING):
+        return trial.state.name.lower()  # a queued retry copy carries the user attributes of the original
     if trial.state == TrialState.FAIL and "state" not in trial.user_attrs:
         return "killed"  # failed by a reaper or a heartbeat: its worker never finished it
-    if trial.state == TrialState.RUNNING:
-        return "running"
     return trial.user_attrs.get("state", trial.state.name.lower())
 
 

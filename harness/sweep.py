@@ -355,8 +355,6 @@ def cleanup(study, plan, client):
     reaper or a heartbeat; a run whose trial its worker ended is left to that worker's recorder,
     unless it is still RUNNING ``ORPHAN_SECONDS`` later. Returns how many runs it ended.
     """
-    from optuna.trial import TrialState
-
     from .search import trial_state
     storage, _ = open_storage(plan.storage_url, study.name, plan.heartbeat_seconds)
     trials = {}
@@ -369,7 +367,7 @@ def cleanup(study, plan, client):
     ended = 0
     for run_id, tags in running_runs(client, plan.experiment_id, study.name):
         trial = trials.get((tags.get("optuna_study"), tags.get("trial")))
-        if trial is None or trial.state in (TrialState.RUNNING, TrialState.WAITING):
+        if trial is None or trial_state(trial) in ("running", "waiting"):
             continue
         if trial_state(trial) == "killed":
             end_run(client, run_id, "killed", "FAILED")
