@@ -327,18 +327,15 @@ class ConditionStudies:
         return True
 
     def reap_stale(self):
-        """Fail the trials of dead workers and queue each again; returns how many were failed.
+        """Fail the trials of dead workers and queue each again.
 
         RDB storages: Optuna's heartbeat decides. The journal file: a trial whose worker ran on this
         host and whose process is gone. Both: a trial that never named its worker, after 120 s.
         """
-        reaped = 0
         heartbeat = heartbeat_enabled(self.search._storage)
         for optuna_study in (self.search, self.confirm):
             if heartbeat:
-                before = len(optuna_study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
                 optuna.storages.fail_stale_trials(optuna_study)
-                reaped += len(optuna_study.get_trials(deepcopy=False, states=(TrialState.FAIL,))) - before
             for t in optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 host, pid = t.user_attrs.get("worker_host"), t.user_attrs.get("worker_pid")
                 if host is None:
@@ -353,8 +350,6 @@ class ConditionStudies:
                     continue  # another worker reaped it first
                 optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)(
                     optuna_study, _frozen(optuna_study, t.number))
-                reaped += 1
-        return reaped
 
 
 def trial_state(trial):

@@ -25,7 +25,6 @@ from .train import COMPLETE, DIVERGED, SHARED, STOPPED, epochs_to_target, max_st
 from .urls import redact
 
 STATES = {COMPLETE: "complete", STOPPED: "pruned", DIVERGED: "diverged"}
-REAP_EVERY_SECONDS = 2.0
 ORPHAN_SECONDS = 120
 """A run still RUNNING this long after its worker told Optuna the trial's end lost its worker."""
 DATA_KEYS = ("dataset", "csv", "label_column", "n_samples", "val_fraction", "test_fraction", "data_seed",
@@ -96,7 +95,8 @@ class SweepWorker:
         try:
             while True:
                 with _Timer(self.stats, "optuna_seconds"):
-                    if time.perf_counter() - self._reaped_at >= REAP_EVERY_SECONDS:
+                    # dead workers' trials: looked for once per heartbeat (a few queries per condition)
+                    if time.perf_counter() - self._reaped_at >= self.plan.heartbeat_seconds:
                         for studies in self.conditions:
                             studies.reap_stale()
                         self._reaped_at = time.perf_counter()
