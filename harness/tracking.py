@@ -42,17 +42,32 @@ def artifact_root(uri):
 
 
 def check_server(uri, timeout=10):
-    """A tracking server must answer before anything is created: MLflow's client would retry for
-    minutes, then fail with a traceback. Local stores need no check."""
+    """A tracking server must answer, and accept us, before anything is created: MLflow's client would
+    retry for minutes, then fail with a traceback. Local stores need no check."""
     if not uri.startswith(("http://", "https://")):
         return
+    import base64
+    import urllib.error
     import urllib.request
 
     from .errors import HarnessError
     from .urls import redact
+    headers = {}
+    if os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        headers["Authorization"] = f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}"
+    elif os.environ.get("MLFLOW_TRACKING_USERNAME"):
+        user = f"{os.environ['MLFLOW_TRACKING_USERNAME']}:{os.environ.get('MLFLOW_TRACKING_PASSWORD', '')}"
+        headers["Authorization"] = f"Basic {base64.b64encode(user.encode()).decode()}"
+    probe = urllib.request.Request(f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1",
+                                   headers=headers)
     try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as response:
+        with urllib.request.urlopen(probe, timeout=timeout) as response:
             response.read()
+    except urllib.error.HTTPError as exc:
+        hint = {401: "it wants credentials: MLFLOW_TRACKING_USERNAME/PASSWORD or MLFLOW_TRACKING_TOKEN",
+                403: "it refuses this host name: start it with --allowed-hosts listing the name in this URL"}
+        raise HarnessError(f"tracking URI {redact(uri)}: the MLflow server answered {exc.code} {exc.reason}"
+                           + (f"; {hint[exc.code]}" if exc.code in hint else "")) from None
     except OSError as exc:
         raise HarnessError(f"tracking URI {redact(uri)}: no MLflow server answers there ({exc})") from None
 
