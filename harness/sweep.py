@@ -25,8 +25,9 @@ from .train import COMPLETE, DIVERGED, SHARED, STOPPED, epochs_to_target, max_st
 from .urls import redact
 
 STATES = {COMPLETE: "complete", STOPPED: "pruned", DIVERGED: "diverged"}
-ORPHAN_SECONDS = 120
-"""A run still RUNNING this long after its worker told Optuna the trial's end lost its worker."""
+ORPHAN_SECONDS = 30
+"""A run still RUNNING this long after its worker told Optuna the trial's end lost its worker (a live
+recorder ends a run within a second or two; should a slow one end it later, its end wins)."""
 DATA_KEYS = ("dataset", "csv", "label_column", "n_samples", "val_fraction", "test_fraction", "data_seed",
              "dtype")
 
@@ -348,35 +349,43 @@ def _prepare(study, storage_url, tracking_uri, budget, stack, heartbeat_seconds)
     return plan, client
 
 
-def cleanup(study, plan, client):
+def cleanup(study, plan, client, settle=False):
     """Fail the trials of dead workers (queued again) and end the MLflow runs their workers left.
 
     A RUNNING run is ended as FAILED (tag state=killed) when Optuna says its trial was failed by a
-    reaper or a heartbeat; a run whose trial its worker ended is left to that worker's recorder,
-    unless it is still RUNNING ``ORPHAN_SECONDS`` later. Returns how many runs it ended.
+    reaper or a heartbeat. A run whose trial its worker ended is its recorder's to end; one still
+    RUNNING ``ORPHAN_SECONDS`` after its trial ended lost its worker between telling Optuna and
+    recording the run (tag state=orphaned). ``settle``: at the end of a sweep every trial has ended,
+    so wait for such runs to end or to come of age, and leave none RUNNING. Returns how many it ended.
     """
     from .search import trial_state
     storage, _ = open_storage(plan.storage_url, study.name, plan.heartbeat_seconds)
-    trials = {}
-    for condition in study.conditions:
-        studies = ConditionStudies(study, condition, storage, plan.budget)
-        studies.reap_stale()
-        for optuna_study in (studies.search, studies.confirm):
-            for t in optuna_study.get_trials(deepcopy=False):
-                trials[(optuna_study.study_name, str(t.number))] = t
-    ended = 0
-    for run_id, tags in running_runs(client, plan.experiment_id, study.name):
-        trial = trials.get((tags.get("optuna_study"), tags.get("trial")))
-        if trial is None or trial_state(trial) in ("running", "waiting"):
-            continue
-        if trial_state(trial) == "killed":
-            end_run(client, run_id, "killed", "FAILED")
-        elif trial.datetime_complete and time.time() - trial.datetime_complete.timestamp() > ORPHAN_SECONDS:
-            end_run(client, run_id, "orphaned", "FAILED")
-        else:
-            continue
-        ended += 1
-    return ended
+    deadline, ended = time.time() + ORPHAN_SECONDS + 5, 0
+    while True:
+        trials = {}
+        for condition in study.conditions:
+            studies = ConditionStudies(study, condition, storage, plan.budget)
+            studies.reap_stale()
+            for optuna_study in (studies.search, studies.confirm):
+                for t in optuna_study.get_trials(deepcopy=False):
+                    trials[(optuna_study.study_name, str(t.number))] = t
+        pending = 0
+        for run_id, tags in running_runs(client, plan.experiment_id, study.name):
+            trial = trials.get((tags.get("optuna_study"), tags.get("trial")))
+            state = trial_state(trial) if trial else "unknown"
+            if state in ("unknown", "running", "waiting"):
+                continue
+            if state == "killed":
+                end_run(client, run_id, "killed", "FAILED")
+            elif trial.datetime_complete and time.time() - trial.datetime_complete.timestamp() > ORPHAN_SECONDS:
+                end_run(client, run_id, "orphaned", "FAILED")
+            else:
+                pending += 1
+                continue
+            ended += 1
+        if not (settle and pending) or time.time() > deadline:
+            return ended
+        time.sleep(1.0)
 
 
 def run_workers(study, plan, workers, on_poll=None, recorder=None):

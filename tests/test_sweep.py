@@ -257,3 +257,25 @@ def test_a_worker_that_finds_the_confirmation_seeds_taken_moves_on(workdir, monk
     assert worker.stats.confirms == 0
     over = [t for t in studies.confirm.get_trials(deepcopy=False) if t.user_attrs.get("state") == "over_budget"]
     assert len(over) == 1  # the slot it asked for was given back
+
+
+def test_a_run_whose_worker_died_after_telling_optuna_is_ended_when_the_sweep_settles(workdir, monkeypatch):
+    """Killed between ``tell`` and the recorder's end of the run: the run would stay RUNNING forever."""
+    from harness import sweep
+    from harness.search import ConditionStudies, open_storage
+    from harness.studies import load_study
+    from harness.tracking import HARNESS_TAG, resolve_tracking_uri
+    study = load_study(write_study(workdir))
+    plan, client = sweep.prepare(study, None, resolve_tracking_uri(), 4)
+    storage, _ = open_storage(plan.storage_url, study.name)
+    studies = ConditionStudies(study, study.conditions[0], storage, 4)
+    trial, _ = studies.ask_search()
+    run = client.create_run(plan.experiment_id, tags={
+        HARNESS_TAG: "search", "study": study.name, "optuna_study": studies.search.study_name,
+        "trial": str(trial.number), "mlflow.parentRunId": plan.parent_runs[studies.condition.name]})
+    assert studies.finish("search", trial, "complete", 0.5)  # ... and the worker died here
+    assert sweep.cleanup(study, plan, client) == 0  # its recorder may still be writing: left alone
+    monkeypatch.setattr(sweep, "ORPHAN_SECONDS", 1)
+    assert sweep.cleanup(study, plan, client, settle=True) == 1
+    ended = client.get_run(run.info.run_id)
+    assert ended.info.status == "FAILED" and ended.data.tags["state"] == "orphaned"

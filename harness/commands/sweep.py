@@ -65,7 +65,7 @@ def run_sweep_command(args):
         return 130
     if progress:
         progress.close()
-    sweep.cleanup(study, plan, client)
+    sweep.cleanup(study, plan, client, settle=True)
     table = summarize(study, sweep.rows(study, plan))
     sweep.finish(study, plan, client, table.to_csv(index=False))
     wall = time.perf_counter() - start
