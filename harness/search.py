@@ -301,6 +301,11 @@ class ConditionStudies:
         self.heartbeat.hold(trial)
         trial.set_user_attr("worker_host", HOST)
         trial.set_user_attr("worker_pid", os.getpid())
+        inherited = trial.user_attrs  # a retry copy carries its original's outcome and run: not its own
+        if inherited.get("state") is not None:
+            trial.set_user_attr("state", "running")
+        if inherited.get("mlflow_run_id") is not None:
+            trial.set_user_attr("mlflow_run_id", None)
 
     def finish(self, which, trial, state, value=None, attrs=None):
         """Tell Optuna how a trial ended; False when it was no longer ours (see ``taken_away``)."""
@@ -356,7 +361,7 @@ def trial_state(trial):
     """The harness's word for a trial: its worker's ("complete", "diverged", ...), else Optuna's."""
     if trial.state in (TrialState.RUNNING, TrialState.WAITING):
         return trial.state.name.lower()  # a queued retry copy carries the user attributes of the original
-    if trial.state == TrialState.FAIL and "state" not in trial.user_attrs:
+    if trial.state == TrialState.FAIL and trial.user_attrs.get("state", "running") == "running":
         return "killed"  # failed by a reaper or a heartbeat: its worker never finished it
     return trial.user_attrs.get("state", trial.state.name.lower())
 

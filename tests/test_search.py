@@ -76,8 +76,7 @@ def test_urls_never_show_passwords():
     assert redact("postgresql://bob@db/x") == "postgresql://bob@db/x"
 
 
-def test_a_trial_failed_as_dead_elsewhere_is_let_go(tmp_path):
-    """Late heartbeats: another worker failed our trial; reporting stops it, finishing says so."""
+def _condition_studies(tmp_path):
     from harness.search import ConditionStudies, open_storage, prepare_studies
     from harness.studies import load_study
     from tests.conftest import TINY_STUDY
@@ -86,7 +85,24 @@ def test_a_trial_failed_as_dead_elsewhere_is_let_go(tmp_path):
     study = load_study(str(path))
     storage, _ = open_storage(f"journal:{tmp_path / 'o.journal'}", study.name)
     prepare_studies(study, storage, study.settings_digest(), 4)
-    studies = ConditionStudies(study, study.conditions[0], storage, 4)
+    return ConditionStudies(study, study.conditions[0], storage, 4)
+
+
+def test_a_retry_copy_does_not_wear_its_originals_outcome(tmp_path):
+    studies = _condition_studies(tmp_path)
+    original, params = studies.ask_search()
+    studies.finish("search", original, "interrupted", attrs={"mlflow_run_id": "run-of-the-original"})
+    copy, same = studies.ask_search()
+    assert same == params and copy.user_attrs["state"] == "running" and copy.user_attrs["mlflow_run_id"] is None
+    studies.search.tell(copy.number, state=TrialState.FAIL)  # then its worker dies too
+    frozen = {t.number: t for t in studies.search.get_trials(deepcopy=False)}
+    assert trial_state(frozen[original.number]) == "interrupted" and trial_state(frozen[copy.number]) == "killed"
+    assert retried_from(frozen[copy.number]) == original.number
+
+
+def test_a_trial_failed_as_dead_elsewhere_is_let_go(tmp_path):
+    """Late heartbeats: another worker failed our trial; reporting stops it, finishing says so."""
+    studies = _condition_studies(tmp_path)
     kept, lost = studies.ask_search()[0], studies.ask_search()[0]
     studies.search.tell(lost.number, state=TrialState.FAIL)  # what a heartbeat check elsewhere does
     pruning = StackPruning(studies.search)
