@@ -19,6 +19,12 @@ OPTIMIZER_NAMES = ("sgd", "adam", "rmsprop", "adagrad")
 ACTIVATION_NAMES = ("relu", "tanh", "sigmoid")
 SCHEDULE_NAMES = ("constant", "step", "cosine", "invscaling")
 DTYPE_NAMES = ("float64", "float32")
+SEED_MAX = 2**32 - 1
+"""numpy and scikit-learn take seeds in [0, 2**32 - 1]."""
+MAX_SAMPLES = 10_000_000
+MAX_EPOCHS = 100_000
+FLOAT_KEYS = ("lr", "momentum", "weight_decay", "gamma", "power_t", "beta1", "beta2", "rho", "eps",
+              "val_fraction", "test_fraction")
 
 
 @dataclass
@@ -106,10 +112,11 @@ def make_config(values, source=""):
     for key, value in values.items():
         _check_type(source, key, value)
     values = dict(values)
-    for key in ("lr", "momentum", "weight_decay", "gamma", "power_t", "beta1", "beta2", "rho", "eps",
-                "val_fraction", "test_fraction"):
+    for key in FLOAT_KEYS:
         if key in values:
             values[key] = float(values[key])
+            if not math.isfinite(values[key]):
+                _fail(source, key, values[key], "must be a finite number")
     config = TrainConfig(**values)
     validate(config, source)
     return config
@@ -135,16 +142,16 @@ def validate(c, source=""):
         _fail(source, "momentum", c.momentum, "must be in [0, 1)")
     if not (math.isfinite(c.weight_decay) and c.weight_decay >= 0):
         _fail(source, "weight_decay", c.weight_decay, "must be >= 0")
-    if c.epochs < 1:
-        _fail(source, "epochs", c.epochs, "must be an integer >= 1")
+    if not 1 <= c.epochs <= MAX_EPOCHS:
+        _fail(source, "epochs", c.epochs, f"must be an integer in [1, {MAX_EPOCHS}]")
     if isinstance(c.batch_size, str) and c.batch_size != "full":
         _fail(source, "batch_size", c.batch_size, "must be an integer >= 1 or 'full'")
     if isinstance(c.batch_size, int) and c.batch_size < 1:
         _fail(source, "batch_size", c.batch_size, "must be an integer >= 1 or 'full'")
     if not c.hidden or not all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in c.hidden):
         _fail(source, "hidden", c.hidden, "must be a non-empty list of layer sizes >= 1")
-    if c.n_samples < 10:
-        _fail(source, "n_samples", c.n_samples, "must be an integer >= 10")
+    if not 10 <= c.n_samples <= MAX_SAMPLES:
+        _fail(source, "n_samples", c.n_samples, f"must be an integer in [10, {MAX_SAMPLES}]")
     for key in ("val_fraction", "test_fraction"):
         if not 0 < getattr(c, key) < 0.5:
             _fail(source, key, getattr(c, key), "must be in (0, 0.5)")
@@ -162,7 +169,22 @@ def validate(c, source=""):
     if not c.eps > 0:
         _fail(source, "eps", c.eps, "must be > 0")
     for key in ("seed", "data_seed"):
-        if getattr(c, key) < 0:
-            _fail(source, key, getattr(c, key), "must be an integer >= 0")
-    if c.blas_threads < 1:
-        _fail(source, "blas_threads", c.blas_threads, "must be an integer >= 1")
+        if not 0 <= getattr(c, key) <= SEED_MAX:
+            _fail(source, key, getattr(c, key), f"must be an integer in [0, {SEED_MAX}]")
+    if not 1 <= c.blas_threads <= 256:
+        _fail(source, "blas_threads", c.blas_threads, "must be an integer in [1, 256]")
+    if isinstance(c.batch_size, int) and c.batch_size > MAX_SAMPLES:
+        _fail(source, "batch_size", c.batch_size, f"must be at most {MAX_SAMPLES} (or 'full')")
+    weights = 8 * 6 * sum(a * b for a, b in zip(c.hidden[:-1], c.hidden[1:])) + 8 * 6 * 4 * sum(c.hidden)
+    if weights > physical_memory():
+        _fail(source, "hidden", c.hidden, f"needs at least {weights / 2**30:.0f} GiB for its weights alone; "
+              f"this machine has {physical_memory() / 2**30:.0f} GiB")
+
+
+def physical_memory():
+    """Bytes of RAM, the bound a run's memory is checked against before anything is allocated."""
+    import os
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 2**40

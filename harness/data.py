@@ -60,15 +60,25 @@ def _generated(maker):
 
 def _csv(config):
     import pandas as pd
+    where = f"csv = {config.csv!r}"
     try:
         frame = pd.read_csv(config.csv)
     except FileNotFoundError:
-        raise ConfigError(f"csv = {config.csv!r}: file not found") from None
+        raise ConfigError(f"{where}: file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{where}: is a directory, not a CSV file") from None
+    except PermissionError:
+        raise ConfigError(f"{where}: cannot be read (permission denied)") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"csv = {config.csv!r}: not a readable CSV file ({exc})") from None
+        raise ConfigError(f"{where}: not a readable CSV file ({_first_line(exc)})") from None
+    header = _header(config.csv)
+    duplicated = sorted({name for name in header if header.count(name) > 1})
+    if duplicated:
+        raise ConfigError(f"{config.csv}: column name {duplicated[0]!r} appears more than once in the header; "
+                          "every column needs its own name")
     if config.label_column not in frame.columns:
         raise ConfigError(f"{config.csv}: label_column = {config.label_column!r} is not a column; "
-                          f"columns are: {', '.join(map(str, frame.columns))}")
+                          f"columns are: {', '.join(map(str, frame.columns))[:300]}")
     labels = frame.pop(config.label_column)
     non_numeric = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
     if non_numeric:
@@ -78,7 +88,24 @@ def _csv(config):
         raise ConfigError(f"{config.csv}: has empty cells; fill or drop them first")
     if frame.shape[1] == 0:
         raise ConfigError(f"{config.csv}: has no feature columns besides {config.label_column!r}")
-    return frame.to_numpy(dtype=np.float64), labels.to_numpy()
+    x = frame.to_numpy(dtype=np.float64)
+    if not np.isfinite(x).all():
+        column = frame.columns[int(np.argwhere(~np.isfinite(x))[0][1])]
+        raise ConfigError(f"{config.csv}: column {column!r} holds an infinite value (inf, -inf or a number "
+                          "beyond 1.8e308); features must be finite")
+    return x, labels.to_numpy()
+
+
+def _header(path):
+    """The header's column names as written (pandas renames a repeated name to ``name.1``)."""
+    import csv
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+        return next(csv.reader(fh), [])
+
+
+def _first_line(exc):
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 LOADERS = {

@@ -1,9 +1,15 @@
-"""Errors the CLI turns into one line and exit status 2."""
+"""Errors the CLI turns into one line and a non-zero exit status."""
 
 
 class HarnessError(Exception):
-    """Bad input from the user: a flag, a config file, a data file or a run id."""
+    """Bad input from the user (a flag, a config file, a data file, a run id) or a store that cannot be
+    used as it is; the message says which and what to do. Exit status 2."""
 
 
 class ConfigError(HarnessError, ValueError):
     """A setting that is out of range or unknown; the message names it and what is allowed."""
+
+
+class RecordingError(HarnessError):
+    """MLflow could not record a run (full disk, lost server, ...). Nothing was counted as done: the
+    trials concerned were given back, and running the same command again resumes them."""

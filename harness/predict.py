@@ -1,14 +1,18 @@
-"""Load a logged run's final network and predict classes for new rows (no pickle anywhere)."""
+"""Load a logged run's final network and predict classes for new rows (no pickle anywhere).
+
+A run's artifacts are input like any file: a ``config.json`` or ``weights.npz`` that was edited or
+damaged gets one line naming the run, the file and what is wrong, never a traceback.
+"""
 import io
 import json
+import zipfile
 
 import numpy as np
 
 from .config import make_config
 from .errors import ConfigError, HarnessError
 from .network import Model
-from .recorded import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT
-from .tracking import fetch_run, open_client, read_artifact
+from .runs import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT
 
 
 class LoggedModel:
@@ -39,17 +43,56 @@ class LoggedModel:
         return [self.classes[i] for i in self.predict_indices(raw)]
 
 
+def parse_config(content, where):
+    """A logged ``config.json`` as a validated TrainConfig, or one line naming ``where``."""
+    try:
+        values = json.loads(content)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HarnessError(f"{where}: not valid JSON ({exc})") from None
+    if not isinstance(values, dict):
+        raise HarnessError(f"{where}: expected a JSON object of settings, found {type(values).__name__}")
+    return make_config(values, source=where)
+
+
+def parse_weights(content, where):
+    """A logged ``weights.npz`` as checked plain arrays (no pickle), or one line naming ``where``."""
+    try:
+        with np.load(io.BytesIO(content), allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise HarnessError(f"{where}: not a readable weights file ({str(exc).splitlines()[0][:200]})") from None
+    layers = len([k for k in arrays if k.startswith("weight_")])
+    if layers == 0 or "classes" not in arrays:
+        raise HarnessError(f"{where}: holds no network (weight_0.., bias_0.., classes)")
+    previous = None
+    for i in range(layers):
+        w, b = arrays.get(f"weight_{i}"), arrays.get(f"bias_{i}")
+        if w is None or b is None or w.ndim != 2 or b.ndim != 1 or w.shape[1] != b.shape[0] or \
+                w.dtype.kind != "f" or b.dtype.kind != "f" or (previous is not None and w.shape[0] != previous):
+            raise HarnessError(f"{where}: layer {i} has inconsistent shapes or types")
+        if not (np.isfinite(w).all() and np.isfinite(b).all()):
+            raise HarnessError(f"{where}: layer {i} holds non-finite weights")
+        previous = w.shape[1]
+    if arrays["classes"].ndim != 1 or len(arrays["classes"]) != previous:
+        raise HarnessError(f"{where}: {len(arrays['classes'])} class names for {previous} outputs")
+    features = arrays["weight_0"].shape[0]
+    for key in ("scaler_mean", "scaler_scale"):
+        if key in arrays and (arrays[key].shape != (features,) or arrays[key].dtype.kind != "f"):
+            raise HarnessError(f"{where}: {key} does not match the {features} input features")
+    return arrays
+
+
 def load_logged_model(run_id, uri):
-    client = open_client(uri)
-    run = fetch_run(client, run_id)
-    config_bytes = read_artifact(client, run_id, CONFIG_ARTIFACT)
-    weights_bytes = read_artifact(client, run_id, WEIGHTS_ARTIFACT)
+    from .tracking import InlineRecorder
+    recorder = InlineRecorder(uri)
+    run = recorder.call("get_run", run_id)
+    config_bytes = recorder.call("read_artifact", run_id, CONFIG_ARTIFACT)
+    weights_bytes = recorder.call("read_artifact", run_id, WEIGHTS_ARTIFACT)
     if config_bytes is None or weights_bytes is None:
         raise HarnessError(f"run {run_id} has no {CONFIG_ARTIFACT} or {WEIGHTS_ARTIFACT} artifact "
-                           f"(state {run.data.tags.get('state', 'unknown')}): nothing to load")
-    config = make_config(json.loads(config_bytes), source=f"run {run_id} {CONFIG_ARTIFACT}")
-    with np.load(io.BytesIO(weights_bytes), allow_pickle=False) as arrays:
-        return LoggedModel(config, dict(arrays))
+                           f"(state {run['tags'].get('state', 'unknown')}): nothing to load")
+    config = parse_config(config_bytes, f"run {run_id} {CONFIG_ARTIFACT}")
+    return LoggedModel(config, parse_weights(weights_bytes, f"run {run_id} {WEIGHTS_ARTIFACT}"))
 
 
 def read_rows(path, label_column, n_features):
@@ -58,6 +101,10 @@ def read_rows(path, label_column, n_features):
         frame = pd.read_csv(path)
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a CSV file") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not a readable CSV file ({str(exc).splitlines()[0][:200]})") from None
     if label_column in frame.columns:
         frame = frame.drop(columns=[label_column])
     non_numeric = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
@@ -65,4 +112,7 @@ def read_rows(path, label_column, n_features):
         raise ConfigError(f"{path}: column {non_numeric[0]!r} is not numeric")
     if frame.shape[1] != n_features:
         raise ConfigError(f"{path}: has {frame.shape[1]} feature columns; the model takes {n_features}")
-    return frame.to_numpy(dtype=np.float64)
+    rows = frame.to_numpy(dtype=np.float64)
+    if not np.isfinite(rows).all():
+        raise ConfigError(f"{path}: holds empty cells or infinite values; every feature must be a finite number")
+    return rows

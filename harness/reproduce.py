@@ -2,35 +2,52 @@
 
 The configuration comes from the run's ``config.json`` artifact (never from unpickling anything), the
 data from the same loaders and split seed. Every logged metric is compared at every step; on the same
-machine and versions the curves are bit-identical, so any difference is reported.
+machine and versions the curves are bit-identical, so any difference is reported. A user's CSV is used
+only if it is the data the run saw (same digest): a path in an artifact is input, not an instruction.
 """
-import json
 import sys
 
-from .config import make_config
 from .data import load_split
-from .errors import ConfigError, HarnessError
+from .errors import HarnessError
+from .predict import parse_config
 from .provenance import git_state, package_versions
-from .recorded import CONFIG_ARTIFACT, outcome_metrics, train_and_record
-from .tracking import HARNESS_TAG, fetch_run, metric_histories, open_client, read_artifact
+from .runs import CONFIG_ARTIFACT, outcome_metrics, train_and_record
+from .tracking import HARNESS_TAG, RecorderProcess
 
 NOT_COMPARED = {"train_seconds"}
+CARRIED_TAGS = ("study", "condition", "phase", "trial", "optuna_study", "mlflow.parentRunId")
+"""Tags a reproduction keeps from its original, so it sits beside it in the UI."""
 
 
-def load_logged_config(client, run):
-    if HARNESS_TAG not in run.data.tags:
-        raise HarnessError(f"run {run.info.run_id} was not made by the harness (no {HARNESS_TAG} tag)")
-    content = read_artifact(client, run.info.run_id, CONFIG_ARTIFACT)
+def load_logged_config(recorder, run):
+    run_id = run["run_id"]
+    if HARNESS_TAG not in run["tags"]:
+        raise HarnessError(f"run {run_id} was not made by the harness (no {HARNESS_TAG} tag)")
+    content = recorder.call("read_artifact", run_id, CONFIG_ARTIFACT)
     if content is None:
-        raise HarnessError(f"run {run.info.run_id} has no {CONFIG_ARTIFACT} artifact to rebuild it from")
+        raise HarnessError(f"run {run_id} has no {CONFIG_ARTIFACT} artifact to rebuild it from")
+    return parse_config(content, f"run {run_id} {CONFIG_ARTIFACT}")
+
+
+def load_logged_data(run, config):
+    """The split the run saw. A CSV must be the very data it was trained on before anything of it is
+    used or shown: a changed or foreign file is refused by its digest, without echoing its content."""
+    logged = run["tags"].get("dataset_digest")
+    if config.dataset != "csv":
+        return load_split(config)
+    where = f"run {run['run_id']}: csv = {config.csv!r}"
     try:
-        return make_config(json.loads(content), source=f"run {run.info.run_id} {CONFIG_ARTIFACT}")
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"run {run.info.run_id} {CONFIG_ARTIFACT}: not valid JSON ({exc})") from None
+        split = load_split(config)
+    except HarnessError:
+        raise HarnessError(f"{where} cannot be loaded as the run loaded it (moved, changed or not a CSV)") from None
+    if logged is None or split.digest != logged:
+        raise HarnessError(f"{where} is not the data this run was trained on (its digest differs from the "
+                           "logged dataset_digest); nothing of it was used")
+    return split
 
 
 def environment_warnings(run, split):
-    tags, warnings = run.data.tags, []
+    tags, warnings = run["tags"], []
     commit, _ = git_state()
     if tags.get("git_commit") not in (None, commit):
         warnings.append(f"git commit differs: logged {tags['git_commit'][:12]}, now {commit[:12]}")
@@ -72,22 +89,39 @@ def compare_curves(logged, reproduced):
 
 def reproduce(run_id, uri, out=None, err=None):
     out, err = out or sys.stdout, err or sys.stderr
-    client = open_client(uri)
-    run = fetch_run(client, run_id)
-    config = load_logged_config(client, run)
-    split = load_split(config)
+    recorder = RecorderProcess(uri)
+    try:
+        code = _reproduce(run_id, recorder, out, err)
+        recorder.close()
+        return code
+    except BaseException:
+        try:
+            recorder.close(timeout=60)
+        except Exception:  # noqa: BLE001 - already failing
+            recorder.kill()
+        raise
+
+
+def _reproduce(run_id, recorder, out, err):
+    run = recorder.call("get_run", run_id)
+    config = load_logged_config(recorder, run)
+    split = load_logged_data(run, config)
     for warning in environment_warnings(run, split):
         print(f"warning: {warning}", file=err)
-    tags = run.data.tags
-    stop_at = int(tags["pruned_epoch"]) if tags.get("state") == "pruned" and "pruned_epoch" in tags else None
+    tags = run["tags"]
+    pruned = tags.get("state") == "pruned"
+    stop_at = int(tags["pruned_epoch"]) if pruned and tags.get("pruned_epoch", "").isdigit() else None
     callbacks = [lambda epoch, metrics: epoch >= stop_at] if stop_at else []
-    experiment = client.get_experiment(run.info.experiment_id).name
-    keys = [k for k in run.data.metrics if k not in NOT_COMPARED]
+    keys = [k for k in run["metrics"] if k not in NOT_COMPARED]
+    carried = {k: tags[k] for k in CARRIED_TAGS if k in tags}
     new_id, result, _ = train_and_record(
-        config, split, uri, experiment, tags={HARNESS_TAG: "reproduce", "reproduces": run_id},
-        callbacks=callbacks, include_test=any(k.startswith("test_") for k in keys),
-        run_name=f"{run.info.run_name}-reproduce")
-    rows = compare_curves(metric_histories(client, run_id, keys), reproduced_points(result))
+        config, split, recorder, run["experiment_name"],
+        tags={**carried, HARNESS_TAG: "reproduce", "reproduces": run_id}, callbacks=callbacks,
+        include_test=any(k.startswith("test_") for k in keys), run_name=f"{run['run_name']}-reproduce",
+        state_names={"stopped": "pruned"} if pruned else None)
+    histories = recorder.call("metric_histories", run_id, keys)
+    logged = {key: [(step, value) for step, value, _ in points] for key, points in histories.items()}
+    rows = compare_curves(logged, reproduced_points(result))
     print(f"reproduced {run_id} as run {new_id} ({result.status}, {result.epochs_run} epochs)", file=out)
     print(f"{'metric':<22} {'largest |difference|':>20}  first difference (step: logged -> reproduced)", file=out)
     for key, worst, first in rows:

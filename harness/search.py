@@ -28,11 +28,6 @@ from optuna.trial import TrialState
 from .errors import HarnessError
 from .urls import redact
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat arguments
-# Optuna expects heartbeats with ``optimize``; workers here ask/tell and beat themselves (``Heartbeat``)
-warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
-
 HOST = socket.gethostname()
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 TAKEN_AWAY = (optuna.exceptions.UpdateFinishedTrialError, ValueError)
@@ -42,6 +37,15 @@ STALE_WITHOUT_OWNER_SECONDS = 120
 DEFAULT_HEARTBEAT_SECONDS = 10
 MAX_RETRIES = 3
 """A trial whose worker died is run again at most this often (a trial that kills its worker stops)."""
+
+
+def quiet_optuna():
+    """Optuna's per-trial log lines and warnings about what the harness does on purpose, silenced while
+    a sweep or a comparison runs (not at import: importing the harness changes nothing)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat arguments
+    # Optuna expects heartbeats with ``optimize``; workers here ask/tell and beat themselves (``Heartbeat``)
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 
 
 def default_storage_path(study_name):
@@ -57,18 +61,34 @@ def storage_url(url, study_name):
     return url
 
 
-def open_storage(url, study_name, heartbeat_seconds=DEFAULT_HEARTBEAT_SECONDS):
+def open_storage(url, study_name, heartbeat_seconds=DEFAULT_HEARTBEAT_SECONDS, check=False):
     """The Optuna storage behind ``url`` (see ``storage_url``), and that URL.
 
     RDB storages get Optuna's heartbeat: a trial not heard of for 3 heartbeats is failed and retried.
+    ``check``: read a journal file through once first, mending a record torn by a killed writer and
+    naming the line of a damaged one (the command that starts a sweep does this; workers need not).
     """
+    quiet_optuna()
     url = storage_url(url, study_name)
     if url.startswith("journal:"):
         path = Path(url[len("journal:"):])
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise HarnessError(f"{path.parent}: cannot create the Optuna storage there ({exc.strerror})") from None
+        if path.is_dir():
+            raise HarnessError(f"--storage {path}: is a directory; give a journal file path")
+        if check:
+            check_journal(path)
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
-        return JournalStorage(JournalFileBackend(str(path))), url
+        try:
+            return JournalStorage(JournalFileBackend(str(path))), url
+        except OSError as exc:
+            raise HarnessError(f"{path}: cannot open the Optuna journal ({exc.strerror or exc})") from None
+    from .tracking import require_driver
+    if url.startswith("postgresql"):
+        require_driver(url)
     try:
         storage = optuna.storages.RDBStorage(
             url, engine_kwargs={"pool_pre_ping": True}, heartbeat_interval=heartbeat_seconds,
@@ -78,6 +98,40 @@ def open_storage(url, study_name, heartbeat_seconds=DEFAULT_HEARTBEAT_SECONDS):
         raise HarnessError(f"--storage {redact(url)!r}: cannot open ({type(exc).__name__}: "
                            f"{redact(str(exc))[:300]})") from None
     return storage, url
+
+
+def check_journal(path):
+    """A journal file every line of which Optuna can read; a last line torn by a writer that was killed
+    mid-write is cut off (under Optuna's own journal lock, so no live writer is mid-write)."""
+    import json
+
+    from optuna.storages.journal import JournalFileSymlinkLock
+    from optuna.storages.journal._file import get_lock_file
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    if not os.access(path, os.W_OK):
+        raise HarnessError(f"{path}: the Optuna journal cannot be written here (read-only)")
+    with open(path, "rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        torn = fh.read(1) != b"\n"
+    if torn:
+        with get_lock_file(JournalFileSymlinkLock(str(path))):
+            data = path.read_bytes()
+            end = data.rfind(b"\n") + 1
+            if end < len(data):
+                with open(path, "r+b") as fh:
+                    fh.truncate(end)
+                import sys
+                print(f"harness: {path}: removed an unfinished last record ({len(data) - end} bytes) that a "
+                      "killed process left; the trials it was about are resumed", file=sys.stderr)
+    with open(path, "rb") as fh:
+        for number, line in enumerate(fh, start=1):
+            try:
+                json.loads(line)
+            except (ValueError, UnicodeDecodeError):
+                raise HarnessError(f"{path}: line {number} is not an Optuna journal record (the file is "
+                                   "damaged); restore it from a copy, or move it away to start the study's "
+                                   "search again") from None
 
 
 def heartbeat_enabled(storage):
@@ -217,16 +271,16 @@ def pid_alive(pid):
 class ConditionStudies:
     """The search and confirm studies of one condition, as one worker sees them."""
 
-    def __init__(self, study, condition, storage, budget, seed_offset=0, heartbeat=None):
-        self.study, self.condition, self.budget = study, condition, budget
+    def __init__(self, study, condition, storage, seed_offset=0, heartbeat=None):
+        self.study, self.condition, self.budget = study, condition, study.trials
         self.heartbeat = heartbeat or Heartbeat(storage)
         self.search = optuna.load_study(study_name=study.optuna_name(condition), storage=storage,
                                         pruner=make_pruner(study))
         # Seeded per worker and per resume, so two workers (or a resumed sweep) never replay the
         # same sequence of random start points; one worker from scratch is reproducible.
         self.search.sampler = make_sampler(study, seed_offset + len(self.search.get_trials(deepcopy=False)))
-        self.confirm = optuna.load_study(study_name=study.optuna_name(condition, "confirm", budget),
-                                         storage=storage)
+        self.confirm = optuna.load_study(study_name=study.optuna_name(condition, "confirm"), storage=storage)
+        self.seeds = set(study.confirm_seed_values())
 
     # --- counting -------------------------------------------------------------------------------
     def counts(self):
@@ -255,12 +309,22 @@ class ConditionStudies:
         return bool(starts) and (time.time() - min(starts).timestamp()) > self.study.timeout_seconds
 
     def confirm_waiting(self):
-        return sum(1 for t in self.confirm.get_trials(deepcopy=False) if t.state == TrialState.WAITING)
+        """Queued confirmation seeds this sweep wants (a smaller ``--confirm-seeds`` skips the others)."""
+        return sum(1 for t in self.confirm.get_trials(deepcopy=False)
+                   if t.state == TrialState.WAITING and seed_of(t) in self.seeds)
 
     def confirm_finished(self):
-        trials = self.confirm.get_trials(deepcopy=False)
-        return bool(trials) and all(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in trials) and \
-            sum(t.state == TrialState.COMPLETE for t in trials) >= self.study.confirm_seeds
+        """Every wanted seed confirmed (or given up on after a training error), none still running."""
+        done, running = set(), False
+        for t in self.confirm.get_trials(deepcopy=False):
+            seed = seed_of(t)
+            if seed not in self.seeds:
+                continue
+            if t.state == TrialState.COMPLETE or (t.state == TrialState.FAIL and trial_state(t) == "failed"):
+                done.add(seed)
+            elif t.state in (TrialState.RUNNING, TrialState.WAITING):
+                running = True
+        return not running and done >= self.seeds
 
     def best_trial(self):
         """The best finished search trial with a finite value, or None (all diverged or failed)."""
@@ -270,6 +334,19 @@ class ConditionStudies:
             return None
         pick = max if self.study.direction == "maximize" else min
         return pick(trials, key=lambda t: t.value)
+
+    def repeated_failure(self, invocation):
+        """(count, error) of the most frequent training error of this command's trials of the condition."""
+        errors = {}
+        for optuna_study in (self.search, self.confirm):
+            for t in optuna_study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+                if t.user_attrs.get("state") == "failed" and t.user_attrs.get("invocation") == invocation:
+                    error = t.user_attrs.get("error", "")
+                    errors[error] = errors.get(error, 0) + 1
+        if not errors:
+            return 0, None
+        error = max(errors, key=errors.get)
+        return errors[error], error
 
     # --- trials ---------------------------------------------------------------------------------
     def ask_search(self):
@@ -287,15 +364,20 @@ class ConditionStudies:
         return trial, params
 
     def ask_confirm(self):
-        trial = self.confirm.ask()
-        self._claim(trial)
-        frozen = _frozen(self.confirm, trial.number)
-        if "seed" not in {**frozen.system_attrs.get("fixed_params", {}), **frozen.params}:  # past the budget
-            trial.set_user_attr("state", "over_budget")
-            self.confirm.tell(trial, state=TrialState.FAIL)
-            self.heartbeat.release(trial)
-            return None, None
-        return trial, trial.suggest_int("seed", 0, 2**31 - 1)
+        """The next queued confirmation seed this sweep wants, as (trial, seed), or (None, None)."""
+        for _ in range(len(self.confirm.get_trials(deepcopy=False)) + 1):
+            trial = self.confirm.ask()
+            self._claim(trial)
+            seed = seed_of(_frozen(self.confirm, trial.number))
+            if seed is None or seed not in self.seeds:  # past the queue, or a seed this sweep does not want
+                trial.set_user_attr("state", "over_budget" if seed is None else "not_wanted")
+                self.confirm.tell(trial, state=TrialState.FAIL)
+                self.heartbeat.release(trial)
+                if seed is None:
+                    return None, None
+                continue
+            return trial, trial.suggest_int("seed", 0, 2**32 - 1)
+        return None, None
 
     def _claim(self, trial):
         self.heartbeat.hold(trial)
@@ -304,8 +386,9 @@ class ConditionStudies:
         inherited = trial.user_attrs  # a retry copy carries its original's outcome and run: not its own
         if inherited.get("state") is not None:
             trial.set_user_attr("state", "running")
-        if inherited.get("mlflow_run_id") is not None:
-            trial.set_user_attr("mlflow_run_id", None)
+        for key in ("mlflow_run_id", "error"):
+            if inherited.get(key) is not None:
+                trial.set_user_attr(key, None)
 
     def finish(self, which, trial, state, value=None, attrs=None):
         """Tell Optuna how a trial ended; False when it was no longer ours (see ``taken_away``)."""
@@ -357,6 +440,12 @@ class ConditionStudies:
                     optuna_study, _frozen(optuna_study, t.number))
 
 
+def seed_of(trial):
+    """The confirmation seed a confirm-study trial is for (queued, or a retry copy), or None."""
+    seed = {**trial.system_attrs.get("fixed_params", {}), **trial.params}.get("seed")
+    return None if seed is None else int(seed)
+
+
 def trial_state(trial):
     """The harness's word for a trial: its worker's ("complete", "diverged", ...), else Optuna's."""
     if trial.state in (TrialState.RUNNING, TrialState.WAITING):
@@ -376,13 +465,15 @@ def _frozen(optuna_study, number):
     return next(t for t in optuna_study.get_trials(deepcopy=False) if t.number == number)
 
 
-def prepare_studies(study, storage, digest, budget):
+def prepare_studies(study, storage):
     """Create (or check) every condition's search and confirm studies; run once before workers start.
 
     Creating studies from several processes at once races on a fresh database, so the command that
     starts the workers does it first. A study whose settings changed since it was created is refused.
+    Confirmation seeds the sweep wants and has not queued yet (a first sweep, a larger
+    ``--confirm-seeds``) are queued here.
     """
-    created = {}
+    created, digest = {}, study.settings_digest()
     for condition in study.conditions:
         name = study.optuna_name(condition)
         search = optuna.create_study(study_name=name, storage=storage, direction=study.direction,
@@ -394,10 +485,13 @@ def prepare_studies(study, storage, digest, budget):
         elif known != digest:
             raise HarnessError(f"{study.path}: study {study.name!r} already exists in the storage with other "
                                "settings; give the edited study a new name (or delete its records)")
-        confirm = optuna.create_study(study_name=study.optuna_name(condition, "confirm", budget), storage=storage,
+        confirm = optuna.create_study(study_name=study.optuna_name(condition, "confirm"), storage=storage,
                                       direction="maximize", load_if_exists=True)
-        if not confirm.get_trials(deepcopy=False):
-            for seed in study.confirm_seed_values():
+        queued = {seed_of(t) for t in confirm.get_trials(deepcopy=False)
+                  if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING) or
+                  (t.state == TrialState.FAIL and trial_state(t) == "failed")}
+        for seed in study.confirm_seed_values():
+            if seed not in queued:
                 confirm.enqueue_trial({"seed": seed})
         created[condition.name] = search
     return created
@@ -407,19 +501,61 @@ def set_parent_run(search_study, run_id):
     search_study.set_user_attr("mlflow_parent_run_id", run_id)
 
 
-def trial_rows(study, storage, budget):
-    """Every trial of the sweep as plain dicts, for the summary table."""
+def trial_rows(study, storage, conditions=None):
+    """Every trial of the sweep's current search and confirm studies as plain dicts (the records of
+    Optuna's side, which ``reconcile`` holds against MLflow's)."""
     rows = []
-    for condition in study.conditions:
+    for condition in conditions or study.conditions:
         for phase in ("search", "confirm"):
+            name = study.optuna_name(condition, phase)
             try:
-                optuna_study = optuna.load_study(study_name=study.optuna_name(condition, phase, budget),
-                                                 storage=storage)
+                optuna_study = optuna.load_study(study_name=name, storage=storage)
             except KeyError:
                 continue
             for t in optuna_study.get_trials(deepcopy=False):
-                rows.append({"condition": condition.name, "phase": phase, "number": t.number,
-                             "optuna_state": t.state.name, "value": t.value, **t.params,
-                             **{k: v for k, v in t.user_attrs.items() if k not in ("worker_host",)},
-                             "state": trial_state(t), "retry_of": retried_from(t)})
+                rows.append({"condition": condition.name, "phase": phase, "optuna_study": name,
+                             "number": t.number, "optuna_state": t.state.name, "value": t.value,
+                             "params": dict(t.params), "seed": seed_of(t) if phase == "confirm" else None,
+                             "attrs": dict(t.user_attrs), "state": trial_state(t), "retry_of": retried_from(t),
+                             "worker_gone": t.user_attrs.get("worker_host") == HOST and
+                             not pid_alive(t.user_attrs.get("worker_pid")),
+                             "completed_at": t.datetime_complete.timestamp() if t.datetime_complete else None})
     return rows
+
+
+def optuna_plots(study, storage_address, folder):
+    """Optuna's optimisation history and parameter importances per condition, as PNGs in ``folder``.
+    The storage is only read: a journal file that does not exist is not created."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as plots
+
+    url = storage_url(storage_address, study.name)
+    if url.startswith("journal:") and not Path(url[len("journal:"):]).is_file():
+        return []
+    try:
+        storage, _ = open_storage(url, study.name)
+    except HarnessError:
+        return []
+    warnings.filterwarnings("ignore", message="Target and region quantiles")  # few trials: equal shares
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # "trial omitted: value is inf" for diverged ones
+    made = []
+    for condition in study.conditions:
+        try:
+            optuna_study = optuna.load_study(study_name=study.optuna_name(condition), storage=storage)
+        except KeyError:
+            continue
+        safe = condition.name.replace("/", "_")
+        for name, plot in (("history", plots.plot_optimization_history),
+                           ("importances", plots.plot_param_importances)):
+            try:
+                ax = plot(optuna_study)
+            except (ValueError, RuntimeError):
+                continue  # too few finished trials for this plot
+            ax.set_title(f"{condition.name}: {ax.get_title()}")
+            path = folder / f"optuna_{name}_{safe}.png"
+            ax.figure.savefig(path, bbox_inches="tight")
+            plt.close(ax.figure)
+            made.append(path)
+    return made

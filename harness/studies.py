@@ -5,6 +5,7 @@ A study compares *conditions* (the scientific settings: loss, optimizer, ...) at
 the same budget. Everything is checked before anything is created; every error is one line naming
 the file, the key and what is allowed.
 """
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -13,7 +14,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 
-from .config import FIELD_TYPES, make_config
+from .config import FIELD_TYPES, MAX_EPOCHS, SEED_MAX, make_config
 from .errors import ConfigError
 
 SEARCHABLE = {"lr": float, "epochs": int, "momentum": float, "batch_size": int, "weight_decay": float}
@@ -36,7 +37,11 @@ pruning (benchmarks/bench_stack.py): stacks of 1 / 4 / 8 / 16 took 14.9 / 12.8 /
 Optuna's median pruner compares a trial only with *finished* trials, so nothing in the first stack of
 a condition can be pruned: with 16 trials, a stack of 16 switched pruning off entirely. 8 keeps it for
 the second half of the budget."""
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+"""Study and bundle names (matched whole: no newline, no path separator)."""
+MAX_TRIALS = 100_000
+MAX_CONFIRM_SEEDS = 1_000
+MAX_STACK = 4_096
 
 
 @dataclass
@@ -81,11 +86,11 @@ class Study:
     stack: int = DEFAULT_STACK
     raw: dict = field(default_factory=dict, repr=False)
 
-    def optuna_name(self, condition, phase="search", budget=None):
+    def optuna_name(self, condition, phase="search"):
         """``<study>/<condition>`` for the search; its confirmation is tied to the search budget, so
         extending a finished sweep with more trials confirms the new best again."""
         base = f"{self.name}/{condition.name}"
-        return base if phase == "search" else f"{base}/confirm-after-{budget}-trials"
+        return base if phase == "search" else f"{base}/confirm-after-{self.trials}-trials"
 
     def settings_digest(self):
         """Digest of what defines the search (not its budget or seeds count), to refuse a silent change."""
@@ -98,6 +103,64 @@ class Study:
     def confirm_seed_values(self):
         """Seeds of the confirmation runs: never the seed the search trained with."""
         return [self.search_seed + 1 + i for i in range(self.confirm_seeds)]
+
+    def condition(self, name):
+        return next(c for c in self.conditions if c.name == name)
+
+    def to_dict(self):
+        """Plain data (JSON): what a sweep recorded as its resolved study, read back by ``compare``."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data):
+        values = dict(data)
+        values["conditions"] = [Condition(**c) for c in values["conditions"]]
+        values["search"] = [SearchParam(**p) for p in values["search"]]
+        return cls(**values)
+
+
+def resolve(study, trials=None, epochs=None, confirm_seeds=None, stack=None):
+    """The study a sweep runs: the file's settings with the command's flags applied, checked once.
+
+    Workers and later commands receive this object (or its ``to_dict``), never the file again, so a
+    flag cannot be lost on the way to a worker.
+    """
+    changes, raw = {}, dict(study.raw)
+    if trials is not None:
+        changes["trials"] = _flag("--trials", trials, 1, MAX_TRIALS)
+        _check_grid(study, changes["trials"], "--trials")
+    if confirm_seeds is not None:
+        changes["confirm_seeds"] = _flag("--confirm-seeds", confirm_seeds, 1, MAX_CONFIRM_SEEDS)
+        raw["confirm"] = {**raw.get("confirm", {}), "seeds": confirm_seeds}
+    if stack is not None:
+        changes["stack"] = _flag("--stack", stack, 1, MAX_STACK)
+    if epochs is not None:
+        _flag("--epochs", epochs, 1, MAX_EPOCHS)
+        search = [p for p in study.search if p.name != "epochs"]
+        if not search:
+            raise ConfigError(f"{study.path}: --epochs leaves nothing to search; add lr to [search]")
+        changes["search"] = search
+        changes["fixed"] = {**study.fixed, "epochs": epochs}
+        raw["fixed"] = changes["fixed"]
+        raw["search"] = {k: v for k, v in raw.get("search", {}).items() if k != "epochs"}
+    if changes.get("search") is not None:
+        for condition in study.conditions:  # the fixed epoch count must make a valid run everywhere
+            _check_condition(study.path, {**changes["fixed"], **condition.settings}, condition, changes["search"])
+    return dataclasses.replace(study, raw=raw, **changes)
+
+
+def _flag(name, value, low, high):
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{name} = {value} is not allowed; must be an integer in [{low}, {high}]")
+    return value
+
+
+def _check_grid(study, trials, where):
+    if study.sampler == "grid":
+        points = math.prod(len(p.choices) for p in study.search)
+        if trials > points:
+            raise ConfigError(f"{where} = {trials} is not allowed; the grid has {points} points; "
+                              "ask for at most that many")
 
 
 class _Checker:
@@ -121,14 +184,16 @@ class _Checker:
                     self.fail(f"{key}.{sub}", value[sub], f"known keys: {', '.join(sorted(known))}")
         return value
 
-    def integer(self, key, value, minimum):
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            self.fail(key, value, f"must be an integer >= {minimum}")
+    def integer(self, key, value, minimum, maximum=None):
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum or \
+                (maximum is not None and value > maximum):
+            self.fail(key, value, f"must be an integer >= {minimum}" if maximum is None else
+                      f"must be an integer in [{minimum}, {maximum}]")
         return value
 
     def number(self, key, value):
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            self.fail(key, value, "must be a number")
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            self.fail(key, value, "must be a finite number")
         return float(value)
 
     def choice(self, key, value, names):
@@ -145,14 +210,25 @@ _HELP = {
 
 
 def load_study(path):
+    return parse_study(read_toml(path), str(path))
+
+
+def read_toml(path):
+    """A TOML file as a dict, or one line naming the file and what is wrong with it."""
     try:
         with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+            return tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a TOML file") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: cannot be read (permission denied)") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); a study or config file is TOML text") \
+            from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    return parse_study(data, str(path))
 
 
 def parse_study(data, path):
@@ -163,26 +239,27 @@ def parse_study(data, path):
     name = data.get("name")
     if name is None:
         raise ConfigError(f"{path}: name is missing; {_HELP['name']}")
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         check.fail("name", name, "use 1-64 letters, digits, '_', '.', '-'")
     description = data.get("description", "")
     if not isinstance(description, str):
         check.fail("description", description, "expected a string")
 
     fixed = check.table(data, "fixed", known=set(FIELD_TYPES) - {"seed"})
-    conditions = _parse_conditions(check, check.table(data, "conditions", required=True))
+    conditions = _parse_conditions(check, check.table(data, "conditions", required=True), fixed)
     search = _parse_search(check, check.table(data, "search", required=True), fixed, conditions)
+    _refuse_identical(check, fixed, conditions, search)
 
     budget = check.table(data, "budget", SECTIONS["budget"])
-    trials = check.integer("budget.trials", budget.get("trials", 12), 1)
-    stack = check.integer("budget.stack", budget.get("stack", DEFAULT_STACK), 1)
+    trials = check.integer("budget.trials", budget.get("trials", 12), 1, MAX_TRIALS)
+    stack = check.integer("budget.stack", budget.get("stack", DEFAULT_STACK), 1, MAX_STACK)
     timeout = budget.get("timeout_seconds")
     if timeout is not None and check.number("budget.timeout_seconds", timeout) <= 0:
         check.fail("budget.timeout_seconds", timeout, "must be > 0 (or left out)")
 
     sampler = check.table(data, "sampler", SECTIONS["sampler"])
     sampler_name = check.choice("sampler.name", sampler.get("name", "tpe"), SAMPLERS)
-    sampler_seed = check.integer("sampler.seed", sampler.get("seed", 0), 0)
+    sampler_seed = check.integer("sampler.seed", sampler.get("seed", 0), 0, SEED_MAX)
     if sampler_name == "grid":
         for param in search:
             if param.choices is None:
@@ -194,8 +271,8 @@ def parse_study(data, path):
 
     pruner = check.table(data, "pruner", SECTIONS["pruner"])
     pruner_name = check.choice("pruner.name", pruner.get("name", "median"), PRUNERS)
-    startup = check.integer("pruner.startup_trials", pruner.get("startup_trials", 4), 0)
-    warmup = check.integer("pruner.warmup_epochs", pruner.get("warmup_epochs", 3), 0)
+    startup = check.integer("pruner.startup_trials", pruner.get("startup_trials", 4), 0, MAX_TRIALS)
+    warmup = check.integer("pruner.warmup_epochs", pruner.get("warmup_epochs", 3), 0, MAX_EPOCHS)
 
     objective = check.table(data, "objective", SECTIONS["objective"])
     metric = check.choice("objective.metric", objective.get("metric", "val_accuracy"), tuple(OBJECTIVES))
@@ -208,8 +285,8 @@ def parse_study(data, path):
         check.fail("objective.target_accuracy", target, "must be in (0, 1]")
 
     confirm = check.table(data, "confirm", SECTIONS["confirm"])
-    seeds = check.integer("confirm.seeds", confirm.get("seeds", 5), 1)
-    search_seed = check.integer("search_seed", data.get("search_seed", 0), 0)
+    seeds = check.integer("confirm.seeds", confirm.get("seeds", 5), 1, MAX_CONFIRM_SEEDS)
+    search_seed = check.integer("search_seed", data.get("search_seed", 0), 0, SEED_MAX - MAX_CONFIRM_SEEDS - 1)
 
     return Study(name=name, path=path, description=description, fixed=fixed, conditions=conditions,
                  search=search, trials=trials, timeout_seconds=timeout, sampler=sampler_name,
@@ -219,7 +296,7 @@ def parse_study(data, path):
                  raw=data)
 
 
-def _parse_conditions(check, table):
+def _parse_conditions(check, table, fixed):
     if not table:
         check.fail("conditions", table, "list at least one setting to compare, e.g. loss = [\"mse\"]")
     axes = []
@@ -244,20 +321,47 @@ def _parse_conditions(check, table):
                     if setting not in FIELD_TYPES or setting == "seed":
                         check.fail(f"{key}.{level}.{setting}", settings[setting],
                                    f"known settings: {', '.join(FIELD_TYPES)}")
-                if not NAME_PATTERN.match(level):
-                    check.fail(key, level, "bundle names use letters, digits, '_', '.', '-'")
+                if not NAME_PATTERN.fullmatch(level):
+                    check.fail(key, level, "bundle names use 1-64 letters, digits, '_', '.', '-'")
                 bundles.append((level, dict(settings)))
             axes.append(bundles)
         else:
             check.fail(key, levels, "expected a list of values or a table of named settings")
-    conditions = []
+        for _, settings in axes[-1]:
+            for setting in settings:
+                if setting in fixed:
+                    check.fail(f"fixed.{setting}", fixed[setting], f"conditions.{axis} also sets {setting}; "
+                               "a setting is either fixed or compared, remove it from one of them")
+    conditions, named = [], {}
     for combination in itertools.product(*axes):
         settings, names = {}, []
         for level, values in combination:
             names.append(level)
+            for setting, value in values.items():
+                if setting in settings and settings[setting] != value:
+                    check.fail(f"conditions.{'/'.join(names)}", value, f"{setting} is set twice in one condition "
+                               f"({settings[setting]!r} and {value!r}); set it in one axis only")
             settings.update(values)
-        conditions.append(Condition("-".join(names), settings))
+        name = "-".join(names)
+        if name in named:
+            check.fail("conditions", name, f"two conditions get this name ({named[name]} and {settings}); "
+                       "rename a bundle or a value so that names stay distinct")
+        named[name] = settings
+        conditions.append(Condition(name, settings))
     return conditions
+
+
+def _refuse_identical(check, fixed, conditions, search):
+    """Two conditions that train the same thing would compare a setting with itself."""
+    params = {p.name: (p.choices[0] if p.choices else p.low) for p in search}
+    seen = {}
+    for condition in conditions:
+        config = make_config({**fixed, **condition.settings, **params})
+        key = config.to_json()
+        if key in seen:
+            check.fail("conditions", condition.name, f"it trains exactly what {seen[key]} trains "
+                       f"(same settings {condition.settings}); give every condition different settings")
+        seen[key] = condition.name
 
 
 def _level_name(value):
@@ -310,21 +414,29 @@ def _parse_search(check, table, fixed, conditions):
         if kind is int and not all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high)):
             check.fail(key, spec, f"{name} bounds must be integers")
         params.append(SearchParam(name, low=low, high=high, log=log))
-    # every condition, at both ends of the ranges, must make a valid run
     for condition in conditions:
-        for pick in (0, 1):
-            values = {p.name: (p.choices[0] if p.choices else (p.low, p.high)[pick]) for p in params}
-            try:
-                make_config({**fixed, **condition.settings, **values})
-            except ConfigError as exc:
-                raise ConfigError(f"{check.path}: condition {condition.name}: {exc}") from None
+        _check_condition(check.path, {**fixed, **condition.settings}, condition, params)
     return params
+
+
+def _check_condition(path, settings, condition, params):
+    """Every condition, at both ends of the search ranges, must make a valid run."""
+    for pick in (0, 1):
+        values = {p.name: (p.choices[0] if p.choices else (p.low, p.high)[pick]) for p in params}
+        try:
+            make_config({**settings, **values})
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: condition {condition.name}: {exc}") from None
 
 
 def _check_search_value(check, key, name, value):
     kind = SEARCHABLE[name]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
         check.fail(key, value, f"expected {'an integer' if kind is int else 'a number'}")
+    if not math.isfinite(value):
+        check.fail(key, value, "must be a finite number")
+    if name == "epochs" and value > MAX_EPOCHS:
+        check.fail(key, value, f"must be at most {MAX_EPOCHS}")
     minimum = {"lr": 0, "epochs": 1, "batch_size": 1}.get(name)
     if name in ("lr",) and value <= 0:
         check.fail(key, value, "must be > 0")

@@ -1,13 +1,15 @@
 """The per-condition summary of a sweep: best settings, scores, and how reliable they are.
 
-Built from the trial records (Optuna's storage holds every trial's state, settings and scores), so it
-is cheap to print at the end of every sweep. The 95% confidence interval of the test accuracy is the
+Built from the table of records (``records``): the runs MLflow holds, so the summary a sweep prints and
+the table ``harness compare`` prints are one computation over one set of records. The 95% confidence interval of the test accuracy is the
 Student t interval over the confirmation seeds: mean +- t(0.975, n-1) * sd / sqrt(n).
 """
 import math
 
 import numpy as np
 import pandas as pd
+
+from .records import current
 
 EDGE = 0.05
 """A best value within 5% of either end of its range (in log space for log ranges) is 'at the edge'."""
@@ -38,46 +40,83 @@ def edge_of(param, value):
     return None
 
 
-def summarize(study, rows):
-    """One row per condition, in the study's condition order."""
-    frame = pd.DataFrame(rows)
+def summarize(study, frame):
+    """One row per condition, in the study's condition order, from the table of records
+    (``records.records_frame``): the end-of-sweep summary and ``compare``'s table are this function."""
+    search, confirm = current(study, frame)
+    failed = frame[(frame["kind"] == "search") & (frame["state"] == "failed")] if len(frame) else frame
     table = []
     for condition in study.conditions:
-        part = frame[frame["condition"] == condition.name] if len(frame) else frame
-        search = part[part["phase"] == "search"] if len(part) else part
-        confirm = part[(part["phase"] == "confirm") & (part["optuna_state"] == "COMPLETE")] if len(part) else part
-        state = search["state"] if "state" in search else pd.Series(dtype=object)
-        finished = search[search["optuna_state"].isin(["COMPLETE", "PRUNED"])] if len(search) else search
-        n = len(finished)
-        complete = finished[(finished["optuna_state"] == "COMPLETE") & (state.reindex(finished.index) != "diverged")] \
-            if n else finished
+        trials = search[search["condition"] == condition.name] if len(search) else search
+        seeds = confirm[confirm["condition"] == condition.name] if len(confirm) else confirm
+        n = len(trials)
+        states = trials["state"] if n else pd.Series(dtype=object)
         row = {"condition": condition.name, "trials": n,
-               "pruned_share": (finished["optuna_state"] == "PRUNED").sum() / n if n else math.nan,
-               "diverged_share": (state.reindex(finished.index) == "diverged").sum() / n if n else math.nan,
-               "failed_trials": int((search["optuna_state"] == "FAIL").sum()) if len(search) else 0}
-        best = None
-        if len(complete):
-            values = complete["value"].astype(float)
-            best = complete.loc[values.idxmax() if study.direction == "maximize" else values.idxmin()]
+               "pruned_share": float((states == "pruned").mean()) if n else math.nan,
+               "diverged_share": float((states == "diverged").mean()) if n else math.nan,
+               "failed_trials": int((failed["condition"] == condition.name).sum()) if len(failed) else 0}
+        best = best_trial_run(study, trials, seeds)
         edges = []
         for param in study.search:
-            value = None if best is None else best.get(param.name)
+            value = None if best is None else _typed(param, best.get(f"param.{param.name}"))
             row[f"best_{param.name}"] = value
             edge = edge_of(param, value)
             if edge:
                 edges.append(edge)
-        row[f"best_{study.objective}"] = None if best is None else float(best["value"])
+        row[f"best_{study.objective}"] = None if best is None else float(best[f"metric.{study.objective}"])
         row["at_edge"] = ",".join(edges)
-        accuracies = confirm["test_accuracy"].astype(float).tolist() if "test_accuracy" in confirm else []
+        accuracies = seeds["metric.test_accuracy"].astype(float).tolist() if "metric.test_accuracy" in seeds else []
         mean, low, high = t_interval(accuracies)
         row.update({"test_accuracy_mean": mean, "test_accuracy_ci_low": low, "test_accuracy_ci_high": high,
                     "seeds": len(accuracies)})
-        targets = confirm["epochs_to_target"].tolist() if "epochs_to_target" in confirm else []
-        reached = [int(t) for t in targets if t is not None and not (isinstance(t, float) and math.isnan(t))]
+        reached = [e for e in seeds["epochs_to_target"].tolist() if not math.isnan(e)] if len(seeds) else []
         row["epochs_to_target_median"] = float(np.median(reached)) if reached else math.nan
-        row["target_reached"] = f"{len(reached)}/{len(targets)}"
+        row["target_reached"] = f"{len(reached)}/{len(seeds)}"
         table.append(row)
     return pd.DataFrame(table)
+
+
+def best_trial_run(study, trials, seeds):
+    """The search run the confirmation retrained; before any confirmation, the best complete one
+    (ties to the lowest trial number, as Optuna's pick)."""
+    complete = trials[trials["state"] == "complete"] if len(trials) else trials
+    column = f"metric.{study.objective}"
+    if not len(complete) or column not in complete:
+        return None
+    chosen = seeds["best_search_trial"].dropna().unique() if len(seeds) else []
+    if len(chosen) == 1:
+        match = complete[complete["trial"] == int(chosen[0])]
+        if len(match):
+            return match.iloc[0]
+    values = complete[column].astype(float)
+    best = values.max() if study.direction == "maximize" else values.min()
+    return complete[values == best].sort_values("trial").iloc[0]
+
+
+def paired_differences(study, frame):
+    """Test-accuracy difference per pair of conditions over the confirmation seeds both trained."""
+    _, confirm = current(study, frame)
+    by_condition = {c.name: dict(zip(confirm[confirm["condition"] == c.name]["seed"],
+                                     confirm[confirm["condition"] == c.name]["metric.test_accuracy"]))
+                    if len(confirm) else {} for c in study.conditions}
+    rows = []
+    names = [c.name for c in study.conditions]
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            seeds = sorted(set(by_condition[a]) & set(by_condition[b]))
+            diffs = [by_condition[a][s] - by_condition[b][s] for s in seeds]
+            mean, low, high = t_interval(diffs)
+            rows.append({"a": a, "b": b, "seeds": len(seeds), "mean_difference": mean, "ci_low": low,
+                         "ci_high": high, "significant": bool(not math.isnan(low) and (low > 0 or high < 0))})
+    return pd.DataFrame(rows, columns=["a", "b", "seeds", "mean_difference", "ci_low", "ci_high", "significant"])
+
+
+def _typed(param, value):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if param.choices is not None:
+        return next((c for c in param.choices if str(c) == str(value)), value)
+    return int(value) if param.is_int else float(value)
 
 
 def format_table(study, table):

@@ -1,35 +1,60 @@
-"""The one place that talks to MLflow: where runs go, and a writer that records one run.
+"""The one place that talks to MLflow: where the store is, how it is opened, and who writes to it.
 
-Recording must not cost more than training. A ``RunWriter`` owns a thread that creates the run, logs
-params and tags, and writes the per-epoch curves in batches: points gather on the caller's side and
-go out as one ``log_batch`` at most every ``flush_seconds`` (and at the end), never one call per
-point. The thread is kept quiet while training runs on purpose: Python threads share one
-interpreter lock, and a busy writer thread was measured to slow a digits run 16-fold (1.63 s
-instead of 0.10 s). mlflow is imported lazily, so importing this module is cheap.
+Every MLflow call the harness makes is one of the *operations* below (``create_run``, ``record_run``,
+``study_runs``, ...): plain functions of a client and plain data, returning plain data. A *recorder*
+runs them. ``RecorderProcess`` runs them in a child process that owns the client, so training never
+waits for MLflow's imports or writes and never shares the interpreter lock with them (a writer thread
+busy during training was measured to slow a 0.10 s run to 1.63 s); ``InlineRecorder`` runs them here
+and now, for commands that train nothing. Both have the same interface: ``submit`` (returns a ticket
+at once), ``outcome``/``result`` (its answer), ``call`` (submit and wait). mlflow is imported lazily,
+so importing this module is cheap.
 """
-import importlib
 import os
 import queue
 import threading
 import time
+import uuid
 from pathlib import Path
 from urllib.parse import urlparse
+
+from .errors import HarnessError, RecordingError
 
 STORE_DIR = "mlruns"
 HARNESS_TAG = "harness.kind"
 """Every run the harness makes carries this tag (train, search, confirm, condition, reproduce)."""
+SCHEMES = ("sqlite", "http", "https", "postgresql", "postgresql+psycopg", "postgresql+psycopg2", "mysql",
+           "mysql+pymysql", "file", "databricks")
+METRICS_PER_BATCH = 1000  # MLflow's own limit for one log_batch call
 
 
+# --- where the store is -------------------------------------------------------------------------------
 def default_tracking_uri():
     return f"sqlite:///{Path.cwd() / STORE_DIR / 'mlflow.db'}"
 
 
 def resolve_tracking_uri(flag=None):
-    """--tracking-uri, else $MLFLOW_TRACKING_URI, else the project's store under ./mlruns/."""
-    return flag or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+    """--tracking-uri, else $MLFLOW_TRACKING_URI, else the project's store under ./mlruns/; checked."""
+    uri = flag or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+    from .urls import redact
+    scheme = urlparse(uri).scheme
+    if scheme not in SCHEMES:
+        raise HarnessError(f"tracking URI {redact(uri)!r}: scheme {scheme or '(none)'!r} is not supported; use "
+                           "sqlite:///PATH, http(s)://HOST:PORT (an MLflow server) or postgresql+psycopg://...")
+    if scheme.startswith("postgresql"):
+        require_driver(uri)
+    return uri
 
 
-def _sqlite_path(uri):
+def require_driver(url):
+    """PostgreSQL URLs need psycopg, which only the ``distributed`` extra installs."""
+    import importlib.util
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is None:
+        from .urls import redact
+        raise HarnessError(f"{redact(url)}: PostgreSQL needs its driver, which is not installed: "
+                           "pip install -e '.[distributed]'")
+
+
+def sqlite_path(uri):
     if not uri.startswith("sqlite:///"):
         return None
     return Path(uri[len("sqlite:///"):])
@@ -37,7 +62,7 @@ def _sqlite_path(uri):
 
 def artifact_root(uri):
     """Artifacts of a local SQLite store live beside it (mlruns/artifacts); servers choose their own."""
-    path = _sqlite_path(uri)
+    path = sqlite_path(uri)
     return (path.parent / "artifacts").resolve().as_uri() if path else None
 
 
@@ -50,7 +75,6 @@ def check_server(uri, timeout=10):
     import urllib.error
     import urllib.request
 
-    from .errors import HarnessError
     from .urls import redact
     headers = {}
     if os.environ.get("MLFLOW_TRACKING_TOKEN"):
@@ -72,307 +96,209 @@ def check_server(uri, timeout=10):
         raise HarnessError(f"tracking URI {redact(uri)}: no MLflow server answers there ({exc})") from None
 
 
+def check_writable(uri):
+    """A local store that cannot be written fails here, in one line, before anything runs."""
+    path = sqlite_path(uri)
+    if path is None:
+        return
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    for target in (path if path.exists() else folder, path.parent / "artifacts"):
+        if target.exists() and not os.access(target, os.W_OK):
+            raise HarnessError(f"{target}: the tracking store cannot be written here (read-only); "
+                               "give --tracking-uri a writable place, or fix the permissions")
+
+
+# --- opening it ---------------------------------------------------------------------------------------
 def open_client(uri):
-    """An MlflowClient on ``uri``; creates the SQLite file's folder and schema on first use."""
+    """An MlflowClient on ``uri``. A local SQLite store is created whole or not at all: its schema is
+    built under a temporary name and linked into place, so a kill in the 3 s of schema creation can
+    never leave a half-made store behind; a half-made or damaged one gets a one-line diagnosis."""
     check_server(uri)
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
+    import logging
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Creating initial MLflow database tables..."
     from mlflow import MlflowClient
-    path = _sqlite_path(uri)
+    path = sqlite_path(uri)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _create_sqlite_store(path, uri)
     elif urlparse(uri).scheme in ("", "file"):
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-    return MlflowClient(tracking_uri=uri)
+    client = MlflowClient(tracking_uri=uri)
+    if path is not None:
+        try:
+            client._tracking_client.store  # noqa: B018 - opens the database and checks its schema
+        except Exception as exc:  # noqa: BLE001 - a damaged store is said in one line
+            raise HarnessError(f"{path}: not a usable MLflow store ({_first_line(exc)}); its creation was "
+                               f"interrupted or it was damaged: move it away (mv {path} {path}.broken) and "
+                               "run again to start a new store") from None
+    return client
 
 
-def ensure_experiment(client, name, uri):
-    from mlflow.exceptions import MlflowException
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        if experiment.lifecycle_stage == "deleted":
-            client.restore_experiment(experiment.experiment_id)
-        return experiment.experiment_id
+def _create_sqlite_store(path, uri):
+    if path.exists() and path.stat().st_size > 0:
+        return
     try:
-        return client.create_experiment(name, artifact_location=artifact_root(uri))
-    except MlflowException:  # another process created it first
-        return client.get_experiment_by_name(name).experiment_id
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HarnessError(f"{path.parent}: cannot create the tracking store there ({exc.strerror})") from None
+    building = path.with_name(f".{path.name}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+        store = SqlAlchemyStore(f"sqlite:///{building}", artifact_root(uri))
+        store.engine.dispose()
+        try:
+            os.link(building, path)  # atomic, and never over a store another process made meanwhile
+        except FileExistsError:
+            if path.stat().st_size == 0:  # an empty file is no store: replace it
+                os.replace(building, path)
+    except OSError as exc:
+        raise HarnessError(f"{path}: cannot create the tracking store ({exc.strerror or exc})") from None
+    finally:
+        for leftover in path.parent.glob(building.name + "*"):
+            leftover.unlink(missing_ok=True)
 
 
+def _first_line(exc):
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+
+
+# --- operations: what a recorder runs -------------------------------------------------------------------
 def _text(tags):
     """Tag values as strings: a tracking server's REST API takes nothing else (SQLite converts)."""
     return {key: str(value) for key, value in tags.items()}
 
 
-def _now_ms():
-    return int(time.time() * 1000)
-
-
-class RunWriter:
-    """Records one MLflow run from a background thread; ``close`` waits and re-raises its errors."""
-
-    def __init__(self, uri, experiment, run_name, params, tags, parent_run_id=None, flush_seconds=2.0,
-                 preload=()):
-        self.run_id = None
-        self.flush_seconds = flush_seconds
-        self._points, self._last_flush = [], time.perf_counter()
-        self.blocked_seconds = 0.0  # time the caller waited on this writer
-        self.import_seconds = 0.0  # importing mlflow, its store and ``preload``: once per process
-        self.busy_seconds = 0.0  # time the writer thread spent writing (calls, artifacts)
-        self._ops = queue.Queue()
-        self._error = None
-        self._ready = threading.Event()
-        tags = dict(tags)
-        if parent_run_id:
-            tags["mlflow.parentRunId"] = parent_run_id
-        self._thread = threading.Thread(
-            target=self._work, args=(uri, experiment, run_name, params, tags, preload), daemon=True,
-            name="mlflow-run-writer")
-        self._thread.start()
-
-    def wait_started(self):
-        """Block until the run exists; returns its id (raises if it could not be created)."""
-        start = time.perf_counter()
-        self._ready.wait()
-        self.blocked_seconds += time.perf_counter() - start
-        if self.run_id is None:
-            raise self._error
-        return self.run_id
-
-    def log_metrics(self, step, metrics):
-        """Gather one step's metrics; they are sent in one batch every ``flush_seconds``."""
-        timestamp = _now_ms()
-        self._points.extend((key, float(value), timestamp, step) for key, value in metrics.items())
-        if time.perf_counter() - self._last_flush >= self.flush_seconds:
-            self.flush()
-
-    def flush(self):
-        if self._points:
-            self._ops.put(("metrics", self._points))
-            self._points, self._last_flush = [], time.perf_counter()
-
-    def set_tags(self, tags):
-        """Queue tags; ``tags`` may be a callable, then evaluated on the writer thread."""
-        self._ops.put(("tags", tags if callable(tags) else dict(tags)))
-
-    def call(self, fn):
-        """Run ``fn(client, run_id)`` on the writer thread, in order with the other writes."""
-        self._ops.put(("call", fn))
-
-    def close(self, status="FINISHED"):
-        start = time.perf_counter()
-        self.flush()
-        self._ops.put(("end", status))
-        self._thread.join()
-        self.blocked_seconds += time.perf_counter() - start
-        if self._error is not None:
-            raise self._error
-        return self.run_id
-
-    def _work(self, uri, experiment, run_name, params, tags, preload):
-        start = time.perf_counter()
-        try:
-            from mlflow.entities import Metric, Param, RunTag
-            client = open_client(uri)  # imports the store's modules (sqlalchemy, alembic) on first use
-            for module in preload:  # what later writes need (plotting), imported before training starts
-                importlib.import_module(module)
-            self.import_seconds = time.perf_counter() - start
-            start = time.perf_counter()
-            experiment_id = ensure_experiment(client, experiment, uri)
-            run = client.create_run(experiment_id, run_name=run_name, tags=_text(tags))
-            self.run_id = run.info.run_id
-            client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller by close()
-            self._error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        self.busy_seconds += time.perf_counter() - start
-        while True:
-            op = self._ops.get()
-            start = time.perf_counter()
-            try:
-                if op[0] == "metrics":
-                    client.log_batch(self.run_id, metrics=[Metric(*point) for point in op[1]])
-                elif op[0] == "tags":
-                    tags = op[1]() if callable(op[1]) else op[1]
-                    client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
-                elif op[0] == "call":
-                    op[1](client, self.run_id)
-                elif op[0] == "end":
-                    client.set_terminated(self.run_id, "FAILED" if self._error else op[1])
-            except BaseException as exc:  # noqa: BLE001
-                if self._error is None:
-                    self._error = exc
-            self.busy_seconds += time.perf_counter() - start
-            if op[0] == "end":
-                return
-
-
-def write_artifacts(client, run_id, artifacts):
-    """Log ``{file name: bytes}`` as the run's root artifacts in one call."""
-    import tempfile
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, content in artifacts.items():
-            (Path(tmp) / name).write_bytes(content)
-        client.log_artifacts(run_id, tmp)
-
-
-class RecorderProcess:
-    """A child process that owns an MLflow client and writes whole runs while the caller trains.
-
-    Sweeps record one run per trial; on a local SQLite store that costs 50-100 ms per run, as much as
-    training a digits trial. A thread would not overlap it (one interpreter lock), a process does.
-    Protocol: ``start_run`` (returns at once; ``run_id`` blocks until the run exists), then
-    ``finish_run`` with the curves, tags, artifacts and final status. Errors come back at ``run_id``
-    or ``close``. The child ignores Ctrl-C (the caller ends its runs as KILLED first) and exits when
-    its parent dies.
-    """
-
-    def __init__(self, uri, open_store=True):
-        """Starts the child, which imports mlflow at once; it opens the store when told to (``open``):
-        several processes opening a fresh SQLite store at the same moment corrupt its schema."""
-        import multiprocessing
-        context = multiprocessing.get_context("spawn")
-        self._requests, self._replies = context.Queue(), context.Queue()
-        self._run_ids, self._errors = {}, []
-        self.blocked_seconds = 0.0
-        self._process = context.Process(target=_recorder_main, args=(uri, self._requests, self._replies),
-                                        name="mlflow-recorder", daemon=True)
-        self._process.start()
-        if open_store:
-            self.open()
-
-    def open(self):
-        self._requests.put(("open",))
-
-    def start_run(self, key, experiment_id, run_name, params, tags):
-        self._requests.put(("start", key, experiment_id, run_name, params, tags))
-
-    def run_id(self, key):
-        start = time.perf_counter()
-        try:
-            while key not in self._run_ids:
-                self._take_reply()
-            return self._run_ids.pop(key)
-        finally:
-            self.blocked_seconds += time.perf_counter() - start
-
-    def finish_run(self, run_id, points, tags, artifacts, status="FINISHED"):
-        self._requests.put(("finish", run_id, points, tags, artifacts, status))
-
-    def close(self):
-        start = time.perf_counter()
-        self._requests.put(("stop",))
-        while True:
-            reply = self._take_reply()
-            if reply[0] == "stopped":
-                break
-        self._process.join(timeout=30)
-        self.blocked_seconds += time.perf_counter() - start
-        if self._errors:
-            raise RuntimeError(f"recording failed: {self._errors[0]}")
-
-    def _take_reply(self):
-        waited = 0.0
-        while True:
-            try:
-                reply = self._replies.get(timeout=1.0)
-                break
-            except queue.Empty:
-                waited += 1.0
-                if not self._process.is_alive():
-                    raise RuntimeError("the MLflow recorder process died"
-                                       + (f": {self._errors[0]}" if self._errors else "")) from None
-                if waited >= 600:
-                    raise RuntimeError("the MLflow recorder process did not answer for 600 s") from None
-        if reply[0] == "run":
-            self._run_ids[reply[1]] = reply[2]
-        elif reply[0] == "error":
-            self._errors.append(reply[2])
-            if reply[1] is not None:
-                raise RuntimeError(f"recording failed: {reply[2]}")
-        return reply
-
-
-def _recorder_main(uri, requests, replies):
-    import signal
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    parent = os.getppid()
-    from mlflow.entities import Metric, Param, RunTag
-    from mlflow.store.tracking import sqlalchemy_store  # noqa: F401 - the slow import, done early
-    client = None
-    while True:
-        try:
-            message = requests.get(timeout=1.0)
-        except queue.Empty:
-            if os.getppid() != parent:  # the worker died: nothing more will come
-                return
-            continue
-        kind = message[0]
-        if kind == "stop":
-            replies.put(("stopped",))
-            return
-        try:
-            if kind == "open":
-                client = open_client(uri)
-            elif kind == "start":
-                _, key, experiment_id, run_name, params, tags = message
-                run = client.create_run(experiment_id, run_name=run_name, tags=_text(tags))
-                client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
-                replies.put(("run", key, run.info.run_id))
-            elif kind == "finish":
-                _, run_id, points, tags, artifacts, status = message
-                client.log_batch(run_id, metrics=[Metric(*p) for p in points],
-                                 tags=[RunTag(k, str(v)) for k, v in tags.items()])
-                if artifacts:
-                    write_artifacts(client, run_id, artifacts)
-                client.set_terminated(run_id, status)
-        except Exception as exc:  # noqa: BLE001 - reported to the worker
-            key = message[1] if kind == "start" else None
-            replies.put(("error", key, f"{type(exc).__name__}: {exc}"))
-            if kind == "open":
-                return
-
-
-def running_runs(client, experiment_id, study_name):
-    """Trial and confirm runs of a study still marked RUNNING, as (run_id, tags)."""
-    runs = client.search_runs([experiment_id], filter_string=f"tags.study = '{study_name}' and "
-                              "attributes.status = 'RUNNING'", max_results=5000)
-    return [(r.info.run_id, r.data.tags) for r in runs if r.data.tags.get(HARNESS_TAG) in ("search", "confirm")]
-
-
-def end_run(client, run_id, state, status):
-    client.set_tag(run_id, "state", state)
-    client.set_terminated(run_id, status)
-
-
-def parent_run(client, experiment_id, run_id, run_name, tags, params):
-    """Reuse a condition's parent run (marked RUNNING again) or create it; returns its id."""
-    from mlflow.entities import Param
+def ensure_experiment(client, name, uri, tags=None):
     from mlflow.exceptions import MlflowException
-    if run_id:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
         try:
-            run = client.get_run(run_id)
-            if run.info.lifecycle_stage == "active":
-                client.update_run(run_id, status="RUNNING")
-                return run_id
-        except MlflowException:
-            pass
+            experiment_id = client.create_experiment(name, artifact_location=artifact_root(uri))
+        except MlflowException:  # another process created it first
+            experiment_id = client.get_experiment_by_name(name).experiment_id
+    else:
+        experiment_id = experiment.experiment_id
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment_id)
+    for key, value in (tags or {}).items():
+        client.set_experiment_tag(experiment_id, key, str(value))
+    return experiment_id
+
+
+def create_run(client, experiment_id, run_name, tags, params):
+    from mlflow.entities import Param
     run = client.create_run(experiment_id, run_name=run_name, tags=_text(tags))
-    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    if params:
+        client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
     return run.info.run_id
 
 
-def fetch_run(client, run_id):
-    """The run, or a HarnessError naming the id when the store has no such run."""
-    from mlflow.exceptions import MlflowException
+def start_run(client, experiment_name, uri, run_name, tags, params):
+    """A run in the named experiment (created when missing): ``harness train`` and ``reproduce``."""
+    return create_run(client, ensure_experiment(client, experiment_name, uri), run_name, tags, params)
 
-    from .errors import HarnessError
+
+def log_points(client, run_id, points):
+    """Metric points ``(key, value, timestamp_ms, step)``, in batches MLflow accepts."""
+    from mlflow.entities import Metric
+    for begin in range(0, len(points), METRICS_PER_BATCH):
+        client.log_batch(run_id, metrics=[Metric(*p) for p in points[begin:begin + METRICS_PER_BATCH]])
+
+
+def write_artifacts(client, run_id, artifacts, folder=None):
+    """Log ``{file name: bytes}`` as the run's artifacts (at the root, or under ``folder``) in one call."""
+    import tempfile
+    if not artifacts:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, content in artifacts.items():
+            (Path(tmp) / name).write_bytes(content)
+        client.log_artifacts(run_id, tmp, folder)
+
+
+def record_run(client, run_id, points, tags, artifacts):
+    """A run's results, in an order that makes its final tags the proof of the rest: artifacts, then
+    the curves, then the tags (``state`` becomes final only when everything before it is stored)."""
+    from mlflow.entities import RunTag
+    write_artifacts(client, run_id, artifacts)
+    log_points(client, run_id, points)
+    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in _text(tags).items()])
+
+
+def end_run(client, run_id, status, tags=None):
+    from mlflow.entities import RunTag
+    if tags:
+        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in _text(tags).items()])
+    client.set_terminated(run_id, status)
+
+
+def set_tags(client, run_id, tags):
+    from mlflow.entities import RunTag
+    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in _text(tags).items()])
+
+
+def parent_runs(client, experiment_id, wanted):
+    """Reuse each condition's parent run (marked RUNNING again) or create it.
+
+    ``wanted``: {condition: (known run id or None, run name, tags, params)}; returns {condition: run id}.
+    Params are written once, at creation: MLflow refuses to change a logged param.
+    """
+    from mlflow.exceptions import MlflowException
+    ids = {}
+    for condition, (known, run_name, tags, params) in wanted.items():
+        run = None
+        if known:
+            try:
+                run = client.get_run(known)
+            except MlflowException:
+                run = None
+        if run is not None and run.info.lifecycle_stage == "active":
+            client.update_run(known, status="RUNNING")
+            set_tags(client, known, tags)
+            ids[condition] = known
+        else:
+            ids[condition] = create_run(client, experiment_id, run_name, tags, params)
+    return ids
+
+
+def run_dict(run):
+    """An MLflow run as plain data (it crosses processes and becomes a row of the records table)."""
+    return {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id, "run_name": run.info.run_name,
+            "status": run.info.status, "start_time": run.info.start_time, "end_time": run.info.end_time,
+            "lifecycle_stage": run.info.lifecycle_stage, "artifact_uri": run.info.artifact_uri,
+            "tags": dict(run.data.tags), "params": dict(run.data.params), "metrics": dict(run.data.metrics)}
+
+
+def study_runs(client, study_name, filter_string=""):
+    """Every live run of a study's experiment as plain dicts: (experiment id or None, runs)."""
+    experiment = client.get_experiment_by_name(study_name)
+    if experiment is None:
+        return None, []
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment.experiment_id], filter_string=filter_string, max_results=5000,
+                                  page_token=token)
+        runs.extend(run_dict(r) for r in page)
+        token = page.token
+        if not token:
+            return experiment.experiment_id, runs
+
+
+def get_run(client, run_id):
+    """The run as plain data, or a HarnessError naming the id when the store has no such run."""
+    from mlflow.exceptions import MlflowException
     try:
-        return client.get_run(run_id)
+        run = client.get_run(run_id)
     except MlflowException:
         raise HarnessError(f"run {run_id!r} not found in this tracking store") from None
+    data = run_dict(run)
+    data["experiment_name"] = client.get_experiment(run.info.experiment_id).name
+    return data
 
 
 def read_artifact(client, run_id, name):
@@ -384,17 +310,229 @@ def read_artifact(client, run_id, name):
             path = client.download_artifacts(run_id, name, tmp)
         except (MlflowException, OSError):
             return None
-        return Path(path).read_bytes()
+        return Path(path).read_bytes() if Path(path).is_file() else None
 
 
 def metric_histories(client, run_id, keys):
-    return {key: [(m.step, m.value) for m in client.get_metric_history(run_id, key)] for key in keys}
+    """{key: [(step, value, timestamp), ...]} in step order."""
+    return {key: sorted((m.step, m.value, m.timestamp) for m in client.get_metric_history(run_id, key))
+            for key in keys}
 
 
-def study_runs(client, study_name):
-    """Every run of a study's experiment as (run, tags, params, metrics) dicts; [] if none."""
-    experiment = client.get_experiment_by_name(study_name)
-    if experiment is None:
-        return None, []
-    runs = client.search_runs([experiment.experiment_id], max_results=50000)
-    return experiment.experiment_id, runs
+OPERATIONS = {f.__name__: f for f in (ensure_experiment, create_run, start_run, log_points, write_artifacts,
+                                      record_run, end_run, set_tags, parent_runs, study_runs, get_run,
+                                      read_artifact, metric_histories)}
+
+
+# --- recorders: who runs the operations -----------------------------------------------------------------
+class Ref:
+    """Stands for the answer of an earlier ``submit`` (a run id), so a run can be written before its
+    creation has been answered."""
+
+    def __init__(self, ticket):
+        self.ticket = ticket
+
+
+def _error_payload(exc):
+    kind = "harness" if isinstance(exc, HarnessError) else "error"
+    return kind, str(exc) if kind == "harness" else f"{type(exc).__name__}: {_first_line(exc)}"
+
+
+def _raise(payload):
+    kind, message = payload
+    raise (HarnessError if kind == "harness" else RecordingError)(message)
+
+
+class _Answers:
+    """Tickets and their outcomes: ("ok", value) or ("error", (kind, message))."""
+
+    def __init__(self):
+        self._next, self._outcomes = 0, {}
+        self.blocked_seconds = 0.0  # time the caller waited on the recorder
+
+    def _ticket(self):
+        self._next += 1
+        return self._next
+
+    def outcome(self, ticket):
+        """("ok", value), ("error", payload), or None while it is pending."""
+        self._collect(block=False)
+        return self._outcomes.get(ticket)
+
+    def result(self, ticket):
+        """The ticket's value once answered (waits), or its error raised."""
+        start = time.perf_counter()
+        try:
+            while ticket not in self._outcomes:
+                self._collect(block=True)
+        finally:
+            self.blocked_seconds += time.perf_counter() - start
+        status, value = self._outcomes[ticket]
+        if status == "error":
+            _raise(value)
+        return value
+
+    def call(self, operation, *args):
+        return self.result(self.submit(operation, *args))
+
+    def forget(self, ticket):
+        self._outcomes.pop(ticket, None)
+
+
+class InlineRecorder(_Answers):
+    """Runs each operation at once in this process (commands that train nothing: compare, predict)."""
+
+    def __init__(self, uri):
+        super().__init__()
+        self.uri = uri
+        self.client = open_client(uri)
+        self._refs = {}
+
+    def submit(self, operation, *args):
+        ticket = self._ticket()
+        args = [self._refs.get(a.ticket) if isinstance(a, Ref) else a for a in args]
+        try:
+            value = OPERATIONS[operation](self.client, *args)
+            self._outcomes[ticket] = ("ok", value)
+            if operation in ("create_run", "start_run"):
+                self._refs[ticket] = value
+        except Exception as exc:  # noqa: BLE001 - handed back as the ticket's outcome
+            self._outcomes[ticket] = ("error", _error_payload(exc))
+        return ticket
+
+    def _collect(self, block):
+        return
+
+    def errors(self):
+        return [v for s, v in self._outcomes.values() if s == "error"]
+
+    def close(self):
+        return
+
+
+class RecorderProcess(_Answers):
+    """A child process that owns an MLflow client and runs operations in order, while the caller trains.
+
+    It imports mlflow at once and opens the store at its first operation. It ignores Ctrl-C (the caller
+    ends its runs as KILLED through it first), and ends as soon as its parent is gone: a watchdog
+    thread checks, because the main thread may be blocked reading a message its dying parent never
+    finished writing.
+    """
+
+    def __init__(self, uri):
+        import multiprocessing
+        super().__init__()
+        context = multiprocessing.get_context("spawn")
+        self.uri = uri
+        self._requests, self._replies = context.Queue(), context.Queue()
+        self._process = context.Process(target=_recorder_main, args=(uri, self._requests, self._replies,
+                                                                      os.getpid()),
+                                        name="mlflow-recorder", daemon=True)
+        self._process.start()
+        self._closed = False
+
+    @property
+    def pid(self):
+        return self._process.pid
+
+    def submit(self, operation, *args):
+        ticket = self._ticket()
+        self._requests.put((ticket, operation, [("ref", a.ticket) if isinstance(a, Ref) else ("value", a)
+                                                for a in args]))
+        return ticket
+
+    def _collect(self, block):
+        """Take the replies that arrived (``block``: wait for at least one)."""
+        while True:
+            try:
+                ticket, status, value = self._replies.get(timeout=1.0) if block else self._replies.get_nowait()
+            except queue.Empty:
+                if not block:
+                    return
+                if not self._process.is_alive():
+                    raise RecordingError("the MLflow recorder process died (exit code "
+                                         f"{self._process.exitcode})") from None
+                continue
+            self._outcomes[ticket] = (status, value)
+            if block:
+                return
+
+    def outcome(self, ticket):
+        found = super().outcome(ticket)
+        if found is None and not self._process.is_alive():
+            self._collect(block=False)
+            found = self._outcomes.get(ticket)
+            if found is None:
+                raise RecordingError(f"the MLflow recorder process died (exit code {self._process.exitcode})")
+        return found
+
+    def errors(self):
+        self._collect(block=False)
+        return [v for s, v in self._outcomes.values() if s == "error"]
+
+    def close(self, timeout=600):
+        """Wait until every submitted operation ran, then stop the child; raises the first error."""
+        if self._closed:
+            return
+        self._closed = True
+        start = time.perf_counter()
+        try:
+            stop = self.submit("stop")
+            deadline = time.time() + timeout
+            while stop not in self._outcomes:
+                if time.time() > deadline:
+                    raise RecordingError(f"the MLflow recorder did not finish its writes within {timeout} s")
+                self._collect(block=True)
+        finally:
+            self._process.join(timeout=30)
+            if self._process.is_alive():
+                self._process.kill()
+            self.blocked_seconds += time.perf_counter() - start
+        failed = self.errors()
+        if failed:
+            _raise(failed[0])
+
+    def kill(self):
+        """Stop the child at once (the caller is failing anyway)."""
+        self._closed = True
+        if self._process.is_alive():
+            self._process.kill()
+        self._process.join(timeout=10)
+
+
+def _watch_parent(parent):
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(0)
+
+
+def _recorder_main(uri, requests, replies, parent):
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="parent-watchdog").start()
+    from mlflow.store.tracking import sqlalchemy_store  # noqa: F401 - the slow import, done early
+    client, refs, broken = None, {}, None
+    while True:
+        ticket, operation, args = requests.get()
+        if operation == "stop":
+            replies.put((ticket, "ok", None))
+            return
+        try:
+            if broken is not None:
+                raise broken
+            if client is None:
+                try:
+                    client = open_client(uri)
+                except Exception as exc:  # noqa: BLE001 - every later operation answers with it
+                    broken = exc
+                    raise
+            values = [refs[v] if kind == "ref" and v in refs else v for kind, v in args]
+            if any(kind == "ref" and v not in refs for kind, v in args):
+                raise RecordingError("the run this write belongs to could not be created")
+            value = OPERATIONS[operation](client, *values)
+            if operation in ("create_run", "start_run"):
+                refs[ticket] = value
+            replies.put((ticket, "ok", value))
+        except Exception as exc:  # noqa: BLE001 - handed back as the ticket's outcome
+            replies.put((ticket, "error", _error_payload(exc)))

@@ -12,6 +12,7 @@ under every loss and its curves grow by one point; callbacks see those metrics a
 (pruning). A non-finite loss or weight ends a model as *diverged*: a result, not an exception.
 """
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,6 +39,8 @@ class TrainResult:
     last_finite_loss: float | None = None
     network: Model | None = None
     final: dict = field(default_factory=dict)
+    epoch_times: list = field(default_factory=list)
+    """Wall-clock time (seconds since the epoch) at the end of each recorded epoch."""
 
 
 def seeded_generators(seed):
@@ -64,6 +67,15 @@ def bytes_per_model(config, split):
     activations = 3 * batch * sum(sizes[1:]) + batch * (sizes[0] + sizes[-1])
     evaluation = (len(split.y_train) + len(split.y_val)) * max(sizes[1:])
     return itemsize * (6 * params + activations + evaluation) + 8 * len(split.y_train)
+
+
+def check_memory(config, split):
+    """Refuse, in one line, a run this machine cannot hold, before its first allocation."""
+    from .config import physical_memory
+    need = bytes_per_model(config, split)
+    if need > physical_memory():
+        raise ConfigError(f"hidden = {config.hidden} on {len(split.y_train)} training rows needs "
+                          f"{need / 2**30:.1f} GiB per model; this machine has {physical_memory() / 2**30:.0f} GiB")
 
 
 def max_stack(config, split, memory_bytes=2 * 1024**3):
@@ -144,6 +156,7 @@ def _train_stack(configs, split, callbacks, starts, include_test):
     results = [None] * len(configs)
     histories = [{} for _ in configs]
     last_finite = [None] * len(configs)
+    times = [[] for _ in configs]
     active = list(range(len(configs)))  # original index of each row of the stack
 
     def leave(rows_leaving):
@@ -156,7 +169,8 @@ def _train_stack(configs, split, callbacks, starts, include_test):
     def diverge(row, epoch):
         t = active[row]
         results[t] = TrainResult(DIVERGED, epoch - 1, histories[t], diverged_epoch=epoch,
-                                 last_finite_loss=last_finite[t], network=Model.from_stack(network, row))
+                                 last_finite_loss=last_finite[t], network=Model.from_stack(network, row),
+                                 epoch_times=times[t])
 
     for epoch in range(1, max(c.epochs for c in configs) + 1):
         lrs = column([learning_rate(configs[t], epoch - 1, n) for t in active], dtype)
@@ -200,6 +214,7 @@ def _train_stack(configs, split, callbacks, starts, include_test):
                 continue
             for key, value in metrics.items():
                 histories[t].setdefault(key, []).append(value)
+            times[t].append(time.time())
             last_finite[t] = metrics["train_loss"]
             if any(cb(t, epoch, metrics) for cb in callbacks):
                 stopped.append(r)
@@ -211,7 +226,7 @@ def _train_stack(configs, split, callbacks, starts, include_test):
             t = active[r]
             model = Model.from_stack(network, r)
             results[t] = TrainResult(STOPPED if r in stopped else COMPLETE, epoch, histories[t], network=model,
-                                     final=final_metrics(model, split, include_test))
+                                     final=final_metrics(model, split, include_test), epoch_times=times[t])
         if diverged or stopped or leaving:
             leave(diverged + stopped + leaving)
         if not active:

@@ -148,7 +148,7 @@ def test_console_entry_point_and_help_stays_light(store):
 def test_every_single_run_file_in_studies_parses():
     from pathlib import Path
 
-    from harness.commands.train import load_toml
+    from harness.studies import read_toml as load_toml
     from harness.config import make_config
     files = sorted((Path(__file__).parent.parent / "studies").glob("single_run*.toml"))
     assert files

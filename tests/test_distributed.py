@@ -150,7 +150,7 @@ def test_three_workers_one_killed_finish_one_study(stores, tmp_path):
                        "--out", str(tmp_path / "report"), cwd=tmp_path)
     out, err = compare.communicate(timeout=300)
     assert compare.returncode == 0, err
-    table = json.loads(out.strip().splitlines()[-1])
+    table = json.loads(out)["conditions"]
     assert {row["condition"] for row in table} == {"mse", "cross_entropy"}
     parent = next(r for r in runs if r.data.tags["harness.kind"] == "condition")
     from mlflow import MlflowClient

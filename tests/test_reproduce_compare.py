@@ -86,7 +86,7 @@ def test_compare_table_matches_the_runs_and_writes_plots(finished, capsys, tmp_p
     out_dir = tmp_path / "report"
     assert main(["compare", finished["study"], "--tracking-uri", finished["uri"], "--format", "json",
                  "--out", str(out_dir)]) == 0
-    table = {row["condition"]: row for row in json.loads(capsys.readouterr().out.strip().splitlines()[0])}
+    table = {row["condition"]: row for row in json.loads(capsys.readouterr().out)["conditions"]}
     assert list(table) == ["mse", "cross_entropy"]
     for condition, row in table.items():
         confirm = [r for r in finished["runs"] if r.data.tags.get("phase") == "confirm"

@@ -84,8 +84,8 @@ def _condition_studies(tmp_path):
     path.write_text(TINY_STUDY)
     study = load_study(str(path))
     storage, _ = open_storage(f"journal:{tmp_path / 'o.journal'}", study.name)
-    prepare_studies(study, storage, study.settings_digest(), 4)
-    return ConditionStudies(study, study.conditions[0], storage, 4)
+    prepare_studies(study, storage)
+    return ConditionStudies(study, study.conditions[0], storage)
 
 
 def test_a_retry_copy_does_not_wear_its_originals_outcome(tmp_path):

@@ -63,7 +63,7 @@ BAD = [
     (_replace("epochs = { low = 2, high = 6 }", "epochs = { low = 2.5, high = 6 }"), "search.epochs.low = 2.5"),
     (_replace("epochs = { low = 2, high = 6 }", "epochs = { low = 2 }"), "search.epochs.high is missing"),
     (_replace("epochs = { low = 2, high = 6 }", "depth = { low = 2, high = 6 }"), "search.depth"),
-    (_replace("trials = 3", "trials = 0"), "budget.trials = 0 is not allowed; must be an integer >= 1"),
+    (_replace("trials = 3", "trials = 0"), "budget.trials = 0 is not allowed; must be an integer in [1, 100000]"),
     (_replace("trials = 3", 'trials = "many"'), "budget.trials = 'many'"),
     (GOOD + '[sampler]\nname = "bayes"\n', "sampler.name = 'bayes' is not allowed; choose one of: tpe"),
     (GOOD + '[pruner]\nname = "early"\n', "pruner.name = 'early'"),

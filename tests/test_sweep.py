@@ -49,10 +49,10 @@ def mlflow_runs(folder, study="tiny"):
 
 def test_sweep_records_every_trial_once_and_confirms_on_test(workdir, capsys):
     assert main(["sweep", write_study(workdir), "--json"]) == 0
-    out = capsys.readouterr().out
-    summary = json.loads(out.strip().splitlines()[-1])["summary"]
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)["summary"]  # stdout: one JSON document; the table goes to stderr
     assert [row["condition"] for row in summary] == ["mse", "cross_entropy"]
-    assert "test_accuracy (95% CI)" in out
+    assert "test_accuracy (95% CI)" in captured.err
 
     trials = optuna_trials(workdir)
     client, runs = mlflow_runs(workdir)
@@ -245,37 +245,43 @@ def test_a_worker_that_finds_the_confirmation_seeds_taken_moves_on(workdir, monk
 
     from harness.search import open_storage, prepare_studies
     from harness.studies import load_study
-    from harness.sweep import SweepPlan, SweepWorker
+    from harness.worker import SweepPlan, SweepWorker
     study = load_study(write_study(workdir))
     storage, url = open_storage(None, study.name)
-    prepare_studies(study, storage, study.settings_digest(), 4)
-    worker = SweepWorker(study, SweepPlan(study.path, url, "unused", "0", {}, 4), recorder=object())
+    prepare_studies(study, storage)
+    worker = SweepWorker(study, SweepPlan(url, "unused", "0", {}, "test"), recorder=object())
     studies = worker.conditions[0]
     assert [studies.ask_confirm()[1] for _ in range(2)] == [1, 2]  # the other worker took both seeds
     monkeypatch.setattr(studies, "best_trial", lambda: SimpleNamespace(number=0, params={"lr": 0.1, "epochs": 3}))
-    worker.confirm_trial(studies)
+    worker.confirm_stack(studies)
     assert worker.stats.confirms == 0
     over = [t for t in studies.confirm.get_trials(deepcopy=False) if t.user_attrs.get("state") == "over_budget"]
     assert len(over) == 1  # the slot it asked for was given back
 
 
 def test_a_run_whose_worker_died_after_telling_optuna_is_ended_when_the_sweep_settles(workdir, monkeypatch):
-    """Killed between ``tell`` and the recorder's end of the run: the run would stay RUNNING forever."""
-    from harness import sweep
+    """Killed between ``tell`` and the recorder's writes: the run would stay RUNNING forever, without results."""
+    from harness import reconcile, sweep
     from harness.search import ConditionStudies, open_storage
     from harness.studies import load_study
-    from harness.tracking import HARNESS_TAG, resolve_tracking_uri
+    from harness.tracking import HARNESS_TAG, InlineRecorder, resolve_tracking_uri
     study = load_study(write_study(workdir))
-    plan, client = sweep.prepare(study, None, resolve_tracking_uri(), 4)
+    uri = resolve_tracking_uri()
+    recorder = InlineRecorder(uri)
+    plan, worker, _ = sweep.prepare(study, sweep.SweepOptions(uri), recorder, sweep.preflight(study))
+    client = recorder.client
     storage, _ = open_storage(plan.storage_url, study.name)
-    studies = ConditionStudies(study, study.conditions[0], storage, 4)
-    trial, _ = studies.ask_search()
+    studies = ConditionStudies(study, study.conditions[0], storage)
+    trial, params = studies.ask_search()
     run = client.create_run(plan.experiment_id, tags={
         HARNESS_TAG: "search", "study": study.name, "optuna_study": studies.search.study_name,
         "trial": str(trial.number), "mlflow.parentRunId": plan.parent_runs[studies.condition.name]})
-    assert studies.finish("search", trial, "complete", 0.5)  # ... and the worker died here
-    assert sweep.cleanup(study, plan, client) == 0  # its recorder may still be writing: left alone
-    monkeypatch.setattr(sweep, "ORPHAN_SECONDS", 1)
-    assert sweep.cleanup(study, plan, client, settle=True) == 1
+    assert studies.finish("search", trial, "complete", 0.5, {"epochs_run": params["epochs"]})  # ... died here
+    assert sweep.reconcile(study, plan, storage, recorder) == 0  # its recorder may still be writing: left alone
+    assert client.get_run(run.info.run_id).info.status == "RUNNING"
+    monkeypatch.setattr(reconcile, "ORPHAN_SECONDS", 1)
+    assert sweep.reconcile(study, plan, storage, recorder, worker, settle=True) == 1  # ended, and trained again
     ended = client.get_run(run.info.run_id)
     assert ended.info.status == "FAILED" and ended.data.tags["state"] == "orphaned"
+    again = client.search_runs([plan.experiment_id], f"tags.trial = '{trial.number}' and tags.rerun = 'true'")
+    assert len(again) == 1 and again[0].info.status == "FINISHED" and again[0].data.tags["state"] == "complete"

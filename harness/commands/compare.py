@@ -1,6 +1,21 @@
 """``harness compare STUDY``: the comparison table, paired differences, plots and an HTML report."""
 from pathlib import Path
 
+HELP = "compare a study's conditions: table, paired differences, plots and an HTML report"
+
+
+def add_parser(commands):
+    compare = commands.add_parser("compare", help=HELP, description="Read a study's runs back from MLflow and "
+                                  "compare its conditions. Plots go to --out and onto every condition's parent "
+                                  "run as artifacts.")
+    compare.add_argument("study", help="a study name, or its study file")
+    compare.add_argument("--format", choices=("table", "csv", "markdown", "json"), default="table",
+                         help="table (default), csv, markdown, or json (one JSON document on stdout)")
+    compare.add_argument("--out", metavar="DIR", help="folder for the plots and report (default reports/<study>)")
+    compare.add_argument("--storage", metavar="URL", help="the study's Optuna storage, for Optuna's plots (default: "
+                         "the one the sweep recorded, if it lies in this store's folder)")
+    return compare
+
 
 def study_name_of(argument):
     if argument.endswith(".toml") or Path(argument).is_file():
@@ -9,14 +24,19 @@ def study_name_of(argument):
     return argument
 
 
-def run_compare_command(args):
+def run(args):
     from ..compare import format_table, run_compare
+    from ..output import emit_json
     from ..tracking import resolve_tracking_uri
     name = study_name_of(args.study)
-    table, pairs, folder = run_compare(name, resolve_tracking_uri(args.tracking_uri), args.format, args.out)
-    print(format_table(table, args.format))
+    comparison = run_compare(name, resolve_tracking_uri(args.tracking_uri), args.out, args.storage)
+    if args.format == "json":
+        emit_json({"study": name, "conditions": comparison.table.to_dict(orient="records"),
+                   "pairs": comparison.pairs.to_dict(orient="records")})
+        return 0
+    print(format_table(comparison.table, args.format))
     if args.format == "table":
         print("\npaired differences of test accuracy (a - b over the same seeds, 95% t interval):")
-        print(format_table(pairs, "table"))
-        print(f"\nreport: {folder / 'report.html'} (plots beside it, and on each condition's MLflow run)")
+        print(format_table(comparison.pairs, "table"))
+        print(f"\nreport: {comparison.folder / 'report.html'} (plots beside it, and on each condition's MLflow run)")
     return 0

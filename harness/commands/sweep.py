@@ -1,118 +1,96 @@
 """``harness sweep STUDY_FILE``: search, confirm and summarise one study; resumes where it stopped."""
+import os
 import sys
 import time
 
-from ..errors import ConfigError
-from ..studies import load_study
+from ..output import emit_json
 from ..urls import redact
 
-CLEANUP_EVERY_SECONDS = 15
+HELP = "run a study: tune lr/epochs per condition, confirm on test"
+DESCRIPTION = ("Run a study file: for every condition, Optuna searches the nuisance settings with the same "
+               "budget, then the best settings are retrained with new seeds and scored on the test split. "
+               "Running the same command again resumes.")
 
 
-def run_sweep_command(args):
-    study = load_study(args.study_file)
-    if args.trials is not None and args.trials < 1:
-        raise ConfigError(f"--trials = {args.trials} is not allowed; must be an integer >= 1")
-    if args.workers < 1:
-        raise ConfigError(f"--workers = {args.workers} is not allowed; must be an integer >= 1")
-    if args.epochs is not None:
-        study = _fix_epochs(study, args.epochs)
-    if args.heartbeat < 1:
-        raise ConfigError(f"--heartbeat = {args.heartbeat} is not allowed; must be an integer >= 1 (seconds)")
-    if args.stack is not None and args.stack < 1:
-        raise ConfigError(f"--stack = {args.stack} is not allowed; must be an integer >= 1")
-    if args.confirm_seeds is not None:
-        if args.confirm_seeds < 1:
-            raise ConfigError(f"--confirm-seeds = {args.confirm_seeds} is not allowed; must be >= 1")
-        study.confirm_seeds = args.confirm_seeds
-        study.raw = {**study.raw, "confirm": {"seeds": args.confirm_seeds}}
+def add_parser(commands):
+    sweep = commands.add_parser("sweep", help=HELP, description=DESCRIPTION)
+    sweep.add_argument("study_file", help="a study TOML file, e.g. studies/quickstart.toml")
+    sweep.add_argument("--trials", type=int, metavar="N", help="search trials per condition (default: the file's "
+                       "budget.trials); a larger N extends a finished sweep and confirms its new best")
+    sweep.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="local worker processes (default 1; this command's process is one of them)")
+    sweep.add_argument("--storage", default=os.environ.get("HARNESS_OPTUNA_STORAGE"), metavar="URL",
+                       help="Optuna storage: a journal file path (default mlruns/optuna/<study>.journal) or an "
+                       "RDB URL such as postgresql+psycopg://USER@HOST:5432/DB shared by workers on many "
+                       "machines (default: $HARNESS_OPTUNA_STORAGE; passwords from $PGPASSWORD or ~/.pgpass)")
+    sweep.add_argument("--heartbeat", type=int, default=10, metavar="SECONDS",
+                       help="RDB storages: seconds between Optuna heartbeats (default 10); a worker silent for "
+                       "3 heartbeats is presumed dead, its trials are failed and run again")
+    sweep.add_argument("--epochs", type=int, metavar="N",
+                       help="fix the epoch count instead of searching it (smoke runs)")
+    sweep.add_argument("--confirm-seeds", type=int, metavar="K",
+                       help="confirmation seeds per condition (default: the file's confirm.seeds)")
+    sweep.add_argument("--stack", type=int, metavar="N", help="trials trained together as one stack (default: "
+                       "the file's budget.stack, else 8); 1 trains one model at a time")
+    sweep.add_argument("--json", action="store_true",
+                       help="print the summary as one JSON document on stdout (the table goes to stderr)")
+    return sweep
 
-    from .. import sweep
-    from ..summary import format_table, summarize
-    from ..tracking import RecorderProcess, resolve_tracking_uri
 
-    budget = args.trials or study.trials
+def run(args):
+    from ..errors import ConfigError
+    from ..studies import load_study, resolve
+    if args.workers < 1 or args.workers > 64:
+        raise ConfigError(f"--workers = {args.workers} is not allowed; must be an integer in [1, 64]")
+    if not 1 <= args.heartbeat <= 3600:
+        raise ConfigError(f"--heartbeat = {args.heartbeat} is not allowed; must be an integer in [1, 3600] (seconds)")
+    study = resolve(load_study(args.study_file), trials=args.trials, epochs=args.epochs,
+                    confirm_seeds=args.confirm_seeds, stack=args.stack)
+
+    from ..summary import format_table
+    from ..sweep import SweepOptions, run_sweep
+    from ..tracking import resolve_tracking_uri
     uri = resolve_tracking_uri(args.tracking_uri)
-    start = time.perf_counter()
-    # Worker 0 (this process) records through a recorder that imports mlflow while we prepare.
-    recorder = RecorderProcess(uri, open_store=False)
+    progress = _Progress(study, args.storage) if sys.stderr.isatty() else None
+    options = SweepOptions(tracking_uri=uri, storage=args.storage, workers=args.workers,
+                           heartbeat_seconds=args.heartbeat, on_poll=progress.update if progress else None)
     try:
-        plan, client = sweep.prepare(study, args.storage, uri, budget, args.stack, args.heartbeat)
-    except BaseException:
-        recorder.close()
-        raise
-    recorder.open()
-    progress = _Progress(study, plan) if sys.stderr.isatty() else None
-    last_cleanup = [time.perf_counter()]
-
-    def on_poll():
-        """Between trials: the progress bars, and now and then the runs that dead workers left."""
-        if progress:
-            progress.update()
-        if time.perf_counter() - last_cleanup[0] > CLEANUP_EVERY_SECONDS:
-            sweep.cleanup(study, plan, client)
-            last_cleanup[0] = time.perf_counter()
-
-    try:
-        stats = sweep.run_workers(study, plan, args.workers, on_poll=on_poll, recorder=recorder)
+        result = run_sweep(study, options)
     except KeyboardInterrupt:
         if progress:
             progress.close()
-        sweep.cleanup(study, plan, client)
-        for run_id in plan.parent_runs.values():
-            client.set_terminated(run_id, "KILLED")
         print(f"harness sweep: interrupted; run the same command again to resume {study.name}", file=sys.stderr)
-        return 130
+        raise
     if progress:
         progress.close()
-    sweep.cleanup(study, plan, client, settle=True)
-    table = summarize(study, sweep.rows(study, plan))
-    sweep.finish(study, plan, client, table.to_csv(index=False))
-    wall = time.perf_counter() - start
-    print(f"study {study.name}: {len(study.conditions)} conditions x {budget} trials, objective "
-          f"{study.objective} ({study.direction}); storage {redact(plan.storage_url)}; tracking {redact(uri)}")
-    print(format_table(study, table))
-    trials = sum(s.trials for s in stats)
-    print(f"{trials} trials and {sum(s.confirms for s in stats)} confirmation runs in this invocation, "
-          f"{wall:.1f} s wall with {args.workers} worker(s)")
+    out = sys.stderr if args.json else sys.stdout
+    print(f"study {study.name}: {len(study.conditions)} conditions x {study.trials} trials, objective "
+          f"{study.objective} ({study.direction}); storage {redact(result.plan.storage_url)}; tracking {redact(uri)}",
+          file=out)
+    print(format_table(study, result.table), file=out)
+    trials = sum(s.trials for s in result.stats)
+    print(f"{trials} trials and {sum(s.confirms for s in result.stats)} confirmation runs in this invocation"
+          + (f", {result.repaired} re-run after their records were lost" if result.repaired else "")
+          + f", {result.wall_seconds:.1f} s wall with {args.workers} worker(s)", file=out)
     if args.json:
-        import json
-        print(json.dumps({"study": study.name, "summary": table.to_dict(orient="records"),
-                          "stats": [s.__dict__ for s in stats], "wall_seconds": wall}, default=str))
+        emit_json({"study": study.name, "summary": result.table.to_dict(orient="records"),
+                   "stats": [s.__dict__ for s in result.stats], "wall_seconds": result.wall_seconds,
+                   "repaired": result.repaired})
     return 0
-
-
-def _fix_epochs(study, epochs):
-    if epochs < 1:
-        raise ConfigError(f"--epochs = {epochs} is not allowed; must be an integer >= 1")
-    study.search = [p for p in study.search if p.name != "epochs"]
-    study.fixed = {**study.fixed, "epochs": epochs}
-    study.raw = {**study.raw, "fixed": study.fixed,
-                 "search": {k: v for k, v in study.raw.get("search", {}).items() if k != "epochs"}}
-    if not study.search:
-        raise ConfigError(f"{study.path}: --epochs leaves nothing to search; add lr to [search]")
-    return study
 
 
 class _Progress:
     """One bar per condition: search trials done of the budget, best value so far, confirmations."""
 
-    def __init__(self, study, plan):
-        from tqdm import tqdm
-
-        from ..search import ConditionStudies, open_storage
-        storage, _ = open_storage(plan.storage_url, study.name)
-        self.studies = [ConditionStudies(study, c, storage, plan.budget) for c in study.conditions]
-        width = max(len(c.name) for c in study.conditions)
-        self.bars = [tqdm(total=plan.budget, desc=c.name.ljust(width), position=i, file=sys.stderr,
-                          leave=True, unit="trial") for i, c in enumerate(study.conditions)]
-        self.last = 0.0
-        self.update()
+    def __init__(self, study, storage):
+        self.study, self.storage, self.studies, self.bars, self.last = study, storage, None, None, 0.0
 
     def update(self):
         if time.perf_counter() - self.last < 0.5:
             return
         self.last = time.perf_counter()
+        if self.studies is None:
+            self._open()
         for bar, studies in zip(self.bars, self.studies):
             counts = studies.counts()
             bar.n = min(counts["complete"] + counts["pruned"], bar.total)
@@ -122,7 +100,19 @@ class _Progress:
                                 refresh=False)
             bar.refresh()
 
+    def _open(self):
+        from tqdm import tqdm
+
+        from ..search import ConditionStudies, open_storage
+        storage, _ = open_storage(self.storage, self.study.name)
+        self.studies = [ConditionStudies(self.study, c, storage) for c in self.study.conditions]
+        width = max(len(c.name) for c in self.study.conditions)
+        self.bars = [tqdm(total=self.study.trials, desc=c.name.ljust(width), position=i, file=sys.stderr,
+                          leave=True, unit="trial") for i, c in enumerate(self.study.conditions)]
+
     def close(self):
+        if self.bars is None:
+            return
         self.last = 0.0
         self.update()
         for bar in self.bars:

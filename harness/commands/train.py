@@ -1,32 +1,86 @@
 """``harness train``: one run from flags or a TOML config, recorded in MLflow."""
+import argparse
 import sys
-import tomllib
 
-from ..config import make_config
-from ..errors import ConfigError
-
+HELP = "train one network and record it as an MLflow run"
 FINAL_KEYS = ("val_accuracy", "val_cross_entropy", "test_accuracy", "test_cross_entropy", "test_mse")
+FLAGS = {
+    "dataset": (str, "digits (default), iris, wine, breast_cancer, moons, circles, blobs, classification, csv"),
+    "csv": (str, "a CSV file of numeric features and a label column (implies --dataset csv)"),
+    "label_column": (str, "the CSV's label column (default: label)"),
+    "n_samples": (int, "rows of a generated data set (moons, circles, blobs, classification), 10..10^7"),
+    "val_fraction": (float, "share of rows held out for validation, in (0, 0.5) (default 0.2)"),
+    "test_fraction": (float, "share of rows held out for the test, in (0, 0.5) (default 0.2)"),
+    "data_seed": (int, "seed of the split and of generated data (default 0)"),
+    "activation": (str, "relu (default), tanh, sigmoid"),
+    "loss": (str, "cross_entropy (default), mse (on softmax probabilities), mse_logits"),
+    "optimizer": (str, "sgd (default), adam, rmsprop, adagrad"),
+    "lr": (float, "learning rate > 0 (default 0.05)"),
+    "momentum": (float, "SGD momentum in [0, 1) (default 0.9)"),
+    "weight_decay": (float, "L2 weight decay >= 0 on the weights (default 0)"),
+    "epochs": (int, "epochs, 1..100000 (default 30)"),
+    "schedule": (str, "learning-rate schedule: constant (default), step, cosine, invscaling"),
+    "step_size": (int, "step schedule: epochs between decays (default 10)"),
+    "gamma": (float, "step schedule: decay factor in (0, 1] (default 0.5)"),
+    "power_t": (float, "invscaling schedule: exponent >= 0 (default 0.5)"),
+    "warmup_epochs": (int, "epochs of linear warm-up >= 0 (default 0)"),
+    "beta1": (float, "Adam: first-moment decay in [0, 1) (default 0.9)"),
+    "beta2": (float, "Adam: second-moment decay in [0, 1) (default 0.999)"),
+    "rho": (float, "RMSprop: decay in [0, 1) (default 0.9)"),
+    "eps": (float, "Adam/RMSprop/Adagrad: epsilon > 0 (default 1e-8)"),
+    "seed": (int, "seed of the initial weights and the batch order, 0..2^32-1 (default 0)"),
+    "dtype": (str, "float64 (default) or float32"),
+    "blas_threads": (int, "BLAS threads, 1..256 (default 1: faster at these sizes)"),
+}
+"""flag -> (type, help) for the flags that map one to one onto TrainConfig."""
 
 
-def load_toml(path):
+def _batch_size(text):
+    if text == "full":
+        return text
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer or 'full'") from None
+
+
+def _hidden(text):
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+
+
+def add_parser(commands):
+    train = commands.add_parser("train", help=HELP, description="Train one network and record it as an MLflow "
+                                "run. Settings come from --config (TOML) and flags; flags win.")
+    train.add_argument("--config", metavar="FILE", help="TOML file of settings (keys as the flags, with underscores)")
+    for name, (kind, text) in FLAGS.items():
+        train.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None, help=text,
+                           metavar=name.upper() if kind is str else kind.__name__.upper())
+    train.add_argument("--hidden", type=_hidden, default=None, metavar="SIZES",
+                       help="hidden layer sizes, e.g. 64 or 128,64 (default 64)")
+    train.add_argument("--batch-size", type=_batch_size, default=None, metavar="N",
+                       help="mini-batch size: an integer, or 'full' (default 32)")
+    train.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None,
+                       help="SGD: Nesterov momentum (default off)")
+    train.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=None,
+                       help="shuffle the batches every epoch (default on)")
+    train.add_argument("--experiment", default="train", metavar="NAME",
+                       help="MLflow experiment name (default: train)")
+    train.add_argument("--json", action="store_true",
+                       help="print one JSON document on stdout (the human-readable lines go to stderr)")
+    return train
 
 
 def config_from_args(args):
-    from ..cli import TRAIN_FLAGS
-    values, source = {}, ""
+    from ..config import make_config
+    from ..studies import read_toml
+    values = {}
     if args.config:
-        values.update(load_toml(args.config))
-        source = args.config
-        make_config(values, source)  # name the file when it is the file that is wrong
-    flags = {name: getattr(args, name) for name in (*TRAIN_FLAGS, "hidden", "batch_size", "nesterov",
-                                                       "shuffle")}
+        values.update(read_toml(args.config))
+        make_config(values, args.config)  # name the file when it is the file that is wrong
+    flags = {name: getattr(args, name) for name in (*FLAGS, "hidden", "batch_size", "nesterov", "shuffle")}
     values.update({k: v for k, v in flags.items() if v is not None})
     if values.get("csv") and "dataset" not in values:
         values["dataset"] = "csv"
@@ -40,33 +94,50 @@ def _progress(total, enabled):
     return tqdm(total=total, unit="epoch", file=sys.stderr, leave=False)
 
 
-def run_train(args):
+def run(args):
+    from ..errors import ConfigError
     config = config_from_args(args)
-    from ..data import load_split
-    from ..recorded import result_json, train_and_record
-    from ..tracking import resolve_tracking_uri
-
+    if not args.experiment.strip() or "\n" in args.experiment:
+        raise ConfigError(f"--experiment = {args.experiment!r} is not allowed; give a name (one line)")
+    from ..tracking import RecorderProcess, check_server, check_writable, resolve_tracking_uri
     uri = resolve_tracking_uri(args.tracking_uri)
-    split = load_split(config)  # bad data fails here, before any run exists
-    bar = _progress(config.epochs, sys.stderr.isatty())
-
-    def show(epoch, metrics):
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{metrics['train_loss']:.4f}", val_acc=f"{metrics['val_accuracy']:.3f}")
-
+    check_server(uri)
+    check_writable(uri)
+    recorder = RecorderProcess(uri)  # imports mlflow in parallel with the data
     try:
-        run_id, result, timings = train_and_record(config, split, uri, args.experiment, on_epoch=show)
-    finally:
-        if bar is not None:
-            bar.close()
-    print(f"run {run_id} ({config.run_name()}): {result.status} after {result.epochs_run} epochs")
+        from ..data import load_split
+        from ..runs import result_json, train_and_record
+        from ..train import check_memory
+        split = load_split(config)  # bad data fails here, before any run exists
+        check_memory(config, split)
+        bar = _progress(config.epochs, sys.stderr.isatty())
+
+        def show(epoch, metrics):
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{metrics['train_loss']:.4f}", val_acc=f"{metrics['val_accuracy']:.3f}")
+
+        try:
+            run_id, result, timings = train_and_record(config, split, recorder, args.experiment, on_epoch=show)
+        finally:
+            if bar is not None:
+                bar.close()
+        recorder.close()
+    except BaseException:
+        try:
+            recorder.close(timeout=60)
+        except Exception:  # noqa: BLE001 - already failing
+            recorder.kill()
+        raise
+    out = sys.stderr if args.json else sys.stdout
+    print(f"run {run_id} ({config.run_name()}): {result.status} after {result.epochs_run} epochs", file=out)
     if result.status == "diverged":
-        print(f"  diverged in epoch {result.diverged_epoch}; last finite loss {result.last_finite_loss}")
+        print(f"  diverged in epoch {result.diverged_epoch}; last finite loss {result.last_finite_loss}", file=out)
     for key in FINAL_KEYS:
         if key in result.final:
-            print(f"  {key:<20} {result.final[key]:.4f}")
-    print(f"  tracking uri: {uri}   experiment: {args.experiment}")
+            print(f"  {key:<20} {result.final[key]:.4f}", file=out)
+    from ..urls import redact
+    print(f"  tracking uri: {redact(uri)}   experiment: {args.experiment}", file=out)
     if args.json:
         print(result_json(run_id, result, timings))
     return 0

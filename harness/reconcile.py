@@ -1,0 +1,105 @@
+"""Hold Optuna's trials against MLflow's runs and say what must be done so that they agree.
+
+Optuna's storage says which trials finished and how; MLflow's store must hold one run per finished
+trial with its results. Kills, full disks and lost stores break that in a few ways, each with one
+remedy, decided here by a pure function of the two record sets (so every case is unit-tested without
+a store) and carried out by the sweep:
+
+- a run still RUNNING whose trial was failed (its worker died) ends FAILED, ``state=killed``;
+- a run still RUNNING that holds its results (final ``state`` tag) and whose trial finished lost
+  only its end: it ends FINISHED (``recovered``), once its recorder had time to end it itself;
+- a run still RUNNING without results whose trial finished ends FAILED (``state=orphaned``);
+- a finished trial with no run holding its results is trained again (training is deterministic,
+  so the re-run is exact) and recorded;
+- confirmation runs of another budget (a sweep extended with ``--trials``) are tagged superseded.
+"""
+from dataclasses import dataclass, field
+
+from .runs import FINAL_STATES
+from .tracking import HARNESS_TAG
+
+ORPHAN_SECONDS = 30
+"""A run still RUNNING this long after Optuna heard its trial's end lost its worker (a live recorder
+ends it within a second or two)."""
+IN_PROGRESS = ("running", "waiting")
+ENDS = {"killed": ("FAILED", "killed"), "interrupted": ("KILLED", "interrupted"), "failed": ("FAILED", "failed"),
+        "unrecorded": ("FAILED", "unrecorded")}
+
+
+@dataclass
+class Actions:
+    end: list = field(default_factory=list)  # (run_id, status, tags)
+    rerun: list = field(default_factory=list)  # trial rows (search.trial_rows) to train and record again
+    tag: list = field(default_factory=list)  # (run_id, tags)
+    waiting: int = 0  # runs whose recorder may still end them: decided later
+
+    def __bool__(self):
+        return bool(self.end or self.rerun or self.tag)
+
+
+def decide(study, trials, runs, now, orphan_seconds=None):
+    """``trials``: rows of ``search.trial_rows``; ``runs``: run dicts of the study's experiment."""
+    orphan_seconds = ORPHAN_SECONDS if orphan_seconds is None else orphan_seconds
+    actions = Actions()
+    by_key = {(t["optuna_study"], t["number"]): t for t in trials}
+    confirm_names = {study.optuna_name(c, "confirm") for c in study.conditions}
+    held = set()  # trials whose results a run holds (or soon will)
+    for run in runs:
+        tags = run["tags"]
+        if tags.get(HARNESS_TAG) not in ("search", "confirm"):
+            continue
+        if tags.get(HARNESS_TAG) == "confirm":
+            superseded = tags.get("optuna_study") not in confirm_names
+            if superseded != (tags.get("superseded") == "true") and run["status"] != "RUNNING":
+                actions.tag.append((run["run_id"], {"superseded": str(superseded).lower()}))
+        trial = by_key.get((tags.get("optuna_study"), _int(tags.get("trial"))))
+        if trial is None:
+            continue
+        key = (trial["optuna_study"], trial["number"])
+        results = tags.get("state") in FINAL_STATES
+        if run["status"] == "FINISHED":
+            if results:
+                held.add(key)
+            continue
+        if run["status"] != "RUNNING":
+            continue
+        state = trial["state"]
+        if state in IN_PROGRESS:
+            continue
+        if state in ENDS:
+            status, tag = ENDS[state]
+            actions.end.append((run["run_id"], status, {"state": tag}))
+            continue
+        if state not in FINAL_STATES:  # over_budget, not_wanted, skipped: the trial has no result
+            actions.end.append((run["run_id"], "FAILED", {"state": state}))
+            continue
+        if not trial.get("worker_gone") and trial["completed_at"] is not None and \
+                now - trial["completed_at"] < orphan_seconds:
+            actions.waiting += 1
+            held.add(key)
+        elif results:
+            actions.end.append((run["run_id"], "FINISHED", {"recovered": "true"}))
+            held.add(key)
+        else:
+            actions.end.append((run["run_id"], "FAILED", {"state": "orphaned"}))
+    seeds = set(study.confirm_seed_values())
+    search_params = {(t["condition"], t["number"]): t["params"] for t in trials if t["phase"] == "search"}
+    for trial in trials:
+        if trial["state"] not in FINAL_STATES or (trial["optuna_study"], trial["number"]) in held:
+            continue
+        if trial["phase"] == "confirm":
+            if trial["seed"] not in seeds:
+                continue
+            best = trial["attrs"].get("best_search_trial")
+            if (trial["condition"], best) not in search_params:
+                continue  # its search trial is gone too: nothing to retrain it from
+            trial = {**trial, "best_params": search_params[(trial["condition"], best)]}
+        actions.rerun.append(trial)
+    return actions
+
+
+def _int(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

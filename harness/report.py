@@ -1,0 +1,106 @@
+"""The comparison report: plots of a study's records and one self-contained HTML page.
+
+Inputs are the resolved study, the table of records (``records``) and a function giving a run's
+per-epoch curve, so the report is drawn the same way from any store. Optuna's own plots come through
+the Optuna adapter (``search``).
+"""
+import base64
+import html
+from pathlib import Path
+
+import numpy as np
+
+from .records import current
+
+PLOTS = ("curves_by_condition.png", "lr_sensitivity.png", "epochs_to_target.png")
+
+
+def plot_all(study, frame, curve, folder, storage=None):
+    """Draw every plot into ``folder``; returns their paths. ``curve(run_id, key)`` -> per-epoch values."""
+    from .plots import _figure
+    search, confirm = current(study, frame)
+    names = [c.name for c in study.conditions]
+    colours = {c: f"C{i % 10}" for i, c in enumerate(names)}
+
+    fig = _figure(11, 4, left=0.07, right=0.98, bottom=0.13, top=0.9, wspace=0.25)
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    for condition in names:
+        ids = confirm[confirm["condition"] == condition]["run_id"].tolist() if len(confirm) else []
+        for ax, key in ((loss_ax, "val_cross_entropy"), (acc_ax, "val_accuracy")):
+            curves = [c for c in (curve(r, key) for r in ids) if c]
+            if not curves:
+                continue
+            length = min(map(len, curves))
+            stack = np.array([c[:length] for c in curves])
+            epochs = np.arange(1, length + 1)
+            ax.plot(epochs, stack.mean(0), color=colours[condition], label=condition)
+            ax.fill_between(epochs, stack.min(0), stack.max(0), color=colours[condition], alpha=0.2)
+    loss_ax.set(xlabel="epoch", ylabel="validation cross-entropy", yscale="log",
+                title="confirmed best: mean, band = min..max over seeds")
+    acc_ax.set(xlabel="epoch", ylabel="validation accuracy", title="validation accuracy")
+    acc_ax.axhline(study.target_accuracy, color="grey", linestyle=":", linewidth=1)
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.savefig(folder / PLOTS[0])
+
+    fig = _figure(8, 4.5, left=0.1, right=0.98, bottom=0.12, top=0.9)
+    ax = fig.subplots()
+    column = f"metric.{study.objective}"
+    floor = search[column].min() if column in search and search[column].notna().any() else 0.0
+    for condition in names:
+        part = search[search["condition"] == condition] if len(search) else search
+        if not len(part) or "param.lr" not in part:
+            continue
+        ok = part[part["state"].isin(["complete", "pruned"])]
+        bad = part[part["state"] == "diverged"]
+        ax.scatter(ok["param.lr"].astype(float), ok[column].astype(float), color=colours[condition],
+                   label=condition, s=18)
+        if len(bad):
+            ax.scatter(bad["param.lr"].astype(float), [floor] * len(bad), color=colours[condition], marker="x", s=40)
+    ax.set(xscale="log", xlabel="learning rate", ylabel=f"{study.objective} (search trials)",
+           title="learning-rate sensitivity (x: diverged)")
+    ax.grid(alpha=0.3)
+    if len(search):
+        ax.legend(fontsize=8)
+    fig.savefig(folder / PLOTS[1])
+
+    fig = _figure(8, 4, left=0.1, right=0.98, bottom=0.25, top=0.9)
+    ax = fig.subplots()
+    for i, condition in enumerate(names):
+        part = confirm[confirm["condition"] == condition] if len(confirm) else confirm
+        reached = part["epochs_to_target"].tolist() if len(part) else []
+        hit = [e for e in reached if not np.isnan(e)]
+        ax.scatter([i] * len(hit), hit, color=colours[condition])
+        if hit:
+            ax.hlines(np.median(hit), i - 0.3, i + 0.3, color=colours[condition])
+        censored = len(reached) - len(hit)
+        if censored:
+            ax.annotate(f"{censored} never", (i, 0), ha="center", fontsize=8)
+    ax.set_xticks(range(len(names)), names, rotation=20, fontsize=8)
+    ax.set(ylabel="epochs", title=f"epochs to reach validation accuracy {study.target_accuracy:g} (line: median)")
+    ax.grid(alpha=0.3)
+    fig.savefig(folder / PLOTS[2])
+    made = [folder / p for p in PLOTS]
+    if storage:
+        from .search import optuna_plots
+        made += optuna_plots(study, storage, folder)
+    return made
+
+
+def html_report(study, table, pairs, images):
+    fmt = lambda v: f"{v:.4g}"  # noqa: E731
+    parts = [f"<html><head><meta charset='utf-8'><title>{html.escape(study.name)}</title>",
+             "<style>body{font-family:sans-serif;margin:2em} table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px} img{max-width:100%}</style>",
+             f"</head><body><h1>Study {html.escape(study.name)}</h1>",
+             f"<p>{html.escape(study.description)}</p>" if study.description else "",
+             "<h2>Conditions</h2>", table.to_html(index=False, float_format=fmt, na_rep=""),
+             "<p>test accuracy: mean and 95% Student t interval over the confirmation seeds.</p>",
+             "<h2>Paired differences of test accuracy (a - b, same seeds)</h2>",
+             pairs.to_html(index=False, float_format=fmt, na_rep="")]
+    for image in images:
+        encoded = base64.b64encode(Path(image).read_bytes()).decode()
+        parts.append(f"<h3>{html.escape(Path(image).stem)}</h3><img src='data:image/png;base64,{encoded}'>")
+    parts.append("</body></html>")
+    return "\n".join(parts)

@@ -1,0 +1,184 @@
+"""One training run as one MLflow run: what it records, built the same way for every kind of run.
+
+``harness train``, a sweep's search trials and confirmation seeds, a re-run of a trial whose record
+was lost, and ``harness reproduce`` all go through here: the params, the curves as metric points at
+each epoch's own time, the final values, the artifacts (config to rebuild it, weights to predict with,
+plots for single runs). The writing itself is a recorder's (``tracking``); nothing here imports
+mlflow, so the same record can be written in this process or in a recorder process.
+"""
+import io
+import json
+import time
+
+import numpy as np
+
+from .provenance import blas_info, provenance_tags
+from .tracking import HARNESS_TAG, Ref
+from .train import DIVERGED, train
+
+CONFIG_ARTIFACT = "config.json"
+WEIGHTS_ARTIFACT = "weights.npz"
+FINAL_STATES = ("complete", "pruned", "diverged", "stopped")
+"""A run whose ``state`` tag is one of these holds its results (the tag is written last)."""
+
+
+def config_params(config):
+    return {k: (",".join(map(str, v)) if isinstance(v, list) else v) for k, v in config.to_dict().items()}
+
+
+def save_weights(network, path, split):
+    """Final weights as plain arrays in an .npz (``path`` may be a file object); loads without pickle.
+    The feature scaling fitted on the training split goes along, so raw rows can be predicted."""
+    arrays = {f"weight_{i}": w for i, w in enumerate(network.weights)}
+    arrays.update({f"bias_{i}": b for i, b in enumerate(network.biases)})
+    if split.scaler_mean is not None:
+        arrays.update(scaler_mean=split.scaler_mean, scaler_scale=split.scaler_scale)
+    np.savez(path, classes=np.array(split.classes, dtype=str), **arrays)
+
+
+def run_artifacts(config, split, result, plots=True):
+    """A run's files as {name: bytes}: the config to re-run it, the final weights (unless it diverged)
+    and, for single runs, the curve and test-split confusion-matrix plots."""
+    artifacts = {CONFIG_ARTIFACT: config.to_json().encode()}
+    if result.status != DIVERGED:
+        buffer = io.BytesIO()
+        save_weights(result.network, buffer, split)
+        artifacts[WEIGHTS_ARTIFACT] = buffer.getvalue()
+    if plots:
+        from sklearn.metrics import confusion_matrix
+
+        from .plots import confusion_png, curves_png
+        curves = io.BytesIO()
+        curves_png(result.history, curves, config.run_name())
+        artifacts["curves.png"] = curves.getvalue()
+        if result.status != DIVERGED:
+            predicted = result.network.logits(split.x_test).argmax(axis=1)
+            matrix = confusion_matrix(split.y_test, predicted, labels=range(split.n_classes))
+            confusion = io.BytesIO()
+            confusion_png(matrix, split.classes, confusion, "test split confusion matrix")
+            artifacts["confusion_matrix.png"] = confusion.getvalue()
+    return artifacts
+
+
+def outcome_metrics(result):
+    metrics = {"epochs_run": result.epochs_run}
+    if result.status == DIVERGED:
+        metrics["diverged_epoch"] = result.diverged_epoch
+        if result.last_finite_loss is not None:
+            metrics["last_finite_loss"] = result.last_finite_loss
+    metrics.update(result.final)
+    return metrics
+
+
+def _ms(seconds):
+    return int(seconds * 1000)
+
+
+def epoch_points(result, first=0):
+    """Per-epoch curves from epoch ``first + 1`` on, each point at the time its epoch ended."""
+    now = time.time()
+    points = []
+    for key, values in result.history.items():
+        for epoch in range(first, len(values)):
+            moment = result.epoch_times[epoch] if epoch < len(result.epoch_times) else now
+            points.append((key, float(values[epoch]), _ms(moment), epoch + 1))
+    return points
+
+
+def final_points(result, extra=None):
+    """Final values at the last epoch's step (validation values are that epoch's, already in the curves)."""
+    moment = _ms(result.epoch_times[-1] if result.epoch_times else time.time())
+    final = {k: v for k, v in outcome_metrics(result).items() if not k.startswith("val_")}
+    final.update(extra or {})
+    return [(k, float(v), moment, result.epochs_run) for k, v in final.items()]
+
+
+def result_points(result, extra=None):
+    return epoch_points(result) + final_points(result, extra)
+
+
+def run_tags(kind, config, split, **tags):
+    """What every run carries: its kind, the data it saw, how to rebuild the code and machine state."""
+    return {HARNESS_TAG: kind, "state": "running", "seed": config.seed, "dataset": config.dataset,
+            "dataset_digest": split.digest, "blas_threads": config.blas_threads, **tags}
+
+
+def environment_tags():
+    """Code version, package versions, BLAS: the same for every run of a process, so computed once."""
+    return {**provenance_tags(), "blas": blas_info()["blas"]}
+
+
+class LiveRun:
+    """A run whose curves stream to the recorder every ``flush_seconds`` while it trains (``harness
+    train``, ``reproduce``): a long run shows its curves in the UI as they grow."""
+
+    def __init__(self, recorder, run_ref, flush_seconds=2.0):
+        self.recorder, self.run_ref, self.flush_seconds = recorder, run_ref, flush_seconds
+        self._points, self._last = [], time.perf_counter()
+
+    def log(self, epoch, metrics):
+        moment = _ms(time.time())
+        self._points.extend((key, float(value), moment, epoch) for key, value in metrics.items())
+        if time.perf_counter() - self._last >= self.flush_seconds:
+            self.flush()
+
+    def flush(self):
+        if self._points:
+            self.recorder.submit("log_points", self.run_ref, self._points)
+            self._points, self._last = [], time.perf_counter()
+
+    def finish(self, points, tags, artifacts, status="FINISHED"):
+        """The final values, tags and artifacts (``record_run``), then the run's end; returns the ticket of
+        the record, whose outcome says whether the run holds its results."""
+        self.flush()
+        ticket = self.recorder.submit("record_run", self.run_ref, points, tags, artifacts)
+        self.recorder.submit("end_run", self.run_ref, status)
+        return ticket
+
+
+def train_and_record(config, split, recorder, experiment, tags=None, callbacks=(), include_test=True,
+                     on_epoch=None, run_name=None, state_names=None):
+    """Train ``config`` on ``split`` and record it as one run; returns (run_id, TrainResult, timings).
+
+    The run is created before training starts, so a store that cannot be written fails before any
+    compute is spent. ``state_names`` renames result states for the ``state`` tag (a reproduced pruned
+    trial is ``pruned``, as its original, not ``stopped``).
+    """
+    start = time.perf_counter()
+    tags = run_tags("train", config, split, **environment_tags(), **(tags or {}))
+    create = recorder.submit("start_run", experiment, recorder.uri, run_name or config.run_name(), tags,
+                             config_params(config))
+    run_id = recorder.result(create)
+    live = LiveRun(recorder, Ref(create))
+
+    def record(epoch, metrics):
+        live.log(epoch, metrics)
+        if on_epoch is not None:
+            on_epoch(epoch, metrics)
+        return False
+
+    train_start = time.perf_counter()
+    try:
+        result = train(config, split, callbacks=(record, *callbacks), include_test=include_test)
+    except BaseException as exc:
+        live.flush()
+        recorder.submit("end_run", Ref(create), "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED",
+                        {"state": "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                         "error": f"{type(exc).__name__}: {exc}"[:500]})
+        raise
+    train_seconds = time.perf_counter() - train_start
+    ticket = live.finish(final_points(result, {"train_seconds": train_seconds}),
+                         {"state": (state_names or {}).get(result.status, result.status)},
+                         run_artifacts(config, split, result))
+    recorder.result(ticket)
+    timings = {"total_seconds": time.perf_counter() - start, "train_seconds": train_seconds,
+               "recording_blocked_seconds": recorder.blocked_seconds}
+    return run_id, result, timings
+
+
+def result_json(run_id, result, timings=None):
+    from .output import plain
+    summary = {"run_id": run_id, "status": result.status, "metrics": outcome_metrics(result)}
+    if timings:
+        summary["timings"] = {k: round(v, 4) for k, v in timings.items()}
+    return json.dumps(plain(summary), allow_nan=False)

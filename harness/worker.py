@@ -1,0 +1,467 @@
+"""A sweep worker: takes the next piece of work from the Optuna storage and trains it as one stack.
+
+The work is a stack of search trials of a condition with budget left, else the confirmation seeds of
+a condition whose search is done. Every trial is one MLflow run, written by the worker's recorder
+while the worker trains on. Optuna hears a trial's outcome as soon as it is trained (its pruner and
+sampler see it at once, as they would in a plain Optuna loop); a run whose recorder had not stored its
+results when the worker died is found by the next start, and the trial trained again, exactly
+(``reconcile``). The sweep's results are read from the runs: a trial counts only with its record.
+"""
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+from .data import load_split
+from .errors import HarnessError, RecordingError
+from .runs import config_params, environment_tags, result_points, run_artifacts, run_tags
+from .search import (DEFAULT_HEARTBEAT_SECONDS, ConditionStudies, Heartbeat, StackPruning, open_storage)
+from .tracking import Ref
+from .train import COMPLETE, DIVERGED, SHARED, STOPPED, epochs_to_target, max_stack, train_stack
+
+STATES = {COMPLETE: "complete", STOPPED: "pruned", DIVERGED: "diverged"}
+MAX_SAME_FAILURES = 3
+"""A condition whose training fails this often with the same error stops the sweep (MemoryError, ...)."""
+
+
+@dataclass
+class WorkerStats:
+    trials: int = 0
+    confirms: int = 0
+    reruns: int = 0
+    train_seconds: float = 0.0
+    optuna_seconds: float = 0.0
+    optuna_in_training_seconds: float = 0.0
+    mlflow_blocked_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    epochs: int = 0
+
+
+@dataclass
+class SweepPlan:
+    """What every worker needs besides the resolved study; plain data, so it crosses into processes."""
+    storage_url: str
+    tracking_uri: str
+    experiment_id: str
+    parent_runs: dict
+    invocation: str
+    heartbeat_seconds: int = DEFAULT_HEARTBEAT_SECONDS
+    extra_tags: dict = field(default_factory=dict)
+
+
+class _Timer:
+    def __init__(self, stats, attr):
+        self.stats, self.attr = stats, attr
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc):
+        setattr(self.stats, self.attr, getattr(self.stats, self.attr) + time.perf_counter() - self.start)
+
+
+class Member:
+    """One model of a stack: its Optuna trial (None for a re-run), settings, run, and how it ended."""
+
+    def __init__(self, trial, config, phase, studies, best_search_trial=None, stop_at=None):
+        self.trial, self.config, self.phase, self.studies = trial, config, phase, studies
+        self.best_search_trial, self.stop_at = best_search_trial, stop_at
+        self.create = self.record = None  # recorder tickets
+        self.outcome = None  # (state, value, attrs) once trained
+        self.taken_away = False  # another worker failed the trial as dead meanwhile (late heartbeats)
+        self.told = False
+
+    @property
+    def number(self):
+        return self.trial.number if hasattr(self.trial, "number") else self.trial["number"]
+
+
+# --- outcomes: a training result in Optuna's terms (pure) ------------------------------------------------
+def search_outcome(result, objective, direction):
+    """(state, value, attrs) of a search trial: its objective's last value when it completed, else the
+    worst possible value; a pruned trial's value is what Optuna's pruner saw."""
+    state = STATES[result.status]
+    worst = -math.inf if direction == "maximize" else math.inf
+    value = result.history[objective][-1] if state == "complete" else worst
+    attrs = {"epochs_run": result.epochs_run}
+    if state == "pruned":
+        attrs["pruned_epoch"] = result.epochs_run
+    if state == "diverged":
+        attrs["diverged_epoch"] = result.diverged_epoch
+    return state, value, attrs
+
+
+def confirm_outcome(result, seed, best_number, objective, target):
+    """(state, value, attrs) of a confirmation seed: its test accuracy, and what the summary needs."""
+    attrs = {"seed": seed, "best_search_trial": best_number, "epochs_run": result.epochs_run,
+             "epochs_to_target": epochs_to_target(result.history, target)}
+    attrs.update({k: v for k, v in result.final.items() if k.startswith("test_")})
+    if result.history.get(objective):
+        attrs["val_objective"] = result.history[objective][-1]
+    return STATES[result.status], result.final.get("test_accuracy", -math.inf), attrs
+
+
+def stackable(members):
+    """Members grouped so that each group can train as one stack (searched batch sizes split them)."""
+    groups = {}
+    for member in members:
+        groups.setdefault(repr([getattr(member.config, k) for k in SHARED]), []).append(member)
+    return list(groups.values())
+
+
+class SweepWorker:
+    def __init__(self, study, plan, recorder, index=0, splits=None, on_progress=None):
+        self.study, self.plan, self.recorder, self.index = study, plan, recorder, index
+        self.on_progress = on_progress
+        self.stats = WorkerStats()
+        self.storage, _ = open_storage(plan.storage_url, study.name, plan.heartbeat_seconds)
+        self.heartbeat = Heartbeat(self.storage)
+        with _Timer(self.stats, "optuna_seconds"):
+            self.conditions = [ConditionStudies(study, condition, self.storage, index * 7919 + i * 104729,
+                                                self.heartbeat) for i, condition in enumerate(study.conditions)]
+        self.splits = dict(splits or {})
+        self.base_tags = {**environment_tags(), "study": study.name, "invocation": plan.invocation,
+                          **plan.extra_tags}
+        self._training = []  # members being trained (their runs exist, their results do not yet)
+        self._pending = []  # members told to Optuna whose records the recorder has not confirmed yet
+        self._reaped_at = -math.inf
+
+    def split_for(self, config):
+        key = data_key(config)
+        if key not in self.splits:
+            self.splits[key] = load_split(config)
+        return self.splits[key]
+
+    def run(self):
+        start = time.perf_counter()
+        try:
+            while True:
+                self.settle()
+                with _Timer(self.stats, "optuna_seconds"):
+                    # dead workers' trials: looked for once per heartbeat (a few queries per condition)
+                    if time.perf_counter() - self._reaped_at >= self.plan.heartbeat_seconds:
+                        for studies in self.conditions:
+                            studies.reap_stale()
+                        self._reaped_at = time.perf_counter()
+                    task = self.next_task()
+                if task is None:
+                    break
+                if task == "wait":  # other workers hold the last trials
+                    time.sleep(0.2)
+                else:
+                    phase, studies = task
+                    (self.search_stack if phase == "search" else self.confirm_stack)(studies)
+                if self.on_progress:
+                    self.on_progress()
+            self.settle(block=True)
+        except KeyboardInterrupt:
+            self.give_back("interrupted", "KILLED")
+            raise
+        except RecordingError:
+            self.give_back("interrupted", "FAILED")
+            raise
+        except BaseException:
+            self.give_back("interrupted", "FAILED")
+            raise
+        finally:
+            self.heartbeat.close()
+            self.stats.mlflow_blocked_seconds = self.recorder.blocked_seconds
+            self.stats.wall_seconds = time.perf_counter() - start
+        return self.stats
+
+    def next_task(self):
+        shift = self.index % len(self.conditions)
+        order = self.conditions[shift:] + self.conditions[:shift]
+        for studies in order:
+            count, error = studies.repeated_failure(self.plan.invocation)
+            if count >= MAX_SAME_FAILURES:
+                raise HarnessError(f"condition {studies.condition.name}: training failed {count} times with the "
+                                   f"same error ({error}); the sweep stops: fix the condition's settings")
+        for studies in order:
+            if studies.search_remaining() > 0:
+                return "search", studies
+        finished = [s for s in order if s.search_finished()]
+        for studies in finished:
+            if studies.confirm_waiting() > 0:
+                return "confirm", studies
+        if len(finished) == len(order) and all(s.confirm_finished() for s in order):
+            return None
+        return "wait"
+
+    # --- search: a stack of trials ----------------------------------------------------------------
+    def search_stack(self, studies):
+        """Ask up to ``stack`` trials of one condition and train them as one stack."""
+        study = self.study
+        members = []
+        with _Timer(self.stats, "optuna_seconds"):
+            for _ in range(max(1, min(self._stack_size(studies), studies.search_remaining()))):
+                trial, params = studies.ask_search()
+                if trial is None:
+                    break
+                config = study.config_for(studies.condition, params, study.search_seed)
+                members.append(Member(trial, config, "search", studies))
+        checks_from = study.pruner_warmup_epochs + 1 if study.pruner == "median" else 1
+        for group in stackable(members):
+            pruning = StackPruning(studies.search)
+
+            def report(t, epoch, metrics, group=group, pruning=pruning):
+                with _Timer(self.stats, "optuna_seconds"), _Timer(self.stats, "optuna_in_training_seconds"):
+                    # the median pruner never prunes inside its warm-up: skip the storage round trip
+                    return pruning.report(group[t].trial, epoch, metrics[study.objective], epoch >= checks_from)
+
+            # without a pruner nothing reads the per-epoch values (the curves are in MLflow): no writes
+            callbacks = () if study.pruner == "none" else (report,)
+            results = self._train(studies, group, callbacks, include_test=False)
+            for member, result in zip(group, results or ()):
+                member.outcome = search_outcome(result, study.objective, study.direction)
+                member.taken_away = member.trial.number in pruning.taken_away
+                self._submit(member, result)
+                self.stats.trials += 1
+
+    # --- confirmation: a stack of seeds ------------------------------------------------------------
+    def confirm_stack(self, studies):
+        study = self.study
+        asked = []
+        with _Timer(self.stats, "optuna_seconds"):
+            best = studies.best_trial()
+            for _ in range(max(1, min(self._stack_size(studies), studies.confirm_waiting()))):
+                trial, seed = studies.ask_confirm()
+                if trial is None:
+                    break
+                asked.append((trial, seed))
+            if not asked:  # another worker took the last seeds first
+                return
+            if best is None:  # every search trial diverged or failed: nothing to confirm
+                for trial, seed in asked:
+                    studies.finish("confirm", trial, "skipped", -math.inf, {"seed": seed})
+                return
+        members = [Member(trial, study.config_for(studies.condition, best.params, seed), "confirm", studies,
+                          best.number) for trial, seed in asked]
+        results = self._train(studies, members, (), include_test=True)
+        for member, result in zip(members, results or ()):
+            member.outcome = confirm_outcome(result, member.config.seed, best.number, study.objective,
+                                             study.target_accuracy)
+            self._submit(member, result)
+            self.stats.confirms += 1
+
+    # --- re-runs: finished trials whose records were lost -------------------------------------------
+    def rerun(self, trials):
+        """Train again, exactly, finished trials whose MLflow run lost its results (training is
+        deterministic), and record them; Optuna already holds their outcome. Returns the new run ids
+        and a list of (trial, difference) where the retrained outcome differs from the told one."""
+        by_key = {}
+        for row in trials:
+            studies = next(s for s in self.conditions if s.condition.name == row["condition"])
+            params = row["params"] if row["phase"] == "search" else row["best_params"]
+            seed = self.study.search_seed if row["phase"] == "search" else row["seed"]
+            config = self.study.config_for(studies.condition, params, seed)
+            stop_at = row["attrs"].get("pruned_epoch") if row["state"] == "pruned" else None
+            member = Member(row, config, row["phase"], studies, row["attrs"].get("best_search_trial"), stop_at)
+            by_key.setdefault((row["condition"], row["phase"]), []).append(member)
+        differences = []
+        for (_, phase), members in by_key.items():
+            for group in stackable(members):
+                stops = [m.stop_at for m in group]
+
+                def stop(t, epoch, metrics, stops=stops):
+                    return stops[t] is not None and epoch >= stops[t]
+
+                results = self._train(group[0].studies, group, (stop,) if any(stops) else (),
+                                      include_test=phase == "confirm", rerun=True)
+                for member, result in zip(group, results or ()):
+                    if phase == "search":
+                        member.outcome = search_outcome(result, self.study.objective, self.study.direction)
+                    else:
+                        member.outcome = confirm_outcome(result, member.config.seed, member.best_search_trial,
+                                                         self.study.objective, self.study.target_accuracy)
+                    difference = rerun_difference(member.trial, member.outcome)
+                    if difference:
+                        differences.append((member.trial, difference))
+                    self._submit(member, result)
+                    self.stats.reruns += 1
+        self.settle(block=True)
+        return differences
+
+    # --- shared steps ------------------------------------------------------------------------------
+    def _stack_size(self, studies):
+        """The study's stack size, capped so a stack's memory stays within 2 GiB (large data sets)."""
+        config = self.study.config_for(studies.condition, {p.name: p.choices[0] if p.choices else p.high
+                                                           for p in self.study.search}, 0)
+        return min(self.study.stack, max_stack(config, self.split_for(config)))
+
+    def _tags(self, member, split):
+        studies, phase = member.studies, member.phase
+        tags = {**self.base_tags, **run_tags(phase, member.config, split), "condition": studies.condition.name,
+                "phase": phase, "trial": member.number,
+                "optuna_study": self.study.optuna_name(studies.condition, phase),
+                "mlflow.parentRunId": self.plan.parent_runs[studies.condition.name]}
+        if member.best_search_trial is not None:
+            tags["best_search_trial"] = member.best_search_trial
+        if isinstance(member.trial, dict):
+            tags["rerun"] = "true"
+        return tags
+
+    def _train(self, studies, group, callbacks, include_test, rerun=False):
+        """Start one MLflow run per member and train the group as one stack; None if training failed."""
+        split = self.split_for(group[0].config)
+        name = studies.condition.name
+        for member in group:
+            run_name = f"{name}-t{member.number:03d}" if member.phase == "search" else \
+                f"{name}-confirm-s{member.config.seed}"
+            member.create = self.recorder.submit("create_run", self.plan.experiment_id, run_name,
+                                                 self._tags(member, split), config_params(member.config))
+        if not rerun:
+            self._training = list(group)
+        start, optuna_before = time.perf_counter(), self.stats.optuna_in_training_seconds
+        try:
+            results = train_stack([m.config for m in group], split, callbacks, include_test=include_test)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - failed trials are recorded; the study goes on
+            error = f"{type(exc).__name__}: {exc}"[:300]
+            if rerun:
+                raise HarnessError(f"re-running a trial whose record was lost failed: {error}") from None
+            self._end_training("failed", "FAILED", error)
+            return None
+        finally:  # training time without the pruning calls made from inside it (counted as Optuna's)
+            self.stats.train_seconds += time.perf_counter() - start - \
+                (self.stats.optuna_in_training_seconds - optuna_before)
+        self.stats.epochs += sum(r.epochs_run for r in results)
+        return results
+
+    def _submit(self, member, result):
+        """Tell Optuna how the member ended, then hand its results to the recorder. Should the worker
+        die before the recorder stored them, the next start finds a finished trial whose run holds no
+        results and trains it again (``reconcile``): a trial counts only with its record."""
+        state, value, attrs = member.outcome
+        self._tell(member)
+        tags = {"state": state, **{k: v for k, v in attrs.items() if k.endswith("_epoch")}}
+        if member.phase == "confirm":  # first epoch at the target accuracy, or never (censored)
+            reached = attrs.get("epochs_to_target")
+            tags["epochs_to_target"] = "never" if reached is None else reached
+        member.record = self.recorder.submit("record_run", Ref(member.create), result_points(result), tags,
+                                             run_artifacts(member.config, self.split_for(member.config), result,
+                                                           plots=False))
+        if member.told:
+            self.recorder.submit("end_run", Ref(member.create), "FINISHED")
+        else:  # another worker failed it as dead meanwhile and runs it again: this run does not count
+            self.recorder.submit("end_run", Ref(member.create), "FAILED", {"state": "killed"})
+        if member in self._training:
+            self._training.remove(member)
+        self._pending.append(member)
+
+    def _tell(self, member):
+        state, value, attrs = member.outcome
+        if isinstance(member.trial, dict):  # a re-run: Optuna knew the outcome already
+            member.told = True
+            return
+        with _Timer(self.stats, "mlflow_blocked_seconds"):
+            run_id = self.recorder.result(member.create)
+        with _Timer(self.stats, "optuna_seconds"):
+            if member.taken_away:  # another worker failed it as dead (late heartbeats) and runs it again
+                member.studies.heartbeat.release(member.trial)
+                member.told = False
+            else:
+                attrs = {**attrs, "mlflow_run_id": run_id, "invocation": self.plan.invocation}
+                member.told = member.studies.finish(member.phase, member.trial, state, value, attrs)
+
+    def settle(self, block=False):
+        """Check the records handed to the recorder (``block``: wait for all): a failed write (a full
+        disk, a lost server) stops the worker; the next start re-runs what it could not record."""
+        failed = None
+        for member in list(self._pending):
+            outcome = self.recorder.outcome(member.record)
+            if outcome is None and block:
+                try:
+                    self.recorder.result(member.record)
+                except RecordingError:
+                    pass
+                outcome = self.recorder.outcome(member.record)
+            if outcome is None:
+                continue
+            self._pending.remove(member)
+            if outcome[0] == "error":
+                failed = failed or outcome[1][1]
+                self.recorder.submit("end_run", Ref(member.create), "FAILED",
+                                     {"state": "unrecorded", "error": outcome[1][1][:500]})
+        if failed:
+            raise RecordingError(f"recording a run failed ({failed}); running the same command again re-runs "
+                                 "what was not recorded and resumes the sweep")
+
+    def _end_training(self, state, status, error=None):
+        """The stack in training failed: its trials end ``state`` (failed: not retried), runs ``status``."""
+        members, self._training = self._training, []
+        for member in members:
+            self._give_back_member(member, state, status, error)
+
+    def give_back(self, state, status):
+        """The stack in training ends: trials ``state`` (interrupted/unrecorded: queued again)."""
+        members, self._training = self._training, []
+        for member in members:
+            try:
+                self._give_back_member(member, state, status)
+            except Exception:  # noqa: BLE001 - the next start reaps what is left
+                pass
+
+    def _give_back_member(self, member, state, status, error=None):
+        attrs = {"invocation": self.plan.invocation, **({"error": error[:500]} if error else {})}
+        if not isinstance(member.trial, dict):
+            try:
+                attrs["mlflow_run_id"] = self.recorder.result(member.create)
+            except HarnessError:
+                pass  # the run could not even be created; the trial still goes back
+            optuna_state = "interrupted" if state in ("interrupted", "unrecorded") else state
+            member.studies.finish(member.phase, member.trial, optuna_state, attrs=attrs)
+        self.recorder.submit("end_run", Ref(member.create), status, {"state": state, **attrs})
+
+
+def rerun_difference(told, outcome):
+    """How a re-run's outcome differs from what Optuna was told the first time ('' when it does not).
+    A pruned trial's Optuna value is its last report, not an outcome: its state and length are compared."""
+    state, value, attrs = outcome
+    if state != told["state"]:
+        return f"state {told['state']} -> {state}"
+    if attrs.get("epochs_run") != told["attrs"].get("epochs_run"):
+        return f"epochs_run {told['attrs'].get('epochs_run')} -> {attrs.get('epochs_run')}"
+    if state != "pruned" and not (value == told["value"] or (math.isinf(value) and told["value"] == value)):
+        return f"value {told['value']!r} -> {value!r}"
+    return ""
+
+
+def data_key(config):
+    return tuple(getattr(config, k) for k in ("dataset", "csv", "label_column", "n_samples", "val_fraction",
+                                               "test_fraction", "data_seed", "dtype"))
+
+
+def worker_process(study, plan, index, results):
+    """A spawned worker: its own recorder process, the resolved study it was given (never the file)."""
+    from .tracking import RecorderProcess
+    watch_parent()
+    recorder = RecorderProcess(plan.tracking_uri)
+    try:
+        stats = SweepWorker(study, plan, recorder, index).run()
+        recorder.close()
+        results.put((index, stats, None))
+    except KeyboardInterrupt:
+        recorder.close()
+        results.put((index, None, "interrupted"))
+    except HarnessError as exc:
+        recorder.kill()
+        results.put((index, None, ("harness", str(exc))))
+    except Exception as exc:  # noqa: BLE001 - reported by the command
+        recorder.kill()
+        results.put((index, None, f"{type(exc).__name__}: {exc}"))
+        raise
+
+
+def watch_parent(parent=None):
+    """A spawned worker ends when the command that started it is gone (its trials are then reaped)."""
+    import threading
+    parent = parent or os.getppid()
+
+    def watch():
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(1)
+    threading.Thread(target=watch, daemon=True, name="parent-watchdog").start()
