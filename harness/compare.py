@@ -18,7 +18,7 @@ from .report import PLOTS, html_report, plot_all
 from .studies import Study
 from .summary import paired_differences, summarize
 from .sweep import STUDY_ARTIFACT
-from .tracking import InlineRecorder, sqlite_path
+from .tracking import InlineRecorder, check_writable, sqlite_path
 
 
 @dataclass
@@ -73,6 +73,7 @@ def optuna_storage(study, uri, flag, frame):
 
 
 def run_compare(study_name, uri, out_dir=None, storage=None):
+    check_writable(uri)  # the report goes onto the parent runs too
     recorder = InlineRecorder(uri)
     _, runs = recorder.call("study_runs", study_name)
     frame = records.records_frame(runs)

@@ -58,7 +58,10 @@ def decide(study, trials, runs, now, orphan_seconds=None):
         key = (trial["optuna_study"], trial["number"])
         results = tags.get("state") in FINAL_STATES
         if run["status"] == "FINISHED":
-            if results:
+            if results and trial["state"] in ENDS:  # Optuna lost its end (a torn journal): re-run, not counted
+                status, tag = ENDS[trial["state"]]
+                actions.end.append((run["run_id"], status, {"state": tag}))
+            elif results:
                 held.add(key)
             continue
         if run["status"] != "RUNNING":

@@ -12,7 +12,7 @@ from .errors import HarnessError
 from .predict import parse_config
 from .provenance import git_state, package_versions
 from .runs import CONFIG_ARTIFACT, outcome_metrics, train_and_record
-from .tracking import HARNESS_TAG, RecorderProcess
+from .tracking import HARNESS_TAG, RecorderProcess, check_server, check_writable
 
 NOT_COMPARED = {"train_seconds"}
 CARRIED_TAGS = ("study", "condition", "phase", "trial", "optuna_study", "mlflow.parentRunId")
@@ -89,6 +89,8 @@ def compare_curves(logged, reproduced):
 
 def reproduce(run_id, uri, out=None, err=None):
     out, err = out or sys.stdout, err or sys.stderr
+    check_server(uri)
+    check_writable(uri)  # the reproduction is logged as a run
     recorder = RecorderProcess(uri)
     try:
         code = _reproduce(run_id, recorder, out, err)

@@ -19,6 +19,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 import warnings
 from pathlib import Path
 
@@ -29,10 +30,14 @@ from .errors import HarnessError
 from .urls import redact
 
 HOST = socket.gethostname()
+PROCESS_TOKEN = uuid.uuid4().hex[:12]
+"""Tells this process's trials from those an earlier worker with the same pid left (a test, pid reuse)."""
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 TAKEN_AWAY = (optuna.exceptions.UpdateFinishedTrialError, ValueError)
 """Raised when a worker writes to a trial that another worker already failed as dead (its heartbeats
 were late: a paused machine, a network cut). The trial runs again elsewhere; this worker lets it go."""
+GIVEN_UP = ("failed", "interrupted", "unrecorded", "over_budget", "not_wanted")
+"""States a worker gives a trial it fails on purpose (``finish``); any other failed trial was killed."""
 STALE_WITHOUT_OWNER_SECONDS = 120
 DEFAULT_HEARTBEAT_SECONDS = 10
 MAX_RETRIES = 3
@@ -83,7 +88,7 @@ def open_storage(url, study_name, heartbeat_seconds=DEFAULT_HEARTBEAT_SECONDS, c
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
         try:
-            return JournalStorage(JournalFileBackend(str(path))), url
+            return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFlock(path))), url
         except OSError as exc:
             raise HarnessError(f"{path}: cannot open the Optuna journal ({exc.strerror or exc})") from None
     from .tracking import require_driver
@@ -100,13 +105,35 @@ def open_storage(url, study_name, heartbeat_seconds=DEFAULT_HEARTBEAT_SECONDS, c
     return storage, url
 
 
+class JournalFlock:
+    """The journal's write lock as a kernel lock (``flock``) on ``<journal>.flock``: a writer killed while
+    holding it releases it at once. Optuna's own file locks are files that a killed writer leaves behind,
+    and every later writer waited 30 s for them to go stale. ``JournalFileBackend`` only calls
+    ``acquire`` and ``release``. (Local disks; ``flock`` is unreliable on NFS.)"""
+
+    def __init__(self, path):
+        self._path, self._fd = f"{path}.flock", None
+
+    def acquire(self):
+        import fcntl
+        fd = os.open(self._path, os.O_CREAT | os.O_RDWR, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._fd = fd
+        return True
+
+    def release(self):
+        import fcntl
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+
 def check_journal(path):
     """A journal file every line of which Optuna can read; a last line torn by a writer that was killed
-    mid-write is cut off (under Optuna's own journal lock, so no live writer is mid-write)."""
+    mid-write is cut off (under the journal's write lock, so no live writer is mid-write)."""
     import json
 
-    from optuna.storages.journal import JournalFileSymlinkLock
-    from optuna.storages.journal._file import get_lock_file
     if not path.exists() or path.stat().st_size == 0:
         return
     if not os.access(path, os.W_OK):
@@ -115,7 +142,9 @@ def check_journal(path):
         fh.seek(-1, os.SEEK_END)
         torn = fh.read(1) != b"\n"
     if torn:
-        with get_lock_file(JournalFileSymlinkLock(str(path))):
+        lock = JournalFlock(path)
+        lock.acquire()
+        try:
             data = path.read_bytes()
             end = data.rfind(b"\n") + 1
             if end < len(data):
@@ -124,6 +153,8 @@ def check_journal(path):
                 import sys
                 print(f"harness: {path}: removed an unfinished last record ({len(data) - end} bytes) that a "
                       "killed process left; the trials it was about are resumed", file=sys.stderr)
+        finally:
+            lock.release()
     with open(path, "rb") as fh:
         for number, line in enumerate(fh, start=1):
             try:
@@ -383,6 +414,7 @@ class ConditionStudies:
         self.heartbeat.hold(trial)
         trial.set_user_attr("worker_host", HOST)
         trial.set_user_attr("worker_pid", os.getpid())
+        trial.set_user_attr("worker_token", PROCESS_TOKEN)
         inherited = trial.user_attrs  # a retry copy carries its original's outcome and run: not its own
         if inherited.get("state") is not None:
             trial.set_user_attr("state", "running")
@@ -430,7 +462,7 @@ class ConditionStudies:
                     started = t.datetime_start.timestamp() if t.datetime_start else time.time()
                     if time.time() - started < STALE_WITHOUT_OWNER_SECONDS:
                         continue
-                elif heartbeat or host != HOST or pid_alive(pid):
+                elif heartbeat or host != HOST or (pid_alive(pid) and not _earlier_self(t)):
                     continue
                 try:
                     optuna_study.tell(t.number, state=TrialState.FAIL)
@@ -438,6 +470,11 @@ class ConditionStudies:
                     continue  # another worker reaped it first
                 optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)(
                     optuna_study, _frozen(optuna_study, t.number))
+
+
+def _earlier_self(trial):
+    """A trial marked with this process's pid but not its token: an earlier life of the pid."""
+    return trial.user_attrs.get("worker_pid") == os.getpid() and trial.user_attrs.get("worker_token") != PROCESS_TOKEN
 
 
 def seed_of(trial):
@@ -450,8 +487,8 @@ def trial_state(trial):
     """The harness's word for a trial: its worker's ("complete", "diverged", ...), else Optuna's."""
     if trial.state in (TrialState.RUNNING, TrialState.WAITING):
         return trial.state.name.lower()  # a queued retry copy carries the user attributes of the original
-    if trial.state == TrialState.FAIL and trial.user_attrs.get("state", "running") == "running":
-        return "killed"  # failed by a reaper or a heartbeat: its worker never finished it
+    if trial.state == TrialState.FAIL and trial.user_attrs.get("state", "running") not in GIVEN_UP:
+        return "killed"  # failed by a reaper or a heartbeat: its worker never finished it (or Optuna lost the end)
     return trial.user_attrs.get("state", trial.state.name.lower())
 
 
@@ -518,7 +555,7 @@ def trial_rows(study, storage, conditions=None):
                              "params": dict(t.params), "seed": seed_of(t) if phase == "confirm" else None,
                              "attrs": dict(t.user_attrs), "state": trial_state(t), "retry_of": retried_from(t),
                              "worker_gone": t.user_attrs.get("worker_host") == HOST and
-                             not pid_alive(t.user_attrs.get("worker_pid")),
+                             (not pid_alive(t.user_attrs.get("worker_pid")) or _earlier_self(t)),
                              "completed_at": t.datetime_complete.timestamp() if t.datetime_complete else None})
     return rows
 

@@ -120,22 +120,25 @@ def open_client(uri):
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
     import logging
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Creating initial MLflow database tables..."
+    logging.getLogger("mlflow").setLevel(logging.CRITICAL)  # its errors reach the user as our one line
     from mlflow import MlflowClient
     path = sqlite_path(uri)
     if path is not None:
         _create_sqlite_store(path, uri)
     elif urlparse(uri).scheme in ("", "file"):
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-    client = MlflowClient(tracking_uri=uri)
-    if path is not None:
-        try:
-            client._tracking_client.store  # noqa: B018 - opens the database and checks its schema
-        except Exception as exc:  # noqa: BLE001 - a damaged store is said in one line
-            raise HarnessError(f"{path}: not a usable MLflow store ({_first_line(exc)}); its creation was "
-                               f"interrupted or it was damaged: move it away (mv {path} {path}.broken) and "
-                               "run again to start a new store") from None
-    return client
+    if path is None:
+        return MlflowClient(tracking_uri=uri)
+    try:
+        return MlflowClient(tracking_uri=uri)  # opens the database and checks its schema
+    except Exception as exc:  # noqa: BLE001 - a damaged store is said in one line
+        reason = _first_line(exc)
+        if "out-of-date database schema" in reason:
+            raise HarnessError(f"{path}: made by an older MLflow; back it up, then upgrade it with "
+                               f"`mlflow db upgrade {uri}`") from None
+        raise HarnessError(f"{path}: not a usable MLflow store ({reason}); its creation was interrupted or it "
+                           f"was damaged: move it away (mv {path} {path}.broken) and run again to start a new "
+                           "store") from None
 
 
 def _create_sqlite_store(path, uri):
@@ -145,6 +148,12 @@ def _create_sqlite_store(path, uri):
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise HarnessError(f"{path.parent}: cannot create the tracking store there ({exc.strerror})") from None
+    for leftover in path.parent.glob(f".{path.name}.creating-*"):  # a builder that was killed
+        try:
+            if not _alive(int(leftover.name.split("-")[1])):
+                leftover.unlink(missing_ok=True)
+        except (ValueError, IndexError, OSError):
+            continue
     building = path.with_name(f".{path.name}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
@@ -160,6 +169,16 @@ def _create_sqlite_store(path, uri):
     finally:
         for leftover in path.parent.glob(building.name + "*"):
             leftover.unlink(missing_ok=True)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _first_line(exc):

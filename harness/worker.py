@@ -12,6 +12,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from . import faults
 from .data import load_split
 from .errors import HarnessError, RecordingError
 from .runs import config_params, environment_tags, result_points, run_artifacts, run_tags
@@ -313,8 +314,11 @@ class SweepWorker:
         if not rerun:
             self._training = list(group)
         start, optuna_before = time.perf_counter(), self.stats.optuna_in_training_seconds
+        delay = faults.epoch_delay()
         try:
-            results = train_stack([m.config for m in group], split, callbacks, include_test=include_test)
+            faults.before_training(name)
+            results = train_stack([m.config for m in group], split, (*callbacks, delay) if delay else callbacks,
+                                  include_test=include_test)
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # noqa: BLE001 - failed trials are recorded; the study goes on
@@ -364,6 +368,7 @@ class SweepWorker:
             else:
                 attrs = {**attrs, "mlflow_run_id": run_id, "invocation": self.plan.invocation}
                 member.told = member.studies.finish(member.phase, member.trial, state, value, attrs)
+                faults.after_tell(member.phase)
 
     def settle(self, block=False):
         """Check the records handed to the recorder (``block``: wait for all): a failed write (a full

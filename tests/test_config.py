@@ -47,3 +47,18 @@ def test_config_round_trips_through_json():
 def test_run_names_are_readable():
     assert make_config({"loss": "mse", "lr": 0.1, "momentum": 0.9}).run_name() == "mse-sgd-m0.9-lr0.1"
     assert TrainConfig(optimizer="adam", lr=0.001).run_name() == "cross_entropy-adam-lr0.001"
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"power_t": float("nan")}, "power_t = nan is not allowed; must be a finite number"),
+    ({"eps": float("inf")}, "eps = inf is not allowed; must be a finite number"),
+    ({"lr": float("inf")}, "lr = inf"),
+    ({"seed": 2**32}, r"seed = 4294967296 is not allowed; must be an integer in \[0, 4294967295\]"),
+    ({"data_seed": 2**40}, "data_seed = 1099511627776"),
+    ({"n_samples": 10**13}, r"n_samples = 10000000000000 is not allowed; must be an integer in \[10, 10000000\]"),
+    ({"epochs": 10**7}, "epochs = 10000000"),
+    ({"hidden": [3_000_000_000]}, "needs at least .* GiB for its weights alone"),
+])
+def test_numbers_that_would_fail_later_are_refused_now(values, message):
+    with pytest.raises(ConfigError, match=message):
+        make_config(values)

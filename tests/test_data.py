@@ -65,3 +65,23 @@ def test_bad_csv_gets_one_clear_error(tmp_path, content, label, message):
 def test_missing_csv_file(tmp_path):
     with pytest.raises(ConfigError, match="file not found"):
         load_split(make_config({"csv": str(tmp_path / "nope.csv"), "dataset": "csv"}))
+
+
+@pytest.mark.parametrize("content,message", [
+    ("a,label,label\n1,0,1\n2,1,0\n3,0,1\n4,1,0\n", "column name 'label' appears more than once"),
+    ("a,a,label\n1,2,0\n2,3,1\n3,4,0\n4,5,1\n", "column name 'a' appears more than once"),
+    ("a,b,label\n1,inf,0\n2,3,1\n3,4,0\n4,5,1\n", "column 'b' holds an infinite value"),
+    ("a,b,label\n1,-inf,0\n2,3,1\n3,4,0\n4,5,1\n", "column 'b' holds an infinite value"),
+    ("a,b,label\n1e309,2,0\n2,3,1\n3,4,0\n4,5,1\n", "column 'a' holds an infinite value"),
+])
+def test_csv_that_would_train_on_something_else_is_refused(tmp_path, content, message):
+    """pandas renames a repeated 'label' to 'label.1' and would train on it as a feature."""
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        load_split(make_config({"dataset": "csv", "csv": str(path)}))
+
+
+def test_csv_that_is_a_directory(tmp_path):
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_split(make_config({"dataset": "csv", "csv": str(tmp_path)}))

@@ -84,6 +84,31 @@ BAD = [
               "lr = { choices = [0.1, 0.5] }\nepochs = { choices = [3] }") + '[sampler]\nname = "grid"\n',
      "budget.trials = 3 is not allowed; the grid has 2 points"),
     ("name = [", "not valid TOML"),
+    # refused since records could not be trusted otherwise
+    (_replace('name = "tiny"', 'name = "tiny\\n"'), "name = 'tiny\\n' is not allowed"),
+    (_replace('adam = { optimizer = "adam" }', '"adam\\nx" = { optimizer = "adam" }'), "conditions.optimizer = 'adam\\nx'"),
+    (_replace('loss = ["mse", "cross_entropy"]', 'loss = ["mse", "cross_entropy"]\nlabel_column = ["a b", "a_b"]'),
+     "two conditions get this name"),
+    (_replace('[conditions]\nloss = ["mse", "cross_entropy"]\n[conditions.optimizer]\nsgd = { optimizer = "sgd", momentum = 0.0 }\n'
+              'adam = { optimizer = "adam" }\n',
+              '[conditions.a]\n"x-y" = { loss = "mse" }\nx = { loss = "cross_entropy" }\n'
+              '[conditions.b]\nz = { optimizer = "sgd" }\n"y-z" = { optimizer = "adam" }\n'),
+     "conditions = 'x-y-z' is not allowed; two conditions get this name"),
+    (_replace('hidden = [8]', 'hidden = [8]\nloss = "mse"'), "fixed.loss = 'mse' is not allowed; conditions.loss also sets loss"),
+    (_replace('sgd = { optimizer = "sgd", momentum = 0.0 }', 'sgd = { optimizer = "sgd", momentum = 0.0 }\n'
+              'sgd0 = { optimizer = "sgd", momentum = 0 }'), "it trains exactly what"),
+    (_replace("trials = 3", "trials = 3\ntimeout_seconds = nan"), "budget.timeout_seconds = nan is not allowed; must be a finite"),
+    (_replace('hidden = [8]', 'hidden = [8]\npower_t = nan'), "power_t = nan is not allowed; must be a finite number"),
+    (_replace('hidden = [8]', 'hidden = [8]\neps = inf'), "eps = inf is not allowed; must be a finite number"),
+    (_replace("lr = { low = 0.01, high = 1.0, log = true }", "lr = { low = 0.01, high = inf, log = true }"),
+     "search.lr.high = inf is not allowed; must be a finite number"),
+    (_replace('hidden = [8]', 'hidden = [8]\ndata_seed = 4294967296'), "data_seed = 4294967296 is not allowed"),
+    (GOOD + "[sampler]\nseed = 4294967296\n", "sampler.seed = 4294967296 is not allowed; must be an integer in [0, 4294967295]"),
+    (_replace("trials = 3", "trials = 1000000000"), "budget.trials = 1000000000 is not allowed; must be an integer in [1, 100000]"),
+    (_replace("seeds = 2", "seeds = 1000000000"), "confirm.seeds = 1000000000 is not allowed; must be an integer in [1, 1000]"),
+    (_replace("epochs = { low = 2, high = 6 }", "epochs = { low = 2, high = 10000000 }"), "search.epochs.high = 10000000"),
+    (_replace('hidden = [8]', 'hidden = [2000000000]'), "needs at least"),
+    (_replace('hidden = [8]', 'hidden = [8]\nn_samples = 10000000000000'), "n_samples = 10000000000000 is not allowed"),
 ]
 
 

@@ -1,0 +1,261 @@
+"""End to end: a sweep's records stay right under kills, lost stores, full disks, extended budgets and
+flags, and errors found late. Every sweep here ends with the audit (``harness.audit``): exact budgets,
+nothing RUNNING, one run holding its results per finished trial and per wanted seed, and the printed
+summary equal to the records' summary; where it matters, ``compare`` is checked to print it too."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY_STUDY
+from tests.helpers import (ROOT, audit_sweep, compare_json, harness, json_summary, mlflow_runs, optuna_trials,
+                           start_harness, store_uri, write_study)
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("HARNESS_FAULT", raising=False)
+    return tmp_path
+
+
+def _pids_marked(mark):
+    """Processes (alive) whose environment carries ``mark``: a command and everything it spawned."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if mark.encode() in (entry / "environ").read_bytes() and \
+                    (entry / "stat").read_text().split()[2] != "Z":
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def _wait_gone(mark, seconds=5):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if not _pids_marked(mark):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_kill_between_optuna_and_mlflow_is_repaired_on_resume(workdir):
+    """Killed right after Optuna heard of a confirmation seed, before its run held anything: the resumed
+    sweep trains that seed again, and its summary, the records and ``compare`` agree."""
+    study = write_study(workdir)
+    mark = f"HARNESS_TEST_MARK={uuid.uuid4().hex}"
+    killed = harness("sweep", study, cwd=workdir, env={"HARNESS_FAULT": "kill-after-tell-confirm=2",
+                                                         mark.split("=")[0]: mark.split("=")[1]})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert _wait_gone(mark), "a recorder outlived its worker"
+    orphan = [r for r in mlflow_runs(workdir)[1] if r.data.tags.get("phase") == "confirm"
+              and r.info.status == "RUNNING"]
+    assert orphan and "test_accuracy" not in orphan[0].data.metrics  # Optuna counts it; MLflow holds nothing
+
+    resumed = harness("sweep", study, "--json", cwd=workdir, check=True)
+    summary = json_summary(resumed.stdout)
+    assert json.loads(resumed.stdout)["repaired"] >= 1
+    assert audit_sweep(workdir, study, summary) == []
+    assert compare_json(workdir)["conditions"] == summary
+
+
+def test_the_recorder_ends_with_its_worker_even_in_the_middle_of_a_message(tmp_path):
+    """The worker dies while writing a request: the recorder, blocked reading the rest, must still end."""
+    script = f"""
+import os, struct, sys, time
+sys.path.insert(0, {str(ROOT)!r})
+from harness.tracking import RecorderProcess
+recorder = RecorderProcess("sqlite:///{tmp_path}/mlflow.db")
+print(recorder._process.pid, flush=True)
+time.sleep(3)  # the child is up and waiting for a request
+os.write(recorder._requests._writer.fileno(), struct.pack("!i", 1 << 20) + b"x" * 10)  # a torn message
+os._exit(0)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    child = int(done.stdout.split()[0])
+    deadline = time.time() + 5
+    while time.time() < deadline and Path(f"/proc/{child}").exists() and \
+            Path(f"/proc/{child}/stat").read_text().split()[2] != "Z":
+        time.sleep(0.1)
+    alive = Path(f"/proc/{child}").exists() and Path(f"/proc/{child}/stat").read_text().split()[2] != "Z"
+    if alive:
+        os.kill(child, signal.SIGKILL)
+    assert not alive, "the recorder outlived its parent"
+
+
+def _kill_while_creating(folder, code, delays):
+    """Run ``code`` (which opens a fresh store in ``folder``), SIGKILL it ``delay`` s after the store's
+    file (or its builder's temporary file) appears; yields after each kill."""
+    for delay in delays:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        process = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.DEVNULL,
+                                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+        deadline = time.time() + 60
+        while time.time() < deadline and not list(folder.glob("*mlflow.db*")) and process.poll() is None:
+            time.sleep(0.005)
+        time.sleep(delay)
+        process.kill()
+        process.wait()
+        yield delay
+
+
+def test_a_kill_while_a_fresh_store_is_created_never_leaves_it_unusable(tmp_path):
+    store = tmp_path / "mlruns"
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    code = f"from harness.tracking import open_client; open_client({uri!r}).search_experiments()"
+    for delay in _kill_while_creating(store, code, [0.1, 0.15, 0.2, 0.3, 0.5]):
+        check = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert check.returncode == 0, f"killed {delay} s in: {check.stderr.strip().splitlines()[-1]}"
+        assert not list(store.glob(".mlflow.db.creating-*")), "a killed builder's file was left behind"
+
+
+def test_a_half_made_store_left_by_an_older_version_gets_one_line(tmp_path):
+    store = tmp_path / "mlruns"
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    raw = f"import mlflow; mlflow.MlflowClient({uri!r}).search_experiments()"  # MLflow's own, not atomic
+    for _ in _kill_while_creating(store, raw, [0.1, 0.15, 0.2, 0.25, 0.3, 0.12, 0.18]):
+        broken = subprocess.run([sys.executable, "-c", raw], capture_output=True)
+        if broken.returncode != 0:
+            break
+    else:
+        pytest.fail("could not make a half-made store to test with")
+    done = harness("sweep", write_study(tmp_path), "--tracking-uri", uri, cwd=tmp_path)
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1 and "not a usable MLflow store" in done.stderr
+    assert f"mv {store / 'mlflow.db'}" in done.stderr
+
+
+def test_an_extended_budget_confirms_the_new_best_and_compare_uses_only_those_seeds(workdir):
+    study = write_study(workdir)
+    harness("sweep", study, "--trials", "2", cwd=workdir, check=True)
+    extended = harness("sweep", study, "--trials", "3", "--json", cwd=workdir, check=True)
+    summary = json_summary(extended.stdout)
+    assert [row["seeds"] for row in summary] == [2, 2] and [row["trials"] for row in summary] == [3, 3]
+    assert audit_sweep(workdir, study, summary, {"trials": 3}) == []
+    compared = compare_json(workdir)
+    assert compared["conditions"] == summary
+    assert all(p["seeds"] == 2 for p in compared["pairs"])
+    old = [r for r in mlflow_runs(workdir)[1] if r.data.tags.get("optuna_study", "").endswith("confirm-after-2-trials")]
+    assert len(old) == 4 and all(r.data.tags.get("superseded") == "true" for r in old)  # visible, not mixed in
+
+
+def test_every_sweep_flag_reaches_every_worker(workdir):
+    study = write_study(workdir, TINY_STUDY.replace("seeds = 2", "seeds = 3"))
+    flags = ["--workers", "2", "--trials", "3", "--epochs", "3", "--confirm-seeds", "1", "--stack", "1"]
+    slow = {"HARNESS_FAULT": "epoch-delay=0.4"}  # trials last long enough for the second worker to start
+    done = harness("sweep", study, *flags, "--json", cwd=workdir, env=slow, timeout=240, check=True)
+    summary = json_summary(done.stdout)
+    runs = mlflow_runs(workdir)[1]
+    search = [r for r in runs if r.data.tags.get("phase") == "search"]
+    assert len(search) == 6 and {r.data.params["epochs"] for r in search} == {"3"}
+    assert {r.data.tags["invocation"] for r in search} == {search[0].data.tags["invocation"]}
+    workers = {t.user_attrs["worker_pid"] for group in optuna_trials(workdir).values() for t in group
+               if "worker_pid" in t.user_attrs and t.user_attrs.get("state") != "over_budget"}
+    assert len(workers) == 2, "the second worker did no work"
+    assert Counter(r.data.tags["condition"] for r in runs if r.data.tags.get("phase") == "confirm") == \
+        {"mse": 1, "cross_entropy": 1}
+    assert audit_sweep(workdir, study, summary, {"trials": 3, "epochs": 3, "confirm_seeds": 1}) == []
+
+    more = harness("sweep", study, "--workers", "2", "--trials", "3", "--epochs", "3", "--confirm-seeds", "4",
+                   "--json", cwd=workdir, timeout=240, check=True)  # a finished sweep, more seeds
+    summary = json_summary(more.stdout)
+    assert [row["seeds"] for row in summary] == [4, 4]
+    assert audit_sweep(workdir, study, summary, {"trials": 3, "epochs": 3, "confirm_seeds": 4}) == []
+    parents = [r for r in mlflow_runs(workdir)[1] if r.data.tags.get("harness.kind") == "condition"]
+    assert len(parents) == 2 and all(r.info.status == "FINISHED" for r in parents)
+
+
+def test_a_training_error_that_recurs_stops_the_sweep_in_one_line(workdir):
+    study = write_study(workdir)
+    done = harness("sweep", study, cwd=workdir, env={"HARNESS_FAULT": "train-error=mse"}, timeout=120)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "condition mse: training failed" in lines[0] and "MemoryError" in lines[0]
+    failed = [r for r in mlflow_runs(workdir)[1] if r.data.tags.get("state") == "failed"]
+    assert 3 <= len(failed) <= 8 and not [r for r in mlflow_runs(workdir)[1] if r.info.status == "RUNNING"]
+
+
+@pytest.mark.parametrize("edit,names", [
+    (("hidden = [8]", "hidden = [2000000000]"), "hidden = [2000000000]"),
+    (('dataset = "iris"', 'dataset = "csv"\ncsv = "no_such.csv"'), "no_such.csv"),
+    (('dataset = "iris"', 'dataset = "iris"\ndata_seed = 1099511627776'), "data_seed"),
+    (('dataset = "iris"', 'dataset = "classification"\nn_samples = 10000000000000'), "n_samples"),
+    (("[pruner]", "[sampler]\nseed = 1099511627776\n[pruner]"), "sampler.seed"),
+    (("trials = 4", "trials = 1000000000"), "budget.trials"),
+    (("seeds = 2", "seeds = 1000000000"), "confirm.seeds"),
+    (("epochs = { low = 3, high = 8 }", "epochs = { low = 3, high = 10000000 }"), "search.epochs.high"),
+])
+def test_errors_found_late_before_are_found_first_and_create_nothing(workdir, edit, names):
+    study = write_study(workdir, TINY_STUDY.replace(*edit))
+    done = harness("sweep", study, cwd=workdir, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and names in done.stderr
+    assert not (workdir / "mlruns").exists()
+
+
+def test_a_lost_tracking_store_is_recorded_again_from_optuna(workdir):
+    """An emptied store beside a complete Optuna journal: the resumed sweep re-runs every trial (training
+    is deterministic) instead of printing a summary that no record supports."""
+    study = write_study(workdir)
+    first = json_summary(harness("sweep", study, "--json", cwd=workdir, check=True).stdout)
+    (workdir / "mlruns" / "mlflow.db").unlink()
+    shutil.rmtree(workdir / "mlruns" / "artifacts")
+    again = harness("sweep", study, "--json", cwd=workdir, check=True)
+    summary = json_summary(again.stdout)
+    assert json.loads(again.stdout)["repaired"] == 12  # 8 search trials + 4 confirmation seeds
+    assert "re-run" not in again.stderr.replace("re-run after", "")  # no outcome differed
+    assert summary == first
+    assert audit_sweep(workdir, study, summary) == []
+    assert compare_json(workdir)["conditions"] == summary
+
+
+def _mount_tmpfs(folder, megabytes):
+    folder.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(folder)],
+                          capture_output=True, text=True)
+    return done.returncode == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs (a disk that fills up) needs root")
+def test_a_full_disk_stops_the_sweep_and_the_resume_after_freeing_space_is_complete(workdir):
+    store = workdir / "mlruns"
+    if not _mount_tmpfs(store, 48):
+        pytest.skip("mount -t tmpfs is not allowed here")
+    try:
+        study = write_study(workdir, TINY_STUDY.replace("trials = 4", "trials = 8\nstack = 2"))
+        process = start_harness("sweep", study, cwd=workdir, env={"HARNESS_FAULT": "epoch-delay=0.05"})
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            finished = [r for r in mlflow_runs(workdir)[1] if r.info.status == "FINISHED"] \
+                if (store / "mlflow.db").exists() else []
+            if len(finished) >= 3:
+                break
+            time.sleep(0.2)
+        filler = store / "filler"
+        subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=1M", "count=100"], capture_output=True)
+        _, err = process.communicate(timeout=180)
+        assert process.returncode != 0
+        assert len(err.strip().splitlines()) <= 2 and "Traceback" not in err, err
+        filler.unlink()
+        resumed = harness("sweep", study, "--json", cwd=workdir, timeout=300, check=True)
+        assert audit_sweep(workdir, study, json_summary(resumed.stdout)) == []
+    finally:
+        subprocess.run(["umount", "-l", str(store)], capture_output=True)
+
