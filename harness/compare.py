@@ -6,7 +6,6 @@ sweep printed at its end; the study it uses is the resolved study the sweep reco
 (``study.json``), so flags given to the sweep (``--trials``, ``--confirm-seeds``, ...) hold here too.
 """
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pandas as pd
 
 from . import records
 from .errors import HarnessError
-from .report import PLOTS, html_report, plot_all
+from .report import html_report, plot_all
 from .studies import Study
 from .summary import paired_differences, summarize
 from .sweep import STUDY_ARTIFACT
@@ -112,22 +111,3 @@ class Curves:
         return self._seen[(run_id, key)]
 
 
-def format_table(table, fmt):
-    if fmt == "csv":
-        return table.to_csv(index=False)
-    if fmt == "markdown":
-        columns = list(table.columns)
-        lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-        for row in table.itertuples(index=False):
-            lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
-        return "\n".join(lines)
-    return table.to_string(index=False, float_format=lambda v: f"{v:.4g}")
-
-
-def _cell(value):
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.4g}"
-    return str(value)
-
-
-__all__ = ["Comparison", "run_compare", "format_table", "PLOTS"]

@@ -10,14 +10,13 @@ import json
 import math
 from dataclasses import dataclass, field
 
+from .activations import ACTIVATIONS
+from .data import LOADERS
 from .errors import ConfigError
+from .losses import LOSSES
+from .optimizers import OPTIMIZERS
+from .schedules import SCHEDULES
 
-DATASET_NAMES = ("digits", "iris", "wine", "breast_cancer", "moons", "circles", "blobs",
-                 "classification", "csv")
-LOSS_NAMES = ("cross_entropy", "mse", "mse_logits")
-OPTIMIZER_NAMES = ("sgd", "adam", "rmsprop", "adagrad")
-ACTIVATION_NAMES = ("relu", "tanh", "sigmoid")
-SCHEDULE_NAMES = ("constant", "step", "cosine", "invscaling")
 DTYPE_NAMES = ("float64", "float32")
 SEED_MAX = 2**32 - 1
 """numpy and scikit-learn take seeds in [0, 2**32 - 1]."""
@@ -128,11 +127,11 @@ def _choice(source, key, value, names):
 
 
 def validate(c, source=""):
-    _choice(source, "dataset", c.dataset, DATASET_NAMES)
-    _choice(source, "loss", c.loss, LOSS_NAMES)
-    _choice(source, "optimizer", c.optimizer, OPTIMIZER_NAMES)
-    _choice(source, "activation", c.activation, ACTIVATION_NAMES)
-    _choice(source, "schedule", c.schedule, SCHEDULE_NAMES)
+    _choice(source, "dataset", c.dataset, tuple(LOADERS))
+    _choice(source, "loss", c.loss, tuple(LOSSES))
+    _choice(source, "optimizer", c.optimizer, tuple(OPTIMIZERS))
+    _choice(source, "activation", c.activation, tuple(ACTIVATIONS))
+    _choice(source, "schedule", c.schedule, tuple(SCHEDULES))
     _choice(source, "dtype", c.dtype, DTYPE_NAMES)
     if c.dataset == "csv" and not c.csv:
         _fail(source, "csv", c.csv, "dataset 'csv' needs the path of a CSV file")

@@ -12,6 +12,15 @@ import numpy as np
 from .errors import ConfigError
 
 
+DATA_SETTINGS = ("dataset", "csv", "label_column", "n_samples", "val_fraction", "test_fraction", "data_seed",
+                 "dtype")
+"""The settings that decide a run's split: runs equal in these see the same arrays."""
+
+
+def data_key(config):
+    return tuple(getattr(config, k) for k in DATA_SETTINGS)
+
+
 @dataclass
 class Split:
     x_train: np.ndarray

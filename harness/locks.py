@@ -45,15 +45,31 @@ def _connect(engine, url):
         raise HarnessError(f"{redact(url)}: cannot connect to the database ({redact(reason)[:300]})") from None
 
 
-@contextmanager
-def _advisory_lock(url):
+def check_reachable(url):
+    """A PostgreSQL URL must answer before anything is created elsewhere (one line if it does not)."""
+    if not url.startswith("postgresql"):
+        return
+    engine = _engine(url)
+    try:
+        _connect(engine, url).close()
+    finally:
+        engine.dispose()
+
+
+def _engine(url):
     import sqlalchemy
 
     from .errors import HarnessError
     try:
-        engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+        return sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
     except ImportError as exc:
         raise HarnessError(f"PostgreSQL needs its driver ({exc.name}): pip install -e '.[distributed]'") from None
+
+
+@contextmanager
+def _advisory_lock(url):
+    import sqlalchemy
+    engine = _engine(url)
     try:
         with _connect(engine, url) as connection:
             connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": ADVISORY_KEY})

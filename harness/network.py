@@ -66,10 +66,6 @@ class StackedMLP:
         kept.grad[...] = self.grad[rows]
         return kept
 
-    def model(self, t):
-        """Model ``t`` alone, as a one-model stack (for scoring and saving)."""
-        return StackedMLP(self.params[t:t + 1], self.sizes, self.activation.name)
-
     def logits(self, x):
         """(T, n, classes) outputs for rows ``x`` (n, in) shared by every model."""
         a = np.asarray(x, dtype=self.dtype)

@@ -45,6 +45,7 @@ class SGD(Optimizer):
     """v <- momentum v - lr g;  p <- p + v, or with Nesterov p <- p + momentum v - lr g."""
     state = ("velocity", "_update")
     settings = ("weight_decay", "momentum")
+    shared = ("nesterov",)  # one value for the whole stack
 
     def __init__(self, shape, dtype, momentum=0.0, nesterov=False, **kw):
         super().__init__(shape, dtype, momentum=momentum, **kw)
@@ -119,15 +120,7 @@ OPTIMIZERS = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop, "adagrad": Adagrad}
 
 def build_optimizer(configs, network):
     """The optimizer the configs name (one kind per stack), each model with its own settings."""
-    first = configs[0]
-    per_model = lambda name: [getattr(c, name) for c in configs]  # noqa: E731
-    common = dict(weight_decay=per_model("weight_decay"), decay_mask=network.decay_mask)
-    shape, dtype = network.params.shape, network.dtype
-    if first.optimizer == "sgd":
-        return SGD(shape, dtype, momentum=per_model("momentum"), nesterov=first.nesterov, **common)
-    if first.optimizer == "adam":
-        return Adam(shape, dtype, beta1=per_model("beta1"), beta2=per_model("beta2"), eps=per_model("eps"),
-                    **common)
-    if first.optimizer == "rmsprop":
-        return RMSprop(shape, dtype, rho=per_model("rho"), eps=per_model("eps"), **common)
-    return Adagrad(shape, dtype, eps=per_model("eps"), **common)
+    kind = OPTIMIZERS[configs[0].optimizer]
+    per_model = {name: [getattr(c, name) for c in configs] for name in kind.settings}
+    shared = {name: getattr(configs[0], name) for name in getattr(kind, "shared", ())}
+    return kind(network.params.shape, network.dtype, decay_mask=network.decay_mask, **per_model, **shared)

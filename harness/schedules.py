@@ -12,17 +12,28 @@
 """
 import math
 
-SCHEDULES = ("constant", "step", "cosine", "invscaling")
+def _constant(config, epoch, n_train):
+    return 1.0
+
+
+def _step(config, epoch, n_train):
+    return config.gamma ** (epoch // config.step_size)
+
+
+def _cosine(config, epoch, n_train):
+    return 0.5 * (1.0 + math.cos(math.pi * epoch / config.epochs))
+
+
+def _invscaling(config, epoch, n_train):
+    return 1.0 / (epoch * n_train + 1) ** config.power_t
+
+
+SCHEDULES = {"constant": _constant, "step": _step, "cosine": _cosine, "invscaling": _invscaling}
+"""name -> the factor applied to the learning rate at an epoch (0-based)."""
 
 
 def learning_rate(config, epoch, n_train):
-    lr = config.lr
-    if config.schedule == "step":
-        lr *= config.gamma ** (epoch // config.step_size)
-    elif config.schedule == "cosine":
-        lr *= 0.5 * (1.0 + math.cos(math.pi * epoch / config.epochs))
-    elif config.schedule == "invscaling":
-        lr /= (epoch * n_train + 1) ** config.power_t
+    lr = config.lr * SCHEDULES[config.schedule](config, epoch, n_train)
     if epoch < config.warmup_epochs:
         lr *= (epoch + 1) / (config.warmup_epochs + 1)
     return lr

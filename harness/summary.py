@@ -143,3 +143,22 @@ def format_table(study, table):
     note = (f"epochs_to_target: median epoch at which validation accuracy first reached "
             f"{study.target_accuracy:g} over the confirmation seeds (reached/seeds; the rest are censored)")
     return "\n".join([text, note, *warnings])
+
+
+def render(frame, fmt):
+    """A result table as csv, markdown, or plain text (numbers to 4 significant digits)."""
+    if fmt == "csv":
+        return frame.to_csv(index=False)
+    if fmt == "markdown":
+        columns = list(frame.columns)
+        lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        for row in frame.itertuples(index=False):
+            lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
+        return "\n".join(lines)
+    return frame.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+
+
+def _cell(value):
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.4g}"
+    return "" if value is None else str(value)

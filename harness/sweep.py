@@ -22,9 +22,9 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from .data import load_split
+from .data import data_key, load_split
 from .errors import HarnessError
-from .locks import preparing
+from .locks import check_reachable, preparing
 from .records import load as load_records
 from . import reconcile as decisions
 from .search import ConditionStudies, open_storage, prepare_studies, set_parent_run, trial_rows
@@ -33,7 +33,7 @@ from .summary import summarize
 from .tracking import HARNESS_TAG, RecorderProcess, check_server, check_writable
 from .train import check_memory
 from .urls import redact
-from .worker import SweepPlan, SweepWorker, data_key, worker_process
+from .worker import SweepPlan, SweepWorker, worker_process
 
 CLEANUP_EVERY_SECONDS = 15
 STUDY_ARTIFACT = "study.json"
@@ -114,6 +114,8 @@ def _close_quietly(recorder):
 def prepare(study, options, recorder, splits):
     """Everything shared, made once, under the stores' lock; returns (plan, worker 0, runs repaired)."""
     url = resolve_storage_url(options.storage, study.name)
+    check_reachable(url)  # both stores answer before either is written to
+    recorder.call("ping")  # the tracking store opens (or fails) before Optuna's side is touched
     with preparing(url, options.tracking_uri):
         storage, url = open_storage(url, study.name, options.heartbeat_seconds, check=True)
         searches = prepare_studies(study, storage)

@@ -338,7 +338,12 @@ def metric_histories(client, run_id, keys):
             for key in keys}
 
 
-OPERATIONS = {f.__name__: f for f in (ensure_experiment, create_run, start_run, log_points, write_artifacts,
+def ping(client):
+    """Nothing: answering proves the store opened (its first operation opens it)."""
+    return True
+
+
+OPERATIONS = {f.__name__: f for f in (ping, ensure_experiment, create_run, start_run, log_points, write_artifacts,
                                       record_run, end_run, set_tags, parent_runs, study_runs, get_run,
                                       read_artifact, metric_histories)}
 

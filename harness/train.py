@@ -18,15 +18,16 @@ from dataclasses import dataclass, field
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from .data import DATA_SETTINGS
 from .errors import ConfigError
 from .losses import LOSSES, accuracy, evaluate
-from .network import Model, StackedMLP, glorot
+from .network import Model, StackedMLP, glorot, n_parameters
 from .optimizers import build_optimizer, column
 from .schedules import learning_rate
 
 COMPLETE, DIVERGED, STOPPED = "complete", "diverged", "stopped"
-SHARED = ("dataset", "csv", "label_column", "n_samples", "val_fraction", "test_fraction", "data_seed", "hidden",
-          "activation", "loss", "optimizer", "nesterov", "batch_size", "dtype", "shuffle", "blas_threads")
+SHARED = (*DATA_SETTINGS, "hidden", "activation", "loss", "optimizer", "nesterov", "batch_size", "shuffle",
+          "blas_threads")
 """Settings every model of one stack must share; all others may differ per model."""
 
 
@@ -63,7 +64,7 @@ def bytes_per_model(config, split):
     itemsize = np.dtype(config.dtype).itemsize
     sizes = sizes_of(config, split)
     batch = len(split.y_train) if config.batch_size == "full" else int(config.batch_size)
-    params = sum(i * o + o for i, o in zip(sizes[:-1], sizes[1:]))
+    params = n_parameters(sizes)
     activations = 3 * batch * sum(sizes[1:]) + batch * (sizes[0] + sizes[-1])
     evaluation = (len(split.y_train) + len(split.y_val)) * max(sizes[1:])
     return itemsize * (6 * params + activations + evaluation) + 8 * len(split.y_train)

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from . import faults
-from .data import load_split
+from .data import data_key, load_split
 from .errors import HarnessError, RecordingError
 from .runs import config_params, environment_tags, result_points, run_artifacts, run_tags
 from .search import (DEFAULT_HEARTBEAT_SECONDS, ConditionStudies, Heartbeat, StackPruning, open_storage)
@@ -431,11 +431,6 @@ def rerun_difference(told, outcome):
     if state != "pruned" and not (value == told["value"] or (math.isinf(value) and told["value"] == value)):
         return f"value {told['value']!r} -> {value!r}"
     return ""
-
-
-def data_key(config):
-    return tuple(getattr(config, k) for k in ("dataset", "csv", "label_column", "n_samples", "val_fraction",
-                                               "test_fraction", "data_seed", "dtype"))
 
 
 def worker_process(study, plan, index, results):

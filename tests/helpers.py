@@ -62,13 +62,13 @@ def json_summary(stdout):
     return json.loads(stdout)["summary"]
 
 
-def audit_sweep(folder, study_file, printed_summary=None, flags=None):
+def audit_sweep(folder, study_file, printed_summary=None, flags=None, storage=None, uri=None):
     """Problems the audit finds in a local sweep's records ([] when they are right)."""
     from harness.audit import audit
     from harness.studies import load_study, resolve
     from harness.tracking import InlineRecorder
     study = resolve(load_study(study_file), **(flags or {}))
-    return audit(study, f"journal:{journal(folder, study.name)}", InlineRecorder(store_uri(folder)),
+    return audit(study, storage or f"journal:{journal(folder, study.name)}", InlineRecorder(uri or store_uri(folder)),
                  printed_summary)
 
 

@@ -181,3 +181,10 @@ def test_compare_opens_no_storage_that_a_tag_names_outside_the_store(workdir, ca
     assert main(["compare", "tiny", "--out", str(workdir / "report")]) == 0
     assert not elsewhere.parent.exists()
     assert list((workdir / "report").glob("optuna_history_*.png"))  # from the journal inside the store
+
+
+def test_a_damaged_store_is_found_before_optuna_creates_anything(workdir, capsys):
+    (workdir / "mlruns").mkdir()
+    (workdir / "mlruns" / "mlflow.db").write_bytes(os.urandom(4096))
+    one_line(capsys, 2, ["sweep", write_study(workdir)], "not a usable MLflow store")
+    assert not list((workdir / "mlruns").glob("optuna/*.journal"))

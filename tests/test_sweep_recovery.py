@@ -158,27 +158,39 @@ def test_an_extended_budget_confirms_the_new_best_and_compare_uses_only_those_se
 
 def test_every_sweep_flag_reaches_every_worker(workdir):
     study = write_study(workdir, TINY_STUDY.replace("seeds = 2", "seeds = 3"))
-    flags = ["--workers", "2", "--trials", "3", "--epochs", "3", "--confirm-seeds", "1", "--stack", "1"]
+    storage, uri = str(workdir / "elsewhere" / "tiny.journal"), f"sqlite:///{workdir / 'elsewhere' / 'runs.db'}"
+    stores = ["--storage", storage, "--tracking-uri", uri, "--heartbeat", "5"]
+    flags = ["--workers", "2", "--trials", "3", "--epochs", "3", "--confirm-seeds", "1", "--stack", "1", *stores]
     slow = {"HARNESS_FAULT": "epoch-delay=0.4"}  # trials last long enough for the second worker to start
     done = harness("sweep", study, *flags, "--json", cwd=workdir, env=slow, timeout=240, check=True)
     summary = json_summary(done.stdout)
-    runs = mlflow_runs(workdir)[1]
+    assert not (workdir / "mlruns").exists()  # every worker used the stores the flags named
+    from mlflow import MlflowClient
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id], max_results=1000)
     search = [r for r in runs if r.data.tags.get("phase") == "search"]
     assert len(search) == 6 and {r.data.params["epochs"] for r in search} == {"3"}
     assert {r.data.tags["invocation"] for r in search} == {search[0].data.tags["invocation"]}
-    workers = {t.user_attrs["worker_pid"] for group in optuna_trials(workdir).values() for t in group
-               if "worker_pid" in t.user_attrs and t.user_attrs.get("state") != "over_budget"}
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    journal_storage = JournalStorage(JournalFileBackend(storage))
+    workers = {t.user_attrs["worker_pid"] for name in ("tiny/mse", "tiny/cross_entropy")
+               for t in optuna.load_study(study_name=name, storage=journal_storage).trials
+               if t.user_attrs.get("state") not in (None, "over_budget")}
     assert len(workers) == 2, "the second worker did no work"
     assert Counter(r.data.tags["condition"] for r in runs if r.data.tags.get("phase") == "confirm") == \
         {"mse": 1, "cross_entropy": 1}
-    assert audit_sweep(workdir, study, summary, {"trials": 3, "epochs": 3, "confirm_seeds": 1}) == []
+    resolved = {"trials": 3, "epochs": 3, "confirm_seeds": 1}
+    assert audit_sweep(workdir, study, summary, resolved, f"journal:{storage}", uri) == []
 
-    more = harness("sweep", study, "--workers", "2", "--trials", "3", "--epochs", "3", "--confirm-seeds", "4",
-                   "--json", cwd=workdir, timeout=240, check=True)  # a finished sweep, more seeds
+    more = harness("sweep", study, *flags, "--confirm-seeds", "4", "--json", cwd=workdir, timeout=240,
+                   check=True)  # a finished sweep, more seeds
     summary = json_summary(more.stdout)
     assert [row["seeds"] for row in summary] == [4, 4]
-    assert audit_sweep(workdir, study, summary, {"trials": 3, "epochs": 3, "confirm_seeds": 4}) == []
-    parents = [r for r in mlflow_runs(workdir)[1] if r.data.tags.get("harness.kind") == "condition"]
+    assert audit_sweep(workdir, study, summary, {**resolved, "confirm_seeds": 4}, f"journal:{storage}", uri) == []
+    parents = [r for r in client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+               if r.data.tags.get("harness.kind") == "condition"]
     assert len(parents) == 2 and all(r.info.status == "FINISHED" for r in parents)
 
 

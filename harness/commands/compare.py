@@ -25,8 +25,9 @@ def study_name_of(argument):
 
 
 def run(args):
-    from ..compare import format_table, run_compare
+    from ..compare import run_compare
     from ..output import emit_json
+    from ..summary import format_table, render
     from ..tracking import resolve_tracking_uri
     name = study_name_of(args.study)
     comparison = run_compare(name, resolve_tracking_uri(args.tracking_uri), args.out, args.storage)
@@ -34,9 +35,11 @@ def run(args):
         emit_json({"study": name, "conditions": comparison.table.to_dict(orient="records"),
                    "pairs": comparison.pairs.to_dict(orient="records")})
         return 0
-    print(format_table(comparison.table, args.format))
-    if args.format == "table":
-        print("\npaired differences of test accuracy (a - b over the same seeds, 95% t interval):")
-        print(format_table(comparison.pairs, "table"))
-        print(f"\nreport: {comparison.folder / 'report.html'} (plots beside it, and on each condition's MLflow run)")
+    if args.format != "table":
+        print(render(comparison.table, args.format))
+        return 0
+    print(format_table(comparison.study, comparison.table))
+    print("\npaired differences of test accuracy (a - b over the same seeds, 95% t interval):")
+    print(render(comparison.pairs, "table"))
+    print(f"\nreport: {comparison.folder / 'report.html'} (plots beside it, and on each condition's MLflow run)")
     return 0
