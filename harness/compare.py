@@ -12,11 +12,11 @@ from pathlib import Path
 import pandas as pd
 
 from . import records
+from .records import STUDY_ARTIFACT
 from .errors import HarnessError
 from .report import html_report, plot_all
 from .studies import Study
 from .summary import paired_differences, summarize
-from .sweep import STUDY_ARTIFACT
 from .tracking import InlineRecorder, check_writable, sqlite_path
 
 

@@ -7,7 +7,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 
-def _figure(width, height, **margins):
+def figure(width, height, **margins):
     fig = Figure(figsize=(width, height), dpi=90)
     FigureCanvasAgg(fig)
     fig.subplots_adjust(**margins)
@@ -16,7 +16,7 @@ def _figure(width, height, **margins):
 
 def curves_png(history, path, title):
     """Training loss and train/validation accuracy per epoch."""
-    fig = _figure(9, 3.6, left=0.08, right=0.98, bottom=0.14, top=0.9, wspace=0.25)
+    fig = figure(9, 3.6, left=0.08, right=0.98, bottom=0.14, top=0.9, wspace=0.25)
     loss_ax, acc_ax = fig.subplots(1, 2)
     epochs = np.arange(1, len(history.get("train_loss", [])) + 1)
     if len(epochs):
@@ -35,7 +35,7 @@ def curves_png(history, path, title):
 
 
 def confusion_png(matrix, classes, path, title):
-    fig = _figure(5, 4.4, left=0.14, right=0.98, bottom=0.12, top=0.92)
+    fig = figure(5, 4.4, left=0.14, right=0.98, bottom=0.12, top=0.92)
     ax = fig.subplots()
     ax.imshow(matrix, cmap="Blues")
     ticks = np.arange(len(classes))

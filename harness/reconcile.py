@@ -40,10 +40,9 @@ class Actions:
 def decide(study, trials, runs, now, orphan_seconds=None):
     """``trials``: rows of ``search.trial_rows``; ``runs``: run dicts of the study's experiment."""
     orphan_seconds = ORPHAN_SECONDS if orphan_seconds is None else orphan_seconds
-    actions = Actions()
+    actions, held = Actions(), set()  # held: trials whose results a run holds (or soon will)
     by_key = {(t["optuna_study"], t["number"]): t for t in trials}
     confirm_names = {study.optuna_name(c, "confirm") for c in study.conditions}
-    held = set()  # trials whose results a run holds (or soon will)
     for run in runs:
         tags = run["tags"]
         if tags.get(HARNESS_TAG) not in ("search", "confirm"):
@@ -53,52 +52,56 @@ def decide(study, trials, runs, now, orphan_seconds=None):
             if superseded != (tags.get("superseded") == "true") and run["status"] != "RUNNING":
                 actions.tag.append((run["run_id"], {"superseded": str(superseded).lower()}))
         trial = by_key.get((tags.get("optuna_study"), _int(tags.get("trial"))))
-        if trial is None:
-            continue
-        key = (trial["optuna_study"], trial["number"])
-        results = tags.get("state") in FINAL_STATES
-        if run["status"] == "FINISHED":
-            if results and trial["state"] in ENDS:  # Optuna lost its end (a torn journal): re-run, not counted
-                status, tag = ENDS[trial["state"]]
-                actions.end.append((run["run_id"], status, {"state": tag}))
-            elif results:
-                held.add(key)
-            continue
-        if run["status"] != "RUNNING":
-            continue
-        state = trial["state"]
-        if state in IN_PROGRESS:
-            continue
-        if state in ENDS:
+        if trial is not None and _judge_run(run, trial, now, orphan_seconds, actions):
+            held.add((trial["optuna_study"], trial["number"]))
+    actions.rerun = _lost(study, trials, held)
+    return actions
+
+
+def _judge_run(run, trial, now, orphan_seconds, actions):
+    """Add what ``run`` needs to ``actions``; True when it holds (or will hold) its trial's results."""
+    results = run["tags"].get("state") in FINAL_STATES
+    state = trial["state"]
+    if run["status"] == "FINISHED":
+        if results and state in ENDS:  # Optuna lost the trial's end (a torn journal): re-run, not counted
             status, tag = ENDS[state]
             actions.end.append((run["run_id"], status, {"state": tag}))
-            continue
-        if state not in FINAL_STATES:  # over_budget, not_wanted, skipped: the trial has no result
-            actions.end.append((run["run_id"], "FAILED", {"state": state}))
-            continue
-        if not trial.get("worker_gone") and trial["completed_at"] is not None and \
-                now - trial["completed_at"] < orphan_seconds:
-            actions.waiting += 1
-            held.add(key)
-        elif results:
-            actions.end.append((run["run_id"], "FINISHED", {"recovered": "true"}))
-            held.add(key)
-        else:
-            actions.end.append((run["run_id"], "FAILED", {"state": "orphaned"}))
+            return False
+        return results
+    if run["status"] != "RUNNING" or state in IN_PROGRESS:
+        return False
+    if state in ENDS:
+        status, tag = ENDS[state]
+        actions.end.append((run["run_id"], status, {"state": tag}))
+    elif state not in FINAL_STATES:  # over_budget, not_wanted, skipped: the trial has no result
+        actions.end.append((run["run_id"], "FAILED", {"state": state}))
+    elif not trial.get("worker_gone") and trial["completed_at"] is not None and \
+            now - trial["completed_at"] < orphan_seconds:
+        actions.waiting += 1  # its recorder may still be writing
+        return True
+    elif results:
+        actions.end.append((run["run_id"], "FINISHED", {"recovered": "true"}))
+        return True
+    else:
+        actions.end.append((run["run_id"], "FAILED", {"state": "orphaned"}))
+    return False
+
+
+def _lost(study, trials, held):
+    """Finished trials without a run holding their results (confirmation rows get their best settings)."""
     seeds = set(study.confirm_seed_values())
     search_params = {(t["condition"], t["number"]): t["params"] for t in trials if t["phase"] == "search"}
+    lost = []
     for trial in trials:
         if trial["state"] not in FINAL_STATES or (trial["optuna_study"], trial["number"]) in held:
             continue
         if trial["phase"] == "confirm":
-            if trial["seed"] not in seeds:
-                continue
             best = trial["attrs"].get("best_search_trial")
-            if (trial["condition"], best) not in search_params:
-                continue  # its search trial is gone too: nothing to retrain it from
+            if trial["seed"] not in seeds or (trial["condition"], best) not in search_params:
+                continue  # a seed this sweep does not want, or its search trial is gone too
             trial = {**trial, "best_params": search_params[(trial["condition"], best)]}
-        actions.rerun.append(trial)
-    return actions
+        lost.append(trial)
+    return lost
 
 
 def _int(value):

@@ -14,6 +14,8 @@ from .tracking import HARNESS_TAG
 from .train import epochs_to_target
 
 KINDS = ("search", "confirm", "condition")
+STUDY_ARTIFACT = "study.json"
+"""The resolved study a sweep records on every parent run; ``compare`` reads it back."""
 
 
 def _int(value):

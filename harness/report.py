@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .plots import figure
 from .records import current
 
 PLOTS = ("curves_by_condition.png", "lr_sensitivity.png", "epochs_to_target.png")
@@ -17,14 +18,23 @@ PLOTS = ("curves_by_condition.png", "lr_sensitivity.png", "epochs_to_target.png"
 
 def plot_all(study, frame, curve, folder, storage=None):
     """Draw every plot into ``folder``; returns their paths. ``curve(run_id, key)`` -> per-epoch values."""
-    from .plots import _figure
     search, confirm = current(study, frame)
-    names = [c.name for c in study.conditions]
-    colours = {c: f"C{i % 10}" for i, c in enumerate(names)}
+    colours = {c.name: f"C{i % 10}" for i, c in enumerate(study.conditions)}
+    curves_by_condition(study, confirm, curve, colours).savefig(folder / PLOTS[0])
+    lr_sensitivity(study, search, colours).savefig(folder / PLOTS[1])
+    epochs_to_target(study, confirm, colours).savefig(folder / PLOTS[2])
+    made = [folder / p for p in PLOTS]
+    if storage:
+        from .search import optuna_plots
+        made += optuna_plots(study, storage, folder)
+    return made
 
-    fig = _figure(11, 4, left=0.07, right=0.98, bottom=0.13, top=0.9, wspace=0.25)
+
+def curves_by_condition(study, confirm, curve, colours):
+    """Validation cross-entropy and accuracy of each condition's confirmed best: mean, min..max band."""
+    fig = figure(11, 4, left=0.07, right=0.98, bottom=0.13, top=0.9, wspace=0.25)
     loss_ax, acc_ax = fig.subplots(1, 2)
-    for condition in names:
+    for condition, colour in colours.items():
         ids = confirm[confirm["condition"] == condition]["run_id"].tolist() if len(confirm) else []
         for ax, key in ((loss_ax, "val_cross_entropy"), (acc_ax, "val_accuracy")):
             curves = [c for c in (curve(r, key) for r in ids) if c]
@@ -33,8 +43,8 @@ def plot_all(study, frame, curve, folder, storage=None):
             length = min(map(len, curves))
             stack = np.array([c[:length] for c in curves])
             epochs = np.arange(1, length + 1)
-            ax.plot(epochs, stack.mean(0), color=colours[condition], label=condition)
-            ax.fill_between(epochs, stack.min(0), stack.max(0), color=colours[condition], alpha=0.2)
+            ax.plot(epochs, stack.mean(0), color=colour, label=condition)
+            ax.fill_between(epochs, stack.min(0), stack.max(0), color=colour, alpha=0.2)
     loss_ax.set(xlabel="epoch", ylabel="validation cross-entropy", yscale="log",
                 title="confirmed best: mean, band = min..max over seeds")
     acc_ax.set(xlabel="epoch", ylabel="validation accuracy", title="validation accuracy")
@@ -42,50 +52,49 @@ def plot_all(study, frame, curve, folder, storage=None):
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.savefig(folder / PLOTS[0])
+    return fig
 
-    fig = _figure(8, 4.5, left=0.1, right=0.98, bottom=0.12, top=0.9)
+
+def lr_sensitivity(study, search, colours):
+    """The objective of every search trial against its learning rate; diverged trials as x."""
+    fig = figure(8, 4.5, left=0.1, right=0.98, bottom=0.12, top=0.9)
     ax = fig.subplots()
     column = f"metric.{study.objective}"
     floor = search[column].min() if column in search and search[column].notna().any() else 0.0
-    for condition in names:
+    for condition, colour in colours.items():
         part = search[search["condition"] == condition] if len(search) else search
         if not len(part) or "param.lr" not in part:
             continue
         ok = part[part["state"].isin(["complete", "pruned"])]
         bad = part[part["state"] == "diverged"]
-        ax.scatter(ok["param.lr"].astype(float), ok[column].astype(float), color=colours[condition],
-                   label=condition, s=18)
+        ax.scatter(ok["param.lr"].astype(float), ok[column].astype(float), color=colour, label=condition, s=18)
         if len(bad):
-            ax.scatter(bad["param.lr"].astype(float), [floor] * len(bad), color=colours[condition], marker="x", s=40)
+            ax.scatter(bad["param.lr"].astype(float), [floor] * len(bad), color=colour, marker="x", s=40)
     ax.set(xscale="log", xlabel="learning rate", ylabel=f"{study.objective} (search trials)",
            title="learning-rate sensitivity (x: diverged)")
     ax.grid(alpha=0.3)
     if len(search):
         ax.legend(fontsize=8)
-    fig.savefig(folder / PLOTS[1])
+    return fig
 
-    fig = _figure(8, 4, left=0.1, right=0.98, bottom=0.25, top=0.9)
+
+def epochs_to_target(study, confirm, colours):
+    """Epochs each confirmation seed took to reach the target accuracy; how many never did."""
+    fig = figure(8, 4, left=0.1, right=0.98, bottom=0.25, top=0.9)
     ax = fig.subplots()
-    for i, condition in enumerate(names):
+    for i, (condition, colour) in enumerate(colours.items()):
         part = confirm[confirm["condition"] == condition] if len(confirm) else confirm
         reached = part["epochs_to_target"].tolist() if len(part) else []
         hit = [e for e in reached if not np.isnan(e)]
-        ax.scatter([i] * len(hit), hit, color=colours[condition])
+        ax.scatter([i] * len(hit), hit, color=colour)
         if hit:
-            ax.hlines(np.median(hit), i - 0.3, i + 0.3, color=colours[condition])
-        censored = len(reached) - len(hit)
-        if censored:
-            ax.annotate(f"{censored} never", (i, 0), ha="center", fontsize=8)
-    ax.set_xticks(range(len(names)), names, rotation=20, fontsize=8)
+            ax.hlines(np.median(hit), i - 0.3, i + 0.3, color=colour)
+        if len(reached) > len(hit):
+            ax.annotate(f"{len(reached) - len(hit)} never", (i, 0), ha="center", fontsize=8)
+    ax.set_xticks(range(len(colours)), list(colours), rotation=20, fontsize=8)
     ax.set(ylabel="epochs", title=f"epochs to reach validation accuracy {study.target_accuracy:g} (line: median)")
     ax.grid(alpha=0.3)
-    fig.savefig(folder / PLOTS[2])
-    made = [folder / p for p in PLOTS]
-    if storage:
-        from .search import optuna_plots
-        made += optuna_plots(study, storage, folder)
-    return made
+    return fig
 
 
 def html_report(study, table, pairs, images):

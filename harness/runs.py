@@ -182,3 +182,67 @@ def result_json(run_id, result, timings=None):
     if timings:
         summary["timings"] = {k: round(v, 4) for k, v in timings.items()}
     return json.dumps(plain(summary), allow_nan=False)
+
+
+class TrialRuns:
+    """The MLflow runs of a sweep worker's trials: each created when its stack starts training, written
+    when it ends, and checked before the next stack (a failed write stops the worker)."""
+
+    def __init__(self, recorder, study, plan, base_tags):
+        self.recorder, self.study, self.plan, self.base_tags = recorder, study, plan, base_tags
+        self._pending = []  # (ticket of the record, ticket of the run) not yet confirmed
+
+    def start(self, member, split):
+        """The run of a trial about to train, nested under its condition's parent; returns the ticket
+        that stands for its id."""
+        condition = member.studies.condition
+        name = f"{condition.name}-t{member.number:03d}" if member.phase == "search" else \
+            f"{condition.name}-confirm-s{member.config.seed}"
+        tags = {**self.base_tags, **run_tags(member.phase, member.config, split), "condition": condition.name,
+                "phase": member.phase, "trial": member.number,
+                "optuna_study": self.study.optuna_name(condition, member.phase),
+                "mlflow.parentRunId": self.plan.parent_runs[condition.name]}
+        if member.best_search_trial is not None:
+            tags["best_search_trial"] = member.best_search_trial
+        if member.is_rerun:
+            tags["rerun"] = "true"
+        return self.recorder.submit("create_run", self.plan.experiment_id, name, tags, config_params(member.config))
+
+    def run_id(self, create):
+        return self.recorder.result(create)
+
+    def finish(self, create, config, split, result, tags, counted=True):
+        """Curves, artifacts and final tags, then the run's end: FINISHED when the trial counts, else
+        FAILED ``state=killed`` (another worker took the trial over)."""
+        record = self.recorder.submit("record_run", Ref(create), result_points(result), tags,
+                                      run_artifacts(config, split, result, plots=False))
+        if counted:
+            self.recorder.submit("end_run", Ref(create), "FINISHED")
+        else:
+            self.recorder.submit("end_run", Ref(create), "FAILED", {"state": "killed"})
+        self._pending.append((record, create))
+
+    def end(self, create, status, tags):
+        self.recorder.submit("end_run", Ref(create), status, tags)
+
+    def check(self, block=False):
+        """Raise RecordingError if a write failed (``block``: wait for every write handed over)."""
+        from .errors import RecordingError
+        failed = None
+        for record, create in list(self._pending):
+            outcome = self.recorder.outcome(record)
+            if outcome is None and block:
+                try:
+                    self.recorder.result(record)
+                except RecordingError:
+                    pass
+                outcome = self.recorder.outcome(record)
+            if outcome is None:
+                continue
+            self._pending.remove((record, create))
+            if outcome[0] == "error":
+                failed = failed or outcome[1][1]
+                self.end(create, "FAILED", {"state": "unrecorded", "error": outcome[1][1][:500]})
+        if failed:
+            raise RecordingError(f"recording a run failed ({failed}); running the same command again re-runs "
+                                 "what was not recorded and resumes the sweep")

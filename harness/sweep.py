@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from .data import data_key, load_split
 from .errors import HarnessError
 from .locks import check_reachable, preparing
+from .records import STUDY_ARTIFACT
 from .records import load as load_records
-from . import reconcile as decisions
-from .search import ConditionStudies, open_storage, prepare_studies, set_parent_run, trial_rows
+from .repair import reconcile_stores
+from .search import open_storage, prepare_studies, set_parent_run
 from .search import storage_url as resolve_storage_url
 from .summary import summarize
 from .tracking import HARNESS_TAG, RecorderProcess, check_server, check_writable
@@ -36,7 +37,6 @@ from .urls import redact
 from .worker import SweepPlan, SweepWorker, worker_process
 
 CLEANUP_EVERY_SECONDS = 15
-STUDY_ARTIFACT = "study.json"
 
 
 @dataclass
@@ -144,36 +144,8 @@ def prepare(study, options, recorder, splits):
         plan = SweepPlan(url, options.tracking_uri, experiment_id, parents, uuid.uuid4().hex[:12],
                          options.heartbeat_seconds)
         worker = SweepWorker(study, plan, recorder, 0, splits, on_progress=options.on_poll)
-        repaired = reconcile(study, plan, storage, recorder, worker)
+        repaired = reconcile_stores(study, plan, storage, recorder, worker)
     return plan, worker, repaired
-
-
-def reconcile(study, plan, storage, recorder, worker=None, settle=False):
-    """Make Optuna's trials and MLflow's runs agree (see ``reconcile``); ``worker``: re-run the finished
-    trials whose results were lost (else only runs are ended); ``settle``: wait until no run is left
-    whose recorder may still end it. Returns how many trials were re-run."""
-    deadline, repaired = time.time() + decisions.ORPHAN_SECONDS + 5, 0
-    while True:
-        for condition in study.conditions:
-            ConditionStudies(study, condition, storage).reap_stale()
-        trials = trial_rows(study, storage)
-        _, runs = recorder.call("study_runs", study.name, "" if worker else "attributes.status = 'RUNNING'")
-        actions = decisions.decide(study, trials, runs, time.time())
-        for run_id, status, tags in actions.end:
-            recorder.submit("end_run", run_id, status, tags)
-        for run_id, tags in actions.tag:
-            recorder.submit("set_tags", run_id, tags)
-        if worker is not None and actions.rerun and not actions.waiting:
-            print(f"harness sweep: {len(actions.rerun)} finished trial(s) of {study.name} have no run holding "
-                  "their results (the tracking store lost them); training them again", file=sys.stderr)
-            for trial, difference in worker.rerun(actions.rerun):
-                print(f"harness sweep: warning: re-run of {trial['optuna_study']} trial {trial['number']} differs "
-                      f"from its first run: {difference}", file=sys.stderr)
-            repaired += len(actions.rerun)
-            continue
-        if not (settle and actions.waiting) or time.time() > deadline:
-            return repaired
-        time.sleep(1.0)
 
 
 class _Sweeper:
@@ -188,17 +160,17 @@ class _Sweeper:
         if self.options.on_poll:
             self.options.on_poll()
         if time.perf_counter() - self.last_cleanup > CLEANUP_EVERY_SECONDS:
-            reconcile(self.study, self.plan, self.storage, self.recorder)
+            reconcile_stores(self.study, self.plan, self.storage, self.recorder)
             self.last_cleanup = time.perf_counter()
 
     def settle(self):
         worker = SweepWorker(self.study, self.plan, self.recorder, 0)
-        return reconcile(self.study, self.plan, self.storage, self.recorder, worker, settle=True)
+        return reconcile_stores(self.study, self.plan, self.storage, self.recorder, worker, settle=True)
 
     def stopped(self):
         """The workers stopped early (Ctrl-C, an error): end what can be ended; the next start resumes."""
         try:
-            reconcile(self.study, self.plan, self.storage, self.recorder)
+            reconcile_stores(self.study, self.plan, self.storage, self.recorder)
         except Exception:  # noqa: BLE001 - the next start reconciles
             pass
         for run_id in self.plan.parent_runs.values():

@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 
 from . import faults
 from .data import data_key, load_split
-from .errors import HarnessError, RecordingError
-from .runs import config_params, environment_tags, result_points, run_artifacts, run_tags
+from .errors import HarnessError
+from .runs import TrialRuns, environment_tags
 from .search import (DEFAULT_HEARTBEAT_SECONDS, ConditionStudies, Heartbeat, StackPruning, open_storage)
-from .tracking import Ref
 from .train import COMPLETE, DIVERGED, SHARED, STOPPED, epochs_to_target, max_stack, train_stack
 
 STATES = {COMPLETE: "complete", STOPPED: "pruned", DIVERGED: "diverged"}
@@ -67,14 +66,18 @@ class Member:
     def __init__(self, trial, config, phase, studies, best_search_trial=None, stop_at=None):
         self.trial, self.config, self.phase, self.studies = trial, config, phase, studies
         self.best_search_trial, self.stop_at = best_search_trial, stop_at
-        self.create = self.record = None  # recorder tickets
+        self.create = None  # the recorder's ticket for its run
         self.outcome = None  # (state, value, attrs) once trained
         self.taken_away = False  # another worker failed the trial as dead meanwhile (late heartbeats)
-        self.told = False
+
+    @property
+    def is_rerun(self):
+        """A finished trial trained again (its Optuna record, a plain dict, is not asked or told)."""
+        return isinstance(self.trial, dict)
 
     @property
     def number(self):
-        return self.trial.number if hasattr(self.trial, "number") else self.trial["number"]
+        return self.trial["number"] if self.is_rerun else self.trial.number
 
 
 # --- outcomes: a training result in Optuna's terms (pure) ------------------------------------------------
@@ -111,9 +114,11 @@ def stackable(members):
 
 
 class SweepWorker:
+    """Scheduling and Optuna bookkeeping; the runs are ``runs.TrialRuns``', the training ``train``'s."""
+
     def __init__(self, study, plan, recorder, index=0, splits=None, on_progress=None):
-        self.study, self.plan, self.recorder, self.index = study, plan, recorder, index
-        self.on_progress = on_progress
+        self.study, self.plan, self.index, self.on_progress = study, plan, index, on_progress
+        self.recorder = recorder
         self.stats = WorkerStats()
         self.storage, _ = open_storage(plan.storage_url, study.name, plan.heartbeat_seconds)
         self.heartbeat = Heartbeat(self.storage)
@@ -121,10 +126,9 @@ class SweepWorker:
             self.conditions = [ConditionStudies(study, condition, self.storage, index * 7919 + i * 104729,
                                                 self.heartbeat) for i, condition in enumerate(study.conditions)]
         self.splits = dict(splits or {})
-        self.base_tags = {**environment_tags(), "study": study.name, "invocation": plan.invocation,
-                          **plan.extra_tags}
-        self._training = []  # members being trained (their runs exist, their results do not yet)
-        self._pending = []  # members told to Optuna whose records the recorder has not confirmed yet
+        self.runs = TrialRuns(recorder, study, plan, {**environment_tags(), "study": study.name,
+                                                      "invocation": plan.invocation, **plan.extra_tags})
+        self._training = []  # members being trained: their runs exist, their results do not yet
         self._reaped_at = -math.inf
 
     def split_for(self, config):
@@ -133,20 +137,13 @@ class SweepWorker:
             self.splits[key] = load_split(config)
         return self.splits[key]
 
+    def studies_of(self, condition_name):
+        return next(s for s in self.conditions if s.condition.name == condition_name)
+
     def run(self):
         start = time.perf_counter()
         try:
-            while True:
-                self.settle()
-                with _Timer(self.stats, "optuna_seconds"):
-                    # dead workers' trials: looked for once per heartbeat (a few queries per condition)
-                    if time.perf_counter() - self._reaped_at >= self.plan.heartbeat_seconds:
-                        for studies in self.conditions:
-                            studies.reap_stale()
-                        self._reaped_at = time.perf_counter()
-                    task = self.next_task()
-                if task is None:
-                    break
+            while (task := self._next()) is not None:
                 if task == "wait":  # other workers hold the last trials
                     time.sleep(0.2)
                 else:
@@ -154,21 +151,25 @@ class SweepWorker:
                     (self.search_stack if phase == "search" else self.confirm_stack)(studies)
                 if self.on_progress:
                     self.on_progress()
-            self.settle(block=True)
-        except KeyboardInterrupt:
-            self.give_back("interrupted", "KILLED")
-            raise
-        except RecordingError:
-            self.give_back("interrupted", "FAILED")
-            raise
-        except BaseException:
-            self.give_back("interrupted", "FAILED")
+            self.runs.check(block=True)
+        except BaseException as exc:
+            self.give_back("interrupted", "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
             raise
         finally:
             self.heartbeat.close()
             self.stats.mlflow_blocked_seconds = self.recorder.blocked_seconds
             self.stats.wall_seconds = time.perf_counter() - start
         return self.stats
+
+    def _next(self):
+        self.runs.check()
+        with _Timer(self.stats, "optuna_seconds"):
+            # dead workers' trials: looked for once per heartbeat (a few queries per condition)
+            if time.perf_counter() - self._reaped_at >= self.plan.heartbeat_seconds:
+                for studies in self.conditions:
+                    studies.reap_stale()
+                self._reaped_at = time.perf_counter()
+            return self.next_task()
 
     def next_task(self):
         shift = self.index % len(self.conditions)
@@ -211,12 +212,11 @@ class SweepWorker:
                     return pruning.report(group[t].trial, epoch, metrics[study.objective], epoch >= checks_from)
 
             # without a pruner nothing reads the per-epoch values (the curves are in MLflow): no writes
-            callbacks = () if study.pruner == "none" else (report,)
-            results = self._train(studies, group, callbacks, include_test=False)
+            results = self.train(studies, group, () if study.pruner == "none" else (report,), include_test=False)
             for member, result in zip(group, results or ()):
                 member.outcome = search_outcome(result, study.objective, study.direction)
                 member.taken_away = member.trial.number in pruning.taken_away
-                self._submit(member, result)
+                self.finish(member, result)
                 self.stats.trials += 1
 
     # --- confirmation: a stack of seeds ------------------------------------------------------------
@@ -238,50 +238,12 @@ class SweepWorker:
                 return
         members = [Member(trial, study.config_for(studies.condition, best.params, seed), "confirm", studies,
                           best.number) for trial, seed in asked]
-        results = self._train(studies, members, (), include_test=True)
+        results = self.train(studies, members, (), include_test=True)
         for member, result in zip(members, results or ()):
             member.outcome = confirm_outcome(result, member.config.seed, best.number, study.objective,
                                              study.target_accuracy)
-            self._submit(member, result)
+            self.finish(member, result)
             self.stats.confirms += 1
-
-    # --- re-runs: finished trials whose records were lost -------------------------------------------
-    def rerun(self, trials):
-        """Train again, exactly, finished trials whose MLflow run lost its results (training is
-        deterministic), and record them; Optuna already holds their outcome. Returns the new run ids
-        and a list of (trial, difference) where the retrained outcome differs from the told one."""
-        by_key = {}
-        for row in trials:
-            studies = next(s for s in self.conditions if s.condition.name == row["condition"])
-            params = row["params"] if row["phase"] == "search" else row["best_params"]
-            seed = self.study.search_seed if row["phase"] == "search" else row["seed"]
-            config = self.study.config_for(studies.condition, params, seed)
-            stop_at = row["attrs"].get("pruned_epoch") if row["state"] == "pruned" else None
-            member = Member(row, config, row["phase"], studies, row["attrs"].get("best_search_trial"), stop_at)
-            by_key.setdefault((row["condition"], row["phase"]), []).append(member)
-        differences = []
-        for (_, phase), members in by_key.items():
-            for group in stackable(members):
-                stops = [m.stop_at for m in group]
-
-                def stop(t, epoch, metrics, stops=stops):
-                    return stops[t] is not None and epoch >= stops[t]
-
-                results = self._train(group[0].studies, group, (stop,) if any(stops) else (),
-                                      include_test=phase == "confirm", rerun=True)
-                for member, result in zip(group, results or ()):
-                    if phase == "search":
-                        member.outcome = search_outcome(result, self.study.objective, self.study.direction)
-                    else:
-                        member.outcome = confirm_outcome(result, member.config.seed, member.best_search_trial,
-                                                         self.study.objective, self.study.target_accuracy)
-                    difference = rerun_difference(member.trial, member.outcome)
-                    if difference:
-                        differences.append((member.trial, difference))
-                    self._submit(member, result)
-                    self.stats.reruns += 1
-        self.settle(block=True)
-        return differences
 
     # --- shared steps ------------------------------------------------------------------------------
     def _stack_size(self, studies):
@@ -290,40 +252,22 @@ class SweepWorker:
                                                            for p in self.study.search}, 0)
         return min(self.study.stack, max_stack(config, self.split_for(config)))
 
-    def _tags(self, member, split):
-        studies, phase = member.studies, member.phase
-        tags = {**self.base_tags, **run_tags(phase, member.config, split), "condition": studies.condition.name,
-                "phase": phase, "trial": member.number,
-                "optuna_study": self.study.optuna_name(studies.condition, phase),
-                "mlflow.parentRunId": self.plan.parent_runs[studies.condition.name]}
-        if member.best_search_trial is not None:
-            tags["best_search_trial"] = member.best_search_trial
-        if isinstance(member.trial, dict):
-            tags["rerun"] = "true"
-        return tags
-
-    def _train(self, studies, group, callbacks, include_test, rerun=False):
-        """Start one MLflow run per member and train the group as one stack; None if training failed."""
+    def train(self, studies, group, callbacks, include_test):
+        """Start one MLflow run per member and train the group as one stack; None if training failed
+        (a re-run's failure is raised: its outcome is known, so failing now is a fault of the machine)."""
         split = self.split_for(group[0].config)
-        name = studies.condition.name
         for member in group:
-            run_name = f"{name}-t{member.number:03d}" if member.phase == "search" else \
-                f"{name}-confirm-s{member.config.seed}"
-            member.create = self.recorder.submit("create_run", self.plan.experiment_id, run_name,
-                                                 self._tags(member, split), config_params(member.config))
-        if not rerun:
-            self._training = list(group)
+            member.create = self.runs.start(member, split)
+        self._training = list(group)
         start, optuna_before = time.perf_counter(), self.stats.optuna_in_training_seconds
         delay = faults.epoch_delay()
         try:
-            faults.before_training(name)
+            faults.before_training(studies.condition.name)
             results = train_stack([m.config for m in group], split, (*callbacks, delay) if delay else callbacks,
                                   include_test=include_test)
-        except KeyboardInterrupt:
-            raise
         except Exception as exc:  # noqa: BLE001 - failed trials are recorded; the study goes on
             error = f"{type(exc).__name__}: {exc}"[:300]
-            if rerun:
+            if group[0].is_rerun:
                 raise HarnessError(f"re-running a trial whose record was lost failed: {error}") from None
             self._end_training("failed", "FAILED", error)
             return None
@@ -333,65 +277,34 @@ class SweepWorker:
         self.stats.epochs += sum(r.epochs_run for r in results)
         return results
 
-    def _submit(self, member, result):
+    def finish(self, member, result):
         """Tell Optuna how the member ended, then hand its results to the recorder. Should the worker
         die before the recorder stored them, the next start finds a finished trial whose run holds no
-        results and trains it again (``reconcile``): a trial counts only with its record."""
-        state, value, attrs = member.outcome
-        self._tell(member)
+        results and trains it again (``repair``): a trial counts only with its record."""
+        state, _, attrs = member.outcome
+        counted = self._tell(member)
         tags = {"state": state, **{k: v for k, v in attrs.items() if k.endswith("_epoch")}}
         if member.phase == "confirm":  # first epoch at the target accuracy, or never (censored)
             reached = attrs.get("epochs_to_target")
             tags["epochs_to_target"] = "never" if reached is None else reached
-        member.record = self.recorder.submit("record_run", Ref(member.create), result_points(result), tags,
-                                             run_artifacts(member.config, self.split_for(member.config), result,
-                                                           plots=False))
-        if member.told:
-            self.recorder.submit("end_run", Ref(member.create), "FINISHED")
-        else:  # another worker failed it as dead meanwhile and runs it again: this run does not count
-            self.recorder.submit("end_run", Ref(member.create), "FAILED", {"state": "killed"})
-        if member in self._training:
-            self._training.remove(member)
-        self._pending.append(member)
+        self.runs.finish(member.create, member.config, self.split_for(member.config), result, tags, counted)
+        self._training.remove(member)
 
     def _tell(self, member):
+        """Optuna hears the outcome; False when the trial is no longer this worker's."""
+        if member.is_rerun:  # Optuna knew the outcome already
+            return True
         state, value, attrs = member.outcome
-        if isinstance(member.trial, dict):  # a re-run: Optuna knew the outcome already
-            member.told = True
-            return
         with _Timer(self.stats, "mlflow_blocked_seconds"):
-            run_id = self.recorder.result(member.create)
+            run_id = self.runs.run_id(member.create)
         with _Timer(self.stats, "optuna_seconds"):
             if member.taken_away:  # another worker failed it as dead (late heartbeats) and runs it again
                 member.studies.heartbeat.release(member.trial)
-                member.told = False
-            else:
-                attrs = {**attrs, "mlflow_run_id": run_id, "invocation": self.plan.invocation}
-                member.told = member.studies.finish(member.phase, member.trial, state, value, attrs)
-                faults.after_tell(member.phase)
-
-    def settle(self, block=False):
-        """Check the records handed to the recorder (``block``: wait for all): a failed write (a full
-        disk, a lost server) stops the worker; the next start re-runs what it could not record."""
-        failed = None
-        for member in list(self._pending):
-            outcome = self.recorder.outcome(member.record)
-            if outcome is None and block:
-                try:
-                    self.recorder.result(member.record)
-                except RecordingError:
-                    pass
-                outcome = self.recorder.outcome(member.record)
-            if outcome is None:
-                continue
-            self._pending.remove(member)
-            if outcome[0] == "error":
-                failed = failed or outcome[1][1]
-                self.recorder.submit("end_run", Ref(member.create), "FAILED",
-                                     {"state": "unrecorded", "error": outcome[1][1][:500]})
-        if failed:
-            raise RecordingError(f"recording a run failed ({failed}); running the same command again re-runs "
-                                 "what was not recorded and resumes the sweep")
+                return False
+            attrs = {**attrs, "mlflow_run_id": run_id, "invocation": self.plan.invocation}
+            told = member.studies.finish(member.phase, member.trial, state, value, attrs)
+            faults.after_tell(member.phase)
+            return told
 
     def _end_training(self, state, status, error=None):
         """The stack in training failed: its trials end ``state`` (failed: not retried), runs ``status``."""
@@ -400,7 +313,7 @@ class SweepWorker:
             self._give_back_member(member, state, status, error)
 
     def give_back(self, state, status):
-        """The stack in training ends: trials ``state`` (interrupted/unrecorded: queued again)."""
+        """The stack in training ends early: its trials go back to be trained again, runs ``status``."""
         members, self._training = self._training, []
         for member in members:
             try:
@@ -410,14 +323,13 @@ class SweepWorker:
 
     def _give_back_member(self, member, state, status, error=None):
         attrs = {"invocation": self.plan.invocation, **({"error": error[:500]} if error else {})}
-        if not isinstance(member.trial, dict):
+        if not member.is_rerun:
             try:
-                attrs["mlflow_run_id"] = self.recorder.result(member.create)
+                attrs["mlflow_run_id"] = self.runs.run_id(member.create)
             except HarnessError:
                 pass  # the run could not even be created; the trial still goes back
-            optuna_state = "interrupted" if state in ("interrupted", "unrecorded") else state
-            member.studies.finish(member.phase, member.trial, optuna_state, attrs=attrs)
-        self.recorder.submit("end_run", Ref(member.create), status, {"state": state, **attrs})
+            member.studies.finish(member.phase, member.trial, state, attrs=attrs)
+        self.runs.end(member.create, status, {"state": state, **attrs})
 
 
 def rerun_difference(told, outcome):

@@ -262,6 +262,7 @@ def test_a_worker_that_finds_the_confirmation_seeds_taken_moves_on(workdir, monk
 def test_a_run_whose_worker_died_after_telling_optuna_is_ended_when_the_sweep_settles(workdir, monkeypatch):
     """Killed between ``tell`` and the recorder's writes: the run would stay RUNNING forever, without results."""
     from harness import reconcile, sweep
+    from harness.repair import reconcile_stores
     from harness.search import ConditionStudies, open_storage
     from harness.studies import load_study
     from harness.tracking import HARNESS_TAG, InlineRecorder, resolve_tracking_uri
@@ -277,10 +278,10 @@ def test_a_run_whose_worker_died_after_telling_optuna_is_ended_when_the_sweep_se
         HARNESS_TAG: "search", "study": study.name, "optuna_study": studies.search.study_name,
         "trial": str(trial.number), "mlflow.parentRunId": plan.parent_runs[studies.condition.name]})
     assert studies.finish("search", trial, "complete", 0.5, {"epochs_run": params["epochs"]})  # ... died here
-    assert sweep.reconcile(study, plan, storage, recorder) == 0  # its recorder may still be writing: left alone
+    assert reconcile_stores(study, plan, storage, recorder) == 0  # its recorder may still be writing: left alone
     assert client.get_run(run.info.run_id).info.status == "RUNNING"
     monkeypatch.setattr(reconcile, "ORPHAN_SECONDS", 1)
-    assert sweep.reconcile(study, plan, storage, recorder, worker, settle=True) == 1  # ended, and trained again
+    assert reconcile_stores(study, plan, storage, recorder, worker, settle=True) == 1  # ended, and trained again
     ended = client.get_run(run.info.run_id)
     assert ended.info.status == "FAILED" and ended.data.tags["state"] == "orphaned"
     again = client.search_runs([plan.experiment_id], f"tags.trial = '{trial.number}' and tags.rerun = 'true'")
