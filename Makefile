@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench ui
+.PHONY: run test test-fast test-e2e lint bench ui
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,23 @@ $(STAMP): pyproject.toml requirements.lock
 run: $(STAMP)
 	$(BIN)/harness sweep studies/quickstart.toml
 
+# Every test: unit, end-to-end (commands against stores on disk) and services (PostgreSQL, MLflow server,
+# browser), on two processes: most of an end-to-end test's time is spent waiting on the commands it runs.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
+
+# The unit tier alone (about 10 s): what to run while editing.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not e2e and not services"
+
+test-e2e: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 -m "e2e or services"
+
+# Lint, format and types, as CI checks them before the tests.
+lint: $(STAMP)
+	$(BIN)/ruff check harness tests scripts benchmarks
+	$(BIN)/ruff format --check harness tests scripts benchmarks
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_train.py
@@ -25,5 +40,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_distributed.py
 
 ui: $(STAMP)
-	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db \
-		--host 127.0.0.1 --port 5000 --workers 1
+	$(BIN)/harness ui

@@ -11,6 +11,7 @@ PostgreSQL).
 
     .venv/bin/python benchmarks/bench_distributed.py [--workers 1 2 4] [--variants quickstart 256x256]
 """
+
 import argparse
 import os
 import re
@@ -27,8 +28,7 @@ from tests import services  # noqa: E402 - the same throwaway PostgreSQL + serve
 QUICKSTART = (ROOT / "studies" / "quickstart.toml").read_text()
 
 
-VARIANTS = {"quickstart": (QUICKSTART, 16),
-            "256x256": (QUICKSTART.replace("hidden = [64]", "hidden = [256, 256]"), 8)}
+VARIANTS = {"quickstart": (QUICKSTART, 16), "256x256": (QUICKSTART.replace("hidden = [64]", "hidden = [256, 256]"), 8)}
 
 
 def run_workers(folder, name, text, workers, trials, flags):
@@ -37,8 +37,10 @@ def run_workers(folder, name, text, workers, trials, flags):
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     command = [sys.executable, "-m", "harness", "sweep", f"{name}.toml", "--trials", str(trials), *flags]
     start = time.perf_counter()
-    processes = [subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True) for _ in range(workers)]
+    processes = [
+        subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(workers)
+    ]
     done = 0
     for process in processes:
         out, err = process.communicate()
@@ -77,16 +79,22 @@ def main():
                         print(f"  {name}: {done} runs in {wall:.1f} s", flush=True)
         finally:
             services.stop_services(postgres, server)
-    print(f"\n{os.cpu_count()} cores; each worker a separate `harness sweep` command; runs = search trials + "
-          "confirmations (5 seeds x 4 conditions)")
-    print(f"{'study':<12}{'store':<34}{'workers':>8}{'runs':>6}{'wall s':>9}{'runs/min':>10}{'speed-up':>10}"
-          f"{'vs local':>10}")
+    print(
+        f"\n{os.cpu_count()} cores; each worker a separate `harness sweep` command; runs = search trials + "
+        "confirmations (5 seeds x 4 conditions)"
+    )
+    print(
+        f"{'study':<12}{'store':<34}{'workers':>8}{'runs':>6}{'wall s':>9}{'runs/min':>10}{'speed-up':>10}"
+        f"{'vs local':>10}"
+    )
     wall_of = {(v, b, w): wall for v, b, w, wall, _ in rows}
     for variant, backend, workers, wall, done in rows:
         base = wall_of[(variant, backend, args.workers[0])]
         local = wall_of[(variant, "local", workers)]
-        print(f"{variant:<12}{labels[backend]:<34}{workers:>8}{done:>6}{wall:>9.1f}{done / wall * 60:>10.0f}"
-              f"{base / wall:>10.2f}{local / wall:>10.2f}")
+        print(
+            f"{variant:<12}{labels[backend]:<34}{workers:>8}{done:>6}{wall:>9.1f}{done / wall * 60:>10.0f}"
+            f"{base / wall:>10.2f}{local / wall:>10.2f}"
+        )
 
 
 if __name__ == "__main__":

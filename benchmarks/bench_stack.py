@@ -10,6 +10,7 @@
 
     .venv/bin/python benchmarks/bench_stack.py [--rounds 3]
 """
+
 import argparse
 import json
 import statistics
@@ -40,8 +41,20 @@ def flops_per_model_epoch(split):
 
 
 def stack_ms(split, models, dtype):
-    configs = [make_config({"epochs": EPOCHS, "hidden": [64], "batch_size": 32, "momentum": 0.9, "seed": s,
-                            "lr": 0.01 * (1 + s % 5), "dtype": dtype}) for s in range(models)]
+    configs = [
+        make_config(
+            {
+                "epochs": EPOCHS,
+                "hidden": [64],
+                "batch_size": 32,
+                "momentum": 0.9,
+                "seed": s,
+                "lr": 0.01 * (1 + s % 5),
+                "dtype": dtype,
+            }
+        )
+        for s in range(models)
+    ]
     start = time.perf_counter()
     results = train_stack(configs, split)
     elapsed = time.perf_counter() - start
@@ -52,9 +65,20 @@ def stack_ms(split, models, dtype):
 def sklearn_ms(split):
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
-    clf = MLPClassifier(hidden_layer_sizes=(64,), solver="sgd", learning_rate_init=0.05, momentum=0.9,
-                        nesterovs_momentum=False, batch_size=32, max_iter=EPOCHS, tol=0.0, n_iter_no_change=10_000,
-                        alpha=0.0, random_state=0)
+
+    clf = MLPClassifier(
+        hidden_layer_sizes=(64,),
+        solver="sgd",
+        learning_rate_init=0.05,
+        momentum=0.9,
+        nesterovs_momentum=False,
+        batch_size=32,
+        max_iter=EPOCHS,
+        tol=0.0,
+        n_iter_no_change=10_000,
+        alpha=0.0,
+        random_state=0,
+    )
     with warnings.catch_warnings(), threadpool_limits(1, user_api="blas"):
         warnings.simplefilter("ignore", ConvergenceWarning)
         start = time.perf_counter()
@@ -87,8 +111,13 @@ def run_sweep(stack, folder):
     path = folder / "study.toml"
     path.write_text(quickstart_variant(stack))
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "harness", "sweep", str(path), "--json"], cwd=folder,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "harness", "sweep", str(path), "--json"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     wall = time.perf_counter() - start
     stats = json.loads(out.strip().splitlines()[-1])["stats"][0]
     return wall, stats
@@ -96,6 +125,7 @@ def run_sweep(stack, folder):
 
 def recorded_curves(folder, study):
     from mlflow import MlflowClient
+
     client = MlflowClient(f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}")
     experiment = client.get_experiment_by_name(study).experiment_id
     curves = {}
@@ -103,8 +133,9 @@ def recorded_curves(folder, study):
         tags = run.data.tags
         if tags.get("harness.kind") in ("search", "confirm"):
             key = (tags["condition"], tags["phase"], int(tags["trial"]))
-            curves[key] = tuple(m.value for m in sorted(client.get_metric_history(run.info.run_id, "train_loss"),
-                                                        key=lambda m: m.step))
+            curves[key] = tuple(
+                m.value for m in sorted(client.get_metric_history(run.info.run_id, "train_loss"), key=lambda m: m.step)
+            )
     return curves
 
 
@@ -123,16 +154,20 @@ def main():
                 ours[(dtype, models)].append(stack_ms(split, models, dtype))
     peak = sgemm_peak()
     flops = flops_per_model_epoch(splits["float64"])
-    print(f"1. digits, 64 hidden ReLU, batch 32, SGD momentum 0.9, {EPOCHS} epochs, {rounds} interleaved rounds, "
-          f"1 BLAS thread; {flops / 1e6:.1f} MFLOP per model-epoch; float32 sgemm peak {peak:.0f} GFLOP/s")
+    print(
+        f"1. digits, 64 hidden ReLU, batch 32, SGD momentum 0.9, {EPOCHS} epochs, {rounds} interleaved rounds, "
+        f"1 BLAS thread; {flops / 1e6:.1f} MFLOP per model-epoch; float32 sgemm peak {peak:.0f} GFLOP/s"
+    )
     for dtype in splits:
         sk = statistics.median(theirs[dtype])
         print(f"   {dtype}: scikit-learn MLPClassifier {sk:.2f} ms/epoch")
         for models in sizes:
             ms = statistics.median(ours[(dtype, models)])
             gflops = flops / (ms / 1000) / 1e9
-            print(f"     T={models:<3d} {ms:6.2f} ms per model-epoch  ratio to scikit-learn {ms / sk:.3f}  "
-                  f"{gflops:5.1f} GFLOP/s = {gflops / peak:.0%} of the f32 peak")
+            print(
+                f"     T={models:<3d} {ms:6.2f} ms per model-epoch  ratio to scikit-learn {ms / sk:.3f}  "
+                f"{gflops:5.1f} GFLOP/s = {gflops / peak:.0%} of the f32 peak"
+            )
 
     print("2. quickstart end to end (random sampler, no pruner: identical trials at every stack size)")
     curves, walls = {}, {}
@@ -140,10 +175,12 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             walls[stack], stats = run_sweep(stack, Path(tmp))
             curves[stack] = recorded_curves(Path(tmp), f"stack{stack}")
-        print(f"   stack {stack:2d}: {walls[stack]:5.1f} s wall, training {stats['train_seconds']:.2f} s, "
-              f"Optuna {stats['optuna_seconds']:.2f} s, waiting on MLflow {stats['mlflow_blocked_seconds']:.2f} s, "
-              f"{stats['epochs']} epochs; speed-up vs stack 1: {walls[1] / walls[stack]:.2f}; "
-              f"curves identical to stack 1: {curves[stack] == curves[1]} ({len(curves[stack])} runs)")
+        print(
+            f"   stack {stack:2d}: {walls[stack]:5.1f} s wall, training {stats['train_seconds']:.2f} s, "
+            f"Optuna {stats['optuna_seconds']:.2f} s, waiting on MLflow {stats['mlflow_blocked_seconds']:.2f} s, "
+            f"{stats['epochs']} epochs; speed-up vs stack 1: {walls[1] / walls[stack]:.2f}; "
+            f"curves identical to stack 1: {curves[stack] == curves[1]} ({len(curves[stack])} runs)"
+        )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@
 
     .venv/bin/python benchmarks/bench_sweep.py
 """
+
 import json
 import multiprocessing
 import os
@@ -25,10 +26,12 @@ QUICKSTART = ROOT / "studies" / "quickstart.toml"
 
 def _storage_worker(kind, path, trials, errors):
     import optuna
+
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     if kind == "journal":
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
+
         storage = JournalStorage(JournalFileBackend(path))
     else:
         storage = optuna.storages.RDBStorage(f"sqlite:///{path}")
@@ -46,6 +49,7 @@ def _storage_worker(kind, path, trials, errors):
 
 def storage_comparison(trials=40):
     import optuna
+
     rows = []
     for kind in ("journal", "sqlite"):
         with tempfile.TemporaryDirectory() as tmp:
@@ -53,14 +57,16 @@ def storage_comparison(trials=40):
             if kind == "journal":
                 from optuna.storages import JournalStorage
                 from optuna.storages.journal import JournalFileBackend
+
                 storage = JournalStorage(JournalFileBackend(path))
             else:
                 storage = optuna.storages.RDBStorage(f"sqlite:///{path}")
             optuna.create_study(study_name="bench", storage=storage)  # created once, before workers
             errors = multiprocessing.Queue()
             start = time.perf_counter()
-            procs = [multiprocessing.Process(target=_storage_worker, args=(kind, path, trials, errors))
-                     for _ in range(2)]
+            procs = [
+                multiprocessing.Process(target=_storage_worker, args=(kind, path, trials, errors)) for _ in range(2)
+            ]
             for p in procs:
                 p.start()
             for p in procs:
@@ -69,8 +75,9 @@ def storage_comparison(trials=40):
             found = []
             while not errors.empty():
                 found.append(errors.get())
-            done = len([t for t in optuna.load_study(study_name="bench", storage=storage).trials
-                        if t.state.name == "COMPLETE"])
+            done = len(
+                [t for t in optuna.load_study(study_name="bench", storage=storage).trials if t.state.name == "COMPLETE"]
+            )
             rows.append((kind, done, wall, found))
     return rows
 
@@ -79,8 +86,13 @@ def sweep(study_text, workdir, workers):
     path = Path(workdir) / "study.toml"
     path.write_text(study_text)
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "harness", "sweep", str(path), "--workers", str(workers),
-                          "--json"], cwd=workdir, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "harness", "sweep", str(path), "--workers", str(workers), "--json"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     wall = time.perf_counter() - start
     return json.loads(out.strip().splitlines()[-1]), wall
 
@@ -96,37 +108,47 @@ def variant(name, **changes):
 def main():
     print("1. Optuna storage, 2 processes x 40 trials (10 reports each) on one study")
     for kind, done, wall, errors in storage_comparison():
-        print(f"   {kind:8s} {done} trials complete, {done / wall:6.1f} trials/s, errors: {len(errors)}"
-              + (f" (first: {errors[0]})" if errors else ""))
+        print(
+            f"   {kind:8s} {done} trials complete, {done / wall:6.1f} trials/s, errors: {len(errors)}"
+            + (f" (first: {errors[0]})" if errors else "")
+        )
 
     with tempfile.TemporaryDirectory() as tmp:
         result, wall1 = sweep(variant("bench-w1"), tmp, 1)
     stats = result["stats"][0]
     share = (stats["optuna_seconds"] + stats["mlflow_blocked_seconds"]) / stats["wall_seconds"]
-    print("2. quickstart sweep, 1 worker: "
-          f"{stats['trials']} trials + {stats['confirms']} confirmation runs, command wall {wall1:.1f} s, "
-          f"worker wall {stats['wall_seconds']:.1f} s")
-    print(f"   training {stats['train_seconds']:.2f} s ({stats['train_seconds'] / stats['wall_seconds']:.0%}), "
-          f"Optuna calls {stats['optuna_seconds']:.2f} s ({stats['optuna_seconds'] / stats['wall_seconds']:.0%}), "
-          f"waiting on MLflow {stats['mlflow_blocked_seconds']:.2f} s "
-          f"({stats['mlflow_blocked_seconds'] / stats['wall_seconds']:.0%}); Optuna + MLflow = {share:.0%}")
-    print(f"   {stats['epochs']} epochs trained: {stats['train_seconds'] / stats['epochs'] * 1000:.2f} ms per epoch, "
-          f"Optuna {stats['optuna_seconds'] / stats['epochs'] * 1000:.2f} ms per epoch")
+    print(
+        "2. quickstart sweep, 1 worker: "
+        f"{stats['trials']} trials + {stats['confirms']} confirmation runs, command wall {wall1:.1f} s, "
+        f"worker wall {stats['wall_seconds']:.1f} s"
+    )
+    print(
+        f"   training {stats['train_seconds']:.2f} s ({stats['train_seconds'] / stats['wall_seconds']:.0%}), "
+        f"Optuna calls {stats['optuna_seconds']:.2f} s ({stats['optuna_seconds'] / stats['wall_seconds']:.0%}), "
+        f"waiting on MLflow {stats['mlflow_blocked_seconds']:.2f} s "
+        f"({stats['mlflow_blocked_seconds'] / stats['wall_seconds']:.0%}); Optuna + MLflow = {share:.0%}"
+    )
+    print(
+        f"   {stats['epochs']} epochs trained: {stats['train_seconds'] / stats['epochs'] * 1000:.2f} ms per epoch, "
+        f"Optuna {stats['optuna_seconds'] / stats['epochs'] * 1000:.2f} ms per epoch"
+    )
 
-    heavy = variant("bench-heavy", hidden=("hidden = [64]", "hidden = [256, 256]"),
-                    trials=("trials = 16", "trials = 8"))
+    heavy = variant(
+        "bench-heavy", hidden=("hidden = [64]", "hidden = [256, 256]"), trials=("trials = 16", "trials = 8")
+    )
     print("3. --workers 2 against --workers 1 (command wall time, same study, fresh stores)")
     for label, text in (("quickstart", variant("bench-w")), ("quickstart, 256x256 hidden, 8 trials", heavy)):
         walls = {}
         for workers in (1, 2):
             with tempfile.TemporaryDirectory() as tmp:
                 _, walls[workers] = sweep(text, tmp, workers)
-        print(f"   {label}: 1 worker {walls[1]:.1f} s, 2 workers {walls[2]:.1f} s, "
-              f"speed-up {walls[1] / walls[2]:.2f}")
+        print(f"   {label}: 1 worker {walls[1]:.1f} s, 2 workers {walls[2]:.1f} s, speed-up {walls[1] / walls[2]:.2f}")
 
     print("4. pruning (quickstart, 1 worker): epochs trained and best validation accuracy per condition")
-    for label, text in (("median pruner", variant("bench-prune")),
-                        ("no pruner", variant("bench-noprune", pruner=('name = "median"', 'name = "none"')))):
+    for label, text in (
+        ("median pruner", variant("bench-prune")),
+        ("no pruner", variant("bench-noprune", pruner=('name = "median"', 'name = "none"'))),
+    ):
         with tempfile.TemporaryDirectory() as tmp:
             result, wall = sweep(text, tmp, 1)
         epochs = sum(s["epochs"] for s in result["stats"])

@@ -7,6 +7,7 @@ spent blocked on MLflow (the one-off ``import mlflow`` separately), and the time
 
     .venv/bin/python benchmarks/bench_train.py [--rounds 5]
 """
+
 import argparse
 import statistics
 import subprocess
@@ -25,8 +26,9 @@ EPOCHS = 50
 
 
 def harness_epoch_ms(split, dtype):
-    config = make_config({"epochs": EPOCHS, "hidden": [64], "batch_size": 32, "lr": 0.05, "momentum": 0.9,
-                          "dtype": dtype})
+    config = make_config(
+        {"epochs": EPOCHS, "hidden": [64], "batch_size": 32, "lr": 0.05, "momentum": 0.9, "dtype": dtype}
+    )
     start = time.perf_counter()
     result = train(config, split)
     assert result.status == "complete"
@@ -36,9 +38,20 @@ def harness_epoch_ms(split, dtype):
 def sklearn_epoch_ms(split):
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
-    clf = MLPClassifier(hidden_layer_sizes=(64,), solver="sgd", learning_rate_init=0.05, momentum=0.9,
-                        nesterovs_momentum=False, batch_size=32, max_iter=EPOCHS, tol=0.0,
-                        n_iter_no_change=10_000, alpha=0.0, random_state=0)
+
+    clf = MLPClassifier(
+        hidden_layer_sizes=(64,),
+        solver="sgd",
+        learning_rate_init=0.05,
+        momentum=0.9,
+        nesterovs_momentum=False,
+        batch_size=32,
+        max_iter=EPOCHS,
+        tol=0.0,
+        n_iter_no_change=10_000,
+        alpha=0.0,
+        random_state=0,
+    )
     with warnings.catch_warnings(), threadpool_limits(1, user_api="blas"):
         warnings.simplefilter("ignore", ConvergenceWarning)
         start = time.perf_counter()
@@ -49,11 +62,29 @@ def sklearn_epoch_ms(split):
 def recording_share(rounds):
     """Median over ``harness train`` commands: wall time, time blocked on recording, mlflow import."""
     import json
+
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         uri = f"sqlite:///{tmp}/bench.db"
-        argv = [sys.executable, "-m", "harness", "train", "--epochs", str(EPOCHS), "--hidden", "64",
-                "--batch-size", "32", "--lr", "0.05", "--momentum", "0.9", "--tracking-uri", uri, "--json"]
+        argv = [
+            sys.executable,
+            "-m",
+            "harness",
+            "train",
+            "--epochs",
+            str(EPOCHS),
+            "--hidden",
+            "64",
+            "--batch-size",
+            "32",
+            "--lr",
+            "0.05",
+            "--momentum",
+            "0.9",
+            "--tracking-uri",
+            uri,
+            "--json",
+        ]
         subprocess.run(argv, capture_output=True, check=True)  # creates the store's schema once
         for _ in range(rounds):
             start = time.perf_counter()
@@ -63,8 +94,13 @@ def recording_share(rounds):
             rows.append((wall, timings))
     median = lambda key: statistics.median(t[key] for _, t in rows)  # noqa: E731
     wall = statistics.median(w for w, _ in rows)
-    return wall, median("mlflow_import_seconds"), median("recording_blocked_seconds"), \
-        median("recording_busy_seconds"), median("train_seconds")
+    return (
+        wall,
+        median("mlflow_import_seconds"),
+        median("recording_blocked_seconds"),
+        median("recording_busy_seconds"),
+        median("train_seconds"),
+    )
 
 
 def help_seconds():
@@ -87,18 +123,26 @@ def main():
             harness_ms[dtype].append(harness_epoch_ms(split, dtype))
             sklearn_ms[dtype].append(sklearn_epoch_ms(split))
     n_train = len(splits["float64"].y_train)
-    print(f"digits: {n_train} training rows, 64 hidden ReLU, batch 32, SGD momentum 0.9, {EPOCHS} epochs, "
-          f"{rounds} interleaved rounds, 1 BLAS thread; harness also scores train+validation every epoch")
+    print(
+        f"digits: {n_train} training rows, 64 hidden ReLU, batch 32, SGD momentum 0.9, {EPOCHS} epochs, "
+        f"{rounds} interleaved rounds, 1 BLAS thread; harness also scores train+validation every epoch"
+    )
     for dtype in splits:
         ours, theirs = statistics.median(harness_ms[dtype]), statistics.median(sklearn_ms[dtype])
-        print(f"{dtype}: harness {ours:6.2f} ms/epoch   scikit-learn {theirs:6.2f} ms/epoch   "
-              f"ratio harness/sklearn = {ours / theirs:.3f}")
+        print(
+            f"{dtype}: harness {ours:6.2f} ms/epoch   scikit-learn {theirs:6.2f} ms/epoch   "
+            f"ratio harness/sklearn = {ours / theirs:.3f}"
+        )
 
     wall, import_s, blocked, busy, train_s = recording_share(rounds)
-    print(f"harness train command: wall {wall:.2f} s, of which one-off imports of mlflow (+ its SQL store) "
-          f"and matplotlib {import_s:.2f} s, training {train_s:.2f} s")
-    print(f"  recording work {busy:.2f} s (run, params, curves, plots, artifacts), of which the command "
-          f"waited {blocked:.2f} s = {blocked / (wall - import_s):.1%} of its wall time without the import")
+    print(
+        f"harness train command: wall {wall:.2f} s, of which one-off imports of mlflow (+ its SQL store) "
+        f"and matplotlib {import_s:.2f} s, training {train_s:.2f} s"
+    )
+    print(
+        f"  recording work {busy:.2f} s (run, params, curves, plots, artifacts), of which the command "
+        f"waited {blocked:.2f} s = {blocked / (wall - import_s):.1%} of its wall time without the import"
+    )
     print(f"harness --help: {help_seconds():.3f} s")
 
 

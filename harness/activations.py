@@ -3,7 +3,16 @@
 Writing the derivative in terms of the output ``a`` (not the pre-activation) lets the network keep
 one buffer per layer: the forward pass overwrites z with a, and the backward pass needs only a.
 """
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 
 def _relu(z):
@@ -42,7 +51,13 @@ def _sigmoid_grad(a, delta, scratch):
 
 
 class Activation:
-    def __init__(self, name, forward, backward, scratch_dtype):
+    def __init__(
+        self,
+        name: str,
+        forward: Callable[[NDArray[Any]], None],
+        backward: Callable[[NDArray[Any], NDArray[Any], NDArray[Any]], None],
+        scratch_dtype: type,
+    ) -> None:
         self.name, self.forward, self.backward = name, forward, backward
         self.scratch_is_bool = scratch_dtype is bool
 

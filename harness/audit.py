@@ -6,6 +6,7 @@ Optuna or MLflow; every finished trial has exactly one run holding its results, 
 per epoch run; every wanted confirmation seed has one such run; and the summary the records give is
 the one given (the sweep's printed summary).
 """
+
 import math
 
 from optuna.trial import TrialState

@@ -4,6 +4,7 @@ assembles them and is the one place that maps errors to exit codes.
 Heavy modules (mlflow, scikit-learn, optuna) are imported inside the commands, so ``harness --help``
 stays fast.
 """
+
 import argparse
 import errno
 import gc
@@ -20,14 +21,19 @@ EXIT_INTERRUPTED = 130
 
 
 def add_tracking_flag(parser):
-    parser.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI: sqlite:///PATH or "
-                        "http(s)://HOST:PORT (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlruns/mlflow.db)")
+    parser.add_argument(
+        "--tracking-uri",
+        metavar="URI",
+        help="MLflow tracking URI: sqlite:///PATH or "
+        "http(s)://HOST:PORT (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlruns/mlflow.db)",
+    )
 
 
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog="harness", description="Train small numpy networks under different losses and optimizers; "
-        "record every run in MLflow.")
+        prog="harness",
+        description="Train small numpy networks under different losses and optimizers; record every run in MLflow.",
+    )
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMANDS:
@@ -52,8 +58,11 @@ def main(argv=None):
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
             raise
         where = f" ({exc.filename})" if exc.filename else ""
-        print(f"harness {args.command}: error: {exc.strerror}{where}; nothing was counted as done that is not "
-              "recorded: fix it and run the same command again", file=sys.stderr)
+        print(
+            f"harness {args.command}: error: {exc.strerror}{where}; nothing was counted as done that is not "
+            "recorded: fix it and run the same command again",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
 
 

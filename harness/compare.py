@@ -5,6 +5,7 @@ sees the store. The table is ``summary.summarize`` over the table of records, th
 sweep printed at its end; the study it uses is the resolved study the sweep recorded on its parent runs
 (``study.json``), so flags given to the sweep (``--trials``, ``--confirm-seeds``, ...) hold here too.
 """
+
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from . import records
-from .records import STUDY_ARTIFACT
 from .errors import HarnessError
+from .records import STUDY_ARTIFACT
 from .report import html_report, plot_all
 from .studies import Study
 from .summary import paired_differences, summarize
@@ -36,8 +37,10 @@ def recorded_study(recorder, name, frame):
         raise HarnessError(f"study {name!r}: no sweep runs in {recorder.uri}; run `harness sweep` first")
     content = recorder.call("read_artifact", next(iter(parents.values())), STUDY_ARTIFACT)
     if content is None:
-        raise HarnessError(f"study {name!r}: its parent runs hold no {STUDY_ARTIFACT} (swept by an older version); "
-                           "run its `harness sweep` command once more (it resumes: nothing finished is retrained)")
+        raise HarnessError(
+            f"study {name!r}: its parent runs hold no {STUDY_ARTIFACT} (swept by an older version); "
+            "run its `harness sweep` command once more (it resumes: nothing finished is retrained)"
+        )
     try:
         return Study.from_dict(json.loads(content))
     except (ValueError, TypeError, KeyError) as exc:
@@ -49,6 +52,7 @@ def optuna_storage(study, uri, flag, frame):
     $HARNESS_OPTUNA_STORAGE), else a journal file inside this store's folder: the default place, or the
     one the parents' tag names if it lies there. Tags are input: nothing outside the store is opened."""
     import os
+
     if flag or os.environ.get("HARNESS_OPTUNA_STORAGE"):
         return flag or os.environ["HARNESS_OPTUNA_STORAGE"]
     store = sqlite_path(uri)
@@ -60,7 +64,7 @@ def optuna_storage(study, uri, flag, frame):
     if len(tagged):
         tag = frame.loc[tagged.index[0]].get("tag.optuna_storage")
         if isinstance(tag, str) and tag.startswith("journal:"):
-            candidates.append(Path(tag[len("journal:"):]))
+            candidates.append(Path(tag[len("journal:") :]))
     for candidate in candidates:
         try:
             resolved = candidate.resolve()
@@ -90,8 +94,13 @@ def run_compare(study_name, uri, out_dir=None, storage=None):
     table.to_csv(folder / "summary.csv", index=False)
     pairs.to_csv(folder / "paired_differences.csv", index=False)
     artifacts = {p.name: p.read_bytes() for p in images}
-    artifacts.update({"report.html": report.encode(), "summary.csv": table.to_csv(index=False).encode(),
-                      "paired_differences.csv": pairs.to_csv(index=False).encode()})
+    artifacts.update(
+        {
+            "report.html": report.encode(),
+            "summary.csv": table.to_csv(index=False).encode(),
+            "paired_differences.csv": pairs.to_csv(index=False).encode(),
+        }
+    )
     parents = records.parents(frame)
     for run_id in parents.values():
         recorder.call("write_artifacts", run_id, artifacts)
@@ -109,5 +118,3 @@ class Curves:
             history = self.recorder.call("metric_histories", run_id, [key])[key]
             self._seen[(run_id, key)] = [value for _, value, _ in history]
         return self._seen[(run_id, key)]
-
-

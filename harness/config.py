@@ -3,12 +3,15 @@
 A ``TrainConfig`` is what a run records as its config artifact and what ``reproduce`` rebuilds, so
 every field is plain data (str, int, float, bool, list) and round-trips through JSON and TOML.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from .activations import ACTIVATIONS
 from .data import LOADERS
@@ -22,8 +25,19 @@ SEED_MAX = 2**32 - 1
 """numpy and scikit-learn take seeds in [0, 2**32 - 1]."""
 MAX_SAMPLES = 10_000_000
 MAX_EPOCHS = 100_000
-FLOAT_KEYS = ("lr", "momentum", "weight_decay", "gamma", "power_t", "beta1", "beta2", "rho", "eps",
-              "val_fraction", "test_fraction")
+FLOAT_KEYS = (
+    "lr",
+    "momentum",
+    "weight_decay",
+    "gamma",
+    "power_t",
+    "beta1",
+    "beta2",
+    "rho",
+    "eps",
+    "val_fraction",
+    "test_fraction",
+)
 
 
 @dataclass
@@ -59,13 +73,13 @@ class TrainConfig:
     shuffle: bool = True
     blas_threads: int = 1
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def to_json(self):
+    def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
-    def run_name(self):
+    def run_name(self) -> str:
         """Readable name such as ``mse-sgd-m0.9-nesterov-lr0.1``."""
         parts = [self.loss, self.optimizer]
         if self.optimizer == "sgd" and self.momentum:
@@ -103,7 +117,7 @@ def _check_type(source, key, value):
         _fail(source, key, value, f"expected {kind.replace('str | None', 'a path')}")
 
 
-def make_config(values, source=""):
+def make_config(values: Mapping[str, Any], source: str = "") -> TrainConfig:
     """Build and validate a TrainConfig from a mapping (flags, TOML or a logged config)."""
     unknown = sorted(set(values) - set(FIELD_TYPES))
     if unknown:
@@ -126,7 +140,7 @@ def _choice(source, key, value, names):
         _fail(source, key, value, f"choose one of: {', '.join(names)}")
 
 
-def validate(c, source=""):
+def validate(c: TrainConfig, source: str = "") -> None:
     _choice(source, "dataset", c.dataset, tuple(LOADERS))
     _choice(source, "loss", c.loss, tuple(LOSSES))
     _choice(source, "optimizer", c.optimizer, tuple(OPTIMIZERS))
@@ -176,13 +190,19 @@ def validate(c, source=""):
         _fail(source, "batch_size", c.batch_size, f"must be at most {MAX_SAMPLES} (or 'full')")
     weights = 8 * 6 * sum(a * b for a, b in zip(c.hidden[:-1], c.hidden[1:])) + 8 * 6 * 4 * sum(c.hidden)
     if weights > physical_memory():
-        _fail(source, "hidden", c.hidden, f"needs at least {weights / 2**30:.0f} GiB for its weights alone; "
-              f"this machine has {physical_memory() / 2**30:.0f} GiB")
+        _fail(
+            source,
+            "hidden",
+            c.hidden,
+            f"needs at least {weights / 2**30:.0f} GiB for its weights alone; "
+            f"this machine has {physical_memory() / 2**30:.0f} GiB",
+        )
 
 
-def physical_memory():
+def physical_memory() -> int:
     """Bytes of RAM, the bound a run's memory is checked against before anything is allocated."""
     import os
+
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):

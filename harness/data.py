@@ -4,20 +4,26 @@ Built-in sets ship with scikit-learn (no download); generated sets take a size s
 to 10^5..10^6 rows; a user's CSV needs a label column and numeric features. The split is stratified
 from ``data_seed``; scaling is fitted on the training rows only.
 """
+
+from __future__ import annotations
+
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import ConfigError
 
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
-DATA_SETTINGS = ("dataset", "csv", "label_column", "n_samples", "val_fraction", "test_fraction", "data_seed",
-                 "dtype")
+DATA_SETTINGS = ("dataset", "csv", "label_column", "n_samples", "val_fraction", "test_fraction", "data_seed", "dtype")
 """The settings that decide a run's split: runs equal in these see the same arrays."""
 
 
-def data_key(config):
+def data_key(config: TrainConfig) -> tuple[Any, ...]:
     return tuple(getattr(config, k) for k in DATA_SETTINGS)
 
 
@@ -35,40 +41,45 @@ class Split:
     scaler_scale: np.ndarray | None = None
 
     @property
-    def n_features(self):
+    def n_features(self) -> int:
         return self.x_train.shape[1]
 
     @property
-    def n_classes(self):
+    def n_classes(self) -> int:
         return len(self.classes)
 
 
 def _builtin(loader_name):
     def load(config):
         import sklearn.datasets
+
         bunch = getattr(sklearn.datasets, loader_name)()
         return bunch.data, bunch.target
+
     return load
 
 
 def _generated(maker):
     def load(config):
         import sklearn.datasets
+
         n, seed = config.n_samples, config.data_seed
         if maker == "moons":
             return sklearn.datasets.make_moons(n_samples=n, noise=0.2, random_state=seed)
         if maker == "circles":
             return sklearn.datasets.make_circles(n_samples=n, noise=0.1, factor=0.5, random_state=seed)
         if maker == "blobs":
-            return sklearn.datasets.make_blobs(n_samples=n, centers=4, n_features=8, cluster_std=2.0,
-                                               random_state=seed)
-        return sklearn.datasets.make_classification(n_samples=n, n_features=20, n_informative=10,
-                                                    n_classes=4, random_state=seed)
+            return sklearn.datasets.make_blobs(n_samples=n, centers=4, n_features=8, cluster_std=2.0, random_state=seed)
+        return sklearn.datasets.make_classification(
+            n_samples=n, n_features=20, n_informative=10, n_classes=4, random_state=seed
+        )
+
     return load
 
 
 def _csv(config):
     import pandas as pd
+
     where = f"csv = {config.csv!r}"
     try:
         frame = pd.read_csv(config.csv)
@@ -83,16 +94,22 @@ def _csv(config):
     header = _header(config.csv)
     duplicated = sorted({name for name in header if header.count(name) > 1})
     if duplicated:
-        raise ConfigError(f"{config.csv}: column name {duplicated[0]!r} appears more than once in the header; "
-                          "every column needs its own name")
+        raise ConfigError(
+            f"{config.csv}: column name {duplicated[0]!r} appears more than once in the header; "
+            "every column needs its own name"
+        )
     if config.label_column not in frame.columns:
-        raise ConfigError(f"{config.csv}: label_column = {config.label_column!r} is not a column; "
-                          f"columns are: {', '.join(map(str, frame.columns))[:300]}")
+        raise ConfigError(
+            f"{config.csv}: label_column = {config.label_column!r} is not a column; "
+            f"columns are: {', '.join(map(str, frame.columns))[:300]}"
+        )
     labels = frame.pop(config.label_column)
     non_numeric = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
     if non_numeric:
-        raise ConfigError(f"{config.csv}: column {non_numeric[0]!r} is not numeric; "
-                          "features must be numbers (encode categories first)")
+        raise ConfigError(
+            f"{config.csv}: column {non_numeric[0]!r} is not numeric; "
+            "features must be numbers (encode categories first)"
+        )
     if frame.isna().any().any() or labels.isna().any():
         raise ConfigError(f"{config.csv}: has empty cells; fill or drop them first")
     if frame.shape[1] == 0:
@@ -100,14 +117,17 @@ def _csv(config):
     x = frame.to_numpy(dtype=np.float64)
     if not np.isfinite(x).all():
         column = frame.columns[int(np.argwhere(~np.isfinite(x))[0][1])]
-        raise ConfigError(f"{config.csv}: column {column!r} holds an infinite value (inf, -inf or a number "
-                          "beyond 1.8e308); features must be finite")
+        raise ConfigError(
+            f"{config.csv}: column {column!r} holds an infinite value (inf, -inf or a number "
+            "beyond 1.8e308); features must be finite"
+        )
     return x, labels.to_numpy()
 
 
 def _header(path):
     """The header's column names as written (pandas renames a repeated name to ``name.1``)."""
     import csv
+
     with open(path, newline="", encoding="utf-8", errors="replace") as fh:
         return next(csv.reader(fh), [])
 
@@ -130,7 +150,7 @@ LOADERS = {
 }
 
 
-def digest(arrays):
+def digest(arrays: Iterable[np.ndarray]) -> str:
     """sha256 over dtype, shape and bytes of each array, in order: what exactly a run saw."""
     h = hashlib.sha256()
     for a in arrays:
@@ -140,7 +160,7 @@ def digest(arrays):
     return h.hexdigest()
 
 
-def load_split(config):
+def load_split(config: TrainConfig) -> Split:
     """Load the data set a config names and split it train/validation/test, stratified."""
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import LabelEncoder, StandardScaler
@@ -153,10 +173,11 @@ def load_split(config):
     held_out = config.val_fraction + config.test_fraction
     try:
         x_train, x_rest, y_train, y_rest = train_test_split(
-            x, y, test_size=held_out, stratify=y, random_state=config.data_seed)
+            x, y, test_size=held_out, stratify=y, random_state=config.data_seed
+        )
         x_val, x_test, y_val, y_test = train_test_split(
-            x_rest, y_rest, test_size=config.test_fraction / held_out, stratify=y_rest,
-            random_state=config.data_seed)
+            x_rest, y_rest, test_size=config.test_fraction / held_out, stratify=y_rest, random_state=config.data_seed
+        )
     except ValueError as exc:
         raise ConfigError(f"{config.dataset}: cannot make a stratified split ({exc})") from None
     scaler = StandardScaler().fit(x_train)
@@ -164,5 +185,11 @@ def load_split(config):
     xs = [np.ascontiguousarray(scaler.transform(a), dtype=dtype) for a in (x_train, x_val, x_test)]
     ys = [np.ascontiguousarray(a, dtype=np.int64) for a in (y_train, y_val, y_test)]
     arrays = [xs[0], ys[0], xs[1], ys[1], xs[2], ys[2]]
-    return Split(*arrays, classes=[str(c) for c in encoder.classes_], digest=digest(arrays),
-                 scaler_mean=scaler.mean_, scaler_scale=scaler.scale_)
+    # the six arrays fill x_train..y_test: a length mypy cannot see in a list
+    return Split(  # type: ignore[misc]
+        *arrays,  # type: ignore[arg-type]
+        classes=[str(c) for c in encoder.classes_],
+        digest=digest(arrays),
+        scaler_mean=scaler.mean_,
+        scaler_scale=scaler.scale_,
+    )

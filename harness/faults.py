@@ -5,15 +5,20 @@ Off unless ``$HARNESS_FAULT`` names them, comma-separated:
 - ``kill-after-tell=N``: the worker SIGKILLs itself right after Optuna heard its N-th trial (before
   the recorder stored that trial's run): the narrowest window between the two stores.
 - ``kill-after-tell-confirm=N``: the same, counting confirmation seeds only.
+- ``kill-at=POINT``: SIGKILL at a named point of the set-up (``after-parents``: the parent runs exist,
+  Optuna has not heard of them).
+- ``kill-at=POINT``: SIGKILL at a named point of the set-up (``after-parents``: the parent runs exist,
+  Optuna has not heard of them).
 - ``train-error=CONDITION``: training of that condition raises MemoryError every time.
 - ``epoch-delay=SECONDS``: every epoch of a sweep's stack takes this much longer (tests that must
   interrupt a sweep in the middle of a trial, without needing a large data set).
 """
+
 import os
 import signal
 import time
 
-_counts = {}
+_counts: dict[str, int] = {}
 
 
 def _settings():
@@ -30,6 +35,11 @@ def after_tell(phase):
                 os.kill(os.getpid(), signal.SIGKILL)
 
 
+def kill_at(point):
+    if _settings().get("kill-at") == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def before_training(condition):
     if _settings().get("train-error") == condition:
         raise MemoryError(f"injected by HARNESS_FAULT for condition {condition}")
@@ -44,4 +54,5 @@ def epoch_delay():
     def delay(t, epoch, metrics):
         time.sleep(seconds)
         return False
+
     return delay

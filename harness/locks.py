@@ -7,6 +7,7 @@ SQLite file is left unusable). So the preparation runs under a lock that the sto
 provide: PostgreSQL's advisory lock for a PostgreSQL storage (it spans machines), a file lock beside
 a local file (journal or SQLite) otherwise. A tracking server needs none: it serialises its own writes.
 """
+
 import fcntl
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -17,9 +18,9 @@ ADVISORY_KEY = 0x6861726E  # "harn": one lock for every harness preparation in t
 def _local_file(url):
     """The local file behind a storage or tracking URL, or None for servers and databases."""
     if url.startswith("journal:"):
-        return Path(url[len("journal:"):])
+        return Path(url[len("journal:") :])
     if url.startswith("sqlite:///"):
-        return Path(url[len("sqlite:///"):])
+        return Path(url[len("sqlite:///") :])
     return None
 
 
@@ -38,6 +39,7 @@ def _file_lock(path):
 def _connect(engine, url):
     from .errors import HarnessError
     from .urls import redact
+
     try:
         return engine.connect()
     except Exception as exc:  # noqa: BLE001 - an unreachable database is user input, said in one line
@@ -60,6 +62,7 @@ def _engine(url):
     import sqlalchemy
 
     from .errors import HarnessError
+
     try:
         return sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
     except ImportError as exc:
@@ -69,6 +72,7 @@ def _engine(url):
 @contextmanager
 def _advisory_lock(url):
     import sqlalchemy
+
     engine = _engine(url)
     try:
         with _connect(engine, url) as connection:

@@ -14,10 +14,18 @@ Normalisation, written down once (B = rows in the batch, z = logits, p = softmax
 Every loss also serves as a yardstick: :func:`evaluate` scores any network under all of them.
 Training works on stacks of models: arrays carry a leading model axis and values come per model.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
-def softmax(z):
+
+def softmax(z: NDArray[np.floating]) -> NDArray[np.floating]:
     e = np.exp(z - z.max(axis=-1, keepdims=True))
     e /= e.sum(axis=-1, keepdims=True)
     return e
@@ -31,7 +39,9 @@ def _per_model_sum(a):
 class CrossEntropy:
     name = "cross_entropy"
 
-    def value_and_grad(self, z, y, out):
+    def value_and_grad(
+        self, z: NDArray[np.floating], y: NDArray[np.floating], out: NDArray[np.floating]
+    ) -> NDArray[np.floating]:
         """Per-model mean batch losses (T,); writes dL/dz into ``out``. z, y, out: (T, b, classes)."""
         b = z.shape[1]
         np.subtract(z, np.maximum.reduce(z, axis=2, keepdims=True), out=out)
@@ -49,7 +59,9 @@ class CrossEntropy:
 class MSEProbabilities:
     name = "mse"
 
-    def value_and_grad(self, z, y, out):
+    def value_and_grad(
+        self, z: NDArray[np.floating], y: NDArray[np.floating], out: NDArray[np.floating]
+    ) -> NDArray[np.floating]:
         b = z.shape[1]
         p = softmax(z)
         np.subtract(p, y, out=out)
@@ -64,7 +76,9 @@ class MSEProbabilities:
 class MSELogits:
     name = "mse_logits"
 
-    def value_and_grad(self, z, y, out):
+    def value_and_grad(
+        self, z: NDArray[np.floating], y: NDArray[np.floating], out: NDArray[np.floating]
+    ) -> NDArray[np.floating]:
         b = z.shape[1]
         np.subtract(z, y, out=out)
         values = 0.5 * _per_model_sum(out * out) / b
@@ -79,11 +93,11 @@ SATURATION = 0.99
 near zero, so MSE on probabilities barely moves it even when the prediction is wrong."""
 
 
-def accuracy(z, labels):
+def accuracy(z: NDArray[np.floating], labels: NDArray[np.integer]) -> float:
     return float(np.count_nonzero(z.argmax(axis=1) == labels) / len(labels))
 
 
-def evaluate(z, labels):
+def evaluate(z: NDArray[np.floating], labels: NDArray[np.integer]) -> dict[str, float]:
     """Score logits under every loss, plus accuracy and the share of saturated softmax rows."""
     n = z.shape[0]
     rows = np.arange(n)

@@ -8,27 +8,38 @@ one model is the T = 1 case of the same code. Each model's slices are computed e
 be alone (the batched matmul runs one gemm per model), so a model's curves do not depend on its
 stack-mates. The per-batch work allocates nothing beyond small temporaries.
 """
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from .activations import ACTIVATIONS
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, DTypeLike, NDArray
+
+    from .losses import CrossEntropy, MSELogits, MSEProbabilities
 
 
 def _layer_views(buffer, sizes):
     """(T, in, out) weight and (T, 1, out) bias views into a (T, P) buffer."""
     weights, biases, offset, models = [], [], 0, buffer.shape[0]
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-        weights.append(buffer[:, offset:offset + fan_in * fan_out].reshape(models, fan_in, fan_out))
+        weights.append(buffer[:, offset : offset + fan_in * fan_out].reshape(models, fan_in, fan_out))
         offset += fan_in * fan_out
-        biases.append(buffer[:, offset:offset + fan_out].reshape(models, 1, fan_out))
+        biases.append(buffer[:, offset : offset + fan_out].reshape(models, 1, fan_out))
         offset += fan_out
     return weights, biases
 
 
-def n_parameters(sizes):
+def n_parameters(sizes: Sequence[int]) -> int:
     return sum(i * o + o for i, o in zip(sizes[:-1], sizes[1:]))
 
 
-def glorot(rng, sizes, activation, dtype):
+def glorot(rng: np.random.Generator, sizes: Sequence[int], activation: str, dtype: DTypeLike) -> NDArray[np.floating]:
     """One model's flat parameters: scikit-learn's Glorot-uniform scheme, from a numpy Generator."""
     factor = 2.0 if activation == "sigmoid" else 6.0
     parts = []
@@ -40,7 +51,7 @@ def glorot(rng, sizes, activation, dtype):
 
 
 class StackedMLP:
-    def __init__(self, params, sizes, activation="relu"):
+    def __init__(self, params: ArrayLike, sizes: Sequence[int], activation: str = "relu") -> None:
         """``params``: (T, P) array holding T models' flat parameters (copied)."""
         self.sizes = [int(s) for s in sizes]
         self.activation = ACTIVATIONS[activation]
@@ -54,19 +65,19 @@ class StackedMLP:
         for w in _layer_views(mask, self.sizes)[0]:
             w[...] = 1.0
         self.decay_mask = mask
-        self._views = {}
+        self._views: dict[int, tuple[list[NDArray[Any]], list[NDArray[Any]], list[NDArray[Any]]]] = {}
 
     @property
-    def models(self):
+    def models(self) -> int:
         return self.params.shape[0]
 
-    def keep(self, rows):
+    def keep(self, rows: list[int]) -> StackedMLP:
         """The stack without the models that left it (finished, diverged, pruned), mid-step included."""
         kept = StackedMLP(self.params[rows], self.sizes, self.activation.name)
         kept.grad[...] = self.grad[rows]
         return kept
 
-    def logits(self, x):
+    def logits(self, x: ArrayLike) -> NDArray[np.floating]:
         """(T, n, classes) outputs for rows ``x`` (n, in) shared by every model."""
         a = np.asarray(x, dtype=self.dtype)
         last = len(self.weights) - 1
@@ -88,7 +99,9 @@ class StackedMLP:
             views = self._views[batch] = (acts, deltas, scratch)
         return views
 
-    def loss_and_grad(self, x, y, loss):
+    def loss_and_grad(
+        self, x: NDArray[np.floating], y: NDArray[np.floating], loss: CrossEntropy | MSEProbabilities | MSELogits
+    ) -> NDArray[np.floating]:
         """Per-model mean batch losses (T,); leaves dLoss/dparams in ``self.grad``.
 
         x: (T, b, in) and y: one-hot (T, b, classes), each model its own rows.
@@ -121,7 +134,7 @@ class Model:
     It scores through a one-model stack: the same batched matmul as training, so scores match bit for bit.
     """
 
-    def __init__(self, weights, biases, activation):
+    def __init__(self, weights: Sequence[ArrayLike], biases: Sequence[ArrayLike], activation: str) -> None:
         self.weights = [np.asarray(w) for w in weights]
         self.biases = [np.asarray(b).reshape(-1) for b in biases]
         self.sizes = [self.weights[0].shape[0], *[w.shape[1] for w in self.weights]]
@@ -130,8 +143,8 @@ class Model:
         self.dtype = self.stack.dtype
 
     @classmethod
-    def from_stack(cls, stack, t):
+    def from_stack(cls, stack: StackedMLP, t: int) -> Model:
         return cls([w[t] for w in stack.weights], [b[t, 0] for b in stack.biases], stack.activation.name)
 
-    def logits(self, x):
+    def logits(self, x: ArrayLike) -> NDArray[np.floating]:
         return self.stack.logits(x)[0]

@@ -6,18 +6,38 @@ a stack may differ in all of them. Weight decay is the coupled L2 form (added to
 weights, not the biases), as scikit-learn's ``alpha``. Update rules follow scikit-learn's
 ``_stochastic_optimizers.py`` so the SGD path can be checked against ``MLPClassifier``.
 """
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-def column(values, dtype):
+    from .config import TrainConfig
+    from .network import StackedMLP
+
+
+def column(values: ArrayLike, dtype: DTypeLike) -> NDArray[Any]:
     return np.asarray(values, dtype=dtype).reshape(-1, 1)
 
 
 class Optimizer:
-    state = ()  # names of per-model state arrays, compacted when models leave the stack
-    settings = ("weight_decay",)
+    state: tuple[str, ...] = ()  # names of per-model state arrays, compacted when models leave the stack
+    settings: tuple[str, ...] = ("weight_decay",)
+    update: Callable[[NDArray[np.floating], NDArray[np.floating], NDArray[np.floating]], None]
 
-    def __init__(self, shape, dtype, weight_decay=0.0, decay_mask=None, **settings):
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        dtype: DTypeLike,
+        weight_decay: float | Sequence[float] | NDArray[np.floating] = 0.0,
+        decay_mask: NDArray[np.floating] | None = None,
+        **settings: ArrayLike,
+    ) -> None:
         self.dtype = dtype
         self.weight_decay = column(weight_decay, dtype) if np.ndim(weight_decay) else weight_decay
         self.decay_mask = decay_mask
@@ -27,12 +47,13 @@ class Optimizer:
             setattr(self, name, np.zeros(shape, dtype=dtype))
         self._tmp = np.zeros(shape, dtype=dtype)
 
-    def step(self, params, grad, lr):
+    def step(self, params: NDArray[np.floating], grad: NDArray[np.floating], lr: NDArray[np.floating]) -> None:
         if np.any(self.weight_decay):
-            grad += self.weight_decay * self.decay_mask * params
+            # weight_decay: a scalar or a (T, 1) column; decay_mask: always given by build_optimizer
+            grad += self.weight_decay * self.decay_mask * params  # type: ignore[operator]
         self.update(params, grad, lr)
 
-    def keep(self, rows):
+    def keep(self, rows: list[int]) -> None:
         for name in (*self.state, "_tmp"):
             setattr(self, name, getattr(self, name)[rows])
         for name in self.settings:
@@ -43,15 +64,21 @@ class Optimizer:
 
 class SGD(Optimizer):
     """v <- momentum v - lr g;  p <- p + v, or with Nesterov p <- p + momentum v - lr g."""
+
     state = ("velocity", "_update")
     settings = ("weight_decay", "momentum")
     shared = ("nesterov",)  # one value for the whole stack
+    momentum: NDArray[np.floating] | float
+    velocity: NDArray[np.floating]
+    _update: NDArray[np.floating]
 
-    def __init__(self, shape, dtype, momentum=0.0, nesterov=False, **kw):
+    def __init__(
+        self, shape: tuple[int, ...], dtype: DTypeLike, momentum: ArrayLike = 0.0, nesterov: bool = False, **kw: Any
+    ) -> None:
         super().__init__(shape, dtype, momentum=momentum, **kw)
         self.nesterov = nesterov
 
-    def update(self, params, grad, lr):
+    def update(self, params: NDArray[np.floating], grad: NDArray[np.floating], lr: NDArray[np.floating]) -> None:
         scaled = np.multiply(grad, lr, out=self._tmp)
         self.velocity *= self.momentum
         self.velocity -= scaled
@@ -65,20 +92,34 @@ class SGD(Optimizer):
 
 class Adam(Optimizer):
     """m, v moving averages of g and g^2; p <- p - lr sqrt(1-b2^t)/(1-b1^t) m / (sqrt(v) + eps)."""
+
     state = ("m", "v")
     settings = ("weight_decay", "beta1", "beta2", "eps")
+    beta1: NDArray[np.floating] | float
+    beta2: NDArray[np.floating] | float
+    eps: NDArray[np.floating] | float
+    m: NDArray[np.floating]
+    v: NDArray[np.floating]
 
-    def __init__(self, shape, dtype, beta1=0.9, beta2=0.999, eps=1e-8, **kw):
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        dtype: DTypeLike,
+        beta1: ArrayLike = 0.9,
+        beta2: ArrayLike = 0.999,
+        eps: ArrayLike = 1e-8,
+        **kw: Any,
+    ) -> None:
         super().__init__(shape, dtype, beta1=beta1, beta2=beta2, eps=eps, **kw)
         self.t = 0
 
-    def update(self, params, grad, lr):
+    def update(self, params: NDArray[np.floating], grad: NDArray[np.floating], lr: NDArray[np.floating]) -> None:
         self.t += 1
         self.m *= self.beta1
         self.m += (1 - self.beta1) * grad
         self.v *= self.beta2
         self.v += (1 - self.beta2) * grad * grad
-        lr_t = lr * np.sqrt(1 - self.beta2 ** self.t) / (1 - self.beta1 ** self.t)
+        lr_t = lr * np.sqrt(1 - self.beta2**self.t) / (1 - self.beta1**self.t)
         denom = np.sqrt(self.v, out=self._tmp)
         denom += self.eps
         params -= lr_t * self.m / denom
@@ -86,13 +127,19 @@ class Adam(Optimizer):
 
 class RMSprop(Optimizer):
     """s <- rho s + (1 - rho) g^2;  p <- p - lr g / (sqrt(s) + eps)."""
+
     state = ("s",)
     settings = ("weight_decay", "rho", "eps")
+    rho: NDArray[np.floating] | float
+    eps: NDArray[np.floating] | float
+    s: NDArray[np.floating]
 
-    def __init__(self, shape, dtype, rho=0.9, eps=1e-8, **kw):
+    def __init__(
+        self, shape: tuple[int, ...], dtype: DTypeLike, rho: ArrayLike = 0.9, eps: ArrayLike = 1e-8, **kw: Any
+    ) -> None:
         super().__init__(shape, dtype, rho=rho, eps=eps, **kw)
 
-    def update(self, params, grad, lr):
+    def update(self, params: NDArray[np.floating], grad: NDArray[np.floating], lr: NDArray[np.floating]) -> None:
         self.s *= self.rho
         self.s += (1 - self.rho) * grad * grad
         denom = np.sqrt(self.s, out=self._tmp)
@@ -102,23 +149,26 @@ class RMSprop(Optimizer):
 
 class Adagrad(Optimizer):
     """s <- s + g^2;  p <- p - lr g / (sqrt(s) + eps)."""
+
     state = ("s",)
     settings = ("weight_decay", "eps")
+    eps: NDArray[np.floating] | float
+    s: NDArray[np.floating]
 
-    def __init__(self, shape, dtype, eps=1e-8, **kw):
+    def __init__(self, shape: tuple[int, ...], dtype: DTypeLike, eps: ArrayLike = 1e-8, **kw: Any) -> None:
         super().__init__(shape, dtype, eps=eps, **kw)
 
-    def update(self, params, grad, lr):
+    def update(self, params: NDArray[np.floating], grad: NDArray[np.floating], lr: NDArray[np.floating]) -> None:
         self.s += grad * grad
         denom = np.sqrt(self.s, out=self._tmp)
         denom += self.eps
         params -= lr * grad / denom
 
 
-OPTIMIZERS = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop, "adagrad": Adagrad}
+OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop, "adagrad": Adagrad}
 
 
-def build_optimizer(configs, network):
+def build_optimizer(configs: Sequence[TrainConfig], network: StackedMLP) -> Optimizer:
     """The optimizer the configs name (one kind per stack), each model with its own settings."""
     kind = OPTIMIZERS[configs[0].optimizer]
     per_model = {name: [getattr(c, name) for c in configs] for name in kind.settings}

@@ -1,4 +1,5 @@
 """Machine-readable output: exactly one JSON document on stdout that any strict parser accepts."""
+
 import json
 import math
 import sys

@@ -2,6 +2,7 @@
 
 Layout is fixed by hand (no tight_layout): it halves the rendering time, which is paid on every run.
 """
+
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -39,11 +40,19 @@ def confusion_png(matrix, classes, path, title):
     ax = fig.subplots()
     ax.imshow(matrix, cmap="Blues")
     ticks = np.arange(len(classes))
-    ax.set(xticks=ticks, yticks=ticks, xticklabels=classes, yticklabels=classes,
-           xlabel="predicted", ylabel="true", title=title)
+    ax.set(
+        xticks=ticks,
+        yticks=ticks,
+        xticklabels=classes,
+        yticklabels=classes,
+        xlabel="predicted",
+        ylabel="true",
+        title=title,
+    )
     threshold = matrix.max() / 2 if matrix.size else 0
     for (i, j), count in np.ndenumerate(matrix):
         if count:
-            ax.text(j, i, str(count), ha="center", va="center", fontsize=7,
-                    color="white" if count > threshold else "black")
+            ax.text(
+                j, i, str(count), ha="center", va="center", fontsize=7, color="white" if count > threshold else "black"
+            )
     fig.savefig(path, format="png")

@@ -3,6 +3,7 @@
 A run's artifacts are input like any file: a ``config.json`` or ``weights.npz`` that was edited or
 damaged gets one line naming the run, the file and what is wrong, never a traceback.
 """
+
 import io
 import json
 import zipfile
@@ -67,8 +68,16 @@ def parse_weights(content, where):
     previous = None
     for i in range(layers):
         w, b = arrays.get(f"weight_{i}"), arrays.get(f"bias_{i}")
-        if w is None or b is None or w.ndim != 2 or b.ndim != 1 or w.shape[1] != b.shape[0] or \
-                w.dtype.kind != "f" or b.dtype.kind != "f" or (previous is not None and w.shape[0] != previous):
+        if (
+            w is None
+            or b is None
+            or w.ndim != 2
+            or b.ndim != 1
+            or w.shape[1] != b.shape[0]
+            or w.dtype.kind != "f"
+            or b.dtype.kind != "f"
+            or (previous is not None and w.shape[0] != previous)
+        ):
             raise HarnessError(f"{where}: layer {i} has inconsistent shapes or types")
         if not (np.isfinite(w).all() and np.isfinite(b).all()):
             raise HarnessError(f"{where}: layer {i} holds non-finite weights")
@@ -84,19 +93,23 @@ def parse_weights(content, where):
 
 def load_logged_model(run_id, uri):
     from .tracking import InlineRecorder
+
     recorder = InlineRecorder(uri)
     run = recorder.call("get_run", run_id)
     config_bytes = recorder.call("read_artifact", run_id, CONFIG_ARTIFACT)
     weights_bytes = recorder.call("read_artifact", run_id, WEIGHTS_ARTIFACT)
     if config_bytes is None or weights_bytes is None:
-        raise HarnessError(f"run {run_id} has no {CONFIG_ARTIFACT} or {WEIGHTS_ARTIFACT} artifact "
-                           f"(state {run['tags'].get('state', 'unknown')}): nothing to load")
+        raise HarnessError(
+            f"run {run_id} has no {CONFIG_ARTIFACT} or {WEIGHTS_ARTIFACT} artifact "
+            f"(state {run['tags'].get('state', 'unknown')}): nothing to load"
+        )
     config = parse_config(config_bytes, f"run {run_id} {CONFIG_ARTIFACT}")
     return LoggedModel(config, parse_weights(weights_bytes, f"run {run_id} {WEIGHTS_ARTIFACT}"))
 
 
 def read_rows(path, label_column, n_features):
     import pandas as pd
+
     try:
         frame = pd.read_csv(path)
     except FileNotFoundError:

@@ -1,4 +1,5 @@
 """What a run needs written down to be reproduced later: code version, package versions, BLAS."""
+
 import platform
 import subprocess
 from importlib import metadata
@@ -37,11 +38,11 @@ def package_versions():
 
 def blas_info():
     from threadpoolctl import threadpool_info
+
     blas = [p for p in threadpool_info() if p.get("user_api") == "blas"]
     if not blas:
         return {"blas": "unknown", "blas_threads": "unknown"}
-    names = sorted({f"{p.get('internal_api')} {p.get('version')} {p.get('architecture') or ''}".strip()
-                    for p in blas})
+    names = sorted({f"{p.get('internal_api')} {p.get('version')} {p.get('architecture') or ''}".strip() for p in blas})
     return {"blas": "; ".join(names), "blas_threads": str(blas[0].get("num_threads"))}
 
 

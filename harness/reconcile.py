@@ -13,6 +13,7 @@ a store) and carried out by the sweep:
   so the re-run is exact) and recorded;
 - confirmation runs of another budget (a sweep extended with ``--trials``) are tagged superseded.
 """
+
 from dataclasses import dataclass, field
 
 from .runs import FINAL_STATES
@@ -22,8 +23,12 @@ ORPHAN_SECONDS = 30
 """A run still RUNNING this long after Optuna heard its trial's end lost its worker (a live recorder
 ends it within a second or two)."""
 IN_PROGRESS = ("running", "waiting")
-ENDS = {"killed": ("FAILED", "killed"), "interrupted": ("KILLED", "interrupted"), "failed": ("FAILED", "failed"),
-        "unrecorded": ("FAILED", "unrecorded")}
+ENDS = {
+    "killed": ("FAILED", "killed"),
+    "interrupted": ("KILLED", "interrupted"),
+    "failed": ("FAILED", "failed"),
+    "unrecorded": ("FAILED", "unrecorded"),
+}
 
 
 @dataclass
@@ -75,8 +80,11 @@ def _judge_run(run, trial, now, orphan_seconds, actions):
         actions.end.append((run["run_id"], status, {"state": tag}))
     elif state not in FINAL_STATES:  # over_budget, not_wanted, skipped: the trial has no result
         actions.end.append((run["run_id"], "FAILED", {"state": state}))
-    elif not trial.get("worker_gone") and trial["completed_at"] is not None and \
-            now - trial["completed_at"] < orphan_seconds:
+    elif (
+        not trial.get("worker_gone")
+        and trial["completed_at"] is not None
+        and now - trial["completed_at"] < orphan_seconds
+    ):
         actions.waiting += 1  # its recorder may still be writing
         return True
     elif results:

@@ -5,6 +5,7 @@ final metric values as columns. ``current`` keeps the runs that hold a result of
 stands: one run per finished search trial, one per wanted confirmation seed of the current budget.
 The end-of-sweep summary and ``harness compare`` both start here, so they cannot disagree.
 """
+
 import math
 
 import pandas as pd
@@ -33,21 +34,48 @@ def records_frame(runs):
         if tags.get(HARNESS_TAG) not in KINDS:
             continue
         reached = tags.get("epochs_to_target")
-        rows.append({
-            "run_id": run["run_id"], "run_name": run["run_name"], "status": run["status"],
-            "start_time": run["start_time"], "kind": tags[HARNESS_TAG], "condition": tags.get("condition"),
-            "phase": tags.get("phase"), "optuna_study": tags.get("optuna_study"), "trial": _int(tags.get("trial")),
-            "seed": _int(tags.get("seed")), "state": tags.get("state"),
-            "best_search_trial": _int(tags.get("best_search_trial")),
-            "superseded": tags.get("superseded") == "true", "rerun": tags.get("rerun") == "true",
-            "epochs_to_target": (math.nan if reached in (None, "never") else float(reached)),
-            "target_known": reached is not None,
-            **({"tag.optuna_storage": tags["optuna_storage"]} if "optuna_storage" in tags else {}),
-            **{f"param.{k}": v for k, v in run["params"].items()},
-            **{f"metric.{k}": v for k, v in run["metrics"].items()},
-        })
-    columns = ["run_id", "run_name", "status", "start_time", "kind", "condition", "phase", "optuna_study", "trial",
-               "seed", "state", "best_search_trial", "superseded", "rerun", "epochs_to_target", "target_known"]
+        rows.append(
+            {
+                "run_id": run["run_id"],
+                "run_name": run["run_name"],
+                "status": run["status"],
+                "start_time": run["start_time"],
+                "kind": tags[HARNESS_TAG],
+                "condition": tags.get("condition"),
+                "phase": tags.get("phase"),
+                "optuna_study": tags.get("optuna_study"),
+                "trial": _int(tags.get("trial")),
+                "seed": _int(tags.get("seed")),
+                "state": tags.get("state"),
+                "best_search_trial": _int(tags.get("best_search_trial")),
+                "parent": tags.get("mlflow.parentRunId"),
+                "superseded": tags.get("superseded") == "true",
+                "rerun": tags.get("rerun") == "true",
+                "epochs_to_target": (math.nan if reached in (None, "never") else float(reached)),
+                "target_known": reached is not None,
+                **({"tag.optuna_storage": tags["optuna_storage"]} if "optuna_storage" in tags else {}),
+                **{f"param.{k}": v for k, v in run["params"].items()},
+                **{f"metric.{k}": v for k, v in run["metrics"].items()},
+            }
+        )
+    columns = [
+        "run_id",
+        "run_name",
+        "status",
+        "start_time",
+        "kind",
+        "condition",
+        "phase",
+        "optuna_study",
+        "trial",
+        "seed",
+        "state",
+        "best_search_trial",
+        "superseded",
+        "rerun",
+        "epochs_to_target",
+        "target_known",
+    ]
     return pd.DataFrame(rows, columns=None if rows else columns)
 
 
@@ -64,8 +92,11 @@ def current(study, frame):
     search_names = {study.optuna_name(c) for c in study.conditions}
     confirm_names = {study.optuna_name(c, "confirm") for c in study.conditions}
     search = done[(done["kind"] == "search") & done["optuna_study"].isin(search_names)]
-    confirm = done[(done["kind"] == "confirm") & done["optuna_study"].isin(confirm_names)
-                   & done["seed"].isin(study.confirm_seed_values())]
+    confirm = done[
+        (done["kind"] == "confirm")
+        & done["optuna_study"].isin(confirm_names)
+        & done["seed"].isin(study.confirm_seed_values())
+    ]
     # a trial re-run after its record was lost has one run holding its result; should an old one also
     # hold it (a recorder that came back), the newest counts: identical by construction (deterministic)
     search = search.drop_duplicates(["optuna_study", "trial"], keep="last")
@@ -74,11 +105,16 @@ def current(study, frame):
 
 
 def parents(frame):
-    """{condition: parent run id}, the oldest parent of each condition."""
+    """{condition: parent run id}: the parent its trials' runs are nested under (stores made by older
+    versions may hold a second, empty parent of a condition), else its oldest parent."""
     if frame.empty:
         return {}
     rows = frame[frame["kind"] == "condition"].sort_values(["start_time", "run_id"])
-    return dict(rows.drop_duplicates("condition")[["condition", "run_id"]].itertuples(index=False))
+    found = dict(rows.drop_duplicates("condition")[["condition", "run_id"]].itertuples(index=False))
+    children = frame[frame["kind"].isin(["search", "confirm"]) & frame["parent"].isin(rows["run_id"])]
+    for condition, group in children.groupby("condition"):
+        found[condition] = group["parent"].value_counts().index[0]
+    return found
 
 
 def load(recorder, study):

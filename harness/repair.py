@@ -1,6 +1,7 @@
 """Carry out ``reconcile``'s decisions: end the runs it names, and train again the finished trials
 whose records were lost. Training is deterministic, so a re-run is exact; a re-run whose outcome
 differs from what Optuna was told the first time is reported, never hidden."""
+
 import sys
 import time
 
@@ -26,11 +27,17 @@ def reconcile_stores(study, plan, storage, recorder, worker=None, settle=False, 
         for run_id, tags in actions.tag:
             recorder.submit("set_tags", run_id, tags)
         if worker is not None and actions.rerun and not actions.waiting:
-            print(f"harness sweep: {len(actions.rerun)} finished trial(s) of {study.name} have no run holding "
-                  "their results (the tracking store lost them); training them again", file=err)
+            print(
+                f"harness sweep: {len(actions.rerun)} finished trial(s) of {study.name} have no run holding "
+                "their results (the tracking store lost them); training them again",
+                file=err,
+            )
             for trial, difference in rerun(worker, actions.rerun):
-                print(f"harness sweep: warning: re-run of {trial['optuna_study']} trial {trial['number']} differs "
-                      f"from its first run: {difference}", file=err)
+                print(
+                    f"harness sweep: warning: re-run of {trial['optuna_study']} trial {trial['number']} differs "
+                    f"from its first run: {difference}",
+                    file=err,
+                )
             repaired += len(actions.rerun)
             continue
         if not (settle and actions.waiting) or time.time() > deadline:
@@ -44,11 +51,18 @@ def rerun(worker, trials):
     study, groups, differences = worker.study, {}, []
     for row in trials:
         studies = worker.studies_of(row["condition"])
-        params, seed = (row["params"], study.search_seed) if row["phase"] == "search" else \
-            (row["best_params"], row["seed"])
+        params, seed = (
+            (row["params"], study.search_seed) if row["phase"] == "search" else (row["best_params"], row["seed"])
+        )
         stop_at = row["attrs"].get("pruned_epoch") if row["state"] == "pruned" else None
-        member = Member(row, study.config_for(studies.condition, params, seed), row["phase"], studies,
-                        row["attrs"].get("best_search_trial"), stop_at)
+        member = Member(
+            row,
+            study.config_for(studies.condition, params, seed),
+            row["phase"],
+            studies,
+            row["attrs"].get("best_search_trial"),
+            stop_at,
+        )
         groups.setdefault((row["condition"], row["phase"]), []).append(member)
     for (_, phase), members in groups.items():
         for group in stackable(members):
@@ -59,9 +73,13 @@ def rerun(worker, trials):
 
             results = worker.train(group[0].studies, group, (stop,) if any(stops) else (), phase == "confirm")
             for member, result in zip(group, results):
-                member.outcome = search_outcome(result, study.objective, study.direction) if phase == "search" \
-                    else confirm_outcome(result, member.config.seed, member.best_search_trial, study.objective,
-                                         study.target_accuracy)
+                member.outcome = (
+                    search_outcome(result, study.objective, study.direction)
+                    if phase == "search"
+                    else confirm_outcome(
+                        result, member.config.seed, member.best_search_trial, study.objective, study.target_accuracy
+                    )
+                )
                 difference = rerun_difference(member.trial, member.outcome)
                 if difference:
                     differences.append((member.trial, difference))

@@ -4,6 +4,7 @@ Inputs are the resolved study, the table of records (``records``) and a function
 per-epoch curve, so the report is drawn the same way from any store. Optuna's own plots come through
 the Optuna adapter (``search``).
 """
+
 import base64
 import html
 from pathlib import Path
@@ -26,6 +27,7 @@ def plot_all(study, frame, curve, folder, storage=None):
     made = [folder / p for p in PLOTS]
     if storage:
         from .search import optuna_plots
+
         made += optuna_plots(study, storage, folder)
     return made
 
@@ -45,8 +47,12 @@ def curves_by_condition(study, confirm, curve, colours):
             epochs = np.arange(1, length + 1)
             ax.plot(epochs, stack.mean(0), color=colour, label=condition)
             ax.fill_between(epochs, stack.min(0), stack.max(0), color=colour, alpha=0.2)
-    loss_ax.set(xlabel="epoch", ylabel="validation cross-entropy", yscale="log",
-                title="confirmed best: mean, band = min..max over seeds")
+    loss_ax.set(
+        xlabel="epoch",
+        ylabel="validation cross-entropy",
+        yscale="log",
+        title="confirmed best: mean, band = min..max over seeds",
+    )
     acc_ax.set(xlabel="epoch", ylabel="validation accuracy", title="validation accuracy")
     acc_ax.axhline(study.target_accuracy, color="grey", linestyle=":", linewidth=1)
     for ax in (loss_ax, acc_ax):
@@ -70,8 +76,12 @@ def lr_sensitivity(study, search, colours):
         ax.scatter(ok["param.lr"].astype(float), ok[column].astype(float), color=colour, label=condition, s=18)
         if len(bad):
             ax.scatter(bad["param.lr"].astype(float), [floor] * len(bad), color=colour, marker="x", s=40)
-    ax.set(xscale="log", xlabel="learning rate", ylabel=f"{study.objective} (search trials)",
-           title="learning-rate sensitivity (x: diverged)")
+    ax.set(
+        xscale="log",
+        xlabel="learning rate",
+        ylabel=f"{study.objective} (search trials)",
+        title="learning-rate sensitivity (x: diverged)",
+    )
     ax.grid(alpha=0.3)
     if len(search):
         ax.legend(fontsize=8)
@@ -99,15 +109,18 @@ def epochs_to_target(study, confirm, colours):
 
 def html_report(study, table, pairs, images):
     fmt = lambda v: f"{v:.4g}"  # noqa: E731
-    parts = [f"<html><head><meta charset='utf-8'><title>{html.escape(study.name)}</title>",
-             "<style>body{font-family:sans-serif;margin:2em} table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px} img{max-width:100%}</style>",
-             f"</head><body><h1>Study {html.escape(study.name)}</h1>",
-             f"<p>{html.escape(study.description)}</p>" if study.description else "",
-             "<h2>Conditions</h2>", table.to_html(index=False, float_format=fmt, na_rep=""),
-             "<p>test accuracy: mean and 95% Student t interval over the confirmation seeds.</p>",
-             "<h2>Paired differences of test accuracy (a - b, same seeds)</h2>",
-             pairs.to_html(index=False, float_format=fmt, na_rep="")]
+    parts = [
+        f"<html><head><meta charset='utf-8'><title>{html.escape(study.name)}</title>",
+        "<style>body{font-family:sans-serif;margin:2em} table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px} img{max-width:100%}</style>",
+        f"</head><body><h1>Study {html.escape(study.name)}</h1>",
+        f"<p>{html.escape(study.description)}</p>" if study.description else "",
+        "<h2>Conditions</h2>",
+        table.to_html(index=False, float_format=fmt, na_rep=""),
+        "<p>test accuracy: mean and 95% Student t interval over the confirmation seeds.</p>",
+        "<h2>Paired differences of test accuracy (a - b, same seeds)</h2>",
+        pairs.to_html(index=False, float_format=fmt, na_rep=""),
+    ]
     for image in images:
         encoded = base64.b64encode(Path(image).read_bytes()).decode()
         parts.append(f"<h3>{html.escape(Path(image).stem)}</h3><img src='data:image/png;base64,{encoded}'>")

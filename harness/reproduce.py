@@ -5,6 +5,7 @@ data from the same loaders and split seed. Every logged metric is compared at ev
 machine and versions the curves are bit-identical, so any difference is reported. A user's CSV is used
 only if it is the data the run saw (same digest): a path in an artifact is input, not an instruction.
 """
+
 import sys
 
 from .data import load_split
@@ -41,8 +42,10 @@ def load_logged_data(run, config):
     except HarnessError:
         raise HarnessError(f"{where} cannot be loaded as the run loaded it (moved, changed or not a CSV)") from None
     if logged is None or split.digest != logged:
-        raise HarnessError(f"{where} is not the data this run was trained on (its digest differs from the "
-                           "logged dataset_digest); nothing of it was used")
+        raise HarnessError(
+            f"{where} is not the data this run was trained on (its digest differs from the "
+            "logged dataset_digest); nothing of it was used"
+        )
     return split
 
 
@@ -91,17 +94,8 @@ def reproduce(run_id, uri, out=None, err=None):
     out, err = out or sys.stdout, err or sys.stderr
     check_server(uri)
     check_writable(uri)  # the reproduction is logged as a run
-    recorder = RecorderProcess(uri)
-    try:
-        code = _reproduce(run_id, recorder, out, err)
-        recorder.close()
-        return code
-    except BaseException:
-        try:
-            recorder.close(timeout=60)
-        except Exception:  # noqa: BLE001 - already failing
-            recorder.kill()
-        raise
+    with RecorderProcess(uri) as recorder:
+        return _reproduce(run_id, recorder, out, err)
 
 
 def _reproduce(run_id, recorder, out, err):
@@ -117,10 +111,16 @@ def _reproduce(run_id, recorder, out, err):
     keys = [k for k in run["metrics"] if k not in NOT_COMPARED]
     carried = {k: tags[k] for k in CARRIED_TAGS if k in tags}
     new_id, result, _ = train_and_record(
-        config, split, recorder, run["experiment_name"],
-        tags={**carried, HARNESS_TAG: "reproduce", "reproduces": run_id}, callbacks=callbacks,
-        include_test=any(k.startswith("test_") for k in keys), run_name=f"{run['run_name']}-reproduce",
-        state_names={"stopped": "pruned"} if pruned else None)
+        config,
+        split,
+        recorder,
+        run["experiment_name"],
+        tags={**carried, HARNESS_TAG: "reproduce", "reproduces": run_id},
+        callbacks=callbacks,
+        include_test=any(k.startswith("test_") for k in keys),
+        run_name=f"{run['run_name']}-reproduce",
+        state_names={"stopped": "pruned"} if pruned else None,
+    )
     histories = recorder.call("metric_histories", run_id, keys)
     logged = {key: [(step, value) for step, value, _ in points] for key, points in histories.items()}
     rows = compare_curves(logged, reproduced_points(result))

@@ -6,6 +6,7 @@ each epoch's own time, the final values, the artifacts (config to rebuild it, we
 plots for single runs). The writing itself is a recorder's (``tracking``); nothing here imports
 mlflow, so the same record can be written in this process or in a recorder process.
 """
+
 import io
 import json
 import time
@@ -48,6 +49,7 @@ def run_artifacts(config, split, result, plots=True):
         from sklearn.metrics import confusion_matrix
 
         from .plots import confusion_png, curves_png
+
         curves = io.BytesIO()
         curves_png(result.history, curves, config.run_name())
         artifacts["curves.png"] = curves.getvalue()
@@ -99,8 +101,15 @@ def result_points(result, extra=None):
 
 def run_tags(kind, config, split, **tags):
     """What every run carries: its kind, the data it saw, how to rebuild the code and machine state."""
-    return {HARNESS_TAG: kind, "state": "running", "seed": config.seed, "dataset": config.dataset,
-            "dataset_digest": split.digest, "blas_threads": config.blas_threads, **tags}
+    return {
+        HARNESS_TAG: kind,
+        "state": "running",
+        "seed": config.seed,
+        "dataset": config.dataset,
+        "dataset_digest": split.digest,
+        "blas_threads": config.blas_threads,
+        **tags,
+    }
 
 
 def environment_tags():
@@ -136,8 +145,18 @@ class LiveRun:
         return ticket
 
 
-def train_and_record(config, split, recorder, experiment, tags=None, callbacks=(), include_test=True,
-                     on_epoch=None, run_name=None, state_names=None):
+def train_and_record(
+    config,
+    split,
+    recorder,
+    experiment,
+    tags=None,
+    callbacks=(),
+    include_test=True,
+    on_epoch=None,
+    run_name=None,
+    state_names=None,
+):
     """Train ``config`` on ``split`` and record it as one run; returns (run_id, TrainResult, timings).
 
     The run is created before training starts, so a store that cannot be written fails before any
@@ -146,8 +165,9 @@ def train_and_record(config, split, recorder, experiment, tags=None, callbacks=(
     """
     start = time.perf_counter()
     tags = run_tags("train", config, split, **environment_tags(), **(tags or {}))
-    create = recorder.submit("start_run", experiment, recorder.uri, run_name or config.run_name(), tags,
-                             config_params(config))
+    create = recorder.submit(
+        "start_run", experiment, recorder.uri, run_name or config.run_name(), tags, config_params(config)
+    )
     run_id = recorder.result(create)
     live = LiveRun(recorder, Ref(create))
 
@@ -162,22 +182,34 @@ def train_and_record(config, split, recorder, experiment, tags=None, callbacks=(
         result = train(config, split, callbacks=(record, *callbacks), include_test=include_test)
     except BaseException as exc:
         live.flush()
-        recorder.submit("end_run", Ref(create), "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED",
-                        {"state": "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
-                         "error": f"{type(exc).__name__}: {exc}"[:500]})
+        recorder.submit(
+            "end_run",
+            Ref(create),
+            "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED",
+            {
+                "state": "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                "error": f"{type(exc).__name__}: {exc}"[:500],
+            },
+        )
         raise
     train_seconds = time.perf_counter() - train_start
-    ticket = live.finish(final_points(result, {"train_seconds": train_seconds}),
-                         {"state": (state_names or {}).get(result.status, result.status)},
-                         run_artifacts(config, split, result))
+    ticket = live.finish(
+        final_points(result, {"train_seconds": train_seconds}),
+        {"state": (state_names or {}).get(result.status, result.status)},
+        run_artifacts(config, split, result),
+    )
     recorder.result(ticket)
-    timings = {"total_seconds": time.perf_counter() - start, "train_seconds": train_seconds,
-               "recording_blocked_seconds": recorder.blocked_seconds}
+    timings = {
+        "total_seconds": time.perf_counter() - start,
+        "train_seconds": train_seconds,
+        "recording_blocked_seconds": recorder.blocked_seconds,
+    }
     return run_id, result, timings
 
 
 def result_json(run_id, result, timings=None):
     from .output import plain
+
     summary = {"run_id": run_id, "status": result.status, "metrics": outcome_metrics(result)}
     if timings:
         summary["timings"] = {k: round(v, 4) for k, v in timings.items()}
@@ -196,12 +228,20 @@ class TrialRuns:
         """The run of a trial about to train, nested under its condition's parent; returns the ticket
         that stands for its id."""
         condition = member.studies.condition
-        name = f"{condition.name}-t{member.number:03d}" if member.phase == "search" else \
-            f"{condition.name}-confirm-s{member.config.seed}"
-        tags = {**self.base_tags, **run_tags(member.phase, member.config, split), "condition": condition.name,
-                "phase": member.phase, "trial": member.number,
-                "optuna_study": self.study.optuna_name(condition, member.phase),
-                "mlflow.parentRunId": self.plan.parent_runs[condition.name]}
+        name = (
+            f"{condition.name}-t{member.number:03d}"
+            if member.phase == "search"
+            else f"{condition.name}-confirm-s{member.config.seed}"
+        )
+        tags = {
+            **self.base_tags,
+            **run_tags(member.phase, member.config, split),
+            "condition": condition.name,
+            "phase": member.phase,
+            "trial": member.number,
+            "optuna_study": self.study.optuna_name(condition, member.phase),
+            "mlflow.parentRunId": self.plan.parent_runs[condition.name],
+        }
         if member.best_search_trial is not None:
             tags["best_search_trial"] = member.best_search_trial
         if member.is_rerun:
@@ -214,8 +254,9 @@ class TrialRuns:
     def finish(self, create, config, split, result, tags, counted=True):
         """Curves, artifacts and final tags, then the run's end: FINISHED when the trial counts, else
         FAILED ``state=killed`` (another worker took the trial over)."""
-        record = self.recorder.submit("record_run", Ref(create), result_points(result), tags,
-                                      run_artifacts(config, split, result, plots=False))
+        record = self.recorder.submit(
+            "record_run", Ref(create), result_points(result), tags, run_artifacts(config, split, result, plots=False)
+        )
         if counted:
             self.recorder.submit("end_run", Ref(create), "FINISHED")
         else:
@@ -228,6 +269,7 @@ class TrialRuns:
     def check(self, block=False):
         """Raise RecordingError if a write failed (``block``: wait for every write handed over)."""
         from .errors import RecordingError
+
         failed = None
         for record, create in list(self._pending):
             outcome = self.recorder.outcome(record)
@@ -244,5 +286,7 @@ class TrialRuns:
                 failed = failed or outcome[1][1]
                 self.end(create, "FAILED", {"state": "unrecorded", "error": outcome[1][1][:500]})
         if failed:
-            raise RecordingError(f"recording a run failed ({failed}); running the same command again re-runs "
-                                 "what was not recorded and resumes the sweep")
+            raise RecordingError(
+                f"recording a run failed ({failed}); running the same command again re-runs "
+                "what was not recorded and resumes the sweep"
+            )

@@ -10,7 +10,15 @@
 - warm-up (any schedule): during the first ``warmup_epochs`` epochs the rate is scaled by
   (epoch + 1) / (warmup_epochs + 1), rising linearly to the scheduled value.
 """
+
+from __future__ import annotations
+
 import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
+
 
 def _constant(config, epoch, n_train):
     return 1.0
@@ -32,7 +40,7 @@ SCHEDULES = {"constant": _constant, "step": _step, "cosine": _cosine, "invscalin
 """name -> the factor applied to the learning rate at an epoch (0-based)."""
 
 
-def learning_rate(config, epoch, n_train):
+def learning_rate(config: TrainConfig, epoch: int, n_train: int) -> float:
     lr = config.lr * SCHEDULES[config.schedule](config, epoch, n_train)
     if epoch < config.warmup_epochs:
         lr *= (epoch + 1) / (config.warmup_epochs + 1)

@@ -13,6 +13,9 @@ journal file has no heartbeat, so there a trial whose local worker process is go
 queued again through the same callback. Either way the copy carries Optuna's ``failed_trial`` and
 ``retry_history`` system attributes.
 """
+
+from __future__ import annotations
+
 import copy
 import math
 import os
@@ -21,13 +24,23 @@ import threading
 import time
 import uuid
 import warnings
+from collections.abc import Container
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import TrialState
 
 from .errors import HarnessError
 from .urls import redact
+
+if TYPE_CHECKING:
+    from optuna.pruners import BasePruner
+    from optuna.samplers import BaseSampler
+    from optuna.storages import BaseStorage
+    from optuna.trial import FrozenTrial
+
+    from .studies import Condition, SearchParam, Study
 
 HOST = socket.gethostname()
 PROCESS_TOKEN = uuid.uuid4().hex[:12]
@@ -44,7 +57,7 @@ MAX_RETRIES = 3
 """A trial whose worker died is run again at most this often (a trial that kills its worker stops)."""
 
 
-def quiet_optuna():
+def quiet_optuna() -> None:
     """Optuna's per-trial log lines and warnings about what the harness does on purpose, silenced while
     a sweep or a comparison runs (not at import: importing the harness changes nothing)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -53,20 +66,23 @@ def quiet_optuna():
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 
 
-def default_storage_path(study_name):
+def default_storage_path(study_name: str) -> Path:
     return Path.cwd() / "mlruns" / "optuna" / f"{study_name}.journal"
 
 
-def storage_url(url, study_name):
+def storage_url(url: str | None, study_name: str) -> str:
     """Where a sweep's trials live: ``journal:PATH`` (the default, under mlruns/optuna/) or an RDB URL."""
     if not url or url.startswith("journal:") or url.endswith((".journal", ".log")):
-        path = Path(url[len("journal:"):] if url and url.startswith("journal:") else url or
-                    default_storage_path(study_name))
+        path = Path(
+            url[len("journal:") :] if url and url.startswith("journal:") else url or default_storage_path(study_name)
+        )
         return f"journal:{path.resolve()}"
     return url
 
 
-def open_storage(url, study_name, heartbeat_seconds=DEFAULT_HEARTBEAT_SECONDS, check=False):
+def open_storage(
+    url: str | None, study_name: str, heartbeat_seconds: int = DEFAULT_HEARTBEAT_SECONDS, check: bool = False
+) -> tuple[BaseStorage, str]:
     """The Optuna storage behind ``url`` (see ``storage_url``), and that URL.
 
     RDB storages get Optuna's heartbeat: a trial not heard of for 3 heartbeats is failed and retried.
@@ -76,7 +92,7 @@ def open_storage(url, study_name, heartbeat_seconds=DEFAULT_HEARTBEAT_SECONDS, c
     quiet_optuna()
     url = storage_url(url, study_name)
     if url.startswith("journal:"):
-        path = Path(url[len("journal:"):])
+        path = Path(url[len("journal:") :])
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -87,21 +103,28 @@ def open_storage(url, study_name, heartbeat_seconds=DEFAULT_HEARTBEAT_SECONDS, c
             check_journal(path)
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
+
         try:
-            return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFlock(path))), url
+            # JournalFileBackend only calls acquire() and release()
+            return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFlock(path))), url  # type: ignore[arg-type]
         except OSError as exc:
             raise HarnessError(f"{path}: cannot open the Optuna journal ({exc.strerror or exc})") from None
     from .tracking import require_driver
+
     if url.startswith("postgresql"):
         require_driver(url)
     try:
         storage = optuna.storages.RDBStorage(
-            url, engine_kwargs={"pool_pre_ping": True}, heartbeat_interval=heartbeat_seconds,
+            url,
+            engine_kwargs={"pool_pre_ping": True},
+            heartbeat_interval=heartbeat_seconds,
             grace_period=3 * heartbeat_seconds,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES))
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES),
+        )
     except Exception as exc:  # noqa: BLE001 - a bad URL is user input
-        raise HarnessError(f"--storage {redact(url)!r}: cannot open ({type(exc).__name__}: "
-                           f"{redact(str(exc))[:300]})") from None
+        raise HarnessError(
+            f"--storage {redact(url)!r}: cannot open ({type(exc).__name__}: {redact(str(exc))[:300]})"
+        ) from None
     return storage, url
 
 
@@ -111,25 +134,29 @@ class JournalFlock:
     and every later writer waited 30 s for them to go stale. ``JournalFileBackend`` only calls
     ``acquire`` and ``release``. (Local disks; ``flock`` is unreliable on NFS.)"""
 
-    def __init__(self, path):
+    _fd: int | None
+
+    def __init__(self, path: Path) -> None:
         self._path, self._fd = f"{path}.flock", None
 
-    def acquire(self):
+    def acquire(self) -> bool:
         import fcntl
+
         fd = os.open(self._path, os.O_CREAT | os.O_RDWR, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX)
         self._fd = fd
         return True
 
-    def release(self):
+    def release(self) -> None:
         import fcntl
+
         fd, self._fd = self._fd, None
         if fd is not None:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
 
-def check_journal(path):
+def check_journal(path: Path) -> None:
     """A journal file every line of which Optuna can read; a last line torn by a writer that was killed
     mid-write is cut off (under the journal's write lock, so no live writer is mid-write)."""
     import json
@@ -151,8 +178,12 @@ def check_journal(path):
                 with open(path, "r+b") as fh:
                     fh.truncate(end)
                 import sys
-                print(f"harness: {path}: removed an unfinished last record ({len(data) - end} bytes) that a "
-                      "killed process left; the trials it was about are resumed", file=sys.stderr)
+
+                print(
+                    f"harness: {path}: removed an unfinished last record ({len(data) - end} bytes) that a "
+                    "killed process left; the trials it was about are resumed",
+                    file=sys.stderr,
+                )
         finally:
             lock.release()
     with open(path, "rb") as fh:
@@ -160,12 +191,14 @@ def check_journal(path):
             try:
                 json.loads(line)
             except (ValueError, UnicodeDecodeError):
-                raise HarnessError(f"{path}: line {number} is not an Optuna journal record (the file is "
-                                   "damaged); restore it from a copy, or move it away to start the study's "
-                                   "search again") from None
+                raise HarnessError(
+                    f"{path}: line {number} is not an Optuna journal record (the file is "
+                    "damaged); restore it from a copy, or move it away to start the study's "
+                    "search again"
+                ) from None
 
 
-def heartbeat_enabled(storage):
+def heartbeat_enabled(storage: BaseStorage) -> bool:
     interval = getattr(storage, "get_heartbeat_interval", None)
     return interval is not None and interval() is not None
 
@@ -179,26 +212,30 @@ class Heartbeat:
     trial stale that has no heartbeat at all. A no-op on storages without heartbeats.
     """
 
-    def __init__(self, storage):
+    _held: set[int]
+    _thread: threading.Thread | None
+
+    def __init__(self, storage: BaseStorage) -> None:
         self.storage, self.enabled = storage, heartbeat_enabled(storage)
         self._held, self._lock = set(), threading.Lock()
         self._stop, self._thread = threading.Event(), None
 
-    def hold(self, trial):
+    def hold(self, trial: optuna.Trial) -> None:
         if not self.enabled:
             return
-        self.storage.record_heartbeat(trial._trial_id)
+        # enabled: an RDB storage, which has heartbeats
+        self.storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
         with self._lock:
             self._held.add(trial._trial_id)
         if self._thread is None:
             self._thread = threading.Thread(target=self._beat, daemon=True, name="optuna-heartbeat")
             self._thread.start()
 
-    def release(self, trial):
+    def release(self, trial: optuna.Trial) -> None:
         with self._lock:
             self._held.discard(trial._trial_id)
 
-    def close(self):
+    def close(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
@@ -223,11 +260,14 @@ class StackPruning:
     pruner with it; each trial's value of this epoch is added from what it just reported.
     """
 
-    def __init__(self, optuna_study):
-        self.study, self._epoch, self._trials = optuna_study, None, {}
-        self.taken_away = set()  # numbers of trials another worker failed as dead meanwhile
+    _epoch: int | None
+    _trials: dict[int, FrozenTrial]
 
-    def report(self, trial, epoch, value, decide=True):
+    def __init__(self, optuna_study: optuna.Study) -> None:
+        self.study, self._epoch, self._trials = optuna_study, None, {}
+        self.taken_away: set[int] = set()  # numbers of trials another worker failed as dead meanwhile
+
+    def report(self, trial: optuna.Trial, epoch: int, value: float, decide: bool = True) -> bool:
         """Report a trial's epoch; True when it should stop (pruned, or no longer this worker's)."""
         try:
             trial.report(value, epoch)
@@ -236,29 +276,30 @@ class StackPruning:
             return True
         return decide and self.should_prune(trial, epoch, value)
 
-    def should_prune(self, trial, epoch, value):
+    def should_prune(self, trial: optuna.Trial, epoch: int, value: float) -> bool:
         if epoch != self._epoch:
             self._epoch = epoch
             self._trials = {t.number: t for t in self.study.get_trials(deepcopy=False)}
         frozen = copy.copy(self._trials[trial.number])
         frozen.intermediate_values = {**frozen.intermediate_values, epoch: float(value)}
-        return self.study.pruner.prune(_Snapshot(self.study, list(self._trials.values())), frozen)
+        # _Snapshot stands in for the study
+        return self.study.pruner.prune(_Snapshot(self.study, list(self._trials.values())), frozen)  # type: ignore[arg-type]
 
 
 class _Snapshot:
     """A study whose ``get_trials`` answers from one read; everything else is the study itself."""
 
-    def __init__(self, study, trials):
+    def __init__(self, study: optuna.Study, trials: list[FrozenTrial]) -> None:
         self._study, self._trials = study, trials
 
-    def get_trials(self, deepcopy=True, states=None):
+    def get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None) -> list[FrozenTrial]:
         return [t for t in self._trials if states is None or t.state in states]
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._study, name)
 
 
-def make_sampler(study, seed_offset):
+def make_sampler(study: Study, seed_offset: int) -> BaseSampler:
     seed = (study.sampler_seed * 1_000_003 + seed_offset) % (2**31)
     if study.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
@@ -270,10 +311,11 @@ def make_sampler(study, seed_offset):
     return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
 
 
-def make_pruner(study):
+def make_pruner(study: Study) -> BasePruner:
     if study.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=study.pruner_startup_trials,
-                                           n_warmup_steps=study.pruner_warmup_epochs)
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=study.pruner_startup_trials, n_warmup_steps=study.pruner_warmup_epochs
+        )
     if study.pruner == "hyperband":
         epochs = next((p for p in study.search if p.name == "epochs"), None)
         top = (max(epochs.choices) if epochs.choices else epochs.high) if epochs else study.fixed.get("epochs", 30)
@@ -281,15 +323,16 @@ def make_pruner(study):
     return optuna.pruners.NopPruner()
 
 
-def suggest(trial, param):
+def suggest(trial: optuna.Trial, param: SearchParam) -> Any:
     if param.choices is not None:
         return trial.suggest_categorical(param.name, param.choices)
+    # a range parameter (no choices) has low and high
     if param.is_int:
-        return trial.suggest_int(param.name, int(param.low), int(param.high), log=param.log)
-    return trial.suggest_float(param.name, float(param.low), float(param.high), log=param.log)
+        return trial.suggest_int(param.name, int(param.low), int(param.high), log=param.log)  # type: ignore[arg-type]
+    return trial.suggest_float(param.name, float(param.low), float(param.high), log=param.log)  # type: ignore[arg-type]
 
 
-def pid_alive(pid):
+def pid_alive(pid: Any) -> bool:
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
@@ -302,11 +345,19 @@ def pid_alive(pid):
 class ConditionStudies:
     """The search and confirm studies of one condition, as one worker sees them."""
 
-    def __init__(self, study, condition, storage, seed_offset=0, heartbeat=None):
+    def __init__(
+        self,
+        study: Study,
+        condition: Condition,
+        storage: BaseStorage,
+        seed_offset: int = 0,
+        heartbeat: Heartbeat | None = None,
+    ) -> None:
         self.study, self.condition, self.budget = study, condition, study.trials
         self.heartbeat = heartbeat or Heartbeat(storage)
-        self.search = optuna.load_study(study_name=study.optuna_name(condition), storage=storage,
-                                        pruner=make_pruner(study))
+        self.search = optuna.load_study(
+            study_name=study.optuna_name(condition), storage=storage, pruner=make_pruner(study)
+        )
         # Seeded per worker and per resume, so two workers (or a resumed sweep) never replay the
         # same sequence of random start points; one worker from scratch is reproducible.
         self.search.sampler = make_sampler(study, seed_offset + len(self.search.get_trials(deepcopy=False)))
@@ -314,37 +365,46 @@ class ConditionStudies:
         self.seeds = set(study.confirm_seed_values())
 
     # --- counting -------------------------------------------------------------------------------
-    def counts(self):
+    def counts(self) -> dict[str, int]:
         trials = self.search.get_trials(deepcopy=False)
         states = [t.state for t in trials]
         diverged = sum(1 for t in trials if t.user_attrs.get("state") == "diverged")
-        return {"complete": states.count(TrialState.COMPLETE), "pruned": states.count(TrialState.PRUNED),
-                "running": states.count(TrialState.RUNNING), "failed": states.count(TrialState.FAIL),
-                "waiting": states.count(TrialState.WAITING), "diverged": diverged}
+        return {
+            "complete": states.count(TrialState.COMPLETE),
+            "pruned": states.count(TrialState.PRUNED),
+            "running": states.count(TrialState.RUNNING),
+            "failed": states.count(TrialState.FAIL),
+            "waiting": states.count(TrialState.WAITING),
+            "diverged": diverged,
+        }
 
-    def search_remaining(self):
+    def search_remaining(self) -> int:
         c = self.counts()
         if self.timed_out():
             return 0
         return self.budget - c["complete"] - c["pruned"] - c["running"]
 
-    def search_finished(self):
+    def search_finished(self) -> bool:
         c = self.counts()
-        return c["running"] == 0 and (c["complete"] + c["pruned"] >= self.budget or
-                                      (self.timed_out() and c["complete"] + c["pruned"] > 0))
+        return c["running"] == 0 and (
+            c["complete"] + c["pruned"] >= self.budget or (self.timed_out() and c["complete"] + c["pruned"] > 0)
+        )
 
-    def timed_out(self):
+    def timed_out(self) -> bool:
         if not self.study.timeout_seconds:
             return False
         starts = [t.datetime_start for t in self.search.get_trials(deepcopy=False) if t.datetime_start]
         return bool(starts) and (time.time() - min(starts).timestamp()) > self.study.timeout_seconds
 
-    def confirm_waiting(self):
+    def confirm_waiting(self) -> int:
         """Queued confirmation seeds this sweep wants (a smaller ``--confirm-seeds`` skips the others)."""
-        return sum(1 for t in self.confirm.get_trials(deepcopy=False)
-                   if t.state == TrialState.WAITING and seed_of(t) in self.seeds)
+        return sum(
+            1
+            for t in self.confirm.get_trials(deepcopy=False)
+            if t.state == TrialState.WAITING and seed_of(t) in self.seeds
+        )
 
-    def confirm_finished(self):
+    def confirm_finished(self) -> bool:
         """Every wanted seed confirmed (or given up on after a training error), none still running."""
         done, running = set(), False
         for t in self.confirm.get_trials(deepcopy=False):
@@ -357,18 +417,22 @@ class ConditionStudies:
                 running = True
         return not running and done >= self.seeds
 
-    def best_trial(self):
+    def best_trial(self) -> FrozenTrial | None:
         """The best finished search trial with a finite value, or None (all diverged or failed)."""
-        trials = [t for t in self.search.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                  if t.value is not None and math.isfinite(t.value)]
+        trials = [
+            t
+            for t in self.search.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.value is not None and math.isfinite(t.value)
+        ]
         if not trials:
             return None
         pick = max if self.study.direction == "maximize" else min
-        return pick(trials, key=lambda t: t.value)
+        # values are not None (filtered above)
+        return pick(trials, key=lambda t: t.value)  # type: ignore[arg-type, return-value]
 
-    def repeated_failure(self, invocation):
+    def repeated_failure(self, invocation: str) -> tuple[int, str | None]:
         """(count, error) of the most frequent training error of this command's trials of the condition."""
-        errors = {}
+        errors: dict[str, int] = {}
         for optuna_study in (self.search, self.confirm):
             for t in optuna_study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
                 if t.user_attrs.get("state") == "failed" and t.user_attrs.get("invocation") == invocation:
@@ -376,16 +440,19 @@ class ConditionStudies:
                     errors[error] = errors.get(error, 0) + 1
         if not errors:
             return 0, None
-        error = max(errors, key=errors.get)
+        error = max(errors, key=errors.get)  # type: ignore[arg-type]  # every key is in errors
         return errors[error], error
 
     # --- trials ---------------------------------------------------------------------------------
-    def ask_search(self):
+    def ask_search(self) -> tuple[optuna.Trial, dict[str, Any]] | tuple[None, None]:
         """A new search trial with its settings, or None if another worker took the last slot."""
         trial = self.search.ask()
         self._claim(trial)
-        ahead = [t for t in self.search.get_trials(deepcopy=False)
-                 if t.state in FINISHED or (t.state == TrialState.RUNNING and t.number < trial.number)]
+        ahead = [
+            t
+            for t in self.search.get_trials(deepcopy=False)
+            if t.state in FINISHED or (t.state == TrialState.RUNNING and t.number < trial.number)
+        ]
         if len(ahead) >= self.budget:
             trial.set_user_attr("state", "over_budget")
             self.search.tell(trial, state=TrialState.FAIL)
@@ -394,7 +461,7 @@ class ConditionStudies:
         params = {p.name: suggest(trial, p) for p in self.study.search}
         return trial, params
 
-    def ask_confirm(self):
+    def ask_confirm(self) -> tuple[optuna.Trial, int] | tuple[None, None]:
         """The next queued confirmation seed this sweep wants, as (trial, seed), or (None, None)."""
         for _ in range(len(self.confirm.get_trials(deepcopy=False)) + 1):
             trial = self.confirm.ask()
@@ -422,7 +489,14 @@ class ConditionStudies:
             if inherited.get(key) is not None:
                 trial.set_user_attr(key, None)
 
-    def finish(self, which, trial, state, value=None, attrs=None):
+    def finish(
+        self,
+        which: str,
+        trial: optuna.Trial,
+        state: str,
+        value: float | None = None,
+        attrs: dict[str, Any] | None = None,
+    ) -> bool:
         """Tell Optuna how a trial ended; False when it was no longer ours (see ``taken_away``)."""
         optuna_study = self.search if which == "search" else self.confirm
         try:
@@ -434,8 +508,9 @@ class ConditionStudies:
             elif state in ("failed", "interrupted"):
                 optuna_study.tell(trial, state=TrialState.FAIL)
                 if state == "interrupted":  # re-run the same settings later: nothing is lost
-                    optuna.storages.RetryHeartbeatStaleTrialCallback()(optuna_study,
-                                                                      _frozen(optuna_study, trial.number))
+                    optuna.storages.RetryHeartbeatStaleTrialCallback()(
+                        optuna_study, _frozen(optuna_study, trial.number)
+                    )
             else:
                 optuna_study.tell(trial, value)
         except TAKEN_AWAY:
@@ -446,7 +521,7 @@ class ConditionStudies:
             self.heartbeat.release(trial)
         return True
 
-    def reap_stale(self):
+    def reap_stale(self) -> None:
         """Fail the trials of dead workers and queue each again.
 
         RDB storages: Optuna's heartbeat decides. The journal file: a trial whose worker ran on this
@@ -469,7 +544,8 @@ class ConditionStudies:
                 except (RuntimeError, ValueError, optuna.exceptions.UpdateFinishedTrialError):
                     continue  # another worker reaped it first
                 optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)(
-                    optuna_study, _frozen(optuna_study, t.number))
+                    optuna_study, _frozen(optuna_study, t.number)
+                )
 
 
 def _earlier_self(trial):
@@ -477,13 +553,13 @@ def _earlier_self(trial):
     return trial.user_attrs.get("worker_pid") == os.getpid() and trial.user_attrs.get("worker_token") != PROCESS_TOKEN
 
 
-def seed_of(trial):
+def seed_of(trial: FrozenTrial) -> int | None:
     """The confirmation seed a confirm-study trial is for (queued, or a retry copy), or None."""
     seed = {**trial.system_attrs.get("fixed_params", {}), **trial.params}.get("seed")
     return None if seed is None else int(seed)
 
 
-def trial_state(trial):
+def trial_state(trial: FrozenTrial) -> str:
     """The harness's word for a trial: its worker's ("complete", "diverged", ...), else Optuna's."""
     if trial.state in (TrialState.RUNNING, TrialState.WAITING):
         return trial.state.name.lower()  # a queued retry copy carries the user attributes of the original
@@ -492,7 +568,7 @@ def trial_state(trial):
     return trial.user_attrs.get("state", trial.state.name.lower())
 
 
-def retried_from(trial):
+def retried_from(trial: FrozenTrial) -> int | None:
     """The number of the trial this one re-runs (the latest in Optuna's retry history), or None."""
     history = trial.system_attrs.get("retry_history")
     return history[-1] if history else None
@@ -502,7 +578,7 @@ def _frozen(optuna_study, number):
     return next(t for t in optuna_study.get_trials(deepcopy=False) if t.number == number)
 
 
-def prepare_studies(study, storage):
+def prepare_studies(study: Study, storage: BaseStorage) -> dict[str, optuna.Study]:
     """Create (or check) every condition's search and confirm studies; run once before workers start.
 
     Creating studies from several processes at once races on a fresh database, so the command that
@@ -513,20 +589,29 @@ def prepare_studies(study, storage):
     created, digest = {}, study.settings_digest()
     for condition in study.conditions:
         name = study.optuna_name(condition)
-        search = optuna.create_study(study_name=name, storage=storage, direction=study.direction,
-                                     load_if_exists=True)
+        # direction: "maximize" or "minimize", checked when the study was parsed
+        search = optuna.create_study(study_name=name, storage=storage, direction=study.direction, load_if_exists=True)  # type: ignore[arg-type]
         known = search.user_attrs.get("settings_digest")
         if known is None:
             search.set_user_attr("settings_digest", digest)
             search.set_user_attr("condition_settings", condition.settings)
         elif known != digest:
-            raise HarnessError(f"{study.path}: study {study.name!r} already exists in the storage with other "
-                               "settings; give the edited study a new name (or delete its records)")
-        confirm = optuna.create_study(study_name=study.optuna_name(condition, "confirm"), storage=storage,
-                                      direction="maximize", load_if_exists=True)
-        queued = {seed_of(t) for t in confirm.get_trials(deepcopy=False)
-                  if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING) or
-                  (t.state == TrialState.FAIL and trial_state(t) == "failed")}
+            raise HarnessError(
+                f"{study.path}: study {study.name!r} already exists in the storage with other "
+                "settings; give the edited study a new name (or delete its records)"
+            )
+        confirm = optuna.create_study(
+            study_name=study.optuna_name(condition, "confirm"),
+            storage=storage,
+            direction="maximize",
+            load_if_exists=True,
+        )
+        queued = {
+            seed_of(t)
+            for t in confirm.get_trials(deepcopy=False)
+            if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+            or (t.state == TrialState.FAIL and trial_state(t) == "failed")
+        }
         for seed in study.confirm_seed_values():
             if seed not in queued:
                 confirm.enqueue_trial({"seed": seed})
@@ -534,14 +619,14 @@ def prepare_studies(study, storage):
     return created
 
 
-def set_parent_run(search_study, run_id):
+def set_parent_run(search_study: optuna.Study, run_id: str) -> None:
     search_study.set_user_attr("mlflow_parent_run_id", run_id)
 
 
-def trial_rows(study, storage, conditions=None):
+def trial_rows(study: Study, storage: BaseStorage, conditions: list[Condition] | None = None) -> list[dict[str, Any]]:
     """Every trial of the sweep's current search and confirm studies as plain dicts (the records of
     Optuna's side, which ``reconcile`` holds against MLflow's)."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for condition in conditions or study.conditions:
         for phase in ("search", "confirm"):
             name = study.optuna_name(condition, phase)
@@ -550,26 +635,38 @@ def trial_rows(study, storage, conditions=None):
             except KeyError:
                 continue
             for t in optuna_study.get_trials(deepcopy=False):
-                rows.append({"condition": condition.name, "phase": phase, "optuna_study": name,
-                             "number": t.number, "optuna_state": t.state.name, "value": t.value,
-                             "params": dict(t.params), "seed": seed_of(t) if phase == "confirm" else None,
-                             "attrs": dict(t.user_attrs), "state": trial_state(t), "retry_of": retried_from(t),
-                             "worker_gone": t.user_attrs.get("worker_host") == HOST and
-                             (not pid_alive(t.user_attrs.get("worker_pid")) or _earlier_self(t)),
-                             "completed_at": t.datetime_complete.timestamp() if t.datetime_complete else None})
+                rows.append(
+                    {
+                        "condition": condition.name,
+                        "phase": phase,
+                        "optuna_study": name,
+                        "number": t.number,
+                        "optuna_state": t.state.name,
+                        "value": t.value,
+                        "params": dict(t.params),
+                        "seed": seed_of(t) if phase == "confirm" else None,
+                        "attrs": dict(t.user_attrs),
+                        "state": trial_state(t),
+                        "retry_of": retried_from(t),
+                        "worker_gone": t.user_attrs.get("worker_host") == HOST
+                        and (not pid_alive(t.user_attrs.get("worker_pid")) or _earlier_self(t)),
+                        "completed_at": t.datetime_complete.timestamp() if t.datetime_complete else None,
+                    }
+                )
     return rows
 
 
-def optuna_plots(study, storage_address, folder):
+def optuna_plots(study: Study, storage_address: str | None, folder: Path) -> list[Path]:
     """Optuna's optimisation history and parameter importances per condition, as PNGs in ``folder``.
     The storage is only read: a journal file that does not exist is not created."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as plots
 
     url = storage_url(storage_address, study.name)
-    if url.startswith("journal:") and not Path(url[len("journal:"):]).is_file():
+    if url.startswith("journal:") and not Path(url[len("journal:") :]).is_file():
         return []
     try:
         storage, _ = open_storage(url, study.name)
@@ -577,22 +674,22 @@ def optuna_plots(study, storage_address, folder):
         return []
     warnings.filterwarnings("ignore", message="Target and region quantiles")  # few trials: equal shares
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # "trial omitted: value is inf" for diverged ones
-    made = []
+    made: list[Path] = []
     for condition in study.conditions:
         try:
             optuna_study = optuna.load_study(study_name=study.optuna_name(condition), storage=storage)
         except KeyError:
             continue
         safe = condition.name.replace("/", "_")
-        for name, plot in (("history", plots.plot_optimization_history),
-                           ("importances", plots.plot_param_importances)):
+        for name, plot in (("history", plots.plot_optimization_history), ("importances", plots.plot_param_importances)):
             try:
                 ax = plot(optuna_study)
             except (ValueError, RuntimeError):
                 continue  # too few finished trials for this plot
             ax.set_title(f"{condition.name}: {ax.get_title()}")
             path = folder / f"optuna_{name}_{safe}.png"
-            ax.figure.savefig(path, bbox_inches="tight")
-            plt.close(ax.figure)
+            # a plot's axes belong to a Figure, not a SubFigure
+            ax.figure.savefig(path, bbox_inches="tight")  # type: ignore[union-attr]
+            plt.close(ax.figure)  # type: ignore[arg-type]
             made.append(path)
     return made

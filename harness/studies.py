@@ -5,6 +5,7 @@ A study compares *conditions* (the scientific settings: loss, optimizer, ...) at
 the same budget. Everything is checked before anything is created; every error is one line naming
 the file, the key and what is allowed.
 """
+
 import dataclasses
 import hashlib
 import itertools
@@ -20,10 +21,18 @@ from .errors import ConfigError
 SEARCHABLE = {"lr": float, "epochs": int, "momentum": float, "batch_size": int, "weight_decay": float}
 SAMPLERS = ("tpe", "random", "qmc", "grid")
 PRUNERS = ("median", "hyperband", "none")
-OBJECTIVES = {"val_accuracy": "maximize", "val_cross_entropy": "minimize", "val_mse": "minimize",
-              "val_mse_logits": "minimize"}
+OBJECTIVES = {
+    "val_accuracy": "maximize",
+    "val_cross_entropy": "minimize",
+    "val_mse": "minimize",
+    "val_mse_logits": "minimize",
+}
 SECTIONS = {
-    "name": None, "description": None, "fixed": None, "conditions": None, "search": None,
+    "name": None,
+    "description": None,
+    "fixed": None,
+    "conditions": None,
+    "search": None,
     "budget": {"trials", "timeout_seconds", "stack"},
     "sampler": {"name", "seed"},
     "pruner": {"name", "startup_trials", "warmup_epochs"},
@@ -159,8 +168,9 @@ def _check_grid(study, trials, where):
     if study.sampler == "grid":
         points = math.prod(len(p.choices) for p in study.search)
         if trials > points:
-            raise ConfigError(f"{where} = {trials} is not allowed; the grid has {points} points; "
-                              "ask for at most that many")
+            raise ConfigError(
+                f"{where} = {trials} is not allowed; the grid has {points} points; ask for at most that many"
+            )
 
 
 class _Checker:
@@ -185,10 +195,19 @@ class _Checker:
         return value
 
     def integer(self, key, value, minimum, maximum=None):
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum or \
-                (maximum is not None and value > maximum):
-            self.fail(key, value, f"must be an integer >= {minimum}" if maximum is None else
-                      f"must be an integer in [{minimum}, {maximum}]")
+        if (
+            not isinstance(value, int)
+            or isinstance(value, bool)
+            or value < minimum
+            or (maximum is not None and value > maximum)
+        ):
+            self.fail(
+                key,
+                value,
+                f"must be an integer >= {minimum}"
+                if maximum is None
+                else f"must be an integer in [{minimum}, {maximum}]",
+            )
         return value
 
     def number(self, key, value):
@@ -204,7 +223,7 @@ class _Checker:
 
 _HELP = {
     "name": "give the study a name (letters, digits, '_', '.', '-')",
-    "conditions": "add a [conditions] table, e.g. loss = [\"mse\", \"cross_entropy\"]",
+    "conditions": 'add a [conditions] table, e.g. loss = ["mse", "cross_entropy"]',
     "search": "add a [search] table, e.g. lr = { low = 0.001, high = 1.0, log = true }",
 }
 
@@ -225,8 +244,7 @@ def read_toml(path):
     except PermissionError:
         raise ConfigError(f"{path}: cannot be read (permission denied)") from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); a study or config file is TOML text") \
-            from None
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); a study or config file is TOML text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
 
@@ -263,8 +281,11 @@ def parse_study(data, path):
     if sampler_name == "grid":
         for param in search:
             if param.choices is None:
-                check.fail(f"search.{param.name}", {"low": param.low, "high": param.high},
-                           "the grid sampler needs choices = [...] for every searched setting")
+                check.fail(
+                    f"search.{param.name}",
+                    {"low": param.low, "high": param.high},
+                    "the grid sampler needs choices = [...] for every searched setting",
+                )
         points = math.prod(len(p.choices) for p in search)
         if trials > points:
             check.fail("budget.trials", trials, f"the grid has {points} points; ask for at most that many")
@@ -276,8 +297,9 @@ def parse_study(data, path):
 
     objective = check.table(data, "objective", SECTIONS["objective"])
     metric = check.choice("objective.metric", objective.get("metric", "val_accuracy"), tuple(OBJECTIVES))
-    direction = check.choice("objective.direction", objective.get("direction", OBJECTIVES[metric]),
-                             ("maximize", "minimize"))
+    direction = check.choice(
+        "objective.direction", objective.get("direction", OBJECTIVES[metric]), ("maximize", "minimize")
+    )
     if direction != OBJECTIVES[metric]:
         check.fail("objective.direction", direction, f"{metric} must be {OBJECTIVES[metric]}d")
     target = objective.get("target_accuracy", 0.95)
@@ -288,17 +310,33 @@ def parse_study(data, path):
     seeds = check.integer("confirm.seeds", confirm.get("seeds", 5), 1, MAX_CONFIRM_SEEDS)
     search_seed = check.integer("search_seed", data.get("search_seed", 0), 0, SEED_MAX - MAX_CONFIRM_SEEDS - 1)
 
-    return Study(name=name, path=path, description=description, fixed=fixed, conditions=conditions,
-                 search=search, trials=trials, timeout_seconds=timeout, sampler=sampler_name,
-                 sampler_seed=sampler_seed, pruner=pruner_name, pruner_startup_trials=startup,
-                 pruner_warmup_epochs=warmup, objective=metric, direction=direction,
-                 target_accuracy=float(target), confirm_seeds=seeds, search_seed=search_seed, stack=stack,
-                 raw=data)
+    return Study(
+        name=name,
+        path=path,
+        description=description,
+        fixed=fixed,
+        conditions=conditions,
+        search=search,
+        trials=trials,
+        timeout_seconds=timeout,
+        sampler=sampler_name,
+        sampler_seed=sampler_seed,
+        pruner=pruner_name,
+        pruner_startup_trials=startup,
+        pruner_warmup_epochs=warmup,
+        objective=metric,
+        direction=direction,
+        target_accuracy=float(target),
+        confirm_seeds=seeds,
+        search_seed=search_seed,
+        stack=stack,
+        raw=data,
+    )
 
 
 def _parse_conditions(check, table, fixed):
     if not table:
-        check.fail("conditions", table, "list at least one setting to compare, e.g. loss = [\"mse\"]")
+        check.fail("conditions", table, 'list at least one setting to compare, e.g. loss = ["mse"]')
     axes = []
     for axis, levels in table.items():
         key = f"conditions.{axis}"
@@ -312,15 +350,16 @@ def _parse_conditions(check, table, fixed):
             axes.append([(_level_name(v), {axis: v}) for v in levels])
         elif isinstance(levels, dict):
             if not levels:
-                check.fail(key, levels, "give at least one named bundle, e.g. sgd = { optimizer = \"sgd\" }")
+                check.fail(key, levels, 'give at least one named bundle, e.g. sgd = { optimizer = "sgd" }')
             bundles = []
             for level, settings in levels.items():
                 if not isinstance(settings, dict):
                     check.fail(f"{key}.{level}", settings, "expected a table of settings")
                 for setting in settings:
                     if setting not in FIELD_TYPES or setting == "seed":
-                        check.fail(f"{key}.{level}.{setting}", settings[setting],
-                                   f"known settings: {', '.join(FIELD_TYPES)}")
+                        check.fail(
+                            f"{key}.{level}.{setting}", settings[setting], f"known settings: {', '.join(FIELD_TYPES)}"
+                        )
                 if not NAME_PATTERN.fullmatch(level):
                     check.fail(key, level, "bundle names use 1-64 letters, digits, '_', '.', '-'")
                 bundles.append((level, dict(settings)))
@@ -330,8 +369,12 @@ def _parse_conditions(check, table, fixed):
         for _, settings in axes[-1]:
             for setting in settings:
                 if setting in fixed:
-                    check.fail(f"fixed.{setting}", fixed[setting], f"conditions.{axis} also sets {setting}; "
-                               "a setting is either fixed or compared, remove it from one of them")
+                    check.fail(
+                        f"fixed.{setting}",
+                        fixed[setting],
+                        f"conditions.{axis} also sets {setting}; "
+                        "a setting is either fixed or compared, remove it from one of them",
+                    )
     conditions, named = [], {}
     for combination in itertools.product(*axes):
         settings, names = {}, []
@@ -339,13 +382,21 @@ def _parse_conditions(check, table, fixed):
             names.append(level)
             for setting, value in values.items():
                 if setting in settings and settings[setting] != value:
-                    check.fail(f"conditions.{'/'.join(names)}", value, f"{setting} is set twice in one condition "
-                               f"({settings[setting]!r} and {value!r}); set it in one axis only")
+                    check.fail(
+                        f"conditions.{'/'.join(names)}",
+                        value,
+                        f"{setting} is set twice in one condition "
+                        f"({settings[setting]!r} and {value!r}); set it in one axis only",
+                    )
             settings.update(values)
         name = "-".join(names)
         if name in named:
-            check.fail("conditions", name, f"two conditions get this name ({named[name]} and {settings}); "
-                       "rename a bundle or a value so that names stay distinct")
+            check.fail(
+                "conditions",
+                name,
+                f"two conditions get this name ({named[name]} and {settings}); "
+                "rename a bundle or a value so that names stay distinct",
+            )
         named[name] = settings
         conditions.append(Condition(name, settings))
     return conditions
@@ -359,8 +410,12 @@ def _refuse_identical(check, fixed, conditions, search):
         config = make_config({**fixed, **condition.settings, **params})
         key = config.to_json()
         if key in seen:
-            check.fail("conditions", condition.name, f"it trains exactly what {seen[key]} trains "
-                       f"(same settings {condition.settings}); give every condition different settings")
+            check.fail(
+                "conditions",
+                condition.name,
+                f"it trains exactly what {seen[key]} trains "
+                f"(same settings {condition.settings}); give every condition different settings",
+            )
         seen[key] = condition.name
 
 
@@ -387,8 +442,11 @@ def _parse_search(check, table, fixed, conditions):
             check.fail(f"fixed.{name}", fixed[name], f"{name} is searched; remove it from [fixed]")
         for condition in conditions:
             if name in condition.settings:
-                check.fail(f"conditions ({condition.name}).{name}", condition.settings[name],
-                           f"{name} is searched; a condition cannot also fix it")
+                check.fail(
+                    f"conditions ({condition.name}).{name}",
+                    condition.settings[name],
+                    f"{name} is searched; a condition cannot also fix it",
+                )
         kind = SEARCHABLE[name]
         if "choices" in spec:
             choices = spec["choices"]

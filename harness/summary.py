@@ -1,9 +1,11 @@
 """The per-condition summary of a sweep: best settings, scores, and how reliable they are.
 
 Built from the table of records (``records``): the runs MLflow holds, so the summary a sweep prints and
-the table ``harness compare`` prints are one computation over one set of records. The 95% confidence interval of the test accuracy is the
-Student t interval over the confirmation seeds: mean +- t(0.975, n-1) * sd / sqrt(n).
+the table ``harness compare`` prints are one computation over one set of records. The 95% confidence
+interval of the test accuracy is the Student t interval over the confirmation seeds:
+mean +- t(0.975, n-1) * sd / sqrt(n).
 """
+
 import math
 
 import numpy as np
@@ -23,6 +25,7 @@ def t_interval(values, level=0.95):
     if len(values) < 2:
         return mean, math.nan, math.nan
     from scipy import stats
+
     half = float(stats.t.ppf(0.5 + level / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
     return mean, mean - half, mean + half
 
@@ -30,8 +33,9 @@ def t_interval(values, level=0.95):
 def edge_of(param, value):
     if param.choices is not None or value is None:
         return None
-    low, high, v = (math.log(x) for x in (param.low, param.high, value)) if param.log else \
-        (param.low, param.high, value)
+    low, high, v = (
+        (math.log(x) for x in (param.low, param.high, value)) if param.log else (param.low, param.high, value)
+    )
     position = (v - low) / (high - low)
     if position <= EDGE:
         return f"{param.name}:low"
@@ -51,10 +55,13 @@ def summarize(study, frame):
         seeds = confirm[confirm["condition"] == condition.name] if len(confirm) else confirm
         n = len(trials)
         states = trials["state"] if n else pd.Series(dtype=object)
-        row = {"condition": condition.name, "trials": n,
-               "pruned_share": float((states == "pruned").mean()) if n else math.nan,
-               "diverged_share": float((states == "diverged").mean()) if n else math.nan,
-               "failed_trials": int((failed["condition"] == condition.name).sum()) if len(failed) else 0}
+        row = {
+            "condition": condition.name,
+            "trials": n,
+            "pruned_share": float((states == "pruned").mean()) if n else math.nan,
+            "diverged_share": float((states == "diverged").mean()) if n else math.nan,
+            "failed_trials": int((failed["condition"] == condition.name).sum()) if len(failed) else 0,
+        }
         best = best_trial_run(study, trials, seeds)
         edges = []
         for param in study.search:
@@ -67,8 +74,14 @@ def summarize(study, frame):
         row["at_edge"] = ",".join(edges)
         accuracies = seeds["metric.test_accuracy"].astype(float).tolist() if "metric.test_accuracy" in seeds else []
         mean, low, high = t_interval(accuracies)
-        row.update({"test_accuracy_mean": mean, "test_accuracy_ci_low": low, "test_accuracy_ci_high": high,
-                    "seeds": len(accuracies)})
+        row.update(
+            {
+                "test_accuracy_mean": mean,
+                "test_accuracy_ci_low": low,
+                "test_accuracy_ci_high": high,
+                "seeds": len(accuracies),
+            }
+        )
         reached = [e for e in seeds["epochs_to_target"].tolist() if not math.isnan(e)] if len(seeds) else []
         row["epochs_to_target_median"] = float(np.median(reached)) if reached else math.nan
         row["target_reached"] = f"{len(reached)}/{len(seeds)}"
@@ -96,18 +109,35 @@ def best_trial_run(study, trials, seeds):
 def paired_differences(study, frame):
     """Test-accuracy difference per pair of conditions over the confirmation seeds both trained."""
     _, confirm = current(study, frame)
-    by_condition = {c.name: dict(zip(confirm[confirm["condition"] == c.name]["seed"],
-                                     confirm[confirm["condition"] == c.name]["metric.test_accuracy"]))
-                    if len(confirm) else {} for c in study.conditions}
+    by_condition = {
+        c.name: dict(
+            zip(
+                confirm[confirm["condition"] == c.name]["seed"],
+                confirm[confirm["condition"] == c.name]["metric.test_accuracy"],
+            )
+        )
+        if len(confirm)
+        else {}
+        for c in study.conditions
+    }
     rows = []
     names = [c.name for c in study.conditions]
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             seeds = sorted(set(by_condition[a]) & set(by_condition[b]))
             diffs = [by_condition[a][s] - by_condition[b][s] for s in seeds]
             mean, low, high = t_interval(diffs)
-            rows.append({"a": a, "b": b, "seeds": len(seeds), "mean_difference": mean, "ci_low": low,
-                         "ci_high": high, "significant": bool(not math.isnan(low) and (low > 0 or high < 0))})
+            rows.append(
+                {
+                    "a": a,
+                    "b": b,
+                    "seeds": len(seeds),
+                    "mean_difference": mean,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "significant": bool(not math.isnan(low) and (low > 0 or high < 0)),
+                }
+            )
     return pd.DataFrame(rows, columns=["a", "b", "seeds", "mean_difference", "ci_low", "ci_high", "significant"])
 
 
@@ -125,23 +155,37 @@ def format_table(study, table):
         shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.0%}")
     shown["test_accuracy (95% CI)"] = [
         "n/a" if pd.isna(m) else (f"{m:.4f}" if pd.isna(lo) else f"{m:.4f} [{lo:.4f}, {hi:.4f}]")
-        for m, lo, hi in zip(table["test_accuracy_mean"], table["test_accuracy_ci_low"],
-                             table["test_accuracy_ci_high"])]
+        for m, lo, hi in zip(table["test_accuracy_mean"], table["test_accuracy_ci_low"], table["test_accuracy_ci_high"])
+    ]
     shown["epochs_to_target"] = [
-        f"{'n/a' if pd.isna(m) else f'{m:g}'} ({r})" for m, r in zip(table["epochs_to_target_median"],
-                                                                     table["target_reached"])]
-    columns = ["condition", *[f"best_{p.name}" for p in study.search], f"best_{study.objective}",
-               "test_accuracy (95% CI)", "epochs_to_target", "trials", "pruned_share", "diverged_share",
-               "at_edge"]
-    formatters = {f"best_{p.name}": (lambda v: "" if v is None or pd.isna(v) else f"{v:.4g}")
-                  for p in study.search}
+        f"{'n/a' if pd.isna(m) else f'{m:g}'} ({r})"
+        for m, r in zip(table["epochs_to_target_median"], table["target_reached"])
+    ]
+    columns = [
+        "condition",
+        *[f"best_{p.name}" for p in study.search],
+        f"best_{study.objective}",
+        "test_accuracy (95% CI)",
+        "epochs_to_target",
+        "trials",
+        "pruned_share",
+        "diverged_share",
+        "at_edge",
+    ]
+    formatters = {f"best_{p.name}": (lambda v: "" if v is None or pd.isna(v) else f"{v:.4g}") for p in study.search}
     formatters[f"best_{study.objective}"] = lambda v: "" if v is None or pd.isna(v) else f"{v:.4f}"
     text = shown[columns].to_string(index=False, formatters=formatters)
-    warnings = [f"warning: {row.condition}: best {edge.split(':')[0]} sits at the {edge.split(':')[1]} edge of "
-                "its search range; widen the range" for row in table.itertuples() for edge in row.at_edge.split(",")
-                if edge]
-    note = (f"epochs_to_target: median epoch at which validation accuracy first reached "
-            f"{study.target_accuracy:g} over the confirmation seeds (reached/seeds; the rest are censored)")
+    warnings = [
+        f"warning: {row.condition}: best {edge.split(':')[0]} sits at the {edge.split(':')[1]} edge of "
+        "its search range; widen the range"
+        for row in table.itertuples()
+        for edge in row.at_edge.split(",")
+        if edge
+    ]
+    note = (
+        f"epochs_to_target: median epoch at which validation accuracy first reached "
+        f"{study.target_accuracy:g} over the confirmation seeds (reached/seeds; the rest are censored)"
+    )
     return "\n".join([text, note, *warnings])
 
 

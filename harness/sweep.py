@@ -14,14 +14,15 @@
 5. Summarise from the table of records, the same computation ``harness compare`` makes, and end the
    parent runs.
 """
+
 import json
 import os
 import signal
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
 
+from . import faults
 from .data import data_key, load_split
 from .errors import HarnessError
 from .locks import check_reachable, preparing
@@ -62,8 +63,9 @@ def preflight(study):
     """Load every condition's data once and check its memory, before anything is created."""
     splits = {}
     for condition in study.conditions:
-        config = study.config_for(condition, {p.name: p.choices[0] if p.choices else p.high for p in study.search},
-                                  study.search_seed)
+        config = study.config_for(
+            condition, {p.name: p.choices[0] if p.choices else p.high for p in study.search}, study.search_seed
+        )
         key = data_key(config)
         if key not in splits:
             try:
@@ -81,9 +83,7 @@ def run_sweep(study, options):
     check_server(uri)
     check_writable(uri)
     splits = preflight(study)
-    recorder = RecorderProcess(uri)  # imports mlflow while we prepare Optuna's side
-    plan = None
-    try:
+    with RecorderProcess(uri) as recorder:  # imports mlflow while we prepare Optuna's side
         plan, worker, repaired = prepare(study, options, recorder, splits)
         sweeper = _Sweeper(study, plan, recorder, options)
         try:
@@ -95,20 +95,7 @@ def run_sweep(study, options):
         _, records = load_records(recorder, study)
         table = summarize(study, records)
         finish(study, plan, recorder, table)
-        recorder.close()
-    except BaseException:
-        _close_quietly(recorder)
-        raise
     return SweepResult(study, plan, table, stats, time.perf_counter() - start, repaired)
-
-
-def _close_quietly(recorder):
-    """Let the recorder write what was given back (runs ended as interrupted, ...), unless it is the
-    part that failed."""
-    try:
-        recorder.close(timeout=60)
-    except Exception:  # noqa: BLE001 - already failing; the next start reconciles what is left
-        recorder.kill()
 
 
 def prepare(study, options, recorder, splits):
@@ -119,33 +106,54 @@ def prepare(study, options, recorder, splits):
     with preparing(url, options.tracking_uri):
         storage, url = open_storage(url, study.name, options.heartbeat_seconds, check=True)
         searches = prepare_studies(study, storage)
-        experiment_id = recorder.call("ensure_experiment", study.name, options.tracking_uri,
-                                      {"mlflow.note.content": study.description} if study.description else {})
-        wanted = {}
-        for condition in study.conditions:
-            tags = {HARNESS_TAG: "condition", "study": study.name, "condition": condition.name,
-                    "phase": "condition", "objective": study.objective, "direction": study.direction,
-                    "target_accuracy": study.target_accuracy, "optuna_storage": redact(url),
-                    "study_file": study.path.rsplit("/", 1)[-1], "trials": study.trials,
-                    "confirm_seeds": study.confirm_seeds}
-            params = {**study.fixed, **condition.settings, "sampler": study.sampler, "pruner": study.pruner,
-                      "objective": study.objective,
-                      **{f"search.{p.name}": (p.choices if p.choices else f"[{p.low}, {p.high}]"
-                                              + (" log" if p.log else "")) for p in study.search}}
-            wanted[condition.name] = (searches[condition.name].user_attrs.get("mlflow_parent_run_id"),
-                                      condition.name, tags, params)
+        note = {"mlflow.note.content": study.description} if study.description else {}
+        experiment_id = recorder.call("ensure_experiment", study.name, options.tracking_uri, note)
+        known = {name: search.user_attrs.get("mlflow_parent_run_id") for name, search in searches.items()}
+        wanted = {c.name: (known[c.name], c.name, *parent_spec(study, c, url)) for c in study.conditions}
         parents = recorder.call("parent_runs", experiment_id, wanted)
+        faults.kill_at("after-parents")
         for name, run_id in parents.items():
-            if run_id != wanted[name][0]:
+            if run_id != known[name]:
                 set_parent_run(searches[name], run_id)
         resolved = json.dumps(study.to_dict(), indent=1, default=str).encode()
         for run_id in parents.values():
             recorder.submit("write_artifacts", run_id, {STUDY_ARTIFACT: resolved})
-        plan = SweepPlan(url, options.tracking_uri, experiment_id, parents, uuid.uuid4().hex[:12],
-                         options.heartbeat_seconds)
+        plan = SweepPlan(
+            url, options.tracking_uri, experiment_id, parents, uuid.uuid4().hex[:12], options.heartbeat_seconds
+        )
         worker = SweepWorker(study, plan, recorder, 0, splits, on_progress=options.on_poll)
         repaired = reconcile_stores(study, plan, storage, recorder, worker)
     return plan, worker, repaired
+
+
+def parent_spec(study, condition, storage_url):
+    """(tags, params) of a condition's parent run: what it compares, and how the sweep is set up."""
+    tags = {
+        HARNESS_TAG: "condition",
+        "study": study.name,
+        "condition": condition.name,
+        "phase": "condition",
+        "objective": study.objective,
+        "direction": study.direction,
+        "target_accuracy": study.target_accuracy,
+        "optuna_storage": redact(storage_url),
+        "study_file": study.path.rsplit("/", 1)[-1],
+        "trials": study.trials,
+        "confirm_seeds": study.confirm_seeds,
+    }
+    ranges = {
+        f"search.{p.name}": p.choices if p.choices else f"[{p.low}, {p.high}]" + (" log" if p.log else "")
+        for p in study.search
+    }
+    params = {
+        **study.fixed,
+        **condition.settings,
+        "sampler": study.sampler,
+        "pruner": study.pruner,
+        "objective": study.objective,
+        **ranges,
+    }
+    return tags, params
 
 
 class _Sweeper:
@@ -182,10 +190,13 @@ def run_workers(study, plan, worker, workers, on_poll=None):
     given the resolved study and the plan."""
     import multiprocessing
     import queue
+
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
-    processes = [context.Process(target=worker_process, args=(study, plan, i, results), name=f"sweep-worker-{i}")
-                 for i in range(1, workers)]
+    processes = [
+        context.Process(target=worker_process, args=(study, plan, i, results), name=f"sweep-worker-{i}")
+        for i in range(1, workers)
+    ]
     for process in processes:
         process.start()
     worker.on_progress = on_poll

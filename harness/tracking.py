@@ -9,64 +9,90 @@ and now, for commands that train nothing. Both have the same interface: ``submit
 at once), ``outcome``/``result`` (its answer), ``call`` (submit and wait). mlflow is imported lazily,
 so importing this module is cheap.
 """
+
+from __future__ import annotations
+
 import os
 import queue
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from .errors import HarnessError, RecordingError
 
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+
 STORE_DIR = "mlruns"
 HARNESS_TAG = "harness.kind"
 """Every run the harness makes carries this tag (train, search, confirm, condition, reproduce)."""
-SCHEMES = ("sqlite", "http", "https", "postgresql", "postgresql+psycopg", "postgresql+psycopg2", "mysql",
-           "mysql+pymysql", "file", "databricks")
+SCHEMES = (
+    "sqlite",
+    "http",
+    "https",
+    "postgresql",
+    "postgresql+psycopg",
+    "postgresql+psycopg2",
+    "mysql",
+    "mysql+pymysql",
+    "file",
+    "databricks",
+)
 METRICS_PER_BATCH = 1000  # MLflow's own limit for one log_batch call
 
 
 # --- where the store is -------------------------------------------------------------------------------
-def default_tracking_uri():
+def default_tracking_uri() -> str:
     return f"sqlite:///{Path.cwd() / STORE_DIR / 'mlflow.db'}"
 
 
-def resolve_tracking_uri(flag=None):
+def resolve_tracking_uri(flag: str | None = None) -> str:
     """--tracking-uri, else $MLFLOW_TRACKING_URI, else the project's store under ./mlruns/; checked."""
     uri = flag or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
     from .urls import redact
+
     scheme = urlparse(uri).scheme
     if scheme not in SCHEMES:
-        raise HarnessError(f"tracking URI {redact(uri)!r}: scheme {scheme or '(none)'!r} is not supported; use "
-                           "sqlite:///PATH, http(s)://HOST:PORT (an MLflow server) or postgresql+psycopg://...")
+        raise HarnessError(
+            f"tracking URI {redact(uri)!r}: scheme {scheme or '(none)'!r} is not supported; use "
+            "sqlite:///PATH, http(s)://HOST:PORT (an MLflow server) or postgresql+psycopg://..."
+        )
     if scheme.startswith("postgresql"):
         require_driver(uri)
     return uri
 
 
-def require_driver(url):
+def require_driver(url: str) -> None:
     """PostgreSQL URLs need psycopg, which only the ``distributed`` extra installs."""
     import importlib.util
+
     if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is None:
         from .urls import redact
-        raise HarnessError(f"{redact(url)}: PostgreSQL needs its driver, which is not installed: "
-                           "pip install -e '.[distributed]'")
+
+        raise HarnessError(
+            f"{redact(url)}: PostgreSQL needs its driver, which is not installed: pip install -e '.[distributed]'"
+        )
 
 
-def sqlite_path(uri):
+def sqlite_path(uri: str) -> Path | None:
     if not uri.startswith("sqlite:///"):
         return None
-    return Path(uri[len("sqlite:///"):])
+    return Path(uri[len("sqlite:///") :])
 
 
-def artifact_root(uri):
+def artifact_root(uri: str) -> str | None:
     """Artifacts of a local SQLite store live beside it (mlruns/artifacts); servers choose their own."""
     path = sqlite_path(uri)
     return (path.parent / "artifacts").resolve().as_uri() if path else None
 
 
-def check_server(uri, timeout=10):
+def check_server(uri: str, timeout: float = 10) -> None:
     """A tracking server must answer, and accept us, before anything is created: MLflow's client would
     retry for minutes, then fail with a traceback. Local stores need no check."""
     if not uri.startswith(("http://", "https://")):
@@ -76,27 +102,33 @@ def check_server(uri, timeout=10):
     import urllib.request
 
     from .urls import redact
-    headers = {}
+
+    headers: dict[str, str] = {}
     if os.environ.get("MLFLOW_TRACKING_TOKEN"):
         headers["Authorization"] = f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}"
     elif os.environ.get("MLFLOW_TRACKING_USERNAME"):
         user = f"{os.environ['MLFLOW_TRACKING_USERNAME']}:{os.environ.get('MLFLOW_TRACKING_PASSWORD', '')}"
         headers["Authorization"] = f"Basic {base64.b64encode(user.encode()).decode()}"
-    probe = urllib.request.Request(f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1",
-                                   headers=headers)
+    probe = urllib.request.Request(
+        f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1", headers=headers
+    )
     try:
         with urllib.request.urlopen(probe, timeout=timeout) as response:
             response.read()
     except urllib.error.HTTPError as exc:
-        hint = {401: "it wants credentials: MLFLOW_TRACKING_USERNAME/PASSWORD or MLFLOW_TRACKING_TOKEN",
-                403: "it refuses this host name: start it with --allowed-hosts listing the name in this URL"}
-        raise HarnessError(f"tracking URI {redact(uri)}: the MLflow server answered {exc.code} {exc.reason}"
-                           + (f"; {hint[exc.code]}" if exc.code in hint else "")) from None
+        hint = {
+            401: "it wants credentials: MLFLOW_TRACKING_USERNAME/PASSWORD or MLFLOW_TRACKING_TOKEN",
+            403: "it refuses this host name: start it with --allowed-hosts listing the name in this URL",
+        }
+        raise HarnessError(
+            f"tracking URI {redact(uri)}: the MLflow server answered {exc.code} {exc.reason}"
+            + (f"; {hint[exc.code]}" if exc.code in hint else "")
+        ) from None
     except OSError as exc:
         raise HarnessError(f"tracking URI {redact(uri)}: no MLflow server answers there ({exc})") from None
 
 
-def check_writable(uri):
+def check_writable(uri: str) -> None:
     """A local store that cannot be written fails here, in one line, before anything runs."""
     path = sqlite_path(uri)
     if path is None:
@@ -106,12 +138,14 @@ def check_writable(uri):
         folder = folder.parent
     for target in (path if path.exists() else folder, path.parent / "artifacts"):
         if target.exists() and not os.access(target, os.W_OK):
-            raise HarnessError(f"{target}: the tracking store cannot be written here (read-only); "
-                               "give --tracking-uri a writable place, or fix the permissions")
+            raise HarnessError(
+                f"{target}: the tracking store cannot be written here (read-only); "
+                "give --tracking-uri a writable place, or fix the permissions"
+            )
 
 
 # --- opening it ---------------------------------------------------------------------------------------
-def open_client(uri):
+def open_client(uri: str) -> MlflowClient:
     """An MlflowClient on ``uri``. A local SQLite store is created whole or not at all: its schema is
     built under a temporary name and linked into place, so a kill in the 3 s of schema creation can
     never leave a half-made store behind; a half-made or damaged one gets a one-line diagnosis."""
@@ -120,8 +154,10 @@ def open_client(uri):
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
     import logging
+
     logging.getLogger("mlflow").setLevel(logging.CRITICAL)  # its errors reach the user as our one line
     from mlflow import MlflowClient
+
     path = sqlite_path(uri)
     if path is not None:
         _create_sqlite_store(path, uri)
@@ -134,11 +170,14 @@ def open_client(uri):
     except Exception as exc:  # noqa: BLE001 - a damaged store is said in one line
         reason = _first_line(exc)
         if "out-of-date database schema" in reason:
-            raise HarnessError(f"{path}: made by an older MLflow; back it up, then upgrade it with "
-                               f"`mlflow db upgrade {uri}`") from None
-        raise HarnessError(f"{path}: not a usable MLflow store ({reason}); its creation was interrupted or it "
-                           f"was damaged: move it away (mv {path} {path}.broken) and run again to start a new "
-                           "store") from None
+            raise HarnessError(
+                f"{path}: made by an older MLflow; back it up, then upgrade it with `mlflow db upgrade {uri}`"
+            ) from None
+        raise HarnessError(
+            f"{path}: not a usable MLflow store ({reason}); its creation was interrupted or it "
+            f"was damaged: move it away (mv {path} {path}.broken) and run again to start a new "
+            "store"
+        ) from None
 
 
 def _create_sqlite_store(path, uri):
@@ -157,6 +196,7 @@ def _create_sqlite_store(path, uri):
     building = path.with_name(f".{path.name}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
         store = SqlAlchemyStore(f"sqlite:///{building}", artifact_root(uri))
         store.engine.dispose()
         try:
@@ -192,14 +232,16 @@ def _text(tags):
     return {key: str(value) for key, value in tags.items()}
 
 
-def ensure_experiment(client, name, uri, tags=None):
+def ensure_experiment(client: MlflowClient, name: str, uri: str, tags: dict[str, Any] | None = None) -> str:
     from mlflow.exceptions import MlflowException
+
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         try:
             experiment_id = client.create_experiment(name, artifact_location=artifact_root(uri))
         except MlflowException:  # another process created it first
-            experiment_id = client.get_experiment_by_name(name).experiment_id
+            # created by another process a moment ago: it exists
+            experiment_id = client.get_experiment_by_name(name).experiment_id  # type: ignore[union-attr]
     else:
         experiment_id = experiment.experiment_id
         if experiment.lifecycle_stage == "deleted":
@@ -209,29 +251,41 @@ def ensure_experiment(client, name, uri, tags=None):
     return experiment_id
 
 
-def create_run(client, experiment_id, run_name, tags, params):
+def create_run(
+    client: MlflowClient, experiment_id: str, run_name: str | None, tags: dict[str, Any], params: dict[str, Any]
+) -> str:
     from mlflow.entities import Param
+
     run = client.create_run(experiment_id, run_name=run_name, tags=_text(tags))
     if params:
         client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
     return run.info.run_id
 
 
-def start_run(client, experiment_name, uri, run_name, tags, params):
+def start_run(
+    client: MlflowClient,
+    experiment_name: str,
+    uri: str,
+    run_name: str | None,
+    tags: dict[str, Any],
+    params: dict[str, Any],
+) -> str:
     """A run in the named experiment (created when missing): ``harness train`` and ``reproduce``."""
     return create_run(client, ensure_experiment(client, experiment_name, uri), run_name, tags, params)
 
 
-def log_points(client, run_id, points):
+def log_points(client: MlflowClient, run_id: str, points: Sequence[tuple[str, float, int, int]]) -> None:
     """Metric points ``(key, value, timestamp_ms, step)``, in batches MLflow accepts."""
     from mlflow.entities import Metric
+
     for begin in range(0, len(points), METRICS_PER_BATCH):
-        client.log_batch(run_id, metrics=[Metric(*p) for p in points[begin:begin + METRICS_PER_BATCH]])
+        client.log_batch(run_id, metrics=[Metric(*p) for p in points[begin : begin + METRICS_PER_BATCH]])
 
 
-def write_artifacts(client, run_id, artifacts, folder=None):
+def write_artifacts(client: MlflowClient, run_id: str, artifacts: dict[str, bytes], folder: str | None = None) -> None:
     """Log ``{file name: bytes}`` as the run's artifacts (at the root, or under ``folder``) in one call."""
     import tempfile
+
     if not artifacts:
         return
     with tempfile.TemporaryDirectory() as tmp:
@@ -240,77 +294,115 @@ def write_artifacts(client, run_id, artifacts, folder=None):
         client.log_artifacts(run_id, tmp, folder)
 
 
-def record_run(client, run_id, points, tags, artifacts):
+def record_run(
+    client: MlflowClient,
+    run_id: str,
+    points: Sequence[tuple[str, float, int, int]],
+    tags: dict[str, Any],
+    artifacts: dict[str, bytes],
+) -> None:
     """A run's results, in an order that makes its final tags the proof of the rest: artifacts, then
     the curves, then the tags (``state`` becomes final only when everything before it is stored)."""
     from mlflow.entities import RunTag
+
     write_artifacts(client, run_id, artifacts)
     log_points(client, run_id, points)
     client.log_batch(run_id, tags=[RunTag(k, v) for k, v in _text(tags).items()])
 
 
-def end_run(client, run_id, status, tags=None):
+def end_run(client: MlflowClient, run_id: str, status: str, tags: dict[str, Any] | None = None) -> None:
     from mlflow.entities import RunTag
+
     if tags:
         client.log_batch(run_id, tags=[RunTag(k, v) for k, v in _text(tags).items()])
     client.set_terminated(run_id, status)
 
 
-def set_tags(client, run_id, tags):
+def set_tags(client: MlflowClient, run_id: str, tags: dict[str, Any]) -> None:
     from mlflow.entities import RunTag
+
     client.log_batch(run_id, tags=[RunTag(k, v) for k, v in _text(tags).items()])
 
 
-def parent_runs(client, experiment_id, wanted):
+def parent_runs(
+    client: MlflowClient, experiment_id: str, wanted: dict[str, tuple[str | None, str, dict[str, Any], dict[str, Any]]]
+) -> dict[str, str]:
     """Reuse each condition's parent run (marked RUNNING again) or create it.
 
     ``wanted``: {condition: (known run id or None, run name, tags, params)}; returns {condition: run id}.
-    Params are written once, at creation: MLflow refuses to change a logged param.
+    A parent made by a command killed before Optuna heard of it is found by its tags, so a condition
+    never gets two. Params are written once, at creation: MLflow refuses to change a logged param.
     """
     from mlflow.exceptions import MlflowException
-    ids = {}
+
+    existing: dict[str, str] = {}
+    for run in client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{HARNESS_TAG}` = 'condition'",
+        order_by=["attributes.start_time ASC"],
+        max_results=5000,
+    ):
+        if run.info.lifecycle_stage == "active":
+            existing.setdefault(run.data.tags.get("condition", ""), run.info.run_id)
+    ids: dict[str, str] = {}
     for condition, (known, run_name, tags, params) in wanted.items():
-        run = None
-        if known:
-            try:
-                run = client.get_run(known)
-            except MlflowException:
-                run = None
-        if run is not None and run.info.lifecycle_stage == "active":
-            client.update_run(known, status="RUNNING")
-            set_tags(client, known, tags)
-            ids[condition] = known
-        else:
+        run_id = known if known and _active(client, known, MlflowException) else existing.get(condition)
+        if run_id is None:
             ids[condition] = create_run(client, experiment_id, run_name, tags, params)
+            continue
+        client.update_run(run_id, status="RUNNING")
+        set_tags(client, run_id, tags)
+        ids[condition] = run_id
     return ids
 
 
-def run_dict(run):
+def _active(client: MlflowClient, run_id: str, not_found: type[Exception]) -> bool:
+    try:
+        return client.get_run(run_id).info.lifecycle_stage == "active"
+    except not_found:
+        return False
+
+
+def run_dict(run: Run) -> dict[str, Any]:
     """An MLflow run as plain data (it crosses processes and becomes a row of the records table)."""
-    return {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id, "run_name": run.info.run_name,
-            "status": run.info.status, "start_time": run.info.start_time, "end_time": run.info.end_time,
-            "lifecycle_stage": run.info.lifecycle_stage, "artifact_uri": run.info.artifact_uri,
-            "tags": dict(run.data.tags), "params": dict(run.data.params), "metrics": dict(run.data.metrics)}
+    return {
+        "run_id": run.info.run_id,
+        "experiment_id": run.info.experiment_id,
+        "run_name": run.info.run_name,
+        "status": run.info.status,
+        "start_time": run.info.start_time,
+        "end_time": run.info.end_time,
+        "lifecycle_stage": run.info.lifecycle_stage,
+        "artifact_uri": run.info.artifact_uri,
+        "tags": dict(run.data.tags),
+        "params": dict(run.data.params),
+        "metrics": dict(run.data.metrics),
+    }
 
 
-def study_runs(client, study_name, filter_string=""):
+def study_runs(
+    client: MlflowClient, study_name: str, filter_string: str = ""
+) -> tuple[str | None, list[dict[str, Any]]]:
     """Every live run of a study's experiment as plain dicts: (experiment id or None, runs)."""
     experiment = client.get_experiment_by_name(study_name)
     if experiment is None:
         return None, []
+    runs: list[dict[str, Any]]
     runs, token = [], None
     while True:
-        page = client.search_runs([experiment.experiment_id], filter_string=filter_string, max_results=5000,
-                                  page_token=token)
+        page = client.search_runs(
+            [experiment.experiment_id], filter_string=filter_string, max_results=5000, page_token=token
+        )
         runs.extend(run_dict(r) for r in page)
         token = page.token
         if not token:
             return experiment.experiment_id, runs
 
 
-def get_run(client, run_id):
+def get_run(client: MlflowClient, run_id: str) -> dict[str, Any]:
     """The run as plain data, or a HarnessError naming the id when the store has no such run."""
     from mlflow.exceptions import MlflowException
+
     try:
         run = client.get_run(run_id)
     except MlflowException:
@@ -320,10 +412,12 @@ def get_run(client, run_id):
     return data
 
 
-def read_artifact(client, run_id, name):
+def read_artifact(client: MlflowClient, run_id: str, name: str) -> bytes | None:
     """An artifact's bytes, or None when the run has no such file."""
     import tempfile
+
     from mlflow.exceptions import MlflowException
+
     with tempfile.TemporaryDirectory() as tmp:
         try:
             path = client.download_artifacts(run_id, name, tmp)
@@ -332,20 +426,35 @@ def read_artifact(client, run_id, name):
         return Path(path).read_bytes() if Path(path).is_file() else None
 
 
-def metric_histories(client, run_id, keys):
+def metric_histories(client: MlflowClient, run_id: str, keys: Iterable[str]) -> dict[str, list[tuple[int, float, int]]]:
     """{key: [(step, value, timestamp), ...]} in step order."""
-    return {key: sorted((m.step, m.value, m.timestamp) for m in client.get_metric_history(run_id, key))
-            for key in keys}
+    return {key: sorted((m.step, m.value, m.timestamp) for m in client.get_metric_history(run_id, key)) for key in keys}
 
 
-def ping(client):
+def ping(client: MlflowClient) -> bool:
     """Nothing: answering proves the store opened (its first operation opens it)."""
     return True
 
 
-OPERATIONS = {f.__name__: f for f in (ping, ensure_experiment, create_run, start_run, log_points, write_artifacts,
-                                      record_run, end_run, set_tags, parent_runs, study_runs, get_run,
-                                      read_artifact, metric_histories)}
+OPERATIONS = {
+    f.__name__: f
+    for f in (
+        ping,
+        ensure_experiment,
+        create_run,
+        start_run,
+        log_points,
+        write_artifacts,
+        record_run,
+        end_run,
+        set_tags,
+        parent_runs,
+        study_runs,
+        get_run,
+        read_artifact,
+        metric_histories,
+    )
+}
 
 
 # --- recorders: who runs the operations -----------------------------------------------------------------
@@ -353,7 +462,7 @@ class Ref:
     """Stands for the answer of an earlier ``submit`` (a run id), so a run can be written before its
     creation has been answered."""
 
-    def __init__(self, ticket):
+    def __init__(self, ticket: int) -> None:
         self.ticket = ticket
 
 
@@ -370,7 +479,11 @@ def _raise(payload):
 class _Answers:
     """Tickets and their outcomes: ("ok", value) or ("error", (kind, message))."""
 
-    def __init__(self):
+    _outcomes: dict[int, tuple[str, Any]]
+    submit: Callable[..., int]
+    _collect: Callable[..., None]
+
+    def __init__(self) -> None:
         self._next, self._outcomes = 0, {}
         self.blocked_seconds = 0.0  # time the caller waited on the recorder
 
@@ -378,12 +491,12 @@ class _Answers:
         self._next += 1
         return self._next
 
-    def outcome(self, ticket):
+    def outcome(self, ticket: int) -> tuple[str, Any] | None:
         """("ok", value), ("error", payload), or None while it is pending."""
         self._collect(block=False)
         return self._outcomes.get(ticket)
 
-    def result(self, ticket):
+    def result(self, ticket: int) -> Any:
         """The ticket's value once answered (waits), or its error raised."""
         start = time.perf_counter()
         try:
@@ -396,25 +509,26 @@ class _Answers:
             _raise(value)
         return value
 
-    def call(self, operation, *args):
+    def call(self, operation: str, *args: Any) -> Any:
         return self.result(self.submit(operation, *args))
 
-    def forget(self, ticket):
+    def forget(self, ticket: int) -> None:
         self._outcomes.pop(ticket, None)
 
 
 class InlineRecorder(_Answers):
     """Runs each operation at once in this process (commands that train nothing: compare, predict)."""
 
-    def __init__(self, uri):
+    def __init__(self, uri: str) -> None:
         super().__init__()
         self.uri = uri
         self.client = open_client(uri)
-        self._refs = {}
+        self._refs: dict[int, Any] = {}
 
-    def submit(self, operation, *args):
+    def submit(self, operation: str, *args: Any) -> int:
         ticket = self._ticket()
-        args = [self._refs.get(a.ticket) if isinstance(a, Ref) else a for a in args]
+        # a list now: each Ref replaced by its answer
+        args = [self._refs.get(a.ticket) if isinstance(a, Ref) else a for a in args]  # type: ignore[assignment]
         try:
             value = OPERATIONS[operation](self.client, *args)
             self._outcomes[ticket] = ("ok", value)
@@ -427,10 +541,10 @@ class InlineRecorder(_Answers):
     def _collect(self, block):
         return
 
-    def errors(self):
+    def errors(self) -> list[tuple[str, str]]:
         return [v for s, v in self._outcomes.values() if s == "error"]
 
-    def close(self):
+    def close(self) -> None:
         return
 
 
@@ -443,26 +557,31 @@ class RecorderProcess(_Answers):
     finished writing.
     """
 
-    def __init__(self, uri):
+    def __init__(self, uri: str) -> None:
         import multiprocessing
+
         super().__init__()
         context = multiprocessing.get_context("spawn")
         self.uri = uri
         self._requests, self._replies = context.Queue(), context.Queue()
-        self._process = context.Process(target=_recorder_main, args=(uri, self._requests, self._replies,
-                                                                      os.getpid()),
-                                        name="mlflow-recorder", daemon=True)
+        self._process = context.Process(
+            target=_recorder_main,
+            args=(uri, self._requests, self._replies, os.getpid()),
+            name="mlflow-recorder",
+            daemon=True,
+        )
         self._process.start()
         self._closed = False
 
     @property
-    def pid(self):
+    def pid(self) -> int | None:
         return self._process.pid
 
-    def submit(self, operation, *args):
+    def submit(self, operation: str, *args: Any) -> int:
         ticket = self._ticket()
-        self._requests.put((ticket, operation, [("ref", a.ticket) if isinstance(a, Ref) else ("value", a)
-                                                for a in args]))
+        self._requests.put(
+            (ticket, operation, [("ref", a.ticket) if isinstance(a, Ref) else ("value", a) for a in args])
+        )
         return ticket
 
     def _collect(self, block):
@@ -474,14 +593,15 @@ class RecorderProcess(_Answers):
                 if not block:
                     return
                 if not self._process.is_alive():
-                    raise RecordingError("the MLflow recorder process died (exit code "
-                                         f"{self._process.exitcode})") from None
+                    raise RecordingError(
+                        f"the MLflow recorder process died (exit code {self._process.exitcode})"
+                    ) from None
                 continue
             self._outcomes[ticket] = (status, value)
             if block:
                 return
 
-    def outcome(self, ticket):
+    def outcome(self, ticket: int) -> tuple[str, Any] | None:
         found = super().outcome(ticket)
         if found is None and not self._process.is_alive():
             self._collect(block=False)
@@ -490,11 +610,11 @@ class RecorderProcess(_Answers):
                 raise RecordingError(f"the MLflow recorder process died (exit code {self._process.exitcode})")
         return found
 
-    def errors(self):
+    def errors(self) -> list[tuple[str, str]]:
         self._collect(block=False)
         return [v for s, v in self._outcomes.values() if s == "error"]
 
-    def close(self, timeout=600):
+    def close(self, timeout: float = 600) -> None:
         """Wait until every submitted operation ran, then stop the child; raises the first error."""
         if self._closed:
             return
@@ -516,7 +636,23 @@ class RecorderProcess(_Answers):
         if failed:
             _raise(failed[0])
 
-    def kill(self):
+    def __enter__(self) -> RecorderProcess:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        """Normally: wait for every write, raise the first error. When the caller is failing: still let
+        the child write what was handed over (runs ended as interrupted, ...), unless it is what failed."""
+        if kind is None:
+            self.close()
+            return
+        try:
+            self.close(timeout=60)
+        except Exception:  # noqa: BLE001 - already failing; the next start reconciles what is left
+            self.kill()
+
+    def kill(self) -> None:
         """Stop the child at once (the caller is failing anyway)."""
         self._closed = True
         if self._process.is_alive():
@@ -533,9 +669,11 @@ def _watch_parent(parent):
 
 def _recorder_main(uri, requests, replies, parent):
     import signal
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="parent-watchdog").start()
     from mlflow.store.tracking import sqlalchemy_store  # noqa: F401 - the slow import, done early
+
     client, refs, broken = None, {}, None
     while True:
         ticket, operation, args = requests.get()

@@ -11,9 +11,14 @@ scheduled learning rate. After each epoch every model is scored on the training 
 under every loss and its curves grow by one point; callbacks see those metrics and may stop a model
 (pruning). A non-finite loss or weight ends a model as *diverged*: a result, not an exception.
 """
+
+from __future__ import annotations
+
 import math
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -25,9 +30,24 @@ from .network import Model, StackedMLP, glorot, n_parameters
 from .optimizers import build_optimizer, column
 from .schedules import learning_rate
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, NDArray
+
+    from .config import TrainConfig
+    from .data import Split
+
 COMPLETE, DIVERGED, STOPPED = "complete", "diverged", "stopped"
-SHARED = (*DATA_SETTINGS, "hidden", "activation", "loss", "optimizer", "nesterov", "batch_size", "shuffle",
-          "blas_threads")
+SHARED = (
+    *DATA_SETTINGS,
+    "hidden",
+    "activation",
+    "loss",
+    "optimizer",
+    "nesterov",
+    "batch_size",
+    "shuffle",
+    "blas_threads",
+)
 """Settings every model of one stack must share; all others may differ per model."""
 
 
@@ -44,22 +64,22 @@ class TrainResult:
     """Wall-clock time (seconds since the epoch) at the end of each recorded epoch."""
 
 
-def seeded_generators(seed):
+def seeded_generators(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
     """Independent streams for initialisation and batch order, both derived from one seed."""
     init_seq, order_seq = np.random.SeedSequence(seed).spawn(2)
     return np.random.default_rng(init_seq), np.random.default_rng(order_seq)
 
 
-def sizes_of(config, split):
+def sizes_of(config: TrainConfig, split: Split) -> list[int]:
     return [split.n_features, *config.hidden, split.n_classes]
 
 
-def initial_params(config, split):
+def initial_params(config: TrainConfig, split: Split) -> NDArray[np.floating]:
     init_rng, _ = seeded_generators(config.seed)
     return glorot(init_rng, sizes_of(config, split), config.activation, config.dtype)
 
 
-def bytes_per_model(config, split):
+def bytes_per_model(config: TrainConfig, split: Split) -> int:
     """Memory one model adds to a stack: parameters, gradient, optimizer state, batch order, buffers."""
     itemsize = np.dtype(config.dtype).itemsize
     sizes = sizes_of(config, split)
@@ -70,38 +90,43 @@ def bytes_per_model(config, split):
     return itemsize * (6 * params + activations + evaluation) + 8 * len(split.y_train)
 
 
-def check_memory(config, split):
+def check_memory(config: TrainConfig, split: Split) -> None:
     """Refuse, in one line, a run this machine cannot hold, before its first allocation."""
     from .config import physical_memory
+
     need = bytes_per_model(config, split)
     if need > physical_memory():
-        raise ConfigError(f"hidden = {config.hidden} on {len(split.y_train)} training rows needs "
-                          f"{need / 2**30:.1f} GiB per model; this machine has {physical_memory() / 2**30:.0f} GiB")
+        raise ConfigError(
+            f"hidden = {config.hidden} on {len(split.y_train)} training rows needs "
+            f"{need / 2**30:.1f} GiB per model; this machine has {physical_memory() / 2**30:.0f} GiB"
+        )
 
 
-def max_stack(config, split, memory_bytes=2 * 1024**3):
+def max_stack(config: TrainConfig, split: Split, memory_bytes: int = 2 * 1024**3) -> int:
     """Largest stack that keeps the per-model memory within ``memory_bytes`` (2 GiB by default)."""
     return max(1, int(memory_bytes // bytes_per_model(config, split)))
 
 
-def epoch_metrics(logits_train, logits_val, split):
+def epoch_metrics(
+    logits_train: NDArray[np.floating], logits_val: NDArray[np.floating], split: Split
+) -> dict[str, float]:
     """End-of-epoch accuracy on the whole training split, and every yardstick on validation."""
     metrics = {"train_accuracy": accuracy(logits_train, split.y_train)}
     metrics.update({f"val_{k}": v for k, v in evaluate(logits_val, split.y_val).items()})
     return metrics
 
 
-def final_metrics(model, split, include_test=True):
+def final_metrics(model: Model, split: Split, include_test: bool = True) -> dict[str, float]:
     parts = [("val", split.x_val, split.y_val)]
     if include_test:
         parts.append(("test", split.x_test, split.y_test))
-    out = {}
+    out: dict[str, float] = {}
     for prefix, x, y in parts:
         out.update({f"{prefix}_{k}": v for k, v in evaluate(model.logits(x), y).items()})
     return out
 
 
-def epochs_to_target(history, target):
+def epochs_to_target(history: dict[str, list[float]], target: float) -> int | None:
     """First epoch whose validation accuracy reaches ``target``; None when it never does (censored)."""
     for epoch, value in enumerate(history.get("val_accuracy", []), start=1):
         if value >= target:
@@ -109,7 +134,13 @@ def epochs_to_target(history, target):
     return None
 
 
-def train(config, split, callbacks=(), initial_params=None, include_test=True):
+def train(
+    config: TrainConfig,
+    split: Split,
+    callbacks: Iterable[Callable[[int, dict[str, float]], bool | None]] = (),
+    initial_params: tuple[Sequence[ArrayLike], Sequence[ArrayLike]] | None = None,
+    include_test: bool = True,
+) -> TrainResult:
     """Train one model: the one-model stack. ``callbacks`` are ``cb(epoch, metrics) -> stop?``.
 
     ``initial_params`` (weights, biases) replaces the seeded initialisation (scikit-learn parity test).
@@ -122,7 +153,13 @@ def train(config, split, callbacks=(), initial_params=None, include_test=True):
     return train_stack([config], split, stack_callbacks, start, include_test)[0]
 
 
-def train_stack(configs, split, callbacks=(), starts=None, include_test=True):
+def train_stack(
+    configs: Sequence[TrainConfig],
+    split: Split,
+    callbacks: Sequence[Callable[[int, int, dict[str, float]], bool | None]] = (),
+    starts: Sequence[NDArray[np.floating]] | None = None,
+    include_test: bool = True,
+) -> list[TrainResult]:
     """Train ``configs`` (one model each) as one stack; returns one TrainResult per config, in order.
 
     ``callbacks`` are called as ``cb(t, epoch, metrics)`` for model ``t`` after each of its epochs;
@@ -132,10 +169,13 @@ def train_stack(configs, split, callbacks=(), starts=None, include_test=True):
     for config in configs[1:]:
         for name in SHARED:
             if getattr(config, name) != getattr(first, name):
-                raise ConfigError(f"models of one stack must share {name}: {getattr(first, name)!r} vs "
-                                  f"{getattr(config, name)!r}")
-    with threadpool_limits(first.blas_threads, user_api="blas"), \
-            np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+                raise ConfigError(
+                    f"models of one stack must share {name}: {getattr(first, name)!r} vs {getattr(config, name)!r}"
+                )
+    with (
+        threadpool_limits(first.blas_threads, user_api="blas"),
+        np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"),
+    ):
         return _train_stack(configs, split, callbacks, starts, include_test)
 
 
@@ -169,9 +209,15 @@ def _train_stack(configs, split, callbacks, starts, include_test):
 
     def diverge(row, epoch):
         t = active[row]
-        results[t] = TrainResult(DIVERGED, epoch - 1, histories[t], diverged_epoch=epoch,
-                                 last_finite_loss=last_finite[t], network=Model.from_stack(network, row),
-                                 epoch_times=times[t])
+        results[t] = TrainResult(
+            DIVERGED,
+            epoch - 1,
+            histories[t],
+            diverged_epoch=epoch,
+            last_finite_loss=last_finite[t],
+            network=Model.from_stack(network, row),
+            epoch_times=times[t],
+        )
 
     for epoch in range(1, max(c.epochs for c in configs) + 1):
         lrs = column([learning_rate(configs[t], epoch - 1, n) for t in active], dtype)
@@ -183,7 +229,7 @@ def _train_stack(configs, split, callbacks, starts, include_test):
         grad_norm_sum = np.zeros(len(active))
         n_batches = 0
         for begin in range(0, n, batch):
-            rows = orders[:, begin:begin + batch]
+            rows = orders[:, begin : begin + batch]
             xb, yb = np.take(x, rows, axis=0), np.take(onehot, rows, axis=0)
             values = network.loss_and_grad(xb, yb, loss)
             bad = [r for r in range(len(active)) if not math.isfinite(values[r])]
@@ -206,9 +252,13 @@ def _train_stack(configs, split, callbacks, starts, include_test):
         logits_train, logits_val = network.logits(split.x_train), network.logits(split.x_val)
         leaving, stopped, diverged = [], [], []
         for r, t in enumerate(active):
-            metrics = {"train_loss": loss_sum[r] / n, "lr": float(lrs[r, 0]),
-                       "grad_norm": grad_norm_sum[r] / n_batches, "weight_norm": float(weight_norms[r]),
-                       **epoch_metrics(logits_train[r], logits_val[r], split)}
+            metrics = {
+                "train_loss": loss_sum[r] / n,
+                "lr": float(lrs[r, 0]),
+                "grad_norm": grad_norm_sum[r] / n_batches,
+                "weight_norm": float(weight_norms[r]),
+                **epoch_metrics(logits_train[r], logits_val[r], split),
+            }
             metrics = {k: float(v) for k, v in metrics.items()}
             if not all(math.isfinite(v) for v in metrics.values()):
                 diverged.append(r)
@@ -226,8 +276,14 @@ def _train_stack(configs, split, callbacks, starts, include_test):
         for r in stopped + leaving:
             t = active[r]
             model = Model.from_stack(network, r)
-            results[t] = TrainResult(STOPPED if r in stopped else COMPLETE, epoch, histories[t], network=model,
-                                     final=final_metrics(model, split, include_test), epoch_times=times[t])
+            results[t] = TrainResult(
+                STOPPED if r in stopped else COMPLETE,
+                epoch,
+                histories[t],
+                network=model,
+                final=final_metrics(model, split, include_test),
+                epoch_times=times[t],
+            )
         if diverged or stopped or leaving:
             leave(diverged + stopped + leaving)
         if not active:

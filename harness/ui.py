@@ -1,4 +1,5 @@
 """``harness ui``: the MLflow UI over the project's tracking store, stopped cleanly on Ctrl-C."""
+
 import os
 import signal
 import subprocess
@@ -12,8 +13,7 @@ from .errors import HarnessError
 
 def server_command(uri, host, port):
     mlflow = Path(sys.executable).with_name("mlflow")
-    return [str(mlflow), "server", "--backend-store-uri", uri, "--host", host, "--port", str(port),
-            "--workers", "1"]
+    return [str(mlflow), "server", "--backend-store-uri", uri, "--host", host, "--port", str(port), "--workers", "1"]
 
 
 def wait_healthy(url, process, timeout=120):
@@ -42,10 +42,16 @@ def stop(process):
         process.wait()
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def run_ui(uri, host, port):
     from .tracking import check_server, open_client
+
     if uri.startswith(("http://", "https://")):  # a tracking server is its own UI
         from .urls import redact
+
         check_server(uri)
         print(f"the tracking store is a server: open {redact(uri)} in a browser")
         return 0
@@ -53,6 +59,8 @@ def run_ui(uri, host, port):
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     process = subprocess.Popen(server_command(uri, host, port), env=env, start_new_session=True)
     url = f"http://{host}:{port}"
+    for ending in (signal.SIGTERM, signal.SIGHUP):  # process managers and closing terminals, as Ctrl-C
+        signal.signal(ending, _interrupt)
     try:
         wait_healthy(url, process)
         print(f"MLflow UI on {url} (store {uri}); Ctrl-C to stop", flush=True)

@@ -1,4 +1,5 @@
 """Store URLs appear in messages, tags and summaries: never with the password a user put in them."""
+
 import re
 
 _PASSWORD = re.compile(r"(://[^:/@\s]+):[^\s/]*@")

@@ -7,6 +7,7 @@ sampler see it at once, as they would in a plain Optuna loop); a run whose recor
 results when the worker died is found by the next start, and the trial trained again, exactly
 (``reconcile``). The sweep's results are read from the runs: a trial counts only with its record.
 """
+
 import math
 import os
 import time
@@ -16,7 +17,7 @@ from . import faults
 from .data import data_key, load_split
 from .errors import HarnessError
 from .runs import TrialRuns, environment_tags
-from .search import (DEFAULT_HEARTBEAT_SECONDS, ConditionStudies, Heartbeat, StackPruning, open_storage)
+from .search import DEFAULT_HEARTBEAT_SECONDS, ConditionStudies, Heartbeat, StackPruning, open_storage
 from .train import COMPLETE, DIVERGED, SHARED, STOPPED, epochs_to_target, max_stack, train_stack
 
 STATES = {COMPLETE: "complete", STOPPED: "pruned", DIVERGED: "diverged"}
@@ -40,6 +41,7 @@ class WorkerStats:
 @dataclass
 class SweepPlan:
     """What every worker needs besides the resolved study; plain data, so it crosses into processes."""
+
     storage_url: str
     tracking_uri: str
     experiment_id: str
@@ -97,8 +99,12 @@ def search_outcome(result, objective, direction):
 
 def confirm_outcome(result, seed, best_number, objective, target):
     """(state, value, attrs) of a confirmation seed: its test accuracy, and what the summary needs."""
-    attrs = {"seed": seed, "best_search_trial": best_number, "epochs_run": result.epochs_run,
-             "epochs_to_target": epochs_to_target(result.history, target)}
+    attrs = {
+        "seed": seed,
+        "best_search_trial": best_number,
+        "epochs_run": result.epochs_run,
+        "epochs_to_target": epochs_to_target(result.history, target),
+    }
     attrs.update({k: v for k, v in result.final.items() if k.startswith("test_")})
     if result.history.get(objective):
         attrs["val_objective"] = result.history[objective][-1]
@@ -123,11 +129,17 @@ class SweepWorker:
         self.storage, _ = open_storage(plan.storage_url, study.name, plan.heartbeat_seconds)
         self.heartbeat = Heartbeat(self.storage)
         with _Timer(self.stats, "optuna_seconds"):
-            self.conditions = [ConditionStudies(study, condition, self.storage, index * 7919 + i * 104729,
-                                                self.heartbeat) for i, condition in enumerate(study.conditions)]
+            self.conditions = [
+                ConditionStudies(study, condition, self.storage, index * 7919 + i * 104729, self.heartbeat)
+                for i, condition in enumerate(study.conditions)
+            ]
         self.splits = dict(splits or {})
-        self.runs = TrialRuns(recorder, study, plan, {**environment_tags(), "study": study.name,
-                                                      "invocation": plan.invocation, **plan.extra_tags})
+        self.runs = TrialRuns(
+            recorder,
+            study,
+            plan,
+            {**environment_tags(), "study": study.name, "invocation": plan.invocation, **plan.extra_tags},
+        )
         self._training = []  # members being trained: their runs exist, their results do not yet
         self._reaped_at = -math.inf
 
@@ -177,8 +189,10 @@ class SweepWorker:
         for studies in order:
             count, error = studies.repeated_failure(self.plan.invocation)
             if count >= MAX_SAME_FAILURES:
-                raise HarnessError(f"condition {studies.condition.name}: training failed {count} times with the "
-                                   f"same error ({error}); the sweep stops: fix the condition's settings")
+                raise HarnessError(
+                    f"condition {studies.condition.name}: training failed {count} times with the "
+                    f"same error ({error}); the sweep stops: fix the condition's settings"
+                )
         for studies in order:
             if studies.search_remaining() > 0:
                 return "search", studies
@@ -236,20 +250,24 @@ class SweepWorker:
                 for trial, seed in asked:
                     studies.finish("confirm", trial, "skipped", -math.inf, {"seed": seed})
                 return
-        members = [Member(trial, study.config_for(studies.condition, best.params, seed), "confirm", studies,
-                          best.number) for trial, seed in asked]
+        members = [
+            Member(trial, study.config_for(studies.condition, best.params, seed), "confirm", studies, best.number)
+            for trial, seed in asked
+        ]
         results = self.train(studies, members, (), include_test=True)
         for member, result in zip(members, results or ()):
-            member.outcome = confirm_outcome(result, member.config.seed, best.number, study.objective,
-                                             study.target_accuracy)
+            member.outcome = confirm_outcome(
+                result, member.config.seed, best.number, study.objective, study.target_accuracy
+            )
             self.finish(member, result)
             self.stats.confirms += 1
 
     # --- shared steps ------------------------------------------------------------------------------
     def _stack_size(self, studies):
         """The study's stack size, capped so a stack's memory stays within 2 GiB (large data sets)."""
-        config = self.study.config_for(studies.condition, {p.name: p.choices[0] if p.choices else p.high
-                                                           for p in self.study.search}, 0)
+        config = self.study.config_for(
+            studies.condition, {p.name: p.choices[0] if p.choices else p.high for p in self.study.search}, 0
+        )
         return min(self.study.stack, max_stack(config, self.split_for(config)))
 
     def train(self, studies, group, callbacks, include_test):
@@ -263,8 +281,9 @@ class SweepWorker:
         delay = faults.epoch_delay()
         try:
             faults.before_training(studies.condition.name)
-            results = train_stack([m.config for m in group], split, (*callbacks, delay) if delay else callbacks,
-                                  include_test=include_test)
+            results = train_stack(
+                [m.config for m in group], split, (*callbacks, delay) if delay else callbacks, include_test=include_test
+            )
         except Exception as exc:  # noqa: BLE001 - failed trials are recorded; the study goes on
             error = f"{type(exc).__name__}: {exc}"[:300]
             if group[0].is_rerun:
@@ -272,8 +291,9 @@ class SweepWorker:
             self._end_training("failed", "FAILED", error)
             return None
         finally:  # training time without the pruning calls made from inside it (counted as Optuna's)
-            self.stats.train_seconds += time.perf_counter() - start - \
-                (self.stats.optuna_in_training_seconds - optuna_before)
+            self.stats.train_seconds += (
+                time.perf_counter() - start - (self.stats.optuna_in_training_seconds - optuna_before)
+            )
         self.stats.epochs += sum(r.epochs_run for r in results)
         return results
 
@@ -348,6 +368,7 @@ def rerun_difference(told, outcome):
 def worker_process(study, plan, index, results):
     """A spawned worker: its own recorder process, the resolved study it was given (never the file)."""
     from .tracking import RecorderProcess
+
     watch_parent()
     recorder = RecorderProcess(plan.tracking_uri)
     try:
@@ -369,6 +390,7 @@ def worker_process(study, plan, index, results):
 def watch_parent(parent=None):
     """A spawned worker ends when the command that started it is gone (its trials are then reaped)."""
     import threading
+
     parent = parent or os.getppid()
 
     def watch():
@@ -376,4 +398,5 @@ def watch_parent(parent=None):
             time.sleep(0.5)
             if os.getppid() != parent:
                 os._exit(1)
+
     threading.Thread(target=watch, daemon=True, name="parent-watchdog").start()

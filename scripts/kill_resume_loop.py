@@ -11,6 +11,7 @@ exact budget, unique trial numbers, nothing RUNNING, one run holding its results
 confirmation seed, and the resumed sweep's summary equal to ``harness compare``'s table. Prints one
 line per round and the counts; exits 1 if any round found a problem.
 """
+
 import argparse
 import json
 import os
@@ -29,8 +30,14 @@ CODE = ROOT  # the checkout whose commands are run (--code: an older one, to com
 
 
 def harness(args, cwd, **kw):
-    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(CODE)}, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(CODE)},
+        **kw,
+    )
 
 
 def last_json(text):
@@ -41,9 +48,16 @@ def one_round(study_file, folder, moment, group, flags, workers):
     from harness.audit import audit
     from harness.studies import load_study, resolve
     from harness.tracking import InlineRecorder
+
     command = [sys.executable, "-m", "harness", "sweep", str(study_file), "--workers", str(workers), *flags]
-    process = subprocess.Popen(command, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True, env={**os.environ, "PYTHONPATH": str(CODE)})
+    process = subprocess.Popen(
+        command,
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(CODE)},
+    )
     time.sleep(moment)
     finished_first = process.poll() is not None
     if not finished_first:
@@ -55,10 +69,15 @@ def one_round(study_file, folder, moment, group, flags, workers):
         return finished_first, [f"resume exited {resumed.returncode}: {resumed.stderr.strip()[-300:]}"]
     summary = last_json(resumed.stdout)["summary"]
     study = resolve(load_study(study_file), **vars(_flags(flags)))
-    problems = audit(study, f"journal:{folder / 'mlruns' / 'optuna' / f'{study.name}.journal'}",
-                     InlineRecorder(f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}"), summary)
-    compared = harness(["compare", study.name, "--format", "json", "--out", str(folder / "report")], folder,
-                       timeout=600)
+    problems = audit(
+        study,
+        f"journal:{folder / 'mlruns' / 'optuna' / f'{study.name}.journal'}",
+        InlineRecorder(f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}"),
+        summary,
+    )
+    compared = harness(
+        ["compare", study.name, "--format", "json", "--out", str(folder / "report")], folder, timeout=600
+    )
     if compared.returncode != 0:
         problems.append(f"compare exited {compared.returncode}: {compared.stderr.strip()[-300:]}")
     elif _conditions(last_json(compared.stdout)) != summary:
@@ -83,7 +102,7 @@ def main():
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--flags", default="", help="extra sweep flags, e.g. \"--trials 8\"")
+    parser.add_argument("--flags", default="", help='extra sweep flags, e.g. "--trials 8"')
     parser.add_argument("--span", type=float, default=14.0, help="seconds a sweep of the study takes here")
     parser.add_argument("--code", help="run the commands of another checkout (to measure an older version)")
     args = parser.parse_args()
@@ -97,14 +116,17 @@ def main():
         group = rng.random() < 0.5
         with tempfile.TemporaryDirectory(prefix="kill-resume-") as tmp:
             start = time.perf_counter()
-            finished_first, problems = one_round(Path(args.study).resolve(), Path(tmp), moment, group, flags,
-                                                 args.workers)
+            finished_first, problems = one_round(
+                Path(args.study).resolve(), Path(tmp), moment, group, flags, args.workers
+            )
             took = time.perf_counter() - start
         clean += not problems
         what = "finished before the kill" if finished_first else ("process group" if group else "command only")
-        print(f"round {round_ + 1}: kill at {moment:5.2f} s ({what}), resume + checks {took:5.1f} s: "
-              + ("clean" if not problems else f"{len(problems)} problem(s): " + "; ".join(problems[:3])),
-              flush=True)
+        print(
+            f"round {round_ + 1}: kill at {moment:5.2f} s ({what}), resume + checks {took:5.1f} s: "
+            + ("clean" if not problems else f"{len(problems)} problem(s): " + "; ".join(problems[:3])),
+            flush=True,
+        )
     print(f"{args.kills} kills, {clean} clean, {args.kills - clean} with problems")
     return 0 if clean == args.kills else 1
 

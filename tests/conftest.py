@@ -4,7 +4,6 @@ import pytest
 from harness.config import make_config
 from harness.data import Split
 
-
 TINY_STUDY = """
 name = "tiny"
 [fixed]
@@ -35,9 +34,8 @@ def tiny_split(n=60, features=5, classes=3, seed=0, dtype="float64"):
     y = np.arange(n) % classes
     x = (centers[y] + rng.normal(0, 1, size=(n, features))).astype(dtype)
     third = n // 3
-    parts = [x[:third], y[:third], x[third:2 * third], y[third:2 * third], x[2 * third:], y[2 * third:]]
-    return Split(*[np.ascontiguousarray(p) for p in parts], classes=[str(c) for c in range(classes)],
-                 digest="tiny")
+    parts = [x[:third], y[:third], x[third : 2 * third], y[third : 2 * third], x[2 * third :], y[2 * third :]]
+    return Split(*[np.ascontiguousarray(p) for p in parts], classes=[str(c) for c in range(classes)], digest="tiny")
 
 
 @pytest.fixture
@@ -51,4 +49,14 @@ def config():
         base = {"hidden": [8], "epochs": 5, "batch_size": 4, "lr": 0.1}
         base.update(values)
         return make_config(base)
+
     return make
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A fresh project folder as the working directory: the default store goes to ./mlruns there."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("MLFLOW_TRACKING_URI", "HARNESS_OPTUNA_STORAGE", "HARNESS_FAULT"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path

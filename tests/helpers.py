@@ -1,5 +1,6 @@
 """Helpers the end-to-end tests share: a study in a temporary folder, its records, the harness as a
 command, and the audit of a sweep's records."""
+
 import json
 import os
 import subprocess
@@ -31,13 +32,17 @@ def optuna_trials(folder, study="tiny"):
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
+
     storage = JournalStorage(JournalFileBackend(str(journal(folder, study))))
-    return {s.study_name: optuna.load_study(study_name=s.study_name, storage=storage).get_trials(deepcopy=False)
-            for s in optuna.get_all_study_summaries(storage)}
+    return {
+        s.study_name: optuna.load_study(study_name=s.study_name, storage=storage).get_trials(deepcopy=False)
+        for s in optuna.get_all_study_summaries(storage)
+    }
 
 
 def mlflow_runs(folder, study="tiny"):
     from mlflow import MlflowClient
+
     client = MlflowClient(store_uri(folder))
     experiment = client.get_experiment_by_name(study)
     return client, client.search_runs([experiment.experiment_id], max_results=5000)
@@ -45,17 +50,29 @@ def mlflow_runs(folder, study="tiny"):
 
 def harness(*args, cwd, env=None, timeout=300, check=False):
     """``python -m harness ARGS`` as a user runs it; the CompletedProcess."""
-    done = subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+    )
     if check:
         assert done.returncode == 0, done.stderr
     return done
 
 
 def start_harness(*args, cwd, env=None):
-    return subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+    )
 
 
 def json_summary(stdout):
@@ -67,12 +84,16 @@ def audit_sweep(folder, study_file, printed_summary=None, flags=None, storage=No
     from harness.audit import audit
     from harness.studies import load_study, resolve
     from harness.tracking import InlineRecorder
+
     study = resolve(load_study(study_file), **(flags or {}))
-    return audit(study, storage or f"journal:{journal(folder, study.name)}", InlineRecorder(uri or store_uri(folder)),
-                 printed_summary)
+    return audit(
+        study,
+        storage or f"journal:{journal(folder, study.name)}",
+        InlineRecorder(uri or store_uri(folder)),
+        printed_summary,
+    )
 
 
 def compare_json(folder, study="tiny"):
-    done = harness("compare", study, "--format", "json", "--out", str(Path(folder) / "report"), cwd=folder,
-                   check=True)
+    done = harness("compare", study, "--format", "json", "--out", str(Path(folder) / "report"), cwd=folder, check=True)
     return json.loads(done.stdout)

@@ -4,6 +4,7 @@ Everything runs on 127.0.0.1 in a temporary directory and is stopped by process 
 its process group: its workers outlive a signal to the main pid alone). ``missing()`` says why these
 services cannot run here, so a test can skip with the reason.
 """
+
 import glob
 import os
 import pwd
@@ -63,11 +64,34 @@ class Postgres:
             for path in (self.root, self.sockets):
                 os.chown(path, user.pw_uid, user.pw_gid)
         self._prefix = ["runuser", "-u", "postgres", "--"] if as_postgres else []
-        self._run([str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
-                   "--locale=C.UTF-8", "-N"])
-        self._run([str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-o",
-                   f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.sockets} -c fsync=off "
-                   "-c max_connections=200", "start"])
+        self._run(
+            [
+                str(self.bin / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "-N",
+            ]
+        )
+        self._run(
+            [
+                str(self.bin / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.log),
+                "-w",
+                "-o",
+                f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.sockets} -c fsync=off -c max_connections=200",
+                "start",
+            ]
+        )
         self.pid = int((self.data / "postmaster.pid").read_text().split()[0])
 
     def _run(self, command):
@@ -77,8 +101,8 @@ class Postgres:
 
     def create_database(self, name):
         import psycopg
-        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres",
-                             autocommit=True) as conn:
+
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
@@ -106,9 +130,25 @@ class MlflowServer:
         env.pop("MLFLOW_TRACKING_URI", None)
         self._log = open(log_path, "wb")
         self.process = subprocess.Popen(
-            [str(mlflow), "server", "--backend-store-uri", backend_uri, "--artifacts-destination",
-             str(artifacts_dir), "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
-            stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            [
+                str(mlflow),
+                "server",
+                "--backend-store-uri",
+                backend_uri,
+                "--artifacts-destination",
+                str(artifacts_dir),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
 
     def wait_ready(self, timeout=180):
         deadline = time.time() + timeout

@@ -1,5 +1,5 @@
 """Bad input of every kind gets one line naming what is wrong, exit status 2, and no traceback."""
-import io
+
 import json
 import os
 import subprocess
@@ -13,6 +13,8 @@ from harness.cli import main
 from tests.conftest import TINY_STUDY
 from tests.helpers import ROOT, audit_sweep, harness, journal, json_summary, write_study
 
+pytestmark = pytest.mark.e2e
+
 
 def one_line(capsys, code, argv, expected):
     assert main(argv) == code
@@ -21,21 +23,31 @@ def one_line(capsys, code, argv, expected):
     return err
 
 
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return tmp_path
-
-
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory):
     """One train run on iris, for the tampering cases."""
     folder = tmp_path_factory.mktemp("logged")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    code = subprocess.run([sys.executable, "-m", "harness", "train", "--dataset", "iris", "--epochs", "2",
-                           "--hidden", "4", "--tracking-uri", uri, "--json"], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    code = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "train",
+            "--dataset",
+            "iris",
+            "--epochs",
+            "2",
+            "--hidden",
+            "4",
+            "--tracking-uri",
+            uri,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     run_id = json.loads(code.stdout)["run_id"]
     artifacts = folder / "artifacts" / run_id / "artifacts"
     return {"uri": uri, "run_id": run_id, "artifacts": artifacts, "folder": folder}
@@ -44,21 +56,24 @@ def logged(tmp_path_factory):
 def test_study_or_config_files_that_are_not_text(workdir, capsys):
     one_line(capsys, 2, ["sweep", str(workdir)], "is a directory, not a TOML file")
     binary = workdir / "binary.toml"
-    binary.write_bytes(b"name = \"x\"\n\xff\xfe\x00garbage")
+    binary.write_bytes(b'name = "x"\n\xff\xfe\x00garbage')
     one_line(capsys, 2, ["sweep", str(binary)], "not UTF-8 text")
     one_line(capsys, 2, ["train", "--config", str(workdir)], "is a directory, not a TOML file")
     one_line(capsys, 2, ["train", "--config", str(binary)], "not UTF-8 text")
     assert not (workdir / "mlruns").exists()
 
 
-@pytest.mark.parametrize("argv,expected", [
-    (["--tracking-uri", "ftp://x/y"], "scheme 'ftp' is not supported"),
-    (["--experiment", ""], "--experiment = '' is not allowed"),
-    (["--hidden", "3000000000"], "GiB for its weights alone"),
-    (["--dataset", "classification", "--n-samples", "10000000000000"], "n_samples = 10000000000000"),
-    (["--seed", "-1"], "seed = -1 is not allowed"),
-    (["--lr", "nan"], "lr = nan is not allowed; must be a finite number"),
-])
+@pytest.mark.parametrize(
+    "argv,expected",
+    [
+        (["--tracking-uri", "ftp://x/y"], "scheme 'ftp' is not supported"),
+        (["--experiment", ""], "--experiment = '' is not allowed"),
+        (["--hidden", "3000000000"], "GiB for its weights alone"),
+        (["--dataset", "classification", "--n-samples", "10000000000000"], "n_samples = 10000000000000"),
+        (["--seed", "-1"], "seed = -1 is not allowed"),
+        (["--lr", "nan"], "lr = nan is not allowed; must be a finite number"),
+    ],
+)
 def test_train_flags_that_cannot_run(workdir, capsys, argv, expected):
     one_line(capsys, 2, ["train", "--epochs", "1", *argv], expected)
     assert not (workdir / "mlruns").exists()
@@ -95,15 +110,25 @@ def test_a_malformed_tracking_store(workdir, capsys):
     one_line(capsys, 2, ["train", "--epochs", "1"], "not a usable MLflow store")
 
 
-@pytest.mark.parametrize("name,tamper,expected", [
-    ("weights.npz", lambda p: np.savez(p, weight_0=np.array([object()], dtype=object)), "not a readable weights file"),
-    ("weights.npz", lambda p: p.write_bytes(b"not a zip"), "not a readable weights file"),
-    ("weights.npz", lambda p: np.savez(p, weight_0=np.ones((4, 3)), bias_0=np.ones(2), classes=np.array(["a"])),
-     "layer 0 has inconsistent shapes"),
-    ("config.json", lambda p: p.write_text("{not json"), "not valid JSON"),
-    ("config.json", lambda p: p.write_text("[1, 2]"), "expected a JSON object"),
-    ("config.json", lambda p: p.write_text('{"lr": -1}'), "lr = -1.0 is not allowed"),
-])
+@pytest.mark.parametrize(
+    "name,tamper,expected",
+    [
+        (
+            "weights.npz",
+            lambda p: np.savez(p, weight_0=np.array([object()], dtype=object)),
+            "not a readable weights file",
+        ),
+        ("weights.npz", lambda p: p.write_bytes(b"not a zip"), "not a readable weights file"),
+        (
+            "weights.npz",
+            lambda p: np.savez(p, weight_0=np.ones((4, 3)), bias_0=np.ones(2), classes=np.array(["a"])),
+            "layer 0 has inconsistent shapes",
+        ),
+        ("config.json", lambda p: p.write_text("{not json"), "not valid JSON"),
+        ("config.json", lambda p: p.write_text("[1, 2]"), "expected a JSON object"),
+        ("config.json", lambda p: p.write_text('{"lr": -1}'), "lr = -1.0 is not allowed"),
+    ],
+)
 def test_tampered_artifacts(logged, capsys, tmp_path, name, tamper, expected):
     path = logged["artifacts"] / name
     saved = path.read_bytes()
@@ -121,13 +146,22 @@ def test_tampered_artifacts(logged, capsys, tmp_path, name, tamper, expected):
 
 
 def test_a_postgresql_url_without_the_driver_names_the_extra(workdir):
-    code = ("import sys; sys.modules['psycopg'] = None; sys.modules['psycopg2'] = None\n"
-            "from harness.cli import main\n"
-            f"sys.exit(main(sys.argv[1:]))")
-    for argv in (["train", "--tracking-uri", "postgresql+psycopg://u@127.0.0.1:9/db"],
-                 ["sweep", write_study(workdir), "--storage", "postgresql+psycopg://u@127.0.0.1:9/db"]):
-        done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=workdir,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    code = (
+        "import sys; sys.modules['psycopg'] = None; sys.modules['psycopg2'] = None\n"
+        "from harness.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))"
+    )
+    for argv in (
+        ["train", "--tracking-uri", "postgresql+psycopg://u@127.0.0.1:9/db"],
+        ["sweep", write_study(workdir), "--storage", "postgresql+psycopg://u@127.0.0.1:9/db"],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-c", code, *argv],
+            capture_output=True,
+            text=True,
+            cwd=workdir,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
         assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
         assert "pip install -e '.[distributed]'" in done.stderr
 
@@ -141,8 +175,23 @@ def test_a_read_only_store(tmp_path, capsys):
     try:
         uri = f"sqlite:///{store / 'mlflow.db'}"
         study = write_study(tmp_path, TINY_STUDY.replace("trials = 4", "trials = 1"))
-        assert main(["sweep", study, "--epochs", "1", "--confirm-seeds", "1", "--tracking-uri", uri,
-                     "--storage", str(store / "tiny.journal")]) == 0
+        assert (
+            main(
+                [
+                    "sweep",
+                    study,
+                    "--epochs",
+                    "1",
+                    "--confirm-seeds",
+                    "1",
+                    "--tracking-uri",
+                    uri,
+                    "--storage",
+                    str(store / "tiny.journal"),
+                ]
+            )
+            == 0
+        )
         assert main(["train", "--dataset", "iris", "--epochs", "1", "--tracking-uri", uri, "--json"]) == 0
         run_id = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["run_id"]
         assert subprocess.run(["mount", "-o", "remount,ro", str(store)]).returncode == 0
@@ -173,6 +222,7 @@ def test_compare_opens_no_storage_that_a_tag_names_outside_the_store(workdir, ca
     study = write_study(workdir, TINY_STUDY.replace("trials = 4", "trials = 1"))
     assert main(["sweep", study, "--epochs", "1", "--confirm-seeds", "1"]) == 0
     from mlflow import MlflowClient
+
     client = MlflowClient(f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("tiny")
     elsewhere = workdir.parent / f"{workdir.name}-elsewhere" / "planted.journal"

@@ -1,4 +1,5 @@
 """End to end: ``harness train`` against a temporary tracking store."""
+
 import json
 import subprocess
 import sys
@@ -7,6 +8,8 @@ import numpy as np
 import pytest
 
 from harness.cli import main
+
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
@@ -18,6 +21,7 @@ def store(tmp_path, monkeypatch):
 
 def _runs(uri, experiment="train"):
     from mlflow import MlflowClient
+
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(experiment)
     return client, ([] if exp is None else client.search_runs([exp.experiment_id]))
@@ -25,9 +29,35 @@ def _runs(uri, experiment="train"):
 
 def test_train_records_one_complete_run(store, capsys):
     uri = f"sqlite:///{store / 'elsewhere.db'}"
-    code = main(["train", "--dataset", "iris", "--loss", "mse", "--optimizer", "sgd", "--lr", "0.5",
-                 "--momentum", "0.9", "--nesterov", "--batch-size", "16", "--epochs", "7", "--hidden", "16",
-                 "--seed", "3", "--tracking-uri", uri, "--experiment", "cli-test", "--json"])
+    code = main(
+        [
+            "train",
+            "--dataset",
+            "iris",
+            "--loss",
+            "mse",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "0.5",
+            "--momentum",
+            "0.9",
+            "--nesterov",
+            "--batch-size",
+            "16",
+            "--epochs",
+            "7",
+            "--hidden",
+            "16",
+            "--seed",
+            "3",
+            "--tracking-uri",
+            uri,
+            "--experiment",
+            "cli-test",
+            "--json",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     summary = json.loads(out.strip().splitlines()[-1])
@@ -44,8 +74,7 @@ def test_train_records_one_complete_run(store, capsys):
     assert tags["state"] == "complete" and tags["seed"] == "3" and tags["harness.kind"] == "train"
     assert len(tags["dataset_digest"]) == 64 and tags["blas_threads"] == "1"
     assert {"git_commit", "git_dirty", "version.numpy", "version.mlflow", "blas"} <= set(tags)
-    for key in ("train_loss", "val_accuracy", "val_cross_entropy", "val_mse", "grad_norm",
-                "val_saturated_share"):
+    for key in ("train_loss", "val_accuracy", "val_cross_entropy", "val_mse", "grad_norm", "val_saturated_share"):
         history = client.get_metric_history(run.info.run_id, key)
         assert sorted(m.step for m in history) == list(range(1, 8)), key
     assert summary["metrics"]["test_accuracy"] == pytest.approx(run.data.metrics["test_accuracy"])
@@ -77,8 +106,22 @@ def test_env_tracking_uri_is_honoured(store, monkeypatch, capsys):
 
 def test_diverged_run_is_recorded_as_such(store, capsys):
     uri = f"sqlite:///{store / 'd.db'}"
-    code = main(["train", "--dataset", "iris", "--loss", "mse_logits", "--lr", "1e6", "--epochs", "20",
-                 "--tracking-uri", uri, "--json"])
+    code = main(
+        [
+            "train",
+            "--dataset",
+            "iris",
+            "--loss",
+            "mse_logits",
+            "--lr",
+            "1e6",
+            "--epochs",
+            "20",
+            "--tracking-uri",
+            uri,
+            "--json",
+        ]
+    )
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 0 and summary["status"] == "diverged"
     run = _runs(uri)[1][0]
@@ -87,8 +130,7 @@ def test_diverged_run_is_recorded_as_such(store, capsys):
 
 
 def test_toml_config_and_flag_override(store, capsys):
-    (store / "run.toml").write_text('dataset = "iris"\nloss = "mse_logits"\nlr = 0.01\nepochs = 3\n'
-                                    'hidden = [8, 8]\n')
+    (store / "run.toml").write_text('dataset = "iris"\nloss = "mse_logits"\nlr = 0.01\nepochs = 3\nhidden = [8, 8]\n')
     uri = f"sqlite:///{store / 't.db'}"
     assert main(["train", "--config", "run.toml", "--epochs", "2", "--tracking-uri", uri]) == 0
     run = _runs(uri)[1][0]
@@ -96,18 +138,21 @@ def test_toml_config_and_flag_override(store, capsys):
     assert run.data.params["hidden"] == "8,8"
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--loss", "hinge"], "loss = 'hinge' is not allowed; choose one of"),
-    (["--optimizer", "lbfgs"], "optimizer = 'lbfgs'"),
-    (["--dataset", "mnist"], "dataset = 'mnist'"),
-    (["--activation", "gelu"], "activation = 'gelu'"),
-    (["--lr", "-0.1"], "lr = -0.1 is not allowed; must be a number > 0"),
-    (["--lr", "0"], "lr = 0.0"),
-    (["--epochs", "0"], "epochs = 0"),
-    (["--momentum", "1"], "momentum = 1.0"),
-    (["--csv", "no-such.csv"], "file not found"),
-    (["--config", "missing.toml"], "missing.toml: file not found"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--loss", "hinge"], "loss = 'hinge' is not allowed; choose one of"),
+        (["--optimizer", "lbfgs"], "optimizer = 'lbfgs'"),
+        (["--dataset", "mnist"], "dataset = 'mnist'"),
+        (["--activation", "gelu"], "activation = 'gelu'"),
+        (["--lr", "-0.1"], "lr = -0.1 is not allowed; must be a number > 0"),
+        (["--lr", "0"], "lr = 0.0"),
+        (["--epochs", "0"], "epochs = 0"),
+        (["--momentum", "1"], "momentum = 1.0"),
+        (["--csv", "no-such.csv"], "file not found"),
+        (["--config", "missing.toml"], "missing.toml: file not found"),
+    ],
+)
 def test_bad_input_exits_2_with_one_line_and_creates_no_run(store, capsys, argv, message):
     assert main(["train", *argv]) == 2
     err = capsys.readouterr().err.strip()
@@ -135,12 +180,17 @@ def test_flag_type_errors_exit_2(store, capsys):
 
 
 def test_console_entry_point_and_help_stays_light(store):
-    code = ("import sys\nfrom harness.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n"
-            "    pass\nprint([m for m in ('mlflow', 'optuna', 'sklearn', 'pandas') if m in sys.modules])")
+    code = (
+        "import sys\nfrom harness.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n"
+        "    pass\nprint([m for m in ('mlflow', 'optuna', 'sklearn', 'pandas') if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip().endswith("[]"), out.stdout + out.stderr
-    run = subprocess.run([sys.executable, "-m", "harness", "train", "--dataset", "iris", "--epochs", "2",
-                          "--hidden", "4", "--json"], capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "harness", "train", "--dataset", "iris", "--epochs", "2", "--hidden", "4", "--json"],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout.strip().splitlines()[-1])["status"] == "complete"
 
@@ -148,8 +198,9 @@ def test_console_entry_point_and_help_stays_light(store):
 def test_every_single_run_file_in_studies_parses():
     from pathlib import Path
 
-    from harness.studies import read_toml as load_toml
     from harness.config import make_config
+    from harness.studies import read_toml as load_toml
+
     files = sorted((Path(__file__).parent.parent / "studies").glob("single_run*.toml"))
     assert files
     for path in files:

@@ -49,12 +49,15 @@ def test_user_csv_with_text_labels(tmp_path):
     assert split.classes == ["a", "b"] and split.n_features == 2
 
 
-@pytest.mark.parametrize("content,label,message", [
-    ("a,b\n1,2\n3,4\n", "label", "label_column = 'label' is not a column"),
-    ("a,label\nx,1\ny,0\n", "label", "column 'a' is not numeric"),
-    ("a,label\n1,1\n,0\n", "label", "empty cells"),
-    ("label\n1\n0\n", "label", "no feature columns"),
-])
+@pytest.mark.parametrize(
+    "content,label,message",
+    [
+        ("a,b\n1,2\n3,4\n", "label", "label_column = 'label' is not a column"),
+        ("a,label\nx,1\ny,0\n", "label", "column 'a' is not numeric"),
+        ("a,label\n1,1\n,0\n", "label", "empty cells"),
+        ("label\n1\n0\n", "label", "no feature columns"),
+    ],
+)
 def test_bad_csv_gets_one_clear_error(tmp_path, content, label, message):
     path = tmp_path / "bad.csv"
     path.write_text(content)
@@ -67,13 +70,16 @@ def test_missing_csv_file(tmp_path):
         load_split(make_config({"csv": str(tmp_path / "nope.csv"), "dataset": "csv"}))
 
 
-@pytest.mark.parametrize("content,message", [
-    ("a,label,label\n1,0,1\n2,1,0\n3,0,1\n4,1,0\n", "column name 'label' appears more than once"),
-    ("a,a,label\n1,2,0\n2,3,1\n3,4,0\n4,5,1\n", "column name 'a' appears more than once"),
-    ("a,b,label\n1,inf,0\n2,3,1\n3,4,0\n4,5,1\n", "column 'b' holds an infinite value"),
-    ("a,b,label\n1,-inf,0\n2,3,1\n3,4,0\n4,5,1\n", "column 'b' holds an infinite value"),
-    ("a,b,label\n1e309,2,0\n2,3,1\n3,4,0\n4,5,1\n", "column 'a' holds an infinite value"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ("a,label,label\n1,0,1\n2,1,0\n3,0,1\n4,1,0\n", "column name 'label' appears more than once"),
+        ("a,a,label\n1,2,0\n2,3,1\n3,4,0\n4,5,1\n", "column name 'a' appears more than once"),
+        ("a,b,label\n1,inf,0\n2,3,1\n3,4,0\n4,5,1\n", "column 'b' holds an infinite value"),
+        ("a,b,label\n1,-inf,0\n2,3,1\n3,4,0\n4,5,1\n", "column 'b' holds an infinite value"),
+        ("a,b,label\n1e309,2,0\n2,3,1\n3,4,0\n4,5,1\n", "column 'a' holds an infinite value"),
+    ],
+)
 def test_csv_that_would_train_on_something_else_is_refused(tmp_path, content, message):
     """pandas renames a repeated 'label' to 'label.1' and would train on it as a feature."""
     path = tmp_path / "bad.csv"

@@ -7,6 +7,7 @@ survivors leave: exact budgets, no duplicates, the killed trial failed by Optuna
 re-run, no MLflow run left RUNNING, confirmation once. Then compare, reproduce, predict and ui on the
 server.
 """
+
 import json
 import os
 import signal
@@ -20,11 +21,12 @@ import pytest
 
 from tests import services
 
+pytestmark = pytest.mark.services
+
 STUDY = """
 name = "dist"
 [fixed]
-dataset = "classification"
-n_samples = 60000
+dataset = "iris"
 hidden = [16]
 batch_size = 32
 [conditions]
@@ -41,6 +43,8 @@ name = "none"
 seeds = 2
 """
 BUDGET, SEEDS = 6, [1, 2]
+SLOW = {"HARNESS_FAULT": "epoch-delay=0.1"}
+"""Trials of a few seconds (a hook's delay per model and epoch), so a worker can be killed inside one."""
 
 
 @pytest.fixture(scope="module")
@@ -59,22 +63,33 @@ def stores(tmp_path_factory):
 
 def _trials(storage_url):
     import optuna
+
     storage = optuna.storages.RDBStorage(storage_url)
-    return {s.study_name: optuna.load_study(study_name=s.study_name, storage=storage).get_trials(deepcopy=False)
-            for s in optuna.get_all_study_summaries(storage)}
+    return {
+        s.study_name: optuna.load_study(study_name=s.study_name, storage=storage).get_trials(deepcopy=False)
+        for s in optuna.get_all_study_summaries(storage)
+    }
 
 
 def _runs(tracking_uri, study="dist"):
     from mlflow import MlflowClient
+
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(study)
     return [] if experiment is None else client.search_runs([experiment.experiment_id], max_results=5000)
 
 
-def _harness(*args, cwd, **kwargs):
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    return subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=cwd, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+def _harness(*args, cwd, fault=None, **kwargs):
+    env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, **(fault or {})}
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness", *args],
+        cwd=cwd,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kwargs,
+    )
 
 
 def _kill_inside_a_trial(victim, storage, tracking_uri):
@@ -84,10 +99,17 @@ def _kill_inside_a_trial(victim, storage, tracking_uri):
         time.sleep(0.3)
         assert victim.poll() is None, victim.stderr.read()
         try:
-            held = [(name, t.number) for name, group in _trials(storage).items() for t in group
-                    if t.state.name == "RUNNING" and t.user_attrs.get("worker_pid") == victim.pid]
-            running = {(r.data.tags.get("optuna_study"), r.data.tags.get("trial")) for r in _runs(tracking_uri)
-                       if r.info.status == "RUNNING"}
+            held = [
+                (name, t.number)
+                for name, group in _trials(storage).items()
+                for t in group
+                if t.state.name == "RUNNING" and t.user_attrs.get("worker_pid") == victim.pid
+            ]
+            running = {
+                (r.data.tags.get("optuna_study"), r.data.tags.get("trial"))
+                for r in _runs(tracking_uri)
+                if r.info.status == "RUNNING"
+            }
         except Exception:  # noqa: BLE001 - the stores are still being prepared
             continue
         if held and all((name, str(number)) in running for name, number in held):
@@ -101,16 +123,19 @@ def test_three_workers_one_killed_finish_one_study(stores, tmp_path):
     storage, tracking_uri = stores
     (tmp_path / "dist.toml").write_text(textwrap.dedent(STUDY))
     flags = ["--storage", storage, "--tracking-uri", tracking_uri, "--heartbeat", "1"]
-    workers = [_harness("sweep", "dist.toml", *flags, cwd=tmp_path, start_new_session=True) for _ in range(3)]
+    workers = [
+        _harness("sweep", "dist.toml", *flags, cwd=tmp_path, fault=SLOW, start_new_session=True) for _ in range(3)
+    ]
     victim, survivors = workers[0], workers[1:]
     killed = _kill_inside_a_trial(victim, storage, tracking_uri)
     outputs = [worker.communicate(timeout=600) for worker in survivors]
-    for worker, (out, err) in zip(survivors, outputs):
+    for worker, (_, err) in zip(survivors, outputs):
         assert worker.returncode == 0, err
     assert not list(tmp_path.glob("mlruns/*.db")), "workers must not fall back to a local store"
 
     trials = _trials(storage)
     from harness.search import retried_from, trial_state
+
     for condition in ("mse", "cross_entropy"):
         search = trials[f"dist/{condition}"]
         assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in search) == BUDGET, condition
@@ -126,17 +151,23 @@ def test_three_workers_one_killed_finish_one_study(stores, tmp_path):
         assert len(again) == 1 and again[0].params == dead.params
         assert again[0].user_attrs["worker_pid"] in {w.pid for w in survivors}
         # trained again, unless the survivors had filled the budget by the time they took the copy
-        assert again[0].state.name == "COMPLETE" or again[0].user_attrs.get("state") == "over_budget", \
-            (again[0].state, again[0].user_attrs)
+        assert again[0].state.name == "COMPLETE" or again[0].user_attrs.get("state") == "over_budget", (
+            again[0].state,
+            again[0].user_attrs,
+        )
 
     runs = _runs(tracking_uri)
     assert not [r for r in runs if r.info.status == "RUNNING"]
-    by_trial = Counter((r.data.tags.get("optuna_study"), r.data.tags.get("trial")) for r in runs
-                       if r.data.tags["harness.kind"] in ("search", "confirm"))
+    by_trial = Counter(
+        (r.data.tags.get("optuna_study"), r.data.tags.get("trial"))
+        for r in runs
+        if r.data.tags["harness.kind"] in ("search", "confirm")
+    )
     assert max(by_trial.values()) == 1  # each trial maps to one run
     for name, number in killed:
-        dead_run = next(r for r in runs if (r.data.tags.get("optuna_study"), r.data.tags.get("trial"))
-                        == (name, str(number)))
+        dead_run = next(
+            r for r in runs if (r.data.tags.get("optuna_study"), r.data.tags.get("trial")) == (name, str(number))
+        )
         assert dead_run.info.status == "FAILED" and dead_run.data.tags["state"] == "killed"
     for name, group in trials.items():  # every finished trial's run is where Optuna says
         for t in group:
@@ -149,28 +180,45 @@ def test_three_workers_one_killed_finish_one_study(stores, tmp_path):
     assert Counter(r.data.tags["harness.kind"] for r in runs)["condition"] == 2  # one parent per condition
 
     # the other commands work against the tracking server too
-    compare = _harness("compare", "dist", "--tracking-uri", tracking_uri, "--format", "json",
-                       "--out", str(tmp_path / "report"), cwd=tmp_path)
+    compare = _harness(
+        "compare",
+        "dist",
+        "--tracking-uri",
+        tracking_uri,
+        "--format",
+        "json",
+        "--out",
+        str(tmp_path / "report"),
+        cwd=tmp_path,
+    )
     out, err = compare.communicate(timeout=300)
     assert compare.returncode == 0, err
     table = json.loads(out)["conditions"]
     assert {row["condition"] for row in table} == {"mse", "cross_entropy"}
     parent = next(r for r in runs if r.data.tags["harness.kind"] == "condition")
     from mlflow import MlflowClient
+
     artifacts = {a.path for a in MlflowClient(tracking_uri).list_artifacts(parent.info.run_id)}
     assert {"summary.csv", "report.html", "curves_by_condition.png"} <= artifacts
 
-    retried = next((t for name, number in killed for t in trials[name] if retried_from(t) == number
-                    and t.state.name == "COMPLETE"), None) or \
-        next(t for t in trials["dist/mse"] if t.state.name == "COMPLETE")
+    retried = next(
+        (
+            t
+            for name, number in killed
+            for t in trials[name]
+            if retried_from(t) == number and t.state.name == "COMPLETE"
+        ),
+        None,
+    ) or next(t for t in trials["dist/mse"] if t.state.name == "COMPLETE")
     again = _harness("reproduce", retried.user_attrs["mlflow_run_id"], "--tracking-uri", tracking_uri, cwd=tmp_path)
     out, err = again.communicate(timeout=300)
     assert again.returncode == 0, out + err
 
     rows = tmp_path / "rows.csv"
-    rows.write_text("\n".join([",".join(f"f{i}" for i in range(20))] + [",".join(["0.5"] * 20), ",".join(["-1"] * 20)]))
-    predict = _harness("predict", retried.user_attrs["mlflow_run_id"], str(rows), "--tracking-uri", tracking_uri,
-                       cwd=tmp_path)
+    rows.write_text("\n".join(["a,b,c,d", "5.1,3.5,1.4,0.2", "6.7,3.0,5.2,2.3"]))
+    predict = _harness(
+        "predict", retried.user_attrs["mlflow_run_id"], str(rows), "--tracking-uri", tracking_uri, cwd=tmp_path
+    )
     out, err = predict.communicate(timeout=300)
     assert predict.returncode == 0 and len(out.split()) == 2, err
 

@@ -1,5 +1,6 @@
 """A sweep killed at random moments (the first within its first second) resumes to the same records:
 ``scripts/kill_resume_loop.py``, three rounds on the tiny study (the script runs ten on the quickstart)."""
+
 import importlib.util
 import random
 
@@ -17,8 +18,9 @@ def _script():
     return module
 
 
-@pytest.mark.parametrize("moment,group", [(0.6, True), (random.Random(1).uniform(2, 5), False),
-                                          (random.Random(2).uniform(2, 5), True)])
+@pytest.mark.parametrize(
+    "moment,group", [(0.6, True), (random.Random(1).uniform(2, 5), False), (random.Random(2).uniform(2, 5), True)]
+)
 def test_a_sweep_killed_at_any_moment_resumes_to_records_that_check_out(tmp_path, moment, group):
     study = write_study(tmp_path)
     folder = tmp_path / "run"

@@ -43,7 +43,7 @@ def test_models_of_a_stack_take_their_own_settings():
         single = SGD(p0.shape, p0.dtype, momentum=m)
         for g in grads:
             single.step(alone[row], g.copy(), lr)
-        assert np.array_equal(both[row:row + 1], alone[row])
+        assert np.array_equal(both[row : row + 1], alone[row])
 
 
 def test_nesterov_with_zero_momentum_is_plain_sgd_bit_for_bit():
@@ -75,7 +75,7 @@ def test_adam_matches_formula():
         opt.step(p, g.copy(), 0.01)
         m = 0.9 * m + 0.1 * g
         v = 0.99 * v + 0.01 * g * g
-        lr_t = 0.01 * np.sqrt(1 - 0.99 ** t) / (1 - 0.9 ** t)
+        lr_t = 0.01 * np.sqrt(1 - 0.99**t) / (1 - 0.9**t)
         expected = expected - lr_t * m / (np.sqrt(v) + 1e-8)
     np.testing.assert_allclose(p, expected, rtol=1e-13)
 

@@ -1,4 +1,5 @@
 """End to end: reproduce, compare and predict on a tiny finished study and a train run."""
+
 import json
 import math
 import textwrap
@@ -10,8 +11,13 @@ import pytest
 from harness.cli import main
 from tests.conftest import TINY_STUDY
 
-TINY = TINY_STUDY.replace('name = "tiny"', 'name = "tinycmp"').replace("seeds = 2", "seeds = 3") \
+pytestmark = pytest.mark.e2e
+
+TINY = (
+    TINY_STUDY.replace('name = "tiny"', 'name = "tinycmp"')
+    .replace("seeds = 2", "seeds = 3")
     .replace("trials = 4", "trials = 4\nstack = 1  # one at a time: the median pruner needs finished trials")
+)
 
 
 @pytest.fixture(scope="module")
@@ -23,14 +29,18 @@ def finished(tmp_path_factory):
     storage = str(folder / "tinycmp.journal")
     assert main(["sweep", str(study), "--tracking-uri", uri, "--storage", storage]) == 0
     from mlflow import MlflowClient
+
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("tinycmp").experiment_id], max_results=1000)
     return {"folder": folder, "uri": uri, "client": client, "runs": runs, "study": str(study)}
 
 
 def _pick(finished, kind, state=None):
-    return next(r for r in finished["runs"] if r.data.tags.get("harness.kind") == kind
-                and (state is None or r.data.tags.get("state") == state))
+    return next(
+        r
+        for r in finished["runs"]
+        if r.data.tags.get("harness.kind") == kind and (state is None or r.data.tags.get("state") == state)
+    )
 
 
 @pytest.mark.parametrize("kind,state", [("search", "complete"), ("search", "pruned"), ("confirm", "complete")])
@@ -39,15 +49,15 @@ def test_reproduce_sweep_runs_exactly(finished, capsys, kind, state):
     assert main(["reproduce", run.info.run_id, "--tracking-uri", finished["uri"]]) == 0
     out = capsys.readouterr().out
     assert "reproduced exactly" in out and "val_accuracy" in out
-    copies = finished["client"].search_runs([run.info.experiment_id],
-                                            filter_string=f"tags.reproduces = '{run.info.run_id}'")
+    copies = finished["client"].search_runs(
+        [run.info.experiment_id], filter_string=f"tags.reproduces = '{run.info.run_id}'"
+    )
     assert len(copies) == 1 and copies[0].data.tags["harness.kind"] == "reproduce"
 
 
 def test_reproduce_a_train_run_and_detect_an_edited_config(tmp_path, capsys):
     uri = f"sqlite:///{tmp_path / 'r.db'}"
-    assert main(["train", "--dataset", "iris", "--epochs", "4", "--hidden", "8", "--tracking-uri", uri,
-                 "--json"]) == 0
+    assert main(["train", "--dataset", "iris", "--epochs", "4", "--hidden", "8", "--tracking-uri", uri, "--json"]) == 0
     run_id = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["run_id"]
     assert main(["reproduce", run_id, "--tracking-uri", uri]) == 0
     assert "reproduced exactly: 16 metrics" in capsys.readouterr().out
@@ -83,21 +93,34 @@ def test_reproduce_bad_input(tmp_path, capsys, finished):
 
 def test_compare_table_matches_the_runs_and_writes_plots(finished, capsys, tmp_path):
     from scipy import stats
+
     out_dir = tmp_path / "report"
-    assert main(["compare", finished["study"], "--tracking-uri", finished["uri"], "--format", "json",
-                 "--out", str(out_dir)]) == 0
+    assert (
+        main(
+            ["compare", finished["study"], "--tracking-uri", finished["uri"], "--format", "json", "--out", str(out_dir)]
+        )
+        == 0
+    )
     table = {row["condition"]: row for row in json.loads(capsys.readouterr().out)["conditions"]}
     assert list(table) == ["mse", "cross_entropy"]
     for condition, row in table.items():
-        confirm = [r for r in finished["runs"] if r.data.tags.get("phase") == "confirm"
-                   and r.data.tags.get("condition") == condition and r.data.tags.get("state") == "complete"]
+        confirm = [
+            r
+            for r in finished["runs"]
+            if r.data.tags.get("phase") == "confirm"
+            and r.data.tags.get("condition") == condition
+            and r.data.tags.get("state") == "complete"
+        ]
         accuracies = np.array([r.data.metrics["test_accuracy"] for r in confirm])
         assert row["seeds"] == len(accuracies) == 3
         assert row["test_accuracy_mean"] == pytest.approx(accuracies.mean(), abs=1e-12)
         half = stats.t.ppf(0.975, 2) * accuracies.std(ddof=1) / math.sqrt(3)
         assert row["test_accuracy_ci_low"] == pytest.approx(accuracies.mean() - half, abs=1e-12)
-        search = [r for r in finished["runs"] if r.data.tags.get("phase") == "search"
-                  and r.data.tags.get("condition") == condition]
+        search = [
+            r
+            for r in finished["runs"]
+            if r.data.tags.get("phase") == "search" and r.data.tags.get("condition") == condition
+        ]
         assert row["trials"] == len(search) == 4
         best_trial = confirm[0].data.tags["best_search_trial"]
         best = next(r for r in search if r.data.tags["trial"] == best_trial)
@@ -112,11 +135,11 @@ def test_compare_table_matches_the_runs_and_writes_plots(finished, capsys, tmp_p
     assert {"curves_by_condition.png", "lr_sensitivity.png", "report.html", "summary.csv"} <= names
 
 
-@pytest.mark.parametrize("fmt,marker", [("table", "paired differences"), ("csv", "condition,trials"),
-                                        ("markdown", "| condition |")])
+@pytest.mark.parametrize(
+    "fmt,marker", [("table", "paired differences"), ("csv", "condition,trials"), ("markdown", "| condition |")]
+)
 def test_compare_formats(finished, capsys, tmp_path, fmt, marker):
-    assert main(["compare", "tinycmp", "--tracking-uri", finished["uri"], "--format", fmt,
-                 "--out", str(tmp_path)]) == 0
+    assert main(["compare", "tinycmp", "--tracking-uri", finished["uri"], "--format", fmt, "--out", str(tmp_path)]) == 0
     assert marker in capsys.readouterr().out
 
 
@@ -129,6 +152,7 @@ def test_predict_gives_the_classes_the_run_was_evaluated_with(tmp_path, capsys):
     from harness.config import make_config
     from harness.data import load_split
     from harness.predict import load_logged_model
+
     uri = f"sqlite:///{tmp_path / 'p.db'}"
     assert main(["train", "--dataset", "wine", "--epochs", "5", "--tracking-uri", uri, "--json"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -140,8 +164,9 @@ def test_predict_gives_the_classes_the_run_was_evaluated_with(tmp_path, capsys):
     assert np.mean(predicted == split.y_test) == pytest.approx(summary["metrics"]["test_accuracy"])
 
     rows = tmp_path / "rows.csv"
-    rows.write_text("\n".join([",".join(f"f{i}" for i in range(13))] +
-                              [",".join(repr(float(v)) for v in r) for r in raw_test[:5]]))
+    rows.write_text(
+        "\n".join([",".join(f"f{i}" for i in range(13))] + [",".join(repr(float(v)) for v in r) for r in raw_test[:5]])
+    )
     assert main(["predict", summary["run_id"], str(rows), "--tracking-uri", uri]) == 0
     assert capsys.readouterr().out.split() == [model.classes[i] for i in predicted[:5]]
     assert main(["predict", "feedface", str(rows), "--tracking-uri", uri]) == 2

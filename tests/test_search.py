@@ -1,4 +1,5 @@
 """The Optuna adapter: stack pruning decides as Optuna does, retries, heartbeats, URL redaction."""
+
 import time
 
 import optuna
@@ -19,10 +20,15 @@ def _study_with_history(pruner, storage=None):
     return study
 
 
-@pytest.mark.parametrize("pruner", [optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2),
-                                    optuna.pruners.PercentilePruner(25.0, n_startup_trials=2),
-                                    optuna.pruners.HyperbandPruner(min_resource=1, max_resource=8)],
-                         ids=["median", "percentile", "hyperband"])
+@pytest.mark.parametrize(
+    "pruner",
+    [
+        optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2),
+        optuna.pruners.PercentilePruner(25.0, n_startup_trials=2),
+        optuna.pruners.HyperbandPruner(min_resource=1, max_resource=8),
+    ],
+    ids=["median", "percentile", "hyperband"],
+)
 def test_stack_pruning_decides_exactly_as_should_prune(pruner):
     study = _study_with_history(pruner)
     stack = [study.ask() for _ in range(4)]
@@ -80,6 +86,7 @@ def _condition_studies(tmp_path):
     from harness.search import ConditionStudies, open_storage, prepare_studies
     from harness.studies import load_study
     from tests.conftest import TINY_STUDY
+
     path = tmp_path / "tiny.toml"
     path.write_text(TINY_STUDY)
     study = load_study(str(path))

@@ -50,15 +50,19 @@ def _replace(old, new):
 BAD = [
     (_replace('name = "tiny"\n', ""), "name is missing"),
     (_replace('name = "tiny"', 'name = "a b/c"'), "name = 'a b/c' is not allowed"),
-    (_replace('name = "tiny"', 'name = 3'), "name = 3 is not allowed"),
+    (_replace('name = "tiny"', "name = 3"), "name = 3 is not allowed"),
     ("colour = 1\n" + GOOD, "colour = 1 is not allowed; known keys"),
     (_replace('loss = ["mse", "cross_entropy"]', 'loss = ["mse", "hinge"]'), "loss = 'hinge' is not allowed"),
     (_replace('loss = ["mse", "cross_entropy"]', "loss = []"), "conditions.loss = [] is not allowed"),
     (_replace("[conditions]\nloss", "[conditions]\nflavour"), "conditions.flavour"),
-    (_replace("lr = { low = 0.01, high = 1.0, log = true }", "lr = { low = 1.0, high = 0.01, log = true }"),
-     "search.lr.low = 1.0 is not allowed; must be < search.lr.high"),
-    (_replace("lr = { low = 0.01, high = 1.0, log = true }", "lr = { low = -0.1, high = 1.0 }"),
-     "search.lr.low = -0.1 is not allowed; must be > 0"),
+    (
+        _replace("lr = { low = 0.01, high = 1.0, log = true }", "lr = { low = 1.0, high = 0.01, log = true }"),
+        "search.lr.low = 1.0 is not allowed; must be < search.lr.high",
+    ),
+    (
+        _replace("lr = { low = 0.01, high = 1.0, log = true }", "lr = { low = -0.1, high = 1.0 }"),
+        "search.lr.low = -0.1 is not allowed; must be > 0",
+    ),
     (_replace("epochs = { low = 2, high = 6 }", "epochs = { low = 0, high = 6 }"), "search.epochs.low = 0"),
     (_replace("epochs = { low = 2, high = 6 }", "epochs = { low = 2.5, high = 6 }"), "search.epochs.low = 2.5"),
     (_replace("epochs = { low = 2, high = 6 }", "epochs = { low = 2 }"), "search.epochs.high is missing"),
@@ -70,45 +74,93 @@ BAD = [
     (GOOD + '[objective]\nmetric = "test_accuracy"\n', "objective.metric = 'test_accuracy'"),
     (GOOD + '[objective]\nmetric = "val_mse"\ndirection = "maximize"\n', "val_mse must be minimized"),
     (_replace("seeds = 2", "seeds = 0"), "confirm.seeds = 0"),
-    (_replace("[search]\nlr = { low = 0.01, high = 1.0, log = true }\nepochs = { low = 2, high = 6 }\n", ""),
-     "search is missing"),
-    (_replace('[conditions]\nloss = ["mse", "cross_entropy"]\n[conditions.optimizer]\n'
-              'sgd = { optimizer = "sgd", momentum = 0.0 }\nadam = { optimizer = "adam" }\n', "[conditions]\n"),
-     "conditions = {} is not allowed"),
-    (_replace('hidden = [8]', 'hidden = [8]\nlr = 0.1'), "fixed.lr = 0.1 is not allowed; lr is searched"),
-    (_replace('hidden = [8]', 'hidden = "eight"'), "hidden = 'eight'"),
-    (_replace('adam = { optimizer = "adam" }', 'adam = { optimizer = "adam", colour = 1 }'),
-     "conditions.optimizer.adam.colour"),
+    (
+        _replace("[search]\nlr = { low = 0.01, high = 1.0, log = true }\nepochs = { low = 2, high = 6 }\n", ""),
+        "search is missing",
+    ),
+    (
+        _replace(
+            '[conditions]\nloss = ["mse", "cross_entropy"]\n[conditions.optimizer]\n'
+            'sgd = { optimizer = "sgd", momentum = 0.0 }\nadam = { optimizer = "adam" }\n',
+            "[conditions]\n",
+        ),
+        "conditions = {} is not allowed",
+    ),
+    (_replace("hidden = [8]", "hidden = [8]\nlr = 0.1"), "fixed.lr = 0.1 is not allowed; lr is searched"),
+    (_replace("hidden = [8]", 'hidden = "eight"'), "hidden = 'eight'"),
+    (
+        _replace('adam = { optimizer = "adam" }', 'adam = { optimizer = "adam", colour = 1 }'),
+        "conditions.optimizer.adam.colour",
+    ),
     (GOOD + '[sampler]\nname = "grid"\n', "the grid sampler needs choices"),
-    (_replace("lr = { low = 0.01, high = 1.0, log = true }\nepochs = { low = 2, high = 6 }",
-              "lr = { choices = [0.1, 0.5] }\nepochs = { choices = [3] }") + '[sampler]\nname = "grid"\n',
-     "budget.trials = 3 is not allowed; the grid has 2 points"),
+    (
+        _replace(
+            "lr = { low = 0.01, high = 1.0, log = true }\nepochs = { low = 2, high = 6 }",
+            "lr = { choices = [0.1, 0.5] }\nepochs = { choices = [3] }",
+        )
+        + '[sampler]\nname = "grid"\n',
+        "budget.trials = 3 is not allowed; the grid has 2 points",
+    ),
     ("name = [", "not valid TOML"),
     # refused since records could not be trusted otherwise
     (_replace('name = "tiny"', 'name = "tiny\\n"'), "name = 'tiny\\n' is not allowed"),
-    (_replace('adam = { optimizer = "adam" }', '"adam\\nx" = { optimizer = "adam" }'), "conditions.optimizer = 'adam\\nx'"),
-    (_replace('loss = ["mse", "cross_entropy"]', 'loss = ["mse", "cross_entropy"]\nlabel_column = ["a b", "a_b"]'),
-     "two conditions get this name"),
-    (_replace('[conditions]\nloss = ["mse", "cross_entropy"]\n[conditions.optimizer]\nsgd = { optimizer = "sgd", momentum = 0.0 }\n'
-              'adam = { optimizer = "adam" }\n',
-              '[conditions.a]\n"x-y" = { loss = "mse" }\nx = { loss = "cross_entropy" }\n'
-              '[conditions.b]\nz = { optimizer = "sgd" }\n"y-z" = { optimizer = "adam" }\n'),
-     "conditions = 'x-y-z' is not allowed; two conditions get this name"),
-    (_replace('hidden = [8]', 'hidden = [8]\nloss = "mse"'), "fixed.loss = 'mse' is not allowed; conditions.loss also sets loss"),
-    (_replace('sgd = { optimizer = "sgd", momentum = 0.0 }', 'sgd = { optimizer = "sgd", momentum = 0.0 }\n'
-              'sgd0 = { optimizer = "sgd", momentum = 0 }'), "it trains exactly what"),
-    (_replace("trials = 3", "trials = 3\ntimeout_seconds = nan"), "budget.timeout_seconds = nan is not allowed; must be a finite"),
-    (_replace('hidden = [8]', 'hidden = [8]\npower_t = nan'), "power_t = nan is not allowed; must be a finite number"),
-    (_replace('hidden = [8]', 'hidden = [8]\neps = inf'), "eps = inf is not allowed; must be a finite number"),
-    (_replace("lr = { low = 0.01, high = 1.0, log = true }", "lr = { low = 0.01, high = inf, log = true }"),
-     "search.lr.high = inf is not allowed; must be a finite number"),
-    (_replace('hidden = [8]', 'hidden = [8]\ndata_seed = 4294967296'), "data_seed = 4294967296 is not allowed"),
-    (GOOD + "[sampler]\nseed = 4294967296\n", "sampler.seed = 4294967296 is not allowed; must be an integer in [0, 4294967295]"),
-    (_replace("trials = 3", "trials = 1000000000"), "budget.trials = 1000000000 is not allowed; must be an integer in [1, 100000]"),
-    (_replace("seeds = 2", "seeds = 1000000000"), "confirm.seeds = 1000000000 is not allowed; must be an integer in [1, 1000]"),
-    (_replace("epochs = { low = 2, high = 6 }", "epochs = { low = 2, high = 10000000 }"), "search.epochs.high = 10000000"),
-    (_replace('hidden = [8]', 'hidden = [2000000000]'), "needs at least"),
-    (_replace('hidden = [8]', 'hidden = [8]\nn_samples = 10000000000000'), "n_samples = 10000000000000 is not allowed"),
+    (
+        _replace('adam = { optimizer = "adam" }', '"adam\\nx" = { optimizer = "adam" }'),
+        "conditions.optimizer = 'adam\\nx'",
+    ),
+    (
+        _replace('loss = ["mse", "cross_entropy"]', 'loss = ["mse", "cross_entropy"]\nlabel_column = ["a b", "a_b"]'),
+        "two conditions get this name",
+    ),
+    (
+        _replace(
+            '[conditions]\nloss = ["mse", "cross_entropy"]\n[conditions.optimizer]\n'
+            'sgd = { optimizer = "sgd", momentum = 0.0 }\nadam = { optimizer = "adam" }\n',
+            '[conditions.a]\n"x-y" = { loss = "mse" }\nx = { loss = "cross_entropy" }\n'
+            '[conditions.b]\nz = { optimizer = "sgd" }\n"y-z" = { optimizer = "adam" }\n',
+        ),
+        "conditions = 'x-y-z' is not allowed; two conditions get this name",
+    ),
+    (
+        _replace("hidden = [8]", 'hidden = [8]\nloss = "mse"'),
+        "fixed.loss = 'mse' is not allowed; conditions.loss also sets loss",
+    ),
+    (
+        _replace(
+            'sgd = { optimizer = "sgd", momentum = 0.0 }',
+            'sgd = { optimizer = "sgd", momentum = 0.0 }\nsgd0 = { optimizer = "sgd", momentum = 0 }',
+        ),
+        "it trains exactly what",
+    ),
+    (
+        _replace("trials = 3", "trials = 3\ntimeout_seconds = nan"),
+        "budget.timeout_seconds = nan is not allowed; must be a finite",
+    ),
+    (_replace("hidden = [8]", "hidden = [8]\npower_t = nan"), "power_t = nan is not allowed; must be a finite number"),
+    (_replace("hidden = [8]", "hidden = [8]\neps = inf"), "eps = inf is not allowed; must be a finite number"),
+    (
+        _replace("lr = { low = 0.01, high = 1.0, log = true }", "lr = { low = 0.01, high = inf, log = true }"),
+        "search.lr.high = inf is not allowed; must be a finite number",
+    ),
+    (_replace("hidden = [8]", "hidden = [8]\ndata_seed = 4294967296"), "data_seed = 4294967296 is not allowed"),
+    (
+        GOOD + "[sampler]\nseed = 4294967296\n",
+        "sampler.seed = 4294967296 is not allowed; must be an integer in [0, 4294967295]",
+    ),
+    (
+        _replace("trials = 3", "trials = 1000000000"),
+        "budget.trials = 1000000000 is not allowed; must be an integer in [1, 100000]",
+    ),
+    (
+        _replace("seeds = 2", "seeds = 1000000000"),
+        "confirm.seeds = 1000000000 is not allowed; must be an integer in [1, 1000]",
+    ),
+    (
+        _replace("epochs = { low = 2, high = 6 }", "epochs = { low = 2, high = 10000000 }"),
+        "search.epochs.high = 10000000",
+    ),
+    (_replace("hidden = [8]", "hidden = [2000000000]"), "needs at least"),
+    (_replace("hidden = [8]", "hidden = [8]\nn_samples = 10000000000000"), "n_samples = 10000000000000 is not allowed"),
 ]
 
 
@@ -129,6 +181,7 @@ def test_missing_study_file(tmp_path):
 
 def test_digest_ignores_budget_and_seed_count_only():
     import tomllib
+
     data = tomllib.loads(GOOD)
     base = parse_study(data, "x").settings_digest()
     assert parse_study({**data, "budget": {"trials": 9}, "confirm": {"seeds": 7}}, "x").settings_digest() == base
@@ -136,8 +189,9 @@ def test_digest_ignores_budget_and_seed_count_only():
     assert parse_study(changed, "x").settings_digest() != base
 
 
-STUDY_FILES = sorted(p for p in (Path(__file__).parent.parent / "studies").glob("*.toml")
-                     if not p.name.startswith("single_run"))  # single_run*.toml: harness train configs
+STUDY_FILES = sorted(
+    p for p in (Path(__file__).parent.parent / "studies").glob("*.toml") if not p.name.startswith("single_run")
+)  # single_run*.toml: harness train configs
 
 
 @pytest.mark.parametrize("path", STUDY_FILES, ids=lambda p: p.name)

@@ -1,10 +1,10 @@
 """End to end: ``harness sweep`` on tiny studies in a temporary directory."""
+
 import json
 import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from collections import Counter
 from pathlib import Path
@@ -14,37 +14,10 @@ import pytest
 from harness.cli import main
 from harness.search import retried_from, trial_state
 from tests.conftest import TINY_STUDY
+from tests.helpers import ROOT, mlflow_runs, optuna_trials, write_study
 
 TINY = TINY_STUDY
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return tmp_path
-
-
-def write_study(folder, text=TINY, name="tiny.toml"):
-    path = folder / name
-    path.write_text(textwrap.dedent(text))
-    return str(path)
-
-
-def optuna_trials(folder, study="tiny"):
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-    storage = JournalStorage(JournalFileBackend(str(folder / "mlruns" / "optuna" / f"{study}.journal")))
-    return {s.study_name: optuna.load_study(study_name=s.study_name, storage=storage).get_trials(deepcopy=False)
-            for s in optuna.get_all_study_summaries(storage)}
-
-
-def mlflow_runs(folder, study="tiny"):
-    from mlflow import MlflowClient
-    client = MlflowClient(f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name(study)
-    return client, client.search_runs([experiment.experiment_id], max_results=5000)
+pytestmark = pytest.mark.e2e
 
 
 def test_sweep_records_every_trial_once_and_confirms_on_test(workdir, capsys):
@@ -72,7 +45,11 @@ def test_sweep_records_every_trial_once_and_confirms_on_test(workdir, capsys):
             for t in group:
                 run = runs_by_id[t.user_attrs["mlflow_run_id"]]  # trial -> run ...
                 tags = run.data.tags
-                assert (tags["condition"], tags["phase"], tags["trial"]) == (condition, phase, str(t.number))  # ... -> trial
+                assert (tags["condition"], tags["phase"], tags["trial"]) == (
+                    condition,
+                    phase,
+                    str(t.number),
+                )  # ... -> trial
                 assert tags["mlflow.parentRunId"] == parents[condition] and tags["study"] == "tiny"
                 assert tags["state"] == t.user_attrs["state"]
                 curve = client.get_metric_history(run.info.run_id, "val_accuracy")
@@ -106,13 +83,18 @@ def test_two_workers_meet_the_budget_exactly(workdir, capsys):
         assert len(numbers) == len(set(numbers))
     runs = mlflow_runs(workdir)[1]
     assert Counter(r.data.tags["harness.kind"] for r in runs)["search"] == sum(
-        1 for name, group in trials.items() if "confirm" not in name for t in group if "mlflow_run_id" in t.user_attrs)
+        1 for name, group in trials.items() if "confirm" not in name for t in group if "mlflow_run_id" in t.user_attrs
+    )
     assert all(r.info.status == "FINISHED" for r in runs)
 
 
-SLOW = TINY.replace('dataset = "iris"', 'dataset = "classification"\nn_samples = 60000') \
-    .replace("epochs = { low = 3, high = 8 }", "epochs = { low = 25, high = 30 }") \
-    .replace('name = "median"', 'name = "none"').replace("trials = 4", "trials = 4\nstack = 2")
+SLOW = (
+    TINY.replace("epochs = { low = 3, high = 8 }", "epochs = { low = 25, high = 30 }")
+    .replace('name = "median"', 'name = "none"')
+    .replace("trials = 4", "trials = 4\nstack = 2")
+)
+SLOW_ENV = {"HARNESS_FAULT": "epoch-delay=0.1"}
+"""Trials of a few seconds (a hook's delay per model and epoch, not a big data set), to signal inside one."""
 
 
 def _has_running_run(workdir, number):
@@ -121,15 +103,24 @@ def _has_running_run(workdir, number):
         _, runs = mlflow_runs(workdir)
     except Exception:  # noqa: BLE001 - the store is still being created
         return False
-    return any(r.data.tags.get("condition") == "mse" and r.data.tags.get("trial") == str(number)
-               and r.info.status == "RUNNING" for r in runs)
+    return any(
+        r.data.tags.get("condition") == "mse" and r.data.tags.get("trial") == str(number) and r.info.status == "RUNNING"
+        for r in runs
+    )
 
 
 def start_and_signal(workdir, command, signum):
     """Start a sweep, send ``signum`` to its process group inside its second trial; that trial's number."""
     import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - so polling the store is quick
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **SLOW_ENV},
+    )
     deadline = time.time() + 120
     while time.time() < deadline:
         time.sleep(0.3)
@@ -138,8 +129,7 @@ def start_and_signal(workdir, command, signum):
         except Exception:  # noqa: BLE001 - the journal is still being created
             continue
         running = [t for t in trials if t.state.name == "RUNNING" and "worker_pid" in t.user_attrs]
-        if any(t.state.name == "COMPLETE" for t in trials) and running and \
-                _has_running_run(workdir, running[0].number):
+        if any(t.state.name == "COMPLETE" for t in trials) and running and _has_running_run(workdir, running[0].number):
             still = [t for t in optuna_trials(workdir)["tiny/mse"] if t.number == running[0].number]
             if still[0].state.name != "RUNNING":
                 continue  # that stack finished meanwhile; catch the next one
@@ -152,8 +142,7 @@ def start_and_signal(workdir, command, signum):
 
 def test_ctrl_c_marks_the_current_trial_and_leaves_nothing_running(workdir):
     study = write_study(workdir, SLOW)
-    interrupted, process = start_and_signal(workdir, [sys.executable, "-m", "harness", "sweep", study],
-                                            signal.SIGINT)
+    interrupted, process = start_and_signal(workdir, [sys.executable, "-m", "harness", "sweep", study], signal.SIGINT)
     assert process.returncode == 130, process.stderr.read()
     search = optuna_trials(workdir)["tiny/mse"]
     stopped = next(t for t in search if t.number == interrupted)
@@ -182,16 +171,22 @@ def test_sigkill_mid_trial_then_resume_finishes_the_exact_budget(workdir):
     assert len(retry) == 1 and retry[0].state.name == "COMPLETE" and retry[0].params == dead.params
     client, runs = mlflow_runs(workdir)
     assert not [r for r in runs if r.info.status == "RUNNING"]
-    dead_runs = [r for r in runs if r.data.tags.get("condition") == "mse" and r.data.tags.get("phase") == "search"
-                 and r.data.tags.get("trial") == str(killed)]
+    dead_runs = [
+        r
+        for r in runs
+        if r.data.tags.get("condition") == "mse"
+        and r.data.tags.get("phase") == "search"
+        and r.data.tags.get("trial") == str(killed)
+    ]
     assert len(dead_runs) == 1  # the recorder had created it before the kill
     assert dead_runs[0].info.status == "FAILED" and dead_runs[0].data.tags["state"] == "killed"
     for name, group in trials.items():
         assert not [t for t in group if t.state.name == "RUNNING"], name
 
 
-STUDY_FILES = sorted(p for p in (Path(__file__).parent.parent / "studies").glob("*.toml")
-                     if not p.name.startswith("single_run"))
+STUDY_FILES = sorted(
+    p for p in (Path(__file__).parent.parent / "studies").glob("*.toml") if not p.name.startswith("single_run")
+)
 
 
 @pytest.mark.parametrize("path", STUDY_FILES, ids=lambda p: p.name)
@@ -199,6 +194,7 @@ def test_every_shipped_study_runs_with_one_trial_of_one_epoch(workdir, capsys, p
     assert main(["sweep", str(path), "--trials", "1", "--epochs", "1", "--confirm-seeds", "1"]) == 0
     out = capsys.readouterr().out
     from harness.studies import load_study
+
     study = load_study(path)
     assert f"study {study.name}:" in out and all(c.name in out for c in study.conditions)
     runs = mlflow_runs(workdir, study.name)[1]
@@ -207,16 +203,23 @@ def test_every_shipped_study_runs_with_one_trial_of_one_epoch(workdir, capsys, p
     assert kinds == {"condition": n, "search": n, "confirm": n}
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--workers", "0"], "--workers = 0 is not allowed"),
-    (["--trials", "0"], "--trials = 0 is not allowed"),
-    (["--epochs", "0"], "--epochs = 0 is not allowed"),
-    (["--heartbeat", "0"], "--heartbeat = 0 is not allowed"),
-    (["--storage", "postgresql+psycopg://nobody:s3cret@127.0.0.1:9/optuna"],
-     "postgresql+psycopg://nobody:***@127.0.0.1:9/optuna: cannot connect to the database"),
-    (["--tracking-uri", "http://nobody:s3cret@127.0.0.1:9"],
-     "tracking URI http://nobody:***@127.0.0.1:9: no MLflow server answers there"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--workers", "0"], "--workers = 0 is not allowed"),
+        (["--trials", "0"], "--trials = 0 is not allowed"),
+        (["--epochs", "0"], "--epochs = 0 is not allowed"),
+        (["--heartbeat", "0"], "--heartbeat = 0 is not allowed"),
+        (
+            ["--storage", "postgresql+psycopg://nobody:s3cret@127.0.0.1:9/optuna"],
+            "postgresql+psycopg://nobody:***@127.0.0.1:9/optuna: cannot connect to the database",
+        ),
+        (
+            ["--tracking-uri", "http://nobody:s3cret@127.0.0.1:9"],
+            "tracking URI http://nobody:***@127.0.0.1:9: no MLflow server answers there",
+        ),
+    ],
+)
 def test_bad_flags_exit_2_and_create_nothing(workdir, capsys, argv, message):
     assert main(["sweep", write_study(workdir), *argv]) == 2
     err = capsys.readouterr().err
@@ -246,6 +249,7 @@ def test_a_worker_that_finds_the_confirmation_seeds_taken_moves_on(workdir, monk
     from harness.search import open_storage, prepare_studies
     from harness.studies import load_study
     from harness.worker import SweepPlan, SweepWorker
+
     study = load_study(write_study(workdir))
     storage, url = open_storage(None, study.name)
     prepare_studies(study, storage)
@@ -266,6 +270,7 @@ def test_a_run_whose_worker_died_after_telling_optuna_is_ended_when_the_sweep_se
     from harness.search import ConditionStudies, open_storage
     from harness.studies import load_study
     from harness.tracking import HARNESS_TAG, InlineRecorder, resolve_tracking_uri
+
     study = load_study(write_study(workdir))
     uri = resolve_tracking_uri()
     recorder = InlineRecorder(uri)
@@ -274,9 +279,16 @@ def test_a_run_whose_worker_died_after_telling_optuna_is_ended_when_the_sweep_se
     storage, _ = open_storage(plan.storage_url, study.name)
     studies = ConditionStudies(study, study.conditions[0], storage)
     trial, params = studies.ask_search()
-    run = client.create_run(plan.experiment_id, tags={
-        HARNESS_TAG: "search", "study": study.name, "optuna_study": studies.search.study_name,
-        "trial": str(trial.number), "mlflow.parentRunId": plan.parent_runs[studies.condition.name]})
+    run = client.create_run(
+        plan.experiment_id,
+        tags={
+            HARNESS_TAG: "search",
+            "study": study.name,
+            "optuna_study": studies.search.study_name,
+            "trial": str(trial.number),
+            "mlflow.parentRunId": plan.parent_runs[studies.condition.name],
+        },
+    )
     assert studies.finish("search", trial, "complete", 0.5, {"epochs_run": params["epochs"]})  # ... died here
     assert reconcile_stores(study, plan, storage, recorder) == 0  # its recorder may still be writing: left alone
     assert client.get_run(run.info.run_id).info.status == "RUNNING"

@@ -2,6 +2,7 @@
 flags, and errors found late. Every sweep here ends with the audit (``harness.audit``): exact budgets,
 nothing RUNNING, one run holding its results per finished trial and per wanted seed, and the printed
 summary equal to the records' summary; where it matters, ``compare`` is checked to print it too."""
+
 import json
 import os
 import shutil
@@ -16,18 +17,18 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TINY_STUDY
-from tests.helpers import (ROOT, audit_sweep, compare_json, harness, json_summary, mlflow_runs, optuna_trials,
-                           start_harness, store_uri, write_study)
+from tests.helpers import (
+    ROOT,
+    audit_sweep,
+    compare_json,
+    harness,
+    json_summary,
+    mlflow_runs,
+    start_harness,
+    write_study,
+)
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("HARNESS_FAULT", raising=False)
-    return tmp_path
 
 
 def _pids_marked(mark):
@@ -37,8 +38,7 @@ def _pids_marked(mark):
         if not entry.name.isdigit():
             continue
         try:
-            if mark.encode() in (entry / "environ").read_bytes() and \
-                    (entry / "stat").read_text().split()[2] != "Z":
+            if mark.encode() in (entry / "environ").read_bytes() and (entry / "stat").read_text().split()[2] != "Z":
                 found.append(int(entry.name))
         except OSError:
             continue
@@ -59,12 +59,17 @@ def test_a_kill_between_optuna_and_mlflow_is_repaired_on_resume(workdir):
     sweep trains that seed again, and its summary, the records and ``compare`` agree."""
     study = write_study(workdir)
     mark = f"HARNESS_TEST_MARK={uuid.uuid4().hex}"
-    killed = harness("sweep", study, cwd=workdir, env={"HARNESS_FAULT": "kill-after-tell-confirm=2",
-                                                         mark.split("=")[0]: mark.split("=")[1]})
+    killed = harness(
+        "sweep",
+        study,
+        cwd=workdir,
+        env={"HARNESS_FAULT": "kill-after-tell-confirm=2", mark.split("=")[0]: mark.split("=")[1]},
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert _wait_gone(mark), "a recorder outlived its worker"
-    orphan = [r for r in mlflow_runs(workdir)[1] if r.data.tags.get("phase") == "confirm"
-              and r.info.status == "RUNNING"]
+    orphan = [
+        r for r in mlflow_runs(workdir)[1] if r.data.tags.get("phase") == "confirm" and r.info.status == "RUNNING"
+    ]
     assert orphan and "test_accuracy" not in orphan[0].data.metrics  # Optuna counts it; MLflow holds nothing
 
     resumed = harness("sweep", study, "--json", cwd=workdir, check=True)
@@ -89,8 +94,11 @@ os._exit(0)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     child = int(done.stdout.split()[0])
     deadline = time.time() + 5
-    while time.time() < deadline and Path(f"/proc/{child}").exists() and \
-            Path(f"/proc/{child}/stat").read_text().split()[2] != "Z":
+    while (
+        time.time() < deadline
+        and Path(f"/proc/{child}").exists()
+        and Path(f"/proc/{child}/stat").read_text().split()[2] != "Z"
+    ):
         time.sleep(0.1)
     alive = Path(f"/proc/{child}").exists() and Path(f"/proc/{child}/stat").read_text().split()[2] != "Z"
     if alive:
@@ -104,8 +112,9 @@ def _kill_while_creating(folder, code, delays):
     for delay in delays:
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-        process = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.DEVNULL,
-                                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+        process = subprocess.Popen(
+            [sys.executable, "-c", code], stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)}
+        )
         deadline = time.time() + 60
         while time.time() < deadline and not list(folder.glob("*mlflow.db*")) and process.poll() is None:
             time.sleep(0.005)
@@ -120,8 +129,9 @@ def test_a_kill_while_a_fresh_store_is_created_never_leaves_it_unusable(tmp_path
     uri = f"sqlite:///{store / 'mlflow.db'}"
     code = f"from harness.tracking import open_client; open_client({uri!r}).search_experiments()"
     for delay in _kill_while_creating(store, code, [0.1, 0.15, 0.2, 0.3, 0.5]):
-        check = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+        check = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}
+        )
         assert check.returncode == 0, f"killed {delay} s in: {check.stderr.strip().splitlines()[-1]}"
         assert not list(store.glob(".mlflow.db.creating-*")), "a killed builder's file was left behind"
 
@@ -166,6 +176,7 @@ def test_every_sweep_flag_reaches_every_worker(workdir):
     summary = json_summary(done.stdout)
     assert not (workdir / "mlruns").exists()  # every worker used the stores the flags named
     from mlflow import MlflowClient
+
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id], max_results=1000)
     search = [r for r in runs if r.data.tags.get("phase") == "search"]
@@ -174,23 +185,33 @@ def test_every_sweep_flag_reaches_every_worker(workdir):
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
+
     journal_storage = JournalStorage(JournalFileBackend(storage))
-    workers = {t.user_attrs["worker_pid"] for name in ("tiny/mse", "tiny/cross_entropy")
-               for t in optuna.load_study(study_name=name, storage=journal_storage).trials
-               if t.user_attrs.get("state") not in (None, "over_budget")}
+    workers = {
+        t.user_attrs["worker_pid"]
+        for name in ("tiny/mse", "tiny/cross_entropy")
+        for t in optuna.load_study(study_name=name, storage=journal_storage).trials
+        if t.user_attrs.get("state") not in (None, "over_budget")
+    }
     assert len(workers) == 2, "the second worker did no work"
-    assert Counter(r.data.tags["condition"] for r in runs if r.data.tags.get("phase") == "confirm") == \
-        {"mse": 1, "cross_entropy": 1}
+    assert Counter(r.data.tags["condition"] for r in runs if r.data.tags.get("phase") == "confirm") == {
+        "mse": 1,
+        "cross_entropy": 1,
+    }
     resolved = {"trials": 3, "epochs": 3, "confirm_seeds": 1}
     assert audit_sweep(workdir, study, summary, resolved, f"journal:{storage}", uri) == []
 
-    more = harness("sweep", study, *flags, "--confirm-seeds", "4", "--json", cwd=workdir, timeout=240,
-                   check=True)  # a finished sweep, more seeds
+    more = harness(
+        "sweep", study, *flags, "--confirm-seeds", "4", "--json", cwd=workdir, timeout=240, check=True
+    )  # a finished sweep, more seeds
     summary = json_summary(more.stdout)
     assert [row["seeds"] for row in summary] == [4, 4]
     assert audit_sweep(workdir, study, summary, {**resolved, "confirm_seeds": 4}, f"journal:{storage}", uri) == []
-    parents = [r for r in client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
-               if r.data.tags.get("harness.kind") == "condition"]
+    parents = [
+        r
+        for r in client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+        if r.data.tags.get("harness.kind") == "condition"
+    ]
     assert len(parents) == 2 and all(r.info.status == "FINISHED" for r in parents)
 
 
@@ -204,16 +225,19 @@ def test_a_training_error_that_recurs_stops_the_sweep_in_one_line(workdir):
     assert 3 <= len(failed) <= 8 and not [r for r in mlflow_runs(workdir)[1] if r.info.status == "RUNNING"]
 
 
-@pytest.mark.parametrize("edit,names", [
-    (("hidden = [8]", "hidden = [2000000000]"), "hidden = [2000000000]"),
-    (('dataset = "iris"', 'dataset = "csv"\ncsv = "no_such.csv"'), "no_such.csv"),
-    (('dataset = "iris"', 'dataset = "iris"\ndata_seed = 1099511627776'), "data_seed"),
-    (('dataset = "iris"', 'dataset = "classification"\nn_samples = 10000000000000'), "n_samples"),
-    (("[pruner]", "[sampler]\nseed = 1099511627776\n[pruner]"), "sampler.seed"),
-    (("trials = 4", "trials = 1000000000"), "budget.trials"),
-    (("seeds = 2", "seeds = 1000000000"), "confirm.seeds"),
-    (("epochs = { low = 3, high = 8 }", "epochs = { low = 3, high = 10000000 }"), "search.epochs.high"),
-])
+@pytest.mark.parametrize(
+    "edit,names",
+    [
+        (("hidden = [8]", "hidden = [2000000000]"), "hidden = [2000000000]"),
+        (('dataset = "iris"', 'dataset = "csv"\ncsv = "no_such.csv"'), "no_such.csv"),
+        (('dataset = "iris"', 'dataset = "iris"\ndata_seed = 1099511627776'), "data_seed"),
+        (('dataset = "iris"', 'dataset = "classification"\nn_samples = 10000000000000'), "n_samples"),
+        (("[pruner]", "[sampler]\nseed = 1099511627776\n[pruner]"), "sampler.seed"),
+        (("trials = 4", "trials = 1000000000"), "budget.trials"),
+        (("seeds = 2", "seeds = 1000000000"), "confirm.seeds"),
+        (("epochs = { low = 3, high = 8 }", "epochs = { low = 3, high = 10000000 }"), "search.epochs.high"),
+    ],
+)
 def test_errors_found_late_before_are_found_first_and_create_nothing(workdir, edit, names):
     study = write_study(workdir, TINY_STUDY.replace(*edit))
     done = harness("sweep", study, cwd=workdir, timeout=60)
@@ -240,8 +264,9 @@ def test_a_lost_tracking_store_is_recorded_again_from_optuna(workdir):
 
 def _mount_tmpfs(folder, megabytes):
     folder.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(folder)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(folder)], capture_output=True, text=True
+    )
     return done.returncode == 0
 
 
@@ -255,8 +280,11 @@ def test_a_full_disk_stops_the_sweep_and_the_resume_after_freeing_space_is_compl
         process = start_harness("sweep", study, cwd=workdir, env={"HARNESS_FAULT": "epoch-delay=0.05"})
         deadline = time.time() + 120
         while time.time() < deadline:
-            finished = [r for r in mlflow_runs(workdir)[1] if r.info.status == "FINISHED"] \
-                if (store / "mlflow.db").exists() else []
+            finished = (
+                [r for r in mlflow_runs(workdir)[1] if r.info.status == "FINISHED"]
+                if (store / "mlflow.db").exists()
+                else []
+            )
             if len(finished) >= 3:
                 break
             time.sleep(0.2)
@@ -271,3 +299,14 @@ def test_a_full_disk_stops_the_sweep_and_the_resume_after_freeing_space_is_compl
     finally:
         subprocess.run(["umount", "-l", str(store)], capture_output=True)
 
+
+def test_a_kill_while_the_parent_runs_are_made_leaves_one_parent_per_condition(workdir):
+    study = write_study(workdir)
+    killed = harness("sweep", study, cwd=workdir, env={"HARNESS_FAULT": "kill-at=after-parents"})
+    assert killed.returncode == -signal.SIGKILL
+    resumed = harness("sweep", study, "--json", cwd=workdir, check=True)
+    parents = [r for r in mlflow_runs(workdir)[1] if r.data.tags.get("harness.kind") == "condition"]
+    assert sorted(r.data.tags["condition"] for r in parents) == ["cross_entropy", "mse"]
+    assert all(r.info.status == "FINISHED" for r in parents)
+    assert audit_sweep(workdir, study, json_summary(resumed.stdout)) == []
+    assert compare_json(workdir)["conditions"] == json_summary(resumed.stdout)

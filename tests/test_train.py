@@ -17,18 +17,43 @@ def test_cross_entropy_sgd_matches_scikit_learn_loss_curve(nesterov):
 
     from harness.data import load_split
 
-    config = make_config({"dataset": "digits", "loss": "cross_entropy", "optimizer": "sgd", "lr": 0.01,
-                          "momentum": 0.9, "nesterov": nesterov, "batch_size": 32, "epochs": 10,
-                          "hidden": [64], "activation": "relu", "shuffle": False})
+    config = make_config(
+        {
+            "dataset": "digits",
+            "loss": "cross_entropy",
+            "optimizer": "sgd",
+            "lr": 0.01,
+            "momentum": 0.9,
+            "nesterov": nesterov,
+            "batch_size": 32,
+            "epochs": 10,
+            "hidden": [64],
+            "activation": "relu",
+            "shuffle": False,
+        }
+    )
     split = load_split(config)
     start = StackedMLP(initial_params(config, split)[None, :], sizes_of(config, split))
     weights = [w[0].copy() for w in start.weights]
     biases = [b[0, 0].copy() for b in start.biases]
 
-    clf = MLPClassifier(hidden_layer_sizes=(64,), activation="relu", solver="sgd", alpha=0.0,
-                        batch_size=32, learning_rate="constant", learning_rate_init=0.01, momentum=0.9,
-                        nesterovs_momentum=nesterov, shuffle=False, max_iter=1, tol=0.0,
-                        n_iter_no_change=10_000, random_state=0, warm_start=True)
+    clf = MLPClassifier(
+        hidden_layer_sizes=(64,),
+        activation="relu",
+        solver="sgd",
+        alpha=0.0,
+        batch_size=32,
+        learning_rate="constant",
+        learning_rate_init=0.01,
+        momentum=0.9,
+        nesterovs_momentum=nesterov,
+        shuffle=False,
+        max_iter=1,
+        tol=0.0,
+        n_iter_no_change=10_000,
+        random_state=0,
+        warm_start=True,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(split.x_train, split.y_train)  # sets up every attribute; weights replaced below
@@ -60,8 +85,18 @@ def test_different_seeds_give_different_curves(split, config):
 def test_every_epoch_reports_the_documented_metrics(split, config):
     result = train(config(epochs=3), split)
     assert result.status == COMPLETE and result.epochs_run == 3
-    expected = {"train_loss", "lr", "grad_norm", "weight_norm", "train_accuracy", "val_cross_entropy",
-                "val_mse", "val_mse_logits", "val_accuracy", "val_saturated_share"}
+    expected = {
+        "train_loss",
+        "lr",
+        "grad_norm",
+        "weight_norm",
+        "train_accuracy",
+        "val_cross_entropy",
+        "val_mse",
+        "val_mse_logits",
+        "val_accuracy",
+        "val_saturated_share",
+    }
     assert set(result.history) == expected
     assert all(len(v) == 3 for v in result.history.values())
     assert {"test_accuracy", "test_cross_entropy", "val_accuracy"} <= set(result.final)
@@ -106,9 +141,11 @@ def test_schedule_and_warmup_reach_the_curve(split, config):
 
 
 def test_numpy_core_imports_neither_mlflow_nor_optuna():
-    code = ("import sys, harness.data, harness.network, harness.losses, harness.optimizers, "
-            "harness.activations, harness.schedules, harness.train, harness.config;"
-            "bad = [m for m in ('mlflow', 'optuna') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
+    code = (
+        "import sys, harness.data, harness.network, harness.losses, harness.optimizers, "
+        "harness.activations, harness.schedules, harness.train, harness.config;"
+        "bad = [m for m in ('mlflow', 'optuna') if m in sys.modules]; print(bad); sys.exit(bool(bad))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
 
@@ -118,16 +155,22 @@ def test_numpy_core_imports_neither_mlflow_nor_optuna():
 def test_each_model_of_a_stack_trains_exactly_as_it_would_alone(split, config, loss, optimizer):
     """Own seed, lr, momentum, weight decay and epoch budget each; one diverges mid-stack; bit for bit."""
     settings = [(0.05, 6, 0.9, 0.0), (0.01, 4, 0.5, 1e-3), (1e5, 6, 0.9, 0.0), (0.2, 5, 0.0, 0.0)]
-    configs = [config(loss=loss, optimizer=optimizer, seed=i, lr=lr, epochs=epochs, momentum=m, weight_decay=wd)
-               for i, (lr, epochs, m, wd) in enumerate(settings)]
+    configs = [
+        config(loss=loss, optimizer=optimizer, seed=i, lr=lr, epochs=epochs, momentum=m, weight_decay=wd)
+        for i, (lr, epochs, m, wd) in enumerate(settings)
+    ]
     stacked = train_stack(configs, split)
     for c, together in zip(configs, stacked):
         alone = train(c, split)
-        assert (together.status, together.epochs_run, together.diverged_epoch) == \
-            (alone.status, alone.epochs_run, alone.diverged_epoch)
+        assert (together.status, together.epochs_run, together.diverged_epoch) == (
+            alone.status,
+            alone.epochs_run,
+            alone.diverged_epoch,
+        )
         assert together.history == alone.history and together.final == alone.final
-    assert [r.epochs_run for r in stacked if r.status == COMPLETE] == \
-        [c.epochs for c, r in zip(configs, stacked) if r.status == COMPLETE]
+    assert [r.epochs_run for r in stacked if r.status == COMPLETE] == [
+        c.epochs for c, r in zip(configs, stacked) if r.status == COMPLETE
+    ]
 
 
 def test_a_stopped_model_leaves_the_stack_without_disturbing_the_others(split, config):
@@ -140,6 +183,7 @@ def test_a_stopped_model_leaves_the_stack_without_disturbing_the_others(split, c
 
 def test_models_that_cannot_share_a_stack_are_refused(split, config):
     from harness.errors import ConfigError
+
     with pytest.raises(ConfigError, match="must share loss"):
         train_stack([config(loss="mse"), config(loss="cross_entropy")], split)
 
@@ -148,6 +192,7 @@ def test_stack_size_is_capped_by_memory():
     from harness.config import make_config
     from harness.train import bytes_per_model, max_stack
     from tests.conftest import tiny_split
+
     small = tiny_split(n=300)
     c = make_config({"hidden": [64], "batch_size": 32})
     assert max_stack(c, small) > 64

@@ -4,11 +4,11 @@ Needs Debian's chromium (/usr/bin/chromium; `.ci/run` installs it) and Playwrigh
 (a test dependency; its own browser download is not used). Screenshots of every step are saved in the
 test's temporary folder, whose path a failure prints.
 """
+
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -18,21 +18,32 @@ import urllib.request
 import pytest
 
 from harness.cli import main
+from tests.services import free_port
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 try:
     import playwright.sync_api  # noqa: F401
+
     PLAYWRIGHT = True
 except ImportError:
     PLAYWRIGHT = False
 
 pytestmark = [
+    pytest.mark.services,
     pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)"),
     pytest.mark.skipif(not PLAYWRIGHT, reason="playwright is not installed (pip install -e .[test])"),
 ]
 
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 # The UI opens in "GenAI" mode with an assistant panel; a machine-learning user switches both off once.
 INIT = """localStorage.setItem('mlflow.workflowType_v1', JSON.stringify('machine_learning'));
 localStorage.setItem('mlflow.assistant.panelOpen_v1', 'false');
@@ -57,12 +68,6 @@ seeds = 2
 """
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_the_mlflow_ui_shows_a_study_as_a_user_sees_it(tmp_path, capsys):
     from mlflow import MlflowClient
     from playwright.sync_api import sync_playwright
@@ -77,13 +82,24 @@ def test_the_mlflow_ui_shows_a_study_as_a_user_sees_it(tmp_path, capsys):
     experiment = client.get_experiment_by_name("uistudy").experiment_id
     runs = client.search_runs([experiment], max_results=100)
     parent = next(r for r in runs if r.data.tags.get("harness.kind") == "condition")
-    trials = sorted((r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
-                     and r.data.tags.get("phase") == "search"), key=lambda r: r.info.run_name)
+    trials = sorted(
+        (
+            r
+            for r in runs
+            if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id and r.data.tags.get("phase") == "search"
+        ),
+        key=lambda r: r.info.run_name,
+    )
     first, second = trials[0], trials[1]
 
     port = free_port()
-    ui = subprocess.Popen([sys.executable, "-m", "harness", "ui", "--port", str(port), "--tracking-uri", uri],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "harness", "ui", "--port", str(port), "--tracking-uri", uri],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     shots = tmp_path / "screenshots"
     shots.mkdir()
@@ -123,7 +139,10 @@ def test_the_mlflow_ui_shows_a_study_as_a_user_sees_it(tmp_path, capsys):
                 page.screenshot(path=shots / "2-run.png")
 
                 step = "the compare view of two runs opens"
-                runs_arg, experiments_arg = json.dumps([first.info.run_id, second.info.run_id]), json.dumps([experiment])
+                runs_arg, experiments_arg = (
+                    json.dumps([first.info.run_id, second.info.run_id]),
+                    json.dumps([experiment]),
+                )
                 page.goto(f"{base}/#/compare-runs?runs={runs_arg}&experiments={experiments_arg}")
                 page.get_by_text("Comparing 2 Runs").first.wait_for(timeout=20000)
                 page.screenshot(path=shots / "3-compare.png")
@@ -133,8 +152,10 @@ def test_the_mlflow_ui_shows_a_study_as_a_user_sees_it(tmp_path, capsys):
                 page.locator(".js-plotly-plot").first.wait_for(timeout=30000)
                 lengths = []
                 for _ in range(20):
-                    lengths = page.evaluate("() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
-                                            ".flatMap(p => (p.data || []).map(t => (t.x || []).length))")
+                    lengths = page.evaluate(
+                        "() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
+                        ".flatMap(p => (p.data || []).map(t => (t.x || []).length))"
+                    )
                     if lengths:
                         break
                     time.sleep(0.5)
@@ -147,7 +168,7 @@ def test_the_mlflow_ui_shows_a_study_as_a_user_sees_it(tmp_path, capsys):
                 for name in ("curves_by_condition.png", "lr_sensitivity.png", "report.html"):
                     page.get_by_text(name).first.wait_for(timeout=20000)
                 page.screenshot(path=shots / "5-artifacts.png")
-            except Exception:
+            except Exception:  # noqa: BLE001 - any failing step: keep a screenshot, name the step
                 page.screenshot(path=shots / "failure.png")
                 raise AssertionError(f"UI step failed: {step}; screenshots in {shots}") from None
             finally:

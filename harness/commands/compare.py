@@ -1,25 +1,39 @@
 """``harness compare STUDY``: the comparison table, paired differences, plots and an HTML report."""
+
 from pathlib import Path
 
 HELP = "compare a study's conditions: table, paired differences, plots and an HTML report"
 
 
 def add_parser(commands):
-    compare = commands.add_parser("compare", help=HELP, description="Read a study's runs back from MLflow and "
-                                  "compare its conditions. Plots go to --out and onto every condition's parent "
-                                  "run as artifacts.")
+    compare = commands.add_parser(
+        "compare",
+        help=HELP,
+        description="Read a study's runs back from MLflow and "
+        "compare its conditions. Plots go to --out and onto every condition's parent "
+        "run as artifacts.",
+    )
     compare.add_argument("study", help="a study name, or its study file")
-    compare.add_argument("--format", choices=("table", "csv", "markdown", "json"), default="table",
-                         help="table (default), csv, markdown, or json (one JSON document on stdout)")
+    compare.add_argument(
+        "--format",
+        choices=("table", "csv", "markdown", "json"),
+        default="table",
+        help="table (default), csv, markdown, or json (one JSON document on stdout)",
+    )
     compare.add_argument("--out", metavar="DIR", help="folder for the plots and report (default reports/<study>)")
-    compare.add_argument("--storage", metavar="URL", help="the study's Optuna storage, for Optuna's plots (default: "
-                         "the one the sweep recorded, if it lies in this store's folder)")
+    compare.add_argument(
+        "--storage",
+        metavar="URL",
+        help="the study's Optuna storage, for Optuna's plots (default: "
+        "the one the sweep recorded, if it lies in this store's folder)",
+    )
     return compare
 
 
 def study_name_of(argument):
     if argument.endswith(".toml") or Path(argument).is_file():
         from ..studies import load_study
+
         return load_study(argument).name
     return argument
 
@@ -29,11 +43,17 @@ def run(args):
     from ..output import emit_json
     from ..summary import format_table, render
     from ..tracking import resolve_tracking_uri
+
     name = study_name_of(args.study)
     comparison = run_compare(name, resolve_tracking_uri(args.tracking_uri), args.out, args.storage)
     if args.format == "json":
-        emit_json({"study": name, "conditions": comparison.table.to_dict(orient="records"),
-                   "pairs": comparison.pairs.to_dict(orient="records")})
+        emit_json(
+            {
+                "study": name,
+                "conditions": comparison.table.to_dict(orient="records"),
+                "pairs": comparison.pairs.to_dict(orient="records"),
+            }
+        )
         return 0
     if args.format != "table":
         print(render(comparison.table, args.format))

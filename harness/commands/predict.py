@@ -4,18 +4,23 @@ HELP = "predict classes of CSV rows with a logged run's network"
 
 
 def add_parser(commands):
-    predict = commands.add_parser("predict", help=HELP, description="Load a run's network (weights.npz, no "
-                                  "pickle) and print the predicted class of every CSV row.")
+    predict = commands.add_parser(
+        "predict",
+        help=HELP,
+        description="Load a run's network (weights.npz, no pickle) and print the predicted class of every CSV row.",
+    )
     predict.add_argument("run_id", help="the MLflow run id of a harness run that kept its weights")
     predict.add_argument("csv", help="rows of raw features (a label column, if present, is ignored)")
-    predict.add_argument("--label-column", default="label", metavar="NAME",
-                         help="the column to ignore if present (default: label)")
+    predict.add_argument(
+        "--label-column", default="label", metavar="NAME", help="the column to ignore if present (default: label)"
+    )
     return predict
 
 
 def run(args):
     from ..predict import load_logged_model, read_rows
     from ..tracking import resolve_tracking_uri
+
     model = load_logged_model(args.run_id, resolve_tracking_uri(args.tracking_uri))
     for label in model.predict(read_rows(args.csv, args.label_column, model.n_features)):
         print(label)

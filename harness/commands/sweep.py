@@ -1,4 +1,5 @@
 """``harness sweep STUDY_FILE``: search, confirm and summarise one study; resumes where it stopped."""
+
 import os
 import sys
 import time
@@ -7,53 +8,99 @@ from ..output import emit_json
 from ..urls import redact
 
 HELP = "run a study: tune lr/epochs per condition, confirm on test"
-DESCRIPTION = ("Run a study file: for every condition, Optuna searches the nuisance settings with the same "
-               "budget, then the best settings are retrained with new seeds and scored on the test split. "
-               "Running the same command again resumes.")
+DESCRIPTION = (
+    "Run a study file: for every condition, Optuna searches the nuisance settings with the same "
+    "budget, then the best settings are retrained with new seeds and scored on the test split. "
+    "Running the same command again resumes."
+)
 
 
 def add_parser(commands):
     sweep = commands.add_parser("sweep", help=HELP, description=DESCRIPTION)
     sweep.add_argument("study_file", help="a study TOML file, e.g. studies/quickstart.toml")
-    sweep.add_argument("--trials", type=int, metavar="N", help="search trials per condition (default: the file's "
-                       "budget.trials); a larger N extends a finished sweep and confirms its new best")
-    sweep.add_argument("--workers", type=int, default=1, metavar="N",
-                       help="local worker processes (default 1; this command's process is one of them)")
-    sweep.add_argument("--storage", default=os.environ.get("HARNESS_OPTUNA_STORAGE"), metavar="URL",
-                       help="Optuna storage: a journal file path (default mlruns/optuna/<study>.journal) or an "
-                       "RDB URL such as postgresql+psycopg://USER@HOST:5432/DB shared by workers on many "
-                       "machines (default: $HARNESS_OPTUNA_STORAGE; passwords from $PGPASSWORD or ~/.pgpass)")
-    sweep.add_argument("--heartbeat", type=int, default=10, metavar="SECONDS",
-                       help="RDB storages: seconds between Optuna heartbeats (default 10); a worker silent for "
-                       "3 heartbeats is presumed dead, its trials are failed and run again")
-    sweep.add_argument("--epochs", type=int, metavar="N",
-                       help="fix the epoch count instead of searching it (smoke runs)")
-    sweep.add_argument("--confirm-seeds", type=int, metavar="K",
-                       help="confirmation seeds per condition (default: the file's confirm.seeds)")
-    sweep.add_argument("--stack", type=int, metavar="N", help="trials trained together as one stack (default: "
-                       "the file's budget.stack, else 8); 1 trains one model at a time")
-    sweep.add_argument("--json", action="store_true",
-                       help="print the summary as one JSON document on stdout (the table goes to stderr)")
+    sweep.add_argument(
+        "--trials",
+        type=int,
+        metavar="N",
+        help="search trials per condition (default: the file's "
+        "budget.trials); a larger N extends a finished sweep and confirms its new best",
+    )
+    sweep.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="local worker processes (default 1; this command's process is one of them)",
+    )
+    sweep.add_argument(
+        "--storage",
+        default=os.environ.get("HARNESS_OPTUNA_STORAGE"),
+        metavar="URL",
+        help="Optuna storage: a journal file path (default mlruns/optuna/<study>.journal) or an "
+        "RDB URL such as postgresql+psycopg://USER@HOST:5432/DB shared by workers on many "
+        "machines (default: $HARNESS_OPTUNA_STORAGE; passwords from $PGPASSWORD or ~/.pgpass)",
+    )
+    sweep.add_argument(
+        "--heartbeat",
+        type=int,
+        default=10,
+        metavar="SECONDS",
+        help="RDB storages: seconds between Optuna heartbeats (default 10); a worker silent for "
+        "3 heartbeats is presumed dead, its trials are failed and run again",
+    )
+    sweep.add_argument(
+        "--epochs", type=int, metavar="N", help="fix the epoch count instead of searching it (smoke runs)"
+    )
+    sweep.add_argument(
+        "--confirm-seeds",
+        type=int,
+        metavar="K",
+        help="confirmation seeds per condition (default: the file's confirm.seeds)",
+    )
+    sweep.add_argument(
+        "--stack",
+        type=int,
+        metavar="N",
+        help="trials trained together as one stack (default: "
+        "the file's budget.stack, else 8); 1 trains one model at a time",
+    )
+    sweep.add_argument(
+        "--json",
+        action="store_true",
+        help="print the summary as one JSON document on stdout (the table goes to stderr)",
+    )
     return sweep
 
 
 def run(args):
     from ..errors import ConfigError
     from ..studies import load_study, resolve
+
     if args.workers < 1 or args.workers > 64:
         raise ConfigError(f"--workers = {args.workers} is not allowed; must be an integer in [1, 64]")
     if not 1 <= args.heartbeat <= 3600:
         raise ConfigError(f"--heartbeat = {args.heartbeat} is not allowed; must be an integer in [1, 3600] (seconds)")
-    study = resolve(load_study(args.study_file), trials=args.trials, epochs=args.epochs,
-                    confirm_seeds=args.confirm_seeds, stack=args.stack)
+    study = resolve(
+        load_study(args.study_file),
+        trials=args.trials,
+        epochs=args.epochs,
+        confirm_seeds=args.confirm_seeds,
+        stack=args.stack,
+    )
 
     from ..summary import format_table
     from ..sweep import SweepOptions, run_sweep
     from ..tracking import resolve_tracking_uri
+
     uri = resolve_tracking_uri(args.tracking_uri)
     progress = _Progress(study, args.storage) if sys.stderr.isatty() else None
-    options = SweepOptions(tracking_uri=uri, storage=args.storage, workers=args.workers,
-                           heartbeat_seconds=args.heartbeat, on_poll=progress.update if progress else None)
+    options = SweepOptions(
+        tracking_uri=uri,
+        storage=args.storage,
+        workers=args.workers,
+        heartbeat_seconds=args.heartbeat,
+        on_poll=progress.update if progress else None,
+    )
     try:
         result = run_sweep(study, options)
     except KeyboardInterrupt:
@@ -64,18 +111,29 @@ def run(args):
     if progress:
         progress.close()
     out = sys.stderr if args.json else sys.stdout
-    print(f"study {study.name}: {len(study.conditions)} conditions x {study.trials} trials, objective "
-          f"{study.objective} ({study.direction}); storage {redact(result.plan.storage_url)}; tracking {redact(uri)}",
-          file=out)
+    print(
+        f"study {study.name}: {len(study.conditions)} conditions x {study.trials} trials, objective "
+        f"{study.objective} ({study.direction}); storage {redact(result.plan.storage_url)}; tracking {redact(uri)}",
+        file=out,
+    )
     print(format_table(study, result.table), file=out)
     trials = sum(s.trials for s in result.stats)
-    print(f"{trials} trials and {sum(s.confirms for s in result.stats)} confirmation runs in this invocation"
-          + (f", {result.repaired} re-run after their records were lost" if result.repaired else "")
-          + f", {result.wall_seconds:.1f} s wall with {args.workers} worker(s)", file=out)
+    print(
+        f"{trials} trials and {sum(s.confirms for s in result.stats)} confirmation runs in this invocation"
+        + (f", {result.repaired} re-run after their records were lost" if result.repaired else "")
+        + f", {result.wall_seconds:.1f} s wall with {args.workers} worker(s)",
+        file=out,
+    )
     if args.json:
-        emit_json({"study": study.name, "summary": result.table.to_dict(orient="records"),
-                   "stats": [s.__dict__ for s in result.stats], "wall_seconds": result.wall_seconds,
-                   "repaired": result.repaired})
+        emit_json(
+            {
+                "study": study.name,
+                "summary": result.table.to_dict(orient="records"),
+                "stats": [s.__dict__ for s in result.stats],
+                "wall_seconds": result.wall_seconds,
+                "repaired": result.repaired,
+            }
+        )
     return 0
 
 
@@ -96,19 +154,25 @@ class _Progress:
             bar.n = min(counts["complete"] + counts["pruned"], bar.total)
             best = studies.best_trial()
             confirmed = sum(t.state.name == "COMPLETE" for t in studies.confirm.get_trials(deepcopy=False))
-            bar.set_postfix_str(f"best {best.value:.4f} confirm {confirmed}" if best else f"confirm {confirmed}",
-                                refresh=False)
+            bar.set_postfix_str(
+                f"best {best.value:.4f} confirm {confirmed}" if best else f"confirm {confirmed}", refresh=False
+            )
             bar.refresh()
 
     def _open(self):
         from tqdm import tqdm
 
         from ..search import ConditionStudies, open_storage
+
         storage, _ = open_storage(self.storage, self.study.name)
         self.studies = [ConditionStudies(self.study, c, storage) for c in self.study.conditions]
         width = max(len(c.name) for c in self.study.conditions)
-        self.bars = [tqdm(total=self.study.trials, desc=c.name.ljust(width), position=i, file=sys.stderr,
-                          leave=True, unit="trial") for i, c in enumerate(self.study.conditions)]
+        self.bars = [
+            tqdm(
+                total=self.study.trials, desc=c.name.ljust(width), position=i, file=sys.stderr, leave=True, unit="trial"
+            )
+            for i, c in enumerate(self.study.conditions)
+        ]
 
     def close(self):
         if self.bars is None:

@@ -1,4 +1,5 @@
 """``harness train``: one run from flags or a TOML config, recorded in MLflow."""
+
 import argparse
 import sys
 
@@ -52,30 +53,56 @@ def _hidden(text):
 
 
 def add_parser(commands):
-    train = commands.add_parser("train", help=HELP, description="Train one network and record it as an MLflow "
-                                "run. Settings come from --config (TOML) and flags; flags win.")
+    train = commands.add_parser(
+        "train",
+        help=HELP,
+        description="Train one network and record it as an MLflow "
+        "run. Settings come from --config (TOML) and flags; flags win.",
+    )
     train.add_argument("--config", metavar="FILE", help="TOML file of settings (keys as the flags, with underscores)")
     for name, (kind, text) in FLAGS.items():
-        train.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None, help=text,
-                           metavar=name.upper() if kind is str else kind.__name__.upper())
-    train.add_argument("--hidden", type=_hidden, default=None, metavar="SIZES",
-                       help="hidden layer sizes, e.g. 64 or 128,64 (default 64)")
-    train.add_argument("--batch-size", type=_batch_size, default=None, metavar="N",
-                       help="mini-batch size: an integer, or 'full' (default 32)")
-    train.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None,
-                       help="SGD: Nesterov momentum (default off)")
-    train.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=None,
-                       help="shuffle the batches every epoch (default on)")
-    train.add_argument("--experiment", default="train", metavar="NAME",
-                       help="MLflow experiment name (default: train)")
-    train.add_argument("--json", action="store_true",
-                       help="print one JSON document on stdout (the human-readable lines go to stderr)")
+        train.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            type=kind,
+            default=None,
+            help=text,
+            metavar=name.upper() if kind is str else kind.__name__.upper(),
+        )
+    train.add_argument(
+        "--hidden",
+        type=_hidden,
+        default=None,
+        metavar="SIZES",
+        help="hidden layer sizes, e.g. 64 or 128,64 (default 64)",
+    )
+    train.add_argument(
+        "--batch-size",
+        type=_batch_size,
+        default=None,
+        metavar="N",
+        help="mini-batch size: an integer, or 'full' (default 32)",
+    )
+    train.add_argument(
+        "--nesterov", action=argparse.BooleanOptionalAction, default=None, help="SGD: Nesterov momentum (default off)"
+    )
+    train.add_argument(
+        "--shuffle",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="shuffle the batches every epoch (default on)",
+    )
+    train.add_argument("--experiment", default="train", metavar="NAME", help="MLflow experiment name (default: train)")
+    train.add_argument(
+        "--json", action="store_true", help="print one JSON document on stdout (the human-readable lines go to stderr)"
+    )
     return train
 
 
 def config_from_args(args):
     from ..config import make_config
     from ..studies import read_toml
+
     values = {}
     if args.config:
         values.update(read_toml(args.config))
@@ -91,23 +118,26 @@ def _progress(total, enabled):
     if not enabled:
         return None
     from tqdm import tqdm
+
     return tqdm(total=total, unit="epoch", file=sys.stderr, leave=False)
 
 
 def run(args):
     from ..errors import ConfigError
+
     config = config_from_args(args)
     if not args.experiment.strip() or "\n" in args.experiment:
         raise ConfigError(f"--experiment = {args.experiment!r} is not allowed; give a name (one line)")
     from ..tracking import RecorderProcess, check_server, check_writable, resolve_tracking_uri
+
     uri = resolve_tracking_uri(args.tracking_uri)
     check_server(uri)
     check_writable(uri)
-    recorder = RecorderProcess(uri)  # imports mlflow in parallel with the data
-    try:
+    with RecorderProcess(uri) as recorder:  # imports mlflow in parallel with the data
         from ..data import load_split
         from ..runs import result_json, train_and_record
         from ..train import check_memory
+
         split = load_split(config)  # bad data fails here, before any run exists
         check_memory(config, split)
         bar = _progress(config.epochs, sys.stderr.isatty())
@@ -122,13 +152,6 @@ def run(args):
         finally:
             if bar is not None:
                 bar.close()
-        recorder.close()
-    except BaseException:
-        try:
-            recorder.close(timeout=60)
-        except Exception:  # noqa: BLE001 - already failing
-            recorder.kill()
-        raise
     out = sys.stderr if args.json else sys.stdout
     print(f"run {run_id} ({config.run_name()}): {result.status} after {result.epochs_run} epochs", file=out)
     if result.status == "diverged":
@@ -137,6 +160,7 @@ def run(args):
         if key in result.final:
             print(f"  {key:<20} {result.final[key]:.4f}", file=out)
     from ..urls import redact
+
     print(f"  tracking uri: {redact(uri)}   experiment: {args.experiment}", file=out)
     if args.json:
         print(result_json(run_id, result, timings))

@@ -4,8 +4,12 @@ HELP = "start the MLflow UI on the project's store"
 
 
 def add_parser(commands):
-    ui = commands.add_parser("ui", help=HELP, description="Start the MLflow UI over the tracking store (default: "
-                             "./mlruns), bound to 127.0.0.1; Ctrl-C or SIGTERM stops it.")
+    ui = commands.add_parser(
+        "ui",
+        help=HELP,
+        description="Start the MLflow UI over the tracking store (default: "
+        "./mlruns), bound to 127.0.0.1; Ctrl-C or SIGTERM stops it.",
+    )
     ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
     ui.add_argument("--port", type=int, default=5000, help="port (default 5000)")
     return ui
@@ -14,4 +18,5 @@ def add_parser(commands):
 def run(args):
     from ..tracking import resolve_tracking_uri
     from ..ui import run_ui
+
     return run_ui(resolve_tracking_uri(args.tracking_uri), args.host, args.port)

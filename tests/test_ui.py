@@ -1,0 +1,63 @@
+"""``harness ui`` stops its MLflow server however it is stopped: Ctrl-C, or SIGTERM from a process
+manager or a closing terminal (the server's whole process group, so the port is free again)."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests.helpers import ROOT
+from tests.services import free_port
+
+pytestmark = pytest.mark.e2e
+
+
+def _answers(port):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _port_free(port):
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as a server restarting on it would
+        try:
+            sock.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_the_server_goes_when_harness_ui_is_told_to_stop(tmp_path, signum):
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "harness", "ui", "--port", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not _answers(port):
+            assert process.poll() is None, process.stderr.read()
+            time.sleep(0.5)
+        assert _answers(port), "the MLflow UI never answered"
+        process.send_signal(signum)  # to harness alone, as a process manager does
+        assert process.wait(timeout=30) == 0
+        deadline = time.time() + 20
+        while time.time() < deadline and not _port_free(port):
+            time.sleep(0.5)
+        assert _port_free(port), "the MLflow server kept the port after harness ui stopped"
+    finally:
+        if process.poll() is None:
+            process.kill()
