@@ -26,7 +26,7 @@ from threadpoolctl import threadpool_limits
 
 from harness.config import make_config
 from harness.data import load_split
-from harness.train import train_stack
+from harness.training import train_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 EPOCHS = 50

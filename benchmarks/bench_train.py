@@ -20,7 +20,7 @@ from threadpoolctl import threadpool_limits
 
 from harness.config import make_config
 from harness.data import load_split
-from harness.train import train
+from harness.training import train
 
 EPOCHS = 50
 

@@ -1,3 +1,22 @@
-"""harness: what training does, and how much the loss and the optimizer matter, measured."""
+"""harness: what training does, and how much the loss and the optimizer matter, measured.
 
-__version__ = "0.1.0"
+From Python: ``harness.load_study``, ``harness.run_sweep``, ``harness.train`` (see ``harness.api``),
+imported on first use so that ``import harness`` stays cheap and changes nothing.
+"""
+
+from importlib import metadata
+
+try:
+    __version__ = metadata.version("harness")  # one version, pyproject.toml's
+except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+    __version__ = "0+unknown"
+
+__all__ = ["load_study", "run_sweep", "train", "__version__"]
+
+
+def __getattr__(name):
+    if name in ("load_study", "run_sweep", "train"):
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'harness' has no attribute {name!r}")

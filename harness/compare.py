@@ -14,6 +14,7 @@ import pandas as pd
 
 from . import records
 from .errors import HarnessError
+from .parents import publish
 from .records import STUDY_ARTIFACT
 from .report import html_report, plot_all
 from .studies import Study
@@ -28,6 +29,7 @@ class Comparison:
     pairs: pd.DataFrame
     folder: Path
     parents: dict
+    registered: list
 
 
 def recorded_study(recorder, name, frame):
@@ -63,8 +65,8 @@ def optuna_storage(study, uri, flag, frame):
     tagged = frame[frame["kind"] == "condition"]["run_id"] if len(frame) else []
     if len(tagged):
         tag = frame.loc[tagged.index[0]].get("tag.optuna_storage")
-        if isinstance(tag, str) and tag.startswith("journal:"):
-            candidates.append(Path(tag[len("journal:") :]))
+        if isinstance(tag, str) and (tag.startswith("journal:") or tag.endswith((".journal", ".log"))):
+            candidates.append(Path(tag.removeprefix("journal:")))
     for candidate in candidates:
         try:
             resolved = candidate.resolve()
@@ -75,7 +77,22 @@ def optuna_storage(study, uri, flag, frame):
     return None
 
 
-def run_compare(study_name, uri, out_dir=None, storage=None):
+def register_best(recorder, study, frame):
+    """Register each condition's best confirmed model (highest test accuracy, ties to the lowest seed)
+    as ``<study>-<condition>``; returns [(name, version, run id)]."""
+    _, confirm = records.current(study, frame)
+    registered = []
+    for condition in study.conditions:
+        seeds = confirm[confirm["condition"] == condition.name] if len(confirm) else confirm
+        if not len(seeds) or "metric.test_accuracy" not in seeds:
+            continue
+        best = seeds.sort_values(["metric.test_accuracy", "seed"], ascending=[False, True]).iloc[0]
+        name = f"{study.name}-{condition.name}"
+        registered.append((name, recorder.call("register_model", best["run_id"], name), best["run_id"]))
+    return registered
+
+
+def run_compare(study_name, uri, out_dir=None, storage=None, register=False):
     check_writable(uri)  # the report goes onto the parent runs too
     recorder = InlineRecorder(uri)
     _, runs = recorder.call("study_runs", study_name)
@@ -88,7 +105,7 @@ def run_compare(study_name, uri, out_dir=None, storage=None):
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise HarnessError(f"--out {folder}: cannot create the report folder ({exc.strerror})") from None
-    images = plot_all(study, frame, Curves(recorder), folder, optuna_storage(study, uri, storage, frame))
+    images = plot_all(study, frame, records.Curves(recorder), folder, optuna_storage(study, uri, storage, frame))
     report = html_report(study, table, pairs, images)
     (folder / "report.html").write_text(report)
     table.to_csv(folder / "summary.csv", index=False)
@@ -101,20 +118,5 @@ def run_compare(study_name, uri, out_dir=None, storage=None):
             "paired_differences.csv": pairs.to_csv(index=False).encode(),
         }
     )
-    parents = records.parents(frame)
-    for run_id in parents.values():
-        recorder.call("write_artifacts", run_id, artifacts)
-    return Comparison(study, table, pairs, folder, parents)
-
-
-class Curves:
-    """A run's per-epoch values of one metric, read once."""
-
-    def __init__(self, recorder):
-        self.recorder, self._seen = recorder, {}
-
-    def __call__(self, run_id, key):
-        if (run_id, key) not in self._seen:
-            history = self.recorder.call("metric_histories", run_id, [key])[key]
-            self._seen[(run_id, key)] = [value for _, value, _ in history]
-        return self._seen[(run_id, key)]
+    parents = publish(recorder, study, frame, table, records.parents(frame), artifacts)
+    return Comparison(study, table, pairs, folder, parents, register_best(recorder, study, frame) if register else [])

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .activations import ACTIVATIONS
-from .data import LOADERS
+from .data import GENERATED, LOADERS
 from .errors import ConfigError
 from .losses import LOSSES
 from .optimizers import OPTIMIZERS
-from .schedules import SCHEDULES
+from .schedules import SCHEDULE_SETTINGS, SCHEDULES
 
 DTYPE_NAMES = ("float64", "float32")
 SEED_MAX = 2**32 - 1
@@ -75,6 +75,31 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def applicable(self) -> dict[str, Any]:
+        """The settings that affect this run: no Adam betas on SGD, no CSV path on digits, no step size
+        without a step schedule. (``to_dict`` keeps every field, for rebuilding the run.)"""
+        kind = OPTIMIZERS[self.optimizer]
+        idle = {
+            "csv",
+            "label_column",
+            "n_samples",
+            "momentum",
+            "nesterov",
+            "beta1",
+            "beta2",
+            "rho",
+            "eps",
+            "step_size",
+            "gamma",
+            "power_t",
+        }
+        used = set(kind.settings) | set(getattr(kind, "shared", ())) | set(SCHEDULE_SETTINGS[self.schedule])
+        if self.dataset == "csv":
+            used |= {"csv", "label_column"}
+        if self.dataset in GENERATED:
+            used.add("n_samples")
+        return {k: v for k, v in self.to_dict().items() if k not in idle or k in used}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)

@@ -23,6 +23,10 @@ DATA_SETTINGS = ("dataset", "csv", "label_column", "n_samples", "val_fraction", 
 """The settings that decide a run's split: runs equal in these see the same arrays."""
 
 
+GENERATED = ("moons", "circles", "blobs", "classification")
+"""Data sets made on the fly, whose size ``n_samples`` sets."""
+
+
 def data_key(config: TrainConfig) -> tuple[Any, ...]:
     return tuple(getattr(config, k) for k in DATA_SETTINGS)
 
@@ -39,6 +43,7 @@ class Split:
     digest: str
     scaler_mean: np.ndarray | None = None
     scaler_scale: np.ndarray | None = None
+    feature_names: list[str] | None = None
 
     @property
     def n_features(self) -> int:
@@ -54,7 +59,7 @@ def _builtin(loader_name):
         import sklearn.datasets
 
         bunch = getattr(sklearn.datasets, loader_name)()
-        return bunch.data, bunch.target
+        return bunch.data, bunch.target, [str(name) for name in bunch.feature_names]
 
     return load
 
@@ -65,14 +70,16 @@ def _generated(maker):
 
         n, seed = config.n_samples, config.data_seed
         if maker == "moons":
-            return sklearn.datasets.make_moons(n_samples=n, noise=0.2, random_state=seed)
-        if maker == "circles":
-            return sklearn.datasets.make_circles(n_samples=n, noise=0.1, factor=0.5, random_state=seed)
-        if maker == "blobs":
-            return sklearn.datasets.make_blobs(n_samples=n, centers=4, n_features=8, cluster_std=2.0, random_state=seed)
-        return sklearn.datasets.make_classification(
-            n_samples=n, n_features=20, n_informative=10, n_classes=4, random_state=seed
-        )
+            x, y = sklearn.datasets.make_moons(n_samples=n, noise=0.2, random_state=seed)
+        elif maker == "circles":
+            x, y = sklearn.datasets.make_circles(n_samples=n, noise=0.1, factor=0.5, random_state=seed)
+        elif maker == "blobs":
+            x, y = sklearn.datasets.make_blobs(n_samples=n, centers=4, n_features=8, cluster_std=2.0, random_state=seed)
+        else:
+            x, y = sklearn.datasets.make_classification(
+                n_samples=n, n_features=20, n_informative=10, n_classes=4, random_state=seed
+            )
+        return x, y, [f"x{i}" for i in range(x.shape[1])]
 
     return load
 
@@ -121,7 +128,7 @@ def _csv(config):
             f"{config.csv}: column {column!r} holds an infinite value (inf, -inf or a number "
             "beyond 1.8e308); features must be finite"
         )
-    return x, labels.to_numpy()
+    return x, labels.to_numpy(), [str(name) for name in frame.columns]
 
 
 def _header(path):
@@ -165,7 +172,7 @@ def load_split(config: TrainConfig) -> Split:
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import LabelEncoder, StandardScaler
 
-    x, labels = LOADERS[config.dataset](config)
+    x, labels, names = LOADERS[config.dataset](config)
     encoder = LabelEncoder()
     y = encoder.fit_transform(labels)
     if len(encoder.classes_) < 2:
@@ -192,4 +199,14 @@ def load_split(config: TrainConfig) -> Split:
         digest=digest(arrays),
         scaler_mean=scaler.mean_,
         scaler_scale=scaler.scale_,
+        feature_names=names,
     )
+
+
+def model_example(split: Split, rows: int = 5) -> dict[str, Any]:
+    """What a logged model is described with: its input columns and a few raw test rows."""
+    raw = split.x_test[:rows].astype(np.float64)
+    if split.scaler_mean is not None and split.scaler_scale is not None:
+        raw = raw * split.scaler_scale + split.scaler_mean
+    names = split.feature_names or [f"x{i}" for i in range(split.n_features)]
+    return {"features": names, "example": raw.tolist()}

@@ -46,6 +46,28 @@ def blas_info():
     return {"blas": "; ".join(names), "blas_threads": str(blas[0].get("num_threads"))}
 
 
+def source_tags(argv=None):
+    """The run context ``mlflow.start_run`` would record (the UI's Source and User columns): the command
+    that made the run, as typed (passwords in URLs hidden), its commit and its user."""
+    import getpass
+    import shlex
+    import sys
+
+    from .urls import redact
+
+    words = list(sys.argv if argv is None else argv)
+    command = " ".join(["harness", *map(shlex.quote, words[1:])]) if words else "harness"
+    tags = {"mlflow.source.name": redact(command)[:500], "mlflow.source.type": "LOCAL"}
+    try:
+        tags["mlflow.user"] = getpass.getuser()
+    except (KeyError, OSError):
+        pass
+    commit, _ = git_state()
+    if commit != "unknown":
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
 def provenance_tags():
     commit, dirty = git_state()
     tags = {"git_commit": commit, "git_dirty": dirty, "platform": platform.platform()}

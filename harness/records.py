@@ -12,7 +12,7 @@ import pandas as pd
 
 from .runs import FINAL_STATES
 from .tracking import HARNESS_TAG
-from .train import epochs_to_target
+from .training import epochs_to_target
 
 KINDS = ("search", "confirm", "condition")
 STUDY_ARTIFACT = "study.json"
@@ -132,3 +132,16 @@ def fill_targets(recorder, study, frame):
             reached = epochs_to_target({"val_accuracy": [value for _, value, _ in curve]}, study.target_accuracy)
             frame.loc[index, "epochs_to_target"] = math.nan if reached is None else float(reached)
     return frame
+
+
+class Curves:
+    """A run's per-epoch values of one metric, read once."""
+
+    def __init__(self, recorder):
+        self.recorder, self._seen = recorder, {}
+
+    def __call__(self, run_id, key):
+        if (run_id, key) not in self._seen:
+            history = self.recorder.call("metric_histories", run_id, [key])[key]
+            self._seen[(run_id, key)] = [value for _, value, _ in history]
+        return self._seen[(run_id, key)]

@@ -10,12 +10,14 @@ mlflow, so the same record can be written in this process or in a recorder proce
 import io
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 
-from .provenance import blas_info, provenance_tags
+from .data import model_example
+from .provenance import blas_info, provenance_tags, source_tags
 from .tracking import HARNESS_TAG, Ref
-from .train import DIVERGED, train
+from .training import DIVERGED, train
 
 CONFIG_ARTIFACT = "config.json"
 WEIGHTS_ARTIFACT = "weights.npz"
@@ -24,7 +26,8 @@ FINAL_STATES = ("complete", "pruned", "diverged", "stopped")
 
 
 def config_params(config):
-    return {k: (",".join(map(str, v)) if isinstance(v, list) else v) for k, v in config.to_dict().items()}
+    """The run's params: the settings that affect it (``TrainConfig.applicable``); config.json holds all."""
+    return {k: (",".join(map(str, v)) if isinstance(v, list) else v) for k, v in config.applicable().items()}
 
 
 def save_weights(network, path, split):
@@ -99,6 +102,29 @@ def result_points(result, extra=None):
     return epoch_points(result) + final_points(result, extra)
 
 
+def dataset_input(config, split):
+    """The data set a run trains on, as an MLflow dataset input (its digest names exactly the arrays)."""
+    name = Path(config.csv).name if config.dataset == "csv" and config.csv else config.dataset
+    source = (
+        {"uri": str(config.csv)} if config.dataset == "csv" else {"loader": f"harness.data.LOADERS[{config.dataset!r}]"}
+    )
+    source_type = "local" if config.dataset == "csv" else "code"
+    profile = {
+        "num_rows": len(split.y_train) + len(split.y_val) + len(split.y_test),
+        "train_rows": len(split.y_train),
+        "features": split.n_features,
+        "classes": split.n_classes,
+        "data_seed": config.data_seed,
+    }
+    return {
+        "name": name,
+        "digest": split.digest[:36],
+        "source_type": source_type,
+        "source": json.dumps(source),
+        "profile": profile,
+    }
+
+
 def run_tags(kind, config, split, **tags):
     """What every run carries: its kind, the data it saw, how to rebuild the code and machine state."""
     return {
@@ -112,9 +138,10 @@ def run_tags(kind, config, split, **tags):
     }
 
 
-def environment_tags():
-    """Code version, package versions, BLAS: the same for every run of a process, so computed once."""
-    return {**provenance_tags(), "blas": blas_info()["blas"]}
+def environment_tags(source=None):
+    """Code version, package versions, BLAS and the run context (``source``: from the command that
+    started the work; by default this process's): the same for every run of a process."""
+    return {**provenance_tags(), "blas": blas_info()["blas"], **(source or source_tags())}
 
 
 class LiveRun:
@@ -136,11 +163,11 @@ class LiveRun:
             self.recorder.submit("log_points", self.run_ref, self._points)
             self._points, self._last = [], time.perf_counter()
 
-    def finish(self, points, tags, artifacts, status="FINISHED"):
-        """The final values, tags and artifacts (``record_run``), then the run's end; returns the ticket of
-        the record, whose outcome says whether the run holds its results."""
+    def finish(self, points, tags, artifacts, status="FINISHED", model=None, params=None):
+        """The final values, tags, artifacts and model (``record_run``), then the run's end; returns the
+        ticket of the record, whose outcome says whether the run holds its results."""
         self.flush()
-        ticket = self.recorder.submit("record_run", self.run_ref, points, tags, artifacts)
+        ticket = self.recorder.submit("record_run", self.run_ref, points, tags, artifacts, model, params)
         self.recorder.submit("end_run", self.run_ref, status)
         return ticket
 
@@ -166,7 +193,13 @@ def train_and_record(
     start = time.perf_counter()
     tags = run_tags("train", config, split, **environment_tags(), **(tags or {}))
     create = recorder.submit(
-        "start_run", experiment, recorder.uri, run_name or config.run_name(), tags, config_params(config)
+        "start_run",
+        experiment,
+        recorder.uri,
+        run_name or config.run_name(),
+        tags,
+        config_params(config),
+        dataset_input(config, split),
     )
     run_id = recorder.result(create)
     live = LiveRun(recorder, Ref(create))
@@ -197,6 +230,8 @@ def train_and_record(
         final_points(result, {"train_seconds": train_seconds}),
         {"state": (state_names or {}).get(result.status, result.status)},
         run_artifacts(config, split, result),
+        model=None if result.status == DIVERGED else model_example(split),
+        params={"epochs_run": result.epochs_run},
     )
     recorder.result(ticket)
     timings = {
@@ -229,9 +264,9 @@ class TrialRuns:
         that stands for its id."""
         condition = member.studies.condition
         name = (
-            f"{condition.name}-t{member.number:03d}"
+            f"t{member.number:03d}-{condition.name}"
             if member.phase == "search"
-            else f"{condition.name}-confirm-s{member.config.seed}"
+            else f"seed{member.config.seed}-{condition.name}"
         )
         tags = {
             **self.base_tags,
@@ -246,16 +281,29 @@ class TrialRuns:
             tags["best_search_trial"] = member.best_search_trial
         if member.is_rerun:
             tags["rerun"] = "true"
-        return self.recorder.submit("create_run", self.plan.experiment_id, name, tags, config_params(member.config))
+        return self.recorder.submit(
+            "create_run",
+            self.plan.experiment_id,
+            name,
+            tags,
+            config_params(member.config),
+            dataset_input(member.config, split),
+        )
 
     def run_id(self, create):
         return self.recorder.result(create)
 
-    def finish(self, create, config, split, result, tags, counted=True):
+    def finish(self, create, config, split, result, tags, counted=True, with_model=False):
         """Curves, artifacts and final tags, then the run's end: FINISHED when the trial counts, else
         FAILED ``state=killed`` (another worker took the trial over)."""
         record = self.recorder.submit(
-            "record_run", Ref(create), result_points(result), tags, run_artifacts(config, split, result, plots=False)
+            "record_run",
+            Ref(create),
+            result_points(result),
+            tags,
+            run_artifacts(config, split, result, plots=False),
+            model_example(split) if with_model and result.status != DIVERGED else None,
+            {"epochs_run": result.epochs_run},
         )
         if counted:
             self.recorder.submit("end_run", Ref(create), "FINISHED")

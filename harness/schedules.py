@@ -37,6 +37,8 @@ def _invscaling(config, epoch, n_train):
 
 
 SCHEDULES = {"constant": _constant, "step": _step, "cosine": _cosine, "invscaling": _invscaling}
+SCHEDULE_SETTINGS = {"constant": (), "step": ("step_size", "gamma"), "cosine": (), "invscaling": ("power_t",)}
+"""The settings each schedule reads (the others do not affect a run that uses it)."""
 """name -> the factor applied to the learning rate at an epoch (0-based)."""
 
 

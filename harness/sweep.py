@@ -26,14 +26,17 @@ from . import faults
 from .data import data_key, load_split
 from .errors import HarnessError
 from .locks import check_reachable, preparing
+from .parents import publish
+from .provenance import source_tags
 from .records import STUDY_ARTIFACT
 from .records import load as load_records
 from .repair import reconcile_stores
-from .search import open_storage, prepare_studies, set_parent_run
+from .runs import dataset_input
+from .search import ConditionStudies, open_storage, prepare_studies, set_parent_run
 from .search import storage_url as resolve_storage_url
 from .summary import summarize
 from .tracking import HARNESS_TAG, RecorderProcess, check_server, check_writable
-from .train import check_memory
+from .training import check_memory
 from .urls import redact
 from .worker import SweepPlan, SweepWorker, worker_process
 
@@ -94,7 +97,7 @@ def run_sweep(study, options):
         repaired += sweeper.settle()
         _, records = load_records(recorder, study)
         table = summarize(study, records)
-        finish(study, plan, recorder, table)
+        finish(study, plan, recorder, table, records, sweeper.storage)
     return SweepResult(study, plan, table, stats, time.perf_counter() - start, repaired)
 
 
@@ -109,7 +112,7 @@ def prepare(study, options, recorder, splits):
         note = {"mlflow.note.content": study.description} if study.description else {}
         experiment_id = recorder.call("ensure_experiment", study.name, options.tracking_uri, note)
         known = {name: search.user_attrs.get("mlflow_parent_run_id") for name, search in searches.items()}
-        wanted = {c.name: (known[c.name], c.name, *parent_spec(study, c, url)) for c in study.conditions}
+        wanted = {c.name: (known[c.name], c.name, *parent_spec(study, c, url, splits)) for c in study.conditions}
         parents = recorder.call("parent_runs", experiment_id, wanted)
         faults.kill_at("after-parents")
         for name, run_id in parents.items():
@@ -119,15 +122,28 @@ def prepare(study, options, recorder, splits):
         for run_id in parents.values():
             recorder.submit("write_artifacts", run_id, {STUDY_ARTIFACT: resolved})
         plan = SweepPlan(
-            url, options.tracking_uri, experiment_id, parents, uuid.uuid4().hex[:12], options.heartbeat_seconds
+            url,
+            options.tracking_uri,
+            experiment_id,
+            parents,
+            uuid.uuid4().hex[:12],
+            options.heartbeat_seconds,
+            source=source_tags(),
         )
         worker = SweepWorker(study, plan, recorder, 0, splits, on_progress=options.on_poll)
         repaired = reconcile_stores(study, plan, storage, recorder, worker)
     return plan, worker, repaired
 
 
-def parent_spec(study, condition, storage_url):
-    """(tags, params) of a condition's parent run: what it compares, and how the sweep is set up."""
+def dashboard_address(storage_url):
+    """The storage as optuna-dashboard and the ``optuna`` CLI take it: a journal's plain path, or the URL
+    (without its password)."""
+    return storage_url[len("journal:") :] if storage_url.startswith("journal:") else redact(storage_url)
+
+
+def parent_spec(study, condition, storage_url, splits):
+    """(tags, params, dataset input) of a condition's parent run: what it compares, how the sweep is set
+    up, the command that runs it, and the data its trials train on."""
     tags = {
         HARNESS_TAG: "condition",
         "study": study.name,
@@ -136,10 +152,11 @@ def parent_spec(study, condition, storage_url):
         "objective": study.objective,
         "direction": study.direction,
         "target_accuracy": study.target_accuracy,
-        "optuna_storage": redact(storage_url),
+        "optuna_storage": dashboard_address(storage_url),
         "study_file": study.path.rsplit("/", 1)[-1],
         "trials": study.trials,
         "confirm_seeds": study.confirm_seeds,
+        **source_tags(),
     }
     ranges = {
         f"search.{p.name}": p.choices if p.choices else f"[{p.low}, {p.high}]" + (" log" if p.log else "")
@@ -153,7 +170,8 @@ def parent_spec(study, condition, storage_url):
         "objective": study.objective,
         **ranges,
     }
-    return tags, params
+    config = study.config_for(condition, {p.name: p.choices[0] if p.choices else p.low for p in study.search}, 0)
+    return tags, params, dataset_input(config, splits[data_key(config)])
 
 
 class _Sweeper:
@@ -230,9 +248,18 @@ def run_workers(study, plan, worker, workers, on_poll=None):
     return stats
 
 
-def finish(study, plan, recorder, table):
-    """Attach the summary to every condition's parent run and end the parents."""
-    summary_csv = table.to_csv(index=False).encode()
-    for run_id in plan.parent_runs.values():
-        recorder.submit("write_artifacts", run_id, {"summary.csv": summary_csv})
+def finish(study, plan, recorder, table, records, storage):
+    """Write each condition's result onto its parent run (a new parent when the result changed, which
+    Optuna then names), the summary and the study file beside it, and end the parents."""
+    artifacts = {"summary.csv": table.to_csv(index=False).encode()}
+    try:
+        with open(study.path, "rb") as fh:
+            artifacts["study.toml"] = fh.read()
+    except OSError:
+        pass  # the file moved since the sweep read it: the resolved study.json is there anyway
+    parents = publish(recorder, study, records, table, plan.parent_runs, artifacts)
+    for condition, run_id in parents.items():
+        if run_id != plan.parent_runs[condition]:
+            set_parent_run(ConditionStudies(study, study.condition(condition), storage).search, run_id)
         recorder.submit("end_run", run_id, "FINISHED")
+    plan.parent_runs.update(parents)

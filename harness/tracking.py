@@ -12,12 +12,14 @@ so importing this module is cheap.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -252,13 +254,29 @@ def ensure_experiment(client: MlflowClient, name: str, uri: str, tags: dict[str,
 
 
 def create_run(
-    client: MlflowClient, experiment_id: str, run_name: str | None, tags: dict[str, Any], params: dict[str, Any]
+    client: MlflowClient,
+    experiment_id: str,
+    run_name: str | None,
+    tags: dict[str, Any],
+    params: dict[str, Any],
+    dataset: dict[str, Any] | None = None,
 ) -> str:
-    from mlflow.entities import Param
+    """A run with its params and, when given, the data set it trains on as its input (the UI's
+    Dataset column): ``dataset`` = {name, digest, source_type, source, profile}."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag, Param
 
     run = client.create_run(experiment_id, run_name=run_name, tags=_text(tags))
     if params:
         client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    if dataset:
+        entity = Dataset(
+            dataset["name"],
+            dataset["digest"],
+            dataset["source_type"],
+            dataset["source"],
+            profile=json.dumps(dataset.get("profile", {})),
+        )
+        client.log_inputs(run.info.run_id, [DatasetInput(entity, [InputTag("mlflow.data.context", "training")])])
     return run.info.run_id
 
 
@@ -269,9 +287,10 @@ def start_run(
     run_name: str | None,
     tags: dict[str, Any],
     params: dict[str, Any],
+    dataset: dict[str, Any] | None = None,
 ) -> str:
     """A run in the named experiment (created when missing): ``harness train`` and ``reproduce``."""
-    return create_run(client, ensure_experiment(client, experiment_name, uri), run_name, tags, params)
+    return create_run(client, ensure_experiment(client, experiment_name, uri), run_name, tags, params, dataset)
 
 
 def log_points(client: MlflowClient, run_id: str, points: Sequence[tuple[str, float, int, int]]) -> None:
@@ -300,14 +319,60 @@ def record_run(
     points: Sequence[tuple[str, float, int, int]],
     tags: dict[str, Any],
     artifacts: dict[str, bytes],
+    model: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None,
 ) -> None:
-    """A run's results, in an order that makes its final tags the proof of the rest: artifacts, then
-    the curves, then the tags (``state`` becomes final only when everything before it is stored)."""
-    from mlflow.entities import RunTag
+    """A run's results, in an order that makes its final tags the proof of the rest: artifacts (and the
+    MLflow model), then the params known at the end (``epochs_run``) and the curves, then the tags
+    (``state`` becomes final only when everything before it is stored)."""
+    from mlflow.entities import Param, RunTag
 
     write_artifacts(client, run_id, artifacts)
+    if params:
+        client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    if model is not None:
+        log_model(client, run_id, artifacts, model)
     log_points(client, run_id, points)
     client.log_batch(run_id, tags=[RunTag(k, v) for k, v in _text(tags).items()])
+
+
+def log_model(client: MlflowClient, run_id: str, artifacts: dict[str, bytes], model: dict[str, Any]) -> None:
+    """The run's network as a pyfunc model named ``model`` (``harness/mlflow_model.py``: code, not a
+    pickle), with a signature and an input example. ``model``: {"features": names, "example": rows}."""
+    import tempfile
+
+    import mlflow.pyfunc
+    import pandas as pd
+    from mlflow.models import Model, ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    features = list(model["features"])
+    signature = ModelSignature(
+        inputs=Schema([ColSpec("double", name) for name in features]), outputs=Schema([ColSpec("string")])
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {}
+        for key, name in (("config", "config.json"), ("weights", "weights.npz")):
+            files[key] = str(Path(tmp) / name)
+            Path(files[key]).write_bytes(artifacts[name])
+        with _fluent(client, client.get_run(run_id).info.experiment_id):
+            Model.log(
+                artifact_path=None,
+                name="model",
+                flavor=mlflow.pyfunc,
+                run_id=run_id,
+                python_model=str(Path(__file__).with_name("mlflow_model.py")),
+                artifacts=files,
+                signature=signature,
+                input_example=pd.DataFrame(model["example"], columns=features),
+                pip_requirements=[f"numpy=={_version('numpy')}", f"pandas=={_version('pandas')}"],
+            )
+
+
+def _version(package: str) -> str:
+    from importlib import metadata
+
+    return metadata.version(package)
 
 
 def end_run(client: MlflowClient, run_id: str, status: str, tags: dict[str, Any] | None = None) -> None:
@@ -324,12 +389,11 @@ def set_tags(client: MlflowClient, run_id: str, tags: dict[str, Any]) -> None:
     client.log_batch(run_id, tags=[RunTag(k, v) for k, v in _text(tags).items()])
 
 
-def parent_runs(
-    client: MlflowClient, experiment_id: str, wanted: dict[str, tuple[str | None, str, dict[str, Any], dict[str, Any]]]
-) -> dict[str, str]:
+def parent_runs(client: MlflowClient, experiment_id: str, wanted: dict[str, tuple[Any, ...]]) -> dict[str, str]:
     """Reuse each condition's parent run (marked RUNNING again) or create it.
 
-    ``wanted``: {condition: (known run id or None, run name, tags, params)}; returns {condition: run id}.
+    ``wanted``: {condition: (known run id or None, run name, tags, params, dataset input or None)};
+    returns {condition: run id}.
     A parent made by a command killed before Optuna heard of it is found by its tags, so a condition
     never gets two. Params are written once, at creation: MLflow refuses to change a logged param.
     """
@@ -345,10 +409,10 @@ def parent_runs(
         if run.info.lifecycle_stage == "active":
             existing.setdefault(run.data.tags.get("condition", ""), run.info.run_id)
     ids: dict[str, str] = {}
-    for condition, (known, run_name, tags, params) in wanted.items():
+    for condition, (known, run_name, tags, params, dataset) in wanted.items():
         run_id = known if known and _active(client, known, MlflowException) else existing.get(condition)
         if run_id is None:
-            ids[condition] = create_run(client, experiment_id, run_name, tags, params)
+            ids[condition] = create_run(client, experiment_id, run_name, tags, params, dataset)
             continue
         client.update_run(run_id, status="RUNNING")
         set_tags(client, run_id, tags)
@@ -361,6 +425,82 @@ def _active(client: MlflowClient, run_id: str, not_found: type[Exception]) -> bo
         return client.get_run(run_id).info.lifecycle_stage == "active"
     except not_found:
         return False
+
+
+@contextmanager
+def _fluent(client: MlflowClient, experiment_id: str | None = None) -> Iterator[None]:
+    """MLflow's module-level functions (a model's logging, registering) aimed at ``client``'s store for
+    a moment, and the process's own settings put back after (no setting outlives the call)."""
+    import mlflow
+
+    saved_uri, saved_env = mlflow.get_tracking_uri(), os.environ.get("MLFLOW_TRACKING_URI")
+    saved_experiment = os.environ.get("MLFLOW_EXPERIMENT_ID")
+    mlflow.set_tracking_uri(client.tracking_uri)
+    if experiment_id is not None:  # a model is made in the active experiment: the run's
+        os.environ["MLFLOW_EXPERIMENT_ID"] = experiment_id
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved_uri)
+        for name, value in (("MLFLOW_TRACKING_URI", saved_env), ("MLFLOW_EXPERIMENT_ID", saved_experiment)):
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def register_model(client: MlflowClient, run_id: str, name: str) -> str:
+    """Register the run's ``model`` in the Model Registry under ``name``; returns the new version."""
+    import mlflow
+
+    with _fluent(client):
+        version = mlflow.register_model(f"runs:/{run_id}/model", name, await_registration_for=60)
+    return str(version.version)
+
+
+RESULT_TAG = "harness.result_digest"
+
+
+def publish_result(client: MlflowClient, run_id: str, result: dict[str, Any], artifacts: dict[str, bytes]) -> str:
+    """Write a condition's result onto its parent run (see ``parents``); returns the parent's id, which is
+    a new run when the parent already showed another result (its trials move under the new one and the
+    old one is deleted: MLflow neither changes a param nor forgets a metric's points). Written in an
+    order that makes the digest tag the proof of the rest; points carry the run's start time, so a write
+    repeated after a kill adds nothing twice."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    run = client.get_run(run_id)
+    known = run.data.tags.get(RESULT_TAG)
+    if known == result["digest"]:
+        write_artifacts(client, run_id, artifacts)  # the same result; the report beside it may be new
+        return run_id
+    if known is not None:
+        run_id = _next_generation(client, run)
+        run = client.get_run(run_id)
+    moment = run.info.start_time
+    points = [Metric(k, v, moment, 0) for k, v in result["metrics"].items()]
+    points += [Metric(key, value, moment, step) for key, value, step in result["points"]]
+    client.log_batch(run_id, params=[Param(k, str(v)) for k, v in result["params"].items()])
+    for begin in range(0, len(points), METRICS_PER_BATCH):
+        client.log_batch(run_id, metrics=points[begin : begin + METRICS_PER_BATCH])
+    write_artifacts(client, run_id, artifacts)
+    client.log_batch(run_id, tags=[RunTag("mlflow.note.content", result["note"]), RunTag(RESULT_TAG, result["digest"])])
+    return run_id
+
+
+def _next_generation(client: MlflowClient, old: Run) -> str:
+    """A fresh parent with the old one's setup (params, tags), the old one's trials moved under it."""
+    setup_params = {k: v for k, v in old.data.params.items() if not k.startswith("best.")}
+    setup_tags = {k: v for k, v in old.data.tags.items() if not k.startswith("mlflow.") and k != RESULT_TAG}
+    new = create_run(client, old.info.experiment_id, old.info.run_name, setup_tags, setup_params)
+    children = client.search_runs(
+        [old.info.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{old.info.run_id}'", max_results=50000
+    )
+    for child in children:
+        client.set_tag(child.info.run_id, "mlflow.parentRunId", new)
+    client.set_terminated(old.info.run_id, "FINISHED")
+    client.delete_run(old.info.run_id)
+    return new
 
 
 def run_dict(run: Run) -> dict[str, Any]:
@@ -440,6 +580,8 @@ OPERATIONS = {
     f.__name__: f
     for f in (
         ping,
+        publish_result,
+        register_model,
         ensure_experiment,
         create_run,
         start_run,

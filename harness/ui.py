@@ -46,16 +46,40 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def run_ui(uri, host, port):
-    from .tracking import check_server, open_client
+def study_links(recorder, base, study):
+    """Where a study's comparison is in the UI: its runs in the model-training view, and its condition
+    parents side by side (Compare), whose charts overlay the conditions' mean curves."""
+    import json
+    from urllib.parse import quote
+
+    from .records import parents, records_frame
+
+    experiment_id, runs = recorder.call("study_runs", study)
+    if experiment_id is None:
+        raise HarnessError(f"study {study!r}: no experiment of that name in this store; run `harness sweep` first")
+    ids = list(parents(records_frame(runs)).values())
+    runs_page = f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    compare = (
+        f"{base}/#/compare-runs?runs={quote(json.dumps(ids))}&experiments={quote(json.dumps([experiment_id]))}"
+        "&workflowType=machine_learning"
+    )
+    return runs_page, compare
+
+
+def run_ui(uri, host, port, study=None):
+    from .tracking import InlineRecorder, check_server, open_client
 
     if uri.startswith(("http://", "https://")):  # a tracking server is its own UI
         from .urls import redact
 
         check_server(uri)
         print(f"the tracking store is a server: open {redact(uri)} in a browser")
+        if study:
+            for link in study_links(InlineRecorder(uri), redact(uri).rstrip("/"), study):
+                print(link)
         return 0
     open_client(uri).search_experiments()  # create the store's schema before the server reads it
+    links = study_links(InlineRecorder(uri), f"http://{host}:{port}", study) if study else ()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     process = subprocess.Popen(server_command(uri, host, port), env=env, start_new_session=True)
     url = f"http://{host}:{port}"
@@ -64,6 +88,8 @@ def run_ui(uri, host, port):
     try:
         wait_healthy(url, process)
         print(f"MLflow UI on {url} (store {uri}); Ctrl-C to stop", flush=True)
+        for label, link in zip(("the study's runs:", "its conditions compared:"), links):
+            print(f"  {label} {link}", flush=True)
         process.wait()
     except KeyboardInterrupt:
         pass

@@ -18,7 +18,7 @@ from .data import data_key, load_split
 from .errors import HarnessError
 from .runs import TrialRuns, environment_tags
 from .search import DEFAULT_HEARTBEAT_SECONDS, ConditionStudies, Heartbeat, StackPruning, open_storage
-from .train import COMPLETE, DIVERGED, SHARED, STOPPED, epochs_to_target, max_stack, train_stack
+from .training import COMPLETE, DIVERGED, SHARED, STOPPED, epochs_to_target, max_stack, train_stack
 
 STATES = {COMPLETE: "complete", STOPPED: "pruned", DIVERGED: "diverged"}
 MAX_SAME_FAILURES = 3
@@ -49,6 +49,7 @@ class SweepPlan:
     invocation: str
     heartbeat_seconds: int = DEFAULT_HEARTBEAT_SECONDS
     extra_tags: dict = field(default_factory=dict)
+    source: dict = field(default_factory=dict)  # the command's run context (spawned workers have no argv)
 
 
 class _Timer:
@@ -138,7 +139,7 @@ class SweepWorker:
             recorder,
             study,
             plan,
-            {**environment_tags(), "study": study.name, "invocation": plan.invocation, **plan.extra_tags},
+            {**environment_tags(plan.source), "study": study.name, "invocation": plan.invocation, **plan.extra_tags},
         )
         self._training = []  # members being trained: their runs exist, their results do not yet
         self._reaped_at = -math.inf
@@ -307,7 +308,15 @@ class SweepWorker:
         if member.phase == "confirm":  # first epoch at the target accuracy, or never (censored)
             reached = attrs.get("epochs_to_target")
             tags["epochs_to_target"] = "never" if reached is None else reached
-        self.runs.finish(member.create, member.config, self.split_for(member.config), result, tags, counted)
+        self.runs.finish(
+            member.create,
+            member.config,
+            self.split_for(member.config),
+            result,
+            tags,
+            counted,
+            with_model=member.phase == "confirm",
+        )
         self._training.remove(member)
 
     def _tell(self, member):

@@ -18,7 +18,10 @@ import urllib.request
 import pytest
 
 from harness.cli import main
+from tests.helpers import ROOT
 from tests.services import free_port
+
+ARTIFACTS = ROOT / "test-artifacts"
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 try:
@@ -56,6 +59,9 @@ dataset = "iris"
 hidden = [8]
 [conditions]
 loss = ["mse", "cross_entropy"]
+[conditions.optimizer]
+sgd = { optimizer = "sgd", momentum = 0.0 }
+momentum = { optimizer = "sgd", momentum = 0.9 }
 [search]
 lr = { low = 0.05, high = 1.0, log = true }
 epochs = { low = 4, high = 9 }
@@ -81,7 +87,8 @@ def test_the_mlflow_ui_shows_a_study_as_a_user_sees_it(tmp_path, capsys):
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("uistudy").experiment_id
     runs = client.search_runs([experiment], max_results=100)
-    parent = next(r for r in runs if r.data.tags.get("harness.kind") == "condition")
+    parents = {r.data.tags["condition"]: r for r in runs if r.data.tags.get("harness.kind") == "condition"}
+    parent = parents["mse-sgd"]
     trials = sorted(
         (
             r
@@ -94,31 +101,71 @@ def test_the_mlflow_ui_shows_a_study_as_a_user_sees_it(tmp_path, capsys):
 
     port = free_port()
     ui = subprocess.Popen(
-        [sys.executable, "-m", "harness", "ui", "--port", str(port), "--tracking-uri", uri],
+        [sys.executable, "-m", "harness", "ui", "--port", str(port), "--tracking-uri", uri, "--study", "uistudy"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
-    shots = tmp_path / "screenshots"
-    shots.mkdir()
+    shots = ARTIFACTS / "ui-browser"  # kept for CI when a step fails; removed when all pass
+    shutil.rmtree(shots, ignore_errors=True)
+    shots.mkdir(parents=True)
     step = "starting harness ui"
     try:
+        links, seen = {}, []
         deadline = time.time() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=2)
-                break
-            except OSError:
-                assert ui.poll() is None and time.time() < deadline, "harness ui did not come up"
-                time.sleep(1)
+        while len(links) < 2:  # harness ui prints the study's two links once the server answers
+            line = ui.stdout.readline()
+            seen.append(line)
+            assert line and time.time() < deadline, "harness ui did not come up"
+            if line.strip().startswith(("the study's runs:", "its conditions compared:")):
+                links[line.split(":", 1)[0].strip()] = line.split(": ", 1)[1].strip()
+        runs_link, compare_link = links["the study's runs"], links["its conditions compared"]
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            first_visit = browser.new_context(viewport={"width": 1500, "height": 1000})
+            page = first_visit.new_page()
+            try:
+                step = "a first visit through the printed link lands on the conditions in the model-training view"
+                page.goto(runs_link)
+                for name in parents:
+                    page.get_by_text(name, exact=True).first.wait_for(timeout=60000)
+                page.screenshot(path=shots / "0-first-visit.png")
+            except Exception:  # noqa: BLE001 - keep a screenshot, name the step
+                page.screenshot(path=shots / "failure.png")
+                raise AssertionError(f"UI step failed: {step}; screenshots in {shots}") from None
             context = browser.new_context(viewport={"width": 1500, "height": 1000})
             context.add_init_script(INIT)
             page = context.new_page()
             try:
+                step = "the printed comparison link shows the 4 conditions with their test accuracy"
+                page.goto(compare_link)
+                page.get_by_text("Comparing 4 Runs").first.wait_for(timeout=60000)
+                page.get_by_text("test_accuracy", exact=True).first.wait_for(timeout=20000)
+                text = page.inner_text("body")
+                for run in parents.values():
+                    shown = f"{run.data.metrics['test_accuracy']:.3f}".rstrip("0").rstrip(".")
+                    assert shown in text, (run.info.run_name, shown)
+                page.screenshot(path=shots / "1-conditions.png", full_page=True)
+
+                step = "their validation-accuracy chart overlays the 4 conditions' mean curves"
+                page.get_by_role("link", name="val_accuracy", exact=True).first.click()
+                page.locator(".js-plotly-plot").first.wait_for(timeout=30000)
+                curves = {}
+                for _ in range(120):  # plotly draws a curve as a line and its markers: one name, two traces
+                    traces = page.evaluate(
+                        "() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
+                        ".flatMap(p => (p.data || []).map(t => [t.name, (t.x || []).length]))"
+                    )
+                    curves = {name: length for name, length in traces if name}
+                    if len(curves) >= 4:
+                        break
+                    time.sleep(0.5)
+                step += f" (points per curve seen: {curves})"
+                assert len(curves) == 4 and min(curves.values()) > 1, curves
+                page.screenshot(path=shots / "2-curves.png")
+
                 step = "the experiment page lists the trial runs under their parent run"
                 page.goto(f"{base}/#/experiments/{experiment}/runs")
                 row = page.locator("[role=row]", has_text=parent.info.run_name).first
@@ -127,7 +174,7 @@ def test_the_mlflow_ui_shows_a_study_as_a_user_sees_it(tmp_path, capsys):
                 row.locator("button").first.click()  # the parent's expander
                 for trial in trials:
                     page.get_by_text(trial.info.run_name, exact=True).first.wait_for(timeout=20000)
-                page.screenshot(path=shots / "1-nested.png")
+                page.screenshot(path=shots / "3-nested.png")
 
                 step = "a run page shows loss, optimizer and lr"
                 page.goto(f"{base}/#/experiments/{experiment}/runs/{first.info.run_id}")
@@ -136,7 +183,7 @@ def test_the_mlflow_ui_shows_a_study_as_a_user_sees_it(tmp_path, capsys):
                 for key in ("loss", "optimizer", "lr"):
                     assert key in text
                 assert first.data.params["lr"] in text and first.data.params["loss"] in text
-                page.screenshot(path=shots / "2-run.png")
+                page.screenshot(path=shots / "4-run.png")
 
                 step = "the compare view of two runs opens"
                 runs_arg, experiments_arg = (
@@ -145,7 +192,7 @@ def test_the_mlflow_ui_shows_a_study_as_a_user_sees_it(tmp_path, capsys):
                 )
                 page.goto(f"{base}/#/compare-runs?runs={runs_arg}&experiments={experiments_arg}")
                 page.get_by_text("Comparing 2 Runs").first.wait_for(timeout=20000)
-                page.screenshot(path=shots / "3-compare.png")
+                page.screenshot(path=shots / "5-compare.png")
 
                 step = "the validation-loss chart has one point per epoch"
                 page.get_by_role("link", name="val_cross_entropy").first.click()
@@ -161,13 +208,13 @@ def test_the_mlflow_ui_shows_a_study_as_a_user_sees_it(tmp_path, capsys):
                     time.sleep(0.5)
                 epochs = {int(first.data.params["epochs"]), int(second.data.params["epochs"])}
                 assert lengths and set(lengths) == epochs, (lengths, epochs)
-                page.screenshot(path=shots / "4-metric.png")
+                page.screenshot(path=shots / "6-metric.png")
 
                 step = "the comparison plots are among the parent run's artifacts"
                 page.goto(f"{base}/#/experiments/{experiment}/runs/{parent.info.run_id}/artifacts")
                 for name in ("curves_by_condition.png", "lr_sensitivity.png", "report.html"):
                     page.get_by_text(name).first.wait_for(timeout=20000)
-                page.screenshot(path=shots / "5-artifacts.png")
+                page.screenshot(path=shots / "7-artifacts.png")
             except Exception:  # noqa: BLE001 - any failing step: keep a screenshot, name the step
                 page.screenshot(path=shots / "failure.png")
                 raise AssertionError(f"UI step failed: {step}; screenshots in {shots}") from None
@@ -176,8 +223,9 @@ def test_the_mlflow_ui_shows_a_study_as_a_user_sees_it(tmp_path, capsys):
     finally:
         os.killpg(ui.pid, signal.SIGINT)  # Ctrl-C
         ui.wait(timeout=60)
-    output = ui.stdout.read()
+    output = "".join(seen) + ui.stdout.read()
     assert f"MLflow UI on {base}" in output
     assert ui.returncode == 0
+    shutil.rmtree(shots, ignore_errors=True)
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{base}/health", timeout=2)  # the server's whole group is gone

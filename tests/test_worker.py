@@ -2,7 +2,7 @@
 
 import math
 
-from harness.train import COMPLETE, DIVERGED, STOPPED, TrainResult
+from harness.training import COMPLETE, DIVERGED, STOPPED, TrainResult
 from harness.worker import Member, confirm_outcome, rerun_difference, search_outcome, stackable
 
 

@@ -1,5 +1,6 @@
 """``harness compare STUDY``: the comparison table, paired differences, plots and an HTML report."""
 
+import sys
 from pathlib import Path
 
 HELP = "compare a study's conditions: table, paired differences, plots and an HTML report"
@@ -27,6 +28,12 @@ def add_parser(commands):
         help="the study's Optuna storage, for Optuna's plots (default: "
         "the one the sweep recorded, if it lies in this store's folder)",
     )
+    compare.add_argument(
+        "--register",
+        action="store_true",
+        help="register each condition's best confirmed model "
+        "(highest test accuracy) in MLflow's Model Registry as <study>-<condition>",
+    )
     return compare
 
 
@@ -45,18 +52,29 @@ def run(args):
     from ..tracking import resolve_tracking_uri
 
     name = study_name_of(args.study)
-    comparison = run_compare(name, resolve_tracking_uri(args.tracking_uri), args.out, args.storage)
+    comparison = run_compare(name, resolve_tracking_uri(args.tracking_uri), args.out, args.storage, args.register)
+    for model, version, run_id in comparison.registered:
+        print(f"registered {model} version {version} (run {run_id})", file=sys.stderr)
     if args.format == "json":
         emit_json(
             {
                 "study": name,
                 "conditions": comparison.table.to_dict(orient="records"),
                 "pairs": comparison.pairs.to_dict(orient="records"),
+                "registered": [{"name": m, "version": v, "run_id": r} for m, v, r in comparison.registered],
             }
         )
         return 0
+    if args.format == "csv":  # one CSV: the conditions' rows, then the pairs' rows, told apart by "section"
+        import pandas as pd
+
+        both = pd.concat([comparison.table.assign(section="condition"), comparison.pairs.assign(section="pair")])
+        print(render(both[["section", *[c for c in both.columns if c != "section"]]], "csv"), end="")
+        return 0
     if args.format != "table":
         print(render(comparison.table, args.format))
+        print()
+        print(render(comparison.pairs, args.format))
         return 0
     print(format_table(comparison.study, comparison.table))
     print("\npaired differences of test accuracy (a - b over the same seeds, 95% t interval):")

@@ -1,6 +1,7 @@
 """``harness train``: one run from flags or a TOML config, recorded in MLflow."""
 
 import argparse
+import os
 import sys
 
 HELP = "train one network and record it as an MLflow run"
@@ -92,7 +93,12 @@ def add_parser(commands):
         default=None,
         help="shuffle the batches every epoch (default on)",
     )
-    train.add_argument("--experiment", default="train", metavar="NAME", help="MLflow experiment name (default: train)")
+    train.add_argument(
+        "--experiment",
+        default=None,
+        metavar="NAME",
+        help="MLflow experiment name (default: $MLFLOW_EXPERIMENT_NAME, else train)",
+    )
     train.add_argument(
         "--json", action="store_true", help="print one JSON document on stdout (the human-readable lines go to stderr)"
     )
@@ -126,6 +132,8 @@ def run(args):
     from ..errors import ConfigError
 
     config = config_from_args(args)
+    if args.experiment is None:
+        args.experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME") or "train"
     if not args.experiment.strip() or "\n" in args.experiment:
         raise ConfigError(f"--experiment = {args.experiment!r} is not allowed; give a name (one line)")
     from ..tracking import RecorderProcess, check_server, check_writable, resolve_tracking_uri
@@ -136,7 +144,7 @@ def run(args):
     with RecorderProcess(uri) as recorder:  # imports mlflow in parallel with the data
         from ..data import load_split
         from ..runs import result_json, train_and_record
-        from ..train import check_memory
+        from ..training import check_memory
 
         split = load_split(config)  # bad data fails here, before any run exists
         check_memory(config, split)

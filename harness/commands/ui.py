@@ -12,6 +12,12 @@ def add_parser(commands):
     )
     ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
     ui.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    ui.add_argument(
+        "--study",
+        metavar="NAME",
+        help="also print the direct links to this study's runs and to the "
+        "comparison of its conditions (their mean curves overlaid)",
+    )
     return ui
 
 
@@ -19,4 +25,4 @@ def run(args):
     from ..tracking import resolve_tracking_uri
     from ..ui import run_ui
 
-    return run_ui(resolve_tracking_uri(args.tracking_uri), args.host, args.port)
+    return run_ui(resolve_tracking_uri(args.tracking_uri), args.host, args.port, args.study)

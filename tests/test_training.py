@@ -7,7 +7,7 @@ import pytest
 
 from harness.config import make_config
 from harness.network import StackedMLP
-from harness.train import COMPLETE, DIVERGED, STOPPED, initial_params, sizes_of, train, train_stack
+from harness.training import COMPLETE, DIVERGED, STOPPED, initial_params, sizes_of, train, train_stack
 
 
 @pytest.mark.parametrize("nesterov", [False, True])
@@ -143,7 +143,7 @@ def test_schedule_and_warmup_reach_the_curve(split, config):
 def test_numpy_core_imports_neither_mlflow_nor_optuna():
     code = (
         "import sys, harness.data, harness.network, harness.losses, harness.optimizers, "
-        "harness.activations, harness.schedules, harness.train, harness.config;"
+        "harness.activations, harness.schedules, harness.training, harness.config;"
         "bad = [m for m in ('mlflow', 'optuna') if m in sys.modules]; print(bad); sys.exit(bool(bad))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -190,7 +190,7 @@ def test_models_that_cannot_share_a_stack_are_refused(split, config):
 
 def test_stack_size_is_capped_by_memory():
     from harness.config import make_config
-    from harness.train import bytes_per_model, max_stack
+    from harness.training import bytes_per_model, max_stack
     from tests.conftest import tiny_split
 
     small = tiny_split(n=300)

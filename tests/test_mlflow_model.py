@@ -1,0 +1,122 @@
+"""A run's network as a conventional MLflow model: pyfunc.load_model and `mlflow models serve` give the
+classes `harness predict` prints for the same rows."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY_STUDY
+from tests.helpers import harness, mlflow_runs, store_uri, write_study
+from tests.services import free_port
+
+pytestmark = pytest.mark.e2e
+
+ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5], [6.3, 2.5, 5.0, 1.9]]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("model")
+    done = harness("train", "--dataset", "iris", "--epochs", "20", "--hidden", "8", "--json", cwd=folder, check=True)
+    rows = folder / "rows.csv"
+    rows.write_text("\n".join(["a,b,c,d", *(",".join(map(str, r)) for r in ROWS)]))
+    return {"folder": folder, "run_id": json.loads(done.stdout)["run_id"], "rows": rows}
+
+
+def _predicted_by_harness(folder, run_id, rows):
+    return harness("predict", run_id, str(rows), cwd=folder, check=True).stdout.split()
+
+
+def test_a_train_run_loads_as_a_pyfunc_model_that_predicts_as_harness_predict(trained):
+    """As a user does it, in a process of its own: runs:/<id>/model through MLFLOW_TRACKING_URI."""
+    code = f"""
+import json, mlflow, pandas as pd
+model = mlflow.pyfunc.load_model("runs:/{trained["run_id"]}/model")
+columns = model.metadata.get_input_schema().input_names()
+print(json.dumps({{"columns": columns, "example": model.metadata.saved_input_example_info is not None,
+                  "predicted": list(model.predict(pd.DataFrame({ROWS!r}, columns=columns)))}}))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=trained["folder"],
+        env={**os.environ, "MLFLOW_TRACKING_URI": store_uri(trained["folder"])},
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert loaded["columns"] == ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
+    assert loaded["example"]  # logged with an input example and a signature
+    assert loaded["predicted"] == _predicted_by_harness(trained["folder"], trained["run_id"], trained["rows"])
+
+
+def test_the_model_is_served_by_mlflow_models_serve(trained):
+    port = free_port()
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": store_uri(trained["folder"]),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("mlflow")),
+            "models",
+            "serve",
+            "-m",
+            f"runs:/{trained['run_id']}/model",
+            "--env-manager",
+            "local",
+            "--port",
+            str(port),
+        ],
+        cwd=trained["folder"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        body = json.dumps(
+            {
+                "dataframe_split": {
+                    "columns": ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"],
+                    "data": ROWS,
+                }
+            }
+        )
+        deadline, answer = time.time() + 120, None
+        while time.time() < deadline and answer is None:
+            assert server.poll() is None, server.stderr.read()
+            try:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/invocations",
+                    data=body.encode(),
+                    headers={"Content-Type": "application/json"},
+                )
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    answer = json.loads(response.read())
+            except OSError:
+                time.sleep(0.5)
+        assert answer is not None, "mlflow models serve never answered"
+        assert answer["predictions"] == _predicted_by_harness(trained["folder"], trained["run_id"], trained["rows"])
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+
+
+def test_confirmation_runs_log_a_model_and_search_trials_do_not(tmp_path):
+    study = write_study(tmp_path, TINY_STUDY.replace("trials = 4", "trials = 2"))
+    harness("sweep", study, "--confirm-seeds", "1", cwd=tmp_path, check=True)
+    client, runs = mlflow_runs(tmp_path)
+    for run in runs:
+        phase = run.data.tags.get("phase")
+        if phase in ("search", "confirm"):
+            outputs = run.outputs.model_outputs if run.outputs else []
+            assert bool(outputs) == (phase == "confirm"), (phase, outputs)

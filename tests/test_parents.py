@@ -1,0 +1,129 @@
+"""End to end: a condition's parent run is its result, as the MLflow UI shows it without a filter typed;
+runs follow MLflow's conventions (params that apply, run context, data set input, epoch timestamps)."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import TINY_STUDY
+from tests.helpers import compare_json, harness, json_summary, mlflow_runs, write_study
+
+pytestmark = pytest.mark.e2e
+
+STUDY = TINY_STUDY.replace('name = "tiny"', 'name = "tiny"\ndescription = "MSE against cross-entropy on iris"')
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("parents")
+    study = write_study(folder, STUDY)
+    done = harness("sweep", study, "--json", cwd=folder, env={"HARNESS_FAULT": "epoch-delay=0.005"}, check=True)
+    return {"folder": folder, "study": study, "summary": json_summary(done.stdout)}
+
+
+def _parents(runs):
+    return {r.data.tags["condition"]: r for r in runs if r.data.tags.get("harness.kind") == "condition"}
+
+
+def test_each_parent_carries_its_conditions_result(swept):
+    client, runs = mlflow_runs(swept["folder"])
+    parents = _parents(runs)
+    for row in swept["summary"]:
+        parent = parents[row["condition"]]
+        metrics = parent.data.metrics
+        assert metrics["test_accuracy"] == pytest.approx(row["test_accuracy_mean"], abs=1e-12)
+        assert metrics["test_accuracy_ci_low"] == pytest.approx(row["test_accuracy_ci_low"], abs=1e-12)
+        assert metrics["best_val_accuracy"] == pytest.approx(row["best_val_accuracy"], abs=1e-12)
+        assert (metrics["trials"], metrics["seeds"]) == (row["trials"], row["seeds"])
+        assert (
+            parent.data.params["best.lr"] == repr(row["best_lr"])
+            or float(parent.data.params["best.lr"]) == row["best_lr"]
+        )
+        assert row["condition"] in parent.data.tags["mlflow.note.content"]
+        seeds = [
+            r for r in runs if r.data.tags.get("phase") == "confirm" and r.data.tags["condition"] == row["condition"]
+        ]
+        curves = [
+            [m.value for m in sorted(client.get_metric_history(r.info.run_id, "val_accuracy"), key=lambda m: m.step)]
+            for r in seeds
+        ]
+        mean = [
+            m.value for m in sorted(client.get_metric_history(parent.info.run_id, "val_accuracy"), key=lambda m: m.step)
+        ]
+        assert len(mean) == max(map(len, curves)) > 1
+        assert mean == pytest.approx([np.mean([c[e] for c in curves if len(c) > e]) for e in range(len(mean))])
+        names = {a.path for a in client.list_artifacts(parent.info.run_id)}
+        assert {"study.json", "study.toml", "summary.csv"} <= names
+    experiment = client.get_experiment_by_name("tiny")
+    assert experiment.tags["mlflow.note.content"] == "MSE against cross-entropy on iris"
+
+
+def test_runs_follow_mlflow_conventions(swept):
+    client, runs = mlflow_runs(swept["folder"])
+    search = next(r for r in runs if r.data.tags.get("phase") == "search")
+    params = search.data.params
+    assert {"lr", "epochs", "momentum", "epochs_run"} <= set(params)
+    assert not {"beta1", "beta2", "rho", "eps", "csv", "step_size", "gamma", "power_t", "n_samples"} & set(params)
+    tags = search.data.tags
+    assert tags["mlflow.source.name"].startswith("harness sweep") and tags["mlflow.source.type"] == "LOCAL"
+    assert tags["mlflow.user"] and tags["mlflow.source.git.commit"] == tags["git_commit"]
+    dataset = search.inputs.dataset_inputs[0].dataset
+    assert dataset.name == "iris" and tags["dataset_digest"].startswith(dataset.digest)
+    history = sorted(client.get_metric_history(search.info.run_id, "val_accuracy"), key=lambda m: m.step)
+    stamps = [m.timestamp for m in history]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)  # each epoch at its own time
+    for run in runs:
+        phase, name = run.data.tags.get("phase"), run.info.run_name
+        if phase == "search":  # what a truncated name still shows comes first
+            assert name.startswith(f"t{int(run.data.tags['trial']):03d}-"), name
+        if phase == "confirm":
+            assert name.startswith(f"seed{run.data.tags['seed']}-"), name
+
+
+def test_the_storage_tag_opens_in_optunas_own_tools(swept):
+    parent = next(iter(_parents(mlflow_runs(swept["folder"])[1]).values()))
+    address = parent.data.tags["optuna_storage"]
+    assert not address.startswith("journal:")
+    listed = subprocess.run(
+        [str(Path(sys.executable).with_name("optuna")), "studies", "--storage", address],
+        capture_output=True,
+        text=True,
+        cwd=swept["folder"],
+    )
+    assert listed.returncode == 0 and "tiny/mse" in listed.stdout, listed.stderr
+
+
+def test_a_changed_result_gets_a_new_parent_and_an_unchanged_one_is_left_alone(swept, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(swept["folder"], folder)
+    study = str(folder / "tiny.toml")
+    old = {c: r.info.run_id for c, r in _parents(mlflow_runs(folder)[1]).items()}
+    summary = json_summary(harness("sweep", study, "--trials", "5", "--json", cwd=folder, check=True).stdout)
+    client, runs = mlflow_runs(folder)
+    new = {c: r.info.run_id for c, r in _parents(runs).items()}
+    assert set(new) == set(old) and not set(new.values()) & set(old.values())
+    assert all(client.get_run(run_id).info.lifecycle_stage == "deleted" for run_id in old.values())
+    children = [r for r in runs if r.data.tags.get("phase") in ("search", "confirm")]
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == set(new.values())
+    for run_id in new.values():
+        steps = [m.step for m in client.get_metric_history(run_id, "val_accuracy")]
+        assert len(steps) == len(set(steps))  # one point per epoch, however often it was written
+    assert compare_json(folder)["conditions"] == summary
+    assert {c: r.info.run_id for c, r in _parents(mlflow_runs(folder)[1]).items()} == new
+
+
+def test_the_json_outputs_are_strict(swept, tmp_path):
+    def strict(text):
+        return json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in JSON output"))
+
+    compared = harness("compare", "tiny", "--format", "json", "--out", str(tmp_path), cwd=swept["folder"], check=True)
+    assert set(strict(compared.stdout)) >= {"conditions", "pairs"}
+    swept_again = harness("sweep", swept["study"], "--json", cwd=swept["folder"], check=True)
+    assert strict(swept_again.stdout)["summary"]
+    trained = harness("train", "--dataset", "iris", "--epochs", "2", "--lr", "50", "--json", cwd=tmp_path, check=True)
+    assert strict(trained.stdout)["status"] in ("complete", "diverged")
