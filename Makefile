@@ -13,8 +13,10 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 # The main job: the quickstart study sweep, recorded in ./mlruns (run it again to resume or to re-print).
+# SWEEP_FLAGS passes flags to it, e.g. make run SWEEP_FLAGS="--workers 2".
+SWEEP_FLAGS ?=
 run: $(STAMP)
-	$(BIN)/harness sweep studies/quickstart.toml
+	$(BIN)/harness sweep studies/quickstart.toml $(SWEEP_FLAGS)
 
 # Every test: unit, end-to-end (commands against stores on disk) and services (PostgreSQL, MLflow server,
 # browser), on two processes: most of an end-to-end test's time is spent waiting on the commands it runs.

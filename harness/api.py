@@ -26,6 +26,17 @@ class StudyRecords:
     trials: pd.DataFrame  # one row per run that counts (search trials, confirmation seeds)
     parents: dict = field(default_factory=dict)  # condition -> parent run id
     _recorder: object = None
+    analysis: object = None  # analysis.Analysis: budget_curves, effects, ranks, findings
+
+    @property
+    def findings(self):
+        """The comparison in sentences, each with its evidence."""
+        return self.analysis.findings if self.analysis else []
+
+    @property
+    def budget_curves(self):
+        """condition -> expected best validation score after k = 1..n search trials (Dodge et al. 2019)."""
+        return self.analysis.budget_curves if self.analysis else {}
 
     def curves(self, *keys, phase="confirm"):
         """Per-epoch values of ``keys`` (default val_accuracy) of the runs of ``phase`` ("confirm",
@@ -56,8 +67,8 @@ class StudyRecords:
 def load_study(name, tracking_uri=None):
     """The records of a swept study (``tracking_uri``: as ``--tracking-uri``; default ./mlruns)."""
     from . import records
+    from .analysis import analyze
     from .compare import recorded_study
-    from .summary import paired_differences, summarize
     from .tracking import InlineRecorder, resolve_tracking_uri
 
     recorder = InlineRecorder(resolve_tracking_uri(tracking_uri))
@@ -67,9 +78,8 @@ def load_study(name, tracking_uri=None):
     frame = records.fill_targets(recorder, study, frame)
     search, confirm = records.current(study, frame)
     trials = pd.concat([search, confirm], ignore_index=True)
-    return StudyRecords(
-        name, summarize(study, frame), paired_differences(study, frame), trials, records.parents(frame), recorder
-    )
+    analysis = analyze(study, frame)
+    return StudyRecords(name, analysis.table, analysis.pairs, trials, records.parents(frame), recorder, analysis)
 
 
 def run_sweep(study_file, tracking_uri=None, storage=None, workers=1, **flags):

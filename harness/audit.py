@@ -11,9 +11,9 @@ import math
 
 from optuna.trial import TrialState
 
+from .analysis import analyze
 from .records import current, fill_targets, records_frame
 from .search import open_storage, trial_rows
-from .summary import summarize
 
 
 def audit(study, storage_url, recorder, printed_summary=None):
@@ -52,7 +52,7 @@ def audit(study, storage_url, recorder, printed_summary=None):
             if count != 1:
                 problems.append(f"{confirm_name} seed {seed}: {count} runs hold its results, not 1")
     if printed_summary is not None:
-        expected = summarize(study, frame).to_dict(orient="records")
+        expected = analyze(study, frame).table.to_dict(orient="records")
         if not _same_rows(expected, printed_summary):
             problems.append(f"the printed summary differs from the records' summary: {printed_summary} != {expected}")
     return problems

@@ -13,12 +13,12 @@ from pathlib import Path
 import pandas as pd
 
 from . import records
+from .analysis import Analysis, analyze
 from .errors import HarnessError
 from .parents import publish
 from .records import STUDY_ARTIFACT
 from .report import html_report, plot_all
 from .studies import Study
-from .summary import paired_differences, summarize
 from .tracking import InlineRecorder, check_writable, sqlite_path
 
 
@@ -30,6 +30,7 @@ class Comparison:
     folder: Path
     parents: dict
     registered: list
+    analysis: Analysis
 
 
 def recorded_study(recorder, name, frame):
@@ -99,14 +100,17 @@ def run_compare(study_name, uri, out_dir=None, storage=None, register=False):
     frame = records.records_frame(runs)
     study = recorded_study(recorder, study_name, frame)
     frame = records.fill_targets(recorder, study, frame)
-    table, pairs = summarize(study, frame), paired_differences(study, frame)
+    analysis = analyze(study, frame)
+    table, pairs = analysis.table, analysis.pairs
     folder = Path(out_dir or Path("reports") / study_name)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise HarnessError(f"--out {folder}: cannot create the report folder ({exc.strerror})") from None
-    images = plot_all(study, frame, records.Curves(recorder), folder, optuna_storage(study, uri, storage, frame))
-    report = html_report(study, table, pairs, images)
+    images = plot_all(
+        study, frame, records.Curves(recorder), folder, optuna_storage(study, uri, storage, frame), analysis
+    )
+    report = html_report(study, analysis, images)
     (folder / "report.html").write_text(report)
     table.to_csv(folder / "summary.csv", index=False)
     pairs.to_csv(folder / "paired_differences.csv", index=False)
@@ -119,4 +123,5 @@ def run_compare(study_name, uri, out_dir=None, storage=None, register=False):
         }
     )
     parents = publish(recorder, study, frame, table, records.parents(frame), artifacts)
-    return Comparison(study, table, pairs, folder, parents, register_best(recorder, study, frame) if register else [])
+    registered = register_best(recorder, study, frame) if register else []
+    return Comparison(study, table, pairs, folder, parents, registered, analysis)

@@ -60,6 +60,8 @@ def summary_metrics(study, row):
         "diverged_share": row["diverged_share"],
         "trials": row["trials"],
         "seeds": row["seeds"],
+        "good_lr_decades": row.get("good_lr_decades"),
+        "diverged_lr_share": row.get("diverged_lr_share"),
     }
     return {k: float(v) for k, v in values.items() if v is not None and not _missing(v)}
 

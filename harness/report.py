@@ -14,16 +14,17 @@ import numpy as np
 from .plots import figure
 from .records import current
 
-PLOTS = ("curves_by_condition.png", "lr_sensitivity.png", "epochs_to_target.png")
+PLOTS = ("curves_by_condition.png", "lr_sensitivity.png", "epochs_to_target.png", "budget_curves.png")
 
 
-def plot_all(study, frame, curve, folder, storage=None):
+def plot_all(study, frame, curve, folder, storage=None, analysis=None):
     """Draw every plot into ``folder``; returns their paths. ``curve(run_id, key)`` -> per-epoch values."""
     search, confirm = current(study, frame)
     colours = {c.name: f"C{i % 10}" for i, c in enumerate(study.conditions)}
     curves_by_condition(study, confirm, curve, colours).savefig(folder / PLOTS[0])
     lr_sensitivity(study, search, colours).savefig(folder / PLOTS[1])
     epochs_to_target(study, confirm, colours).savefig(folder / PLOTS[2])
+    budget_curves(study, analysis.budget_curves if analysis else {}, colours).savefig(folder / PLOTS[3])
     made = [folder / p for p in PLOTS]
     if storage:
         from .search import optuna_plots
@@ -88,6 +89,24 @@ def lr_sensitivity(study, search, colours):
     return fig
 
 
+def budget_curves(study, curves, colours):
+    """Expected best validation score after k search trials, k = 1..n (Dodge et al. 2019)."""
+    fig = figure(8, 4.5, left=0.1, right=0.98, bottom=0.12, top=0.9)
+    ax = fig.subplots()
+    for condition, values in curves.items():
+        if values:
+            ax.plot(range(1, len(values) + 1), values, marker=".", color=colours[condition], label=condition)
+    ax.set(
+        xlabel="search trials per condition (k)",
+        ylabel=f"expected best {study.objective}",
+        title="tuning budget: expected best validation score after k trials",
+    )
+    ax.grid(alpha=0.3)
+    if any(curves.values()):
+        ax.legend(fontsize=8)
+    return fig
+
+
 def epochs_to_target(study, confirm, colours):
     """Epochs each confirmation seed took to reach the target accuracy; how many never did."""
     fig = figure(8, 4, left=0.1, right=0.98, bottom=0.25, top=0.9)
@@ -107,22 +126,36 @@ def epochs_to_target(study, confirm, colours):
     return fig
 
 
-def html_report(study, table, pairs, images):
-    fmt = lambda v: f"{v:.4g}"  # noqa: E731
+STYLE = (
+    "body{font-family:sans-serif;margin:1.5em auto;max-width:1200px;padding:0 1em}"
+    "table{border-collapse:collapse;margin:.5em 0} td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}"
+    "th{background:#f3f3f3;text-align:left} td{white-space:nowrap} .wide{overflow-x:auto;max-width:100%}"
+    "img{max-width:100%;height:auto} li{margin:.3em 0}"
+)
+
+
+def html_report(study, analysis, images):
+    """One self-contained page: findings, the two tables, the pairs and effects, every plot."""
+    from .summary import format_pairs, table_frames
+
+    results, tuning, notes = table_frames(study, analysis.table)
+    findings = "".join(f"<li>{html.escape(s)}</li>" for s in analysis.findings)
     parts = [
-        f"<html><head><meta charset='utf-8'><title>{html.escape(study.name)}</title>",
-        "<style>body{font-family:sans-serif;margin:2em} table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px} img{max-width:100%}</style>",
+        f"<html><head><meta charset='utf-8'><title>{html.escape(study.name)}</title><style>{STYLE}</style>",
         f"</head><body><h1>Study {html.escape(study.name)}</h1>",
         f"<p>{html.escape(study.description)}</p>" if study.description else "",
-        "<h2>Conditions</h2>",
-        table.to_html(index=False, float_format=fmt, na_rep=""),
-        "<p>test accuracy: mean and 95% Student t interval over the confirmation seeds.</p>",
-        "<h2>Paired differences of test accuracy (a - b, same seeds)</h2>",
-        pairs.to_html(index=False, float_format=fmt, na_rep=""),
+        f"<h2>Findings</h2><ul>{findings}</ul>" if findings else "",
+        "<h2>Results</h2><div class='wide'>",
+        results.to_html(index=False, na_rep="", border=0),
+        "</div><h2>Tuning</h2><div class='wide'>",
+        tuning.to_html(index=False, na_rep="", border=0),
+        "</div>",
+        "".join(f"<p>{html.escape(n)}</p>" for n in notes),
+        f"<h2>Comparisons</h2><pre>{html.escape(format_pairs(analysis))}</pre>",
     ]
     for image in images:
         encoded = base64.b64encode(Path(image).read_bytes()).decode()
-        parts.append(f"<h3>{html.escape(Path(image).stem)}</h3><img src='data:image/png;base64,{encoded}'>")
+        title = Path(image).stem.replace("_", " ")
+        parts.append(f"<h3>{html.escape(title)}</h3><img src='data:image/png;base64,{encoded}'>")
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -656,6 +656,14 @@ def trial_rows(study: Study, storage: BaseStorage, conditions: list[Condition] |
     return rows
 
 
+def retitle(ax, prefix):
+    """One title, prefixed: Optuna's plots put theirs on the left or in the centre, never both."""
+    title = next((ax.get_title(loc=loc) for loc in ("left", "center", "right") if ax.get_title(loc=loc)), "")
+    for loc in ("left", "center", "right"):
+        ax.set_title("", loc=loc)
+    ax.set_title(f"{prefix}: {title}" if title else prefix, loc="left")
+
+
 def optuna_plots(study: Study, storage_address: str | None, folder: Path) -> list[Path]:
     """Optuna's optimisation history and parameter importances per condition, as PNGs in ``folder``.
     The storage is only read: a journal file that does not exist is not created."""
@@ -686,7 +694,7 @@ def optuna_plots(study: Study, storage_address: str | None, folder: Path) -> lis
                 ax = plot(optuna_study)
             except (ValueError, RuntimeError):
                 continue  # too few finished trials for this plot
-            ax.set_title(f"{condition.name}: {ax.get_title()}")
+            retitle(ax, condition.name)
             path = folder / f"optuna_{name}_{safe}.png"
             # a plot's axes belong to a Figure, not a SubFigure
             ax.figure.savefig(path, bbox_inches="tight")  # type: ignore[union-attr]

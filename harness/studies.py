@@ -70,6 +70,7 @@ class SearchParam:
 class Condition:
     name: str
     settings: dict
+    levels: dict = field(default_factory=dict)  # factor (a [conditions] axis) -> this condition's level
 
 
 @dataclass
@@ -347,7 +348,7 @@ def _parse_conditions(check, table, fixed):
                 check.fail(key, levels, "give at least one value")
             if len(set(map(repr, levels))) != len(levels):
                 check.fail(key, levels, "values must differ")
-            axes.append([(_level_name(v), {axis: v}) for v in levels])
+            axes.append([(axis, _level_name(v), {axis: v}) for v in levels])
         elif isinstance(levels, dict):
             if not levels:
                 check.fail(key, levels, 'give at least one named bundle, e.g. sgd = { optimizer = "sgd" }')
@@ -362,11 +363,11 @@ def _parse_conditions(check, table, fixed):
                         )
                 if not NAME_PATTERN.fullmatch(level):
                     check.fail(key, level, "bundle names use 1-64 letters, digits, '_', '.', '-'")
-                bundles.append((level, dict(settings)))
+                bundles.append((axis, level, dict(settings)))
             axes.append(bundles)
         else:
             check.fail(key, levels, "expected a list of values or a table of named settings")
-        for _, settings in axes[-1]:
+        for _, _, settings in axes[-1]:
             for setting in settings:
                 if setting in fixed:
                     check.fail(
@@ -377,9 +378,10 @@ def _parse_conditions(check, table, fixed):
                     )
     conditions, named = [], {}
     for combination in itertools.product(*axes):
-        settings, names = {}, []
-        for level, values in combination:
+        settings, names, factors = {}, [], {}
+        for axis, level, values in combination:
             names.append(level)
+            factors[axis] = level
             for setting, value in values.items():
                 if setting in settings and settings[setting] != value:
                     check.fail(
@@ -398,7 +400,7 @@ def _parse_conditions(check, table, fixed):
                 "rename a bundle or a value so that names stay distinct",
             )
         named[name] = settings
-        conditions.append(Condition(name, settings))
+        conditions.append(Condition(name, settings, factors))
     return conditions
 
 

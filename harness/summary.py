@@ -1,33 +1,20 @@
 """The per-condition summary of a sweep: best settings, scores, and how reliable they are.
 
 Built from the table of records (``records``): the runs MLflow holds, so the summary a sweep prints and
-the table ``harness compare`` prints are one computation over one set of records. The 95% confidence
-interval of the test accuracy is the Student t interval over the confirmation seeds:
-mean +- t(0.975, n-1) * sd / sqrt(n).
+the table ``harness compare`` prints are one computation over one set of records. The test accuracy's
+95% interval is the Student t interval over the confirmation seeds, clipped to [0, 1], and none with
+fewer than 3 seeds; epochs to target is a Kaplan-Meier median (``stats``).
 """
 
 import math
 
-import numpy as np
 import pandas as pd
 
+from . import stats
 from .records import current
 
 EDGE = 0.05
 """A best value within 5% of either end of its range (in log space for log ranges) is 'at the edge'."""
-
-
-def t_interval(values, level=0.95):
-    values = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
-    if len(values) == 0:
-        return math.nan, math.nan, math.nan
-    mean = float(values.mean())
-    if len(values) < 2:
-        return mean, math.nan, math.nan
-    from scipy import stats
-
-    half = float(stats.t.ppf(0.5 + level / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
-    return mean, mean - half, mean + half
 
 
 def edge_of(param, value):
@@ -73,20 +60,40 @@ def summarize(study, frame):
         row[f"best_{study.objective}"] = None if best is None else float(best[f"metric.{study.objective}"])
         row["at_edge"] = ",".join(edges)
         accuracies = seeds["metric.test_accuracy"].astype(float).tolist() if "metric.test_accuracy" in seeds else []
-        mean, low, high = t_interval(accuracies)
+        mean, low, high = stats.bounded_mean_interval(accuracies)
         row.update(
             {
                 "test_accuracy_mean": mean,
-                "test_accuracy_ci_low": low,
-                "test_accuracy_ci_high": high,
+                "test_accuracy_ci_low": math.nan if low is None else low,
+                "test_accuracy_ci_high": math.nan if high is None else high,
                 "seeds": len(accuracies),
+                "diverged_seeds": int((seeds["state"] == "diverged").sum()) if len(seeds) else 0,
             }
         )
-        reached = [e for e in seeds["epochs_to_target"].tolist() if not math.isnan(e)] if len(seeds) else []
-        row["epochs_to_target_median"] = float(np.median(reached)) if reached else math.nan
-        row["target_reached"] = f"{len(reached)}/{len(seeds)}"
+        times, reached = epochs_to_target(seeds)
+        median = stats.kaplan_meier_median(times, reached) if times else None
+        row["epochs_to_target_median"] = math.nan if median is None else float(median)
+        row["target_reached"] = f"{sum(reached)}/{len(seeds)}"
         table.append(row)
     return pd.DataFrame(table)
+
+
+def epochs_to_target(seeds):
+    """(times, reached) per confirmation seed for Kaplan-Meier: the epoch it reached the target, else the
+    last epoch it ran (censored); a seed that diverged never reaches it (censored at infinity), rather than
+    leaving the seeds at risk early and flattering the median."""
+    if not len(seeds):
+        return [], []
+    ran = seeds["metric.epochs_run"] if "metric.epochs_run" in seeds else pd.Series(math.nan, index=seeds.index)
+    times, reached = [], []
+    for epoch, last, state in zip(seeds["epochs_to_target"], ran, seeds["state"]):
+        hit = not pd.isna(epoch)
+        if state == "diverged" and not hit:
+            last = math.inf
+        if hit or not pd.isna(last):
+            times.append(float(epoch if hit else last))
+            reached.append(hit)
+    return times, reached
 
 
 def best_trial_run(study, trials, seeds):
@@ -106,41 +113,6 @@ def best_trial_run(study, trials, seeds):
     return complete[values == best].sort_values("trial").iloc[0]
 
 
-def paired_differences(study, frame):
-    """Test-accuracy difference per pair of conditions over the confirmation seeds both trained."""
-    _, confirm = current(study, frame)
-    by_condition = {
-        c.name: dict(
-            zip(
-                confirm[confirm["condition"] == c.name]["seed"],
-                confirm[confirm["condition"] == c.name]["metric.test_accuracy"],
-            )
-        )
-        if len(confirm)
-        else {}
-        for c in study.conditions
-    }
-    rows = []
-    names = [c.name for c in study.conditions]
-    for i, a in enumerate(names):
-        for b in names[i + 1 :]:
-            seeds = sorted(set(by_condition[a]) & set(by_condition[b]))
-            diffs = [by_condition[a][s] - by_condition[b][s] for s in seeds]
-            mean, low, high = t_interval(diffs)
-            rows.append(
-                {
-                    "a": a,
-                    "b": b,
-                    "seeds": len(seeds),
-                    "mean_difference": mean,
-                    "ci_low": low,
-                    "ci_high": high,
-                    "significant": bool(not math.isnan(low) and (low > 0 or high < 0)),
-                }
-            )
-    return pd.DataFrame(rows, columns=["a", "b", "seeds", "mean_difference", "ci_low", "ci_high", "significant"])
-
-
 def _typed(param, value):
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
@@ -150,31 +122,52 @@ def _typed(param, value):
 
 
 def format_table(study, table):
-    shown = table.copy()
-    for column in ("pruned_share", "diverged_share"):
-        shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.0%}")
-    shown["test_accuracy (95% CI)"] = [
-        "n/a" if pd.isna(m) else (f"{m:.4f}" if pd.isna(lo) else f"{m:.4f} [{lo:.4f}, {hi:.4f}]")
-        for m, lo, hi in zip(table["test_accuracy_mean"], table["test_accuracy_ci_low"], table["test_accuracy_ci_high"])
+    """Two narrow tables (results, then tuning), the notes that say how to read them, and edge warnings."""
+    import textwrap
+
+    results, tuning, notes = table_frames(study, table)
+    wrapped = [textwrap.fill(n, 110, subsequent_indent="  ") for n in notes]
+    return "\n".join([results.to_string(index=False), "", tuning.to_string(index=False), *wrapped])
+
+
+def table_frames(study, table):
+    """(results, tuning, notes): the summary as two narrow tables with readable headers."""
+    results = pd.DataFrame({"condition": table["condition"]})
+    results["test accuracy [95% CI]"] = [
+        ("n/a" if pd.isna(m) else (f"{m:.4f}" if pd.isna(lo) else f"{m:.4f} [{lo:.4f}, {hi:.4f}]"))
+        + (f" ({d} of {n} seeds diverged)" if d else "")
+        for m, lo, hi, d, n in zip(
+            table["test_accuracy_mean"],
+            table["test_accuracy_ci_low"],
+            table["test_accuracy_ci_high"],
+            table["diverged_seeds"],
+            table["seeds"],
+        )
     ]
-    shown["epochs_to_target"] = [
+    results[f"epochs to {study.target_accuracy:g}"] = [
         f"{'n/a' if pd.isna(m) else f'{m:g}'} ({r})"
         for m, r in zip(table["epochs_to_target_median"], table["target_reached"])
     ]
-    columns = [
-        "condition",
-        *[f"best_{p.name}" for p in study.search],
-        f"best_{study.objective}",
-        "test_accuracy (95% CI)",
-        "epochs_to_target",
-        "trials",
-        "pruned_share",
-        "diverged_share",
-        "at_edge",
+    results[f"best {study.objective}"] = table[f"best_{study.objective}"].map(_number)
+    for p in study.search:
+        results[f"best {p.name}"] = table[f"best_{p.name}"].map(_number)
+    tuning = pd.DataFrame({"condition": table["condition"], "trials": table["trials"]})
+    tuning["pruned"] = table["pruned_share"].map(_share)
+    tuning["diverged"] = table["diverged_share"].map(_share)
+    if "good_lr_decades" in table:
+        tuning["good lr (decades)"] = table["good_lr_decades"].map(lambda v: "" if pd.isna(v) else f"{v:.2g}")
+        tuning["lr range diverging"] = table["diverged_lr_share"].map(_share)
+        tuning["ranking settles at k"] = table["ranking_settles_at"].map(lambda v: "" if pd.isna(v) else f"{int(v)}")
+    notes = [
+        f"epochs to {study.target_accuracy:g}: Kaplan-Meier median epoch at which validation accuracy first reached "
+        f"{study.target_accuracy:g} (reached/seeds; the others are censored); no interval with fewer than 3 seeds",
     ]
-    formatters = {f"best_{p.name}": (lambda v: "" if v is None or pd.isna(v) else f"{v:.4g}") for p in study.search}
-    formatters[f"best_{study.objective}"] = lambda v: "" if v is None or pd.isna(v) else f"{v:.4f}"
-    text = shown[columns].to_string(index=False, formatters=formatters)
+    if "good_lr_decades" in table:
+        notes.append(
+            "good lr: width of the learning rates scoring within "
+            f"{'1 point' if study.objective.endswith('accuracy') else '5%'} of the best; ranking settles at k: "
+            "trials per condition after which the ranking by expected best score stops changing"
+        )
     warnings = [
         f"warning: {row.condition}: best {edge.split(':')[0]} sits at the {edge.split(':')[1]} edge of "
         "its search range; widen the range"
@@ -182,11 +175,96 @@ def format_table(study, table):
         for edge in row.at_edge.split(",")
         if edge
     ]
-    note = (
-        f"epochs_to_target: median epoch at which validation accuracy first reached "
-        f"{study.target_accuracy:g} over the confirmation seeds (reached/seeds; the rest are censored)"
+    return results, tuning, notes + warnings
+
+
+def format_findings(sentences):
+    """The findings as a short list above the tables."""
+    import textwrap
+
+    if not sentences:
+        return ""
+    lines = ["findings:"]
+    for sentence in sentences:
+        lines += textwrap.wrap(sentence, 110, initial_indent="  - ", subsequent_indent="    ")
+    return "\n".join(lines) + "\n"
+
+
+def format_pairs(analysis):
+    """Paired differences (within each data set), Holm-adjusted; then the factors' effects."""
+    pairs = analysis.pairs
+    if not len(pairs):
+        return "paired differences: fewer than 2 conditions per data set"
+    shown = pd.DataFrame(
+        {
+            "a - b": [f"{a} - {b}" for a, b in zip(pairs["a"], pairs["b"])],
+            "seeds": pairs["seeds"],
+            "difference [95% CI]": [
+                f"{_signed(m)}" + ("" if lo is None or pd.isna(lo) else f" [{_signed(lo)}, {_signed(hi)}]")
+                for m, lo, hi in zip(pairs["mean_difference"], pairs["ci_low"], pairs["ci_high"])
+            ],
+            "p": pairs["p_value"].map(_p),
+            "p Holm": pairs["p_holm"].map(_p),
+            "significant": pairs["significant"].map(lambda s: "yes" if s else "no"),
+        }
     )
-    return "\n".join([text, note, *warnings])
+    if pairs["dataset"].nunique() > 1:
+        shown.insert(0, "data set", pairs["dataset"])
+    lines = [
+        "paired differences of test accuracy (a - b over the seeds both trained; paired t-test, Holm-adjusted "
+        f"over {len(pairs)} pairs):",
+        shown.to_string(index=False),
+    ]
+    if analysis.effects:
+        effects = pd.DataFrame(analysis.effects)
+        lines += [
+            "",
+            "effects on test accuracy (paired over seeds; uncorrected p):",
+            pd.DataFrame(
+                {
+                    "data set": effects["dataset"],
+                    "effect": [
+                        f"{f} (interaction)" if e == "interaction" else f"{f}: {lv} vs {b}"
+                        for e, f, lv, b in zip(
+                            effects["effect"], effects["factor"], effects["level"], effects["baseline"]
+                        )
+                    ],
+                    "estimate [95% CI]": [
+                        f"{_signed(m)}" + ("" if lo is None or pd.isna(lo) else f" [{_signed(lo)}, {_signed(hi)}]")
+                        for m, lo, hi in zip(effects["estimate"], effects["ci_low"], effects["ci_high"])
+                    ],
+                    "p": effects["p_value"].map(_p),
+                }
+            ).to_string(index=False),
+        ]
+    if analysis.ranks:
+        ranks = analysis.ranks
+        order = sorted(ranks["mean_ranks"].items(), key=lambda item: item[1])
+        p = ranks["p_value"]
+        lines += [
+            "",
+            f"mean rank across {ranks['data_sets']} data sets (1 = best test accuracy): "
+            + ", ".join(f"{c} {r:.2g}" for c, r in order)
+            + ("" if p is None or pd.isna(p) else f"; Friedman p {p:.2g}")
+            + (f"\n  {ranks['caveat']}" if ranks.get("caveat") else ""),
+        ]
+    return "\n".join(lines)
+
+
+def _signed(value):
+    return "" if value is None or pd.isna(value) else f"{value:+.4f}"
+
+
+def _p(value):
+    return "" if value is None or pd.isna(value) else f"{value:.3g}"
+
+
+def _number(value):
+    return "" if value is None or pd.isna(value) else f"{value:.4g}"
+
+
+def _share(value):
+    return "" if pd.isna(value) else f"{value:.0%}"
 
 
 def render(frame, fmt):

@@ -23,6 +23,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from . import faults
+from .analysis import analyze
 from .data import data_key, load_split
 from .errors import HarnessError
 from .locks import check_reachable, preparing
@@ -34,7 +35,6 @@ from .repair import reconcile_stores
 from .runs import dataset_input
 from .search import ConditionStudies, open_storage, prepare_studies, set_parent_run
 from .search import storage_url as resolve_storage_url
-from .summary import summarize
 from .tracking import HARNESS_TAG, RecorderProcess, check_server, check_writable
 from .training import check_memory
 from .urls import redact
@@ -60,6 +60,7 @@ class SweepResult:
     stats: list = field(default_factory=list)
     wall_seconds: float = 0.0
     repaired: int = 0
+    analysis: object = None  # analysis.Analysis of the records the summary was made from
 
 
 def preflight(study):
@@ -96,9 +97,10 @@ def run_sweep(study, options):
             raise
         repaired += sweeper.settle()
         _, records = load_records(recorder, study)
-        table = summarize(study, records)
+        analysis = analyze(study, records)
+        table = analysis.table
         finish(study, plan, recorder, table, records, sweeper.storage)
-    return SweepResult(study, plan, table, stats, time.perf_counter() - start, repaired)
+    return SweepResult(study, plan, table, stats, time.perf_counter() - start, repaired, analysis)
 
 
 def prepare(study, options, recorder, splits):

@@ -119,3 +119,15 @@ def test_a_trial_failed_as_dead_elsewhere_is_let_go(tmp_path):
     assert studies.finish("search", kept, "complete", 0.5) is True
     states = {t.number: t.state for t in studies.search.get_trials(deepcopy=False)}
     assert states == {kept.number: TrialState.COMPLETE, lost.number: TrialState.FAIL}
+
+
+def test_optuna_plot_titles_are_replaced_not_printed_over():
+    from matplotlib.figure import Figure
+
+    from harness.search import retitle
+
+    ax = Figure().subplots()
+    ax.set_title("Hyperparameter Importances", loc="left")  # where Optuna's importance plot puts it
+    retitle(ax, "mse-sgd")
+    assert ax.get_title(loc="left") == "mse-sgd: Hyperparameter Importances"
+    assert ax.get_title() == "" and ax.get_title(loc="right") == ""

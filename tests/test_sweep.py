@@ -25,7 +25,7 @@ def test_sweep_records_every_trial_once_and_confirms_on_test(workdir, capsys):
     captured = capsys.readouterr()
     summary = json.loads(captured.out)["summary"]  # stdout: one JSON document; the table goes to stderr
     assert [row["condition"] for row in summary] == ["mse", "cross_entropy"]
-    assert "test_accuracy (95% CI)" in captured.err
+    assert "test accuracy [95% CI]" in captured.err and "findings:" in captured.err
 
     trials = optuna_trials(workdir)
     client, runs = mlflow_runs(workdir)

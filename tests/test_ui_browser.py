@@ -212,9 +212,24 @@ def test_the_mlflow_ui_shows_a_study_as_a_user_sees_it(tmp_path, capsys):
 
                 step = "the comparison plots are among the parent run's artifacts"
                 page.goto(f"{base}/#/experiments/{experiment}/runs/{parent.info.run_id}/artifacts")
-                for name in ("curves_by_condition.png", "lr_sensitivity.png", "report.html"):
+                for name in ("curves_by_condition.png", "lr_sensitivity.png", "budget_curves.png", "report.html"):
                     page.get_by_text(name).first.wait_for(timeout=20000)
                 page.screenshot(path=shots / "7-artifacts.png")
+
+                step = "report.html fits a 1400 px window: no table wider than the page, readable headers"
+                report = browser.new_page(viewport={"width": 1400, "height": 900})
+                report.goto((tmp_path / "report" / "report.html").as_uri())
+                widths = report.evaluate(
+                    "() => ({page: document.documentElement.scrollWidth, window: window.innerWidth,"
+                    " tables: Array.from(document.querySelectorAll('table'))"
+                    ".map(t => t.getBoundingClientRect().right)})"
+                )
+                report.screenshot(path=shots / "8-report.png", full_page=True)
+                assert widths["page"] <= widths["window"], widths
+                assert widths["tables"] and max(widths["tables"]) <= widths["window"], widths
+                headers = report.evaluate("() => Array.from(document.querySelectorAll('th')).map(h => h.innerText)")
+                assert "test accuracy [95% CI]" in headers and not any("_ci_" in h for h in headers), headers
+                assert report.get_by_text("Findings").count() == 1
             except Exception:  # noqa: BLE001 - any failing step: keep a screenshot, name the step
                 page.screenshot(path=shots / "failure.png")
                 raise AssertionError(f"UI step failed: {step}; screenshots in {shots}") from None

@@ -48,7 +48,7 @@ def study_name_of(argument):
 def run(args):
     from ..compare import run_compare
     from ..output import emit_json
-    from ..summary import format_table, render
+    from ..summary import format_findings, format_pairs, format_table, render
     from ..tracking import resolve_tracking_uri
 
     name = study_name_of(args.study)
@@ -59,8 +59,13 @@ def run(args):
         emit_json(
             {
                 "study": name,
+                "findings": comparison.analysis.findings,
                 "conditions": comparison.table.to_dict(orient="records"),
                 "pairs": comparison.pairs.to_dict(orient="records"),
+                "effects": comparison.analysis.effects,
+                "budget_curves": comparison.analysis.budget_curves,
+                "ranking_settles_at": comparison.analysis.settles_at,
+                "ranks": comparison.analysis.ranks,
                 "registered": [{"name": m, "version": v, "run_id": r} for m, v, r in comparison.registered],
             }
         )
@@ -76,8 +81,8 @@ def run(args):
         print()
         print(render(comparison.pairs, args.format))
         return 0
+    print(format_findings(comparison.analysis.findings))
     print(format_table(comparison.study, comparison.table))
-    print("\npaired differences of test accuracy (a - b over the same seeds, 95% t interval):")
-    print(render(comparison.pairs, "table"))
+    print("\n" + format_pairs(comparison.analysis))
     print(f"\nreport: {comparison.folder / 'report.html'} (plots beside it, and on each condition's MLflow run)")
     return 0

@@ -88,7 +88,7 @@ def run(args):
         stack=args.stack,
     )
 
-    from ..summary import format_table
+    from ..summary import format_findings, format_table
     from ..sweep import SweepOptions, run_sweep
     from ..tracking import resolve_tracking_uri
 
@@ -116,6 +116,7 @@ def run(args):
         f"{study.objective} ({study.direction}); storage {redact(result.plan.storage_url)}; tracking {redact(uri)}",
         file=out,
     )
+    print(format_findings(result.analysis.findings), file=out)
     print(format_table(study, result.table), file=out)
     trials = sum(s.trials for s in result.stats)
     print(
@@ -129,6 +130,7 @@ def run(args):
             {
                 "study": study.name,
                 "summary": result.table.to_dict(orient="records"),
+                "findings": result.analysis.findings,
                 "stats": [s.__dict__ for s in result.stats],
                 "wall_seconds": result.wall_seconds,
                 "repaired": result.repaired,

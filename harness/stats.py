@@ -1,0 +1,331 @@
+"""Pure statistics of a study's results: expected-max curves, paired differences, multiple testing, rankings.
+
+Plain lists, arrays and DataFrames in; plain Python floats, ``None`` and lists out (never numpy scalars), so the
+values go straight into tables, JSON and MLflow. ``NaN`` marks a value that is undefined (no data); ``None``
+marks a value that is deliberately not reported (an interval from fewer than 3 seeds). Only numpy, scipy and
+pandas are used; scipy is imported inside the functions that need it.
+"""
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+MIN_SEEDS = 3
+"""Fewer paired values than this: the values are reported, without an interval or a p-value."""
+
+FRIEDMAN_CAVEAT = "Friedman's test with N<5 data sets has little power (Demšar 2006)"
+
+_SLACK = 1e-9
+"""Rounding slack of the comparisons with a threshold (0.95 - 0.94 is 0.010000000000000009 in floats)."""
+
+
+def _finite(values: npt.ArrayLike) -> np.ndarray:
+    """The finite values as a float array (None and NaN left out)."""
+    array = np.asarray(values, dtype=float).ravel()
+    return array[np.isfinite(array)]
+
+
+def _t_quantile(level: float, df: int) -> float:
+    from scipy import stats
+
+    return float(stats.t.ppf(0.5 + level / 2, df))
+
+
+# Expected maximum after k trials
+
+
+def expected_max_curve(scores: npt.ArrayLike, maximize: bool = True) -> list[float]:
+    """Expected best validation score after k = 1..n trials drawn with replacement from the n trials run.
+
+    Why: the best of n trials favours the condition that was given more trials; E_k compares conditions at equal
+    budgets (Dodge et al. 2019, "Show Your Work", eq. 1). With v_1 <= ... <= v_n,
+    E_k = sum_i v_i [(i/n)^k - ((i-1)/n)^k]. A minimised objective is mirrored (negated, computed, negated back).
+    Trials without a finite score are left out: give diverged trials a worst-case score to count them.
+    """
+    values = _finite(scores)
+    if len(values) == 0:
+        return []
+    sign = 1.0 if maximize else -1.0
+    v = np.sort(sign * values)
+    n = len(v)
+    i = np.arange(1, n + 1)
+    k = np.arange(1, n + 1)[:, None]
+    weights = (i / n) ** k - ((i - 1) / n) ** k
+    return [float(sign * e) for e in weights @ v]
+
+
+def ranking_at(curves: dict[str, Sequence[float]], k: int, maximize: bool = True) -> list[str]:
+    """The conditions ordered best first by E_k (``curves[name][k - 1]``), ties broken by name, NaN last."""
+
+    def key(name: str) -> tuple[bool, float, str]:
+        value = float(curves[name][k - 1])
+        if math.isnan(value):
+            return True, 0.0, name
+        return False, -value if maximize else value, name
+
+    return sorted(curves, key=key)
+
+
+def ranking_settles_at(curves: dict[str, Sequence[float]], maximize: bool = True) -> int | None:
+    """The smallest k from which the ranking by E_k stays the same up to the largest k all curves share.
+
+    Why: a ranking that still changes near the end of the budget says the budget decided the winner
+    (Dodge et al. 2019, section 3). None with fewer than 2 conditions or an empty curve.
+    """
+    if len(curves) < 2:
+        return None
+    last = min(len(curve) for curve in curves.values())
+    if last == 0:
+        return None
+    final = ranking_at(curves, last, maximize)
+    k = last
+    while k > 1 and ranking_at(curves, k - 1, maximize) == final:
+        k -= 1
+    return k
+
+
+# Learning-rate robustness
+
+
+def lr_robustness(
+    lrs: npt.ArrayLike,
+    scores: npt.ArrayLike,
+    diverged: Sequence[bool],
+    best: float | None = None,
+    tolerance: float = 0.01,
+    *,
+    low: float,
+    high: float,
+    maximize: bool = True,
+) -> dict:
+    """How wide the good learning rates are and how much of the searched range diverges, from one condition's trials.
+
+    Why: a condition that is good only in a narrow band of learning rates is harder to tune (Wilson et al. 2017;
+    Schmidt et al. 2021, "Descending through a crowded valley"). Estimators:
+
+    - ``good_lr_decades``: log10(max lr) - log10(min lr) over the non-diverged trials whose score lies within
+      ``tolerance`` of ``best`` (default: the best non-diverged score; accuracy: 1 point = 0.01); 0.0 with one
+      such trial, NaN with none.
+    - ``diverged_share_of_range``: the trials are sorted by lr; each owns the log10-lr interval halfway to its
+      neighbours, the first and last extended to log10(low) and log10(high); the share is the length owned by
+      diverged trials over log10(high) - log10(low). A nearest-trial estimate: as good as the trials are dense.
+    """
+    lr = np.asarray(lrs, dtype=float)
+    score = np.asarray(scores, dtype=float)
+    bad = np.asarray(diverged, dtype=bool)
+    if not len(lr) == len(score) == len(bad):
+        raise ValueError("lrs, scores and diverged must have one value per trial")
+    if not 0 < low < high:
+        raise ValueError(f"need 0 < low < high, got low={low}, high={high}")
+    usable = ~bad & np.isfinite(score)
+    if best is None:
+        best = float(np.max(score[usable]) if maximize else np.min(score[usable])) if usable.any() else math.nan
+    gap = (best - score) if maximize else (score - best)
+    good = usable & (gap <= tolerance + _SLACK)
+    decades = float(np.log10(lr[good].max()) - np.log10(lr[good].min())) if good.any() else math.nan
+    return {
+        "good_lr_decades": decades,
+        "good_trials": int(good.sum()),
+        "diverged_share_of_range": _diverged_share(lr, bad, low, high),
+    }
+
+
+def _diverged_share(lr: np.ndarray, bad: np.ndarray, low: float, high: float) -> float:
+    """Share of [log10 low, log10 high] owned by diverged trials (each trial owns the half-way interval)."""
+    if len(lr) == 0:
+        return math.nan
+    order = np.argsort(lr, kind="stable")
+    x = np.clip(np.log10(lr[order]), math.log10(low), math.log10(high))
+    edges = np.concatenate([[math.log10(low)], (x[1:] + x[:-1]) / 2, [math.log10(high)]])
+    owned = np.diff(edges)
+    return float(owned[bad[order]].sum() / (math.log10(high) - math.log10(low)))
+
+
+# Paired differences and multiple testing
+
+
+def paired_t(a: npt.ArrayLike, b: npt.ArrayLike, level: float = 0.95) -> dict:
+    """Mean of the paired differences a - b with its Student t interval and two-sided paired t-test p-value.
+
+    Why: seeds shared by two conditions remove the seed-to-seed variance from the comparison (Student 1908; the
+    test of ``scipy.stats.ttest_rel``). Pairs with a missing value are left out. Fewer than 3 pairs: the mean
+    difference only, interval and p-value None. Identical differences (sd = 0): interval [mean, mean], p-value
+    0.0 if the mean is not 0, else 1.0.
+    """
+    x = np.asarray(a, dtype=float).ravel()
+    y = np.asarray(b, dtype=float).ravel()
+    if len(x) != len(y):
+        raise ValueError(f"paired values need equal lengths, got {len(x)} and {len(y)}")
+    d = (x - y)[np.isfinite(x) & np.isfinite(y)]
+    n = len(d)
+    mean = float(d.mean()) if n else math.nan
+    result: dict = {"mean_difference": mean, "ci_low": None, "ci_high": None, "p_value": None, "n": n}
+    if n < MIN_SEEDS:
+        return result
+    sd = float(d.std(ddof=1))
+    if sd == 0.0:
+        result.update(ci_low=mean, ci_high=mean, p_value=0.0 if mean != 0 else 1.0)
+        return result
+    from scipy import stats
+
+    se = sd / math.sqrt(n)
+    half = _t_quantile(level, n - 1) * se
+    p = float(2 * stats.t.sf(abs(mean / se), n - 1))
+    result.update(ci_low=mean - half, ci_high=mean + half, p_value=p)
+    return result
+
+
+def holm(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm-Bonferroni step-down adjusted p-values, monotone and capped at 1.
+
+    Why: several comparisons of one study at once; Holm (1979) controls the family-wise error rate like
+    Bonferroni and rejects at least as much. With the m p-values sorted, p_(1) <= ... <= p_(m):
+    adjusted p_(j) = min(1, max_{i <= j} (m - i + 1) p_(i)). None (and NaN) pass through, not counted in m.
+    """
+    present = sorted((float(p), i) for i, p in enumerate(p_values) if p is not None and not math.isnan(p))
+    m = len(present)
+    adjusted: list[float | None] = list(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(present):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+def bounded_mean_interval(
+    values: npt.ArrayLike, low: float = 0.0, high: float = 1.0, level: float = 0.95
+) -> tuple[float, float | None, float | None]:
+    """Mean with its Student t interval clipped to [low, high] (an accuracy interval does not pass 1).
+
+    Why: the t interval of a bounded quantity near its bound reaches past the bound; clipping keeps the reported
+    interval possible without changing its coverage (Student 1908). Fewer than 3 finite values: (mean, None, None).
+    """
+    x = _finite(values)
+    mean = float(x.mean()) if len(x) else math.nan
+    if len(x) < MIN_SEEDS:
+        return mean, None, None
+    half = _t_quantile(level, len(x) - 1) * float(x.std(ddof=1)) / math.sqrt(len(x))
+    return mean, float(min(max(mean - half, low), high)), float(min(max(mean + half, low), high))
+
+
+# Time to target
+
+
+def kaplan_meier_median(times: npt.ArrayLike, reached: Sequence[bool]) -> float | None:
+    """Kaplan-Meier median epoch to reach the target, counting seeds that never reached it as right-censored.
+
+    Why: leaving out the seeds that never reached the target makes a condition look faster than it is; the
+    product-limit estimate uses them while they were observed (Kaplan and Meier 1958). At each event time t,
+    S(t) = S(t-) (1 - d_t / n_t), n_t = seeds observed up to t (a seed censored at t is still at risk at t).
+    The median is the smallest t with S(t) <= 0.5; None if S never drops to 0.5.
+    """
+    t = np.asarray(times, dtype=float)
+    event = np.asarray(reached, dtype=bool)
+    if len(t) != len(event):
+        raise ValueError("times and reached must have one value per seed")
+    survival = 1.0
+    for moment in np.unique(t[event]):
+        at_risk = int((t >= moment).sum())
+        events = int(((t == moment) & event).sum())
+        survival *= 1 - events / at_risk
+        if survival <= 0.5 + _SLACK:
+            return float(moment)
+    return None
+
+
+# Factorial designs
+
+
+def factorial_effects(table: pd.DataFrame, factors: list[str], value: str, unit: str) -> list[dict]:
+    """Main effects (and the 2x2 interaction) of a full factorial grid of conditions run on paired units (seeds).
+
+    Estimates, per unit, the contrast of cell means and then ``paired_t`` of the contrasts against 0:
+    main effect of level L of factor F = mean over the other factors' cells at F = L minus the same at the first
+    level of F (levels in order of first appearance; a pandas Categorical keeps its order); for exactly two
+    factors of two levels, the interaction = (y[A1,B1] - y[A0,B1]) - (y[A1,B0] - y[A0,B0]).
+    Why: averaging over the other factors is the classical factorial estimate (Box, Hunter and Hunter 2005,
+    ch. 5); pairing by unit removes the unit-to-unit variance. Repeated rows of a cell are averaged; units that
+    lack a cell of the grid are left out (``n`` says how many were used).
+    """
+    levels = {f: list(_levels(table[f])) for f in factors}
+    cells = table.groupby([unit, *factors], observed=True, sort=False)[value].mean().unstack(unit)
+    full = pd.MultiIndex.from_product([levels[f] for f in factors], names=factors)
+    cells = cells.reindex(full) if len(factors) > 1 else cells.reindex(levels[factors[0]])
+    cells = cells.loc[:, cells.notna().all(axis=0)]
+    effects = []
+    for factor in factors:
+        means = cells.groupby(level=factor, sort=False).mean() if len(factors) > 1 else cells
+        baseline = levels[factor][0]
+        for level in levels[factor][1:]:
+            contrast = (means.loc[level] - means.loc[baseline]).to_numpy(dtype=float)
+            effects.append(_effect("main", factor, level, baseline, contrast))
+    if len(factors) == 2 and all(len(levels[f]) == 2 for f in factors):
+        (a0, a1), (b0, b1) = levels[factors[0]], levels[factors[1]]
+        contrast = (cells.loc[(a1, b1)] - cells.loc[(a0, b1)] - cells.loc[(a1, b0)] + cells.loc[(a0, b0)]).to_numpy(
+            dtype=float
+        )
+        effects.append(_effect("interaction", " x ".join(factors), f"{a1}:{b1}", f"{a0}:{b0}", contrast))
+    return effects
+
+
+def _levels(column: pd.Series) -> list:
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return [c for c in column.cat.categories if (column == c).any()]
+    return list(pd.unique(column))
+
+
+def _effect(kind: str, factor: str, level: object, baseline: object, contrast: np.ndarray) -> dict:
+    t = paired_t(contrast, np.zeros(len(contrast)))
+    return {
+        "effect": kind,
+        "factor": factor,
+        "level": level,
+        "baseline": baseline,
+        "estimate": t["mean_difference"],
+        "ci_low": t["ci_low"],
+        "ci_high": t["ci_high"],
+        "p_value": t["p_value"],
+        "n": t["n"],
+    }
+
+
+# Many data sets
+
+
+def friedman(ranks_table: pd.DataFrame) -> dict:
+    """Ranks of the conditions on each data set, their mean ranks, and Friedman's test that all rank alike.
+
+    Why: across data sets, scores are not comparable but ranks are (Friedman 1937; Demšar 2006, JMLR 7).
+    Rows = data sets, columns = conditions, values = scores (higher better); rows with a missing score are left
+    out. Rank 1 = best, ties share their average rank. chi2 = [12 / (N k (k+1)) sum_j R_j^2 - 3 N (k+1)] / C,
+    R_j = rank sum of condition j, C = 1 - sum(t^3 - t) / (N k (k^2 - 1)) the tie correction; p from chi2 with
+    k - 1 degrees of freedom. Statistic and p-value None with fewer than 3 conditions or 2 data sets.
+    """
+    scores = ranks_table.dropna(axis=0, how="any").astype(float)
+    ranks = scores.rank(axis=1, ascending=False, method="average")
+    n, k = ranks.shape
+    result: dict = {
+        "ranks": ranks,
+        "mean_ranks": {str(c): float(ranks[c].mean()) if n else math.nan for c in ranks.columns},
+        "statistic": None,
+        "p_value": None,
+        "n_datasets": n,
+        "n_conditions": k,
+        "caveat": FRIEDMAN_CAVEAT if n < 5 else None,
+    }
+    if k < 3 or n < 2:
+        return result
+    from scipy import stats
+
+    sums = ranks.sum(axis=0).to_numpy(dtype=float)
+    ties = sum(float((c**3 - c).sum()) for c in (np.unique(row, return_counts=True)[1] for row in ranks.to_numpy()))
+    correction = 1 - ties / (n * k * (k * k - 1))
+    if correction <= 0:
+        result.update(statistic=math.nan, p_value=math.nan)
+        return result
+    chi2 = (12 / (n * k * (k + 1)) * float((sums**2).sum()) - 3 * n * (k + 1)) / correction
+    result.update(statistic=float(chi2), p_value=float(stats.chi2.sf(chi2, k - 1)))
+    return result

@@ -1,0 +1,127 @@
+"""Every command the README and docs/ show runs, so the documentation cannot drift from the code.
+
+Each page's fenced ``bash`` and ``python`` blocks run in order in one temporary folder (a copy of
+``studies/`` and the test's virtualenv as ``.venv``) against a fresh store. Sweeps are shortened with
+``SMOKE_FLAGS`` (each added unless the command already gives that flag); ``RUN_ID`` is a confirmation
+run of the page's quickstart sweep. A block that cannot run here is preceded by
+``<!-- docs-test: skip: REASON -->``, and a skip without a reason fails.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT, store_uri
+
+pytestmark = pytest.mark.e2e
+
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+SMOKE_FLAGS = {"--trials": "2", "--epochs": "3", "--confirm-seeds": "3"}
+BLOCK = re.compile(
+    r"(?:^[ \t]*<!-- docs-test: skip:(?P<reason>[^>]*)-->\n)?^[ \t]*```(?P<lang>bash|python)\n(?P<body>.*?)^[ \t]*```",
+    re.M | re.S,
+)
+SWEEP = re.compile(r"^(?P<command>.*harness sweep\s[^#]*?)(?P<comment>\s+#.*)?$")
+
+
+def blocks(page):
+    """[(lang, body, skip_reason or None)] of a page, in order."""
+    found = []
+    for match in BLOCK.finditer(page.read_text()):
+        body = "\n".join(line.strip() for line in match["body"].splitlines())
+        reason = match["reason"].strip() if match["reason"] is not None else None
+        found.append((match["lang"], body, reason))
+    return found
+
+
+def shortened(script):
+    """The script with every ``harness sweep`` line given the smoke flags it does not set itself."""
+    lines = script.replace("\\\n", " ").splitlines()
+    out = []
+    for line in lines:
+        match = SWEEP.match(line)
+        if match:
+            command = match["command"]
+            extra = [f"{flag} {value}" for flag, value in SMOKE_FLAGS.items() if flag not in command.split()]
+            line = " ".join([command, *extra]) + (match["comment"] or "")
+        out.append(line)
+    return "\n".join(out)
+
+
+def confirmation_run(folder):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(store_uri(folder))
+    experiment = client.get_experiment_by_name("quickstart")
+    assert experiment is not None, "RUN_ID is used before the page swept the quickstart"
+    runs = client.search_runs(
+        [experiment.experiment_id], "tags.phase = 'confirm' and tags.state = 'complete'", max_results=1
+    )
+    assert runs, "RUN_ID is used but the quickstart has no complete confirmation run"
+    return runs[0].info.run_id
+
+
+def run_block(lang, body, folder, env):
+    if "RUN_ID" in body:
+        run_id = confirmation_run(folder)
+        body = f'RUN_ID = "{run_id}"\n' + body if lang == "python" else re.sub(r"\bRUN_ID\b", run_id, body)
+    command = (
+        ["bash", "-e", "-o", "pipefail", "-c", shortened(body)] if lang == "bash" else [".venv/bin/python", "-c", body]
+    )
+    return subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=600)
+
+
+def runnable(page):
+    return [(lang, body) for lang, body, reason in blocks(page) if reason is None]
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if runnable(p)], ids=lambda p: p.name)
+def test_every_command_of_the_page_runs(page, tmp_path):
+    todo = runnable(page)
+    shutil.copytree(ROOT / "studies", tmp_path / "studies")
+    (tmp_path / ".venv").symlink_to(Path(sys.prefix))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "HARNESS_"))}
+    env["PATH"] = f"{Path(sys.prefix) / 'bin'}:{env.get('PATH', '')}"
+    uses_records = any("quickstart" in body or "RUN_ID" in body for _, body in todo)
+    if uses_records and not any("harness sweep" in body for _, body in todo):
+        todo = [("bash", ".venv/bin/harness sweep studies/quickstart.toml")] + todo  # the page reads its records
+    for lang, body in todo:
+        done = run_block(lang, body, tmp_path, env)
+        assert done.returncode == 0, (
+            f"{page.name}: this {lang} block failed:\n{body}\n--- stderr:\n{done.stderr[-3000:]}"
+        )
+
+
+def test_each_skipped_block_says_why():
+    skipped = [(page.name, body, reason) for page in PAGES for _, body, reason in blocks(page) if reason is not None]
+    assert all(reason for _, _, reason in skipped), [s for s in skipped if not s[2]]
+    assert sum(len(runnable(page)) for page in PAGES) >= 10  # the runner finds the pages' commands
+
+
+def test_the_runner_reads_fences_skips_and_sweeps(tmp_path):
+    path = tmp_path / "page.md"
+    path.write_text("<!-- docs-test: skip: starts a server -->\n```bash\nharness ui\n```\n\n```python\nprint(1)\n```\n")
+    assert blocks(path) == [("bash", "harness ui", "starts a server"), ("python", "print(1)", None)]
+    extended = shortened("harness sweep s.toml --trials 24   # extend")
+    assert extended == "harness sweep s.toml --trials 24 --epochs 3 --confirm-seeds 3   # extend"
+    continued = shortened("harness sweep a.toml \\\n    --workers 2")
+    assert continued.split() == "harness sweep a.toml --workers 2 --trials 2 --epochs 3 --confirm-seeds 3".split()
+
+
+def test_every_relative_link_and_image_of_the_docs_exists():
+    broken = []
+    for page in PAGES:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if "://" not in target and not (page.parent / target).exists():
+                broken.append(f"{page.name}: {target}")
+    assert broken == []
+
+
+def test_the_studies_folder_describes_every_study_file_it_holds():
+    listed = (ROOT / "studies" / "README.md").read_text()
+    assert [p.name for p in sorted((ROOT / "studies").glob("*.toml")) if p.name not in listed] == []

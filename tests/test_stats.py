@@ -1,0 +1,281 @@
+"""Each statistic of harness.stats against an independent computation: scipy, Monte Carlo, or worked by hand."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from harness.stats import (
+    FRIEDMAN_CAVEAT,
+    bounded_mean_interval,
+    expected_max_curve,
+    factorial_effects,
+    friedman,
+    holm,
+    kaplan_meier_median,
+    lr_robustness,
+    paired_t,
+    ranking_at,
+    ranking_settles_at,
+)
+
+# expected_max_curve
+
+
+def test_expected_max_by_hand():
+    curve = expected_max_curve([0.9, 0.2, 0.5])
+    # sorted v = 0.2, 0.5, 0.9; n = 3
+    # k=1: weights 1/3 each -> the mean 1.6 / 3
+    # k=2: weights 1/9, 4/9 - 1/9 = 3/9, 1 - 4/9 = 5/9 -> (0.2 + 1.5 + 4.5) / 9 = 6.2 / 9
+    # k=3: weights 1/27, 8/27 - 1/27 = 7/27, 1 - 8/27 = 19/27 -> (0.2 + 3.5 + 17.1) / 27 = 20.8 / 27
+    assert curve == pytest.approx([1.6 / 3, 6.2 / 9, 20.8 / 27], abs=1e-12)
+    assert all(type(e) is float for e in curve)
+    assert expected_max_curve([]) == []
+
+
+def test_expected_max_by_monte_carlo():
+    scores = np.array([0.2, 0.5, 0.9, 0.55, 0.7])
+    rng = np.random.default_rng(0)
+    curve = expected_max_curve(scores)
+    for k in range(1, len(scores) + 1):
+        simulated = rng.choice(scores, size=(200_000, k), replace=True).max(axis=1).mean()
+        assert curve[k - 1] == pytest.approx(simulated, abs=0.005)
+
+
+def test_expected_max_minimized_is_the_expected_min():
+    losses = [0.3, 0.1, 0.7]
+    curve = expected_max_curve(losses, maximize=False)
+    assert curve == pytest.approx([-e for e in expected_max_curve([-x for x in losses])], abs=1e-12)
+    assert curve[0] == pytest.approx(np.mean(losses)) and curve[-1] < curve[0]
+    # k = 3, sorted descending 0.7, 0.3, 0.1 with weights 1/27, 7/27, 19/27
+    assert curve[2] == pytest.approx((0.7 + 7 * 0.3 + 19 * 0.1) / 27)
+
+
+# ranking_at / ranking_settles_at
+
+
+def test_ranking_settles_after_the_last_crossing():
+    curves = {
+        "a": [0.50, 0.60, 0.70, 0.75, 0.78],
+        "b": [0.60, 0.65, 0.68, 0.70, 0.71],  # ahead of a at k = 1, 2; behind from k = 3
+        "c": [0.40, 0.50, 0.55, 0.60],  # shortest: the common k ends at 4
+    }
+    assert ranking_at(curves, 1) == ["b", "a", "c"]
+    assert ranking_at(curves, 3) == ["a", "b", "c"]
+    assert ranking_settles_at(curves) == 3
+
+
+def test_ranking_that_crosses_back_and_ties():
+    curves = {"y": [0.6, 0.6, 0.7, 0.8], "x": [0.5, 0.7, 0.6, 0.8]}  # y first: the tie must go by name
+    # x ahead at k=2, y ahead at k=3, tied at k=4 -> name order x, y
+    assert ranking_at(curves, 4) == ["x", "y"]
+    assert ranking_settles_at(curves) == 4
+    # minimized, lower first: x, y at k=1; y, x at k=2; x, y at k=3 and at k=4 (the tie, by name)
+    assert ranking_at(curves, 1, maximize=False) == ["x", "y"]
+    assert ranking_settles_at(curves, maximize=False) == 3
+    assert ranking_settles_at({"only": [0.1, 0.2]}) is None
+    assert ranking_settles_at({"b": [0.1, 0.2, 0.3], "a": [0.2, 0.3, 0.4]}) == 1  # never crosses
+
+
+# lr_robustness
+
+
+def test_lr_robustness_constructed():
+    # unsorted on purpose; log10 lr = -4 .. 0, searched range 1e-4 .. 10 (log10 -4 .. 1, 5 decades)
+    lrs = [1e-1, 1e-4, 1.0, 1e-2, 1e-3]
+    scores = [0.94, 0.50, math.nan, 0.95, 0.90]
+    diverged = [False, False, True, False, False]
+    out = lr_robustness(lrs, scores, diverged, low=1e-4, high=10.0)
+    # best 0.95; within 0.01: 0.95 (1e-2) and 0.94 (1e-1, exactly at the tolerance) -> 1 decade
+    assert out["good_lr_decades"] == pytest.approx(1.0)
+    assert out["good_trials"] == 2
+    # owned intervals: [-4, -3.5], [-3.5, -2.5], [-2.5, -1.5], [-1.5, -0.5], [-0.5, 1]; diverged owns 1.5 of 5
+    assert out["diverged_share_of_range"] == pytest.approx(0.3)
+
+
+def test_lr_robustness_one_good_trial_and_given_best():
+    lrs = [1e-3, 1e-2, 1e-1]
+    out = lr_robustness(lrs, [0.7, 0.9, 0.5], [False, False, True], low=1e-3, high=1e-1)
+    assert out["good_lr_decades"] == 0.0 and out["good_trials"] == 1
+    # owned: [-3, -2.5], [-2.5, -1.5], [-1.5, -1]: the diverged trial owns 0.5 of 2 decades
+    assert out["diverged_share_of_range"] == pytest.approx(0.25)
+    wider = lr_robustness(lrs, [0.7, 0.9, 0.5], [False, False, True], best=0.9, tolerance=0.2, low=1e-3, high=1e-1)
+    assert wider["good_lr_decades"] == pytest.approx(1.0)
+    losses = lr_robustness(lrs, [0.30, 0.31, 0.1], [False, False, True], maximize=False, low=1e-3, high=1e-1)
+    assert losses["good_lr_decades"] == pytest.approx(1.0)
+
+
+# paired_t
+
+
+def test_paired_t_agrees_with_scipy():
+    rng = np.random.default_rng(3)
+    a = rng.normal(0.9, 0.02, size=7)
+    b = a - 0.01 + rng.normal(0, 0.01, size=7)
+    out = paired_t(a, b)
+    reference = sps.ttest_rel(a, b)
+    interval = reference.confidence_interval(0.95)
+    assert out["p_value"] == pytest.approx(float(reference.pvalue), rel=1e-10)
+    assert out["ci_low"] == pytest.approx(float(interval.low), rel=1e-10)
+    assert out["ci_high"] == pytest.approx(float(interval.high), rel=1e-10)
+    assert out["mean_difference"] == pytest.approx(float(np.mean(a - b)))
+    assert out["n"] == 7
+    assert all(type(out[key]) is float for key in ("mean_difference", "ci_low", "ci_high", "p_value"))
+
+
+def test_paired_t_fewer_than_three_seeds_and_constant_differences():
+    few = paired_t([0.9, 0.8], [0.85, 0.8])
+    assert few == {"mean_difference": pytest.approx(0.025), "ci_low": None, "ci_high": None, "p_value": None, "n": 2}
+    # a missing value drops its pair: 3 values, 2 pairs
+    assert paired_t([0.9, None, 0.8], [0.8, 0.7, 0.7])["p_value"] is None
+    constant = paired_t([3.0, 4.0, 5.0], [2.0, 3.0, 4.0])
+    assert (constant["ci_low"], constant["ci_high"], constant["p_value"]) == (1.0, 1.0, 0.0)
+    assert paired_t([3.0, 4.0, 5.0], [3.0, 4.0, 5.0])["p_value"] == 1.0
+    with pytest.raises(ValueError):
+        paired_t([1.0, 2.0], [1.0])
+
+
+# holm
+
+
+def test_holm_by_hand():
+    # sorted: 0.005 * 4 = 0.02, 0.01 * 3 = 0.03, 0.03 * 2 = 0.06, 0.04 * 1 = 0.04 -> running max 0.06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    # None passes through and is not counted: the same m = 4
+    assert holm([0.01, None, 0.04, 0.03, 0.005]) == [
+        pytest.approx(0.03),
+        None,
+        pytest.approx(0.06),
+        pytest.approx(0.06),
+        pytest.approx(0.02),
+    ]
+    # capped at 1: 0.6 * 2 = 1.2 -> 1.0, then max(1.0, 0.7) = 1.0
+    assert holm([0.7, 0.6]) == [1.0, 1.0]
+    assert holm([]) == [] and holm([None]) == [None]
+
+
+# bounded_mean_interval
+
+
+def test_bounded_mean_interval_clips_at_the_bound():
+    values = [0.99, 1.0, 0.97, 0.98]
+    mean, low, high = bounded_mean_interval(values)
+    reference = sps.t.interval(0.95, 3, loc=np.mean(values), scale=sps.sem(values))
+    assert reference[1] > 1.0  # the unclipped interval passes the bound
+    assert mean == pytest.approx(np.mean(values))
+    assert low == pytest.approx(reference[0])
+    assert high == 1.0
+    assert bounded_mean_interval([0.5, 0.6, 0.7], low=0.55, high=0.65) == (pytest.approx(0.6), 0.55, 0.65)
+
+
+def test_bounded_mean_interval_fewer_than_three():
+    assert bounded_mean_interval([0.8, math.nan, 0.9]) == (pytest.approx(0.85), None, None)
+    mean, low, high = bounded_mean_interval([])
+    assert math.isnan(mean) and low is None and high is None
+
+
+# kaplan_meier_median
+
+
+def test_kaplan_meier_median_censored_by_hand():
+    # times 2, 3, 3, 5, 8; reached T, T, F, T, F
+    # t=2: at risk 5, 1 event -> S = 4/5 = 0.8
+    # t=3: at risk 4 (the censored 3 is still at risk), 1 event -> S = 0.8 * 3/4 = 0.6
+    # t=5: at risk 2 (5, 8), 1 event -> S = 0.6 * 1/2 = 0.3 <= 0.5 -> median 5
+    # (dropping the censored seeds would give the median of 2, 3, 5 = 3)
+    assert kaplan_meier_median([2, 3, 3, 5, 8], [True, True, False, True, False]) == 5.0
+    # a seed censored at t is at risk at t: t=1: 5 at risk, S = 4/5; t=2: 3 at risk (2, 2, 2), S = 4/5 * 2/3 = 0.53
+    # -> never <= 0.5 (counting the censored seeds out at their own time would give 3/4 * 1/2 = 0.375, median 2)
+    assert kaplan_meier_median([1, 1, 2, 2, 2], [True, False, True, False, False]) is None
+    # S: 3/4 at t=1, then censored; never <= 0.5
+    assert kaplan_meier_median([1, 4, 4, 4], [True, False, False, False]) is None
+
+
+@pytest.mark.parametrize("times", [[4, 1, 7, 3, 9], [2, 6, 5, 3], [3, 3, 3, 8], [5]])
+def test_kaplan_meier_median_without_censoring_is_the_lower_median(times):
+    lower = float(np.sort(times)[(len(times) - 1) // 2])
+    assert kaplan_meier_median(times, [True] * len(times)) == lower
+
+
+# factorial_effects
+
+
+def _grid(interaction_noise, seed=0):
+    """A 2x2 grid on 6 seeds: y = unit + 0.10 A + 0.05 B + 0.03 A B (+ noise)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for unit in range(6):
+        offset = rng.normal(0.8, 0.05)
+        for a, loss in enumerate(["mse", "ce"]):
+            for b, opt in enumerate(["sgd", "adam"]):
+                y = offset + 0.10 * a + 0.05 * b + 0.03 * a * b + interaction_noise * rng.normal()
+                rows.append({"loss": loss, "optimizer": opt, "seed": unit, "acc": y})
+    return pd.DataFrame(rows)
+
+
+def test_factorial_effects_exact_without_noise():
+    effects = {e["factor"]: e for e in factorial_effects(_grid(0.0), ["loss", "optimizer"], "acc", "seed")}
+    # main effect of A averages over B: 0.10 + 0.03 / 2; of B: 0.05 + 0.03 / 2; interaction 0.03
+    assert effects["loss"]["estimate"] == pytest.approx(0.115)
+    assert (effects["loss"]["level"], effects["loss"]["baseline"]) == ("ce", "mse")
+    assert effects["optimizer"]["estimate"] == pytest.approx(0.065)
+    assert effects["loss x optimizer"]["estimate"] == pytest.approx(0.03)
+    assert effects["loss x optimizer"]["n"] == 6
+
+
+def test_factorial_effects_against_per_seed_contrasts():
+    table = _grid(0.01, seed=1)
+    effects = factorial_effects(table, ["loss", "optimizer"], "acc", "seed")
+    cell = table.pivot_table(index="seed", columns=["loss", "optimizer"], values="acc")
+    loss = (cell["ce"]["sgd"] + cell["ce"]["adam"] - cell["mse"]["sgd"] - cell["mse"]["adam"]) / 2
+    inter = cell["ce"]["adam"] - cell["mse"]["adam"] - cell["ce"]["sgd"] + cell["mse"]["sgd"]
+    for effect, contrast in zip([e for e in effects if e["factor"] in ("loss", "loss x optimizer")], [loss, inter]):
+        reference = sps.ttest_1samp(contrast.to_numpy(), 0.0)
+        assert effect["estimate"] == pytest.approx(contrast.mean(), abs=1e-12)
+        assert effect["p_value"] == pytest.approx(float(reference.pvalue), rel=1e-9)
+        assert effect["ci_low"] == pytest.approx(float(reference.confidence_interval().low), rel=1e-9)
+    assert [e["effect"] for e in effects] == ["main", "main", "interaction"]
+
+
+def test_factorial_effects_three_levels_and_incomplete_units():
+    rows = [
+        {"opt": opt, "seed": s, "acc": 0.5 + shift + 0.01 * s}
+        for s in range(4)
+        for opt, shift in [("sgd", 0.0), ("adam", 0.2), ("rmsprop", 0.1)]
+    ]
+    rows = [r for r in rows if not (r["seed"] == 3 and r["opt"] == "adam")]  # seed 3 lacks a cell
+    effects = factorial_effects(pd.DataFrame(rows), ["opt"], "acc", "seed")
+    assert [(e["level"], e["baseline"]) for e in effects] == [("adam", "sgd"), ("rmsprop", "sgd")]
+    assert [e["estimate"] for e in effects] == pytest.approx([0.2, 0.1])
+    assert [e["n"] for e in effects] == [3, 3]
+    assert all(e["effect"] == "main" for e in effects)
+
+
+# friedman
+
+
+def test_friedman_agrees_with_scipy():
+    rng = np.random.default_rng(5)
+    table = pd.DataFrame(rng.normal(size=(6, 4)) + [0.0, 0.3, 0.6, 0.9], columns=list("abcd"))
+    table.iloc[0, :2] = 0.5  # a tie within a data set
+    out = friedman(table)
+    reference = sps.friedmanchisquare(*[table[c] for c in table.columns])
+    assert out["statistic"] == pytest.approx(float(reference.statistic), rel=1e-10)
+    assert out["p_value"] == pytest.approx(float(reference.pvalue), rel=1e-10)
+    assert out["caveat"] is None
+    assert sum(out["mean_ranks"].values()) == pytest.approx(4 * 5 / 2)
+
+
+def test_friedman_ranks_by_hand_and_caveat():
+    table = pd.DataFrame({"a": [0.9, 0.7, 0.8], "b": [0.8, 0.7, 0.6], "c": [0.7, 0.9, 0.5]}, index=["x", "y", "z"])
+    out = friedman(table)
+    # x: a 1, b 2, c 3; y: c 1, a and b tie for 2 and 3 -> 2.5; z: a 1, b 2, c 3
+    assert out["ranks"].to_numpy().tolist() == [[1, 2, 3], [2.5, 2.5, 1], [1, 2, 3]]
+    assert out["mean_ranks"] == pytest.approx({"a": 4.5 / 3, "b": 6.5 / 3, "c": 7 / 3})
+    assert out["caveat"] == FRIEDMAN_CAVEAT
+    reference = sps.friedmanchisquare(table["a"], table["b"], table["c"])
+    assert out["p_value"] == pytest.approx(float(reference.pvalue), rel=1e-10)
+    two = friedman(table[["a", "b"]])
+    assert two["statistic"] is None and two["p_value"] is None
