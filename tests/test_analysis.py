@@ -225,3 +225,13 @@ def test_diverged_confirmation_seeds_are_said_and_never_reach_the_target(grid):
     assert row["epochs_to_target_median"] == 5.0
     assert "(2 of 4 seeds diverged)" in format_table(grid, result.table)
     assert any("mse-sgd diverged in 2 of 4 confirmation seeds" in s for s in result.findings)
+
+
+def test_robustness_is_compared_within_each_data_set(tmp_path):
+    study = load_study(write_study(tmp_path, DATASETS, "sets.toml"))
+    wide = [(0.01, 0.95, "complete"), (1.0, 0.95, "complete"), (5.0, math.nan, "diverged")]
+    narrow = [(0.01, 0.80, "complete"), (0.1, 0.95, "complete"), (1.0, 0.70, "complete")]
+    frame = _records(study, lambda c, s: 0.9, search=lambda c: wide if c.endswith("-mse") else narrow)
+    sentence = next(s for s in analysis.analyze(study, frame).findings if "learning-rate range" in s)
+    assert sentence.startswith("Widest good learning-rate range (within 1 point of the best) on each data set:")
+    assert "iris-mse (2 decades), wine-mse (2 decades), digits-mse (2 decades)" in sentence
