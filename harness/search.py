@@ -32,6 +32,7 @@ import optuna
 from optuna.trial import TrialState
 
 from .errors import HarnessError
+from .outages import OutageError, is_database_outage, shared_patience
 from .urls import redact
 
 if TYPE_CHECKING:
@@ -114,18 +115,72 @@ def open_storage(
     if url.startswith("postgresql"):
         require_driver(url)
     try:
-        storage = optuna.storages.RDBStorage(
+        storage = PatientRDBStorage(
             url,
             engine_kwargs={"pool_pre_ping": True},
             heartbeat_interval=heartbeat_seconds,
             grace_period=3 * heartbeat_seconds,
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES),
         )
+    except OutageError:
+        raise
     except Exception as exc:  # noqa: BLE001 - a bad URL is user input
         raise HarnessError(
             f"--storage {redact(url)!r}: cannot open ({type(exc).__name__}: {redact(str(exc))[:300]})"
         ) from None
     return storage, url
+
+
+class PatientRDBStorage(optuna.storages.RDBStorage):
+    """Optuna's RDB storage whose every call rides out a database outage (a restart, a failover) for a
+    bounded time (``outages.Patience``): a worker waits and goes on where it stopped, instead of failing
+    the trial in hand with a chain of tracebacks."""
+
+    def __init__(self, url, **kwargs):
+        self.patience = shared_patience(f"the Optuna database {redact(url)}", is_database_outage)
+        self.patience.call(super().__init__, url, **kwargs)
+
+    def _fresh_session(self):
+        """A session whose connection died stays unusable until rolled back: start a new one."""
+        try:
+            self.scoped_session.remove()
+        except Exception:  # noqa: BLE001 - closing a dead session may fail too; the next call opens one
+            pass
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("patience", None)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self.patience = shared_patience(f"the Optuna database {redact(self.url)}", is_database_outage)
+
+
+def _patient(name):
+    method = getattr(optuna.storages.RDBStorage, name)
+
+    def patient(self, *args, **kwargs):
+        return self.patience.call(method, self, *args, before_retry=self._fresh_session, **kwargs)
+
+    patient.__name__ = patient.__qualname__ = name
+    patient.__doc__ = method.__doc__
+    return patient
+
+
+_NOT_DATABASE_CALLS = {
+    "get_heartbeat_interval",
+    "get_failed_trial_callback",
+    "get_heartbeat_stale_trial_callback",
+    "remove_session",
+    "upgrade",
+    "get_all_versions",
+    "get_head_version",
+}
+for _name in [n for n in vars(optuna.storages.RDBStorage) if not n.startswith("_") and n not in _NOT_DATABASE_CALLS]:
+    if callable(getattr(optuna.storages.RDBStorage, _name)):
+        setattr(PatientRDBStorage, _name, _patient(_name))
+PatientRDBStorage._get_stale_trial_ids = _patient("_get_stale_trial_ids")  # type: ignore[method-assign]
 
 
 class JournalFlock:

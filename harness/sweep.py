@@ -27,6 +27,7 @@ from .analysis import analyze
 from .data import data_key, load_split
 from .errors import HarnessError
 from .locks import check_reachable, preparing
+from .outages import outage_seconds, patient
 from .parents import publish
 from .provenance import source_tags
 from .records import STUDY_ARTIFACT
@@ -49,6 +50,7 @@ class SweepOptions:
     storage: str | None = None
     workers: int = 1
     heartbeat_seconds: int = 10
+    outage_seconds: float | None = None  # patience with the database and the server (outages.patient)
     on_poll: object = None  # called between stacks (progress bars)
 
 
@@ -82,9 +84,14 @@ def preflight(study):
 
 def run_sweep(study, options):
     """Run (or resume) ``study``, a resolved study (``studies.resolve``); returns a SweepResult."""
+    with patient(options.outage_seconds):
+        return _run_sweep(study, options)
+
+
+def _run_sweep(study, options):
     start = time.perf_counter()
     uri = options.tracking_uri
-    check_server(uri)
+    check_server(uri, patience=outage_seconds())
     check_writable(uri)
     splits = preflight(study)
     with RecorderProcess(uri) as recorder:  # imports mlflow while we prepare Optuna's side

@@ -94,11 +94,34 @@ def artifact_root(uri: str) -> str | None:
     return (path.parent / "artifacts").resolve().as_uri() if path else None
 
 
-def check_server(uri: str, timeout: float = 10) -> None:
+def check_server(uri: str, timeout: float = 10, patience: float = 0.0) -> None:
     """A tracking server must answer, and accept us, before anything is created: MLflow's client would
-    retry for minutes, then fail with a traceback. Local stores need no check."""
+    retry for minutes, then fail with a traceback. Local stores need no check. A sweep (which sets
+    ``$HARNESS_OUTAGE_SECONDS``, ``outages.patient``) waits ``patience`` seconds for a server that does
+    not answer yet (a restart, a deploy), saying so; other commands fail at once."""
     if not uri.startswith(("http://", "https://")):
         return
+    from .outages import OutageError, Patience
+
+    if patience <= 0:
+        return _probe_server(uri, timeout)
+    from .urls import redact
+
+    try:
+        Patience(f"the MLflow tracking server {redact(uri)}", _unreachable, patience).call(_probe_server, uri, timeout)
+    except OutageError as exc:
+        raise HarnessError(str(exc).split("; the trials")[0] + "; is the server running?") from None
+
+
+class _Unreachable(HarnessError):
+    """No server answers at the tracking URI (yet)."""
+
+
+def _unreachable(exc: BaseException) -> bool:
+    return isinstance(exc, _Unreachable)
+
+
+def _probe_server(uri: str, timeout: float) -> None:
     import base64
     import urllib.error
     import urllib.request
@@ -127,7 +150,7 @@ def check_server(uri: str, timeout: float = 10) -> None:
             + (f"; {hint[exc.code]}" if exc.code in hint else "")
         ) from None
     except OSError as exc:
-        raise HarnessError(f"tracking URI {redact(uri)}: no MLflow server answers there ({exc})") from None
+        raise _Unreachable(f"tracking URI {redact(uri)}: no MLflow server answers there ({exc})") from None
 
 
 def check_writable(uri: str) -> None:
@@ -151,7 +174,13 @@ def open_client(uri: str) -> MlflowClient:
     """An MlflowClient on ``uri``. A local SQLite store is created whole or not at all: its schema is
     built under a temporary name and linked into place, so a kill in the 3 s of schema creation can
     never leave a half-made store behind; a half-made or damaged one gets a one-line diagnosis."""
-    check_server(uri)
+    check_server(uri, patience=float(os.environ.get("HARNESS_OUTAGE_SECONDS") or 0))  # set by a sweep
+    if os.environ.get("HARNESS_OUTAGE_SECONDS"):  # a sweep: MLflow's own retries end within the same bound
+        from .outages import http_retries
+
+        os.environ.setdefault(
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(http_retries(float(os.environ["HARNESS_OUTAGE_SECONDS"])))
+        )
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
@@ -610,7 +639,19 @@ class Ref:
 
 def _error_payload(exc):
     kind = "harness" if isinstance(exc, HarnessError) else "error"
-    return kind, str(exc) if kind == "harness" else f"{type(exc).__name__}: {_first_line(exc)}"
+    message = str(exc) if kind == "harness" else f"{type(exc).__name__}: {_first_line(exc)}"
+    if kind == "error" and any(s in message for s in SERVER_AWAY):
+        from .outages import outage_seconds
+
+        message = (
+            f"the MLflow tracking server did not answer within MLflow's retries (about {outage_seconds():.0f} s; "
+            f"{message[:200]}); run the same command again once it answers"
+        )
+    return kind, message
+
+
+SERVER_AWAY = ("Max retries exceeded", "too many 5", "Connection refused", "ConnectionError")
+"""What MLflow's HTTP client says when the tracking server is away (down, restarting, its database down)."""
 
 
 def _raise(payload):

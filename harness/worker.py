@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from . import faults
 from .data import data_key, load_split
 from .errors import HarnessError
+from .outages import OutageError
 from .runs import TrialRuns, environment_tags
 from .search import DEFAULT_HEARTBEAT_SECONDS, ConditionStudies, Heartbeat, StackPruning, open_storage
 from .training import COMPLETE, DIVERGED, SHARED, STOPPED, epochs_to_target, max_stack, train_stack
@@ -285,6 +286,8 @@ class SweepWorker:
             results = train_stack(
                 [m.config for m in group], split, (*callbacks, delay) if delay else callbacks, include_test=include_test
             )
+        except OutageError:  # a shared service stayed away: not a fault of these trials
+            raise
         except Exception as exc:  # noqa: BLE001 - failed trials are recorded; the study goes on
             error = f"{type(exc).__name__}: {exc}"[:300]
             if group[0].is_rerun:

@@ -79,6 +79,21 @@ class Postgres:
                 "-N",
             ]
         )
+        self.start()
+
+    def start(self):
+        self._pg_ctl("start")
+        self.pid = int((self.data / "postmaster.pid").read_text().split()[0])
+
+    def restart(self):
+        """``pg_ctl restart -m fast``: every session is cut, as in a database restart or failover."""
+        self._pg_ctl("restart", "-m", "fast")
+        self.pid = int((self.data / "postmaster.pid").read_text().split()[0])
+
+    def stop_server(self):
+        self._pg_ctl("stop", "-m", "fast")
+
+    def _pg_ctl(self, action, *options):
         self._run(
             [
                 str(self.bin / "pg_ctl"),
@@ -87,12 +102,12 @@ class Postgres:
                 "-l",
                 str(self.log),
                 "-w",
+                *options,
                 "-o",
                 f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.sockets} -c fsync=off -c max_connections=200",
-                "start",
+                action,
             ]
         )
-        self.pid = int((self.data / "postmaster.pid").read_text().split()[0])
 
     def _run(self, command):
         done = subprocess.run(self._prefix + command, capture_output=True, text=True, cwd="/")
@@ -125,10 +140,16 @@ class MlflowServer:
     def __init__(self, backend_uri, artifacts_dir, log_path):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.backend_uri, self.artifacts_dir = backend_uri, artifacts_dir
+        self._log = open(log_path, "ab")
+        self.start()
+
+    def start(self):
+        """(Again) on the same port."""
+        backend_uri, artifacts_dir = self.backend_uri, self.artifacts_dir
         mlflow = Path(sys.executable).with_name("mlflow")
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         env.pop("MLFLOW_TRACKING_URI", None)
-        self._log = open(log_path, "wb")
         self.process = subprocess.Popen(
             [
                 str(mlflow),
@@ -164,6 +185,10 @@ class MlflowServer:
         raise RuntimeError(f"mlflow server not ready on {self.url} after {timeout} s")
 
     def stop(self):
+        self.stop_server()
+        self._log.close()
+
+    def stop_server(self):
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
@@ -171,7 +196,6 @@ class MlflowServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-        self._log.close()
 
 
 def start_services(root):

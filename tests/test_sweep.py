@@ -215,7 +215,7 @@ def test_every_shipped_study_runs_with_one_trial_of_one_epoch(workdir, capsys, p
             "postgresql+psycopg://nobody:***@127.0.0.1:9/optuna: cannot connect to the database",
         ),
         (
-            ["--tracking-uri", "http://nobody:s3cret@127.0.0.1:9"],
+            ["--tracking-uri", "http://nobody:s3cret@127.0.0.1:9", "--outage-seconds", "0"],
             "tracking URI http://nobody:***@127.0.0.1:9: no MLflow server answers there",
         ),
     ],
@@ -224,6 +224,15 @@ def test_bad_flags_exit_2_and_create_nothing(workdir, capsys, argv, message):
     assert main(["sweep", write_study(workdir), *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1 and "s3cret" not in err
+    assert not (workdir / "mlruns").exists()
+
+
+def test_a_server_that_does_not_answer_is_waited_for_then_one_line(workdir, capsys):
+    argv = ["sweep", write_study(workdir), "--tracking-uri", "http://127.0.0.1:9", "--outage-seconds", "1.5"]
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and "does not answer" in lines[0] and "waiting up to 2 s" in lines[0]
+    assert "the MLflow tracking server http://127.0.0.1:9 did not answer for 2 s" in lines[1]
     assert not (workdir / "mlruns").exists()
 
 

@@ -41,6 +41,15 @@ def add_parser(commands):
         "machines (default: $HARNESS_OPTUNA_STORAGE; passwords from $PGPASSWORD or ~/.pgpass)",
     )
     sweep.add_argument(
+        "--outage-seconds",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long a worker waits for the Optuna database or the tracking server when they stop answering "
+        "(a restart, a failover) before it gives its trials back and exits 2 (default 300; "
+        "$HARNESS_OUTAGE_SECONDS)",
+    )
+    sweep.add_argument(
         "--heartbeat",
         type=int,
         default=10,
@@ -78,6 +87,8 @@ def run(args):
 
     if args.workers < 1 or args.workers > 64:
         raise ConfigError(f"--workers = {args.workers} is not allowed; must be an integer in [1, 64]")
+    if args.outage_seconds is not None and not 0 <= args.outage_seconds <= 86400:
+        raise ConfigError(f"--outage-seconds = {args.outage_seconds:g} is not allowed; must be in [0, 86400] (seconds)")
     if not 1 <= args.heartbeat <= 3600:
         raise ConfigError(f"--heartbeat = {args.heartbeat} is not allowed; must be an integer in [1, 3600] (seconds)")
     study = resolve(
@@ -99,6 +110,7 @@ def run(args):
         storage=args.storage,
         workers=args.workers,
         heartbeat_seconds=args.heartbeat,
+        outage_seconds=args.outage_seconds,
         on_poll=progress.update if progress else None,
     )
     try:
