@@ -1,5 +1,7 @@
 """What a run needs written down to be reproduced later: code version, package versions, BLAS."""
 
+import functools
+import hashlib
 import platform
 import subprocess
 from importlib import metadata
@@ -24,6 +26,36 @@ def git_state():
         return "unknown", "unknown"
     status = _git("status", "--porcelain", "--untracked-files=no")
     return commit, "true" if status else "false"
+
+
+DIFF_ARTIFACT = "git_diff.patch"
+MAX_DIFF_BYTES = 1_000_000
+
+
+@functools.lru_cache(maxsize=1)
+def code_diff():
+    """The uncommitted change to tracked files (``git diff HEAD``), so a run from a dirty tree can be
+    rebuilt exactly; untracked files are never read (they may hold secrets). None when the tree is clean
+    or outside git; a diff over ``MAX_DIFF_BYTES`` is left out (the ``git_diff`` tag says so)."""
+    commit, dirty = git_state()
+    return read_diff(Path(__file__).resolve().parent) if dirty == "true" else None
+
+
+def read_diff(folder):
+    """``git diff HEAD --binary`` of the checkout holding ``folder`` (tracked files only), or None."""
+    try:
+        out = subprocess.run(["git", "-C", str(folder), "diff", "HEAD", "--binary"], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (out.stdout or None) if out.returncode == 0 else None
+
+
+def diff_tag(diff):
+    if diff is None:
+        return {}
+    if len(diff) > MAX_DIFF_BYTES:
+        return {"git_diff": f"too large ({len(diff)} bytes; not logged)"}
+    return {"git_diff": hashlib.sha256(diff).hexdigest()[:16]}
 
 
 def package_versions():
@@ -70,6 +102,6 @@ def source_tags(argv=None):
 
 def provenance_tags():
     commit, dirty = git_state()
-    tags = {"git_commit": commit, "git_dirty": dirty, "platform": platform.platform()}
+    tags = {"git_commit": commit, "git_dirty": dirty, "platform": platform.platform(), **diff_tag(code_diff())}
     tags.update({f"version.{k}": v for k, v in package_versions().items()})
     return tags

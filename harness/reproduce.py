@@ -6,12 +6,13 @@ machine and versions the curves are bit-identical, so any difference is reported
 only if it is the data the run saw (same digest): a path in an artifact is input, not an instruction.
 """
 
+import math
 import sys
 
 from .data import load_split
 from .errors import HarnessError
 from .predict import parse_config
-from .provenance import git_state, package_versions
+from .provenance import DIFF_ARTIFACT, code_diff, diff_tag, git_state, package_versions
 from .runs import CONFIG_ARTIFACT, outcome_metrics, train_and_record
 from .tracking import HARNESS_TAG, RecorderProcess, check_server, check_writable
 
@@ -54,10 +55,20 @@ def environment_warnings(run, split):
     commit, _ = git_state()
     if tags.get("git_commit") not in (None, commit):
         warnings.append(f"git commit differs: logged {tags['git_commit'][:12]}, now {commit[:12]}")
+    differing = []
     for name, version in package_versions().items():
         logged = tags.get(f"version.{name}")
         if logged is not None and logged != version:
             warnings.append(f"{name} version differs: logged {logged}, now {version}")
+            if name not in ("python", "harness") and logged != "absent":
+                differing.append(f"{name}=={logged}")
+    if differing:
+        warnings.append(f"the logged versions: pip install {' '.join(differing)}")
+    if tags.get("git_diff") and tags.get("git_diff") != diff_tag(code_diff()).get("git_diff"):
+        warnings.append(
+            f"the run was made from uncommitted code (git_diff {tags['git_diff']}): its {DIFF_ARTIFACT} artifact "
+            f"holds the change; `git apply` it on commit {tags.get('git_commit', '?')[:12]} to rebuild that code"
+        )
     if tags.get("dataset_digest") not in (None, split.digest):
         warnings.append(f"dataset digest differs: logged {tags['dataset_digest'][:12]}, now {split.digest[:12]}")
     return warnings
@@ -70,35 +81,46 @@ def reproduced_points(result):
     return points
 
 
-def compare_curves(logged, reproduced):
-    """Rows (metric, largest |difference|, first differing step, logged, reproduced)."""
+RTOL = 1e-9
+"""Relative tolerance across machines: another BLAS or CPU sums in another order (about 1e-15 per
+operation, amplified over epochs); a real change of code or data moves curves by far more."""
+
+
+def compare_curves(logged, reproduced, rtol=RTOL):
+    """Per metric: the largest absolute and relative difference (with its step), and the first step
+    that differs beyond ``rtol`` (step, logged, reproduced), None when every step is within it."""
     rows = []
     for key, points in sorted(logged.items()):
         mine = dict(reproduced.get(key, []))
-        worst, first = 0.0, None
+        row = {"metric": key, "largest": 0.0, "relative": 0.0, "relative_step": None, "beyond": None}
         for step, value in sorted(points):
             other = mine.get(step)
-            if other is None or other != value:
-                diff = float("inf") if other is None else abs(other - value)
-                worst = max(worst, diff)
-                if first is None:
-                    first = (step, value, other)
+            if other is not None and (other == value or (math.isnan(other) and math.isnan(value))):
+                continue
+            diff = math.inf if other is None else abs(other - value)
+            scale = max(abs(value), abs(other)) if other is not None else 0.0
+            relative = math.inf if other is None or not math.isfinite(diff) else (diff / scale if scale else 0.0)
+            row["largest"] = max(row["largest"], diff)
+            if relative > row["relative"]:
+                row["relative"], row["relative_step"] = relative, step
+            if relative > rtol and row["beyond"] is None:
+                row["beyond"] = (step, value, other)
         extra = sorted(set(mine) - {s for s, _ in points})
-        if extra and first is None:
-            first, worst = (extra[0], None, mine[extra[0]]), float("inf")
-        rows.append((key, worst, first))
+        if extra and row["beyond"] is None:
+            row["beyond"], row["largest"], row["relative"] = (extra[0], None, mine[extra[0]]), math.inf, math.inf
+        rows.append(row)
     return rows
 
 
-def reproduce(run_id, uri, out=None, err=None):
+def reproduce(run_id, uri, out=None, err=None, rtol=RTOL):
     out, err = out or sys.stdout, err or sys.stderr
     check_server(uri)
     check_writable(uri)  # the reproduction is logged as a run
     with RecorderProcess(uri) as recorder:
-        return _reproduce(run_id, recorder, out, err)
+        return _reproduce(run_id, recorder, out, err, rtol)
 
 
-def _reproduce(run_id, recorder, out, err):
+def _reproduce(run_id, recorder, out, err, rtol=RTOL):
     run = recorder.call("get_run", run_id)
     config = load_logged_config(recorder, run)
     split = load_logged_data(run, config)
@@ -123,15 +145,28 @@ def _reproduce(run_id, recorder, out, err):
     )
     histories = recorder.call("metric_histories", run_id, keys)
     logged = {key: [(step, value) for step, value, _ in points] for key, points in histories.items()}
-    rows = compare_curves(logged, reproduced_points(result))
+    rows = compare_curves(logged, reproduced_points(result), rtol)
     print(f"reproduced {run_id} as run {new_id} ({result.status}, {result.epochs_run} epochs)", file=out)
-    print(f"{'metric':<22} {'largest |difference|':>20}  first difference (step: logged -> reproduced)", file=out)
-    for key, worst, first in rows:
-        where = "" if first is None else f"step {first[0]}: {first[1]!r} -> {first[2]!r}"
-        print(f"{key:<22} {worst:>20.3g}  {where}", file=out)
-    mismatched = [key for key, worst, _ in rows if worst != 0.0]
+    print(f"{'metric':<22} {'largest |difference|':>20} {'relative':>9}  first step beyond tolerance", file=out)
+    for row in rows:
+        beyond = row["beyond"]
+        where = "" if beyond is None else f"step {beyond[0]}: {beyond[1]!r} -> {beyond[2]!r}"
+        print(f"{row['metric']:<22} {row['largest']:>20.3g} {row['relative']:>9.2g}  {where}", file=out)
+    mismatched = [row["metric"] for row in rows if row["beyond"] is not None]
     if mismatched:
-        print(f"NOT reproduced: {len(mismatched)} of {len(rows)} metrics differ ({', '.join(mismatched)})", file=out)
+        print(
+            f"NOT reproduced: {len(mismatched)} of {len(rows)} metrics differ beyond a relative {rtol:g} "
+            f"({', '.join(mismatched)})",
+            file=out,
+        )
         return 1
-    print(f"reproduced exactly: {len(rows)} metrics, every step identical", file=out)
+    worst = max(rows, key=lambda row: row["relative"], default=None)
+    if worst is None or worst["relative"] == 0.0:
+        print(f"reproduced exactly: {len(rows)} metrics, every step identical", file=out)
+    else:
+        print(
+            f"equal within tolerance (relative {rtol:g}): {len(rows)} metrics; largest relative difference "
+            f"{worst['relative']:.2g} in {worst['metric']} at step {worst['relative_step']}",
+            file=out,
+        )
     return 0

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import model_example
-from .provenance import blas_info, provenance_tags, source_tags
+from .provenance import DIFF_ARTIFACT, MAX_DIFF_BYTES, blas_info, code_diff, provenance_tags, source_tags
 from .tracking import HARNESS_TAG, Ref
 from .training import DIVERGED, train
 
@@ -44,6 +44,9 @@ def run_artifacts(config, split, result, plots=True):
     """A run's files as {name: bytes}: the config to re-run it, the final weights (unless it diverged)
     and, for single runs, the curve and test-split confusion-matrix plots."""
     artifacts = {CONFIG_ARTIFACT: config.to_json().encode()}
+    diff = code_diff()
+    if diff is not None and len(diff) <= MAX_DIFF_BYTES:  # the code state beside the commit tag
+        artifacts[DIFF_ARTIFACT] = diff
     if result.status != DIVERGED:
         buffer = io.BytesIO()
         save_weights(result.network, buffer, split)

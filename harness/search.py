@@ -180,7 +180,8 @@ _NOT_DATABASE_CALLS = {
 for _name in [n for n in vars(optuna.storages.RDBStorage) if not n.startswith("_") and n not in _NOT_DATABASE_CALLS]:
     if callable(getattr(optuna.storages.RDBStorage, _name)):
         setattr(PatientRDBStorage, _name, _patient(_name))
-PatientRDBStorage._get_stale_trial_ids = _patient("_get_stale_trial_ids")  # type: ignore[method-assign]
+for _name in ("_create_new_trial", "_get_best_trial_id", "_get_trials", "_set_trial_param", "_get_stale_trial_ids"):
+    setattr(PatientRDBStorage, _name, _patient(_name))  # what Optuna's cache in front of it calls directly
 
 
 class JournalFlock:

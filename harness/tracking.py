@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import sys
 import threading
 import time
 import uuid
@@ -192,6 +193,7 @@ def open_client(uri: str) -> MlflowClient:
     path = sqlite_path(uri)
     if path is not None:
         _create_sqlite_store(path, uri)
+        relocate_store(path)
     elif urlparse(uri).scheme in ("", "file"):
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     if path is None:
@@ -209,6 +211,72 @@ def open_client(uri: str) -> MlflowClient:
             f"was damaged: move it away (mv {path} {path}.broken) and run again to start a new "
             "store"
         ) from None
+
+
+RELOCATED_COLUMNS = (
+    ("experiments", "artifact_location"),
+    ("runs", "artifact_uri"),
+    ("logged_models", "artifact_location"),
+    ("model_versions", "source"),
+    ("model_versions", "storage_location"),
+)
+"""Where MLflow writes the absolute location of a local store's artifacts."""
+
+
+def relocate_store(path: Path) -> str | None:
+    """A local store copied or moved to another folder still names its old folder in every artifact
+    location (MLflow records absolute ``file://`` URIs) and in its parents' Optuna storage tag, so
+    commands run on the copy would read and write the original. Point them at the folder the store is
+    in now, in one transaction, and say so once; returns the old folder (None when nothing moved)."""
+    import sqlite3
+    from urllib.parse import unquote, urlparse
+
+    here = (path.parent / "artifacts").resolve().as_uri()
+    try:
+        connection = sqlite3.connect(str(path), timeout=60)
+    except sqlite3.Error:
+        return None
+    try:
+        try:
+            rows = connection.execute("SELECT artifact_location FROM experiments").fetchall()
+        except sqlite3.Error:
+            return None  # an empty or damaged store: open_client says so
+        marker = "/artifacts"
+        roots = {
+            loc[: loc.index(marker) + len(marker)]
+            for (loc,) in rows
+            if isinstance(loc, str) and loc.startswith("file://") and marker in loc
+        }
+        moved = sorted(root for root in roots if root != here)
+        if not moved:
+            return None
+        old_folder = ""
+        with connection:
+            tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            for old in moved:
+                for table, column in RELOCATED_COLUMNS:
+                    if table in tables:
+                        connection.execute(
+                            f"UPDATE {table} SET {column} = ? || substr({column}, ?) WHERE substr({column}, 1, ?) = ?",
+                            (here, len(old) + 1, len(old), old),
+                        )
+                old_folder = unquote(urlparse(old).path)[: -len(marker)]
+                new_folder = str(path.parent.resolve())
+                for prefix in ("", "journal:") if "tags" in tables else ():  # a plain path; older: journal:PATH
+                    old_tag = f"{prefix}{old_folder}/"
+                    connection.execute(
+                        "UPDATE tags SET value = ? || substr(value, ?) WHERE key = 'optuna_storage' "
+                        "AND substr(value, 1, ?) = ?",
+                        (f"{prefix}{new_folder}/", len(old_tag) + 1, len(old_tag), old_tag),
+                    )
+        print(
+            f"harness: the store {path} was moved or copied from {old_folder}; its records now point to "
+            f"{path.parent.resolve()}",
+            file=sys.stderr,
+        )
+        return old_folder
+    finally:
+        connection.close()
 
 
 def _create_sqlite_store(path, uri):

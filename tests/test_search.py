@@ -131,3 +131,16 @@ def test_optuna_plot_titles_are_replaced_not_printed_over():
     retitle(ax, "mse-sgd")
     assert ax.get_title(loc="left") == "mse-sgd: Hyperparameter Importances"
     assert ax.get_title() == "" and ax.get_title(loc="right") == ""
+
+
+def test_every_database_call_optunas_cache_makes_waits_out_an_outage():
+    import re
+
+    import optuna
+
+    from harness.search import PatientRDBStorage
+
+    source = open(optuna.storages._cached_storage.__file__).read()
+    called = set(re.findall(r"self\._backend\.([a-z_]+)", source))
+    not_database = {"get_heartbeat_interval", "get_heartbeat_stale_trial_callback"}
+    assert called - not_database and all(name in vars(PatientRDBStorage) for name in called - not_database)

@@ -1,0 +1,41 @@
+"""A project copied to another folder, the original deleted: every command works on the copy and nothing
+is read from or written to the old path (MLflow records absolute artifact locations; the harness points
+them at the folder the store is in now)."""
+
+import json
+import shutil
+import sqlite3
+
+import pytest
+
+from tests.helpers import harness, write_study
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_copied_project_works_without_its_original(tmp_path):
+    original, copy = tmp_path / "original", tmp_path / "copy"
+    original.mkdir()
+    write_study(original)
+    harness("sweep", "tiny.toml", "--confirm-seeds", "3", cwd=original, check=True)
+    shutil.copytree(original, copy)
+    shutil.rmtree(original)
+
+    compared = harness("compare", "tiny", "--format", "json", cwd=copy, check=True)
+    assert compared.stderr.count("was moved or copied from") == 1 and str(original) in compared.stderr
+    assert json.loads(compared.stdout)["conditions"]
+    with sqlite3.connect(copy / "mlruns" / "mlflow.db") as db:
+        locations = [row[0] for row in db.execute("SELECT artifact_uri FROM runs")]
+        storage_tags = [row[0] for row in db.execute("SELECT value FROM tags WHERE key = 'optuna_storage'")]
+        confirm = db.execute("SELECT run_uuid FROM tags WHERE key = 'phase' AND value = 'confirm'").fetchone()[0]
+    assert locations and all(str(copy) in loc for loc in locations)
+    assert storage_tags and all(tag.startswith(str(copy)) for tag in storage_tags)
+    assert any(p.name.startswith("optuna_") for p in (copy / "reports" / "tiny").iterdir())  # its journal found
+
+    reproduced = harness("reproduce", confirm, cwd=copy, check=True)
+    assert "reproduced exactly" in reproduced.stdout and "moved" not in reproduced.stderr  # relocated once
+    (copy / "rows.csv").write_text("a,b,c,d\n5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n")
+    assert len(harness("predict", confirm, "rows.csv", cwd=copy, check=True).stdout.split()) == 2
+    resumed = harness("sweep", "tiny.toml", "--confirm-seeds", "3", cwd=copy, check=True)
+    assert "0 trials and 0 confirmation runs in this invocation" in resumed.stdout
+    assert not original.exists()  # nothing was written at the old path

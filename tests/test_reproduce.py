@@ -1,0 +1,81 @@
+"""Reproducing a run on another machine: curves compared exactly, else within a relative tolerance."""
+
+import math
+import sqlite3
+
+import pytest
+
+from harness.reproduce import compare_curves
+from tests.helpers import harness
+
+
+def test_identical_curves_differ_nowhere():
+    rows = compare_curves({"loss": [(1, 0.5), (2, 0.25)]}, {"loss": [(1, 0.5), (2, 0.25)]})
+    assert rows == [{"metric": "loss", "largest": 0.0, "relative": 0.0, "relative_step": None, "beyond": None}]
+
+
+def test_a_summation_order_difference_is_within_tolerance_and_reported():
+    (row,) = compare_curves({"loss": [(1, 0.5), (2, 0.25)]}, {"loss": [(1, 0.5), (2, 0.25 * (1 + 3e-12))]})
+    assert row["beyond"] is None and row["relative_step"] == 2
+    assert row["relative"] == pytest.approx(3e-12, rel=1e-3)
+
+
+def test_a_real_difference_is_beyond_it_from_its_first_step():
+    (row,) = compare_curves({"acc": [(1, 0.9), (2, 0.95)]}, {"acc": [(1, 0.9), (2, 0.94)], "x": []}, rtol=1e-9)
+    assert row["beyond"] == (2, 0.95, 0.94)
+    (row,) = compare_curves({"acc": [(1, 0.9)]}, {"acc": [(1, 0.9)]}, rtol=0.0)
+    assert row["beyond"] is None
+
+
+def test_a_missing_or_extra_step_is_never_within_tolerance():
+    (row,) = compare_curves({"acc": [(1, 0.9), (2, 0.95)]}, {"acc": [(1, 0.9)]})
+    assert row["beyond"] == (2, 0.95, None) and math.isinf(row["largest"])
+    (row,) = compare_curves({"acc": [(1, 0.9)]}, {"acc": [(1, 0.9), (2, 0.95)]})
+    assert row["beyond"] == (2, None, 0.95)
+
+
+@pytest.mark.e2e
+def test_reproduce_says_within_tolerance_or_not_and_exits_accordingly(tmp_path):
+    trained = harness("train", "--dataset", "iris", "--epochs", "5", "--json", cwd=tmp_path, check=True)
+    run_id = trained.stdout.split('"run_id": "')[1].split('"')[0]
+
+    def perturb(relative):
+        with sqlite3.connect(tmp_path / "mlruns" / "mlflow.db") as db:
+            db.execute(
+                "UPDATE metrics SET value = value * ? WHERE run_uuid = ? AND key = 'train_loss' AND step = 3",
+                (1 + relative, run_id),
+            )
+
+    perturb(2e-12)
+    near = harness("reproduce", run_id, cwd=tmp_path)
+    assert near.returncode == 0, near.stderr
+    assert "equal within tolerance (relative 1e-09)" in near.stdout and "in train_loss at step 3" in near.stdout
+    exact = harness("reproduce", run_id, "--rtol", "0", cwd=tmp_path)
+    assert exact.returncode == 1 and "NOT reproduced: 1 of" in exact.stdout
+    perturb(1e-6)
+    far = harness("reproduce", run_id, cwd=tmp_path)
+    assert far.returncode == 1 and "train_loss" in far.stdout.splitlines()[-1]
+
+
+def test_differing_versions_and_code_are_said_with_how_to_rebuild_them(monkeypatch):
+    from harness import reproduce
+    from tests.conftest import tiny_split
+
+    split = tiny_split()
+    monkeypatch.setattr(reproduce, "package_versions", lambda: {"python": "3.11.7", "numpy": "2.0.0", "optuna": "5.0"})
+    monkeypatch.setattr(reproduce, "git_state", lambda: ("b" * 40, "false"))
+    monkeypatch.setattr(reproduce, "code_diff", lambda: None)
+    run = {
+        "tags": {
+            "git_commit": "a" * 40,
+            "git_diff": "0123456789abcdef",
+            "version.numpy": "1.26.4",
+            "version.optuna": "5.0",
+            "version.python": "3.11.2",
+            "dataset_digest": split.digest,
+        }
+    }
+    warnings = reproduce.environment_warnings(run, split)
+    assert "the logged versions: pip install numpy==1.26.4" in warnings
+    assert any("git apply" in w and "aaaaaaaaaaaa" in w for w in warnings)
+    assert not any("optuna" in w for w in warnings)
