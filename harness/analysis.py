@@ -40,6 +40,7 @@ class Analysis:
     pairs: pd.DataFrame  # PAIR_COLUMNS
     budget_curves: dict  # condition -> [E_1 .. E_n] expected best validation score after k trials
     settles_at: dict  # data set -> k from which the ranking by E_k stays (None: fewer than 2 conditions)
+    datasets: dict  # condition -> its data set
     effects: list = field(default_factory=list)  # factorial effects on test accuracy, per data set
     ranks: dict | None = None  # across data sets: ranks, mean ranks, Friedman statistic, p-value, caveat
     findings: list = field(default_factory=list)  # sentences (findings.findings)
@@ -64,7 +65,10 @@ def analyze(study, frame):
         for dataset, names in by_dataset(study).items()
     }
     table["ranking_settles_at"] = [settles[dataset_of(study, c)] for c in study.conditions]
-    result = Analysis(table, pairs(study, confirm), curves, settles, effects(study, confirm), ranks(study, table))
+    datasets = {c.name: dataset_of(study, c) for c in study.conditions}
+    result = Analysis(
+        table, pairs(study, confirm), curves, settles, datasets, effects(study, confirm), ranks(study, table)
+    )
     result.findings = findings(study, result)
     return result
 

@@ -9,8 +9,6 @@ the one given (the sweep's printed summary).
 
 import math
 
-from optuna.trial import TrialState
-
 from .analysis import analyze
 from .records import current, fill_targets, records_frame
 from .search import open_storage, trial_rows
@@ -24,7 +22,7 @@ def audit(study, storage_url, recorder, printed_summary=None):
     frame = fill_targets(recorder, study, records_frame(runs))
     search, confirm = current(study, frame)
     for t in trials:
-        if t["optuna_state"] in (TrialState.RUNNING.name, TrialState.WAITING.name):
+        if t["optuna_state"] in ("RUNNING", "WAITING"):
             problems.append(f"{t['optuna_study']} trial {t['number']} is still {t['optuna_state']}")
     for run in runs:
         if run["status"] == "RUNNING":

@@ -10,24 +10,18 @@ def findings(study, analysis):
     """Three to six sentences: speed to the target, test accuracy and its tests, the factors' effects, the
     tuning budget, learning-rate robustness, ranks across data sets."""
     table = analysis.table
-    groups = table.groupby(_datasets(study, table), sort=False)
+    groups = table.groupby(table["condition"].map(analysis.datasets), sort=False)
     speed, accuracy = [], []
     for dataset, rows in groups:
         where = f" on {dataset}" if groups.ngroups > 1 else ""
         speed.append(_speed(study, rows, where))
         accuracy.append(_accuracy(analysis, rows, dataset, where))
-    tail = [_budget(analysis), _robustness(study, table)]
+    tail = [_budget(analysis), _robustness(study, table, analysis.datasets)]
     if groups.ngroups == 1:  # one data set: how fast, how far apart, why (effects), and the tuning
         sentences = speed + accuracy + _effects(analysis) + tail
     else:  # several: where they end on each, the ranks across them, then the rest
         sentences = accuracy + [_ranks(analysis)] + tail + speed + _effects(analysis)
     return [s for s in sentences if s][:MAX_SENTENCES]
-
-
-def _datasets(study, table):
-    from .analysis import dataset_of
-
-    return [dataset_of(study, study.condition(name)) for name in table["condition"]]
 
 
 def _speed(study, rows, where):
@@ -125,11 +119,11 @@ def _budget(analysis):
     )
 
 
-def _robustness(study, table):
+def _robustness(study, table, datasets):
     """The most forgiving condition to tune, compared only with conditions on the same data set."""
     known = table.dropna(subset=["good_lr_decades"])
     band = "1 point" if study.objective.endswith("accuracy") else "5%"
-    groups = [rows for _, rows in known.groupby(_datasets(study, known), sort=False) if len(rows) >= 2]
+    groups = [rows for _, rows in known.groupby(known["condition"].map(datasets), sort=False) if len(rows) >= 2]
     if not groups:
         return None
     risky = table.dropna(subset=["diverged_lr_share"])

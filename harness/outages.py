@@ -137,7 +137,7 @@ class Patience:
                 self.exhausted = True
                 raise OutageError(
                     f"{self.service} did not answer for {max(waited, self.seconds):.0f} s ({_reason(exc)}); "
-                    "the trials this worker held go back to the study: run the same command again once it answers"
+                    "run the same command again once it answers"
                 ) from None
             if first:
                 print(

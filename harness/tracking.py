@@ -102,16 +102,12 @@ def check_server(uri: str, timeout: float = 10, patience: float = 0.0) -> None:
     not answer yet (a restart, a deploy), saying so; other commands fail at once."""
     if not uri.startswith(("http://", "https://")):
         return
-    from .outages import OutageError, Patience
+    from .outages import Patience
+    from .urls import redact
 
     if patience <= 0:
         return _probe_server(uri, timeout)
-    from .urls import redact
-
-    try:
-        Patience(f"the MLflow tracking server {redact(uri)}", _unreachable, patience).call(_probe_server, uri, timeout)
-    except OutageError as exc:
-        raise HarnessError(str(exc).split("; the trials")[0] + "; is the server running?") from None
+    Patience(f"the MLflow tracking server {redact(uri)}", _unreachable, patience).call(_probe_server, uri, timeout)
 
 
 class _Unreachable(HarnessError):
