@@ -11,10 +11,10 @@ import gc
 import sys
 
 from . import __version__
-from .commands import compare, predict, reproduce, sweep, train, ui
+from .commands import compare, export, predict, reproduce, sweep, train, ui
 from .errors import HarnessError
 
-COMMANDS = (train, sweep, compare, reproduce, predict, ui)
+COMMANDS = (train, sweep, compare, reproduce, export, predict, ui)
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130

@@ -91,20 +91,24 @@ def parse_weights(content, where):
     return arrays
 
 
-def load_logged_model(run_id, uri):
-    from .tracking import InlineRecorder
+def load_logged_model(source, uri):
+    """The network of a run in the store at ``uri``, or of an export file (which needs no store)."""
+    from .logged import ExportedRun, StoredRun, is_export
 
-    recorder = InlineRecorder(uri)
-    run = recorder.call("get_run", run_id)
-    config_bytes = recorder.call("read_artifact", run_id, CONFIG_ARTIFACT)
-    weights_bytes = recorder.call("read_artifact", run_id, WEIGHTS_ARTIFACT)
+    if is_export(source):
+        logged = ExportedRun(source)
+    else:
+        from .tracking import InlineRecorder
+
+        logged = StoredRun(InlineRecorder(uri), source)
+    config_bytes, weights_bytes = logged.artifact(CONFIG_ARTIFACT), logged.artifact(WEIGHTS_ARTIFACT)
     if config_bytes is None or weights_bytes is None:
         raise HarnessError(
-            f"run {run_id} has no {CONFIG_ARTIFACT} or {WEIGHTS_ARTIFACT} artifact "
-            f"(state {run['tags'].get('state', 'unknown')}): nothing to load"
+            f"{logged.where} has no {CONFIG_ARTIFACT} or {WEIGHTS_ARTIFACT} artifact "
+            f"(state {logged.run['tags'].get('state', 'unknown')}): nothing to load"
         )
-    config = parse_config(config_bytes, f"run {run_id} {CONFIG_ARTIFACT}")
-    return LoggedModel(config, parse_weights(weights_bytes, f"run {run_id} {WEIGHTS_ARTIFACT}"))
+    config = parse_config(config_bytes, f"{logged.where} {CONFIG_ARTIFACT}")
+    return LoggedModel(config, parse_weights(weights_bytes, f"{logged.where} {WEIGHTS_ARTIFACT}"))
 
 
 def read_rows(path, label_column, n_features):

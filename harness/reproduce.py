@@ -4,31 +4,35 @@ The configuration comes from the run's ``config.json`` artifact (never from unpi
 data from the same loaders and split seed. Every logged metric is compared at every step; on the same
 machine and versions the curves are bit-identical, so any difference is reported. A user's CSV is used
 only if it is the data the run saw (same digest): a path in an artifact is input, not an instruction.
+When this checkout's code is not the run's (another commit, or other uncommitted changes), the run's
+code is rebuilt from its commit and ``git_diff.patch`` and trains there (``rebuild``); ``--here``
+retrains with this code instead.
 """
 
+import contextlib
 import math
 import sys
 
 from .data import load_split
 from .errors import HarnessError
+from .logged import ExportedRun, StoredRun, is_export
 from .predict import parse_config
 from .provenance import DIFF_ARTIFACT, code_diff, diff_tag, git_state, package_versions
+from .rebuild import code_differs, train_rebuilt, worktree
 from .runs import CONFIG_ARTIFACT, outcome_metrics, train_and_record
 from .tracking import HARNESS_TAG, RecorderProcess, check_server, check_writable
+from .training import train
 
 NOT_COMPARED = {"train_seconds"}
 CARRIED_TAGS = ("study", "condition", "phase", "trial", "optuna_study", "mlflow.parentRunId")
 """Tags a reproduction keeps from its original, so it sits beside it in the UI."""
 
 
-def load_logged_config(recorder, run):
-    run_id = run["run_id"]
-    if HARNESS_TAG not in run["tags"]:
-        raise HarnessError(f"run {run_id} was not made by the harness (no {HARNESS_TAG} tag)")
-    content = recorder.call("read_artifact", run_id, CONFIG_ARTIFACT)
+def load_logged_config(logged):
+    content = logged.artifact(CONFIG_ARTIFACT)
     if content is None:
-        raise HarnessError(f"run {run_id} has no {CONFIG_ARTIFACT} artifact to rebuild it from")
-    return parse_config(content, f"run {run_id} {CONFIG_ARTIFACT}")
+        raise HarnessError(f"{logged.where} has no {CONFIG_ARTIFACT} artifact to rebuild it from")
+    return content.decode(errors="replace"), parse_config(content, f"{logged.where} {CONFIG_ARTIFACT}")
 
 
 def load_logged_data(run, config):
@@ -50,10 +54,11 @@ def load_logged_data(run, config):
     return split
 
 
-def environment_warnings(run, split):
+def environment_warnings(run, split, rebuilt=False):
+    """What differs from the run's machine and code; the code is not said when it was ``rebuilt``."""
     tags, warnings = run["tags"], []
     commit, _ = git_state()
-    if tags.get("git_commit") not in (None, commit):
+    if tags.get("git_commit") not in (None, commit) and not rebuilt:
         warnings.append(f"git commit differs: logged {tags['git_commit'][:12]}, now {commit[:12]}")
     differing = []
     for name, version in package_versions().items():
@@ -64,7 +69,7 @@ def environment_warnings(run, split):
                 differing.append(f"{name}=={logged}")
     if differing:
         warnings.append(f"the logged versions: pip install {' '.join(differing)}")
-    if tags.get("git_diff") and tags.get("git_diff") != diff_tag(code_diff()).get("git_diff"):
+    if not rebuilt and tags.get("git_diff") and tags.get("git_diff") != diff_tag(code_diff()).get("git_diff"):
         warnings.append(
             f"the run was made from uncommitted code (git_diff {tags['git_diff']}): its {DIFF_ARTIFACT} artifact "
             f"holds the change; `git apply` it on commit {tags.get('git_commit', '?')[:12]} to rebuild that code"
@@ -112,41 +117,99 @@ def compare_curves(logged, reproduced, rtol=RTOL):
     return rows
 
 
-def reproduce(run_id, uri, out=None, err=None, rtol=RTOL):
+def reproduce(source, uri, out=None, err=None, rtol=RTOL, here=False):
+    """Retrain a logged run (a run id in the store at ``uri``, or an export file, which needs no store)
+    with the code it was trained with, unless ``here``; compare every curve; exit code 0 or 1."""
     out, err = out or sys.stdout, err or sys.stderr
+    if is_export(source):
+        return _reproduce(ExportedRun(source), None, out, err, rtol, here)
     check_server(uri)
     check_writable(uri)  # the reproduction is logged as a run
     with RecorderProcess(uri) as recorder:
-        return _reproduce(run_id, recorder, out, err, rtol)
+        return _reproduce(StoredRun(recorder, source), recorder, out, err, rtol, here)
 
 
-def _reproduce(run_id, recorder, out, err, rtol=RTOL):
-    run = recorder.call("get_run", run_id)
-    config = load_logged_config(recorder, run)
+def _reproduce(logged, recorder, out, err, rtol, here):
+    run, tags = logged.run, logged.run["tags"]
+    config_json, config = load_logged_config(logged)
     split = load_logged_data(run, config)
-    for warning in environment_warnings(run, split):
+    why = None if here else code_differs(tags)
+    for warning in environment_warnings(run, split, rebuilt=why is not None):
         print(f"warning: {warning}", file=err)
-    tags = run["tags"]
     pruned = tags.get("state") == "pruned"
     stop_at = int(tags["pruned_epoch"]) if pruned and tags.get("pruned_epoch", "").isdigit() else None
-    callbacks = [lambda epoch, metrics: epoch >= stop_at] if stop_at else []
     keys = [k for k in run["metrics"] if k not in NOT_COMPARED]
-    carried = {k: tags[k] for k in CARRIED_TAGS if k in tags}
+    include_test = any(k.startswith("test_") for k in keys)
+    with contextlib.ExitStack() as stack:
+        trainer, code = train, None
+        if why is not None:
+            diff = logged.artifact(DIFF_ARTIFACT) if tags.get("git_diff") else None
+            if tags.get("git_diff") and diff is None:
+                raise HarnessError(
+                    f"{logged.where}: {why}, and its {DIFF_ARTIFACT} was not logged ({tags['git_diff']}); "
+                    "pass --here to retrain with this code"
+                )
+            commit = tags["git_commit"]
+            print(f"{why}: rebuilding that code in a temporary git worktree to retrain there", file=err)
+            folder = stack.enter_context(worktree(commit, diff, logged.where))
+            trainer = rebuilt_trainer(folder, config_json, stop_at, split, logged.where)
+            code = {"tags": {k: tags[k] for k in CODE_TAGS if k in tags}, "diff": diff}
+        result, new_id = _retrain(logged, recorder, config, split, trainer, code, stop_at, include_test)
+    rows = compare_curves(logged.histories(keys), reproduced_points(result), rtol)
+    said = "; not logged: an export is checked without a store" if new_id is None else ""
+    as_run = "" if new_id is None else f" as run {new_id}"
+    print(f"reproduced {run['run_id']}{as_run} ({result.status}, {result.epochs_run} epochs){said}", file=out)
+    if why is not None:
+        rebuilt = f"commit {tags['git_commit'][:12]}" + (f" + its {DIFF_ARTIFACT}" if tags.get("git_diff") else "")
+        print(f"trained with the logged code: {rebuilt}, rebuilt in a temporary git worktree", file=out)
+    return report(rows, rtol, out)
+
+
+CODE_TAGS = ("git_commit", "git_dirty", "git_diff")
+"""The code-state tags a reproduction with rebuilt code carries: that code's, not this checkout's."""
+
+
+def rebuilt_trainer(folder, config_json, stop_at, split, where):
+    """``train``'s signature over the rebuilt code: it trains in a child process, then the callbacks
+    (the live record) see each epoch's metrics."""
+
+    def trainer(config, split_here, callbacks=(), include_test=True):
+        result, digest = train_rebuilt(folder, config_json, stop_at, include_test, where)
+        if digest != split.digest:
+            raise HarnessError(f"{where}: the rebuilt code loads other data than this code (digest {digest[:12]})")
+        for epoch in range(1, result.epochs_run + 1):
+            metrics = {key: values[epoch - 1] for key, values in result.history.items() if len(values) >= epoch}
+            for callback in callbacks:
+                callback(epoch, metrics)
+        return result
+
+    return trainer
+
+
+def _retrain(logged, recorder, config, split, trainer, code, stop_at, include_test):
+    """(result, id of the run that records it); an export is retrained without recording (None)."""
+    callbacks = [lambda epoch, metrics: epoch >= stop_at] if stop_at else []
+    if recorder is None:
+        return trainer(config, split, callbacks=callbacks, include_test=include_test), None
+    run, tags = logged.run, logged.run["tags"]
+    pruned = tags.get("state") == "pruned"
     new_id, result, _ = train_and_record(
         config,
         split,
         recorder,
         run["experiment_name"],
-        tags={**carried, HARNESS_TAG: "reproduce", "reproduces": run_id},
+        tags={**{k: tags[k] for k in CARRIED_TAGS if k in tags}, HARNESS_TAG: "reproduce", "reproduces": run["run_id"]},
         callbacks=callbacks,
-        include_test=any(k.startswith("test_") for k in keys),
+        include_test=include_test,
         run_name=f"{run['run_name']}-reproduce",
         state_names={"stopped": "pruned"} if pruned else None,
+        trainer=trainer,
+        code=code,
     )
-    histories = recorder.call("metric_histories", run_id, keys)
-    logged = {key: [(step, value) for step, value, _ in points] for key, points in histories.items()}
-    rows = compare_curves(logged, reproduced_points(result), rtol)
-    print(f"reproduced {run_id} as run {new_id} ({result.status}, {result.epochs_run} epochs)", file=out)
+    return result, new_id
+
+
+def report(rows, rtol, out):
     print(f"{'metric':<22} {'largest |difference|':>20} {'relative':>9}  first step beyond tolerance", file=out)
     for row in rows:
         beyond = row["beyond"]

@@ -40,11 +40,15 @@ def save_weights(network, path, split):
     np.savez(path, classes=np.array(split.classes, dtype=str), **arrays)
 
 
-def run_artifacts(config, split, result, plots=True):
-    """A run's files as {name: bytes}: the config to re-run it, the final weights (unless it diverged)
+THIS_CHECKOUT = "this checkout"
+
+
+def run_artifacts(config, split, result, plots=True, diff=THIS_CHECKOUT):
+    """A run's files as {name: bytes}: the config to re-run it, the code's uncommitted change (``diff``:
+    the one the run was trained with, by default this checkout's), the final weights (unless it diverged)
     and, for single runs, the curve and test-split confusion-matrix plots."""
     artifacts = {CONFIG_ARTIFACT: config.to_json().encode()}
-    diff = code_diff()
+    diff = code_diff() if diff is THIS_CHECKOUT else diff
     if diff is not None and len(diff) <= MAX_DIFF_BYTES:  # the code state beside the commit tag
         artifacts[DIFF_ARTIFACT] = diff
     if result.status != DIVERGED:
@@ -186,15 +190,19 @@ def train_and_record(
     on_epoch=None,
     run_name=None,
     state_names=None,
+    trainer=train,
+    code=None,
 ):
     """Train ``config`` on ``split`` and record it as one run; returns (run_id, TrainResult, timings).
 
     The run is created before training starts, so a store that cannot be written fails before any
     compute is spent. ``state_names`` renames result states for the ``state`` tag (a reproduced pruned
-    trial is ``pruned``, as its original, not ``stopped``).
+    trial is ``pruned``, as its original, not ``stopped``). ``trainer`` and ``code`` ({"tags", "diff"})
+    are for training with other code than this process's (``rebuild``), recorded as that code's.
     """
     start = time.perf_counter()
-    tags = run_tags("train", config, split, **environment_tags(), **(tags or {}))
+    code = code or {}
+    tags = run_tags("train", config, split, **{**environment_tags(), **code.get("tags", {}), **(tags or {})})
     create = recorder.submit(
         "start_run",
         experiment,
@@ -215,7 +223,7 @@ def train_and_record(
 
     train_start = time.perf_counter()
     try:
-        result = train(config, split, callbacks=(record, *callbacks), include_test=include_test)
+        result = trainer(config, split, callbacks=(record, *callbacks), include_test=include_test)
     except BaseException as exc:
         live.flush()
         recorder.submit(
@@ -232,7 +240,7 @@ def train_and_record(
     ticket = live.finish(
         final_points(result, {"train_seconds": train_seconds}),
         {"state": (state_names or {}).get(result.status, result.status)},
-        run_artifacts(config, split, result),
+        run_artifacts(config, split, result, diff=code.get("diff", THIS_CHECKOUT)),
         model=None if result.status == DIVERGED else model_example(split),
         params={"epochs_run": result.epochs_run},
     )

@@ -3,12 +3,19 @@ is read from or written to the old path (MLflow records absolute artifact locati
 them at the folder the store is in now)."""
 
 import json
+import os
 import shutil
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
 
 import pytest
 
-from tests.helpers import harness, write_study
+from tests.helpers import ROOT, harness, write_study
+from tests.services import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -38,4 +45,32 @@ def test_a_copied_project_works_without_its_original(tmp_path):
     assert len(harness("predict", confirm, "rows.csv", cwd=copy, check=True).stdout.split()) == 2
     resumed = harness("sweep", "tiny.toml", "--confirm-seeds", "3", cwd=copy, check=True)
     assert "0 trials and 0 confirmation runs in this invocation" in resumed.stdout
+    assert served_config(copy, confirm)["loss"] in ("mse", "cross_entropy")  # the UI shows the copy's files
     assert not original.exists()  # nothing was written at the old path
+
+
+def served_config(folder, run_id):
+    """The run's config.json as the MLflow UI that `harness ui` starts in ``folder`` serves it."""
+    port = free_port()
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "harness", "ui", "--port", str(port)],
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    url = f"http://127.0.0.1:{port}/get-artifact?path=config.json&run_uuid={run_id}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            assert ui.poll() is None, ui.stderr.read()
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    return json.loads(response.read())
+            except OSError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.5)
+    finally:
+        ui.send_signal(signal.SIGTERM)
+        ui.wait(timeout=30)

@@ -9,7 +9,9 @@ def add_parser(commands):
         help=HELP,
         description="Load a run's network (weights.npz, no pickle) and print the predicted class of every CSV row.",
     )
-    predict.add_argument("run_id", help="the MLflow run id of a harness run that kept its weights")
+    predict.add_argument(
+        "run_id", metavar="RUN_ID|EXPORT.zip", help="a harness run that kept its weights, or its `harness export` file"
+    )
     predict.add_argument("csv", help="rows of raw features (a label column, if present, is ignored)")
     predict.add_argument(
         "--label-column", default="label", metavar="NAME", help="the column to ignore if present (default: label)"

@@ -1,4 +1,4 @@
-"""``harness reproduce RUN_ID``: retrain a logged run and compare every curve at every step."""
+"""``harness reproduce RUN_ID|EXPORT.zip``: retrain a logged run with its code and compare every curve."""
 
 HELP = "retrain a logged run and compare every curve"
 
@@ -9,10 +9,15 @@ def add_parser(commands):
         help=HELP,
         description="Rebuild a run's configuration from what it "
         "logged, retrain, compare every logged metric at every step; exit 0 when "
-        "identical or equal within --rtol, 1 when not. The reproduction is logged as a new run tagged "
-        "reproduces=RUN_ID.",
+        "identical or equal within --rtol, 1 when not. When this checkout's code is not the run's, the "
+        "run's commit plus its git_diff.patch is rebuilt in a temporary git worktree and trains there. "
+        "The reproduction is logged as a new run tagged reproduces=RUN_ID (an export file is checked "
+        "without a store and logs nothing).",
     )
-    again.add_argument("run_id", help="the MLflow run id of a harness run")
+    again.add_argument("run_id", metavar="RUN_ID|EXPORT.zip", help="a harness run, or its `harness export` file")
+    again.add_argument(
+        "--here", action="store_true", help="retrain with this checkout's code, not the code the run logged"
+    )
     again.add_argument(
         "--rtol",
         type=float,
@@ -31,4 +36,4 @@ def run(args):
 
     if not 0 <= args.rtol < 1:
         raise ConfigError(f"--rtol = {args.rtol:g} is not allowed; must be in [0, 1)")
-    return reproduce(args.run_id, resolve_tracking_uri(args.tracking_uri), rtol=args.rtol)
+    return reproduce(args.run_id, resolve_tracking_uri(args.tracking_uri), rtol=args.rtol, here=args.here)

@@ -1,0 +1,96 @@
+"""Reproducing a run after the code moved on: its commit plus its logged diff is rebuilt and trains."""
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from harness.rebuild import code_differs
+from tests.helpers import ROOT, harness, mlflow_runs
+
+INIT = 'factor = 2.0 if activation == "sigmoid" else 6.0'
+
+
+def git(folder, *args):
+    return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, check=True).stdout
+
+
+def change_initialisation(code, factor):
+    """A change that alters every curve: the Glorot bound of non-sigmoid layers."""
+    network = code / "harness" / "network.py"
+    text = network.read_text()
+    assert text.count(INIT) == 1, "the line this test edits has moved"
+    network.write_text(text.replace(INIT, INIT.replace("6.0", factor)))
+
+
+@pytest.fixture
+def checkout(tmp_path):
+    """A git repository of this harness's code, committed, as a user's clone."""
+    code = tmp_path / "code"
+    shutil.copytree(ROOT / "harness", code / "harness", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", code)
+    git(tmp_path, "init", "--quiet", str(code))
+    git(code, "add", "-A")
+    git(code, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "-m", "base")
+    return code
+
+
+@pytest.mark.e2e
+def test_a_dirty_run_is_reproduced_bit_for_bit_after_a_commit_changed_training(tmp_path, checkout):
+    work, env = tmp_path / "work", {"PYTHONPATH": str(checkout)}
+    work.mkdir()
+    change_initialisation(checkout, "5.0")  # uncommitted: the run logs it as its git_diff.patch
+    trained = harness("train", "--dataset", "iris", "--epochs", "4", "--json", cwd=work, env=env, check=True)
+    run_id = json.loads(trained.stdout.splitlines()[0])["run_id"]
+    git(checkout, "checkout", "--quiet", "--", ".")
+    change_initialisation(checkout, "4.0")
+    git(checkout, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "-am", "another init")
+
+    here = harness("reproduce", run_id, "--here", cwd=work, env=env)
+    assert here.returncode == 1 and "NOT reproduced" in here.stdout, here.stdout + here.stderr
+    assert "git apply" in here.stderr  # --here still says how the run's code could be rebuilt
+
+    rebuilt = harness("reproduce", run_id, cwd=work, env=env)
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+    assert "reproduced exactly" in rebuilt.stdout
+    assert "trained with the logged code: commit" in rebuilt.stdout and "git_diff.patch" in rebuilt.stdout
+    assert "rebuilding that code in a temporary git worktree" in rebuilt.stderr
+    assert git(checkout, "worktree", "list").count("\n") == 1, "the temporary worktree was left behind"
+
+    client, runs = mlflow_runs(work, "train")
+    (original,) = [r for r in runs if r.info.run_id == run_id]
+    again = [r for r in runs if r.data.tags.get("reproduces") == run_id]
+    rebuilt_run = next(r for r in again if r.data.tags.get("git_diff"))
+    assert rebuilt_run.data.tags["git_diff"] == original.data.tags["git_diff"]
+    assert rebuilt_run.data.tags["git_commit"] == original.data.tags["git_commit"]
+    patch = client.download_artifacts(rebuilt_run.info.run_id, "git_diff.patch", str(tmp_path))
+    assert b"else 5.0" in open(patch, "rb").read()
+
+
+@pytest.mark.e2e
+def test_a_commit_that_is_not_in_the_checkout_says_so_and_how_to_go_on(tmp_path, checkout):
+    work, env = tmp_path / "work", {"PYTHONPATH": str(checkout)}
+    work.mkdir()
+    trained = harness("train", "--dataset", "iris", "--epochs", "2", "--json", cwd=work, env=env, check=True)
+    run_id = json.loads(trained.stdout.splitlines()[0])["run_id"]
+    shutil.rmtree(checkout / ".git")
+    git(tmp_path, "init", "--quiet", str(checkout))
+    git(checkout, "add", "-A")
+    git(checkout, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "-m", "history rewritten")
+    lost = harness("reproduce", run_id, cwd=work, env=env)
+    assert lost.returncode == 2 and lost.stderr.count("\n") == 2, lost.stderr
+    assert "is not in" in lost.stderr and "--here" in lost.stderr
+
+
+def test_the_same_code_needs_no_rebuild_and_other_code_is_named(monkeypatch):
+    from harness import rebuild
+
+    monkeypatch.setattr(rebuild, "git_state", lambda: ("a" * 40, "false"))
+    monkeypatch.setattr(rebuild, "code_diff", lambda: None)
+    assert code_differs({"git_commit": "a" * 40}) is None
+    assert code_differs({"git_commit": "unknown"}) is None
+    assert "made at commit bbbbbbbbbbbb" in code_differs({"git_commit": "b" * 40})
+    assert "uncommitted changes (git_diff 0123" in code_differs({"git_commit": "a" * 40, "git_diff": "0123"})
+    monkeypatch.setattr(rebuild, "code_diff", lambda: b"diff --git a/x b/x")
+    assert "this checkout has uncommitted changes" in code_differs({"git_commit": "a" * 40})
