@@ -40,6 +40,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_sweep.py
 	$(BIN)/python benchmarks/bench_distributed.py
+	$(BIN)/python benchmarks/bench_vs_plain.py
+	$(BIN)/python benchmarks/bench_growth.py
 
 ui: $(STAMP)
 	$(BIN)/harness ui

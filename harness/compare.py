@@ -14,10 +14,13 @@ import pandas as pd
 
 from . import records
 from .analysis import Analysis, analyze
+from .data import load_split, model_example
 from .errors import HarnessError
 from .parents import publish
+from .predict import parse_config
 from .records import STUDY_ARTIFACT
 from .report import html_report, plot_all
+from .runs import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT
 from .studies import Study
 from .tracking import InlineRecorder, check_writable, sqlite_path
 
@@ -89,7 +92,12 @@ def register_best(recorder, study, frame):
             continue
         best = seeds.sort_values(["metric.test_accuracy", "seed"], ascending=[False, True]).iloc[0]
         name = f"{study.name}-{condition.name}"
-        registered.append((name, recorder.call("register_model", best["run_id"], name), best["run_id"]))
+        artifacts = {a: recorder.call("read_artifact", best["run_id"], a) for a in (CONFIG_ARTIFACT, WEIGHTS_ARTIFACT)}
+        if None in artifacts.values():
+            raise HarnessError(f"run {best['run_id']} ({name}'s best seed) has no {CONFIG_ARTIFACT} or weights")
+        example = model_example(load_split(parse_config(artifacts[CONFIG_ARTIFACT], f"run {best['run_id']}")))
+        version = recorder.call("register_model", best["run_id"], name, artifacts, example)
+        registered.append((name, version, best["run_id"]))
     return registered
 
 

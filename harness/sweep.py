@@ -93,8 +93,8 @@ def _run_sweep(study, options):
     uri = options.tracking_uri
     check_server(uri, patience=outage_seconds())
     check_writable(uri)
-    splits = preflight(study)
-    with RecorderProcess(uri) as recorder:  # imports mlflow while we prepare Optuna's side
+    with RecorderProcess(uri) as recorder:  # imports mlflow while we load the data and prepare Optuna's side
+        splits = preflight(study)
         plan, worker, repaired = prepare(study, options, recorder, splits)
         sweeper = _Sweeper(study, plan, recorder, options)
         try:

@@ -542,10 +542,17 @@ def _fluent(client: MlflowClient, experiment_id: str | None = None) -> Iterator[
                 os.environ[name] = value
 
 
-def register_model(client: MlflowClient, run_id: str, name: str) -> str:
-    """Register the run's ``model`` in the Model Registry under ``name``; returns the new version."""
+def register_model(
+    client: MlflowClient, run_id: str, name: str, artifacts: dict[str, bytes], model: dict[str, Any]
+) -> str:
+    """Register the run's ``model`` in the Model Registry under ``name``; returns the new version. A
+    confirmation seed that did not log its model (``confirm.models = "first"``) logs it now, from its
+    ``artifacts`` (config.json, weights.npz) and ``model`` (``data.model_example``)."""
     import mlflow
 
+    run = client.get_run(run_id)
+    if not (run.outputs and run.outputs.model_outputs):
+        log_model(client, run_id, artifacts, model)
     with _fluent(client):
         version = mlflow.register_model(f"runs:/{run_id}/model", name, await_registration_for=60)
     return str(version.version)
@@ -774,6 +781,9 @@ class InlineRecorder(_Answers):
 
     def submit(self, operation: str, *args: Any) -> int:
         ticket = self._ticket()
+        if operation == "busy":  # the work is this process's own, counted by its caller
+            self._outcomes[ticket] = ("ok", {})
+            return ticket
         # a list now: each Ref replaced by its answer
         args = [self._refs.get(a.ticket) if isinstance(a, Ref) else a for a in args]  # type: ignore[assignment]
         try:
@@ -922,11 +932,15 @@ def _recorder_main(uri, requests, replies, parent):
     from mlflow.store.tracking import sqlalchemy_store  # noqa: F401 - the slow import, done early
 
     client, refs, broken = None, {}, None
+    busy: dict[str, float] = {}  # seconds spent per operation: where a sweep's recording time goes
     while True:
         ticket, operation, args = requests.get()
-        if operation == "stop":
-            replies.put((ticket, "ok", None))
-            return
+        if operation in ("stop", "busy"):
+            replies.put((ticket, "ok", dict(busy)))
+            if operation == "stop":
+                return
+            continue
+        start = time.perf_counter()
         try:
             if broken is not None:
                 raise broken
@@ -945,3 +959,4 @@ def _recorder_main(uri, requests, replies, parent):
             replies.put((ticket, "ok", value))
         except Exception as exc:  # noqa: BLE001 - handed back as the ticket's outcome
             replies.put((ticket, "error", _error_payload(exc)))
+        busy[operation] = busy.get(operation, 0.0) + time.perf_counter() - start

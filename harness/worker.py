@@ -37,6 +37,9 @@ class WorkerStats:
     mlflow_blocked_seconds: float = 0.0
     wall_seconds: float = 0.0
     epochs: int = 0
+    recorder_busy_seconds: dict = field(default_factory=dict)
+    """The recorder process's own time per MLflow operation (it works beside the worker, on its own core):
+    for a sweep with one worker, the recorder's start-up and the parent runs are in it too."""
 
 
 @dataclass
@@ -166,6 +169,7 @@ class SweepWorker:
                 if self.on_progress:
                     self.on_progress()
             self.runs.check(block=True)
+            self.stats.recorder_busy_seconds = {k: round(v, 3) for k, v in self.recorder.call("busy").items()}
         except BaseException as exc:
             self.give_back("interrupted", "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
             raise
@@ -318,7 +322,7 @@ class SweepWorker:
             result,
             tags,
             counted,
-            with_model=member.phase == "confirm",
+            with_model=member.phase == "confirm" and self.study.logs_model(member.config.seed),
         )
         self._training.remove(member)
 

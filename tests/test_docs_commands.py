@@ -60,9 +60,11 @@ def confirmation_run(folder):
     experiment = client.get_experiment_by_name("quickstart")
     assert experiment is not None, "RUN_ID is used before the page swept the quickstart"
     runs = client.search_runs(
-        [experiment.experiment_id], "tags.phase = 'confirm' and tags.state = 'complete'", max_results=1
+        [experiment.experiment_id],
+        "tags.phase = 'confirm' and tags.state = 'complete' and tags.seed = '1'",  # the seed with the model
+        max_results=1,
     )
-    assert runs, "RUN_ID is used but the quickstart has no complete confirmation run"
+    assert runs, "RUN_ID is used but the quickstart has no complete confirmation run of seed 1"
     return runs[0].info.run_id
 
 

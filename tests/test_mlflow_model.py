@@ -111,12 +111,52 @@ def test_the_model_is_served_by_mlflow_models_serve(trained):
         server.wait(timeout=30)
 
 
-def test_confirmation_runs_log_a_model_and_search_trials_do_not(tmp_path):
-    study = write_study(tmp_path, TINY_STUDY.replace("trials = 4", "trials = 2"))
-    harness("sweep", study, "--confirm-seeds", "1", cwd=tmp_path, check=True)
+@pytest.mark.parametrize("models", ["first", "every"])
+def test_the_first_confirmation_seed_logs_a_model_or_every_seed_and_search_trials_none(tmp_path, models):
+    text = TINY_STUDY.replace("trials = 4", "trials = 2").replace("seeds = 2", f'seeds = 2\nmodels = "{models}"')
+    harness("sweep", write_study(tmp_path, text), cwd=tmp_path, check=True)
     client, runs = mlflow_runs(tmp_path)
-    for run in runs:
-        phase = run.data.tags.get("phase")
-        if phase in ("search", "confirm"):
-            outputs = run.outputs.model_outputs if run.outputs else []
-            assert bool(outputs) == (phase == "confirm"), (phase, outputs)
+    with_model = {
+        (run.data.tags["phase"], run.data.tags.get("seed"))
+        for run in runs
+        if run.data.tags.get("phase") in ("search", "confirm") and run.outputs and run.outputs.model_outputs
+    }
+    seeds = {("confirm", "1")} if models == "first" else {("confirm", "1"), ("confirm", "2")}
+    assert with_model == seeds  # one model per condition (both have theirs on seed 1), or one per seed
+    assert sum(bool(r.outputs and r.outputs.model_outputs) for r in runs) == 2 * len(seeds)
+
+
+def test_register_gives_each_condition_its_best_seed_as_a_model_even_when_that_seed_logged_none(tmp_path):
+    text = TINY_STUDY.replace("trials = 4", "trials = 2").replace("seeds = 2", "seeds = 3")
+    harness("sweep", write_study(tmp_path, text), cwd=tmp_path, check=True)
+    compared = harness("compare", "tiny", "--register", "--format", "json", cwd=tmp_path, check=True)
+    registered = json.loads(compared.stdout)["registered"]
+    assert sorted(r["name"] for r in registered) == ["tiny-cross_entropy", "tiny-mse"]
+    client, runs = mlflow_runs(tmp_path)
+    seeds = {r.info.run_id: r.data.tags.get("seed") for r in runs}
+    for entry in registered:
+        version = client.get_model_version(entry["name"], entry["version"])
+        assert version.run_id == entry["run_id"] and version.status == "READY"
+        loaded = subprocess.run(
+            [sys.executable, "-c", f"import mlflow; print(mlflow.pyfunc.load_model('models:/{entry['name']}/1'))"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env={**os.environ, "MLFLOW_TRACKING_URI": store_uri(tmp_path)},
+        )
+        assert loaded.returncode == 0, loaded.stderr[-800:]
+    assert {seeds[entry["run_id"]] for entry in registered} == {"1"}  # ties go to the lowest seed here, so:
+
+    # a best seed that logged no model (seed 2 here) gets one when it is registered
+    from harness.data import load_split, model_example
+    from harness.predict import parse_config
+    from harness.tracking import InlineRecorder
+
+    (other,) = [r for r in runs if r.data.tags.get("seed") == "2" and r.data.tags.get("condition") == "mse"]
+    assert not (other.outputs and other.outputs.model_outputs)
+    recorder = InlineRecorder(store_uri(tmp_path))
+    artifacts = {a: recorder.call("read_artifact", other.info.run_id, a) for a in ("config.json", "weights.npz")}
+    example = model_example(load_split(parse_config(artifacts["config.json"], "test")))
+    version = recorder.call("register_model", other.info.run_id, "tiny-seed2", artifacts, example)
+    assert client.get_model_version("tiny-seed2", version).status == "READY"
+    assert client.get_run(other.info.run_id).outputs.model_outputs

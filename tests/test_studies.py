@@ -74,6 +74,7 @@ BAD = [
     (GOOD + '[objective]\nmetric = "test_accuracy"\n', "objective.metric = 'test_accuracy'"),
     (GOOD + '[objective]\nmetric = "val_mse"\ndirection = "maximize"\n', "val_mse must be minimized"),
     (_replace("seeds = 2", "seeds = 0"), "confirm.seeds = 0"),
+    (_replace("seeds = 2", 'seeds = 2\nmodels = "all"'), "confirm.models = 'all' is not allowed; choose one of: first"),
     (
         _replace("[search]\nlr = { low = 0.01, high = 1.0, log = true }\nepochs = { low = 2, high = 6 }\n", ""),
         "search is missing",

@@ -23,8 +23,13 @@ pytestmark = pytest.mark.e2e
 def test_sweep_records_every_trial_once_and_confirms_on_test(workdir, capsys):
     assert main(["sweep", write_study(workdir), "--json"]) == 0
     captured = capsys.readouterr()
-    summary = json.loads(captured.out)["summary"]  # stdout: one JSON document; the table goes to stderr
+    document = json.loads(captured.out)  # stdout: one JSON document; the table goes to stderr
+    summary = document["summary"]
     assert [row["condition"] for row in summary] == ["mse", "cross_entropy"]
+    (stats,) = document["stats"]  # where the time went, the recorder's own time per MLflow operation too
+    assert stats["trials"] == 8 and stats["confirms"] == 4 and stats["train_seconds"] > 0
+    assert {"create_run", "record_run", "end_run"} <= set(stats["recorder_busy_seconds"])
+    assert all(seconds > 0 for seconds in stats["recorder_busy_seconds"].values())
     assert "test accuracy [95% CI]" in captured.err and "findings:" in captured.err
 
     trials = optuna_trials(workdir)
