@@ -104,6 +104,8 @@ def export_run(run_id, uri, path):
     target = Path(path)
     if target.is_dir():
         raise HarnessError(f"-o {path}: is a directory; give the file to write, e.g. {run_id}.zip")
+    if not target.parent.is_dir():
+        raise HarnessError(f"-o {path}: folder {target.parent} does not exist")
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     try:
         with os.fdopen(handle, "wb") as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as archive:

@@ -44,9 +44,13 @@ def test_an_exported_run_reproduces_and_predicts_in_a_fresh_folder_with_no_store
 
 @pytest.mark.e2e
 def test_export_errors_are_one_line_and_write_nothing(tmp_path):
-    harness("train", "--dataset", "iris", "--epochs", "1", cwd=tmp_path, check=True)
+    trained = harness("train", "--dataset", "iris", "--epochs", "1", "--json", cwd=tmp_path, check=True)
+    run_id = json.loads(trained.stdout.splitlines()[0])["run_id"]
     unknown = harness("export", "0" * 32, "-o", "x.zip", cwd=tmp_path)
     assert unknown.returncode == 2 and "not found" in unknown.stderr and not (tmp_path / "x.zip").exists()
+    nowhere = harness("export", run_id, "-o", "no/such/folder/x.zip", cwd=tmp_path)
+    assert nowhere.returncode == 2 and "folder no/such/folder does not exist" in nowhere.stderr
+    assert nowhere.stderr.count("\n") == 1
     missing = harness("reproduce", "elsewhere/run.zip", cwd=tmp_path)
     assert missing.returncode == 2 and "no such export file" in missing.stderr
 
