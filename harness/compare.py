@@ -92,13 +92,17 @@ def register_best(recorder, study, frame):
             continue
         best = seeds.sort_values(["metric.test_accuracy", "seed"], ascending=[False, True]).iloc[0]
         name = f"{study.name}-{condition.name}"
-        artifacts = {a: recorder.call("read_artifact", best["run_id"], a) for a in (CONFIG_ARTIFACT, WEIGHTS_ARTIFACT)}
-        if None in artifacts.values():
-            raise HarnessError(f"run {best['run_id']} ({name}'s best seed) has no {CONFIG_ARTIFACT} or weights")
-        example = model_example(load_split(parse_config(artifacts[CONFIG_ARTIFACT], f"run {best['run_id']}")))
-        version = recorder.call("register_model", best["run_id"], name, artifacts, example)
-        registered.append((name, version, best["run_id"]))
+        missing = () if recorder.call("has_model", best["run_id"]) else model_to_log(recorder, best["run_id"])
+        registered.append((name, recorder.call("register_model", best["run_id"], name, *missing), best["run_id"]))
     return registered
+
+
+def model_to_log(recorder, run_id):
+    """(artifacts, model example) to log the MLflow model of a seed that logged none (``confirm.models``)."""
+    artifacts = {a: recorder.call("read_artifact", run_id, a) for a in (CONFIG_ARTIFACT, WEIGHTS_ARTIFACT)}
+    if None in artifacts.values():
+        raise HarnessError(f"run {run_id} has no {CONFIG_ARTIFACT} or {WEIGHTS_ARTIFACT} to log its model from")
+    return artifacts, model_example(load_split(parse_config(artifacts[CONFIG_ARTIFACT], f"run {run_id}")))
 
 
 def run_compare(study_name, uri, out_dir=None, storage=None, register=False):

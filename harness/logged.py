@@ -68,8 +68,9 @@ class ExportedRun:
             if self.run.get("format") != EXPORT_FORMAT or not isinstance(curves, dict):
                 raise ValueError(f"format {self.run.get('format')!r}, expected {EXPORT_FORMAT!r}")
             self.curves = {key: [(int(step), float(value)) for step, value in points] for key, points in curves.items()}
-            for field in ("run_id", "run_name", "tags", "metrics"):
-                self.run[field]  # noqa: B018 (present, or the export is not one)
+            missing = [f for f in ("run_id", "run_name", "tags", "metrics") if f not in self.run]
+            if missing:
+                raise KeyError(missing[0])
         except (KeyError, ValueError, TypeError, UnicodeDecodeError) as exc:
             raise HarnessError(f"{path}: not a run exported by `harness export` (missing or bad {exc})") from None
 

@@ -154,7 +154,7 @@ def _reproduce(logged, recorder, out, err, rtol, here):
             folder = stack.enter_context(worktree(commit, diff, logged.where))
             trainer = rebuilt_trainer(folder, config_json, stop_at, split, logged.where)
             code = {"tags": {k: tags[k] for k in CODE_TAGS if k in tags}, "diff": diff}
-        result, new_id = _retrain(logged, recorder, config, split, trainer, code, stop_at, include_test)
+        result, new_id = _retrain(logged, recorder, config, split, trainer, code, stop_at, include_test, pruned)
     rows = compare_curves(logged.histories(keys), reproduced_points(result), rtol)
     said = "; not logged: an export is checked without a store" if new_id is None else ""
     as_run = "" if new_id is None else f" as run {new_id}"
@@ -186,13 +186,12 @@ def rebuilt_trainer(folder, config_json, stop_at, split, where):
     return trainer
 
 
-def _retrain(logged, recorder, config, split, trainer, code, stop_at, include_test):
+def _retrain(logged, recorder, config, split, trainer, code, stop_at, include_test, pruned):
     """(result, id of the run that records it); an export is retrained without recording (None)."""
     callbacks = [lambda epoch, metrics: epoch >= stop_at] if stop_at else []
     if recorder is None:
         return trainer(config, split, callbacks=callbacks, include_test=include_test), None
     run, tags = logged.run, logged.run["tags"]
-    pruned = tags.get("state") == "pruned"
     new_id, result, _ = train_and_record(
         config,
         split,

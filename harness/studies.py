@@ -119,7 +119,7 @@ class Study:
 
     def logs_model(self, seed):
         """Whether the confirmation run of ``seed`` logs an MLflow model (``confirm.models``)."""
-        return self.confirm_models == "every" or seed == self.search_seed + 1
+        return self.confirm_models == "every" or seed == self.confirm_seed_values()[0]
 
     def condition(self, name):
         return next(c for c in self.conditions if c.name == name)

@@ -542,16 +542,21 @@ def _fluent(client: MlflowClient, experiment_id: str | None = None) -> Iterator[
                 os.environ[name] = value
 
 
+def has_model(client: MlflowClient, run_id: str) -> bool:
+    """Whether the run logged an MLflow model (a confirmation seed may not: ``confirm.models``)."""
+    run = client.get_run(run_id)
+    return bool(run.outputs and run.outputs.model_outputs)
+
+
 def register_model(
-    client: MlflowClient, run_id: str, name: str, artifacts: dict[str, bytes], model: dict[str, Any]
+    client: MlflowClient, run_id: str, name: str, artifacts: dict[str, bytes] | None = None, model: Any = None
 ) -> str:
-    """Register the run's ``model`` in the Model Registry under ``name``; returns the new version. A
-    confirmation seed that did not log its model (``confirm.models = "first"``) logs it now, from its
-    ``artifacts`` (config.json, weights.npz) and ``model`` (``data.model_example``)."""
+    """Register the run's ``model`` in the Model Registry under ``name``; returns the new version. A run
+    without one logs it first from ``artifacts`` (config.json, weights.npz) and ``model``
+    (``data.model_example``)."""
     import mlflow
 
-    run = client.get_run(run_id)
-    if not (run.outputs and run.outputs.model_outputs):
+    if artifacts is not None:
         log_model(client, run_id, artifacts, model)
     with _fluent(client):
         version = mlflow.register_model(f"runs:/{run_id}/model", name, await_registration_for=60)
@@ -694,6 +699,7 @@ OPERATIONS = {
         study_runs,
         get_run,
         read_artifact,
+        has_model,
         metric_histories,
     )
 }

@@ -97,3 +97,15 @@ def audit_sweep(folder, study_file, printed_summary=None, flags=None, storage=No
 def compare_json(folder, study="tiny"):
     done = harness("compare", study, "--format", "json", "--out", str(Path(folder) / "report"), cwd=folder, check=True)
     return json.loads(done.stdout)
+
+
+def start_ui(folder, port):
+    """``harness ui`` on ``port`` over the store in ``folder``, as a user starts it; the Popen (stderr piped)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness", "ui", "--port", str(port)],
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )

@@ -147,16 +147,15 @@ def test_register_gives_each_condition_its_best_seed_as_a_model_even_when_that_s
         assert loaded.returncode == 0, loaded.stderr[-800:]
     assert {seeds[entry["run_id"]] for entry in registered} == {"1"}  # ties go to the lowest seed here, so:
 
-    # a best seed that logged no model (seed 2 here) gets one when it is registered
-    from harness.data import load_split, model_example
-    from harness.predict import parse_config
+    # a best seed that logged no model (seed 2 here) gets one when it is registered, as register_best does it
+    from harness.compare import model_to_log
     from harness.tracking import InlineRecorder
 
     (other,) = [r for r in runs if r.data.tags.get("seed") == "2" and r.data.tags.get("condition") == "mse"]
     assert not (other.outputs and other.outputs.model_outputs)
     recorder = InlineRecorder(store_uri(tmp_path))
-    artifacts = {a: recorder.call("read_artifact", other.info.run_id, a) for a in ("config.json", "weights.npz")}
-    example = model_example(load_split(parse_config(artifacts["config.json"], "test")))
+    assert not recorder.call("has_model", other.info.run_id)
+    artifacts, example = model_to_log(recorder, other.info.run_id)
     version = recorder.call("register_model", other.info.run_id, "tiny-seed2", artifacts, example)
     assert client.get_model_version("tiny-seed2", version).status == "READY"
     assert client.get_run(other.info.run_id).outputs.model_outputs

@@ -3,18 +3,15 @@ is read from or written to the old path (MLflow records absolute artifact locati
 them at the folder the store is in now)."""
 
 import json
-import os
 import shutil
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 import urllib.request
 
 import pytest
 
-from tests.helpers import ROOT, harness, write_study
+from tests.helpers import harness, start_ui, write_study
 from tests.services import free_port
 
 pytestmark = pytest.mark.e2e
@@ -52,13 +49,7 @@ def test_a_copied_project_works_without_its_original(tmp_path):
 def served_config(folder, run_id):
     """The run's config.json as the MLflow UI that `harness ui` starts in ``folder`` serves it."""
     port = free_port()
-    ui = subprocess.Popen(
-        [sys.executable, "-m", "harness", "ui", "--port", str(port)],
-        cwd=folder,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    ui = start_ui(folder, port)
     url = f"http://127.0.0.1:{port}/get-artifact?path=config.json&run_uuid={run_id}"
     try:
         deadline = time.time() + 120

@@ -1,17 +1,14 @@
 """``harness ui`` stops its MLflow server however it is stopped: Ctrl-C, or SIGTERM from a process
 manager or a closing terminal (the server's whole process group, so the port is free again)."""
 
-import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import start_ui
 from tests.services import free_port
 
 pytestmark = pytest.mark.e2e
@@ -38,14 +35,7 @@ def _port_free(port):
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_the_server_goes_when_harness_ui_is_told_to_stop(tmp_path, signum):
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "harness", "ui", "--port", str(port)],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    process = start_ui(tmp_path, port)
     try:
         deadline = time.time() + 120
         while time.time() < deadline and not _answers(port):
