@@ -11,11 +11,13 @@ a store) and carried out by the sweep:
 - a run still RUNNING without results whose trial finished ends FAILED (``state=orphaned``);
 - a finished trial with no run holding its results is trained again (training is deterministic,
   so the re-run is exact) and recorded;
-- confirmation runs of another budget (a sweep extended with ``--trials``) are tagged superseded.
+- confirmation runs of another budget than the standing one (``records.standing_budget``), and runs
+  of an earlier search of the same name (its journal deleted), are tagged superseded; those never count.
 """
 
 from dataclasses import dataclass, field
 
+from .records import belongs, standing_budget
 from .runs import FINAL_STATES
 from .tracking import HARNESS_TAG
 
@@ -47,20 +49,43 @@ def decide(study, trials, runs, now, orphan_seconds=None):
     orphan_seconds = ORPHAN_SECONDS if orphan_seconds is None else orphan_seconds
     actions, held = Actions(), set()  # held: trials whose results a run holds (or soon will)
     by_key = {(t["optuna_study"], t["number"]): t for t in trials}
-    confirm_names = {study.optuna_name(c, "confirm") for c in study.conditions}
+    confirm_names = standing_confirm_names(study, runs)
     for run in runs:
         tags = run["tags"]
-        if tags.get(HARNESS_TAG) not in ("search", "confirm"):
+        kind = tags.get(HARNESS_TAG)
+        if kind not in ("search", "confirm"):
             continue
-        if tags.get(HARNESS_TAG) == "confirm":
-            superseded = tags.get("optuna_study") not in confirm_names
+        mine = belongs(study, tags.get("condition"), tags.get("search_id"))
+        if not mine and run["status"] == "RUNNING":  # a worker of a search given up (its journal deleted)
+            actions.end.append((run["run_id"], "FAILED", {"state": "killed", "superseded": "true"}))
+            continue
+        if kind == "confirm" or not mine:
+            superseded = not mine or tags.get("optuna_study") not in confirm_names
             if superseded != (tags.get("superseded") == "true") and run["status"] != "RUNNING":
                 actions.tag.append((run["run_id"], {"superseded": str(superseded).lower()}))
+        if not mine:  # another search's trial numbers are not this search's
+            continue
         trial = by_key.get((tags.get("optuna_study"), _int(tags.get("trial"))))
         if trial is not None and _judge_run(run, trial, now, orphan_seconds, actions):
             held.add((trial["optuna_study"], trial["number"]))
     actions.rerun = _lost(study, trials, held)
     return actions
+
+
+def standing_confirm_names(study, runs):
+    """The confirm studies whose runs are the study's result (``records.standing_budget``)."""
+    settled = [
+        (run["tags"].get("optuna_study"), _int(run["tags"].get("seed")))
+        for run in runs
+        if run["tags"].get(HARNESS_TAG) == "confirm"
+        and belongs(study, run["tags"].get("condition"), run["tags"].get("search_id"))
+        and (
+            (run["status"] == "FINISHED" and run["tags"].get("state") in FINAL_STATES)
+            or run["tags"].get("state") == "failed"
+        )
+    ]
+    budget = standing_budget(study, settled)
+    return {f"{study.optuna_name(c)}/confirm-after-{budget}-trials" for c in study.conditions}
 
 
 def _judge_run(run, trial, now, orphan_seconds, actions):

@@ -11,6 +11,7 @@ import math
 import pandas as pd
 
 from .runs import FINAL_STATES
+from .studies import CONFIRM_NAME, LEGACY_SEARCH
 from .tracking import HARNESS_TAG
 from .training import epochs_to_target
 
@@ -49,6 +50,8 @@ def records_frame(runs):
                 "state": tags.get("state"),
                 "best_search_trial": _int(tags.get("best_search_trial")),
                 "parent": tags.get("mlflow.parentRunId"),
+                "search_id": tags.get("search_id"),
+                "dataset_digest": tags.get("dataset_digest"),
                 "superseded": tags.get("superseded") == "true",
                 "rerun": tags.get("rerun") == "true",
                 "epochs_to_target": (math.nan if reached in (None, "never") else float(reached)),
@@ -71,6 +74,8 @@ def records_frame(runs):
         "seed",
         "state",
         "best_search_trial",
+        "search_id",
+        "dataset_digest",
         "superseded",
         "rerun",
         "epochs_to_target",
@@ -84,13 +89,68 @@ def holds_result(frame):
     return (frame["status"] == "FINISHED") & frame["state"].isin(FINAL_STATES)
 
 
+def belongs(study, condition, search_id):
+    """Whether a run of ``condition`` that carries ``search_id`` (None: none) is of the study's current
+    search; a study recorded before searches had ids counts every run."""
+    wanted = study.search_ids.get(condition)
+    if wanted is None:
+        return True
+    return search_id == wanted or (search_id is None and wanted == LEGACY_SEARCH)
+
+
+def _belonging(study, frame):
+    if not study.search_ids:
+        return frame
+    ids = frame["search_id"] if "search_id" in frame else [None] * len(frame)
+    return frame[[belongs(study, c, s) for c, s in zip(frame["condition"], ids)]]
+
+
+def settled_confirmations(frame):
+    """(optuna study, seed) of the confirmation runs that settled their seed: results, or a training
+    failure (an outcome too)."""
+    rows = frame[(frame["kind"] == "confirm") & (holds_result(frame) | (frame["state"] == "failed"))]
+    return list(zip(rows["optuna_study"], rows["seed"]))
+
+
+def standing_budget(study, settled):
+    """The search budget whose confirmation is the study's result.
+
+    ``settled``: (optuna study, seed) of the confirmation runs that settled their seed
+    (``settled_confirmations``). The study's own budget, once every condition confirmed at some budget
+    has settled all its wanted seeds there; until then the largest smaller budget that has: an
+    extension in progress never hides the result it extends, and a smaller budget never replaces a
+    larger one's (a sweep runs at least the largest budget asked before, ``search.budget_asked_before``).
+    """
+    wanted, by_budget = set(study.confirm_seed_values()), {}
+    conditions = {study.optuna_name(c): c.name for c in study.conditions}
+    for name, seed in settled:
+        match = CONFIRM_NAME.fullmatch(str(name))
+        if match and match["search"] in conditions and int(match["budget"]) <= study.trials:
+            by_budget.setdefault(int(match["budget"]), {}).setdefault(conditions[match["search"]], set()).add(seed)
+    confirmable = {condition for seeds in by_budget.values() for condition in seeds}
+    for budget in sorted(by_budget, reverse=True):
+        if all(wanted <= by_budget[budget].get(condition, set()) for condition in confirmable):
+            return budget
+    return study.trials
+
+
+def result_budget(study, frame):
+    """The budget whose confirmation the study's result is, from its records (``standing_budget``)."""
+    if frame.empty:
+        return study.trials
+    return standing_budget(study, settled_confirmations(_belonging(study, frame)))
+
+
 def current(study, frame):
-    """(search, confirm) runs of the sweep as it stands, one per trial and one per wanted seed."""
+    """(search, confirm) runs of the sweep as it stands: one per finished trial of the current search,
+    one per wanted seed of the standing budget's confirmation (``standing_budget``)."""
     if frame.empty:
         return frame, frame
-    done = frame[holds_result(frame)].sort_values(["start_time", "run_id"])
+    mine = _belonging(study, frame)
+    done = mine[holds_result(mine)].sort_values(["start_time", "run_id"])
     search_names = {study.optuna_name(c) for c in study.conditions}
-    confirm_names = {study.optuna_name(c, "confirm") for c in study.conditions}
+    budget = result_budget(study, frame)
+    confirm_names = {f"{study.optuna_name(c)}/confirm-after-{budget}-trials" for c in study.conditions}
     search = done[(done["kind"] == "search") & done["optuna_study"].isin(search_names)]
     confirm = done[
         (done["kind"] == "confirm")
@@ -106,10 +166,11 @@ def current(study, frame):
 
 def parents(frame):
     """{condition: parent run id}: the parent its trials' runs are nested under (stores made by older
-    versions may hold a second, empty parent of a condition), else its oldest parent."""
+    versions may hold a second, empty parent of a condition), else its oldest parent; never the parent
+    of a search given up (tagged superseded)."""
     if frame.empty:
         return {}
-    rows = frame[frame["kind"] == "condition"].sort_values(["start_time", "run_id"])
+    rows = frame[(frame["kind"] == "condition") & ~frame["superseded"]].sort_values(["start_time", "run_id"])
     found = dict(rows.drop_duplicates("condition")[["condition", "run_id"]].itertuples(index=False))
     children = frame[frame["kind"].isin(["search", "confirm"]) & frame["parent"].isin(rows["run_id"])]
     for condition, group in children.groupby("condition"):

@@ -288,6 +288,8 @@ class TrialRuns:
             "optuna_study": self.study.optuna_name(condition, member.phase),
             "mlflow.parentRunId": self.plan.parent_runs[condition.name],
         }
+        if condition.name in self.study.search_ids:
+            tags["search_id"] = self.study.search_ids[condition.name]
         if member.best_search_trial is not None:
             tags["best_search_trial"] = member.best_search_trial
         if member.is_rerun:

@@ -49,6 +49,10 @@ the second half of the budget."""
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 """Study and bundle names (matched whole: no newline, no path separator)."""
 MAX_TRIALS = 100_000
+LEGACY_SEARCH = "legacy"
+"""The search id of a search begun before runs carried one: its runs, which carry none, belong to it."""
+CONFIRM_NAME = re.compile(r"(?P<search>.+)/confirm-after-(?P<budget>\d+)-trials")
+"""An Optuna confirm study's name (``Study.optuna_name``): the search it confirms, and that search's budget."""
 MAX_CONFIRM_SEEDS = 1_000
 MAX_STACK = 4_096
 
@@ -97,6 +101,10 @@ class Study:
     confirm_models: str = "first"
     """Which confirmation runs log an MLflow model: the condition's first seed, or every seed. One
     ``log_model`` costs the recorder about 0.13 s, and 20 of them were 2.5 s of the quickstart's 14 s."""
+    search_ids: dict = field(default_factory=dict)
+    """{condition: id of its current search} (``search.prepare_studies``): runs of an earlier search of
+    the same name (its journal deleted, its storage replaced) carry another id and never count. Empty in
+    a study not yet prepared, or recorded by an older version: then every run counts."""
     raw: dict = field(default_factory=dict, repr=False)
 
     def optuna_name(self, condition, phase="search"):
@@ -105,8 +113,13 @@ class Study:
         base = f"{self.name}/{condition.name}"
         return base if phase == "search" else f"{base}/confirm-after-{self.trials}-trials"
 
+    def identity(self):
+        """What defines the search (not its budget or seeds count), as plain JSON data."""
+        content = {k: v for k, v in self.raw.items() if k not in ("budget", "confirm")}
+        return json.loads(json.dumps(content, sort_keys=True, default=str))
+
     def settings_digest(self):
-        """Digest of what defines the search (not its budget or seeds count), to refuse a silent change."""
+        """Digest of ``identity``, to refuse a silent change of a study's search."""
         content = {k: v for k, v in self.raw.items() if k not in ("budget", "confirm")}
         return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

@@ -11,7 +11,7 @@ import math
 import pandas as pd
 
 from . import stats
-from .records import current
+from .records import current, result_budget
 
 EDGE = 0.05
 """A best value within 5% of either end of its range (in log space for log ranges) is 'at the edge'."""
@@ -35,6 +35,7 @@ def summarize(study, frame):
     """One row per condition, in the study's condition order, from the table of records
     (``records.records_frame``): the end-of-sweep summary and ``compare``'s table are this function."""
     search, confirm = current(study, frame)
+    budget = result_budget(study, frame)
     failed = frame[(frame["kind"] == "search") & (frame["state"] == "failed")] if len(frame) else frame
     table = []
     for condition in study.conditions:
@@ -74,6 +75,7 @@ def summarize(study, frame):
         median = stats.kaplan_meier_median(times, reached) if times else None
         row["epochs_to_target_median"] = math.nan if median is None else float(median)
         row["target_reached"] = f"{sum(reached)}/{len(seeds)}"
+        row["confirmed_after_trials"] = budget
         table.append(row)
     return pd.DataFrame(table)
 
@@ -158,7 +160,15 @@ def table_frames(study, table):
         tuning["good lr (decades)"] = table["good_lr_decades"].map(lambda v: "" if pd.isna(v) else f"{v:.2g}")
         tuning["lr range diverging"] = table["diverged_lr_share"].map(_share)
         tuning["ranking settles at k"] = table["ranking_settles_at"].map(lambda v: "" if pd.isna(v) else f"{int(v)}")
-    notes = [
+    notes = (
+        []
+        if table.empty or table["confirmed_after_trials"].iloc[0] >= study.trials
+        else [
+            f"the test accuracies are the confirmation after {table['confirmed_after_trials'].iloc[0]} trials per "
+            f"condition: the extension to {study.trials} has not finished (run its sweep again to finish it)"
+        ]
+    )
+    notes += [
         f"epochs to {study.target_accuracy:g}: Kaplan-Meier median epoch at which validation accuracy first reached "
         f"{study.target_accuracy:g} (reached/seeds; the others are censored); no interval with fewer than 3 seeds",
     ]

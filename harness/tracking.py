@@ -499,8 +499,13 @@ def parent_runs(client: MlflowClient, experiment_id: str, wanted: dict[str, tupl
         order_by=["attributes.start_time ASC"],
         max_results=5000,
     ):
-        if run.info.lifecycle_stage == "active":
-            existing.setdefault(run.data.tags.get("condition", ""), run.info.run_id)
+        condition = run.data.tags.get("condition", "")
+        if run.info.lifecycle_stage != "active" or condition not in wanted:
+            continue
+        if _same_search(run.data.tags.get("search_id"), wanted[condition][2].get("search_id")):
+            existing.setdefault(condition, run.info.run_id)
+        elif run.data.tags.get("superseded") != "true":  # the parent of a search given up (journal deleted)
+            set_tags(client, run.info.run_id, {"superseded": "true"})
     ids: dict[str, str] = {}
     for condition, (known, run_name, tags, params, dataset) in wanted.items():
         run_id = known if known and _active(client, known, MlflowException) else existing.get(condition)
@@ -511,6 +516,11 @@ def parent_runs(client: MlflowClient, experiment_id: str, wanted: dict[str, tupl
         set_tags(client, run_id, tags)
         ids[condition] = run_id
     return ids
+
+
+def _same_search(tagged: str | None, wanted: str | None) -> bool:
+    """A parent made before searches had ids belongs to the search Optuna calls legacy."""
+    return not wanted or tagged == wanted or (tagged is None and wanted == "legacy")
 
 
 def _active(client: MlflowClient, run_id: str, not_found: type[Exception]) -> bool:

@@ -54,6 +54,7 @@ class SweepPlan:
     heartbeat_seconds: int = DEFAULT_HEARTBEAT_SECONDS
     extra_tags: dict = field(default_factory=dict)
     source: dict = field(default_factory=dict)  # the command's run context (spawned workers have no argv)
+    data_digests: list = field(default_factory=list)  # the data the study's runs train on (its identity)
 
 
 class _Timer:
@@ -151,7 +152,13 @@ class SweepWorker:
     def split_for(self, config):
         key = data_key(config)
         if key not in self.splits:
-            self.splits[key] = load_split(config)
+            split = load_split(config)
+            if self.plan.data_digests and split.digest not in self.plan.data_digests:
+                raise HarnessError(
+                    f"{config.csv or config.dataset}: the data changed while the sweep ran (digest "
+                    f"{split.digest[:12]}); nothing was trained on it: restore the data the study was started with"
+                )
+            self.splits[key] = split
         return self.splits[key]
 
     def studies_of(self, condition_name):

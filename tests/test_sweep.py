@@ -256,6 +256,39 @@ def test_a_changed_study_under_the_same_name_is_refused(workdir, capsys):
     assert "already exists in the storage with other settings" in capsys.readouterr().err
 
 
+def test_a_refused_edit_names_the_setting_and_creates_no_optuna_study(workdir, capsys):
+    """A new condition was refused only after its Optuna study and queued seeds had been created."""
+    from tests.helpers import optuna_trials
+
+    assert main(["sweep", write_study(workdir), "--trials", "1", "--epochs", "2", "--confirm-seeds", "1"]) == 0
+    capsys.readouterr()
+    before = sorted(optuna_trials(workdir))
+    added = write_study(workdir, TINY.replace('["mse", "cross_entropy"]', '["mse", "cross_entropy", "mse_logits"]'))
+    assert main(["sweep", added, "--epochs", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "conditions.loss: ['mse', 'cross_entropy'] -> ['mse', 'cross_entropy', 'mse_logits']" in err
+    assert sorted(optuna_trials(workdir)) == before
+
+
+def test_changed_data_under_the_same_study_is_refused_before_anything_trains(workdir, capsys):
+    """The study's identity covered the CSV's path, not its content: a resume mixed old and new data."""
+    from tests.helpers import mlflow_runs
+
+    rows = ["a,b,label"] + [f"{i % 7},{(i * 3) % 5},{i % 2}" for i in range(60)]
+    (workdir / "data.csv").write_text("\n".join(rows) + "\n")
+    study = write_study(workdir, TINY.replace('dataset = "iris"', 'dataset = "csv"\ncsv = "data.csv"'))
+    assert main(["sweep", study, "--trials", "1", "--epochs", "2", "--confirm-seeds", "1"]) == 0
+    runs = len(mlflow_runs(workdir)[1])
+    changed = ["a,b,label"] + [f"{i % 5},{(i * 2) % 7},{i % 2}" for i in range(60)]
+    (workdir / "data.csv").write_text("\n".join(changed) + "\n")
+    capsys.readouterr()
+    assert main(["sweep", study, "--trials", "2", "--epochs", "2", "--confirm-seeds", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "its data changed since the study began" in err
+    assert len(mlflow_runs(workdir)[1]) == runs
+
+
 def test_a_worker_that_finds_the_confirmation_seeds_taken_moves_on(workdir, monkeypatch):
     """Two workers reach a condition's confirmation together; the slower one finds no seed left."""
     from types import SimpleNamespace

@@ -166,6 +166,47 @@ def test_an_extended_budget_confirms_the_new_best_and_compare_uses_only_those_se
     assert len(old) == 4 and all(r.data.tags.get("superseded") == "true" for r in old)  # visible, not mixed in
 
 
+def test_a_plain_rerun_after_an_extension_keeps_the_extended_result(workdir):
+    """The README's workflow: sweep, extend with --trials, run the plain command again. The plain run
+    used to bring back the smaller budget's confirmation, tag the extension's seeds superseded, exit 0."""
+    study = write_study(workdir)
+    harness("sweep", study, cwd=workdir, check=True)
+    extended = json_summary(harness("sweep", study, "--trials", "6", "--json", cwd=workdir, check=True).stdout)
+    again = harness("sweep", study, "--json", cwd=workdir, check=True)
+    assert "extended to 6 trials per condition by an earlier sweep" in again.stderr
+    assert json_summary(again.stdout) == extended
+    assert [row["trials"] for row in extended] == [6, 6] and [r["confirmed_after_trials"] for r in extended] == [6, 6]
+    confirm = [r for r in mlflow_runs(workdir)[1] if r.data.tags.get("harness.kind") == "confirm"]
+    after_six = [r for r in confirm if r.data.tags["optuna_study"].endswith("confirm-after-6-trials")]
+    assert len(after_six) == 4 and all(r.data.tags.get("superseded") != "true" for r in after_six)
+    assert all(r.data.tags.get("superseded") == "true" for r in confirm if r not in after_six)
+    assert compare_json(workdir)["conditions"] == extended
+    assert audit_sweep(workdir, study, json_summary(again.stdout)) == []  # the file says 4: held at 6
+
+
+def test_a_deleted_journal_is_said_before_anything_trains_and_a_restart_counts_only_its_own_runs(workdir):
+    """Journal deleted, store kept: the study was trained again without a word, and a narrowed range
+    then counted the old search's trials (lr outside the new range) beside the new ones."""
+    study = write_study(workdir)
+    harness("sweep", study, "--trials", "2", "--epochs", "3", cwd=workdir, check=True)
+    first = {r.info.run_id for r in mlflow_runs(workdir)[1]}
+    before = len(first)
+    (workdir / "mlruns" / "optuna" / "tiny.journal").unlink()
+    narrowed = write_study(workdir, TINY_STUDY.replace("low = 0.01, high = 2.0", "low = 0.5, high = 2.0"))
+    refused = harness("sweep", narrowed, "--trials", "2", "--epochs", "3", cwd=workdir)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert "has no trace of it" in refused.stderr and "--restart-search" in refused.stderr
+    assert len(mlflow_runs(workdir)[1]) == before  # nothing trained
+    restarted = harness("sweep", narrowed, "--trials", "2", "--epochs", "3", "--restart-search", "--json", cwd=workdir)
+    assert restarted.returncode == 0, restarted.stderr
+    summary = json_summary(restarted.stdout)
+    assert [row["trials"] for row in summary] == [2, 2] and all(row["best_lr"] >= 0.5 for row in summary)
+    old = [r for r in mlflow_runs(workdir)[1] if r.info.run_id in first]
+    assert len(old) == before and all(r.data.tags.get("superseded") == "true" for r in old)
+    assert audit_sweep(workdir, narrowed, summary, {"trials": 2, "epochs": 3}) == []
+    assert compare_json(workdir)["conditions"] == summary
+
+
 def test_every_sweep_flag_reaches_every_worker(workdir):
     study = write_study(workdir, TINY_STUDY.replace("seeds = 2", "seeds = 3"))
     storage, uri = str(workdir / "elsewhere" / "tiny.journal"), f"sqlite:///{workdir / 'elsewhere' / 'runs.db'}"

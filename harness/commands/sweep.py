@@ -74,6 +74,12 @@ def add_parser(commands):
         "the file's budget.stack, else 8); 1 trains one model at a time",
     )
     sweep.add_argument(
+        "--restart-search",
+        action="store_true",
+        help="when the tracking store holds runs of this study that its Optuna storage does not know (its "
+        "journal was deleted), search again from scratch; those runs are kept, tagged superseded, never counted",
+    )
+    sweep.add_argument(
         "--json",
         action="store_true",
         help="print the summary as one JSON document on stdout (the table goes to stderr)",
@@ -111,6 +117,7 @@ def run(args):
         workers=args.workers,
         heartbeat_seconds=args.heartbeat,
         outage_seconds=args.outage_seconds,
+        restart_search=args.restart_search,
         on_poll=progress.update if progress else None,
     )
     try:
@@ -123,6 +130,7 @@ def run(args):
     if progress:
         progress.close()
     out = sys.stderr if args.json else sys.stdout
+    study = result.study  # as it ran: at its standing budget
     print(
         f"study {study.name}: {len(study.conditions)} conditions x {study.trials} trials, objective "
         f"{study.objective} ({study.direction}); storage {redact(result.plan.storage_url)}; tracking {redact(uri)}",
