@@ -12,7 +12,7 @@ import sys
 
 from . import __version__
 from .commands import compare, export, predict, reproduce, sweep, train, ui
-from .errors import HarnessError
+from .errors import DiskFullError, HarnessError, disk_full_message
 
 COMMANDS = (train, sweep, compare, reproduce, export, predict, ui)
 EXIT_FAILED = 1
@@ -48,6 +48,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return args.handler(args) or 0
+    except DiskFullError as exc:
+        print(f"harness {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except HarnessError as exc:
         print(f"harness {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -58,11 +61,14 @@ def main(argv=None):
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
             raise
         where = f" ({exc.filename})" if exc.filename else ""
-        print(
-            f"harness {args.command}: error: {exc.strerror}{where}; nothing was counted as done that is not "
-            "recorded: fix it and run the same command again",
-            file=sys.stderr,
-        )
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            message = disk_full_message(exc.filename or "the folder written to", exc.strerror or str(exc))
+        else:
+            message = (
+                f"{exc.strerror}{where}; nothing was counted as done that is not recorded: fix it and run the "
+                "same command again"
+            )
+        print(f"harness {args.command}: error: {message}", file=sys.stderr)
         return EXIT_FAILED
 
 

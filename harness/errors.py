@@ -13,3 +13,19 @@ class ConfigError(HarnessError, ValueError):
 class RecordingError(HarnessError):
     """MLflow could not record a run (full disk, lost server, ...). Nothing was counted as done: the
     trials concerned were given back, and running the same command again resumes them."""
+
+
+class DiskFullError(RecordingError):
+    """The disk a store is on is full. Not bad input: exit status 1, as any failure the harness could
+    not prevent; nothing was counted as done that is not recorded."""
+
+
+FULL_DISK = ("No space left on device", "database or disk is full", "Disk quota exceeded")
+"""What a full disk says through sqlite, the file system and MLflow's artifact writes."""
+
+
+def disk_full_message(folder, detail):
+    return (
+        f"the disk holding {folder} is full ({detail[:200]}); nothing was counted as done that is not recorded: "
+        "free some space and run the same command again"
+    )

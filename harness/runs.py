@@ -174,9 +174,7 @@ class LiveRun:
         """The final values, tags, artifacts and model (``record_run``), then the run's end; returns the
         ticket of the record, whose outcome says whether the run holds its results."""
         self.flush()
-        ticket = self.recorder.submit("record_run", self.run_ref, points, tags, artifacts, model, params)
-        self.recorder.submit("end_run", self.run_ref, status)
-        return ticket
+        return self.recorder.submit("record_run", self.run_ref, points, tags, artifacts, model, params, status)
 
 
 def train_and_record(
@@ -317,10 +315,9 @@ class TrialRuns:
             run_artifacts(config, split, result, plots=False),
             model_example(split) if with_model and result.status != DIVERGED else None,
             {"epochs_run": result.epochs_run},
+            "FINISHED" if counted else None,  # ended only once everything is stored
         )
-        if counted:
-            self.recorder.submit("end_run", Ref(create), "FINISHED")
-        else:
+        if not counted:
             self.recorder.submit("end_run", Ref(create), "FAILED", {"state": "killed"})
         self._pending.append((record, create))
 
@@ -329,7 +326,7 @@ class TrialRuns:
 
     def check(self, block=False):
         """Raise RecordingError if a write failed (``block``: wait for every write handed over)."""
-        from .errors import RecordingError
+        from .errors import DiskFullError, RecordingError
 
         failed = None
         for record, create in list(self._pending):
@@ -344,9 +341,12 @@ class TrialRuns:
                 continue
             self._pending.remove((record, create))
             if outcome[0] == "error":
-                failed = failed or outcome[1][1]
+                failed = failed or outcome[1]
                 self.end(create, "FAILED", {"state": "unrecorded", "error": outcome[1][1][:500]})
+        if failed and failed[0] == "disk":
+            raise DiskFullError(failed[1])
         if failed:
+            failed = failed[1]
             raise RecordingError(
                 f"recording a run failed ({failed}); running the same command again re-runs "
                 "what was not recorded and resumes the sweep"

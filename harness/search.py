@@ -579,11 +579,13 @@ class ConditionStudies:
             self.heartbeat.release(trial)
         return True
 
-    def reap_stale(self) -> None:
+    def reap_stale(self, ownerless_dead: bool = False) -> None:
         """Fail the trials of dead workers and queue each again.
 
         RDB storages: Optuna's heartbeat decides. The journal file: a trial whose worker ran on this
-        host and whose process is gone. Both: a trial that never named its worker, after 120 s.
+        host and whose process is gone. Both: a trial that never named its worker (killed between
+        Optuna's ask and its claim) at once when ``ownerless_dead`` (no worker of this journal is alive,
+        ``WorkerPresence``), else after 120 s, a wait said once on stderr.
         """
         heartbeat = heartbeat_enabled(self.search._storage)
         for optuna_study in (self.search, self.confirm):
@@ -592,8 +594,7 @@ class ConditionStudies:
             for t in optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 host, pid = t.user_attrs.get("worker_host"), t.user_attrs.get("worker_pid")
                 if host is None:
-                    started = t.datetime_start.timestamp() if t.datetime_start else time.time()
-                    if time.time() - started < STALE_WITHOUT_OWNER_SECONDS:
+                    if not ownerless_dead and not _ownerless_stale(optuna_study.study_name, t):
                         continue
                 elif heartbeat or host != HOST or (pid_alive(pid) and not _earlier_self(t)):
                     continue
@@ -604,6 +605,64 @@ class ConditionStudies:
                 optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)(
                     optuna_study, _frozen(optuna_study, t.number)
                 )
+
+
+_said_waiting: set[tuple[str, int]] = set()
+
+
+def _ownerless_stale(study_name: str, trial: FrozenTrial) -> bool:
+    """Whether a trial that never named its worker has waited out the bound; the wait is said once."""
+    started = trial.datetime_start.timestamp() if trial.datetime_start else time.time()
+    left = STALE_WITHOUT_OWNER_SECONDS - (time.time() - started)
+    if left <= 0:
+        return True
+    if (study_name, trial.number) not in _said_waiting:
+        _said_waiting.add((study_name, trial.number))
+        import sys
+
+        print(
+            f"harness sweep: {study_name} trial {trial.number} was taken by a worker that never named itself (killed "
+            f"as it took it, or still starting); it is run again in {left:.0f} s unless its worker shows up",
+            file=sys.stderr,
+        )
+    return False
+
+
+class WorkerPresence:
+    """Which workers of a journal are alive on this host: each holds a shared kernel lock on
+    ``<journal>.workers`` for its life, so the command preparing a sweep can prove that none is (an
+    exclusive lock is granted) and reclaim at once a trial whose worker was killed before it named
+    itself. A dead process's lock is released by the kernel. (Journals are local files: one host.)"""
+
+    def __init__(self, storage_url: str) -> None:
+        self.path = f"{storage_url[len('journal:') :]}.workers" if storage_url.startswith("journal:") else None
+        self._fd: int | None = None
+
+    def none_alive(self) -> bool:
+        import fcntl
+
+        if self.path is None:
+            return False
+        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)  # closing releases the lock
+        return True
+
+    def hold(self) -> None:
+        import fcntl
+
+        if self.path is not None and self._fd is None:
+            self._fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+            fcntl.flock(self._fd, fcntl.LOCK_SH)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def _earlier_self(trial):

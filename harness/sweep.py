@@ -16,6 +16,7 @@
 """
 
 import dataclasses
+import errno
 import json
 import os
 import signal
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from . import faults
 from .analysis import analyze
 from .data import data_key, load_split
-from .errors import HarnessError
+from .errors import DiskFullError, HarnessError, disk_full_message
 from .locks import check_reachable, preparing
 from .outages import outage_seconds, patient
 from .parents import publish
@@ -38,6 +39,7 @@ from .repair import reconcile_stores
 from .runs import dataset_input
 from .search import (
     ConditionStudies,
+    WorkerPresence,
     budget_asked_before,
     existing_searches,
     open_storage,
@@ -46,7 +48,7 @@ from .search import (
     set_parent_run,
 )
 from .search import storage_url as resolve_storage_url
-from .tracking import HARNESS_TAG, RecorderProcess, check_server, check_writable
+from .tracking import HARNESS_TAG, RecorderProcess, check_server, check_writable, sqlite_path
 from .training import check_memory
 from .urls import redact
 from .worker import SweepPlan, SweepWorker, worker_process
@@ -106,7 +108,27 @@ def data_digests(study, splits):
 def run_sweep(study, options):
     """Run (or resume) ``study``, a resolved study (``studies.resolve``); returns a SweepResult."""
     with patient(options.outage_seconds):
-        return _run_sweep(study, options)
+        try:
+            return _run_sweep(study, options)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            folder = exc.filename or _local_folders(study, options)
+            raise DiskFullError(disk_full_message(folder, exc.strerror or str(exc))) from None
+
+
+def _local_folders(study, options):
+    """The folders of the sweep's local stores (where a full disk can be), for the message."""
+    url = resolve_storage_url(options.storage, study.name)
+    folders = {path.parent for path in (sqlite_path(options.tracking_uri), _journal_path(url)) if path}
+    outermost = [f for f in folders if not any(f != other and f.is_relative_to(other) for other in folders)]
+    return " and ".join(sorted(map(str, outermost))) or "the stores"
+
+
+def _journal_path(url):
+    from pathlib import Path
+
+    return Path(url[len("journal:") :]) if url.startswith("journal:") else None
 
 
 def _run_sweep(study, options):
@@ -144,6 +166,9 @@ def prepare(study, options, recorder, splits):
             check_search_not_lost(study, recorder, url, options.restart_search)
         searches = prepare_studies(study, storage, data_digests(study, splits))
         study = dataclasses.replace(study, search_ids=search_ids(searches))
+        if WorkerPresence(url).none_alive():  # a trial a killed worker took but never named: run it again now
+            for condition in study.conditions:
+                ConditionStudies(study, condition, storage).reap_stale(ownerless_dead=True)
         parents = prepare_parents(study, options, recorder, searches, url, splits)
         plan = SweepPlan(
             url,

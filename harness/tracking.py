@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from .errors import HarnessError, RecordingError
+from .errors import FULL_DISK, DiskFullError, HarnessError, RecordingError, disk_full_message
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -414,10 +414,12 @@ def record_run(
     artifacts: dict[str, bytes],
     model: dict[str, Any] | None = None,
     params: dict[str, Any] | None = None,
+    end: str | None = None,
 ) -> None:
     """A run's results, in an order that makes its final tags the proof of the rest: artifacts (and the
     MLflow model), then the params known at the end (``epochs_run``) and the curves, then the tags
-    (``state`` becomes final only when everything before it is stored)."""
+    (``state`` becomes final only when everything before it is stored), then its end (``end``: a status)
+    only if all of that was stored: a run never ends FINISHED without its results."""
     from mlflow.entities import Param, RunTag
 
     write_artifacts(client, run_id, artifacts)
@@ -427,6 +429,8 @@ def record_run(
         log_model(client, run_id, artifacts, model)
     log_points(client, run_id, points)
     client.log_batch(run_id, tags=[RunTag(k, v) for k, v in _text(tags).items()])
+    if end is not None:
+        client.set_terminated(run_id, end)
 
 
 def log_model(client: MlflowClient, run_id: str, artifacts: dict[str, bytes], model: dict[str, Any]) -> None:
@@ -724,9 +728,12 @@ class Ref:
         self.ticket = ticket
 
 
-def _error_payload(exc):
+def _error_payload(exc, uri=""):
     kind = "harness" if isinstance(exc, HarnessError) else "error"
     message = str(exc) if kind == "harness" else f"{type(exc).__name__}: {_first_line(exc)}"
+    if kind == "error" and any(s in message for s in FULL_DISK):
+        path = sqlite_path(uri)
+        return "disk", disk_full_message(path.parent if path else f"the tracking store {uri}", _first_line(exc))
     if kind == "error" and any(s in message for s in SERVER_AWAY):
         from .outages import outage_seconds
 
@@ -743,7 +750,7 @@ SERVER_AWAY = ("Max retries exceeded", "too many 5", "Connection refused", "Conn
 
 def _raise(payload):
     kind, message = payload
-    raise (HarnessError if kind == "harness" else RecordingError)(message)
+    raise {"harness": HarnessError, "disk": DiskFullError}.get(kind, RecordingError)(message)
 
 
 class _Answers:
@@ -808,7 +815,7 @@ class InlineRecorder(_Answers):
             if operation in ("create_run", "start_run"):
                 self._refs[ticket] = value
         except Exception as exc:  # noqa: BLE001 - handed back as the ticket's outcome
-            self._outcomes[ticket] = ("error", _error_payload(exc))
+            self._outcomes[ticket] = ("error", _error_payload(exc, self.uri))
         return ticket
 
     def _collect(self, block):
@@ -974,5 +981,5 @@ def _recorder_main(uri, requests, replies, parent):
                 refs[ticket] = value
             replies.put((ticket, "ok", value))
         except Exception as exc:  # noqa: BLE001 - handed back as the ticket's outcome
-            replies.put((ticket, "error", _error_payload(exc)))
+            replies.put((ticket, "error", _error_payload(exc, uri)))
         busy[operation] = busy.get(operation, 0.0) + time.perf_counter() - start

@@ -18,7 +18,14 @@ from .data import data_key, load_split
 from .errors import HarnessError
 from .outages import OutageError
 from .runs import TrialRuns, environment_tags
-from .search import DEFAULT_HEARTBEAT_SECONDS, ConditionStudies, Heartbeat, StackPruning, open_storage
+from .search import (
+    DEFAULT_HEARTBEAT_SECONDS,
+    ConditionStudies,
+    Heartbeat,
+    StackPruning,
+    WorkerPresence,
+    open_storage,
+)
 from .training import COMPLETE, DIVERGED, SHARED, STOPPED, epochs_to_target, max_stack, train_stack
 
 STATES = {COMPLETE: "complete", STOPPED: "pruned", DIVERGED: "diverged"}
@@ -134,6 +141,7 @@ class SweepWorker:
         self.stats = WorkerStats()
         self.storage, _ = open_storage(plan.storage_url, study.name, plan.heartbeat_seconds)
         self.heartbeat = Heartbeat(self.storage)
+        self.presence = WorkerPresence(plan.storage_url)
         with _Timer(self.stats, "optuna_seconds"):
             self.conditions = [
                 ConditionStudies(study, condition, self.storage, index * 7919 + i * 104729, self.heartbeat)
@@ -166,6 +174,7 @@ class SweepWorker:
 
     def run(self):
         start = time.perf_counter()
+        self.presence.hold()
         try:
             while (task := self._next()) is not None:
                 if task == "wait":  # other workers hold the last trials
@@ -181,6 +190,7 @@ class SweepWorker:
             self.give_back("interrupted", "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
             raise
         finally:
+            self.presence.release()
             self.heartbeat.close()
             self.stats.mlflow_blocked_seconds = self.recorder.blocked_seconds
             self.stats.wall_seconds = time.perf_counter() - start
