@@ -150,6 +150,8 @@ def make_config(values: Mapping[str, Any], source: str = "") -> TrainConfig:
     for key, value in values.items():
         _check_type(source, key, value)
     values = dict(values)
+    if values.get("csv") and "dataset" not in values:  # a CSV given is the data set meant
+        values["dataset"] = "csv"
     for key in FLOAT_KEYS:
         if key in values:
             values[key] = float(values[key])
@@ -174,6 +176,8 @@ def validate(c: TrainConfig, source: str = "") -> None:
     _choice(source, "dtype", c.dtype, DTYPE_NAMES)
     if c.dataset == "csv" and not c.csv:
         _fail(source, "csv", c.csv, "dataset 'csv' needs the path of a CSV file")
+    if c.dataset != "csv" and c.csv:
+        _fail(source, "csv", c.csv, f"dataset is {c.dataset!r}, which reads no CSV: set dataset = 'csv' or remove csv")
     if not (math.isfinite(c.lr) and c.lr > 0):
         _fail(source, "lr", c.lr, "must be a number > 0")
     if not 0 <= c.momentum < 1:

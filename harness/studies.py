@@ -427,11 +427,13 @@ def _parse_conditions(check, table, fixed):
 
 
 def _refuse_identical(check, fixed, conditions, search):
-    """Two conditions that train the same thing would compare a setting with itself."""
+    """Two conditions that train the same thing would compare a setting with itself; a fixed setting
+    that no condition uses (momentum with Adam only, a label column without a CSV) would be ignored."""
     params = {p.name: (p.choices[0] if p.choices else p.low) for p in search}
-    seen = {}
+    seen, used = {}, set()
     for condition in conditions:
         config = make_config({**fixed, **condition.settings, **params})
+        used |= set(config.applicable())
         key = config.to_json()
         if key in seen:
             check.fail(
@@ -441,6 +443,10 @@ def _refuse_identical(check, fixed, conditions, search):
                 f"(same settings {condition.settings}); give every condition different settings",
             )
         seen[key] = condition.name
+    for key in sorted(set(fixed) - used):
+        check.fail(
+            f"fixed.{key}", fixed[key], "no condition uses it (it would be ignored); remove it, or set what uses it"
+        )
 
 
 def _level_name(value):

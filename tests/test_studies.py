@@ -175,6 +175,30 @@ def test_malformed_study_files_get_one_line_naming_file_and_key(tmp_path, text, 
     assert line.startswith(str(path)) and "\n" not in line
 
 
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (('dataset = "iris"', 'dataset = "iris"\ncsv = "bc.csv"'), "csv = 'bc.csv' is not allowed; dataset is 'iris'"),
+        (('dataset = "iris"', 'dataset = "iris"\nlabel_column = "target"'), "fixed.label_column = 'target'"),
+        (
+            ("hidden = [8]", "hidden = [8]\nbeta2 = 0.99\nrho = 0.5"),
+            "fixed.rho = 0.5 is not allowed; no condition uses",
+        ),
+    ],
+)
+def test_a_fixed_setting_no_condition_uses_is_refused_not_ignored(tmp_path, edit, message):
+    """``csv`` and ``label_column`` under [fixed] without ``dataset = "csv"`` trained on digits, exit 0."""
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        load_study(write(tmp_path, GOOD.replace(*edit)))
+
+
+def test_a_csv_without_a_dataset_is_the_data_set_meant(tmp_path):
+    (tmp_path / "bc.csv").write_text("a,b,target\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(40)))
+    text = GOOD.replace('dataset = "iris"', f'csv = "{tmp_path / "bc.csv"}"\nlabel_column = "target"')
+    study = load_study(write(tmp_path, text))
+    assert {study.config_for(c, {"lr": 0.1, "epochs": 2}, 0).dataset for c in study.conditions} == {"csv"}
+
+
 def test_missing_study_file(tmp_path):
     with pytest.raises(ConfigError, match="file not found"):
         load_study(tmp_path / "nope.toml")
