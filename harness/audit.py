@@ -33,7 +33,11 @@ def audit(study, storage_url, recorder, printed_summary=None):
     trials = trial_rows(study, storage)
     _, runs = recorder.call("study_runs", study.name)
     frame = fill_targets(recorder, study, records_frame(runs))
-    problems = _unsettled(trials, runs) + _recorded_study(recorder, study, frame) + _data_and_ranges(study, frame)
+    problems = (
+        _unsettled(trials, runs, {None, *study.confirm_seed_values()})
+        + _recorded_study(recorder, study, frame)
+        + _data_and_ranges(study, frame)
+    )
     for condition in study.conditions:
         problems += _condition(recorder, study, condition, trials, frame)
     if printed_summary is not None:
@@ -43,13 +47,14 @@ def audit(study, storage_url, recorder, printed_summary=None):
     return problems
 
 
-def _unsettled(trials, runs):
-    """Nothing left RUNNING or WAITING, and no run FINISHED without its results (its ``state`` tag is
-    written after its curves and artifacts: a FINISHED run without a final one lost them)."""
+def _unsettled(trials, runs, wanted):
+    """Nothing left RUNNING, no wanted seed WAITING (a seed queued for a larger ``--confirm-seeds`` stays
+    queued for the next one that wants it), and no run FINISHED without its results (its ``state`` tag
+    is written after its curves and artifacts: a FINISHED run without a final one lost them)."""
     problems = [
         f"{t['optuna_study']} trial {t['number']} is still {t['optuna_state']}"
         for t in trials
-        if t["optuna_state"] in ("RUNNING", "WAITING")
+        if t["optuna_state"] == "RUNNING" or (t["optuna_state"] == "WAITING" and t["seed"] in wanted)
     ]
     for run in runs:
         if run["status"] == "RUNNING":

@@ -226,6 +226,18 @@ def test_a_trial_taken_by_a_worker_killed_before_it_named_itself_is_run_again_at
     assert audit_sweep(workdir, study, json_summary(resumed.stdout), {"trials": 2, "epochs": 2}) == []
 
 
+def test_fewer_confirmation_seeds_on_resume_leave_the_sweep_complete(workdir):
+    """Lowering confirm.seeds after a kill left the dropped seeds WAITING: the audit found 2 problems."""
+    study = write_study(workdir)
+    killed = harness(
+        "sweep", study, "--confirm-seeds", "3", cwd=workdir, env={"HARNESS_FAULT": "kill-at=after-parents"}
+    )
+    assert killed.returncode == -signal.SIGKILL
+    resumed = harness("sweep", study, "--json", cwd=workdir, check=True)
+    assert [row["seeds"] for row in json_summary(resumed.stdout)] == [2, 2]
+    assert audit_sweep(workdir, study, json_summary(resumed.stdout)) == []
+
+
 def test_every_sweep_flag_reaches_every_worker(workdir):
     study = write_study(workdir, TINY_STUDY.replace("seeds = 2", "seeds = 3"))
     storage, uri = str(workdir / "elsewhere" / "tiny.journal"), f"sqlite:///{workdir / 'elsewhere' / 'runs.db'}"
