@@ -17,6 +17,7 @@ import pandas as pd
 
 from . import records
 from .analysis import analyze
+from .reconcile import artifacts_present
 from .records import STUDY_ARTIFACT, current, fill_targets, records_frame
 from .runs import FINAL_STATES
 from .search import budget_asked_before, existing_searches, open_storage, trial_rows
@@ -47,6 +48,10 @@ def audit(study, storage_url, recorder, printed_summary=None):
     return problems
 
 
+LOST = ("artifacts_lost",)
+"""A run set aside because its files were deleted (its trial was trained again)."""
+
+
 def _unsettled(trials, runs, wanted):
     """Nothing left RUNNING, no wanted seed WAITING (a seed queued for a larger ``--confirm-seeds`` stays
     queued for the next one that wants it), and no run FINISHED without its results (its ``state`` tag
@@ -60,8 +65,10 @@ def _unsettled(trials, runs, wanted):
         if run["status"] == "RUNNING":
             problems.append(f"run {run['run_id']} ({run['run_name']}) is still RUNNING")
         kind, state = run["tags"].get(HARNESS_TAG), run["tags"].get("state")
-        if run["status"] == "FINISHED" and kind in ("search", "confirm") and state not in FINAL_STATES:
+        if run["status"] == "FINISHED" and kind in ("search", "confirm") and state not in FINAL_STATES + LOST:
             problems.append(f"run {run['run_id']} ({run['run_name']}) is FINISHED without its results (state={state})")
+        if state in FINAL_STATES and run["status"] == "FINISHED" and not artifacts_present(run):
+            problems.append(f"run {run['run_id']} ({run['run_name']}) holds results but its artifacts are gone")
     return problems
 
 

@@ -10,7 +10,8 @@ a store) and carried out by the sweep:
   only its end: it ends FINISHED (``recovered``), once its recorder had time to end it itself;
 - a run still RUNNING without results whose trial finished ends FAILED (``state=orphaned``);
 - a finished trial with no run holding its results is trained again (training is deterministic,
-  so the re-run is exact) and recorded;
+  so the re-run is exact) and recorded; a run whose local files were deleted does not hold them
+  (tagged ``state=artifacts_lost``);
 - confirmation runs of another budget than the standing one (``records.standing_budget``), and runs
   of an earlier search of the same name (its journal deleted), are tagged superseded; those never count.
 """
@@ -18,7 +19,7 @@ a store) and carried out by the sweep:
 from dataclasses import dataclass, field
 
 from .records import belongs, standing_budget
-from .runs import FINAL_STATES
+from .runs import CONFIG_ARTIFACT, FINAL_STATES
 from .tracking import HARNESS_TAG
 
 ORPHAN_SECONDS = 30
@@ -97,6 +98,9 @@ def _judge_run(run, trial, now, orphan_seconds, actions):
             status, tag = ENDS[state]
             actions.end.append((run["run_id"], status, {"state": tag}))
             return False
+        if results and not artifacts_present(run):  # its files were deleted: trained again, this one set aside
+            actions.tag.append((run["run_id"], {"state": "artifacts_lost"}))
+            return False
         return results
     if run["status"] != "RUNNING" or state in IN_PROGRESS:
         return False
@@ -118,6 +122,18 @@ def _judge_run(run, trial, now, orphan_seconds, actions):
     else:
         actions.end.append((run["run_id"], "FAILED", {"state": "orphaned"}))
     return False
+
+
+def artifacts_present(run):
+    """Whether a run's files (its config.json, written with every result) are still there; runs whose
+    artifacts live on a server are taken as present (only a local store is looked at)."""
+    from pathlib import Path
+    from urllib.parse import unquote, urlparse
+
+    location = urlparse(run.get("artifact_uri") or "")
+    if location.scheme != "file":
+        return True
+    return (Path(unquote(location.path)) / CONFIG_ARTIFACT).is_file()
 
 
 def _lost(study, trials, held):

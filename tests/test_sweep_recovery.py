@@ -342,6 +342,18 @@ def _mount_tmpfs(folder, megabytes):
     return done.returncode == 0
 
 
+def test_deleted_artifacts_are_trained_again_and_the_audit_would_have_said_so(workdir):
+    """The artifacts folder deleted: the sweep said done, the audit passed, compare blamed an old version."""
+    study = write_study(workdir)
+    first = json_summary(harness("sweep", study, "--json", cwd=workdir, check=True).stdout)
+    shutil.rmtree(workdir / "mlruns" / "artifacts")
+    assert any("artifacts are gone" in problem for problem in audit_sweep(workdir, study, first))
+    again = harness("sweep", study, "--json", cwd=workdir, check=True)
+    assert json.loads(again.stdout)["repaired"] == 12 and json_summary(again.stdout) == first
+    assert audit_sweep(workdir, study, json_summary(again.stdout)) == []
+    assert compare_json(workdir)["conditions"] == first
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs (a disk that fills up) needs root")
 def test_a_full_disk_stops_the_sweep_and_the_resume_after_freeing_space_is_complete(workdir):
     store = workdir / "mlruns"
