@@ -9,6 +9,7 @@ file chose every byte of it, its digests included. Only the members the harness 
 bounded (``LIMITS``) before it is; a damaged, oversized or foreign file gets one line naming it.
 """
 
+import hashlib
 import json
 import os
 import tempfile
@@ -127,6 +128,25 @@ class ExportedRun:
 
     def histories(self, keys):
         return {key: self.curves.get(key, []) for key in keys}
+
+
+def logged_diff(logged):
+    """The run's ``git_diff.patch`` when its ``git_diff`` tag names one, checked against that digest
+    (None when the tag names none, or the patch was not logged): a patch that is not the one the run
+    logged is damaged or planted, and is refused before anything else happens."""
+    tag = logged.run["tags"].get("git_diff")
+    if not tag:
+        return None
+    content = logged.artifact(DIFF_ARTIFACT)
+    if content is None:
+        return None
+    digest = hashlib.sha256(content).hexdigest()[:16]
+    if digest != tag:
+        raise HarnessError(
+            f"{logged.where}: its {DIFF_ARTIFACT} (sha256 {digest}) is not the patch the run logged "
+            f"(git_diff {tag}); it was changed or damaged, and nothing of it was used"
+        )
+    return content
 
 
 def export_run(run_id, uri, path):

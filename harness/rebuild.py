@@ -64,6 +64,19 @@ def code_differs(tags):
     return None
 
 
+def patch_summary(diff, where, most=10):
+    """The files a patch changes, as ``git apply --numstat`` reads it ('harness/x.py (+2 -0), ...'):
+    said before the patch is applied and run."""
+    read = _git("-C", str(PACKAGE), "apply", "--numstat", "-", stdin=diff)
+    if read.returncode != 0:
+        message = (read.stderr.decode(errors="replace").strip().splitlines() or ["no output"])[0]
+        raise HarnessError(f"{where}: its git_diff.patch is not a patch git can read ({message})")
+    rows = [line.split("\t", 2) for line in read.stdout.decode(errors="replace").splitlines() if line.count("\t") >= 2]
+    files = [f"{name} (binary)" if added == "-" else f"{name} (+{added} -{removed})" for added, removed, name in rows]
+    more = f" and {len(files) - most} more files" if len(files) > most else ""
+    return ", ".join(files[:most]) + more if files else "no files"
+
+
 def _git(*args, stdin=None):
     return subprocess.run(["git", *args], input=stdin, capture_output=True, timeout=120)
 

@@ -4,9 +4,11 @@ The configuration comes from the run's ``config.json`` artifact (never from unpi
 data from the same loaders and split seed. Every logged metric is compared at every step; on the same
 machine and versions the curves are bit-identical, so any difference is reported. A user's CSV is used
 only if it is the data the run saw (same digest): a path in an artifact is input, not an instruction.
-When this checkout's code is not the run's (another commit, or other uncommitted changes), the run's
-code is rebuilt from its commit and ``git_diff.patch`` and trains there (``rebuild``); ``--here``
-retrains with this code instead.
+When this checkout's code is not the run's (another commit, or other uncommitted changes), a run in the
+store is rebuilt from its commit and ``git_diff.patch`` and trains there (``rebuild``; ``--here``
+retrains with this code instead). An export's patch runs only with ``--rebuild-code``: a file from
+someone else is data, and its digests are its sender's too. A patch is always checked against the
+run's ``git_diff`` digest before it is used.
 """
 
 import contextlib
@@ -15,10 +17,10 @@ import sys
 
 from .data import load_split
 from .errors import HarnessError
-from .logged import ExportedRun, StoredRun, is_export
+from .logged import ExportedRun, StoredRun, is_export, logged_diff
 from .predict import parse_config
 from .provenance import DIFF_ARTIFACT, code_diff, diff_tag, git_state, package_versions
-from .rebuild import code_differs, train_rebuilt, worktree
+from .rebuild import code_differs, patch_summary, train_rebuilt, worktree
 from .runs import CONFIG_ARTIFACT, outcome_metrics, train_and_record
 from .tracking import HARNESS_TAG, RecorderProcess, check_server, check_writable
 from .training import train
@@ -117,23 +119,35 @@ def compare_curves(logged, reproduced, rtol=RTOL):
     return rows
 
 
-def reproduce(source, uri, out=None, err=None, rtol=RTOL, here=False):
+def reproduce(source, uri, out=None, err=None, rtol=RTOL, here=False, rebuild_code=False):
     """Retrain a logged run (a run id in the store at ``uri``, or an export file, which needs no store)
-    with the code it was trained with, unless ``here``; compare every curve; exit code 0 or 1."""
+    and compare every curve; exit code 0 or 1. A run in the store trains with the code it was trained
+    with (unless ``here``); an export runs none of its own code unless ``rebuild_code``: whoever wrote
+    the file chose its patch and the digest it is checked against."""
     out, err = out or sys.stdout, err or sys.stderr
     if is_export(source):
-        return _reproduce(ExportedRun(source), None, out, err, rtol, here)
+        return _reproduce(ExportedRun(source), None, out, err, rtol, rebuild=rebuild_code)
     check_server(uri)
     check_writable(uri)  # the reproduction is logged as a run
     with RecorderProcess(uri) as recorder:
-        return _reproduce(StoredRun(recorder, source), recorder, out, err, rtol, here)
+        return _reproduce(StoredRun(recorder, source), recorder, out, err, rtol, rebuild=not here)
 
 
-def _reproduce(logged, recorder, out, err, rtol, here):
+def _reproduce(logged, recorder, out, err, rtol, rebuild):
     run, tags = logged.run, logged.run["tags"]
     config_json, config = load_logged_config(logged)
+    why = code_differs(tags)
+    diff = logged_diff(logged) if (why and rebuild) or recorder is None else None  # an export's: always checked
+    if why is not None and not rebuild and recorder is None:
+        print(
+            f"{why}; an export's code is not rebuilt unless you pass --rebuild-code; retraining with this "
+            "checkout's code",
+            file=err,
+        )
+    why = why if rebuild else None
+    if why is not None:
+        say_rebuild(logged, why, diff, err)
     split = load_logged_data(run, config)
-    why = None if here else code_differs(tags)
     for warning in environment_warnings(run, split, rebuilt=why is not None):
         print(f"warning: {warning}", file=err)
     pruned = tags.get("state") == "pruned"
@@ -143,15 +157,7 @@ def _reproduce(logged, recorder, out, err, rtol, here):
     with contextlib.ExitStack() as stack:
         trainer, code = train, None
         if why is not None:
-            diff = logged.artifact(DIFF_ARTIFACT) if tags.get("git_diff") else None
-            if tags.get("git_diff") and diff is None:
-                raise HarnessError(
-                    f"{logged.where}: {why}, and its {DIFF_ARTIFACT} was not logged ({tags['git_diff']}); "
-                    "pass --here to retrain with this code"
-                )
-            commit = tags["git_commit"]
-            print(f"{why}: rebuilding that code in a temporary git worktree to retrain there", file=err)
-            folder = stack.enter_context(worktree(commit, diff, logged.where))
+            folder = stack.enter_context(worktree(tags["git_commit"], diff, logged.where))
             trainer = rebuilt_trainer(folder, config_json, stop_at, split, logged.where)
             code = {"tags": {k: tags[k] for k in CODE_TAGS if k in tags}, "diff": diff}
         result, new_id = _retrain(logged, recorder, config, split, trainer, code, stop_at, include_test, pruned)
@@ -163,6 +169,21 @@ def _reproduce(logged, recorder, out, err, rtol, here):
         rebuilt = f"commit {tags['git_commit'][:12]}" + (f" + its {DIFF_ARTIFACT}" if tags.get("git_diff") else "")
         print(f"trained with the logged code: {rebuilt}, rebuilt in a temporary git worktree", file=out)
     return report(rows, rtol, out)
+
+
+def say_rebuild(logged, why, diff, err):
+    """The first line of a rebuild: what code will run (the commit, the patch's digest and the files it
+    changes), before any of it does."""
+    tags = logged.run["tags"]
+    if tags.get("git_diff") and diff is None:
+        raise HarnessError(
+            f"{logged.where}: {why}, and its {DIFF_ARTIFACT} was not logged ({tags['git_diff']}); "
+            "pass --here to retrain with this code"
+        )
+    runs = f"commit {tags['git_commit'][:12]}"
+    if diff is not None:
+        runs += f" + its {DIFF_ARTIFACT} (sha256 {tags['git_diff']}; changes {patch_summary(diff, logged.where)})"
+    print(f"{why}: rebuilding that code in a temporary git worktree to retrain there; it runs {runs}", file=err)
 
 
 CODE_TAGS = ("git_commit", "git_dirty", "git_diff")
