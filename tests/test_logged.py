@@ -158,3 +158,49 @@ def test_weights_declaring_a_huge_array_are_refused_before_it_is_allocated():
         archive.writestr("notes.txt", "not an array")
     with pytest.raises(HarnessError, match="w.npz: notes.txt is not a .npy array"):
         parse_weights(buffer.getvalue(), "w.npz")
+
+
+def _rewrite(source, path, name, content):
+    with zipfile.ZipFile(source) as archive:
+        members = {n: archive.read(n) for n in archive.namelist()}
+    with zipfile.ZipFile(path, "w") as archive:
+        for member, data in {**members, name: content}.items():
+            archive.writestr(member, data)
+
+
+def _nudged(content, relative):
+    """The same weights.npz with one weight moved by ``relative``."""
+    with np.load(io.BytesIO(content)) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["weight_1"][2, 1] *= 1 + relative
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+@pytest.mark.e2e
+def test_the_final_weights_are_compared_too_in_an_export_and_in_the_store(tmp_path):
+    trained = harness("train", "--dataset", "iris", "--epochs", "3", "--json", cwd=tmp_path, check=True)
+    run_id = json.loads(trained.stdout.splitlines()[0])["run_id"]
+    harness("export", run_id, "-o", "run.zip", cwd=tmp_path, check=True)
+    with zipfile.ZipFile(tmp_path / "run.zip") as archive:
+        weights = archive.read("weights.npz")
+
+    _rewrite(tmp_path / "run.zip", tmp_path / "garbage.zip", "weights.npz", b"PK\x03\x04 not weights")
+    garbage = harness("reproduce", "garbage.zip", cwd=tmp_path)
+    assert garbage.returncode == 2 and garbage.stderr.count("\n") == 1, garbage.stdout + garbage.stderr
+    assert "garbage.zip weights.npz: not a readable weights file" in garbage.stderr
+
+    _rewrite(tmp_path / "run.zip", tmp_path / "nudged.zip", "weights.npz", _nudged(weights, 1e-6))
+    nudged = harness("reproduce", "nudged.zip", cwd=tmp_path)
+    assert nudged.returncode == 1, nudged.stdout + nudged.stderr
+    last = nudged.stdout.splitlines()[-1]
+    assert last.startswith("NOT reproduced: the final weights differ") and "weight_1" in last, last
+    assert "weights.npz" in nudged.stdout and "weight_1[2, 1]" in nudged.stdout
+
+    (stored,) = [p for p in (tmp_path / "mlruns").rglob("weights.npz") if run_id in str(p)]
+    stored.write_bytes(_nudged(weights, 1e-12))
+    near = harness("reproduce", run_id, cwd=tmp_path)
+    assert near.returncode == 0 and "largest relative difference" in near.stdout, near.stdout + near.stderr
+    exact = harness("reproduce", run_id, "--rtol", "0", cwd=tmp_path)
+    assert exact.returncode == 1 and "the final weights differ" in exact.stdout.splitlines()[-1], exact.stdout
