@@ -82,11 +82,13 @@ def declared_arrays(content, where, limit=None):
                 if any(n < 0 for n in shape):
                     raise ValueError(f"{info.filename}: shape {shape}")
                 name = info.filename.removesuffix(".npy")
+                if dtype.hasobject:
+                    raise ValueError(f"{name} holds Python objects, which are never unpickled")
                 total += math.prod(shape) * dtype.itemsize
-                if dtype.hasobject or total > limit:
+                if total > limit:
                     raise HarnessError(
                         f"{where}: {name} declares shape {shape} of {dtype}; the arrays may hold at most "
-                        f"{limit} bytes of plain numbers or strings"
+                        f"{limit} bytes together"
                     )
                 declared[name] = (shape, dtype)
     except (ValueError, OSError, zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError) as exc:
