@@ -13,3 +13,13 @@ class ConfigError(HarnessError, ValueError):
 class RecordingError(HarnessError):
     """MLflow could not record a run (full disk, lost server, ...). Nothing was counted as done: the
     trials concerned were given back, and running the same command again resumes them."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (a process manager, a closed terminal), raised where Ctrl-C raises
+    KeyboardInterrupt, so every ``finally`` and context manager cleans up as it does on Ctrl-C.
+    Exit status 128 + the signal's number (143 for SIGTERM)."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum

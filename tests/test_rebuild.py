@@ -3,13 +3,15 @@
 import hashlib
 import json
 import shutil
+import signal
 import subprocess
+import time
 import zipfile
 
 import pytest
 
 from harness.rebuild import code_differs
-from tests.helpers import ROOT, harness, mlflow_runs
+from tests.helpers import ROOT, harness, mlflow_runs, start_harness
 
 INIT = 'factor = 2.0 if activation == "sigmoid" else 6.0'
 
@@ -147,7 +149,7 @@ def test_an_exports_patch_runs_only_when_the_user_asks_for_it(tmp_path, checkout
 
     damaged = planted_export(work / "run.zip", work / "damaged.zip", patch, "0123456789abcdef")
     for flags in ((), ("--rebuild-code",)):
-        refused = harness("reproduce", "damaged.zip", *flags, cwd=work, env=env)
+        refused = harness("reproduce", str(damaged), *flags, cwd=work, env=env)
         assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
         assert f"git_diff.patch (sha256 {digest}) is not the patch the run logged" in refused.stderr
         assert not marker.exists()
@@ -159,3 +161,32 @@ def test_an_exports_patch_runs_only_when_the_user_asks_for_it(tmp_path, checkout
     commit = git(checkout, "rev-parse", "HEAD").strip()
     assert commit[:12] in first and digest in first and "harness/training.py (+2 -0)" in first, first
     assert git(checkout, "worktree", "list").count("\n") == 1, "the temporary worktree was left behind"
+
+
+@pytest.mark.e2e
+def test_sigterm_while_the_rebuilt_code_trains_removes_the_worktree_and_its_folders(tmp_path, checkout):
+    work, scratch = tmp_path / "work", tmp_path / "tmp"
+    work.mkdir(), scratch.mkdir()
+    env = {"PYTHONPATH": str(checkout), "TMPDIR": str(scratch)}
+    trained = harness("train", "--dataset", "iris", "--epochs", "40", "--json", cwd=work, env=env, check=True)
+    run_id = json.loads(trained.stdout.splitlines()[0])["run_id"]
+    change_initialisation(checkout, "4.0")
+    git(checkout, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "-am", "another init")
+
+    process = start_harness("reproduce", run_id, cwd=work, env={**env, "HARNESS_FAULT": "epoch-delay=0.25"})
+    deadline = time.time() + 120
+    while git(checkout, "worktree", "list").count("\n") < 2 and time.time() < deadline:
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.2)
+    time.sleep(3)  # the rebuilt code's child is training by now (40 epochs of 0.25 s)
+    assert process.poll() is None, "the reproduction ended before it was signalled"
+    process.send_signal(signal.SIGTERM)  # to harness alone, as a process manager does
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert stderr.splitlines()[-1] == "harness reproduce: terminated" and "Traceback" not in stderr, stderr
+    assert stderr.count("terminated") == 1
+    assert git(checkout, "worktree", "list").count("\n") == 1, "the temporary worktree was left registered"
+    assert not list(scratch.glob("harness-rebuild-*")), "temporary folders were left behind"
+    _, runs = mlflow_runs(work, "train")
+    (again,) = [r for r in runs if r.data.tags.get("reproduces") == run_id]
+    assert again.info.status == "KILLED" and again.data.tags["state"] == "interrupted"
