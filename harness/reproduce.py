@@ -139,9 +139,9 @@ def reproduce(source, uri, out=None, err=None, rtol=RTOL, here=False, rebuild_co
 def _reproduce(logged, recorder, out, err, rtol, rebuild):
     run, tags = logged.run, logged.run["tags"]
     config_json, config = load_logged_config(logged)
-    why, diff = code_to_run(logged, rebuild, recorder is None, err)
     weights = load_logged_weights(logged)
-    split = load_logged_data(run, config)
+    split = load_logged_data(run, config)  # bad input is one line, before anything else is said
+    why, diff = code_to_run(logged, rebuild, recorder is None, err)
     for warning in environment_warnings(run, split, rebuilt=why is not None):
         print(f"warning: {warning}", file=err)
     pruned = tags.get("state") == "pruned"
