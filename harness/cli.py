@@ -6,18 +6,23 @@ stays fast.
 """
 
 import argparse
+import contextlib
 import errno
 import gc
+import signal
 import sys
+import threading
 
 from . import __version__
 from .commands import compare, export, predict, reproduce, sweep, train, ui
-from .errors import DiskFullError, HarnessError, disk_full_message
+from .errors import DiskFullError, HarnessError, Terminated, disk_full_message
 
 COMMANDS = (train, sweep, compare, reproduce, export, predict, ui)
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+ENDINGS = (signal.SIGTERM, signal.SIGHUP)
+"""Signals that end a command as Ctrl-C does (cleaned up), exiting 128 + their number: 143, 129."""
 
 
 def add_tracking_flag(parser):
@@ -43,33 +48,69 @@ def build_parser():
     return parser
 
 
+@contextlib.contextmanager
+def endings_raise():
+    """While a command runs, SIGTERM and SIGHUP raise ``Terminated`` in this (the main) thread, so its
+    temporary worktrees, folders, runs and trials are cleaned up as on Ctrl-C; yields the signals
+    received. Only the first raises: a repeated signal does not cut the clean-up short. The previous
+    handlers come back afterwards (``main`` may run inside another program)."""
+    received = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def end(signum, frame):
+        if not received:
+            received.append(signum)
+            raise Terminated(signum)
+
+    previous = {signum: signal.signal(signum, end) for signum in ENDINGS}
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return args.handler(args) or 0
-    except DiskFullError as exc:
-        print(f"harness {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except HarnessError as exc:
-        print(f"harness {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print(f"harness {args.command}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
-            raise
-        where = f" ({exc.filename})" if exc.filename else ""
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            message = disk_full_message(exc.filename or "the folder written to", exc.strerror or str(exc))
-        else:
-            message = (
-                f"{exc.strerror}{where}; nothing was counted as done that is not recorded: fix it and run the "
-                "same command again"
-            )
-        print(f"harness {args.command}: error: {message}", file=sys.stderr)
-        return EXIT_FAILED
+    with endings_raise() as received:
+        try:
+            return args.handler(args) or 0
+        except DiskFullError as exc:
+            print(f"harness {args.command}: error: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        except HarnessError as exc:
+            if received:  # the clean-up after SIGTERM failed (a recorder ended by the same signal, ...)
+                return _stopped(args.command, Terminated(received[0]))
+            print(f"harness {args.command}: error: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except KeyboardInterrupt as exc:
+            return _stopped(args.command, exc)
+        except OSError as exc:
+            if received:
+                return _stopped(args.command, Terminated(received[0]))
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+                raise
+            where = f" ({exc.filename})" if exc.filename else ""
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                message = disk_full_message(exc.filename or "the folder written to", exc.strerror or str(exc))
+            else:
+                message = (
+                    f"{exc.strerror}{where}; nothing was counted as done that is not recorded: fix it and run the "
+                    "same command again"
+                )
+            print(f"harness {args.command}: error: {message}", file=sys.stderr)
+            return EXIT_FAILED
+
+
+def _stopped(command, exc):
+    """One line for Ctrl-C or a termination, with what the command noted on the way out (how to resume)."""
+    said = "terminated" if isinstance(exc, Terminated) else "interrupted"
+    notes = "".join(f"; {note}" for note in getattr(exc, "__notes__", ()))
+    print(f"harness {command}: {said}{notes}", file=sys.stderr)
+    return 128 + exc.signum if isinstance(exc, Terminated) else EXIT_INTERRUPTED
 
 
 def run():

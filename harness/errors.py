@@ -29,3 +29,13 @@ def disk_full_message(folder, detail):
         f"the disk holding {folder} is full ({detail[:200]}); nothing was counted as done that is not recorded: "
         "free some space and run the same command again"
     )
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (a process manager, a closed terminal), raised where Ctrl-C raises
+    KeyboardInterrupt, so every ``finally`` and context manager cleans up as it does on Ctrl-C.
+    Exit status 128 + the signal's number (143 for SIGTERM)."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum

@@ -10,8 +10,9 @@ Off unless ``$HARNESS_FAULT`` names them, comma-separated:
 - ``kill-at=POINT``: SIGKILL at a named point of the set-up (``after-parents``: the parent runs exist,
   Optuna has not heard of them).
 - ``train-error=CONDITION``: training of that condition raises MemoryError every time.
-- ``epoch-delay=SECONDS``: every epoch of a sweep's stack takes this much longer (tests that must
-  interrupt a sweep in the middle of a trial, without needing a large data set).
+- ``epoch-delay=SECONDS``: every epoch of a sweep's stack, and of a reproduction's training with rebuilt
+  code (``rebuild.DRIVER``), takes this much longer (tests that must interrupt a sweep or a reproduction
+  in the middle of training, without needing a large data set).
 """
 
 import os

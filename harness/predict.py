@@ -6,7 +6,9 @@ damaged gets one line naming the run, the file and what is wrong, never a traceb
 
 import io
 import json
+import math
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -55,8 +57,48 @@ def parse_config(content, where):
     return make_config(values, source=where)
 
 
+HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def declared_arrays(content, where, limit=None):
+    """{member: (shape, dtype)} of an npz, read from each .npy header before any array is allocated:
+    a crafted file may declare an array of terabytes in a few bytes. Refused when the arrays would
+    hold more than ``limit`` bytes together (default: the weights' limit), or a member is no array."""
+    from .logged import LIMITS
+    from .runs import WEIGHTS_ARTIFACT
+
+    limit = LIMITS[WEIGHTS_ARTIFACT] if limit is None else limit
+    declared, total = {}, 0
+    try:
+        with zipfile.ZipFile(io.BytesIO(content)) as archive:
+            for info in archive.infolist():
+                if not info.filename.endswith(".npy"):
+                    raise HarnessError(f"{where}: {info.filename} is not a .npy array")
+                with archive.open(info) as stream:
+                    version = np.lib.format.read_magic(stream)
+                    if version not in HEADER_READERS:
+                        raise ValueError(f"{info.filename}: .npy format {version}")
+                    shape, _, dtype = HEADER_READERS[version](stream)
+                if any(n < 0 for n in shape):
+                    raise ValueError(f"{info.filename}: shape {shape}")
+                name = info.filename.removesuffix(".npy")
+                if dtype.hasobject:
+                    raise ValueError(f"{name} holds Python objects, which are never unpickled")
+                total += math.prod(shape) * dtype.itemsize
+                if total > limit:
+                    raise HarnessError(
+                        f"{where}: {name} declares shape {shape} of {dtype}; the arrays may hold at most "
+                        f"{limit} bytes together"
+                    )
+                declared[name] = (shape, dtype)
+    except (ValueError, OSError, zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError) as exc:
+        raise HarnessError(f"{where}: not a readable weights file ({str(exc).splitlines()[0][:200]})") from None
+    return declared
+
+
 def parse_weights(content, where):
     """A logged ``weights.npz`` as checked plain arrays (no pickle), or one line naming ``where``."""
+    declared_arrays(content, where)
     try:
         with np.load(io.BytesIO(content), allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}

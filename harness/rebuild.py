@@ -23,7 +23,7 @@ from .training import TrainResult
 PACKAGE = Path(__file__).resolve().parent
 
 DRIVER = """
-import base64, io, json, sys
+import base64, io, json, os, sys, time
 from harness.data import load_split
 from harness.predict import parse_config
 from harness.runs import save_weights
@@ -34,6 +34,9 @@ config = parse_config(request["config"], "the logged config.json")
 split = load_split(config)
 stop_at = request["stop_at"]
 stops = [lambda epoch, metrics: epoch >= stop_at] if stop_at else []
+faults = dict(p.split("=", 1) for p in os.environ.get("HARNESS_FAULT", "").split(",") if "=" in p)
+if float(faults.get("epoch-delay", 0)):  # harness/faults.py's, read here: the rebuilt code may predate it
+    stops.append(lambda epoch, metrics: time.sleep(float(faults["epoch-delay"])))
 result = train(config, split, callbacks=stops, include_test=request["include_test"])
 weights = io.BytesIO()
 if result.network is not None:
@@ -62,6 +65,19 @@ def code_differs(tags):
             return f"the run was made from uncommitted changes (git_diff {diff}) this checkout does not have"
         return "this checkout has uncommitted changes the run did not have"
     return None
+
+
+def patch_summary(diff, where, most=10):
+    """The files a patch changes, as ``git apply --numstat`` reads it ('harness/x.py (+2 -0), ...'):
+    said before the patch is applied and run."""
+    read = _git("-C", str(PACKAGE), "apply", "--numstat", "-", stdin=diff)
+    if read.returncode != 0:
+        message = (read.stderr.decode(errors="replace").strip().splitlines() or ["no output"])[0]
+        raise HarnessError(f"{where}: its git_diff.patch is not a patch git can read ({message})")
+    rows = [line.split("\t", 2) for line in read.stdout.decode(errors="replace").splitlines() if line.count("\t") >= 2]
+    files = [f"{name} (binary)" if added == "-" else f"{name} (+{added} -{removed})" for added, removed, name in rows]
+    more = f" and {len(files) - most} more files" if len(files) > most else ""
+    return ", ".join(files[:most]) + more if files else "no files"
 
 
 def _git(*args, stdin=None):

@@ -4,24 +4,29 @@ The configuration comes from the run's ``config.json`` artifact (never from unpi
 data from the same loaders and split seed. Every logged metric is compared at every step; on the same
 machine and versions the curves are bit-identical, so any difference is reported. A user's CSV is used
 only if it is the data the run saw (same digest): a path in an artifact is input, not an instruction.
-When this checkout's code is not the run's (another commit, or other uncommitted changes), the run's
-code is rebuilt from its commit and ``git_diff.patch`` and trains there (``rebuild``); ``--here``
-retrains with this code instead.
+When this checkout's code is not the run's (another commit, or other uncommitted changes), a run in the
+store is rebuilt from its commit and ``git_diff.patch`` and trains there (``rebuild``; ``--here``
+retrains with this code instead). An export's patch runs only with ``--rebuild-code``: a file from
+someone else is data, and its digests are its sender's too. A patch is always checked against the
+run's ``git_diff`` digest before it is used.
 """
 
 import contextlib
+import io
 import math
 import sys
 
+import numpy as np
+
 from .data import load_split
 from .errors import HarnessError
-from .logged import ExportedRun, StoredRun, is_export
-from .predict import parse_config
+from .logged import ExportedRun, StoredRun, is_export, logged_diff
+from .predict import parse_config, parse_weights
 from .provenance import DIFF_ARTIFACT, code_diff, diff_tag, git_state, package_versions
-from .rebuild import code_differs, train_rebuilt, worktree
-from .runs import CONFIG_ARTIFACT, outcome_metrics, train_and_record
+from .rebuild import code_differs, patch_summary, train_rebuilt, worktree
+from .runs import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT, outcome_metrics, save_weights, train_and_record
 from .tracking import HARNESS_TAG, RecorderProcess, check_server, check_writable
-from .training import train
+from .training import DIVERGED, train
 
 NOT_COMPARED = {"train_seconds"}
 CARRIED_TAGS = ("study", "condition", "phase", "trial", "optuna_study", "mlflow.parentRunId")
@@ -117,23 +122,26 @@ def compare_curves(logged, reproduced, rtol=RTOL):
     return rows
 
 
-def reproduce(source, uri, out=None, err=None, rtol=RTOL, here=False):
+def reproduce(source, uri, out=None, err=None, rtol=RTOL, here=False, rebuild_code=False):
     """Retrain a logged run (a run id in the store at ``uri``, or an export file, which needs no store)
-    with the code it was trained with, unless ``here``; compare every curve; exit code 0 or 1."""
+    and compare every curve; exit code 0 or 1. A run in the store trains with the code it was trained
+    with (unless ``here``); an export runs none of its own code unless ``rebuild_code``: whoever wrote
+    the file chose its patch and the digest it is checked against."""
     out, err = out or sys.stdout, err or sys.stderr
     if is_export(source):
-        return _reproduce(ExportedRun(source), None, out, err, rtol, here)
+        return _reproduce(ExportedRun(source), None, out, err, rtol, rebuild=rebuild_code)
     check_server(uri)
     check_writable(uri)  # the reproduction is logged as a run
     with RecorderProcess(uri) as recorder:
-        return _reproduce(StoredRun(recorder, source), recorder, out, err, rtol, here)
+        return _reproduce(StoredRun(recorder, source), recorder, out, err, rtol, rebuild=not here)
 
 
-def _reproduce(logged, recorder, out, err, rtol, here):
+def _reproduce(logged, recorder, out, err, rtol, rebuild):
     run, tags = logged.run, logged.run["tags"]
     config_json, config = load_logged_config(logged)
-    split = load_logged_data(run, config)
-    why = None if here else code_differs(tags)
+    weights = load_logged_weights(logged)
+    split = load_logged_data(run, config)  # bad input is one line, before anything else is said
+    why, diff = code_to_run(logged, rebuild, recorder is None, err)
     for warning in environment_warnings(run, split, rebuilt=why is not None):
         print(f"warning: {warning}", file=err)
     pruned = tags.get("state") == "pruned"
@@ -143,26 +151,102 @@ def _reproduce(logged, recorder, out, err, rtol, here):
     with contextlib.ExitStack() as stack:
         trainer, code = train, None
         if why is not None:
-            diff = logged.artifact(DIFF_ARTIFACT) if tags.get("git_diff") else None
-            if tags.get("git_diff") and diff is None:
-                raise HarnessError(
-                    f"{logged.where}: {why}, and its {DIFF_ARTIFACT} was not logged ({tags['git_diff']}); "
-                    "pass --here to retrain with this code"
-                )
-            commit = tags["git_commit"]
-            print(f"{why}: rebuilding that code in a temporary git worktree to retrain there", file=err)
-            folder = stack.enter_context(worktree(commit, diff, logged.where))
+            folder = stack.enter_context(worktree(tags["git_commit"], diff, logged.where))
             trainer = rebuilt_trainer(folder, config_json, stop_at, split, logged.where)
             code = {"tags": {k: tags[k] for k in CODE_TAGS if k in tags}, "diff": diff}
         result, new_id = _retrain(logged, recorder, config, split, trainer, code, stop_at, include_test, pruned)
     rows = compare_curves(logged.histories(keys), reproduced_points(result), rtol)
+    weights_row = compare_weights(weights, reproduced_weights(result, split), rtol)
     said = "; not logged: an export is checked without a store" if new_id is None else ""
     as_run = "" if new_id is None else f" as run {new_id}"
     print(f"reproduced {run['run_id']}{as_run} ({result.status}, {result.epochs_run} epochs){said}", file=out)
     if why is not None:
         rebuilt = f"commit {tags['git_commit'][:12]}" + (f" + its {DIFF_ARTIFACT}" if tags.get("git_diff") else "")
         print(f"trained with the logged code: {rebuilt}, rebuilt in a temporary git worktree", file=out)
-    return report(rows, rtol, out)
+    return report(rows, rtol, out, weights_row)
+
+
+def code_to_run(logged, rebuild, export, err):
+    """(why the run's code is rebuilt, its checked patch): (None, ...) when this checkout's code trains.
+    An export's patch is checked even when it is not used: a file that does not match itself is refused."""
+    why = code_differs(logged.run["tags"])
+    diff = logged_diff(logged) if (why and rebuild) or export else None
+    if why is not None and not rebuild and export:
+        print(
+            f"{why}; an export's code is not rebuilt unless you pass --rebuild-code; retraining with this "
+            "checkout's code",
+            file=err,
+        )
+    if why is None or not rebuild:
+        return None, diff
+    say_rebuild(logged, why, diff, err)
+    return why, diff
+
+
+def load_logged_weights(logged):
+    """The run's final weights as checked arrays, None when it logged none (a diverged run): read before
+    training, so an unreadable file is one line before anything is spent on it."""
+    content = logged.artifact(WEIGHTS_ARTIFACT)
+    return None if content is None else parse_weights(content, f"{logged.where} {WEIGHTS_ARTIFACT}")
+
+
+def reproduced_weights(result, split):
+    """The arrays the reproduction would log as its weights.npz (None when it diverged)."""
+    if result.network is None or result.status == DIVERGED:
+        return None
+    buffer = io.BytesIO()
+    save_weights(result.network, buffer, split)
+    with np.load(io.BytesIO(buffer.getvalue()), allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
+
+
+def compare_weights(logged, mine, rtol=RTOL):
+    """The final weights as one more row of the comparison: per array, the largest absolute difference
+    relative to the array's largest magnitude (a weight near 0 is not held to its own tiny scale); names,
+    shapes and class names must match exactly. None when neither has weights."""
+    if logged is None and mine is None:
+        return None
+    row = {"metric": WEIGHTS_ARTIFACT, "largest": 0.0, "relative": 0.0, "relative_step": None, "beyond": None}
+    if logged is None or mine is None or sorted(logged) != sorted(mine):
+        names = "none" if mine is None else ", ".join(sorted(mine))
+        row.update(largest=math.inf, relative=math.inf)
+        row["beyond"] = ("arrays", "none" if logged is None else ", ".join(sorted(logged)), names)
+        return row
+    for key in sorted(logged):
+        a, b = logged[key], mine[key]
+        if a.shape != b.shape or a.dtype.kind != b.dtype.kind or (a.dtype.kind not in "fc" and not (a == b).all()):
+            row.update(largest=math.inf, relative=math.inf, relative_step=key)
+            row["beyond"] = (key, f"{a.dtype} {a.shape}", f"{b.dtype} {b.shape}")
+            return row
+        if a.dtype.kind not in "fc" or a.size == 0:
+            continue
+        gaps = np.abs(a.astype(np.float64) - b.astype(np.float64))
+        at = np.unravel_index(int(np.argmax(gaps)), gaps.shape)
+        scale = max(float(np.abs(a).max()), float(np.abs(b).max()))
+        largest = float(gaps[at])
+        relative = largest / scale if scale else 0.0
+        relative = relative if math.isfinite(relative) else math.inf  # a non-finite weight never matches
+        row["largest"] = max(row["largest"], largest)
+        if relative > row["relative"]:
+            row["relative"], row["relative_step"] = relative, key
+        if relative > rtol and row["beyond"] is None:
+            row["beyond"] = (f"{key}[{', '.join(map(str, at))}]", a[at].item(), b[at].item())
+    return row
+
+
+def say_rebuild(logged, why, diff, err):
+    """The first line of a rebuild: what code will run (the commit, the patch's digest and the files it
+    changes), before any of it does."""
+    tags = logged.run["tags"]
+    if tags.get("git_diff") and diff is None:
+        raise HarnessError(
+            f"{logged.where}: {why}, and its {DIFF_ARTIFACT} was not logged ({tags['git_diff']}); "
+            "pass --here to retrain with this code"
+        )
+    runs = f"commit {tags['git_commit'][:12]}"
+    if diff is not None:
+        runs += f" + its {DIFF_ARTIFACT} (sha256 {tags['git_diff']}; changes {patch_summary(diff, logged.where)})"
+    print(f"{why}: rebuilding that code in a temporary git worktree to retrain there; it runs {runs}", file=err)
 
 
 CODE_TAGS = ("git_commit", "git_dirty", "git_diff")
@@ -208,27 +292,35 @@ def _retrain(logged, recorder, config, split, trainer, code, stop_at, include_te
     return result, new_id
 
 
-def report(rows, rtol, out):
+def report(rows, rtol, out, weights=None):
+    """The table and the verdict (exit code): every metric, and the final weights when there are any."""
     print(f"{'metric':<22} {'largest |difference|':>20} {'relative':>9}  first step beyond tolerance", file=out)
-    for row in rows:
+    for row in rows + ([weights] if weights else []):
         beyond = row["beyond"]
         where = "" if beyond is None else f"step {beyond[0]}: {beyond[1]!r} -> {beyond[2]!r}"
+        if beyond is not None and row is weights:
+            where = f"{beyond[0]}: {beyond[1]!r} -> {beyond[2]!r}"
         print(f"{row['metric']:<22} {row['largest']:>20.3g} {row['relative']:>9.2g}  {where}", file=out)
     mismatched = [row["metric"] for row in rows if row["beyond"] is not None]
+    differ = []
+    if weights is not None and weights["beyond"] is not None:
+        differ.append(f"the final weights differ beyond a relative {rtol:g} ({weights['beyond'][0]})")
     if mismatched:
-        print(
-            f"NOT reproduced: {len(mismatched)} of {len(rows)} metrics differ beyond a relative {rtol:g} "
-            f"({', '.join(mismatched)})",
-            file=out,
+        differ.append(
+            f"{len(mismatched)} of {len(rows)} metrics differ beyond a relative {rtol:g} ({', '.join(mismatched)})"
         )
+    if differ:
+        print(f"NOT reproduced: {'; '.join(differ)}", file=out)
         return 1
-    worst = max(rows, key=lambda row: row["relative"], default=None)
+    what = f"{len(rows)} metrics" + (" and the final weights" if weights else " (no final weights logged)")
+    worst = max(rows + ([weights] if weights else []), key=lambda row: row["relative"], default=None)
     if worst is None or worst["relative"] == 0.0:
-        print(f"reproduced exactly: {len(rows)} metrics, every step identical", file=out)
+        print(f"reproduced exactly: {what}, every step identical", file=out)
     else:
+        at = "" if worst is weights else " at step"
         print(
-            f"equal within tolerance (relative {rtol:g}): {len(rows)} metrics; largest relative difference "
-            f"{worst['relative']:.2g} in {worst['metric']} at step {worst['relative_step']}",
+            f"equal within tolerance (relative {rtol:g}): {what}; largest relative difference "
+            f"{worst['relative']:.2g} in {worst['metric']}{at} {worst['relative_step']}",
             file=out,
         )
     return 0

@@ -238,3 +238,21 @@ def test_a_damaged_store_is_found_before_optuna_creates_anything(workdir, capsys
     (workdir / "mlruns" / "mlflow.db").write_bytes(os.urandom(4096))
     one_line(capsys, 2, ["sweep", write_study(workdir)], "not a usable MLflow store")
     assert not list((workdir / "mlruns").glob("optuna/*.journal"))
+
+
+def test_sighup_ends_a_command_as_sigterm_does_and_the_handlers_come_back(monkeypatch, capsys):
+    import signal
+    import time
+
+    from harness import cli
+    from harness.commands import export
+
+    def hung_up(args):
+        os.kill(os.getpid(), signal.SIGHUP)
+        time.sleep(5)  # the signal's exception ends this at once
+
+    before = signal.getsignal(signal.SIGHUP)
+    monkeypatch.setattr(export, "run", hung_up)
+    assert cli.main(["export", "0" * 32]) == 129
+    assert capsys.readouterr().err == "harness export: terminated\n"
+    assert signal.getsignal(signal.SIGHUP) is before

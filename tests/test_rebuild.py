@@ -1,13 +1,17 @@
 """Reproducing a run after the code moved on: its commit plus its logged diff is rebuilt and trains."""
 
+import hashlib
 import json
 import shutil
+import signal
 import subprocess
+import time
+import zipfile
 
 import pytest
 
 from harness.rebuild import code_differs
-from tests.helpers import ROOT, harness, mlflow_runs
+from tests.helpers import ROOT, harness, mlflow_runs, start_harness
 
 INIT = 'factor = 2.0 if activation == "sigmoid" else 6.0'
 
@@ -67,6 +71,13 @@ def test_a_dirty_run_is_reproduced_bit_for_bit_after_a_commit_changed_training(t
     patch = client.download_artifacts(rebuilt_run.info.run_id, "git_diff.patch", str(tmp_path))
     assert b"else 5.0" in open(patch, "rb").read()
 
+    marker = tmp_path / "marker"
+    (stored,) = [p for p in (work / "mlruns").rglob("git_diff.patch") if run_id in str(p)]
+    stored.write_bytes(hostile_patch(checkout, marker))  # applies on the run's commit too
+    planted = harness("reproduce", run_id, cwd=work, env=env)
+    assert planted.returncode == 2 and planted.stderr.count("\n") == 1, planted.stdout + planted.stderr
+    assert "is not the patch the run logged (git_diff" in planted.stderr and not marker.exists()
+
 
 @pytest.mark.e2e
 def test_a_commit_that_is_not_in_the_checkout_says_so_and_how_to_go_on(tmp_path, checkout):
@@ -94,3 +105,88 @@ def test_the_same_code_needs_no_rebuild_and_other_code_is_named(monkeypatch):
     assert "uncommitted changes (git_diff 0123" in code_differs({"git_commit": "a" * 40, "git_diff": "0123"})
     monkeypatch.setattr(rebuild, "code_diff", lambda: b"diff --git a/x b/x")
     assert "this checkout has uncommitted changes" in code_differs({"git_commit": "a" * 40})
+
+
+def hostile_patch(code, marker):
+    """A patch that makes training write ``marker``: what a crafted export could carry."""
+    training = code / "harness" / "training.py"
+    original = training.read_text()
+    training.write_text(original + f"\nopen({str(marker)!r}, 'w').write('ran')\n")
+    patch = subprocess.run(["git", "-C", str(code), "diff", "HEAD", "--binary"], capture_output=True, check=True).stdout
+    training.write_text(original)
+    return patch
+
+
+def planted_export(exported, path, patch, digest):
+    """``exported`` with ``patch`` added and run.json's git_diff tag set to ``digest``: the sender
+    controls every byte, its digests included."""
+    with zipfile.ZipFile(exported) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    run = json.loads(members["run.json"])
+    run["tags"].update(git_diff=digest, git_dirty="true")
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in {**members, "run.json": json.dumps(run), "git_diff.patch": patch}.items():
+            archive.writestr(name, content)
+    return path
+
+
+@pytest.mark.e2e
+def test_an_exports_patch_runs_only_when_the_user_asks_for_it(tmp_path, checkout):
+    work, env, marker = tmp_path / "work", {"PYTHONPATH": str(checkout)}, tmp_path / "marker"
+    work.mkdir()
+    trained = harness("train", "--dataset", "iris", "--epochs", "2", "--json", cwd=work, env=env, check=True)
+    run_id = json.loads(trained.stdout.splitlines()[0])["run_id"]
+    harness("export", run_id, "-o", "run.zip", cwd=work, env=env, check=True)
+    patch = hostile_patch(checkout, marker)
+    digest = hashlib.sha256(patch).hexdigest()[:16]
+    forged = planted_export(work / "run.zip", work / "forged.zip", patch, digest)
+
+    default = harness("reproduce", "forged.zip", cwd=work, env=env)
+    assert default.returncode == 0, default.stdout + default.stderr
+    assert not marker.exists(), "reproduce ran the export's patch without being asked"
+    assert "not rebuilt unless you pass --rebuild-code; retraining with this checkout's code" in default.stderr
+    assert "reproduced exactly" in default.stdout
+
+    damaged = planted_export(work / "run.zip", work / "damaged.zip", patch, "0123456789abcdef")
+    for flags in ((), ("--rebuild-code",)):
+        refused = harness("reproduce", str(damaged), *flags, cwd=work, env=env)
+        assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+        assert f"git_diff.patch (sha256 {digest}) is not the patch the run logged" in refused.stderr
+        assert not marker.exists()
+
+    asked = harness("reproduce", str(forged), "--rebuild-code", cwd=work, env=env)
+    assert asked.returncode == 0, asked.stdout + asked.stderr
+    assert marker.exists(), "--rebuild-code did not rebuild the export's code"
+    first = asked.stderr.splitlines()[0]
+    commit = git(checkout, "rev-parse", "HEAD").strip()
+    assert commit[:12] in first and digest in first and "harness/training.py (+2 -0)" in first, first
+    assert git(checkout, "worktree", "list").count("\n") == 1, "the temporary worktree was left behind"
+
+
+@pytest.mark.e2e
+def test_sigterm_while_the_rebuilt_code_trains_removes_the_worktree_and_its_folders(tmp_path, checkout):
+    work, scratch = tmp_path / "work", tmp_path / "tmp"
+    work.mkdir(), scratch.mkdir()
+    env = {"PYTHONPATH": str(checkout), "TMPDIR": str(scratch)}
+    trained = harness("train", "--dataset", "iris", "--epochs", "40", "--json", cwd=work, env=env, check=True)
+    run_id = json.loads(trained.stdout.splitlines()[0])["run_id"]
+    change_initialisation(checkout, "4.0")
+    git(checkout, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "-am", "another init")
+
+    process = start_harness("reproduce", run_id, cwd=work, env={**env, "HARNESS_FAULT": "epoch-delay=0.25"})
+    deadline = time.time() + 120
+    while git(checkout, "worktree", "list").count("\n") < 2 and time.time() < deadline:
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.2)
+    time.sleep(3)  # the rebuilt code's child is training by now (40 epochs of 0.25 s)
+    assert process.poll() is None, "the reproduction ended before it was signalled"
+    process.send_signal(signal.SIGTERM)  # to harness alone, as a process manager does
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert stderr.splitlines()[-1] == "harness reproduce: terminated" and "Traceback" not in stderr, stderr
+    assert stderr.count("terminated") == 1
+    assert git(checkout, "worktree", "list").count("\n") == 1, "the temporary worktree was left registered"
+    assert not list(scratch.glob("harness-rebuild-*")), "temporary folders were left behind"
+    _, runs = mlflow_runs(work, "train")
+    (again,) = [r for r in runs if r.data.tags.get("reproduces") == run_id]
+    assert again.info.status == "KILLED" and again.data.tags["state"] == "interrupted"

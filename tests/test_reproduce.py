@@ -3,9 +3,10 @@
 import math
 import sqlite3
 
+import numpy as np
 import pytest
 
-from harness.reproduce import compare_curves
+from harness.reproduce import compare_curves, compare_weights
 from tests.helpers import harness
 
 
@@ -79,3 +80,16 @@ def test_differing_versions_and_code_are_said_with_how_to_rebuild_them(monkeypat
     assert "the logged versions: pip install numpy==1.26.4" in warnings
     assert any("git apply" in w and "aaaaaaaaaaaa" in w for w in warnings)
     assert not any("optuna" in w for w in warnings)
+
+
+def test_final_weights_compare_relative_to_each_arrays_scale_and_never_match_a_nan():
+    logged = {"weight_0": np.array([[1.0, 1e-9], [2.0, -4.0]]), "classes": np.array(["a", "b"])}
+    same = {k: v.copy() for k, v in logged.items()}
+    assert compare_weights(logged, same)["relative"] == 0.0 and compare_weights(None, None) is None
+    near = {**same, "weight_0": logged["weight_0"] * (1 + 1e-12)}
+    row = compare_weights(logged, near)
+    assert row["beyond"] is None and row["relative"] == pytest.approx(1e-12, rel=1e-3)
+    bad = {**same, "weight_0": np.array([[1.0, 1e-9], [2.0, np.nan]])}
+    assert compare_weights(logged, bad)["beyond"][0] == "weight_0[1, 1]"
+    assert compare_weights(logged, {**same, "classes": np.array(["a", "c"])})["beyond"][0] == "classes"
+    assert compare_weights(logged, None)["beyond"] == ("arrays", "classes, weight_0", "none")

@@ -114,8 +114,9 @@ def _has_running_run(workdir, number):
     )
 
 
-def start_and_signal(workdir, command, signum):
-    """Start a sweep, send ``signum`` to its process group inside its second trial; that trial's number."""
+def start_and_signal(workdir, command, signum, group=True):
+    """Start a sweep, send ``signum`` to its process group (or to the command alone, as a process manager
+    does) inside its second trial; that trial's number."""
     import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - so polling the store is quick
 
     process = subprocess.Popen(
@@ -138,17 +139,26 @@ def start_and_signal(workdir, command, signum):
             still = [t for t in optuna_trials(workdir)["tiny/mse"] if t.number == running[0].number]
             if still[0].state.name != "RUNNING":
                 continue  # that stack finished meanwhile; catch the next one
-            os.killpg(process.pid, signum)
+            os.killpg(process.pid, signum) if group else process.send_signal(signum)
             process.wait(timeout=60)
             return running[0].number, process
     process.kill()
     raise AssertionError("the sweep never reached a second trial")
 
 
-def test_ctrl_c_marks_the_current_trial_and_leaves_nothing_running(workdir):
+@pytest.mark.parametrize(
+    "signum, group, code, said",
+    [(signal.SIGINT, True, 130, "interrupted"), (signal.SIGTERM, False, 143, "terminated")],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_ctrl_c_or_sigterm_marks_the_current_trial_and_leaves_nothing_running(workdir, signum, group, code, said):
     study = write_study(workdir, SLOW)
-    interrupted, process = start_and_signal(workdir, [sys.executable, "-m", "harness", "sweep", study], signal.SIGINT)
-    assert process.returncode == 130, process.stderr.read()
+    command = [sys.executable, "-m", "harness", "sweep", study]
+    interrupted, process = start_and_signal(workdir, command, signum, group)
+    stderr = process.stderr.read()
+    assert process.returncode == code, stderr
+    assert stderr.splitlines()[-1] == f"harness sweep: {said}; run the same command again to resume tiny", stderr
+    assert stderr.count("harness sweep:") == 1 and "Traceback" not in stderr, stderr
     search = optuna_trials(workdir)["tiny/mse"]
     stopped = next(t for t in search if t.number == interrupted)
     assert stopped.state.name == "FAIL" and stopped.user_attrs["state"] == "interrupted"

@@ -9,14 +9,24 @@ def add_parser(commands):
         help=HELP,
         description="Rebuild a run's configuration from what it "
         "logged, retrain, compare every logged metric at every step; exit 0 when "
-        "identical or equal within --rtol, 1 when not. When this checkout's code is not the run's, the "
-        "run's commit plus its git_diff.patch is rebuilt in a temporary git worktree and trains there. "
-        "The reproduction is logged as a new run tagged reproduces=RUN_ID (an export file is checked "
-        "without a store and logs nothing).",
+        "identical or equal within --rtol, 1 when not. When this checkout's code is not the run's, a run "
+        "in the store is rebuilt from its commit plus its git_diff.patch in a temporary git worktree and "
+        "trains there; an export file retrains with this checkout's code unless --rebuild-code. A patch "
+        "that does not match the run's git_diff digest is refused. The reproduction is logged as a new "
+        "run tagged reproduces=RUN_ID (an export file is checked without a store and logs nothing).",
     )
     again.add_argument("run_id", metavar="RUN_ID|EXPORT.zip", help="a harness run, or its `harness export` file")
-    again.add_argument(
+    code = again.add_mutually_exclusive_group()
+    code.add_argument(
         "--here", action="store_true", help="retrain with this checkout's code, not the code the run logged"
+    )
+    code.add_argument(
+        "--rebuild-code",
+        action="store_true",
+        help="an export file: RUN the code it carries (its commit, from this clone, plus its git_diff.patch, "
+        "which whoever wrote the file chose); the first line says the commit, the patch's digest and the "
+        "files it changes. Without it an export retrains with this checkout's code. A run in the store is "
+        "rebuilt without it",
     )
     again.add_argument(
         "--rtol",
@@ -36,4 +46,5 @@ def run(args):
 
     if not 0 <= args.rtol < 1:
         raise ConfigError(f"--rtol = {args.rtol:g} is not allowed; must be in [0, 1)")
-    return reproduce(args.run_id, resolve_tracking_uri(args.tracking_uri), rtol=args.rtol, here=args.here)
+    uri = resolve_tracking_uri(args.tracking_uri)
+    return reproduce(args.run_id, uri, rtol=args.rtol, here=args.here, rebuild_code=args.rebuild_code)

@@ -122,10 +122,10 @@ def run(args):
     )
     try:
         result = run_sweep(study, options)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (cli says which, on one line with this)
         if progress:
             progress.close()
-        print(f"harness sweep: interrupted; run the same command again to resume {study.name}", file=sys.stderr)
+        exc.add_note(f"run the same command again to resume {study.name}")
         raise
     if progress:
         progress.close()
