@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from . import faults
 from .analysis import analyze
 from .data import data_key, load_split
-from .errors import DiskFullError, HarnessError, disk_full_message
+from .errors import DiskFullError, HarnessError, Terminated, disk_full_message
 from .locks import check_reachable, preparing
 from .outages import outage_seconds, patient
 from .parents import publish
@@ -323,8 +323,9 @@ def run_workers(study, plan, worker, workers, on_poll=None):
     try:
         stats = [worker.run()]
     except BaseException as exc:
-        for process in processes:  # Ctrl-C reached them too; anything else: they are told to stop
-            if not isinstance(exc, KeyboardInterrupt) and process.is_alive():
+        told = not isinstance(exc, KeyboardInterrupt) or isinstance(exc, Terminated)  # Ctrl-C reached them too
+        for process in processes:  # a SIGTERM to this process alone, or an error: they are told to stop
+            if told and process.is_alive():
                 os.kill(process.pid, signal.SIGINT)
         for process in processes:
             process.join(timeout=60)
