@@ -32,6 +32,7 @@ from .errors import DiskFullError, HarnessError, Terminated, disk_full_message
 from .locks import check_reachable, preparing
 from .outages import outage_seconds, patient
 from .parents import publish
+from .processes import start as processes_start
 from .provenance import source_tags
 from .records import STUDY_ARTIFACT
 from .records import load as load_records
@@ -318,7 +319,7 @@ def run_workers(study, plan, worker, workers, on_poll=None):
         for i in range(1, workers)
     ]
     for process in processes:
-        process.start()
+        processes_start(process)
     worker.on_progress = on_poll
     try:
         stats = [worker.run()]

@@ -850,7 +850,9 @@ class RecorderProcess(_Answers):
             name="mlflow-recorder",
             daemon=True,
         )
-        self._process.start()
+        from .processes import start
+
+        start(self._process)
         self._closed = False
 
     @property

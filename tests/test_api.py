@@ -1,6 +1,7 @@
 """The harness from a notebook: importing it changes nothing; the functions give DataFrames."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -42,3 +43,31 @@ def test_train_sweep_and_load_a_study_from_python(workdir):
     curves = study.curves("val_accuracy", "train_loss")
     assert set(curves["key"]) == {"val_accuracy", "train_loss"} and curves["epoch"].min() == 1
     assert len(study.pairs) == 1 and set(study.parents) == {"mse", "cross_entropy"}
+
+
+@pytest.mark.e2e
+def test_the_api_from_a_script_without_a_main_guard_runs_it_once(workdir):
+    """Spawned children re-ran an unguarded script: its top half twice, then 'the MLflow recorder process
+    died' with two tracebacks (about 115 lines)."""
+    study = write_study(workdir)
+    script = (
+        "import harness\n"
+        'print("TOP HALF")\n'
+        'harness.train(dataset="iris", epochs=2, hidden=[4])\n'
+        f"harness.run_sweep({study!r}, workers=2, trials=1, epochs=2, confirm_seeds=1)\n"
+        'print("DONE")\n'
+    )
+    for argv, stdin in (([str(workdir / "script.py")], None), (["-"], script)):
+        (workdir / "script.py").write_text(script)
+        done = subprocess.run(
+            [sys.executable, *argv],
+            input=stdin,
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.count("TOP HALF") == 1 and "DONE" in done.stdout
+        assert "Traceback" not in done.stderr, done.stderr
