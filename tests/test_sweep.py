@@ -355,3 +355,13 @@ def test_a_run_whose_worker_died_after_telling_optuna_is_ended_when_the_sweep_se
     assert ended.info.status == "FAILED" and ended.data.tags["state"] == "orphaned"
     again = client.search_runs([plan.experiment_id], f"tags.trial = '{trial.number}' and tags.rerun = 'true'")
     assert len(again) == 1 and again[0].info.status == "FINISHED" and again[0].data.tags["state"] == "complete"
+
+
+def test_more_workers_than_cores_are_capped_and_said(workdir, capsys):
+    """--workers 64 on 2 cores did not finish a 1-trial study in 200 s; nothing capped or warned."""
+    cores = len(os.sched_getaffinity(0))
+    argv = ["sweep", write_study(workdir), "--workers", str(cores + 3), "--trials", "1", "--epochs", "2", "--json"]
+    assert main([*argv, "--confirm-seeds", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert f"--workers {cores + 3} on {cores} cores: using {cores}" in err
+    assert len(json.loads(out)["stats"]) == cores

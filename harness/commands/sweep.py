@@ -142,7 +142,7 @@ def run(args):
     print(
         f"{trials} trials and {sum(s.confirms for s in result.stats)} confirmation runs in this invocation"
         + (f", {result.repaired} re-run after their records were lost" if result.repaired else "")
-        + f", {result.wall_seconds:.1f} s wall with {args.workers} worker(s)",
+        + f", {result.wall_seconds:.1f} s wall with {len(result.stats)} worker(s)",
         file=out,
     )
     if args.json:
