@@ -1,5 +1,6 @@
 """``harness sweep STUDY_FILE``: search, confirm and summarise one study; resumes where it stopped."""
 
+import dataclasses
 import os
 import sys
 import time
@@ -110,7 +111,7 @@ def run(args):
     from ..tracking import resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri)
-    progress = _Progress(study, args.storage) if sys.stderr.isatty() else None
+    progress = _Progress(study, args.storage, plain=not sys.stderr.isatty())
     options = SweepOptions(
         tracking_uri=uri,
         storage=args.storage,
@@ -118,17 +119,15 @@ def run(args):
         heartbeat_seconds=args.heartbeat,
         outage_seconds=args.outage_seconds,
         restart_search=args.restart_search,
-        on_poll=progress.update if progress else None,
+        on_poll=progress.update,
     )
     try:
         result = run_sweep(study, options)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (cli says which, on one line with this)
-        if progress:
-            progress.close()
+        progress.close()
         exc.add_note(f"run the same command again to resume {study.name}")
         raise
-    if progress:
-        progress.close()
+    progress.close()
     out = sys.stderr if args.json else sys.stdout
     study = result.study  # as it ran: at its standing budget
     print(
@@ -160,46 +159,63 @@ def run(args):
 
 
 class _Progress:
-    """One bar per condition: search trials done of the budget, best value so far, confirmations."""
+    """Per condition: search trials done of the budget, best value so far, confirmations. On a terminal,
+    one bar each; piped (a log, CI), a plain line at most every ``PLAIN_EVERY`` seconds, so a long sweep's
+    log shows it working rather than nothing until the end."""
 
-    def __init__(self, study, storage):
-        self.study, self.storage, self.studies, self.bars, self.last = study, storage, None, None, 0.0
+    PLAIN_EVERY = 15.0
+
+    def __init__(self, study, storage, plain=False):
+        self.study, self.storage, self.plain = study, storage, plain
+        self.studies, self.bars, self.total = None, None, study.trials
+        self.last = time.perf_counter() if plain else 0.0  # a short piped sweep prints only its summary
 
     def update(self):
-        if time.perf_counter() - self.last < 0.5:
+        if time.perf_counter() - self.last < (self.PLAIN_EVERY if self.plain else 0.5):
             return
         self.last = time.perf_counter()
         if self.studies is None:
             self._open()
-        for bar, studies in zip(self.bars, self.studies):
-            counts = studies.counts()
-            bar.n = min(counts["complete"] + counts["pruned"], bar.total)
-            best = studies.best_trial()
-            confirmed = sum(t.state.name == "COMPLETE" for t in studies.confirm.get_trials(deepcopy=False))
-            bar.set_postfix_str(
-                f"best {best.value:.4f} confirm {confirmed}" if best else f"confirm {confirmed}", refresh=False
-            )
+        states = [self._state(studies) for studies in self.studies]
+        if self.plain:
+            parts = [f"{s.condition.name} {done}/{self.total}{extra}" for s, (done, extra) in zip(self.studies, states)]
+            print(f"harness sweep: {self.study.name}: " + "; ".join(parts), file=sys.stderr, flush=True)
+            return
+        for bar, (done, extra) in zip(self.bars, states):
+            bar.n = done
+            bar.set_postfix_str(extra.strip(" ()"), refresh=False)
             bar.refresh()
 
-    def _open(self):
-        from tqdm import tqdm
+    def _state(self, studies):
+        counts = studies.counts()
+        best = studies.best_trial()
+        confirmed = sum(t.state.name == "COMPLETE" for t in studies.confirm.get_trials(deepcopy=False))
+        extra = (f"best {best.value:.4f}, " if best else "") + f"confirmed {confirmed}/{self.study.confirm_seeds}"
+        return min(counts["complete"] + counts["pruned"], self.total), f" ({extra})"
 
-        from ..search import ConditionStudies, open_storage
+    def _open(self):
+        from ..search import ConditionStudies, budget_asked_before, open_storage
 
         storage, _ = open_storage(self.storage, self.study.name)
-        self.studies = [ConditionStudies(self.study, c, storage) for c in self.study.conditions]
-        width = max(len(c.name) for c in self.study.conditions)
-        self.bars = [
-            tqdm(
-                total=self.study.trials, desc=c.name.ljust(width), position=i, file=sys.stderr, leave=True, unit="trial"
-            )
-            for i, c in enumerate(self.study.conditions)
-        ]
+        self.total = max(self.study.trials, budget_asked_before(self.study, storage))  # as the sweep holds it
+        study = dataclasses.replace(self.study, trials=self.total)
+        self.studies = [ConditionStudies(study, c, storage) for c in study.conditions]
+        if self.plain:
+            return
+        from tqdm import tqdm
+
+        width = max(len(c.name) for c in study.conditions)
+        self.bars = []
+        for i, studies in enumerate(self.studies):
+            done, _ = self._state(studies)  # a resumed sweep's bar starts where it stands, not at 0 trials/s
+            name = studies.condition.name.ljust(width)
+            bar = tqdm(total=self.total, initial=done, desc=name, position=i, file=sys.stderr, leave=True, unit="trial")
+            self.bars.append(bar)
 
     def close(self):
-        if self.bars is None:
+        if self.studies is None or self.plain:
             return
         self.last = 0.0
         self.update()
-        for bar in self.bars:
+        for bar in self.bars or ():
             bar.close()
