@@ -122,21 +122,22 @@ def compare_curves(logged, reproduced, rtol=RTOL):
     return rows
 
 
-def reproduce(source, uri, out=None, err=None, rtol=RTOL, here=False, rebuild_code=False):
+def reproduce(source, uri, out=None, err=None, rtol=RTOL, here=False, rebuild_code=False, summary=None):
     """Retrain a logged run (a run id in the store at ``uri``, or an export file, which needs no store)
     and compare every curve; exit code 0 or 1. A run in the store trains with the code it was trained
     with (unless ``here``); an export runs none of its own code unless ``rebuild_code``: whoever wrote
-    the file chose its patch and the digest it is checked against."""
-    out, err = out or sys.stdout, err or sys.stderr
+    the file chose its patch and the digest it is checked against. ``summary``: a dict filled with the
+    verdict as plain data (``--json``)."""
+    out, err, summary = out or sys.stdout, err or sys.stderr, {} if summary is None else summary
     if is_export(source):
-        return _reproduce(ExportedRun(source), None, out, err, rtol, rebuild=rebuild_code)
+        return _reproduce(ExportedRun(source), None, out, err, rtol, rebuild_code, summary)
     check_server(uri)
     check_writable(uri)  # the reproduction is logged as a run
     with RecorderProcess(uri) as recorder:
-        return _reproduce(StoredRun(recorder, source), recorder, out, err, rtol, rebuild=not here)
+        return _reproduce(StoredRun(recorder, source), recorder, out, err, rtol, not here, summary)
 
 
-def _reproduce(logged, recorder, out, err, rtol, rebuild):
+def _reproduce(logged, recorder, out, err, rtol, rebuild, summary):
     run, tags = logged.run, logged.run["tags"]
     config_json, config = load_logged_config(logged)
     weights = load_logged_weights(logged)
@@ -163,7 +164,21 @@ def _reproduce(logged, recorder, out, err, rtol, rebuild):
     if why is not None:
         rebuilt = f"commit {tags['git_commit'][:12]}" + (f" + its {DIFF_ARTIFACT}" if tags.get("git_diff") else "")
         print(f"trained with the logged code: {rebuilt}, rebuilt in a temporary git worktree", file=out)
-    return report(rows, rtol, out, weights_row)
+    code = report(rows, rtol, out, weights_row)
+    summary.update(
+        run_id=run["run_id"],
+        reproduction_run_id=new_id,
+        status=result.status,
+        epochs_run=result.epochs_run,
+        rebuilt_code=why is not None,
+        reproduced=code == 0,
+        rtol=rtol,
+        compared=[
+            {"metric": r["metric"], "largest": r["largest"], "relative": r["relative"], "first_beyond": r["beyond"]}
+            for r in [*rows, *([weights_row] if weights_row else [])]
+        ],
+    )
+    return code
 
 
 def code_to_run(logged, rebuild, export, err):

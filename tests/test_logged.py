@@ -48,6 +48,21 @@ def test_an_exported_run_reproduces_and_predicts_in_a_fresh_folder_with_no_store
 
 
 @pytest.mark.e2e
+def test_every_command_that_reports_speaks_json_with_one_flag(tmp_path):
+    """--json on train and sweep, --format json on compare, and no JSON from reproduce/export/predict."""
+    trained = harness("train", "--dataset", "iris", "--epochs", "3", "--json", cwd=tmp_path, check=True)
+    run_id = json.loads(trained.stdout.splitlines()[0])["run_id"]
+    exported = json.loads(harness("export", run_id, "-o", "run.zip", "--json", cwd=tmp_path, check=True).stdout)
+    assert exported["path"] == "run.zip" and "weights.npz" in exported["files"]
+    verdict = json.loads(harness("reproduce", run_id, "--json", cwd=tmp_path, check=True).stdout)
+    assert verdict["reproduced"] is True and verdict["run_id"] == run_id and verdict["reproduction_run_id"]
+    assert {row["metric"] for row in verdict["compared"]} >= {"train_loss", "weights.npz"}
+    (tmp_path / "rows.csv").write_text("a,b,c,d\n5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n")
+    predicted = json.loads(harness("predict", "run.zip", "rows.csv", "--json", cwd=tmp_path, check=True).stdout)
+    assert len(predicted["predictions"]) == 2
+
+
+@pytest.mark.e2e
 def test_export_errors_are_one_line_and_write_nothing(tmp_path):
     trained = harness("train", "--dataset", "iris", "--epochs", "1", "--json", cwd=tmp_path, check=True)
     run_id = json.loads(trained.stdout.splitlines()[0])["run_id"]

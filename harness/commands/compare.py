@@ -21,6 +21,7 @@ def add_parser(commands):
         default="table",
         help="table (default), csv, markdown, or json (one JSON document on stdout)",
     )
+    compare.add_argument("--json", action="store_true", help="the same as --format json (as sweep and train say it)")
     compare.add_argument("--out", metavar="DIR", help="folder for the plots and report (default reports/<study>)")
     compare.add_argument(
         "--storage",
@@ -55,7 +56,7 @@ def run(args):
     comparison = run_compare(name, resolve_tracking_uri(args.tracking_uri), args.out, args.storage, args.register)
     for model, version, run_id in comparison.registered:
         print(f"registered {model} version {version} (run {run_id})", file=sys.stderr)
-    if args.format == "json":
+    if args.format == "json" or args.json:
         emit_json(
             {
                 "study": name,

@@ -13,6 +13,7 @@ def add_parser(commands):
     )
     export.add_argument("run_id", help="the MLflow run id of a harness run")
     export.add_argument("-o", "--output", metavar="FILE", help="the file to write (default: RUN_ID.zip)")
+    export.add_argument("--json", action="store_true", help="print what was written as one JSON document on stdout")
     return export
 
 
@@ -22,5 +23,10 @@ def run(args):
 
     path = args.output or f"{args.run_id}.zip"
     names = export_run(args.run_id, resolve_tracking_uri(args.tracking_uri), path)
-    print(f"exported run {args.run_id} to {path} ({', '.join(names)})")
+    if args.json:
+        from ..output import emit_json
+
+        emit_json({"run_id": args.run_id, "path": path, "files": names})
+    else:
+        print(f"exported run {args.run_id} to {path} ({', '.join(names)})")
     return 0

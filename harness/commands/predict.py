@@ -16,6 +16,11 @@ def add_parser(commands):
     predict.add_argument(
         "--label-column", default="label", metavar="NAME", help="the column to ignore if present (default: label)"
     )
+    predict.add_argument(
+        "--json",
+        action="store_true",
+        help="print the predictions as one JSON document on stdout",
+    )
     return predict
 
 
@@ -24,6 +29,12 @@ def run(args):
     from ..tracking import resolve_tracking_uri
 
     model = load_logged_model(args.run_id, resolve_tracking_uri(args.tracking_uri))
-    for label in model.predict(read_rows(args.csv, args.label_column, model.n_features)):
+    labels = model.predict(read_rows(args.csv, args.label_column, model.n_features))
+    if args.json:
+        from ..output import emit_json
+
+        emit_json({"run_id": args.run_id, "predictions": labels})
+        return 0
+    for label in labels:
         print(label)
     return 0

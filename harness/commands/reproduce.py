@@ -1,5 +1,7 @@
 """``harness reproduce RUN_ID|EXPORT.zip``: retrain a logged run with its code and compare every curve."""
 
+import sys
+
 HELP = "retrain a logged run and compare every curve"
 
 
@@ -36,6 +38,11 @@ def add_parser(commands):
         help="relative tolerance for another machine's BLAS or CPU (default 1e-9; 0: bit-identical only); "
         "within it: exit 0 with the largest relative difference",
     )
+    again.add_argument(
+        "--json",
+        action="store_true",
+        help="print the verdict as JSON on stdout (the table to stderr)",
+    )
     return again
 
 
@@ -47,4 +54,13 @@ def run(args):
     if not 0 <= args.rtol < 1:
         raise ConfigError(f"--rtol = {args.rtol:g} is not allowed; must be in [0, 1)")
     uri = resolve_tracking_uri(args.tracking_uri)
-    return reproduce(args.run_id, uri, rtol=args.rtol, here=args.here, rebuild_code=args.rebuild_code)
+    summary = {}
+    out = sys.stderr if args.json else sys.stdout
+    code = reproduce(
+        args.run_id, uri, out=out, rtol=args.rtol, here=args.here, rebuild_code=args.rebuild_code, summary=summary
+    )
+    if args.json:
+        from ..output import emit_json
+
+        emit_json(summary)
+    return code
