@@ -76,6 +76,8 @@ def summarize(study, frame):
         row["epochs_to_target_median"] = math.nan if median is None else float(median)
         row["target_reached"] = f"{sum(reached)}/{len(seeds)}"
         row["confirmed_after_trials"] = budget
+        row["best_trial_run_id"] = None if best is None else best["run_id"]
+        row["best_seed_run_id"] = best_seed_run(seeds)
         table.append(row)
     return pd.DataFrame(table)
 
@@ -96,6 +98,14 @@ def epochs_to_target(seeds):
             times.append(float(epoch if hit else last))
             reached.append(hit)
     return times, reached
+
+
+def best_seed_run(seeds):
+    """The confirmation run with the highest test accuracy (ties: the lowest seed), the one to reproduce
+    or to register; None before any confirmation."""
+    if not len(seeds) or "metric.test_accuracy" not in seeds:
+        return None
+    return seeds.sort_values(["metric.test_accuracy", "seed"], ascending=[False, True]).iloc[0]["run_id"]
 
 
 def best_trial_run(study, trials, seeds):
@@ -129,7 +139,15 @@ def format_table(study, table):
 
     results, tuning, notes = table_frames(study, table)
     wrapped = [textwrap.fill(n, 110, subsequent_indent="  ") for n in notes]
-    return "\n".join([results.to_string(index=False), "", tuning.to_string(index=False), *wrapped])
+    runs = pd.DataFrame(
+        {
+            "condition": table["condition"],
+            "best seed's run (reproduce it)": table["best_seed_run_id"].fillna(""),
+            "best search trial's run": table["best_trial_run_id"].fillna(""),
+        }
+    )
+    tables = [results.to_string(index=False), "", tuning.to_string(index=False), "", runs.to_string(index=False)]
+    return "\n".join([*tables, *wrapped])
 
 
 def table_frames(study, table):

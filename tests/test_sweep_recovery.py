@@ -180,6 +180,10 @@ def test_a_plain_rerun_after_an_extension_keeps_the_extended_result(workdir):
     after_six = [r for r in confirm if r.data.tags["optuna_study"].endswith("confirm-after-6-trials")]
     assert len(after_six) == 4 and all(r.data.tags.get("superseded") != "true" for r in after_six)
     assert all(r.data.tags.get("superseded") == "true" for r in confirm if r not in after_six)
+    for row in extended:  # the run to reproduce is named: the condition's best seed of the standing result
+        seeds = [r for r in after_six if r.data.tags["condition"] == row["condition"]]
+        best = max(seeds, key=lambda r: (r.data.metrics["test_accuracy"], -int(r.data.tags["seed"])))
+        assert row["best_seed_run_id"] == best.info.run_id
     assert compare_json(workdir)["conditions"] == extended
     assert audit_sweep(workdir, study, json_summary(again.stdout)) == []  # the file says 4: held at 6
 
