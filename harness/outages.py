@@ -14,6 +14,7 @@ import threading
 import time
 
 from .errors import HarnessError
+from .urls import redact
 
 DEFAULT_OUTAGE_SECONDS = 300.0
 
@@ -140,11 +141,8 @@ class Patience:
                     "run the same command again once it answers"
                 ) from None
             if first:
-                print(
-                    f"harness: {self.service} does not answer ({_reason(exc)}); waiting up to {self.seconds:.0f} s",
-                    file=sys.stderr,
-                    flush=True,
-                )
+                said = f"harness: {self.service} does not answer ({_reason(exc)}); waiting up to {self.seconds:.0f} s"
+                print(redact(said), file=sys.stderr, flush=True)
         self.sleep(min(5.0, 0.25 * 2**attempt, max(0.05, self.seconds - waited)))
 
     def _recovered(self):

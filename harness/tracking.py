@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from .errors import HarnessError, RecordingError
+from .urls import redact
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -58,8 +59,6 @@ def default_tracking_uri() -> str:
 def resolve_tracking_uri(flag: str | None = None) -> str:
     """--tracking-uri, else $MLFLOW_TRACKING_URI, else the project's store under ./mlruns/; checked."""
     uri = flag or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
-    from .urls import redact
-
     scheme = urlparse(uri).scheme
     if scheme not in SCHEMES:
         raise HarnessError(
@@ -76,17 +75,16 @@ def require_driver(url: str) -> None:
     import importlib.util
 
     if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is None:
-        from .urls import redact
-
         raise HarnessError(
             f"{redact(url)}: PostgreSQL needs its driver, which is not installed: pip install -e '.[distributed]'"
         )
 
 
 def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///PATH[?OPTIONS]`` URI (options are SQLAlchemy's, not the name's)."""
     if not uri.startswith("sqlite:///"):
         return None
-    return Path(uri[len("sqlite:///") :])
+    return Path(uri[len("sqlite:///") :].split("?", 1)[0])
 
 
 def artifact_root(uri: str) -> str | None:
@@ -103,7 +101,6 @@ def check_server(uri: str, timeout: float = 10, patience: float = 0.0) -> None:
     if not uri.startswith(("http://", "https://")):
         return
     from .outages import Patience
-    from .urls import redact
 
     if patience <= 0:
         return _probe_server(uri, timeout)
@@ -122,8 +119,6 @@ def _probe_server(uri: str, timeout: float) -> None:
     import base64
     import urllib.error
     import urllib.request
-
-    from .urls import redact
 
     headers: dict[str, str] = {}
     if os.environ.get("MLFLOW_TRACKING_TOKEN"):
@@ -171,7 +166,12 @@ def open_client(uri: str) -> MlflowClient:
     """An MlflowClient on ``uri``. A local SQLite store is created whole or not at all: its schema is
     built under a temporary name and linked into place, so a kill in the 3 s of schema creation can
     never leave a half-made store behind; a half-made or damaged one gets a one-line diagnosis."""
-    check_server(uri, patience=float(os.environ.get("HARNESS_OUTAGE_SECONDS") or 0))  # set by a sweep
+    patience = float(os.environ.get("HARNESS_OUTAGE_SECONDS") or 0)  # set by a sweep
+    check_server(uri, patience=patience)
+    if uri.startswith("postgresql") and patience <= 0:
+        from .locks import check_reachable
+
+        check_reachable(uri)  # MLflow would retry a database that does not answer for 100 s, then trace back
     if os.environ.get("HARNESS_OUTAGE_SECONDS"):  # a sweep: MLflow's own retries end within the same bound
         from .outages import http_retries
 
@@ -192,11 +192,13 @@ def open_client(uri: str) -> MlflowClient:
         relocate_store(path)
     elif urlparse(uri).scheme in ("", "file"):
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-    if path is None:
-        return MlflowClient(tracking_uri=uri)
     try:
-        return MlflowClient(tracking_uri=uri)  # opens the database and checks its schema
-    except Exception as exc:  # noqa: BLE001 - a damaged store is said in one line
+        return MlflowClient(tracking_uri=uri)  # opens a database and checks its schema
+    except Exception as exc:  # noqa: BLE001 - a store that cannot be opened is said in one line
+        if path is None:  # a database that does not answer: SQLAlchemy's error names its URL
+            raise HarnessError(
+                f"tracking URI {redact(uri)}: cannot open the MLflow store ({_first_line(exc)})"
+            ) from None
         reason = _first_line(exc)
         if "out-of-date database schema" in reason:
             raise HarnessError(

@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 
 from .errors import HarnessError
+from .urls import redact
 
 
 def server_command(uri, host, port):
@@ -70,8 +71,6 @@ def run_ui(uri, host, port, study=None):
     from .tracking import InlineRecorder, check_server, open_client
 
     if uri.startswith(("http://", "https://")):  # a tracking server is its own UI
-        from .urls import redact
-
         check_server(uri)
         print(f"the tracking store is a server: open {redact(uri)} in a browser")
         if study:
@@ -87,7 +86,7 @@ def run_ui(uri, host, port, study=None):
         signal.signal(ending, _interrupt)
     try:
         wait_healthy(url, process)
-        print(f"MLflow UI on {url} (store {uri}); Ctrl-C to stop", flush=True)
+        print(f"MLflow UI on {url} (store {redact(uri)}); Ctrl-C to stop", flush=True)
         for label, link in zip(("the study's runs:", "its conditions compared:"), links):
             print(f"  {label} {link}", flush=True)
         process.wait()
