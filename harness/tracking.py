@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from .errors import HarnessError, RecordingError
-from .urls import redact
+from .urls import redact, split_credentials
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -67,7 +67,22 @@ def resolve_tracking_uri(flag: str | None = None) -> str:
         )
     if scheme.startswith("postgresql"):
         require_driver(uri)
+    if scheme in ("http", "https"):
+        return server_credentials(uri)
     return uri
+
+
+def server_credentials(uri: str) -> str:
+    """A server URL's ``user:password@`` moved into $MLFLOW_TRACKING_USERNAME/PASSWORD (when neither is
+    set), where MLflow's client, the recorder and the workers (who inherit them) all read them; returns
+    the URL without them, so no message or record carries them. When they are set, the URL keeps its
+    credentials, which then win: ``requests`` and the probe both send a URL's own."""
+    bare, user, password = split_credentials(uri)
+    names = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+    if user is None or any(os.environ.get(name) for name in names):
+        return uri
+    os.environ.update(zip(names, (user, password or "")))
+    return bare
 
 
 def require_driver(url: str) -> None:
@@ -116,25 +131,23 @@ def _unreachable(exc: BaseException) -> bool:
 
 
 def _probe_server(uri: str, timeout: float) -> None:
-    import base64
     import urllib.error
     import urllib.request
 
-    headers: dict[str, str] = {}
-    if os.environ.get("MLFLOW_TRACKING_TOKEN"):
-        headers["Authorization"] = f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}"
-    elif os.environ.get("MLFLOW_TRACKING_USERNAME"):
-        user = f"{os.environ['MLFLOW_TRACKING_USERNAME']}:{os.environ.get('MLFLOW_TRACKING_PASSWORD', '')}"
-        headers["Authorization"] = f"Basic {base64.b64encode(user.encode()).decode()}"
+    bare, _, _ = split_credentials(uri)  # urllib would read "user:password@host" as the host name
+    headers = _authorization(uri)
     probe = urllib.request.Request(
-        f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1", headers=headers
+        f"{bare.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1", headers=headers
     )
     try:
         with urllib.request.urlopen(probe, timeout=timeout) as response:
             response.read()
     except urllib.error.HTTPError as exc:
         hint = {
-            401: "it wants credentials: MLFLOW_TRACKING_USERNAME/PASSWORD or MLFLOW_TRACKING_TOKEN",
+            401: "it refused the credentials given"
+            if headers
+            else "it wants credentials: USER:PASSWORD@ in the URL, MLFLOW_TRACKING_USERNAME/PASSWORD or "
+            "MLFLOW_TRACKING_TOKEN",
             403: "it refuses this host name: start it with --allowed-hosts listing the name in this URL",
         }
         raise HarnessError(
@@ -143,6 +156,21 @@ def _probe_server(uri: str, timeout: float) -> None:
         ) from None
     except OSError as exc:
         raise _Unreachable(f"tracking URI {redact(uri)}: no MLflow server answers there ({exc})") from None
+
+
+def _authorization(uri: str) -> dict[str, str]:
+    """The header MLflow's client would send: the URL's own credentials (``requests`` takes them), else
+    $MLFLOW_TRACKING_USERNAME with $MLFLOW_TRACKING_PASSWORD, else $MLFLOW_TRACKING_TOKEN."""
+    import base64
+
+    _, user, password = split_credentials(uri)
+    if user is None and os.environ.get("MLFLOW_TRACKING_USERNAME") and os.environ.get("MLFLOW_TRACKING_PASSWORD"):
+        user, password = os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]
+    if user is not None:
+        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password or ''}".encode()).decode()}
+    if os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        return {"Authorization": f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}"}
+    return {}
 
 
 def check_writable(uri: str) -> None:

@@ -10,7 +10,7 @@ import os
 import re
 import sys
 from collections.abc import Iterable
-from urllib.parse import unquote, unquote_plus
+from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
 
 MASK = "***"
 SECRET_VARIABLES = ("PGPASSWORD", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
@@ -63,3 +63,14 @@ def known_secrets() -> set[str]:
 
 def _worth_hiding(secrets: Iterable[str]) -> set[str]:
     return {s for s in secrets if len(s) >= MIN_SECRET_LENGTH and s != MASK}
+
+
+def split_credentials(url: str) -> tuple[str, str | None, str | None]:
+    """(``url`` without its ``user:password@``, user, password), both percent-decoded; HTTP clients take
+    credentials as a header, and a URL carrying them is read as a host name ``user:password@host``."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    return urlunsplit(parts._replace(netloc=host)), unquote(user), unquote(password) if ":" in userinfo else None
