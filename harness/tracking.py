@@ -67,22 +67,7 @@ def resolve_tracking_uri(flag: str | None = None) -> str:
         )
     if scheme.startswith("postgresql"):
         require_driver(uri)
-    if scheme in ("http", "https"):
-        return server_credentials(uri)
     return uri
-
-
-def server_credentials(uri: str) -> str:
-    """A server URL's ``user:password@`` moved into $MLFLOW_TRACKING_USERNAME/PASSWORD (when neither is
-    set), where MLflow's client, the recorder and the workers (who inherit them) all read them; returns
-    the URL without them, so no message or record carries them. When they are set, the URL keeps its
-    credentials, which then win: ``requests`` and the probe both send a URL's own."""
-    bare, user, password = split_credentials(uri)
-    names = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
-    if user is None or any(os.environ.get(name) for name in names):
-        return uri
-    os.environ.update(zip(names, (user, password or "")))
-    return bare
 
 
 def require_driver(url: str) -> None:
