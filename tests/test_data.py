@@ -97,22 +97,16 @@ def _rows(classes, per_class):
     return "".join(f"{i}.5,{i % 7},{label}\n" for i, label in enumerate(classes * per_class))
 
 
+SPLIT = "a train/validation/test split of {} classes, one row of each in every part, needs at least {}"
+
+
 @pytest.mark.parametrize(
     "rows,message",
     [
-        (
-            "",
-            "has 0 data rows; a train/validation/test split of 2 classes, one row of each in every part, needs at least 8",
-        ),
-        (
-            "1,2,a\n",
-            "has 1 data row; a train/validation/test split of 2 classes, one row of each in every part, needs at least 8",
-        ),
-        (_rows("ab", 3) + "9,9,a\n", "has 7 data rows; a train/validation/test split of 2 classes"),
-        (
-            _rows("abc", 4),
-            "has 12 data rows; a train/validation/test split of 3 classes, one row of each in every part, needs at least 13",
-        ),
+        ("", "has 0 data rows; " + SPLIT.format(2, 8)),
+        ("1,2,a\n", "has 1 data row; " + SPLIT.format(2, 8)),
+        (_rows("ab", 3) + "9,9,a\n", "has 7 data rows; " + SPLIT.format(2, 8)),
+        (_rows("abc", 4), "has 12 data rows; " + SPLIT.format(3, 13)),
     ],
 )
 def test_a_csv_with_too_few_rows_says_how_many_it_has_and_needs(tmp_path, rows, message):
