@@ -141,8 +141,11 @@ class Patience:
                     "run the same command again once it answers"
                 ) from None
             if first:
-                said = f"harness: {self.service} does not answer ({_reason(exc)}); waiting up to {self.seconds:.0f} s"
-                print(redact(said), file=sys.stderr, flush=True)
+                print(
+                    f"harness: {self.service} does not answer ({_reason(exc)}); waiting up to {self.seconds:.0f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
         self.sleep(min(5.0, 0.25 * 2**attempt, max(0.05, self.seconds - waited)))
 
     def _recovered(self):
@@ -165,5 +168,5 @@ def _reason(exc):
         seen.add(id(exc))
         exc = exc.__cause__
     exc = getattr(exc, "orig", None) or exc
-    text = str(exc).strip().splitlines()
+    text = redact(str(exc)).strip().splitlines()  # before it is cut: half a password is no URL
     return f"{type(exc).__name__}: {text[0][:160] if text else ''}"

@@ -332,8 +332,9 @@ def _alive(pid):
 
 
 def _first_line(exc):
+    """Redacted before it is cut: a URL cut inside its password would no longer look like one."""
     text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+    return redact(text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
 # --- operations: what a recorder runs -------------------------------------------------------------------

@@ -88,6 +88,18 @@ def test_the_recorded_command_line_hides_secrets(no_secrets):
     assert "--tracking-uri=http://alice:***@h:5000" in recorded
 
 
+@pytest.mark.parametrize("cut", ["tracking", "outages"])
+def test_an_error_cut_to_one_short_line_is_redacted_before_it_is_cut(no_secrets, cut):
+    """Cut first, a URL cut inside its password no longer looks like a URL: half the password showed."""
+    from harness import outages, tracking
+
+    width = 300 if cut == "tracking" else 160
+    url = "postgresql://u:ABCDEFGHIJKLMNOPQRST@db/x"
+    error = RuntimeError("x" * (width - len("postgresql://u:") - 8) + url)
+    said = tracking._first_line(error) if cut == "tracking" else outages._reason(error)
+    assert "ABCDEFGH" not in said and "postgresql://u:***@db/x" in said, said
+
+
 def _leaks(folder, secrets):
     """Files under ``folder`` whose name or bytes hold one of ``secrets``."""
     found = []
