@@ -234,6 +234,7 @@ def rows_needed(classes: int, config: TrainConfig) -> int:
 
 
 def too_few_rows(source: str, rows: int, classes: int, config: TrainConfig) -> ConfigError:
+    """Said before the split: scikit-learn's own message names test sizes, not the file's rows."""
     return ConfigError(
         f"{source}: has {rows} data row{'s' * (rows != 1)}; a train/validation/test split of {classes} classes, "
         f"one row of each in every part, needs at least {rows_needed(classes, config)} "
@@ -242,6 +243,7 @@ def too_few_rows(source: str, rows: int, classes: int, config: TrainConfig) -> C
 
 
 def _rare_class(source: str, names: np.ndarray, y: np.ndarray) -> ConfigError:
+    """Enough rows, but one class too rare to reach every part: it would be missing from validation or test."""
     counts = np.bincount(y, minlength=len(names))
     rare = int(np.argmin(counts))
     return ConfigError(
