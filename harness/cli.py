@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 
-from . import __version__
+from . import __version__, interrupts
 from .commands import compare, export, predict, reproduce, sweep, train, ui
 from .errors import DiskFullError, HarnessError, Terminated, disk_full_message
 
@@ -115,7 +115,9 @@ def _stopped(command, exc):
 
 def run():
     """Console entry point."""
+    interrupts.install()  # Ctrl-C exits 130 wherever it lands: an import, a finalizer, the teardown
     code = main()
+    interrupts.finished(code)
     # Tearing down mlflow's and pandas' object graphs at exit took 1.1 s of a 4.3 s command; frozen
     # objects are skipped by the final collections. Everything was written and closed by now.
     gc.freeze()

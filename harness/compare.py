@@ -23,6 +23,7 @@ from .report import html_report, plot_all
 from .runs import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT
 from .studies import Study
 from .tracking import InlineRecorder, check_writable, sqlite_path
+from .urls import redact
 
 
 @dataclass
@@ -40,7 +41,7 @@ def recorded_study(recorder, name, frame):
     """The resolved study the latest sweep recorded on its parent runs."""
     parents = records.parents(frame)
     if not parents:
-        raise HarnessError(f"study {name!r}: no sweep runs in {recorder.uri}; run `harness sweep` first")
+        raise HarnessError(f"study {name!r}: no sweep runs in {redact(recorder.uri)}; run `harness sweep` first")
     content = recorder.call("read_artifact", next(iter(parents.values())), STUDY_ARTIFACT)
     if content is None:
         raise HarnessError(

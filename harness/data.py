@@ -8,6 +8,7 @@ from ``data_seed``; scaling is fitted on the training rows only.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -110,6 +111,8 @@ def _csv(config):
             f"{config.csv}: label_column = {config.label_column!r} is not a column; "
             f"columns are: {', '.join(map(str, frame.columns))[:300]}"
         )
+    if frame.empty:  # pandas reads no rows as text columns ("not numeric"): said as what it is
+        raise too_few_rows(config.csv, 0, 2, config)
     labels = frame.pop(config.label_column)
     non_numeric = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
     if non_numeric:
@@ -169,24 +172,21 @@ def digest(arrays: Iterable[np.ndarray]) -> str:
 
 def load_split(config: TrainConfig) -> Split:
     """Load the data set a config names and split it train/validation/test, stratified."""
-    from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import LabelEncoder, StandardScaler
 
     x, labels, names = LOADERS[config.dataset](config)
     encoder = LabelEncoder()
     y = encoder.fit_transform(labels)
-    if len(encoder.classes_) < 2:
-        raise ConfigError(f"{config.dataset}: needs at least 2 classes, found {len(encoder.classes_)}")
-    held_out = config.val_fraction + config.test_fraction
-    try:
-        x_train, x_rest, y_train, y_rest = train_test_split(
-            x, y, test_size=held_out, stratify=y, random_state=config.data_seed
-        )
-        x_val, x_test, y_val, y_test = train_test_split(
-            x_rest, y_rest, test_size=config.test_fraction / held_out, stratify=y_rest, random_state=config.data_seed
-        )
-    except ValueError as exc:
-        raise ConfigError(f"{config.dataset}: cannot make a stratified split ({exc})") from None
+    source = str(config.csv) if config.dataset == "csv" else f"dataset {config.dataset!r}"
+    classes = len(encoder.classes_)
+    if len(y) < rows_needed(max(classes, 2), config):
+        raise too_few_rows(source, len(y), max(classes, 2), config)
+    if classes < 2:
+        raise ConfigError(f"{source}: needs at least 2 classes, found {classes}")
+    parts = _stratified(x, y, config)
+    if parts is None or any(len(np.unique(part)) < classes for part in parts[1::2]):
+        raise _rare_class(source, encoder.classes_, y)
+    x_train, y_train, x_val, y_val, x_test, y_test = parts
     scaler = StandardScaler().fit(x_train)
     dtype = np.dtype(config.dtype)
     xs = [np.ascontiguousarray(scaler.transform(a), dtype=dtype) for a in (x_train, x_val, x_test)]
@@ -200,6 +200,55 @@ def load_split(config: TrainConfig) -> Split:
         scaler_mean=scaler.mean_,
         scaler_scale=scaler.scale_,
         feature_names=names,
+    )
+
+
+def _stratified(x: np.ndarray, y: np.ndarray, config: TrainConfig) -> list[np.ndarray] | None:
+    """[x_train, y_train, x_val, y_val, x_test, y_test], or None when a class is too rare to split."""
+    from sklearn.model_selection import train_test_split
+
+    held_out = config.val_fraction + config.test_fraction
+    try:
+        x_train, x_rest, y_train, y_rest = train_test_split(
+            x, y, test_size=held_out, stratify=y, random_state=config.data_seed
+        )
+        x_val, x_test, y_val, y_test = train_test_split(
+            x_rest, y_rest, test_size=config.test_fraction / held_out, stratify=y_rest, random_state=config.data_seed
+        )
+    except ValueError:
+        return None
+    return [x_train, y_train, x_val, y_val, x_test, y_test]
+
+
+def rows_needed(classes: int, config: TrainConfig) -> int:
+    """The fewest rows whose stratified split gives train, validation and test one row of each of
+    ``classes`` balanced classes, counted as scikit-learn counts them (the test part rounded up)."""
+    held_out = config.val_fraction + config.test_fraction
+    n = 3 * classes
+    while True:
+        rest = math.ceil(held_out * n)
+        test = math.ceil(config.test_fraction / held_out * rest)
+        if min(n - rest, rest - test, test) >= classes:
+            return n
+        n += 1
+
+
+def too_few_rows(source: str, rows: int, classes: int, config: TrainConfig) -> ConfigError:
+    """Said before the split: scikit-learn's own message names test sizes, not the file's rows."""
+    return ConfigError(
+        f"{source}: has {rows} data row{'s' * (rows != 1)}; a train/validation/test split of {classes} classes, "
+        f"one row of each in every part, needs at least {rows_needed(classes, config)} "
+        f"(val_fraction {config.val_fraction:g}, test_fraction {config.test_fraction:g})"
+    )
+
+
+def _rare_class(source: str, names: np.ndarray, y: np.ndarray) -> ConfigError:
+    """Enough rows, but one class too rare to reach every part: it would be missing from validation or test."""
+    counts = np.bincount(y, minlength=len(names))
+    rare = int(np.argmin(counts))
+    return ConfigError(
+        f"{source}: class {str(names[rare])!r} has {counts[rare]} of the {len(y)} rows, too few for one row in "
+        "each of train, validation and test; give it more rows (or leave it out)"
     )
 
 

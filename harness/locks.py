@@ -20,7 +20,7 @@ def _local_file(url):
     if url.startswith("journal:"):
         return Path(url[len("journal:") :])
     if url.startswith("sqlite:///"):
-        return Path(url[len("sqlite:///") :])
+        return Path(url[len("sqlite:///") :].split("?", 1)[0])  # options are not part of the name
     return None
 
 

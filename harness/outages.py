@@ -14,6 +14,7 @@ import threading
 import time
 
 from .errors import HarnessError
+from .urls import redact
 
 DEFAULT_OUTAGE_SECONDS = 300.0
 
@@ -167,5 +168,5 @@ def _reason(exc):
         seen.add(id(exc))
         exc = exc.__cause__
     exc = getattr(exc, "orig", None) or exc
-    text = str(exc).strip().splitlines()
+    text = redact(str(exc)).strip().splitlines()  # before it is cut: half a password is no URL
     return f"{type(exc).__name__}: {text[0][:160] if text else ''}"

@@ -80,16 +80,18 @@ def blas_info():
 
 def source_tags(argv=None):
     """The run context ``mlflow.start_run`` would record (the UI's Source and User columns): the command
-    that made the run, as typed (passwords in URLs hidden), its commit and its user."""
+    that made the run, as typed (secrets hidden word by word before quoting: a password may hold a
+    space), its commit and its user."""
     import getpass
     import shlex
     import sys
 
-    from .urls import redact
+    from .urls import redact, secrets_in
 
     words = list(sys.argv if argv is None else argv)
-    command = " ".join(["harness", *map(shlex.quote, words[1:])]) if words else "harness"
-    tags = {"mlflow.source.name": redact(command)[:500], "mlflow.source.type": "LOCAL"}
+    hidden = {secret for word in words for secret in secrets_in(word)}
+    command = " ".join(["harness", *(shlex.quote(redact(word, hidden)) for word in words[1:])])
+    tags = {"mlflow.source.name": redact(command, hidden)[:500], "mlflow.source.type": "LOCAL"}
     try:
         tags["mlflow.user"] = getpass.getuser()
     except (KeyError, OSError):

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from .errors import FULL_DISK, DiskFullError, HarnessError, RecordingError, disk_full_message
+from .urls import redact, split_credentials
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -58,8 +59,6 @@ def default_tracking_uri() -> str:
 def resolve_tracking_uri(flag: str | None = None) -> str:
     """--tracking-uri, else $MLFLOW_TRACKING_URI, else the project's store under ./mlruns/; checked."""
     uri = flag or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
-    from .urls import redact
-
     scheme = urlparse(uri).scheme
     if scheme not in SCHEMES:
         raise HarnessError(
@@ -76,17 +75,16 @@ def require_driver(url: str) -> None:
     import importlib.util
 
     if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is None:
-        from .urls import redact
-
         raise HarnessError(
             f"{redact(url)}: PostgreSQL needs its driver, which is not installed: pip install -e '.[distributed]'"
         )
 
 
 def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///PATH[?OPTIONS]`` URI (options are SQLAlchemy's, not the name's)."""
     if not uri.startswith("sqlite:///"):
         return None
-    return Path(uri[len("sqlite:///") :])
+    return Path(uri[len("sqlite:///") :].split("?", 1)[0])
 
 
 def artifact_root(uri: str) -> str | None:
@@ -103,7 +101,6 @@ def check_server(uri: str, timeout: float = 10, patience: float = 0.0) -> None:
     if not uri.startswith(("http://", "https://")):
         return
     from .outages import Patience
-    from .urls import redact
 
     if patience <= 0:
         return _probe_server(uri, timeout)
@@ -119,27 +116,23 @@ def _unreachable(exc: BaseException) -> bool:
 
 
 def _probe_server(uri: str, timeout: float) -> None:
-    import base64
     import urllib.error
     import urllib.request
 
-    from .urls import redact
-
-    headers: dict[str, str] = {}
-    if os.environ.get("MLFLOW_TRACKING_TOKEN"):
-        headers["Authorization"] = f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}"
-    elif os.environ.get("MLFLOW_TRACKING_USERNAME"):
-        user = f"{os.environ['MLFLOW_TRACKING_USERNAME']}:{os.environ.get('MLFLOW_TRACKING_PASSWORD', '')}"
-        headers["Authorization"] = f"Basic {base64.b64encode(user.encode()).decode()}"
+    bare, _, _ = split_credentials(uri)  # urllib would read "user:password@host" as the host name
+    headers = _authorization(uri)
     probe = urllib.request.Request(
-        f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1", headers=headers
+        f"{bare.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1", headers=headers
     )
     try:
         with urllib.request.urlopen(probe, timeout=timeout) as response:
             response.read()
     except urllib.error.HTTPError as exc:
         hint = {
-            401: "it wants credentials: MLFLOW_TRACKING_USERNAME/PASSWORD or MLFLOW_TRACKING_TOKEN",
+            401: "it refused the credentials given"
+            if headers
+            else "it wants credentials: USER:PASSWORD@ in the URL, MLFLOW_TRACKING_USERNAME/PASSWORD or "
+            "MLFLOW_TRACKING_TOKEN",
             403: "it refuses this host name: start it with --allowed-hosts listing the name in this URL",
         }
         raise HarnessError(
@@ -148,6 +141,21 @@ def _probe_server(uri: str, timeout: float) -> None:
         ) from None
     except OSError as exc:
         raise _Unreachable(f"tracking URI {redact(uri)}: no MLflow server answers there ({exc})") from None
+
+
+def _authorization(uri: str) -> dict[str, str]:
+    """The header MLflow's client would send: the URL's own credentials (``requests`` takes them), else
+    $MLFLOW_TRACKING_USERNAME with $MLFLOW_TRACKING_PASSWORD, else $MLFLOW_TRACKING_TOKEN."""
+    import base64
+
+    _, user, password = split_credentials(uri)
+    if user is None and os.environ.get("MLFLOW_TRACKING_USERNAME") and os.environ.get("MLFLOW_TRACKING_PASSWORD"):
+        user, password = os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]
+    if user is not None:
+        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password or ''}".encode()).decode()}
+    if os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        return {"Authorization": f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}"}
+    return {}
 
 
 def check_writable(uri: str) -> None:
@@ -171,7 +179,12 @@ def open_client(uri: str) -> MlflowClient:
     """An MlflowClient on ``uri``. A local SQLite store is created whole or not at all: its schema is
     built under a temporary name and linked into place, so a kill in the 3 s of schema creation can
     never leave a half-made store behind; a half-made or damaged one gets a one-line diagnosis."""
-    check_server(uri, patience=float(os.environ.get("HARNESS_OUTAGE_SECONDS") or 0))  # set by a sweep
+    patience = float(os.environ.get("HARNESS_OUTAGE_SECONDS") or 0)  # set by a sweep
+    check_server(uri, patience=patience)
+    if uri.startswith("postgresql") and patience <= 0:
+        from .locks import check_reachable
+
+        check_reachable(uri)  # MLflow would retry a database that does not answer for 100 s, then trace back
     if os.environ.get("HARNESS_OUTAGE_SECONDS"):  # a sweep: MLflow's own retries end within the same bound
         from .outages import http_retries
 
@@ -192,11 +205,13 @@ def open_client(uri: str) -> MlflowClient:
         relocate_store(path)
     elif urlparse(uri).scheme in ("", "file"):
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-    if path is None:
-        return MlflowClient(tracking_uri=uri)
     try:
-        return MlflowClient(tracking_uri=uri)  # opens the database and checks its schema
-    except Exception as exc:  # noqa: BLE001 - a damaged store is said in one line
+        return MlflowClient(tracking_uri=uri)  # opens a database and checks its schema
+    except Exception as exc:  # noqa: BLE001 - a store that cannot be opened is said in one line
+        if path is None:  # a database that does not answer: SQLAlchemy's error names its URL
+            raise HarnessError(
+                f"tracking URI {redact(uri)}: cannot open the MLflow store ({_first_line(exc)})"
+            ) from None
         reason = _first_line(exc)
         if "out-of-date database schema" in reason:
             raise HarnessError(
@@ -317,8 +332,9 @@ def _alive(pid):
 
 
 def _first_line(exc):
+    """Redacted before it is cut: a URL cut inside its password would no longer look like one."""
     text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+    return redact(text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
 # --- operations: what a recorder runs -------------------------------------------------------------------

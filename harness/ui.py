@@ -1,14 +1,17 @@
 """``harness ui``: the MLflow UI over the project's tracking store, stopped cleanly on Ctrl-C."""
 
+import errno
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
-from .errors import HarnessError
+from .errors import ConfigError, HarnessError
+from .urls import redact
 
 
 def server_command(uri, host, port):
@@ -16,11 +19,35 @@ def server_command(uri, host, port):
     return [str(mlflow), "server", "--backend-store-uri", uri, "--host", host, "--port", str(port), "--workers", "1"]
 
 
+def check_port(port):
+    """Checked before anything starts: the server, given a port out of range, printed pages of tracebacks."""
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"--port = {port} is not allowed; must be an integer in [1, 65535]")
+
+
+def check_free(host, port):
+    """A port the server cannot listen on is said in one line, before it starts: it would log the error
+    among its start-up lines and exit, leaving a guess."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.create_server((host, port), family=family):  # SO_REUSEADDR, as the server binds
+            pass
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise HarnessError(
+                f"--port {port}: {host}:{port} is already in use by another program; stop it or give another --port"
+            ) from None
+        raise HarnessError(f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc})") from None
+
+
 def wait_healthy(url, process, timeout=120):
     deadline = time.time() + timeout
     while time.time() < deadline:
         if process.poll() is not None:
-            raise HarnessError(f"the MLflow server exited with status {process.returncode} (is port in use?)")
+            raise HarnessError(
+                f"the MLflow server exited with status {process.returncode} before answering on {url} "
+                "(its own messages are above)"
+            )
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
                 if response.status == 200:
@@ -69,15 +96,15 @@ def study_links(recorder, base, study):
 def run_ui(uri, host, port, study=None):
     from .tracking import InlineRecorder, check_server, open_client
 
+    check_port(port)
     if uri.startswith(("http://", "https://")):  # a tracking server is its own UI
-        from .urls import redact
-
         check_server(uri)
         print(f"the tracking store is a server: open {redact(uri)} in a browser")
         if study:
             for link in study_links(InlineRecorder(uri), redact(uri).rstrip("/"), study):
                 print(link)
         return 0
+    check_free(host, port)
     open_client(uri).search_experiments()  # create the store's schema before the server reads it
     links = study_links(InlineRecorder(uri), f"http://{host}:{port}", study) if study else ()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
@@ -87,7 +114,7 @@ def run_ui(uri, host, port, study=None):
         signal.signal(ending, _interrupt)
     try:
         wait_healthy(url, process)
-        print(f"MLflow UI on {url} (store {uri}); Ctrl-C to stop", flush=True)
+        print(f"MLflow UI on {url} (store {redact(uri)}); Ctrl-C to stop", flush=True)
         for label, link in zip(("the study's runs:", "its conditions compared:"), links):
             print(f"  {label} {link}", flush=True)
         process.wait()

@@ -91,3 +91,45 @@ def test_csv_that_would_train_on_something_else_is_refused(tmp_path, content, me
 def test_csv_that_is_a_directory(tmp_path):
     with pytest.raises(ConfigError, match="is a directory"):
         load_split(make_config({"dataset": "csv", "csv": str(tmp_path)}))
+
+
+def _rows(classes, per_class):
+    return "".join(f"{i}.5,{i % 7},{label}\n" for i, label in enumerate(classes * per_class))
+
+
+SPLIT = "a train/validation/test split of {} classes, one row of each in every part, needs at least {}"
+
+
+@pytest.mark.parametrize(
+    "rows,message",
+    [
+        ("", "has 0 data rows; " + SPLIT.format(2, 8)),
+        ("1,2,a\n", "has 1 data row; " + SPLIT.format(2, 8)),
+        (_rows("ab", 3) + "9,9,a\n", "has 7 data rows; " + SPLIT.format(2, 8)),
+        (_rows("abc", 4), "has 12 data rows; " + SPLIT.format(3, 13)),
+    ],
+)
+def test_a_csv_with_too_few_rows_says_how_many_it_has_and_needs(tmp_path, rows, message):
+    """A header alone was read as text columns ("column 'a' is not numeric")."""
+    path = tmp_path / "few.csv"
+    path.write_text("a,b,label\n" + rows)
+    with pytest.raises(ConfigError) as refused:
+        load_split(make_config({"dataset": "csv", "csv": str(path)}))
+    assert str(refused.value).startswith(f"{path}: {message}"), str(refused.value)
+
+
+@pytest.mark.parametrize("classes,needed", [("ab", 8), ("abc", 13)])
+def test_the_rows_needed_are_enough(tmp_path, classes, needed):
+    path = tmp_path / "enough.csv"
+    path.write_text("a,b,label\n" + _rows(classes, needed // len(classes)) + _rows(classes[0], needed % len(classes)))
+    split = load_split(make_config({"dataset": "csv", "csv": str(path)}))
+    assert len(split.y_train) + len(split.y_val) + len(split.y_test) == needed
+    assert all(len(np.unique(part)) == len(classes) for part in (split.y_train, split.y_val, split.y_test))
+
+
+@pytest.mark.parametrize("rare", [1, 2])
+def test_a_class_too_rare_to_reach_every_part_is_named(tmp_path, rare):
+    path = tmp_path / "rare.csv"
+    path.write_text("a,b,label\n" + _rows("a", 30) + _rows("b", rare))
+    with pytest.raises(ConfigError, match=f"class 'b' has {rare} of the {30 + rare} rows, too few"):
+        load_split(make_config({"dataset": "csv", "csv": str(path)}))

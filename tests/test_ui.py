@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from tests.helpers import start_ui
+from tests.helpers import harness, start_ui
 from tests.services import free_port
 
 pytestmark = pytest.mark.e2e
@@ -51,3 +51,20 @@ def test_the_server_goes_when_harness_ui_is_told_to_stop(tmp_path, signum):
     finally:
         if process.poll() is None:
             process.kill()
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "-1"])
+def test_a_port_out_of_range_is_one_line_before_anything_starts(tmp_path, port):
+    done = harness("ui", "--port", port, cwd=tmp_path, timeout=60)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert f"--port = {port} is not allowed; must be an integer in [1, 65535]" in done.stderr
+    assert not (tmp_path / "mlruns").exists()
+
+
+def test_a_port_in_use_is_one_line_naming_it(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = harness("ui", "--port", str(port), cwd=tmp_path, timeout=120)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert f"--port {port}: 127.0.0.1:{port} is already in use" in done.stderr
+    assert not (tmp_path / "mlruns").exists()
