@@ -35,7 +35,7 @@ from optuna.storages import InMemoryStorage, JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState, create_trial
 
-from harness.search import JournalFlock  # the write lock the harness puts on its journals
+from harness.sweep.storages import JournalFlock
 
 SIZES = (10, 100, 1000, 3000, 10000)
 REPS = 20

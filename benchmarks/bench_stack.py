@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from harness.config import make_config
-from harness.data import load_split
-from harness.training import train_stack
+from harness.engine.config import make_config
+from harness.engine.data import load_split
+from harness.engine.training import train_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 EPOCHS = 50

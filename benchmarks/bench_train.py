@@ -18,9 +18,9 @@ import warnings
 
 from threadpoolctl import threadpool_limits
 
-from harness.config import make_config
-from harness.data import load_split
-from harness.training import train
+from harness.engine.config import make_config
+from harness.engine.data import load_split
+from harness.engine.training import train
 
 EPOCHS = 50
 

@@ -41,7 +41,7 @@ class StudyRecords:
     def curves(self, *keys, phase="confirm"):
         """Per-epoch values of ``keys`` (default val_accuracy) of the runs of ``phase`` ("confirm",
         "search" or "all"), one row per run and epoch: run_id, condition, trial, seed, epoch, key, value."""
-        from .records import Curves
+        from .records.table import Curves
 
         curve = Curves(self._recorder)
         runs = self.trials if phase == "all" else self.trials[self.trials["phase"] == phase]
@@ -66,10 +66,11 @@ class StudyRecords:
 
 def load_study(name, tracking_uri=None):
     """The records of a swept study (``tracking_uri``: as ``--tracking-uri``; default ./mlruns)."""
-    from . import records
-    from .analysis import analyze
-    from .compare import recorded_study
-    from .tracking import InlineRecorder, resolve_tracking_uri
+    from .analysis.compare import recorded_study
+    from .analysis.comparisons import analyze
+    from .records import table as records
+    from .records.recorder import InlineRecorder
+    from .records.store import resolve_tracking_uri
 
     recorder = InlineRecorder(resolve_tracking_uri(tracking_uri))
     _, runs = recorder.call("study_runs", name)
@@ -85,11 +86,11 @@ def load_study(name, tracking_uri=None):
 def run_sweep(study_file, tracking_uri=None, storage=None, workers=1, **flags):
     """Run (or resume) a study file as ``harness sweep`` does; ``flags``: trials, epochs, confirm_seeds,
     stack. Returns the SweepResult: ``.table`` (the summary), ``.plan.parent_runs``, ``.stats``."""
-    from .studies import load_study as read_study
-    from .studies import resolve
-    from .sweep import SweepOptions
-    from .sweep import run_sweep as sweep
-    from .tracking import resolve_tracking_uri
+    from .records.store import resolve_tracking_uri
+    from .studies.parse import load_study as read_study
+    from .studies.study import resolve
+    from .sweep.lifecycle import SweepOptions
+    from .sweep.lifecycle import run_sweep as sweep
 
     study = resolve(read_study(study_file), **flags)
     return sweep(study, SweepOptions(tracking_uri=resolve_tracking_uri(tracking_uri), storage=storage, workers=workers))
@@ -105,11 +106,12 @@ class TrainedRun:
 
 def train(tracking_uri=None, experiment="train", **settings):
     """Train and record one network as ``harness train`` does; ``settings`` as its flags (lr=0.1, ...)."""
-    from .config import make_config
-    from .data import load_split
-    from .runs import outcome_metrics, train_and_record
-    from .tracking import RecorderProcess, check_server, check_writable, resolve_tracking_uri
-    from .training import check_memory
+    from .engine.config import make_config
+    from .engine.data import load_split
+    from .engine.training import check_memory
+    from .records.recorder import RecorderProcess
+    from .records.runs import outcome_metrics, train_and_record
+    from .records.store import check_server, check_writable, resolve_tracking_uri
 
     config = make_config(settings)
     uri = resolve_tracking_uri(tracking_uri)

@@ -13,9 +13,10 @@ import signal
 import sys
 import threading
 
-from . import __version__, interrupts
+from . import __version__
 from .commands import compare, export, predict, reproduce, sweep, train, ui
-from .errors import DiskFullError, HarnessError, Terminated, disk_full_message
+from .common import interrupts
+from .common.errors import DiskFullError, HarnessError, Terminated, disk_full_message
 
 COMMANDS = (train, sweep, compare, reproduce, export, predict, ui)
 EXIT_FAILED = 1

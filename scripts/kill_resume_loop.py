@@ -45,9 +45,10 @@ def last_json(text):
 
 
 def one_round(study_file, folder, moment, group, flags, workers):
-    from harness.audit import audit
-    from harness.studies import load_study, resolve
-    from harness.tracking import InlineRecorder
+    from harness.records.recorder import InlineRecorder
+    from harness.studies.parse import load_study
+    from harness.studies.study import resolve
+    from harness.sweep.audit import audit
 
     command = [sys.executable, "-m", "harness", "sweep", str(study_file), "--workers", str(workers), *flags]
     process = subprocess.Popen(

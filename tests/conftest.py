@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from harness.config import make_config
-from harness.data import Split
+from harness.engine.config import make_config
+from harness.engine.data import Split
 
 TINY_STUDY = """
 name = "tiny"

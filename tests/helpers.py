@@ -81,9 +81,10 @@ def json_summary(stdout):
 
 def audit_sweep(folder, study_file, printed_summary=None, flags=None, storage=None, uri=None):
     """Problems the audit finds in a local sweep's records ([] when they are right)."""
-    from harness.audit import audit
-    from harness.studies import load_study, resolve
-    from harness.tracking import InlineRecorder
+    from harness.records.recorder import InlineRecorder
+    from harness.studies.parse import load_study
+    from harness.studies.study import resolve
+    from harness.sweep.audit import audit
 
     study = resolve(load_study(study_file), **(flags or {}))
     return audit(

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from harness import analysis
-from harness.findings import findings
-from harness.studies import load_study
-from harness.summary import format_table, summarize
+from harness.analysis import comparisons as analysis
+from harness.analysis.findings import findings
+from harness.analysis.summary import format_table, summarize
+from harness.studies.parse import load_study
 from tests.helpers import write_study
 
 GRID = """

@@ -17,7 +17,7 @@ def test_importing_harness_imports_nothing_heavy_and_changes_no_setting():
 import json, logging, os, sys, warnings
 import numpy, optuna, pandas  # their own import-time settings are theirs; the harness adds none
 before = (dict(os.environ), list(warnings.filters), logging.getLogger("optuna").level)
-import harness, harness.api, harness.search, harness.tracking
+import harness, harness.api, harness.sweep.conditions, harness.records.recorder
 after = (dict(os.environ), list(warnings.filters), logging.getLogger("optuna").level)
 heavy = sorted({m.split(".")[0] for m in sys.modules} & {"mlflow", "sklearn", "matplotlib", "scipy"})
 print(json.dumps({"same": before == after, "heavy": heavy, "version": harness.__version__}))
@@ -30,7 +30,7 @@ print(json.dumps({"same": before == after, "heavy": heavy, "version": harness.__
 @pytest.mark.e2e
 def test_train_sweep_and_load_a_study_from_python(workdir):
     import harness
-    import harness.training  # the training loop's module does not hide the function
+    import harness.engine.training  # the training loop's module does not hide the function
 
     run = harness.train(dataset="iris", epochs=3, hidden=[4])
     assert run.status == "complete" and len(run.run_id) == 32

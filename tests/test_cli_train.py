@@ -199,8 +199,8 @@ def test_console_entry_point_and_help_stays_light(store):
 def test_every_single_run_file_in_studies_parses():
     from pathlib import Path
 
-    from harness.config import make_config
-    from harness.studies import read_toml as load_toml
+    from harness.engine.config import make_config
+    from harness.studies.parse import read_toml as load_toml
 
     files = sorted((Path(__file__).parent.parent / "studies").glob("single_run*.toml"))
     assert files

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from harness.config import TrainConfig, make_config
-from harness.errors import ConfigError
+from harness.common.errors import ConfigError
+from harness.engine.config import TrainConfig, make_config
 
 
 @pytest.mark.parametrize(

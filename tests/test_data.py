@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from harness.config import make_config
-from harness.data import load_split
-from harness.errors import ConfigError
+from harness.common.errors import ConfigError
+from harness.engine.config import make_config
+from harness.engine.data import load_split
 
 
 @pytest.mark.parametrize("name,classes", [("digits", 10), ("iris", 3), ("wine", 3), ("breast_cancer", 2)])

@@ -134,7 +134,7 @@ def test_three_workers_one_killed_finish_one_study(stores, tmp_path):
     assert not list(tmp_path.glob("mlruns/*.db")), "workers must not fall back to a local store"
 
     trials = _trials(storage)
-    from harness.search import retried_from, trial_state
+    from harness.sweep.conditions import retried_from, trial_state
 
     for condition in ("mse", "cross_entropy"):
         search = trials[f"dist/{condition}"]

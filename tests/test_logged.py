@@ -9,9 +9,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from harness.errors import HarnessError
-from harness.logged import ExportedRun, is_export
-from harness.predict import parse_weights
+from harness.common.errors import HarnessError
+from harness.records.logged import ExportedRun, is_export
+from harness.records.weights import parse_weights
 from tests.helpers import harness
 
 

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from harness.activations import ACTIVATIONS
-from harness.losses import LOSSES, evaluate, softmax
-from harness.network import StackedMLP, glorot
+from harness.engine.activations import ACTIVATIONS
+from harness.engine.losses import LOSSES, evaluate, softmax
+from harness.engine.network import StackedMLP, glorot
 
 
 def _numeric_grad(net, x, y, loss, eps=1e-6):

@@ -148,8 +148,8 @@ def test_register_gives_each_condition_its_best_seed_as_a_model_even_when_that_s
     assert {seeds[entry["run_id"]] for entry in registered} == {"1"}  # ties go to the lowest seed here, so:
 
     # a best seed that logged no model (seed 2 here) gets one when it is registered, as register_best does it
-    from harness.compare import model_to_log
-    from harness.tracking import InlineRecorder
+    from harness.analysis.compare import model_to_log
+    from harness.records.recorder import InlineRecorder
 
     (other,) = [r for r in runs if r.data.tags.get("seed") == "2" and r.data.tags.get("condition") == "mse"]
     assert not (other.outputs and other.outputs.model_outputs)

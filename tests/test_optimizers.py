@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from harness.optimizers import SGD, Adagrad, Adam, RMSprop
+from harness.engine.optimizers import SGD, Adagrad, Adam, RMSprop
 
 
 def _arrays(n=6, seed=0):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from harness.outages import OutageError, Patience, http_retries, is_database_outage
+from harness.common.outages import OutageError, Patience, http_retries, is_database_outage
 
 
 class Clock:
@@ -85,7 +85,7 @@ def test_mlflows_http_retries_end_within_the_bound():
 def test_patience_lasts_as_long_as_the_sweep(monkeypatch):
     import os
 
-    from harness.outages import current_patience, patient
+    from harness.common.outages import current_patience, patient
 
     monkeypatch.delenv("HARNESS_OUTAGE_SECONDS", raising=False)
     with patient(7):

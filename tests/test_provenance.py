@@ -2,9 +2,9 @@
 
 import subprocess
 
-from harness import provenance, runs
-from harness.config import make_config
-from harness.training import train
+from harness.engine.config import make_config
+from harness.engine.training import train
+from harness.records import provenance, runs
 from tests.conftest import tiny_split
 
 

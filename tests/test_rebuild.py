@@ -10,7 +10,7 @@ import zipfile
 
 import pytest
 
-from harness.rebuild import code_differs
+from harness.reproduce.rebuild import code_differs
 from tests.helpers import ROOT, harness, mlflow_runs, start_harness
 
 INIT = 'factor = 2.0 if activation == "sigmoid" else 6.0'
@@ -95,7 +95,7 @@ def test_a_commit_that_is_not_in_the_checkout_says_so_and_how_to_go_on(tmp_path,
 
 
 def test_the_same_code_needs_no_rebuild_and_other_code_is_named(monkeypatch):
-    from harness import rebuild
+    from harness.reproduce import rebuild
 
     monkeypatch.setattr(rebuild, "git_state", lambda: ("a" * 40, "false"))
     monkeypatch.setattr(rebuild, "code_diff", lambda: None)

@@ -2,8 +2,8 @@
 
 import pytest
 
-from harness.reconcile import decide
-from harness.studies import parse_study
+from harness.studies.parse import parse_study
+from harness.sweep.reconcile import decide
 
 STUDY = parse_study(
     {

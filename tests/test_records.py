@@ -2,8 +2,9 @@
 
 import dataclasses
 
-from harness.records import belongs, current, records_frame, standing_budget
-from harness.studies import LEGACY_SEARCH, parse_study
+from harness.records.table import belongs, current, records_frame, standing_budget
+from harness.studies.parse import parse_study
+from harness.studies.study import LEGACY_SEARCH
 
 STUDY = parse_study(
     {

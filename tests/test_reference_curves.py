@@ -11,9 +11,9 @@ import json
 import os
 from pathlib import Path
 
-from harness.config import make_config
-from harness.data import load_split
-from harness.training import train, train_stack
+from harness.engine.config import make_config
+from harness.engine.data import load_split
+from harness.engine.training import train, train_stack
 
 REFERENCE = Path(__file__).with_name("reference_curves.json")
 BASE = {"dataset": "digits", "hidden": [16], "batch_size": 32, "epochs": 4}

@@ -6,7 +6,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from harness.reproduce import compare_curves, compare_weights
+from harness.reproduce.reproduction import compare_curves, compare_weights
 from tests.helpers import harness
 
 
@@ -59,7 +59,7 @@ def test_reproduce_says_within_tolerance_or_not_and_exits_accordingly(tmp_path):
 
 
 def test_differing_versions_and_code_are_said_with_how_to_rebuild_them(monkeypatch):
-    from harness import reproduce
+    from harness.reproduce import reproduction as reproduce
     from tests.conftest import tiny_split
 
     split = tiny_split()

@@ -5,10 +5,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.errors import DiskFullError
-from harness.runs import TrialRuns
-from harness.tracking import InlineRecorder
-from harness.training import train
+from harness.common.errors import DiskFullError
+from harness.engine.training import train
+from harness.records.recorder import InlineRecorder
+from harness.records.runs import TrialRuns
 
 
 def test_a_full_disk_while_recording_never_leaves_a_finished_run_without_its_results(
@@ -16,7 +16,7 @@ def test_a_full_disk_while_recording_never_leaves_a_finished_run_without_its_res
 ):
     """The end was a separate write after the results: with the disk full, the results failed and the
     run still ended FINISHED with state=running and no metrics (the audit passed it)."""
-    import harness.tracking as tracking
+    import harness.records.operations as tracking
 
     uri = f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}"
     recorder = InlineRecorder(uri)

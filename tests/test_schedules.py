@@ -2,8 +2,8 @@ import math
 
 import pytest
 
-from harness.config import make_config
-from harness.schedules import learning_rate
+from harness.engine.config import make_config
+from harness.engine.schedules import learning_rate
 
 
 def _rates(epochs=4, n_train=100, **values):

@@ -6,8 +6,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from harness.search import Heartbeat, StackPruning, retried_from, trial_state
-from harness.urls import redact
+from harness.common.urls import redact
+from harness.sweep.conditions import retried_from, trial_state
+from harness.sweep.liveness import Heartbeat
+from harness.sweep.pruning import StackPruning
 
 
 def _study_with_history(pruner, storage=None):
@@ -83,8 +85,10 @@ def test_urls_never_show_passwords():
 
 
 def _condition_studies(tmp_path):
-    from harness.search import ConditionStudies, open_storage, prepare_studies
-    from harness.studies import load_study
+    from harness.studies.parse import load_study
+    from harness.sweep.conditions import ConditionStudies
+    from harness.sweep.storages import open_storage
+    from harness.sweep.studies import prepare_studies
     from tests.conftest import TINY_STUDY
 
     path = tmp_path / "tiny.toml"
@@ -124,7 +128,7 @@ def test_a_trial_failed_as_dead_elsewhere_is_let_go(tmp_path):
 def test_optuna_plot_titles_are_replaced_not_printed_over():
     from matplotlib.figure import Figure
 
-    from harness.search import retitle
+    from harness.sweep.optuna_plots import retitle
 
     ax = Figure().subplots()
     ax.set_title("Hyperparameter Importances", loc="left")  # where Optuna's importance plot puts it
@@ -138,7 +142,7 @@ def test_every_database_call_optunas_cache_makes_waits_out_an_outage():
 
     import optuna
 
-    from harness.search import PatientRDBStorage
+    from harness.sweep.storages import PatientRDBStorage
 
     source = open(optuna.storages._cached_storage.__file__).read()
     called = set(re.findall(r"self\._backend\.([a-z_]+)", source))

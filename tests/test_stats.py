@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from harness.stats import (
+from harness.analysis.stats import (
     FRIEDMAN_CAVEAT,
     bounded_mean_interval,
     expected_max_curve,

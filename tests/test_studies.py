@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import ConfigError
-from harness.studies import load_study, parse_study
+from harness.common.errors import ConfigError
+from harness.studies.parse import load_study, parse_study
 
 GOOD = """
 name = "tiny"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.search import retried_from, trial_state
+from harness.sweep.conditions import retried_from, trial_state
 from tests.conftest import TINY_STUDY
 from tests.helpers import ROOT, mlflow_runs, optuna_trials, write_study
 
@@ -208,7 +208,7 @@ STUDY_FILES = sorted(
 def test_every_shipped_study_runs_with_one_trial_of_one_epoch(workdir, capsys, path):
     assert main(["sweep", str(path), "--trials", "1", "--epochs", "1", "--confirm-seeds", "1"]) == 0
     out = capsys.readouterr().out
-    from harness.studies import load_study
+    from harness.studies.parse import load_study
 
     study = load_study(path)
     assert f"study {study.name}:" in out and all(c.name in out for c in study.conditions)
@@ -303,9 +303,10 @@ def test_a_worker_that_finds_the_confirmation_seeds_taken_moves_on(workdir, monk
     """Two workers reach a condition's confirmation together; the slower one finds no seed left."""
     from types import SimpleNamespace
 
-    from harness.search import open_storage, prepare_studies
-    from harness.studies import load_study
-    from harness.worker import SweepPlan, SweepWorker
+    from harness.studies.parse import load_study
+    from harness.sweep.storages import open_storage
+    from harness.sweep.studies import prepare_studies
+    from harness.sweep.worker import SweepPlan, SweepWorker
 
     study = load_study(write_study(workdir))
     storage, url = open_storage(None, study.name)
@@ -322,16 +323,20 @@ def test_a_worker_that_finds_the_confirmation_seeds_taken_moves_on(workdir, monk
 
 def test_a_run_whose_worker_died_after_telling_optuna_is_ended_when_the_sweep_settles(workdir, monkeypatch):
     """Killed between ``tell`` and the recorder's writes: the run would stay RUNNING forever, without results."""
-    from harness import reconcile, sweep
-    from harness.repair import reconcile_stores
-    from harness.search import ConditionStudies, open_storage
-    from harness.studies import load_study
-    from harness.tracking import HARNESS_TAG, InlineRecorder, resolve_tracking_uri
+    from harness.records.operations import HARNESS_TAG
+    from harness.records.recorder import InlineRecorder
+    from harness.records.store import resolve_tracking_uri
+    from harness.studies.parse import load_study
+    from harness.sweep import preparation, reconcile
+    from harness.sweep.conditions import ConditionStudies
+    from harness.sweep.lifecycle import SweepOptions
+    from harness.sweep.repair import reconcile_stores
+    from harness.sweep.storages import open_storage
 
     study = load_study(write_study(workdir))
     uri = resolve_tracking_uri()
     recorder = InlineRecorder(uri)
-    study, plan, worker, _ = sweep.prepare(study, sweep.SweepOptions(uri), recorder, sweep.preflight(study))
+    study, plan, worker, _ = preparation.prepare(study, SweepOptions(uri), recorder, preparation.preflight(study))
     client = recorder.client
     storage, _ = open_storage(plan.storage_url, study.name)
     studies = ConditionStudies(study, study.conditions[0], storage)
@@ -371,7 +376,8 @@ def test_a_piped_sweep_says_how_far_it_is_while_it_runs(workdir, capsys, monkeyp
     """Piped (a log, CI), a sweep printed nothing for its whole run, then everything; a resumed sweep's
     bar started at 0 and showed 60474 trials/s."""
     from harness.commands import sweep as command
-    from harness.studies import load_study, resolve
+    from harness.studies.parse import load_study
+    from harness.studies.study import resolve
 
     monkeypatch.setattr(command._Progress, "PLAIN_EVERY", 0.0)
     assert main(["sweep", write_study(workdir), "--trials", "2", "--epochs", "2", "--confirm-seeds", "1"]) == 0

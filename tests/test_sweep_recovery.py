@@ -89,7 +89,7 @@ def test_the_recorder_ends_with_its_worker_even_in_the_middle_of_a_message(tmp_p
     script = f"""
 import os, struct, sys, time
 sys.path.insert(0, {str(ROOT)!r})
-from harness.tracking import RecorderProcess
+from harness.records.recorder import RecorderProcess
 recorder = RecorderProcess("sqlite:///{tmp_path}/mlflow.db")
 print(recorder._process.pid, flush=True)
 time.sleep(3)  # the child is up and waiting for a request
@@ -132,7 +132,7 @@ def _kill_while_creating(folder, code, delays):
 def test_a_kill_while_a_fresh_store_is_created_never_leaves_it_unusable(tmp_path):
     store = tmp_path / "mlruns"
     uri = f"sqlite:///{store / 'mlflow.db'}"
-    code = f"from harness.tracking import open_client; open_client({uri!r}).search_experiments()"
+    code = f"from harness.records.store import open_client; open_client({uri!r}).search_experiments()"
     for delay in _kill_while_creating(store, code, [0.1, 0.15, 0.2, 0.3, 0.5]):
         check = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}

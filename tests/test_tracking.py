@@ -9,8 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from harness.cli import main
-from harness.errors import HarnessError
-from harness.tracking import check_server, resolve_tracking_uri
+from harness.common.errors import HarnessError
+from harness.records.store import check_server, resolve_tracking_uri
 
 USER, PASSWORD = "alice", "s3cret/pw@1"
 QUOTED = "s3cret%2Fpw%401"  # as it is written in a URL

@@ -5,9 +5,9 @@ import warnings
 import numpy as np
 import pytest
 
-from harness.config import make_config
-from harness.network import StackedMLP
-from harness.training import COMPLETE, DIVERGED, STOPPED, initial_params, sizes_of, train, train_stack
+from harness.engine.config import make_config
+from harness.engine.network import StackedMLP
+from harness.engine.training import COMPLETE, DIVERGED, STOPPED, initial_params, sizes_of, train, train_stack
 
 
 @pytest.mark.parametrize("nesterov", [False, True])
@@ -15,7 +15,7 @@ def test_cross_entropy_sgd_matches_scikit_learn_loss_curve(nesterov):
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
-    from harness.data import load_split
+    from harness.engine.data import load_split
 
     config = make_config(
         {
@@ -142,8 +142,8 @@ def test_schedule_and_warmup_reach_the_curve(split, config):
 
 def test_numpy_core_imports_neither_mlflow_nor_optuna():
     code = (
-        "import sys, harness.data, harness.network, harness.losses, harness.optimizers, "
-        "harness.activations, harness.schedules, harness.training, harness.config;"
+        "import sys, harness.engine.data, harness.engine.network, harness.engine.losses, harness.engine.optimizers, "
+        "harness.engine.activations, harness.engine.schedules, harness.engine.training, harness.engine.config;"
         "bad = [m for m in ('mlflow', 'optuna') if m in sys.modules]; print(bad); sys.exit(bool(bad))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -182,15 +182,15 @@ def test_a_stopped_model_leaves_the_stack_without_disturbing_the_others(split, c
 
 
 def test_models_that_cannot_share_a_stack_are_refused(split, config):
-    from harness.errors import ConfigError
+    from harness.common.errors import ConfigError
 
     with pytest.raises(ConfigError, match="must share loss"):
         train_stack([config(loss="mse"), config(loss="cross_entropy")], split)
 
 
 def test_stack_size_is_capped_by_memory():
-    from harness.config import make_config
-    from harness.training import bytes_per_model, max_stack
+    from harness.engine.config import make_config
+    from harness.engine.training import bytes_per_model, max_stack
     from tests.conftest import tiny_split
 
     small = tiny_split(n=300)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.provenance import source_tags
-from harness.urls import redact
+from harness.common.urls import redact
+from harness.records.provenance import source_tags
 from tests.helpers import harness, write_study
 
 SECRET = "SECRETPW123"
@@ -91,7 +91,8 @@ def test_the_recorded_command_line_hides_secrets(no_secrets):
 @pytest.mark.parametrize("cut", ["tracking", "outages"])
 def test_an_error_cut_to_one_short_line_is_redacted_before_it_is_cut(no_secrets, cut):
     """Cut first, a URL cut inside its password no longer looks like a URL: half the password showed."""
-    from harness import outages, tracking
+    from harness.common import outages
+    from harness.records import store as tracking
 
     width = 300 if cut == "tracking" else 160
     url = "postgresql://u:ABCDEFGHIJKLMNOPQRST@db/x"

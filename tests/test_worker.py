@@ -2,8 +2,9 @@
 
 import math
 
-from harness.training import COMPLETE, DIVERGED, STOPPED, TrainResult
-from harness.worker import Member, confirm_outcome, rerun_difference, search_outcome, stackable
+from harness.engine.training import COMPLETE, DIVERGED, STOPPED, TrainResult
+from harness.sweep.outcomes import confirm_outcome, rerun_difference, search_outcome, stackable
+from harness.sweep.worker import Member
 
 
 def result(status, epochs, accuracy=0.9, **final):

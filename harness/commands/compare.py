@@ -40,20 +40,23 @@ def add_parser(commands):
 
 def study_name_of(argument):
     if argument.endswith(".toml") or Path(argument).is_file():
-        from ..studies import load_study
+        from ..studies.parse import load_study
 
         return load_study(argument).name
     return argument
 
 
 def run(args):
-    from ..compare import run_compare
-    from ..output import emit_json
-    from ..summary import format_findings, format_pairs, format_table, render
-    from ..tracking import resolve_tracking_uri
+    from ..analysis.compare import run_compare
+    from ..analysis.summary import format_findings, format_pairs, format_table, render
+    from ..common.output import emit_json
+    from ..records.store import resolve_tracking_uri
 
     name = study_name_of(args.study)
-    comparison = run_compare(name, resolve_tracking_uri(args.tracking_uri), args.out, args.storage, args.register)
+    from ..sweep.optuna_plots import optuna_plots
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    comparison = run_compare(name, uri, args.out, args.storage, args.register, search_plots=optuna_plots)
     for model, version, run_id in comparison.registered:
         print(f"registered {model} version {version} (run {run_id})", file=sys.stderr)
     if args.format == "json" or args.json:

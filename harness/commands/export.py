@@ -18,13 +18,13 @@ def add_parser(commands):
 
 
 def run(args):
-    from ..logged import export_run
-    from ..tracking import resolve_tracking_uri
+    from ..records.logged import export_run
+    from ..records.store import resolve_tracking_uri
 
     path = args.output or f"{args.run_id}.zip"
     names = export_run(args.run_id, resolve_tracking_uri(args.tracking_uri), path)
     if args.json:
-        from ..output import emit_json
+        from ..common.output import emit_json
 
         emit_json({"run_id": args.run_id, "path": path, "files": names})
     else:

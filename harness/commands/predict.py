@@ -25,13 +25,13 @@ def add_parser(commands):
 
 
 def run(args):
-    from ..predict import load_logged_model, read_rows
-    from ..tracking import resolve_tracking_uri
+    from ..records.store import resolve_tracking_uri
+    from ..reproduce.predict import load_logged_model, read_rows
 
     model = load_logged_model(args.run_id, resolve_tracking_uri(args.tracking_uri))
     labels = model.predict(read_rows(args.csv, args.label_column, model.n_features))
     if args.json:
-        from ..output import emit_json
+        from ..common.output import emit_json
 
         emit_json({"run_id": args.run_id, "predictions": labels})
         return 0

@@ -47,9 +47,9 @@ def add_parser(commands):
 
 
 def run(args):
-    from ..errors import ConfigError
-    from ..reproduce import reproduce
-    from ..tracking import resolve_tracking_uri
+    from ..common.errors import ConfigError
+    from ..records.store import resolve_tracking_uri
+    from ..reproduce.reproduction import reproduce
 
     if not 0 <= args.rtol < 1:
         raise ConfigError(f"--rtol = {args.rtol:g} is not allowed; must be in [0, 1)")
@@ -60,7 +60,7 @@ def run(args):
         args.run_id, uri, out=out, rtol=args.rtol, here=args.here, rebuild_code=args.rebuild_code, summary=summary
     )
     if args.json:
-        from ..output import emit_json
+        from ..common.output import emit_json
 
         emit_json(summary)
     return code

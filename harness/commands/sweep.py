@@ -5,8 +5,8 @@ import os
 import sys
 import time
 
-from ..output import emit_json
-from ..urls import redact
+from ..common.output import emit_json
+from ..common.urls import redact
 
 HELP = "run a study: tune lr/epochs per condition, confirm on test"
 DESCRIPTION = (
@@ -19,6 +19,18 @@ DESCRIPTION = (
 def add_parser(commands):
     sweep = commands.add_parser("sweep", help=HELP, description=DESCRIPTION)
     sweep.add_argument("study_file", help="a study TOML file, e.g. studies/quickstart.toml")
+    add_budget_flags(sweep)
+    add_store_flags(sweep)
+    sweep.add_argument(
+        "--json",
+        action="store_true",
+        help="print the summary as one JSON document on stdout (the table goes to stderr)",
+    )
+    return sweep
+
+
+def add_budget_flags(sweep):
+    """What the sweep runs: its budget, seeds, stacks and workers (each overrides the study file)."""
     sweep.add_argument(
         "--trials",
         type=int,
@@ -31,8 +43,28 @@ def add_parser(commands):
         type=int,
         default=1,
         metavar="N",
-        help="local worker processes (default 1; this command's process is one of them)",
+        help="local worker processes (default 1, at most one per core; this command's process is one of them)",
     )
+    sweep.add_argument(
+        "--epochs", type=int, metavar="N", help="fix the epoch count instead of searching it (smoke runs)"
+    )
+    sweep.add_argument(
+        "--confirm-seeds",
+        type=int,
+        metavar="K",
+        help="confirmation seeds per condition (default: the file's confirm.seeds)",
+    )
+    sweep.add_argument(
+        "--stack",
+        type=int,
+        metavar="N",
+        help="trials trained together as one stack (default: "
+        "the file's budget.stack, else 8); 1 trains one model at a time",
+    )
+
+
+def add_store_flags(sweep):
+    """Where the trials live and how long the shared services are waited for."""
     sweep.add_argument(
         "--storage",
         default=os.environ.get("HARNESS_OPTUNA_STORAGE"),
@@ -59,38 +91,17 @@ def add_parser(commands):
         "3 heartbeats is presumed dead, its trials are failed and run again",
     )
     sweep.add_argument(
-        "--epochs", type=int, metavar="N", help="fix the epoch count instead of searching it (smoke runs)"
-    )
-    sweep.add_argument(
-        "--confirm-seeds",
-        type=int,
-        metavar="K",
-        help="confirmation seeds per condition (default: the file's confirm.seeds)",
-    )
-    sweep.add_argument(
-        "--stack",
-        type=int,
-        metavar="N",
-        help="trials trained together as one stack (default: "
-        "the file's budget.stack, else 8); 1 trains one model at a time",
-    )
-    sweep.add_argument(
         "--restart-search",
         action="store_true",
         help="when the tracking store holds runs of this study that its Optuna storage does not know (its "
         "journal was deleted), search again from scratch; those runs are kept, tagged superseded, never counted",
     )
-    sweep.add_argument(
-        "--json",
-        action="store_true",
-        help="print the summary as one JSON document on stdout (the table goes to stderr)",
-    )
-    return sweep
 
 
 def run(args):
-    from ..errors import ConfigError
-    from ..studies import load_study, resolve
+    from ..common.errors import ConfigError
+    from ..studies.parse import load_study
+    from ..studies.study import resolve
 
     if args.workers < 1 or args.workers > 64:
         raise ConfigError(f"--workers = {args.workers} is not allowed; must be an integer in [1, 64]")
@@ -106,9 +117,8 @@ def run(args):
         stack=args.stack,
     )
 
-    from ..summary import format_findings, format_table
-    from ..sweep import SweepOptions, run_sweep
-    from ..tracking import resolve_tracking_uri
+    from ..records.store import resolve_tracking_uri
+    from ..sweep.lifecycle import SweepOptions, run_sweep
 
     uri = resolve_tracking_uri(args.tracking_uri)
     progress = _Progress(study, args.storage, plain=not sys.stderr.isatty())
@@ -128,8 +138,27 @@ def run(args):
         exc.add_note(f"run the same command again to resume {study.name}")
         raise
     progress.close()
-    out = sys.stderr if args.json else sys.stdout
-    study = result.study  # as it ran: at its standing budget
+    report(result, uri, sys.stderr if args.json else sys.stdout)
+    if args.json:
+        emit_json(
+            {
+                "study": result.study.name,
+                "summary": result.table.to_dict(orient="records"),
+                "findings": result.analysis.findings,
+                "stats": [s.__dict__ for s in result.stats],
+                "wall_seconds": result.wall_seconds,
+                "repaired": result.repaired,
+            }
+        )
+    return 0
+
+
+def report(result, uri, out):
+    """The summary as the sweep ran it (at its standing budget): header, findings, tables, what this
+    invocation did."""
+    from ..analysis.summary import format_findings, format_table
+
+    study = result.study
     print(
         f"study {study.name}: {len(study.conditions)} conditions x {study.trials} trials, objective "
         f"{study.objective} ({study.direction}); storage {redact(result.plan.storage_url)}; tracking {redact(uri)}",
@@ -144,18 +173,6 @@ def run(args):
         + f", {result.wall_seconds:.1f} s wall with {len(result.stats)} worker(s)",
         file=out,
     )
-    if args.json:
-        emit_json(
-            {
-                "study": study.name,
-                "summary": result.table.to_dict(orient="records"),
-                "findings": result.analysis.findings,
-                "stats": [s.__dict__ for s in result.stats],
-                "wall_seconds": result.wall_seconds,
-                "repaired": result.repaired,
-            }
-        )
-    return 0
 
 
 class _Progress:
@@ -194,7 +211,9 @@ class _Progress:
         return min(counts["complete"] + counts["pruned"], self.total), f" ({extra})"
 
     def _open(self):
-        from ..search import ConditionStudies, budget_asked_before, open_storage
+        from ..sweep.conditions import ConditionStudies
+        from ..sweep.storages import open_storage
+        from ..sweep.studies import budget_asked_before
 
         storage, _ = open_storage(self.storage, self.study.name)
         self.total = max(self.study.trials, budget_asked_before(self.study, storage))  # as the sweep holds it

@@ -106,8 +106,8 @@ def add_parser(commands):
 
 
 def config_from_args(args):
-    from ..config import make_config
-    from ..studies import read_toml
+    from ..engine.config import make_config
+    from ..studies.parse import read_toml
 
     values = {}
     if args.config:
@@ -129,22 +129,23 @@ def _progress(total, enabled):
 
 
 def run(args):
-    from ..errors import ConfigError
+    from ..common.errors import ConfigError
 
     config = config_from_args(args)
     if args.experiment is None:
         args.experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME") or "train"
     if not args.experiment.strip() or "\n" in args.experiment:
         raise ConfigError(f"--experiment = {args.experiment!r} is not allowed; give a name (one line)")
-    from ..tracking import RecorderProcess, check_server, check_writable, resolve_tracking_uri
+    from ..records.recorder import RecorderProcess
+    from ..records.store import check_server, check_writable, resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri)
     check_server(uri)
     check_writable(uri)
     with RecorderProcess(uri) as recorder:  # imports mlflow in parallel with the data
-        from ..data import load_split
-        from ..runs import result_json, train_and_record
-        from ..training import check_memory
+        from ..engine.data import load_split
+        from ..engine.training import check_memory
+        from ..records.runs import result_json, train_and_record
 
         split = load_split(config)  # bad data fails here, before any run exists
         check_memory(config, split)
@@ -167,7 +168,7 @@ def run(args):
     for key in FINAL_KEYS:
         if key in result.final:
             print(f"  {key:<20} {result.final[key]:.4f}", file=out)
-    from ..urls import redact
+    from ..common.urls import redact
 
     print(f"  tracking uri: {redact(uri)}   experiment: {args.experiment}", file=out)
     if args.json:

@@ -22,7 +22,7 @@ def add_parser(commands):
 
 
 def run(args):
-    from ..tracking import resolve_tracking_uri
-    from ..ui import run_ui
+    from ..records.store import resolve_tracking_uri
+    from ..records.ui import run_ui
 
     return run_ui(resolve_tracking_uri(args.tracking_uri), args.host, args.port, args.study)

@@ -1,0 +1,144 @@
+"""Compare the conditions of a finished study from its MLflow records: table, paired differences, report.
+
+Everything is read back from the tracking store, so the comparison can be rebuilt on any machine that
+sees the store. The table is ``summary.summarize`` over the table of records, the same computation the
+sweep printed at its end; the study it uses is the resolved study the sweep recorded on its parent runs
+(``study.json``), so flags given to the sweep (``--trials``, ``--confirm-seeds``, ...) hold here too.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ..common.errors import HarnessError
+from ..common.urls import redact
+from ..engine.data import load_split, model_example
+from ..records import table as records
+from ..records.parents import publish
+from ..records.recorder import InlineRecorder
+from ..records.runs import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT
+from ..records.store import check_writable, sqlite_path
+from ..records.table import STUDY_ARTIFACT
+from ..records.weights import parse_config
+from ..studies.study import Study
+from .comparisons import Analysis, analyze
+from .report import html_report, plot_all
+
+
+@dataclass
+class Comparison:
+    study: Study
+    table: pd.DataFrame
+    pairs: pd.DataFrame
+    folder: Path
+    parents: dict
+    registered: list
+    analysis: Analysis
+
+
+def recorded_study(recorder, name, frame):
+    """The resolved study the latest sweep recorded on its parent runs."""
+    parents = records.parents(frame)
+    if not parents:
+        raise HarnessError(f"study {name!r}: no sweep runs in {redact(recorder.uri)}; run `harness sweep` first")
+    content = recorder.call("read_artifact", next(iter(parents.values())), STUDY_ARTIFACT)
+    if content is None:
+        raise HarnessError(
+            f"study {name!r}: its parent runs hold no {STUDY_ARTIFACT} (swept by an older version); "
+            "run its `harness sweep` command once more (it resumes: nothing finished is retrained)"
+        )
+    try:
+        return Study.from_dict(json.loads(content))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise HarnessError(f"study {name!r}: its {STUDY_ARTIFACT} cannot be read ({exc})") from None
+
+
+def optuna_storage(study, uri, flag, frame):
+    """The Optuna storage to draw Optuna's plots from: the one the user named (``--storage``,
+    $HARNESS_OPTUNA_STORAGE), else a journal file inside this store's folder: the default place, or the
+    one the parents' tag names if it lies there. Tags are input: nothing outside the store is opened."""
+    import os
+
+    if flag or os.environ.get("HARNESS_OPTUNA_STORAGE"):
+        return flag or os.environ["HARNESS_OPTUNA_STORAGE"]
+    store = sqlite_path(uri)
+    if store is None:
+        return None
+    folder = store.parent.resolve()
+    candidates = [folder / "optuna" / f"{study.name}.journal"]
+    tagged = frame[frame["kind"] == "condition"]["run_id"] if len(frame) else []
+    if len(tagged):
+        tag = frame.loc[tagged.index[0]].get("tag.optuna_storage")
+        if isinstance(tag, str) and (tag.startswith("journal:") or tag.endswith((".journal", ".log"))):
+            candidates.append(Path(tag.removeprefix("journal:")))
+    for candidate in candidates:
+        try:
+            resolved = candidate.resolve()
+        except OSError:
+            continue
+        if resolved.is_file() and resolved.is_relative_to(folder):
+            return f"journal:{resolved}"
+    return None
+
+
+def register_best(recorder, study, frame):
+    """Register each condition's best confirmed model (highest test accuracy, ties to the lowest seed)
+    as ``<study>-<condition>``; returns [(name, version, run id)]."""
+    _, confirm = records.current(study, frame)
+    registered = []
+    for condition in study.conditions:
+        seeds = confirm[confirm["condition"] == condition.name] if len(confirm) else confirm
+        if not len(seeds) or "metric.test_accuracy" not in seeds:
+            continue
+        best = seeds.sort_values(["metric.test_accuracy", "seed"], ascending=[False, True]).iloc[0]
+        name = f"{study.name}-{condition.name}"
+        missing = () if recorder.call("has_model", best["run_id"]) else model_to_log(recorder, best["run_id"])
+        registered.append((name, recorder.call("register_model", best["run_id"], name, *missing), best["run_id"]))
+    return registered
+
+
+def model_to_log(recorder, run_id):
+    """(artifacts, model example) to log the MLflow model of a seed that logged none (``confirm.models``)."""
+    artifacts = {a: recorder.call("read_artifact", run_id, a) for a in (CONFIG_ARTIFACT, WEIGHTS_ARTIFACT)}
+    if None in artifacts.values():
+        raise HarnessError(f"run {run_id} has no {CONFIG_ARTIFACT} or {WEIGHTS_ARTIFACT} to log its model from")
+    return artifacts, model_example(load_split(parse_config(artifacts[CONFIG_ARTIFACT], f"run {run_id}")))
+
+
+def run_compare(study_name, uri, out_dir=None, storage=None, register=False, search_plots=None):
+    """The comparison of a study's conditions from its records (``Comparison``). ``search_plots(study,
+    storage, folder)`` adds the search's own plots (Optuna's, drawn by the sweep's side) to the report."""
+    check_writable(uri)  # the report goes onto the parent runs too
+    recorder = InlineRecorder(uri)
+    _, runs = recorder.call("study_runs", study_name)
+    frame = records.records_frame(runs)
+    study = recorded_study(recorder, study_name, frame)
+    frame = records.fill_targets(recorder, study, frame)
+    analysis = analyze(study, frame)
+    table, pairs = analysis.table, analysis.pairs
+    folder = Path(out_dir or Path("reports") / study_name)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HarnessError(f"--out {folder}: cannot create the report folder ({exc.strerror})") from None
+    images = plot_all(study, frame, records.Curves(recorder), folder, analysis)
+    storage = optuna_storage(study, uri, storage, frame)
+    if storage and search_plots is not None:
+        images += search_plots(study, storage, folder)
+    report = html_report(study, analysis, images)
+    (folder / "report.html").write_text(report)
+    table.to_csv(folder / "summary.csv", index=False)
+    pairs.to_csv(folder / "paired_differences.csv", index=False)
+    artifacts = {p.name: p.read_bytes() for p in images}
+    artifacts.update(
+        {
+            "report.html": report.encode(),
+            "summary.csv": table.to_csv(index=False).encode(),
+            "paired_differences.csv": pairs.to_csv(index=False).encode(),
+        }
+    )
+    parents = publish(recorder, study, frame, table, records.parents(frame), artifacts)
+    registered = register_best(recorder, study, frame) if register else []
+    return Comparison(study, table, pairs, folder, parents, registered, analysis)

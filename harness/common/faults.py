@@ -1,0 +1,59 @@
+"""Fault points, for the tests that prove what survives a kill or a failing training.
+
+Off unless ``$HARNESS_FAULT`` names them, comma-separated:
+
+- ``kill-after-tell=N``: the worker SIGKILLs itself right after Optuna heard its N-th trial (before
+  the recorder stored that trial's run): the narrowest window between the two stores.
+- ``kill-after-tell-confirm=N``: the same, counting confirmation seeds only.
+- ``kill-at=POINT``: SIGKILL at a named point of the set-up (``after-parents``: the parent runs exist,
+  Optuna has not heard of them).
+- ``kill-at=POINT``: SIGKILL at a named point of the set-up (``after-parents``: the parent runs exist,
+  Optuna has not heard of them).
+- ``train-error=CONDITION``: training of that condition raises MemoryError every time.
+- ``epoch-delay=SECONDS``: every epoch of a sweep's stack, and of a reproduction's training with rebuilt
+  code (``reproduce.rebuild.DRIVER``), takes this much longer (tests that must interrupt a sweep or a reproduction
+  in the middle of training, without needing a large data set).
+"""
+
+import os
+import signal
+import time
+
+_counts: dict[str, int] = {}
+
+
+def _settings():
+    spec = os.environ.get("HARNESS_FAULT", "")
+    return dict(part.split("=", 1) for part in spec.split(",") if "=" in part)
+
+
+def after_tell(phase):
+    settings = _settings()
+    for name in ("kill-after-tell", f"kill-after-tell-{phase}"):
+        if name in settings:
+            _counts[name] = _counts.get(name, 0) + 1
+            if _counts[name] == int(settings[name]):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+
+def kill_at(point):
+    if _settings().get("kill-at") == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def before_training(condition):
+    if _settings().get("train-error") == condition:
+        raise MemoryError(f"injected by HARNESS_FAULT for condition {condition}")
+
+
+def epoch_delay():
+    """A callback that delays every epoch, or None."""
+    seconds = float(_settings().get("epoch-delay", 0))
+    if not seconds:
+        return None
+
+    def delay(t, epoch, metrics):
+        time.sleep(seconds)
+        return False
+
+    return delay

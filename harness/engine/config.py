@@ -1,0 +1,238 @@
+"""The resolved settings of one training run, validated before anything is created.
+
+A ``TrainConfig`` is what a run records as its config artifact and what ``reproduce`` rebuilds, so
+every field is plain data (str, int, float, bool, list) and round-trips through JSON and TOML.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..common.errors import ConfigError
+from .activations import ACTIVATIONS
+from .data import GENERATED, LOADERS
+from .losses import LOSSES
+from .optimizers import OPTIMIZERS
+from .schedules import SCHEDULE_SETTINGS, SCHEDULES
+
+DTYPE_NAMES = ("float64", "float32")
+SEED_MAX = 2**32 - 1
+"""numpy and scikit-learn take seeds in [0, 2**32 - 1]."""
+MAX_SAMPLES = 10_000_000
+MAX_EPOCHS = 100_000
+FLOAT_KEYS = (
+    "lr",
+    "momentum",
+    "weight_decay",
+    "gamma",
+    "power_t",
+    "beta1",
+    "beta2",
+    "rho",
+    "eps",
+    "val_fraction",
+    "test_fraction",
+)
+
+
+@dataclass
+class TrainConfig:
+    dataset: str = "digits"
+    csv: str | None = None
+    label_column: str = "label"
+    n_samples: int = 1000
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    data_seed: int = 0
+    hidden: list = field(default_factory=lambda: [64])
+    activation: str = "relu"
+    loss: str = "cross_entropy"
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    batch_size: int | str = 32
+    epochs: int = 30
+    schedule: str = "constant"
+    step_size: int = 10
+    gamma: float = 0.5
+    power_t: float = 0.5
+    warmup_epochs: int = 0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    rho: float = 0.9
+    eps: float = 1e-8
+    seed: int = 0
+    dtype: str = "float64"
+    shuffle: bool = True
+    blas_threads: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def applicable(self) -> dict[str, Any]:
+        """The settings that affect this run: no Adam betas on SGD, no CSV path on digits, no step size
+        without a step schedule. (``to_dict`` keeps every field, for rebuilding the run.)"""
+        kind = OPTIMIZERS[self.optimizer]
+        idle = {
+            "csv",
+            "label_column",
+            "n_samples",
+            "momentum",
+            "nesterov",
+            "beta1",
+            "beta2",
+            "rho",
+            "eps",
+            "step_size",
+            "gamma",
+            "power_t",
+        }
+        used = set(kind.settings) | set(getattr(kind, "shared", ())) | set(SCHEDULE_SETTINGS[self.schedule])
+        if self.dataset == "csv":
+            used |= {"csv", "label_column"}
+        if self.dataset in GENERATED:
+            used.add("n_samples")
+        return {k: v for k, v in self.to_dict().items() if k not in idle or k in used}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def run_name(self) -> str:
+        """Readable name such as ``mse-sgd-m0.9-nesterov-lr0.1``."""
+        parts = [self.loss, self.optimizer]
+        if self.optimizer == "sgd" and self.momentum:
+            parts.append(f"m{self.momentum:g}")
+        if self.optimizer == "sgd" and self.nesterov:
+            parts.append("nesterov")
+        parts.append(f"lr{self.lr:g}")
+        if self.batch_size != 32:
+            parts.append(f"b{self.batch_size}")
+        if self.schedule != "constant":
+            parts.append(self.schedule)
+        return "-".join(parts)
+
+
+FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+
+
+def _fail(source, key, value, allowed):
+    where = f"{source}: " if source else ""
+    raise ConfigError(f"{where}{key} = {value!r} is not allowed; {allowed}")
+
+
+def _check_type(source, key, value):
+    kind = FIELD_TYPES[key]
+    ok = {
+        "str": isinstance(value, str),
+        "str | None": value is None or isinstance(value, str),
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "bool": isinstance(value, bool),
+        "list": isinstance(value, list),
+        "int | str": isinstance(value, (int, str)) and not isinstance(value, bool),
+    }[kind]
+    if not ok:
+        _fail(source, key, value, f"expected {kind.replace('str | None', 'a path')}")
+
+
+def make_config(values: Mapping[str, Any], source: str = "") -> TrainConfig:
+    """Build and validate a TrainConfig from a mapping (flags, TOML or a logged config)."""
+    unknown = sorted(set(values) - set(FIELD_TYPES))
+    if unknown:
+        _fail(source, unknown[0], values[unknown[0]], f"known keys: {', '.join(FIELD_TYPES)}")
+    for key, value in values.items():
+        _check_type(source, key, value)
+    values = dict(values)
+    if values.get("csv") and "dataset" not in values:  # a CSV given is the data set meant
+        values["dataset"] = "csv"
+    for key in FLOAT_KEYS:
+        if key in values:
+            values[key] = float(values[key])
+            if not math.isfinite(values[key]):
+                _fail(source, key, values[key], "must be a finite number")
+    config = TrainConfig(**values)
+    validate(config, source)
+    return config
+
+
+def _choice(source, key, value, names):
+    if value not in names:
+        _fail(source, key, value, f"choose one of: {', '.join(names)}")
+
+
+def validate(c: TrainConfig, source: str = "") -> None:
+    _choice(source, "dataset", c.dataset, tuple(LOADERS))
+    _choice(source, "loss", c.loss, tuple(LOSSES))
+    _choice(source, "optimizer", c.optimizer, tuple(OPTIMIZERS))
+    _choice(source, "activation", c.activation, tuple(ACTIVATIONS))
+    _choice(source, "schedule", c.schedule, tuple(SCHEDULES))
+    _choice(source, "dtype", c.dtype, DTYPE_NAMES)
+    if c.dataset == "csv" and not c.csv:
+        _fail(source, "csv", c.csv, "dataset 'csv' needs the path of a CSV file")
+    if c.dataset != "csv" and c.csv:
+        _fail(source, "csv", c.csv, f"dataset is {c.dataset!r}, which reads no CSV: set dataset = 'csv' or remove csv")
+    if not (math.isfinite(c.lr) and c.lr > 0):
+        _fail(source, "lr", c.lr, "must be a number > 0")
+    if not 0 <= c.momentum < 1:
+        _fail(source, "momentum", c.momentum, "must be in [0, 1)")
+    if not (math.isfinite(c.weight_decay) and c.weight_decay >= 0):
+        _fail(source, "weight_decay", c.weight_decay, "must be >= 0")
+    if not 1 <= c.epochs <= MAX_EPOCHS:
+        _fail(source, "epochs", c.epochs, f"must be an integer in [1, {MAX_EPOCHS}]")
+    if isinstance(c.batch_size, str) and c.batch_size != "full":
+        _fail(source, "batch_size", c.batch_size, "must be an integer >= 1 or 'full'")
+    if isinstance(c.batch_size, int) and c.batch_size < 1:
+        _fail(source, "batch_size", c.batch_size, "must be an integer >= 1 or 'full'")
+    if not c.hidden or not all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in c.hidden):
+        _fail(source, "hidden", c.hidden, "must be a non-empty list of layer sizes >= 1")
+    if not 10 <= c.n_samples <= MAX_SAMPLES:
+        _fail(source, "n_samples", c.n_samples, f"must be an integer in [10, {MAX_SAMPLES}]")
+    for key in ("val_fraction", "test_fraction"):
+        if not 0 < getattr(c, key) < 0.5:
+            _fail(source, key, getattr(c, key), "must be in (0, 0.5)")
+    if c.step_size < 1:
+        _fail(source, "step_size", c.step_size, "must be an integer >= 1")
+    if not 0 < c.gamma <= 1:
+        _fail(source, "gamma", c.gamma, "must be in (0, 1]")
+    if c.power_t < 0:
+        _fail(source, "power_t", c.power_t, "must be >= 0")
+    if c.warmup_epochs < 0:
+        _fail(source, "warmup_epochs", c.warmup_epochs, "must be an integer >= 0")
+    for key in ("beta1", "beta2", "rho"):
+        if not 0 <= getattr(c, key) < 1:
+            _fail(source, key, getattr(c, key), "must be in [0, 1)")
+    if not c.eps > 0:
+        _fail(source, "eps", c.eps, "must be > 0")
+    for key in ("seed", "data_seed"):
+        if not 0 <= getattr(c, key) <= SEED_MAX:
+            _fail(source, key, getattr(c, key), f"must be an integer in [0, {SEED_MAX}]")
+    if not 1 <= c.blas_threads <= 256:
+        _fail(source, "blas_threads", c.blas_threads, "must be an integer in [1, 256]")
+    if isinstance(c.batch_size, int) and c.batch_size > MAX_SAMPLES:
+        _fail(source, "batch_size", c.batch_size, f"must be at most {MAX_SAMPLES} (or 'full')")
+    weights = 8 * 6 * sum(a * b for a, b in zip(c.hidden[:-1], c.hidden[1:])) + 8 * 6 * 4 * sum(c.hidden)
+    if weights > physical_memory():
+        _fail(
+            source,
+            "hidden",
+            c.hidden,
+            f"needs at least {weights / 2**30:.0f} GiB for its weights alone; "
+            f"this machine has {physical_memory() / 2**30:.0f} GiB",
+        )
+
+
+def physical_memory() -> int:
+    """Bytes of RAM, the bound a run's memory is checked against before anything is allocated."""
+    import os
+
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 2**40

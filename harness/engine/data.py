@@ -1,0 +1,261 @@
+"""Labeled data sets, split and scaled the same way for every run, with a digest of what was seen.
+
+Built-in sets ship with scikit-learn (no download); generated sets take a size so runs can be scaled
+to 10^5..10^6 rows; a user's CSV needs a label column and numeric features. The split is stratified
+from ``data_seed``; scaling is fitted on the training rows only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..common.errors import ConfigError
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
+
+DATA_SETTINGS = ("dataset", "csv", "label_column", "n_samples", "val_fraction", "test_fraction", "data_seed", "dtype")
+"""The settings that decide a run's split: runs equal in these see the same arrays."""
+
+
+GENERATED = ("moons", "circles", "blobs", "classification")
+"""Data sets made on the fly, whose size ``n_samples`` sets."""
+
+
+def data_key(config: TrainConfig) -> tuple[Any, ...]:
+    return tuple(getattr(config, k) for k in DATA_SETTINGS)
+
+
+@dataclass
+class Split:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: list
+    digest: str
+    scaler_mean: np.ndarray | None = None
+    scaler_scale: np.ndarray | None = None
+    feature_names: list[str] | None = None
+
+    @property
+    def n_features(self) -> int:
+        return self.x_train.shape[1]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+
+def _builtin(loader_name):
+    def load(config):
+        import sklearn.datasets
+
+        bunch = getattr(sklearn.datasets, loader_name)()
+        return bunch.data, bunch.target, [str(name) for name in bunch.feature_names]
+
+    return load
+
+
+def _generated(maker):
+    def load(config):
+        import sklearn.datasets
+
+        n, seed = config.n_samples, config.data_seed
+        if maker == "moons":
+            x, y = sklearn.datasets.make_moons(n_samples=n, noise=0.2, random_state=seed)
+        elif maker == "circles":
+            x, y = sklearn.datasets.make_circles(n_samples=n, noise=0.1, factor=0.5, random_state=seed)
+        elif maker == "blobs":
+            x, y = sklearn.datasets.make_blobs(n_samples=n, centers=4, n_features=8, cluster_std=2.0, random_state=seed)
+        else:
+            x, y = sklearn.datasets.make_classification(
+                n_samples=n, n_features=20, n_informative=10, n_classes=4, random_state=seed
+            )
+        return x, y, [f"x{i}" for i in range(x.shape[1])]
+
+    return load
+
+
+def _csv(config):
+    import pandas as pd
+
+    where = f"csv = {config.csv!r}"
+    try:
+        frame = pd.read_csv(config.csv)
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{where}: is a directory, not a CSV file") from None
+    except PermissionError:
+        raise ConfigError(f"{where}: cannot be read (permission denied)") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{where}: not a readable CSV file ({_first_line(exc)})") from None
+    header = _header(config.csv)
+    duplicated = sorted({name for name in header if header.count(name) > 1})
+    if duplicated:
+        raise ConfigError(
+            f"{config.csv}: column name {duplicated[0]!r} appears more than once in the header; "
+            "every column needs its own name"
+        )
+    if config.label_column not in frame.columns:
+        raise ConfigError(
+            f"{config.csv}: label_column = {config.label_column!r} is not a column; "
+            f"columns are: {', '.join(map(str, frame.columns))[:300]}"
+        )
+    if frame.empty:  # pandas reads no rows as text columns ("not numeric"): said as what it is
+        raise too_few_rows(config.csv, 0, 2, config)
+    labels = frame.pop(config.label_column)
+    non_numeric = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    if non_numeric:
+        raise ConfigError(
+            f"{config.csv}: column {non_numeric[0]!r} is not numeric; "
+            "features must be numbers (encode categories first)"
+        )
+    if frame.isna().any().any() or labels.isna().any():
+        raise ConfigError(f"{config.csv}: has empty cells; fill or drop them first")
+    if frame.shape[1] == 0:
+        raise ConfigError(f"{config.csv}: has no feature columns besides {config.label_column!r}")
+    x = frame.to_numpy(dtype=np.float64)
+    if not np.isfinite(x).all():
+        column = frame.columns[int(np.argwhere(~np.isfinite(x))[0][1])]
+        raise ConfigError(
+            f"{config.csv}: column {column!r} holds an infinite value (inf, -inf or a number "
+            "beyond 1.8e308); features must be finite"
+        )
+    return x, labels.to_numpy(), [str(name) for name in frame.columns]
+
+
+def _header(path):
+    """The header's column names as written (pandas renames a repeated name to ``name.1``)."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+        return next(csv.reader(fh), [])
+
+
+def _first_line(exc):
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+LOADERS = {
+    "digits": _builtin("load_digits"),
+    "iris": _builtin("load_iris"),
+    "wine": _builtin("load_wine"),
+    "breast_cancer": _builtin("load_breast_cancer"),
+    "moons": _generated("moons"),
+    "circles": _generated("circles"),
+    "blobs": _generated("blobs"),
+    "classification": _generated("classification"),
+    "csv": _csv,
+}
+
+
+def digest(arrays: Iterable[np.ndarray]) -> str:
+    """sha256 over dtype, shape and bytes of each array, in order: what exactly a run saw."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def load_split(config: TrainConfig) -> Split:
+    """Load the data set a config names and split it train/validation/test, stratified."""
+    from sklearn.preprocessing import LabelEncoder, StandardScaler
+
+    x, labels, names = LOADERS[config.dataset](config)
+    encoder = LabelEncoder()
+    y = encoder.fit_transform(labels)
+    source = str(config.csv) if config.dataset == "csv" else f"dataset {config.dataset!r}"
+    classes = len(encoder.classes_)
+    if len(y) < rows_needed(max(classes, 2), config):
+        raise too_few_rows(source, len(y), max(classes, 2), config)
+    if classes < 2:
+        raise ConfigError(f"{source}: needs at least 2 classes, found {classes}")
+    parts = _stratified(x, y, config)
+    if parts is None or any(len(np.unique(part)) < classes for part in parts[1::2]):
+        raise _rare_class(source, encoder.classes_, y)
+    x_train, y_train, x_val, y_val, x_test, y_test = parts
+    scaler = StandardScaler().fit(x_train)
+    dtype = np.dtype(config.dtype)
+    xs = [np.ascontiguousarray(scaler.transform(a), dtype=dtype) for a in (x_train, x_val, x_test)]
+    ys = [np.ascontiguousarray(a, dtype=np.int64) for a in (y_train, y_val, y_test)]
+    arrays = [xs[0], ys[0], xs[1], ys[1], xs[2], ys[2]]
+    # the six arrays fill x_train..y_test: a length mypy cannot see in a list
+    return Split(  # type: ignore[misc]
+        *arrays,  # type: ignore[arg-type]
+        classes=[str(c) for c in encoder.classes_],
+        digest=digest(arrays),
+        scaler_mean=scaler.mean_,
+        scaler_scale=scaler.scale_,
+        feature_names=names,
+    )
+
+
+def _stratified(x: np.ndarray, y: np.ndarray, config: TrainConfig) -> list[np.ndarray] | None:
+    """[x_train, y_train, x_val, y_val, x_test, y_test], or None when a class is too rare to split."""
+    from sklearn.model_selection import train_test_split
+
+    held_out = config.val_fraction + config.test_fraction
+    try:
+        x_train, x_rest, y_train, y_rest = train_test_split(
+            x, y, test_size=held_out, stratify=y, random_state=config.data_seed
+        )
+        x_val, x_test, y_val, y_test = train_test_split(
+            x_rest, y_rest, test_size=config.test_fraction / held_out, stratify=y_rest, random_state=config.data_seed
+        )
+    except ValueError:
+        return None
+    return [x_train, y_train, x_val, y_val, x_test, y_test]
+
+
+def rows_needed(classes: int, config: TrainConfig) -> int:
+    """The fewest rows whose stratified split gives train, validation and test one row of each of
+    ``classes`` balanced classes, counted as scikit-learn counts them (the test part rounded up)."""
+    held_out = config.val_fraction + config.test_fraction
+    n = 3 * classes
+    while True:
+        rest = math.ceil(held_out * n)
+        test = math.ceil(config.test_fraction / held_out * rest)
+        if min(n - rest, rest - test, test) >= classes:
+            return n
+        n += 1
+
+
+def too_few_rows(source: str, rows: int, classes: int, config: TrainConfig) -> ConfigError:
+    """Said before the split: scikit-learn's own message names test sizes, not the file's rows."""
+    return ConfigError(
+        f"{source}: has {rows} data row{'s' * (rows != 1)}; a train/validation/test split of {classes} classes, "
+        f"one row of each in every part, needs at least {rows_needed(classes, config)} "
+        f"(val_fraction {config.val_fraction:g}, test_fraction {config.test_fraction:g})"
+    )
+
+
+def _rare_class(source: str, names: np.ndarray, y: np.ndarray) -> ConfigError:
+    """Enough rows, but one class too rare to reach every part: it would be missing from validation or test."""
+    counts = np.bincount(y, minlength=len(names))
+    rare = int(np.argmin(counts))
+    return ConfigError(
+        f"{source}: class {str(names[rare])!r} has {counts[rare]} of the {len(y)} rows, too few for one row in "
+        "each of train, validation and test; give it more rows (or leave it out)"
+    )
+
+
+def model_example(split: Split, rows: int = 5) -> dict[str, Any]:
+    """What a logged model is described with: its input columns and a few raw test rows."""
+    raw = split.x_test[:rows].astype(np.float64)
+    if split.scaler_mean is not None and split.scaler_scale is not None:
+        raw = raw * split.scaler_scale + split.scaler_mean
+    names = split.feature_names or [f"x{i}" for i in range(split.n_features)]
+    return {"features": names, "example": raw.tolist()}

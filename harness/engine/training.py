@@ -1,0 +1,291 @@
+"""The training loop: epochs of seeded, shuffled mini-batches; returns curves, never logs.
+
+It trains a *stack* of models at once (see ``network``): each model has its own initial weights
+(seed), batch order, learning rate and schedule, optimizer settings and epoch budget, and leaves the
+stack when it finishes, diverges or is stopped by a callback, without disturbing the others. Training
+one model is the T = 1 case of the same loop.
+
+One step, as a reader should see it: gather each model's next batch, forward and backward through all
+models under the training loss (``StackedMLP.loss_and_grad``), one optimizer update at each model's
+scheduled learning rate. After each epoch every model is scored on the training and validation splits
+under every loss and its curves grow by one point; callbacks see those metrics and may stop a model
+(pruning). A non-finite loss or weight ends a model as *diverged*: a result, not an exception.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from ..common.errors import ConfigError
+from .data import DATA_SETTINGS
+from .losses import LOSSES, accuracy, evaluate
+from .network import Model, StackedMLP, glorot, n_parameters
+from .optimizers import build_optimizer, column
+from .schedules import learning_rate
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, NDArray
+
+    from .config import TrainConfig
+    from .data import Split
+
+COMPLETE, DIVERGED, STOPPED = "complete", "diverged", "stopped"
+SHARED = (
+    *DATA_SETTINGS,
+    "hidden",
+    "activation",
+    "loss",
+    "optimizer",
+    "nesterov",
+    "batch_size",
+    "shuffle",
+    "blas_threads",
+)
+"""Settings every model of one stack must share; all others may differ per model."""
+
+
+@dataclass
+class TrainResult:
+    status: str
+    epochs_run: int
+    history: dict = field(default_factory=dict)
+    diverged_epoch: int | None = None
+    last_finite_loss: float | None = None
+    network: Model | None = None
+    final: dict = field(default_factory=dict)
+    epoch_times: list = field(default_factory=list)
+    """Wall-clock time (seconds since the epoch) at the end of each recorded epoch."""
+
+
+def seeded_generators(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
+    """Independent streams for initialisation and batch order, both derived from one seed."""
+    init_seq, order_seq = np.random.SeedSequence(seed).spawn(2)
+    return np.random.default_rng(init_seq), np.random.default_rng(order_seq)
+
+
+def sizes_of(config: TrainConfig, split: Split) -> list[int]:
+    return [split.n_features, *config.hidden, split.n_classes]
+
+
+def initial_params(config: TrainConfig, split: Split) -> NDArray[np.floating]:
+    init_rng, _ = seeded_generators(config.seed)
+    return glorot(init_rng, sizes_of(config, split), config.activation, config.dtype)
+
+
+def bytes_per_model(config: TrainConfig, split: Split) -> int:
+    """Memory one model adds to a stack: parameters, gradient, optimizer state, batch order, buffers."""
+    itemsize = np.dtype(config.dtype).itemsize
+    sizes = sizes_of(config, split)
+    batch = len(split.y_train) if config.batch_size == "full" else int(config.batch_size)
+    params = n_parameters(sizes)
+    activations = 3 * batch * sum(sizes[1:]) + batch * (sizes[0] + sizes[-1])
+    evaluation = (len(split.y_train) + len(split.y_val)) * max(sizes[1:])
+    return itemsize * (6 * params + activations + evaluation) + 8 * len(split.y_train)
+
+
+def check_memory(config: TrainConfig, split: Split) -> None:
+    """Refuse, in one line, a run this machine cannot hold, before its first allocation."""
+    from .config import physical_memory
+
+    need = bytes_per_model(config, split)
+    if need > physical_memory():
+        raise ConfigError(
+            f"hidden = {config.hidden} on {len(split.y_train)} training rows needs "
+            f"{need / 2**30:.1f} GiB per model; this machine has {physical_memory() / 2**30:.0f} GiB"
+        )
+
+
+def max_stack(config: TrainConfig, split: Split, memory_bytes: int = 2 * 1024**3) -> int:
+    """Largest stack that keeps the per-model memory within ``memory_bytes`` (2 GiB by default)."""
+    return max(1, int(memory_bytes // bytes_per_model(config, split)))
+
+
+def epoch_metrics(
+    logits_train: NDArray[np.floating], logits_val: NDArray[np.floating], split: Split
+) -> dict[str, float]:
+    """End-of-epoch accuracy on the whole training split, and every yardstick on validation."""
+    metrics = {"train_accuracy": accuracy(logits_train, split.y_train)}
+    metrics.update({f"val_{k}": v for k, v in evaluate(logits_val, split.y_val).items()})
+    return metrics
+
+
+def final_metrics(model: Model, split: Split, include_test: bool = True) -> dict[str, float]:
+    parts = [("val", split.x_val, split.y_val)]
+    if include_test:
+        parts.append(("test", split.x_test, split.y_test))
+    out: dict[str, float] = {}
+    for prefix, x, y in parts:
+        out.update({f"{prefix}_{k}": v for k, v in evaluate(model.logits(x), y).items()})
+    return out
+
+
+def epochs_to_target(history: dict[str, list[float]], target: float) -> int | None:
+    """First epoch whose validation accuracy reaches ``target``; None when it never does (censored)."""
+    for epoch, value in enumerate(history.get("val_accuracy", []), start=1):
+        if value >= target:
+            return epoch
+    return None
+
+
+def train(
+    config: TrainConfig,
+    split: Split,
+    callbacks: Iterable[Callable[[int, dict[str, float]], bool | None]] = (),
+    initial_params: tuple[Sequence[ArrayLike], Sequence[ArrayLike]] | None = None,
+    include_test: bool = True,
+) -> TrainResult:
+    """Train one model: the one-model stack. ``callbacks`` are ``cb(epoch, metrics) -> stop?``.
+
+    ``initial_params`` (weights, biases) replaces the seeded initialisation (scikit-learn parity test).
+    """
+    start = None
+    if initial_params is not None:
+        weights, biases = initial_params
+        start = [np.concatenate([np.concatenate([np.ravel(w), np.ravel(b)]) for w, b in zip(weights, biases)])]
+    stack_callbacks = [lambda t, epoch, metrics, cb=cb: cb(epoch, metrics) for cb in callbacks]
+    return train_stack([config], split, stack_callbacks, start, include_test)[0]
+
+
+def train_stack(
+    configs: Sequence[TrainConfig],
+    split: Split,
+    callbacks: Sequence[Callable[[int, int, dict[str, float]], bool | None]] = (),
+    starts: Sequence[NDArray[np.floating]] | None = None,
+    include_test: bool = True,
+) -> list[TrainResult]:
+    """Train ``configs`` (one model each) as one stack; returns one TrainResult per config, in order.
+
+    ``callbacks`` are called as ``cb(t, epoch, metrics)`` for model ``t`` after each of its epochs;
+    one returning True stops that model (status ``stopped``).
+    """
+    first = configs[0]
+    for config in configs[1:]:
+        for name in SHARED:
+            if getattr(config, name) != getattr(first, name):
+                raise ConfigError(
+                    f"models of one stack must share {name}: {getattr(first, name)!r} vs {getattr(config, name)!r}"
+                )
+    with (
+        threadpool_limits(first.blas_threads, user_api="blas"),
+        np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"),
+    ):
+        return _train_stack(configs, split, callbacks, starts, include_test)
+
+
+def _train_stack(configs, split, callbacks, starts, include_test):
+    first = configs[0]
+    dtype = np.dtype(first.dtype)
+    params = np.stack(starts if starts is not None else [initial_params(c, split) for c in configs]).astype(dtype)
+    network = StackedMLP(params, sizes_of(first, split), first.activation)
+    optimizer = build_optimizer(configs, network)
+    loss = LOSSES[first.loss]
+    order_rngs = [seeded_generators(c.seed)[1] for c in configs]
+
+    x = np.ascontiguousarray(split.x_train, dtype=dtype)
+    n = x.shape[0]
+    onehot = np.zeros((n, split.n_classes), dtype=dtype)
+    onehot[np.arange(n), split.y_train] = 1.0
+    batch = n if first.batch_size == "full" else min(int(first.batch_size), n)
+
+    results = [None] * len(configs)
+    histories = [{} for _ in configs]
+    last_finite = [None] * len(configs)
+    times = [[] for _ in configs]
+    active = list(range(len(configs)))  # original index of each row of the stack
+
+    def leave(rows_leaving):
+        nonlocal network, active
+        keep = [r for r in range(len(active)) if r not in rows_leaving]
+        network = network.keep(keep)
+        optimizer.keep(keep)
+        active = [active[r] for r in keep]
+
+    def diverge(row, epoch):
+        t = active[row]
+        results[t] = TrainResult(
+            DIVERGED,
+            epoch - 1,
+            histories[t],
+            diverged_epoch=epoch,
+            last_finite_loss=last_finite[t],
+            network=Model.from_stack(network, row),
+            epoch_times=times[t],
+        )
+
+    for epoch in range(1, max(c.epochs for c in configs) + 1):
+        lrs = column([learning_rate(configs[t], epoch - 1, n) for t in active], dtype)
+        if first.shuffle:
+            orders = np.stack([order_rngs[t].permutation(n) for t in active])
+        else:
+            orders = np.broadcast_to(np.arange(n), (len(active), n))
+        loss_sum = np.zeros(len(active))
+        grad_norm_sum = np.zeros(len(active))
+        n_batches = 0
+        for begin in range(0, n, batch):
+            rows = orders[:, begin : begin + batch]
+            xb, yb = np.take(x, rows, axis=0), np.take(onehot, rows, axis=0)
+            values = network.loss_and_grad(xb, yb, loss)
+            bad = [r for r in range(len(active)) if not math.isfinite(values[r])]
+            if bad:
+                for r in bad:
+                    diverge(r, epoch)
+                good = [r for r in range(len(active)) if r not in bad]
+                leave(bad)
+                if not active:
+                    return results
+                orders, lrs, values = orders[good], lrs[good], values[good]
+                loss_sum, grad_norm_sum = loss_sum[good], grad_norm_sum[good]
+            loss_sum += values * rows.shape[1]
+            grad_norm_sum += np.sqrt(np.add.reduce(network.grad * network.grad, axis=1))
+            n_batches += 1
+            optimizer.step(network.params, network.grad, lrs)
+            for r, t in enumerate(active):
+                last_finite[t] = float(values[r])
+        weight_norms = np.sqrt(np.add.reduce(network.params * network.params, axis=1))
+        logits_train, logits_val = network.logits(split.x_train), network.logits(split.x_val)
+        leaving, stopped, diverged = [], [], []
+        for r, t in enumerate(active):
+            metrics = {
+                "train_loss": loss_sum[r] / n,
+                "lr": float(lrs[r, 0]),
+                "grad_norm": grad_norm_sum[r] / n_batches,
+                "weight_norm": float(weight_norms[r]),
+                **epoch_metrics(logits_train[r], logits_val[r], split),
+            }
+            metrics = {k: float(v) for k, v in metrics.items()}
+            if not all(math.isfinite(v) for v in metrics.values()):
+                diverged.append(r)
+                continue
+            for key, value in metrics.items():
+                histories[t].setdefault(key, []).append(value)
+            times[t].append(time.time())
+            last_finite[t] = metrics["train_loss"]
+            if any(cb(t, epoch, metrics) for cb in callbacks):
+                stopped.append(r)
+            elif epoch >= configs[t].epochs:
+                leaving.append(r)
+        for r in diverged:
+            diverge(r, epoch)
+        for r in stopped + leaving:
+            t = active[r]
+            model = Model.from_stack(network, r)
+            results[t] = TrainResult(
+                STOPPED if r in stopped else COMPLETE,
+                epoch,
+                histories[t],
+                network=model,
+                final=final_metrics(model, split, include_test),
+                epoch_times=times[t],
+            )
+        if diverged or stopped or leaving:
+            leave(diverged + stopped + leaving)
+        if not active:
+            break
+    return results

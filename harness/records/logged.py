@@ -1,0 +1,187 @@
+"""A logged run as ``reproduce`` and ``predict`` read it: from the tracking store, or from the one
+file ``harness export`` wrote, so a colleague without the store (or the server) can check a result.
+
+An export is a zip of plain files: ``run.json`` (id, name, tags with the commit, diff digest, package
+versions and data digest, params, final metrics), ``curves.json`` (every metric at every step), and the
+run's ``config.json``, ``weights.npz`` and ``git_diff.patch`` as logged. Nothing in it is unpickled,
+and its patch is run only when the user asks for it (``reproduce --rebuild-code``): whoever wrote the
+file chose every byte of it, its digests included. Only the members the harness uses are read, each
+bounded (``LIMITS``) before it is; a damaged, oversized or foreign file gets one line naming it.
+"""
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+import zlib
+from pathlib import Path
+
+from ..common.errors import HarnessError
+from .operations import HARNESS_TAG
+from .provenance import DIFF_ARTIFACT, MAX_DIFF_BYTES
+from .runs import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT
+
+EXPORT_FORMAT = "harness-run-export 1"
+RUN_FILE, CURVES_FILE = "run.json", "curves.json"
+EXPORTED_ARTIFACTS = (CONFIG_ARTIFACT, WEIGHTS_ARTIFACT, DIFF_ARTIFACT)
+MB = 1 << 20
+
+
+def _weights_limit():
+    """2 GiB, or a quarter of this machine's memory when that is less: weights are read whole, and their
+    arrays are allocated beside them."""
+    try:
+        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        physical = 8 << 30
+    return min(2 << 30, physical // 4)
+
+
+LIMITS = {
+    RUN_FILE: 16 * MB,
+    CURVES_FILE: 64 * MB,
+    CONFIG_ARTIFACT: 1 * MB,
+    DIFF_ARTIFACT: MAX_DIFF_BYTES,
+    WEIGHTS_ARTIFACT: _weights_limit(),
+}
+"""The most bytes read of each file of a logged run (an export's members; for weights, also the arrays
+their headers declare): far above what a run writes (curves of 16 metrics over 100,000 epochs are
+about 40 MB; a run never logs a larger patch), far below what would exhaust memory."""
+
+
+def is_export(source):
+    """A RUN_ID argument names an export when it is a file, or looks like one (run ids are hex, never
+    paths): a missing export is said as such, not looked up as a run."""
+    if Path(source).is_file():
+        return True
+    if source.endswith(".zip") or os.sep in source:
+        raise HarnessError(f"{source}: no such export file (write one with `harness export RUN_ID -o FILE`)")
+    return False
+
+
+class StoredRun:
+    """A run in the tracking store, read through a recorder."""
+
+    def __init__(self, recorder, run_id):
+        self.recorder = recorder
+        self.run = recorder.call("get_run", run_id)
+        self.where = f"run {run_id}"
+        if HARNESS_TAG not in self.run["tags"]:
+            raise HarnessError(f"run {run_id} was not made by the harness (no {HARNESS_TAG} tag)")
+
+    def artifact(self, name):
+        return self.recorder.call("read_artifact", self.run["run_id"], name)
+
+    def histories(self, keys):
+        """{metric: [(step, value), ...]} in step order."""
+        histories = self.recorder.call("metric_histories", self.run["run_id"], list(keys))
+        return {key: [(step, value) for step, value, _ in points] for key, points in histories.items()}
+
+
+class ExportedRun:
+    """A run read from an export file; needs no store. Its members are read when used, each bounded."""
+
+    def __init__(self, path):
+        self.path, self.where = path, f"export {path}"
+        try:
+            self.run, curves = (json.loads(self._required(name)) for name in (RUN_FILE, CURVES_FILE))
+            if not isinstance(self.run, dict) or self.run.get("format") != EXPORT_FORMAT:
+                found = self.run.get("format") if isinstance(self.run, dict) else None
+                raise ValueError(f"format {found!r}, expected {EXPORT_FORMAT!r}")
+            if not isinstance(curves, dict):
+                raise ValueError(CURVES_FILE)
+            self.curves = {key: [(int(step), float(value)) for step, value in points] for key, points in curves.items()}
+            missing = [f for f in ("run_id", "run_name", "tags", "metrics") if f not in self.run]
+            if missing:
+                raise KeyError(missing[0])
+        except (KeyError, ValueError, TypeError, UnicodeDecodeError) as exc:
+            raise HarnessError(f"{path}: not a run exported by `harness export` (missing or bad {exc})") from None
+
+    def _required(self, name):
+        content = self._member(name)
+        if content is None:
+            raise KeyError(name)
+        return content
+
+    def _member(self, name):
+        """One member's bytes (None when absent), refused when it declares or holds more than its limit."""
+        limit = LIMITS[name]
+        try:
+            with zipfile.ZipFile(self.path) as archive:
+                try:
+                    info = archive.getinfo(name)
+                except KeyError:
+                    return None
+                if info.file_size > limit:
+                    raise HarnessError(f"{self.path}: {name} declares {info.file_size} bytes; at most {limit} are read")
+                with archive.open(info) as stream:
+                    content = stream.read(limit + 1)  # the declared size may lie
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError, NotImplementedError) as exc:
+            raise HarnessError(f"{self.path}: not a run exported by `harness export` ({exc})") from None
+        if len(content) > limit:
+            raise HarnessError(f"{self.path}: {name} holds more than {limit} bytes; at most {limit} are read")
+        return content
+
+    def artifact(self, name):
+        return self._member(name)
+
+    def histories(self, keys):
+        return {key: self.curves.get(key, []) for key in keys}
+
+
+def logged_diff(logged):
+    """The run's ``git_diff.patch`` when its ``git_diff`` tag names one, checked against that digest
+    (None when the tag names none, or the patch was not logged): a patch that is not the one the run
+    logged is damaged or planted, and is refused before anything else happens."""
+    tag = logged.run["tags"].get("git_diff")
+    if not tag:
+        return None
+    content = logged.artifact(DIFF_ARTIFACT)
+    if content is None:
+        return None
+    digest = hashlib.sha256(content).hexdigest()[:16]
+    if digest != tag:
+        raise HarnessError(
+            f"{logged.where}: its {DIFF_ARTIFACT} (sha256 {digest}) is not the patch the run logged "
+            f"(git_diff {tag}); it was changed or damaged, and nothing of it was used"
+        )
+    return content
+
+
+def export_run(run_id, uri, path):
+    """Write one run to ``path`` as an export zip (atomically: a killed export leaves no partial file);
+    returns the names it holds."""
+    from .recorder import InlineRecorder
+
+    logged = StoredRun(InlineRecorder(uri), run_id)
+    run = {
+        "format": EXPORT_FORMAT,
+        **{k: logged.run[k] for k in ("run_id", "run_name", "experiment_name", "tags", "params", "metrics")},
+    }
+    curves = logged.histories(logged.run["metrics"])
+    members = {
+        RUN_FILE: json.dumps(run, indent=1, sort_keys=True),
+        CURVES_FILE: json.dumps({k: [[s, v] for s, v in points] for k, points in curves.items()}),
+    }
+    for name in EXPORTED_ARTIFACTS:
+        content = logged.artifact(name)
+        if content is not None:
+            members[name] = content
+    if CONFIG_ARTIFACT not in members:
+        raise HarnessError(f"run {run_id} has no {CONFIG_ARTIFACT} artifact: there is nothing to rebuild it from")
+    target = Path(path)
+    if target.is_dir():
+        raise HarnessError(f"-o {path}: is a directory; give the file to write, e.g. {run_id}.zip")
+    if not target.parent.is_dir():
+        raise HarnessError(f"-o {path}: folder {target.parent} does not exist")
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as archive:
+            for name, content in members.items():
+                archive.writestr(name, content)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return sorted(members)

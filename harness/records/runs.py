@@ -1,0 +1,356 @@
+"""One training run as one MLflow run: what it records, built the same way for every kind of run.
+
+``harness train``, a sweep's search trials and confirmation seeds, a re-run of a trial whose record
+was lost, and ``harness reproduce`` all go through here: the params, the curves as metric points at
+each epoch's own time, the final values, the artifacts (config to rebuild it, weights to predict with,
+plots for single runs). The writing itself is a recorder's (``recorder``); nothing here imports
+mlflow, so the same record can be written in this process or in a recorder process.
+"""
+
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..engine.data import model_example
+from ..engine.training import DIVERGED, train
+from .operations import HARNESS_TAG
+from .provenance import DIFF_ARTIFACT, MAX_DIFF_BYTES, blas_info, code_diff, provenance_tags, source_tags
+from .recorder import Ref
+
+CONFIG_ARTIFACT = "config.json"
+WEIGHTS_ARTIFACT = "weights.npz"
+FINAL_STATES = ("complete", "pruned", "diverged", "stopped")
+"""A run whose ``state`` tag is one of these holds its results (the tag is written last)."""
+
+
+def config_params(config):
+    """The run's params: the settings that affect it (``TrainConfig.applicable``); config.json holds all."""
+    return {k: (",".join(map(str, v)) if isinstance(v, list) else v) for k, v in config.applicable().items()}
+
+
+def save_weights(network, path, split):
+    """Final weights as plain arrays in an .npz (``path`` may be a file object); loads without pickle.
+    The feature scaling fitted on the training split goes along, so raw rows can be predicted."""
+    arrays = {f"weight_{i}": w for i, w in enumerate(network.weights)}
+    arrays.update({f"bias_{i}": b for i, b in enumerate(network.biases)})
+    if split.scaler_mean is not None:
+        arrays.update(scaler_mean=split.scaler_mean, scaler_scale=split.scaler_scale)
+    np.savez(path, classes=np.array(split.classes, dtype=str), **arrays)
+
+
+THIS_CHECKOUT = "this checkout"
+
+
+def run_artifacts(config, split, result, plots=True, diff=THIS_CHECKOUT):
+    """A run's files as {name: bytes}: the config to re-run it, the code's uncommitted change (``diff``:
+    the one the run was trained with, by default this checkout's), the final weights (unless it diverged)
+    and, for single runs, the curve and test-split confusion-matrix plots."""
+    artifacts = {CONFIG_ARTIFACT: config.to_json().encode()}
+    diff = code_diff() if diff is THIS_CHECKOUT else diff
+    if diff is not None and len(diff) <= MAX_DIFF_BYTES:  # the code state beside the commit tag
+        artifacts[DIFF_ARTIFACT] = diff
+    if result.status != DIVERGED:
+        buffer = io.BytesIO()
+        save_weights(result.network, buffer, split)
+        artifacts[WEIGHTS_ARTIFACT] = buffer.getvalue()
+    if plots:
+        from sklearn.metrics import confusion_matrix
+
+        from .plots import confusion_png, curves_png
+
+        curves = io.BytesIO()
+        curves_png(result.history, curves, config.run_name())
+        artifacts["curves.png"] = curves.getvalue()
+        if result.status != DIVERGED:
+            predicted = result.network.logits(split.x_test).argmax(axis=1)
+            matrix = confusion_matrix(split.y_test, predicted, labels=range(split.n_classes))
+            confusion = io.BytesIO()
+            confusion_png(matrix, split.classes, confusion, "test split confusion matrix")
+            artifacts["confusion_matrix.png"] = confusion.getvalue()
+    return artifacts
+
+
+def outcome_metrics(result):
+    metrics = {"epochs_run": result.epochs_run}
+    if result.status == DIVERGED:
+        metrics["diverged_epoch"] = result.diverged_epoch
+        if result.last_finite_loss is not None:
+            metrics["last_finite_loss"] = result.last_finite_loss
+    metrics.update(result.final)
+    return metrics
+
+
+def _ms(seconds):
+    return int(seconds * 1000)
+
+
+def epoch_points(result, first=0):
+    """Per-epoch curves from epoch ``first + 1`` on, each point at the time its epoch ended."""
+    now = time.time()
+    points = []
+    for key, values in result.history.items():
+        for epoch in range(first, len(values)):
+            moment = result.epoch_times[epoch] if epoch < len(result.epoch_times) else now
+            points.append((key, float(values[epoch]), _ms(moment), epoch + 1))
+    return points
+
+
+def final_points(result, extra=None):
+    """Final values at the last epoch's step (validation values are that epoch's, already in the curves)."""
+    moment = _ms(result.epoch_times[-1] if result.epoch_times else time.time())
+    final = {k: v for k, v in outcome_metrics(result).items() if not k.startswith("val_")}
+    final.update(extra or {})
+    return [(k, float(v), moment, result.epochs_run) for k, v in final.items()]
+
+
+def result_points(result, extra=None):
+    return epoch_points(result) + final_points(result, extra)
+
+
+def dataset_input(config, split):
+    """The data set a run trains on, as an MLflow dataset input (its digest names exactly the arrays)."""
+    name = Path(config.csv).name if config.dataset == "csv" and config.csv else config.dataset
+    source = (
+        {"uri": str(config.csv)}
+        if config.dataset == "csv"
+        else {"loader": f"harness.engine.data.LOADERS[{config.dataset!r}]"}
+    )
+    source_type = "local" if config.dataset == "csv" else "code"
+    profile = {
+        "num_rows": len(split.y_train) + len(split.y_val) + len(split.y_test),
+        "train_rows": len(split.y_train),
+        "features": split.n_features,
+        "classes": split.n_classes,
+        "data_seed": config.data_seed,
+    }
+    return {
+        "name": name,
+        "digest": split.digest[:36],
+        "source_type": source_type,
+        "source": json.dumps(source),
+        "profile": profile,
+    }
+
+
+def run_tags(kind, config, split, **tags):
+    """What every run carries: its kind, the data it saw, how to rebuild the code and machine state."""
+    return {
+        HARNESS_TAG: kind,
+        "state": "running",
+        "seed": config.seed,
+        "dataset": config.dataset,
+        "dataset_digest": split.digest,
+        "blas_threads": config.blas_threads,
+        **tags,
+    }
+
+
+def environment_tags(source=None):
+    """Code version, package versions, BLAS and the run context (``source``: from the command that
+    started the work; by default this process's): the same for every run of a process."""
+    return {**provenance_tags(), "blas": blas_info()["blas"], **(source or source_tags())}
+
+
+class LiveRun:
+    """A run whose curves stream to the recorder every ``flush_seconds`` while it trains (``harness
+    train``, ``reproduce``): a long run shows its curves in the UI as they grow."""
+
+    def __init__(self, recorder, run_ref, flush_seconds=2.0):
+        self.recorder, self.run_ref, self.flush_seconds = recorder, run_ref, flush_seconds
+        self._points, self._last = [], time.perf_counter()
+
+    def log(self, epoch, metrics):
+        moment = _ms(time.time())
+        self._points.extend((key, float(value), moment, epoch) for key, value in metrics.items())
+        if time.perf_counter() - self._last >= self.flush_seconds:
+            self.flush()
+
+    def flush(self):
+        if self._points:
+            self.recorder.submit("log_points", self.run_ref, self._points)
+            self._points, self._last = [], time.perf_counter()
+
+    def fail(self, exc):
+        """Training stopped with ``exc``: the run ends KILLED (Ctrl-C, SIGTERM) or FAILED, with the error."""
+        self.flush()
+        stopped = isinstance(exc, KeyboardInterrupt)
+        self.recorder.submit(
+            "end_run",
+            self.run_ref,
+            "KILLED" if stopped else "FAILED",
+            {"state": "interrupted" if stopped else "failed", "error": f"{type(exc).__name__}: {exc}"[:500]},
+        )
+
+    def finish(self, points, tags, artifacts, status="FINISHED", model=None, params=None):
+        """The final values, tags, artifacts and model (``record_run``), then the run's end; returns the
+        ticket of the record, whose outcome says whether the run holds its results."""
+        self.flush()
+        return self.recorder.submit("record_run", self.run_ref, points, tags, artifacts, model, params, status)
+
+
+def start_run(recorder, experiment, run_name, config, split, tags):
+    """The ticket of a run created (with its params and data set) in the named experiment."""
+    params, dataset = config_params(config), dataset_input(config, split)
+    return recorder.submit("start_run", experiment, recorder.uri, run_name, tags, params, dataset)
+
+
+def train_and_record(
+    config,
+    split,
+    recorder,
+    experiment,
+    tags=None,
+    callbacks=(),
+    include_test=True,
+    on_epoch=None,
+    run_name=None,
+    state_names=None,
+    trainer=train,
+    code=None,
+):
+    """Train ``config`` on ``split`` and record it as one run; returns (run_id, TrainResult, timings).
+
+    The run is created before training starts, so a store that cannot be written fails before any
+    compute is spent. ``state_names`` renames result states for the ``state`` tag (a reproduced pruned
+    trial is ``pruned``, as its original, not ``stopped``). ``trainer`` and ``code`` ({"tags", "diff"})
+    are for training with other code than this process's (``rebuild``), recorded as that code's.
+    """
+    start = time.perf_counter()
+    code = code or {}
+    tags = run_tags("train", config, split, **{**environment_tags(), **code.get("tags", {}), **(tags or {})})
+    create = start_run(recorder, experiment, run_name or config.run_name(), config, split, tags)
+    run_id = recorder.result(create)
+    live = LiveRun(recorder, Ref(create))
+
+    def record(epoch, metrics):
+        live.log(epoch, metrics)
+        if on_epoch is not None:
+            on_epoch(epoch, metrics)
+        return False
+
+    train_start = time.perf_counter()
+    try:
+        result = trainer(config, split, callbacks=(record, *callbacks), include_test=include_test)
+    except BaseException as exc:
+        live.fail(exc)
+        raise
+    train_seconds = time.perf_counter() - train_start
+    ticket = live.finish(
+        final_points(result, {"train_seconds": train_seconds}),
+        {"state": (state_names or {}).get(result.status, result.status)},
+        run_artifacts(config, split, result, diff=code.get("diff", THIS_CHECKOUT)),
+        model=None if result.status == DIVERGED else model_example(split),
+        params={"epochs_run": result.epochs_run},
+    )
+    recorder.result(ticket)
+    timings = {
+        "total_seconds": time.perf_counter() - start,
+        "train_seconds": train_seconds,
+        "recording_blocked_seconds": recorder.blocked_seconds,
+    }
+    return run_id, result, timings
+
+
+def result_json(run_id, result, timings=None):
+    from ..common.output import plain
+
+    summary = {"run_id": run_id, "status": result.status, "metrics": outcome_metrics(result)}
+    if timings:
+        summary["timings"] = {k: round(v, 4) for k, v in timings.items()}
+    return json.dumps(plain(summary), allow_nan=False)
+
+
+class TrialRuns:
+    """The MLflow runs of a sweep worker's trials: each created when its stack starts training, written
+    when it ends, and checked before the next stack (a failed write stops the worker)."""
+
+    def __init__(self, recorder, study, plan, base_tags):
+        self.recorder, self.study, self.plan, self.base_tags = recorder, study, plan, base_tags
+        self._pending = []  # (ticket of the record, ticket of the run) not yet confirmed
+
+    def start(self, member, split):
+        """The run of a trial about to train, nested under its condition's parent; returns the ticket
+        that stands for its id."""
+        condition = member.studies.condition
+        name = (
+            f"t{member.number:03d}-{condition.name}"
+            if member.phase == "search"
+            else f"seed{member.config.seed}-{condition.name}"
+        )
+        tags = {
+            **self.base_tags,
+            **run_tags(member.phase, member.config, split),
+            "condition": condition.name,
+            "phase": member.phase,
+            "trial": member.number,
+            "optuna_study": self.study.optuna_name(condition, member.phase),
+            "mlflow.parentRunId": self.plan.parent_runs[condition.name],
+        }
+        if condition.name in self.study.search_ids:
+            tags["search_id"] = self.study.search_ids[condition.name]
+        if member.best_search_trial is not None:
+            tags["best_search_trial"] = member.best_search_trial
+        if member.is_rerun:
+            tags["rerun"] = "true"
+        return self.recorder.submit(
+            "create_run",
+            self.plan.experiment_id,
+            name,
+            tags,
+            config_params(member.config),
+            dataset_input(member.config, split),
+        )
+
+    def run_id(self, create):
+        return self.recorder.result(create)
+
+    def finish(self, create, config, split, result, tags, counted=True, with_model=False):
+        """Curves, artifacts and final tags, then the run's end: FINISHED when the trial counts, else
+        FAILED ``state=killed`` (another worker took the trial over)."""
+        record = self.recorder.submit(
+            "record_run",
+            Ref(create),
+            result_points(result),
+            tags,
+            run_artifacts(config, split, result, plots=False),
+            model_example(split) if with_model and result.status != DIVERGED else None,
+            {"epochs_run": result.epochs_run},
+            "FINISHED" if counted else None,  # ended only once everything is stored
+        )
+        if not counted:
+            self.recorder.submit("end_run", Ref(create), "FAILED", {"state": "killed"})
+        self._pending.append((record, create))
+
+    def end(self, create, status, tags):
+        self.recorder.submit("end_run", Ref(create), status, tags)
+
+    def check(self, block=False):
+        """Raise RecordingError if a write failed (``block``: wait for every write handed over)."""
+        from ..common.errors import DiskFullError, RecordingError
+
+        failed = None
+        for record, create in list(self._pending):
+            outcome = self.recorder.outcome(record)
+            if outcome is None and block:
+                try:
+                    self.recorder.result(record)
+                except RecordingError:
+                    pass
+                outcome = self.recorder.outcome(record)
+            if outcome is None:
+                continue
+            self._pending.remove((record, create))
+            if outcome[0] == "error":
+                failed = failed or outcome[1]
+                self.end(create, "FAILED", {"state": "unrecorded", "error": outcome[1][1][:500]})
+        if failed and failed[0] == "disk":
+            raise DiskFullError(failed[1])
+        if failed:
+            failed = failed[1]
+            raise RecordingError(
+                f"recording a run failed ({failed}); running the same command again re-runs "
+                "what was not recorded and resumes the sweep"
+            )

@@ -1,0 +1,208 @@
+"""A study's MLflow runs as one table of records: what the summary, ``compare`` and the checks read.
+
+One row per run (search trials, confirmation seeds, condition parents), with its tags, params and
+final metric values as columns. ``current`` keeps the runs that hold a result of the sweep as it
+stands: one run per finished search trial, one per wanted confirmation seed of the current budget.
+The end-of-sweep summary and ``harness compare`` both start here, so they cannot disagree.
+"""
+
+import math
+
+import pandas as pd
+
+from ..engine.training import epochs_to_target
+from ..studies.study import CONFIRM_NAME, LEGACY_SEARCH
+from .operations import HARNESS_TAG
+from .runs import FINAL_STATES
+
+KINDS = ("search", "confirm", "condition")
+STUDY_ARTIFACT = "study.json"
+"""The resolved study a sweep records on every parent run; ``compare`` reads it back."""
+
+
+def _int(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def records_frame(runs):
+    """Plain run dicts (``operations.study_runs``) -> the records table."""
+    rows = []
+    for run in runs:
+        tags = run["tags"]
+        if tags.get(HARNESS_TAG) not in KINDS:
+            continue
+        reached = tags.get("epochs_to_target")
+        rows.append(
+            {
+                "run_id": run["run_id"],
+                "run_name": run["run_name"],
+                "status": run["status"],
+                "start_time": run["start_time"],
+                "kind": tags[HARNESS_TAG],
+                "condition": tags.get("condition"),
+                "phase": tags.get("phase"),
+                "optuna_study": tags.get("optuna_study"),
+                "trial": _int(tags.get("trial")),
+                "seed": _int(tags.get("seed")),
+                "state": tags.get("state"),
+                "best_search_trial": _int(tags.get("best_search_trial")),
+                "parent": tags.get("mlflow.parentRunId"),
+                "search_id": tags.get("search_id"),
+                "dataset_digest": tags.get("dataset_digest"),
+                "superseded": tags.get("superseded") == "true",
+                "rerun": tags.get("rerun") == "true",
+                "epochs_to_target": (math.nan if reached in (None, "never") else float(reached)),
+                "target_known": reached is not None,
+                **({"tag.optuna_storage": tags["optuna_storage"]} if "optuna_storage" in tags else {}),
+                **{f"param.{k}": v for k, v in run["params"].items()},
+                **{f"metric.{k}": v for k, v in run["metrics"].items()},
+            }
+        )
+    columns = [
+        "run_id",
+        "run_name",
+        "status",
+        "start_time",
+        "kind",
+        "condition",
+        "phase",
+        "optuna_study",
+        "trial",
+        "seed",
+        "state",
+        "best_search_trial",
+        "search_id",
+        "dataset_digest",
+        "superseded",
+        "rerun",
+        "epochs_to_target",
+        "target_known",
+    ]
+    return pd.DataFrame(rows, columns=None if rows else columns)
+
+
+def holds_result(frame):
+    """Runs that ended and hold their results (their final ``state`` tag is written last)."""
+    return (frame["status"] == "FINISHED") & frame["state"].isin(FINAL_STATES)
+
+
+def belongs(study, condition, search_id):
+    """Whether a run of ``condition`` that carries ``search_id`` (None: none) is of the study's current
+    search; a study recorded before searches had ids counts every run."""
+    wanted = study.search_ids.get(condition)
+    if wanted is None:
+        return True
+    return search_id == wanted or (search_id is None and wanted == LEGACY_SEARCH)
+
+
+def _belonging(study, frame):
+    if not study.search_ids:
+        return frame
+    ids = frame["search_id"] if "search_id" in frame else [None] * len(frame)
+    return frame[[belongs(study, c, s) for c, s in zip(frame["condition"], ids)]]
+
+
+def settled_confirmations(frame):
+    """(optuna study, seed) of the confirmation runs that settled their seed: results, or a training
+    failure (an outcome too)."""
+    rows = frame[(frame["kind"] == "confirm") & (holds_result(frame) | (frame["state"] == "failed"))]
+    return list(zip(rows["optuna_study"], rows["seed"]))
+
+
+def standing_budget(study, settled):
+    """The search budget whose confirmation is the study's result.
+
+    ``settled``: (optuna study, seed) of the confirmation runs that settled their seed
+    (``settled_confirmations``). The study's own budget, once every condition confirmed at some budget
+    has settled all its wanted seeds there; until then the largest smaller budget that has: an
+    extension in progress never hides the result it extends, and a smaller budget never replaces a
+    larger one's (a sweep runs at least the largest budget asked before, ``sweep.studies.budget_asked_before``).
+    """
+    wanted, by_budget = set(study.confirm_seed_values()), {}
+    conditions = {study.optuna_name(c): c.name for c in study.conditions}
+    for name, seed in settled:
+        match = CONFIRM_NAME.fullmatch(str(name))
+        if match and match["search"] in conditions and int(match["budget"]) <= study.trials:
+            by_budget.setdefault(int(match["budget"]), {}).setdefault(conditions[match["search"]], set()).add(seed)
+    confirmable = {condition for seeds in by_budget.values() for condition in seeds}
+    for budget in sorted(by_budget, reverse=True):
+        if all(wanted <= by_budget[budget].get(condition, set()) for condition in confirmable):
+            return budget
+    return study.trials
+
+
+def result_budget(study, frame):
+    """The budget whose confirmation the study's result is, from its records (``standing_budget``)."""
+    if frame.empty:
+        return study.trials
+    return standing_budget(study, settled_confirmations(_belonging(study, frame)))
+
+
+def current(study, frame):
+    """(search, confirm) runs of the sweep as it stands: one per finished trial of the current search,
+    one per wanted seed of the standing budget's confirmation (``standing_budget``)."""
+    if frame.empty:
+        return frame, frame
+    mine = _belonging(study, frame)
+    done = mine[holds_result(mine)].sort_values(["start_time", "run_id"])
+    search_names = {study.optuna_name(c) for c in study.conditions}
+    budget = result_budget(study, frame)
+    confirm_names = {f"{study.optuna_name(c)}/confirm-after-{budget}-trials" for c in study.conditions}
+    search = done[(done["kind"] == "search") & done["optuna_study"].isin(search_names)]
+    confirm = done[
+        (done["kind"] == "confirm")
+        & done["optuna_study"].isin(confirm_names)
+        & done["seed"].isin(study.confirm_seed_values())
+    ]
+    # a trial re-run after its record was lost has one run holding its result; should an old one also
+    # hold it (a recorder that came back), the newest counts: identical by construction (deterministic)
+    search = search.drop_duplicates(["optuna_study", "trial"], keep="last")
+    confirm = confirm.drop_duplicates(["optuna_study", "seed"], keep="last")
+    return search.sort_values(["condition", "trial"]), confirm.sort_values(["condition", "seed"])
+
+
+def parents(frame):
+    """{condition: parent run id}: the parent its trials' runs are nested under (stores made by older
+    versions may hold a second, empty parent of a condition), else its oldest parent; never the parent
+    of a search given up (tagged superseded)."""
+    if frame.empty:
+        return {}
+    rows = frame[(frame["kind"] == "condition") & ~frame["superseded"]].sort_values(["start_time", "run_id"])
+    found = dict(rows.drop_duplicates("condition")[["condition", "run_id"]].itertuples(index=False))
+    children = frame[frame["kind"].isin(["search", "confirm"]) & frame["parent"].isin(rows["run_id"])]
+    for condition, group in children.groupby("condition"):
+        found[condition] = group["parent"].value_counts().index[0]
+    return found
+
+
+def load(recorder, study):
+    """(experiment id or None, records table) of a study, read through a recorder."""
+    experiment_id, runs = recorder.call("study_runs", study.name)
+    return experiment_id, fill_targets(recorder, study, records_frame(runs))
+
+
+def fill_targets(recorder, study, frame):
+    """Confirmation runs recorded before runs carried their epochs to target get it from their curve."""
+    if len(frame):
+        old = frame[(frame["kind"] == "confirm") & ~frame["target_known"]]
+        for index, run_id in zip(old.index, old["run_id"]):
+            curve = recorder.call("metric_histories", run_id, ["val_accuracy"])["val_accuracy"]
+            reached = epochs_to_target({"val_accuracy": [value for _, value, _ in curve]}, study.target_accuracy)
+            frame.loc[index, "epochs_to_target"] = math.nan if reached is None else float(reached)
+    return frame
+
+
+class Curves:
+    """A run's per-epoch values of one metric, read once."""
+
+    def __init__(self, recorder):
+        self.recorder, self._seen = recorder, {}
+
+    def __call__(self, run_id, key):
+        if (run_id, key) not in self._seen:
+            history = self.recorder.call("metric_histories", run_id, [key])[key]
+            self._seen[(run_id, key)] = [value for _, value, _ in history]
+        return self._seen[(run_id, key)]

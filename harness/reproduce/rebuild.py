@@ -1,0 +1,155 @@
+"""Rebuild the code a run was trained with (its commit plus its logged ``git_diff.patch``) in a
+temporary git worktree, and train there.
+
+The rebuilt code only trains, in a child process (logged config in; curves, final values and weights
+out as JSON, whose floats round-trip exactly); this process records and compares. So a reproduction
+tests the logged code, while its record and comparison are today's.
+"""
+
+import base64
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from ..common.errors import HarnessError
+from ..engine.training import TrainResult
+from ..records.provenance import code_diff, diff_tag, git_state
+
+PACKAGE = Path(__file__).resolve().parents[1]
+"""The harness package (this file is in its reproduce/ folder)."""
+
+DRIVER = """
+import base64, io, json, os, sys, time
+try:  # the package's folders (engine/, records/, ...)
+    from harness.engine.data import load_split
+    from harness.engine.training import train
+    from harness.records.runs import save_weights
+    from harness.records.weights import parse_config
+except ImportError:  # a run made before them: one flat folder
+    from harness.data import load_split
+    from harness.predict import parse_config
+    from harness.runs import save_weights
+    from harness.training import train
+
+request = json.loads(open(sys.argv[1]).read())
+config = parse_config(request["config"], "the logged config.json")
+split = load_split(config)
+stop_at = request["stop_at"]
+stops = [lambda epoch, metrics: epoch >= stop_at] if stop_at else []
+faults = dict(p.split("=", 1) for p in os.environ.get("HARNESS_FAULT", "").split(",") if "=" in p)
+if float(faults.get("epoch-delay", 0)):  # harness/faults.py's, read here: the rebuilt code may predate it
+    stops.append(lambda epoch, metrics: time.sleep(float(faults["epoch-delay"])))
+result = train(config, split, callbacks=stops, include_test=request["include_test"])
+weights = io.BytesIO()
+if result.network is not None:
+    save_weights(result.network, weights, split)
+answer = {k: getattr(result, k) for k in
+          ("status", "epochs_run", "history", "diverged_epoch", "last_finite_loss", "final", "epoch_times")}
+answer.update(digest=split.digest, weights=base64.b64encode(weights.getvalue()).decode())
+with open(sys.argv[2], "w") as out:
+    json.dump(answer, out, default=float)
+"""
+
+
+def code_differs(tags):
+    """Why the running code is not the code of a run with these tags (a phrase), or None when it is,
+    or when the run names no commit to rebuild."""
+    logged = tags.get("git_commit")
+    if logged in (None, "unknown"):
+        return None
+    commit, _ = git_state()
+    if commit != logged:
+        here = "this harness is not a git checkout" if commit == "unknown" else f"this checkout is at {commit[:12]}"
+        return f"the run was made at commit {logged[:12]}; {here}"
+    if tags.get("git_diff") != diff_tag(code_diff()).get("git_diff"):
+        if tags.get("git_diff"):
+            diff = tags["git_diff"]
+            return f"the run was made from uncommitted changes (git_diff {diff}) this checkout does not have"
+        return "this checkout has uncommitted changes the run did not have"
+    return None
+
+
+def patch_summary(diff, where, most=10):
+    """The files a patch changes, as ``git apply --numstat`` reads it ('harness/x.py (+2 -0), ...'):
+    said before the patch is applied and run."""
+    read = _git("-C", str(PACKAGE), "apply", "--numstat", "-", stdin=diff)
+    if read.returncode != 0:
+        message = (read.stderr.decode(errors="replace").strip().splitlines() or ["no output"])[0]
+        raise HarnessError(f"{where}: its git_diff.patch is not a patch git can read ({message})")
+    rows = [line.split("\t", 2) for line in read.stdout.decode(errors="replace").splitlines() if line.count("\t") >= 2]
+    files = [f"{name} (binary)" if added == "-" else f"{name} (+{added} -{removed})" for added, removed, name in rows]
+    more = f" and {len(files) - most} more files" if len(files) > most else ""
+    return ", ".join(files[:most]) + more if files else "no files"
+
+
+def _git(*args, stdin=None):
+    return subprocess.run(["git", *args], input=stdin, capture_output=True, timeout=120)
+
+
+@contextlib.contextmanager
+def worktree(commit, diff, where):
+    """A temporary checkout of ``commit`` with ``diff`` applied; yields the folder to import the
+    harness from. Removed afterwards, also when training fails or is interrupted."""
+    repo = _git("-C", str(PACKAGE), "rev-parse", "--show-toplevel")
+    if repo.returncode != 0:
+        raise HarnessError(
+            f"{where}: cannot rebuild its code (commit {commit[:12]}): the harness running here is not a "
+            "git checkout; run from a clone of the repository, or pass --here to retrain with this code"
+        )
+    top = Path(repo.stdout.decode().strip())
+    if _git("-C", str(top), "cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
+        raise HarnessError(
+            f"{where}: its commit {commit[:12]} is not in {top} (git fetch it), or pass --here to retrain "
+            "with this code"
+        )
+    scratch = Path(tempfile.mkdtemp(prefix="harness-rebuild-"))
+    folder = scratch / "code"
+    try:
+        added = _git("-C", str(top), "worktree", "add", "--detach", "--quiet", str(folder), commit)
+        if added.returncode != 0:
+            raise HarnessError(f"{where}: git could not check out {commit[:12]}: {added.stderr.decode().strip()}")
+        if diff:
+            applied = _git("-C", str(folder), "apply", "--binary", "--whitespace=nowarn", "-", stdin=diff)
+            if applied.returncode != 0:
+                message = applied.stderr.decode().strip().splitlines()[:1]
+                raise HarnessError(f"{where}: its git_diff.patch does not apply on {commit[:12]} ({message})")
+        yield folder / PACKAGE.parent.relative_to(top)
+    finally:
+        _git("-C", str(top), "worktree", "remove", "--force", str(folder))
+        shutil.rmtree(scratch, ignore_errors=True)
+        _git("-C", str(top), "worktree", "prune")
+
+
+def train_rebuilt(folder, config_json, stop_at, include_test, where):
+    """Train the logged config with the harness in ``folder``; a TrainResult whose network is rebuilt
+    from the weights that code saved."""
+    from ..records.weights import LoggedModel, parse_config, parse_weights
+
+    with tempfile.TemporaryDirectory(prefix="harness-rebuild-io-") as io_dir:
+        request, answer, driver = (Path(io_dir) / name for name in ("request.json", "answer.json", "driver.py"))
+        request.write_text(json.dumps({"config": config_json, "stop_at": stop_at, "include_test": include_test}))
+        driver.write_text(DRIVER)  # run as a file: its folder, not the working directory, leads sys.path
+        done = subprocess.run(
+            [sys.executable, str(driver), str(request), str(answer)],
+            env={**_environment(), "PYTHONPATH": str(folder)},
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0 or not answer.exists():
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise HarnessError(f"{where}: training with the rebuilt code failed ({last}); --here trains with this code")
+        values = json.loads(answer.read_text())
+    weights = base64.b64decode(values.pop("weights"))
+    digest = values.pop("digest")
+    config = parse_config(config_json, f"{where} config.json")
+    network = LoggedModel(config, parse_weights(weights, f"{where} rebuilt weights")).network if weights else None
+    return TrainResult(network=network, **values), digest
+
+
+def _environment():
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

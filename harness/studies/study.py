@@ -1,0 +1,209 @@
+"""A study as it runs: its conditions, search space, budget and seeds, resolved once with the
+command's flags, and the names its Optuna studies and runs carry.
+"""
+
+import dataclasses
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+
+from ..common.errors import ConfigError
+from ..engine.config import MAX_EPOCHS, make_config
+
+SEARCHABLE = {"lr": float, "epochs": int, "momentum": float, "batch_size": int, "weight_decay": float}
+
+SAMPLERS = ("tpe", "random", "qmc", "grid")
+
+PRUNERS = ("median", "hyperband", "none")
+
+OBJECTIVES = {
+    "val_accuracy": "maximize",
+    "val_cross_entropy": "minimize",
+    "val_mse": "minimize",
+    "val_mse_logits": "minimize",
+}
+
+SECTIONS = {
+    "name": None,
+    "description": None,
+    "fixed": None,
+    "conditions": None,
+    "search": None,
+    "budget": {"trials", "timeout_seconds", "stack"},
+    "sampler": {"name", "seed"},
+    "pruner": {"name", "startup_trials", "warmup_epochs"},
+    "objective": {"metric", "direction", "target_accuracy"},
+    "confirm": {"seeds", "models"},
+    "search_seed": None,
+}
+
+DEFAULT_STACK = 8
+"""Trials (and confirmation seeds) trained together as one stack. Measured on the quickstart without
+pruning (benchmarks/bench_stack.py): stacks of 1 / 4 / 8 / 16 took 14.9 / 12.8 / 11.8 / 11.1 s. But
+Optuna's median pruner compares a trial only with *finished* trials, so nothing in the first stack of
+a condition can be pruned: with 16 trials, a stack of 16 switched pruning off entirely. 8 keeps it for
+the second half of the budget."""
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+"""Study and bundle names (matched whole: no newline, no path separator)."""
+
+MAX_TRIALS = 100_000
+
+LEGACY_SEARCH = "legacy"
+"""The search id of a search begun before runs carried one: its runs, which carry none, belong to it."""
+
+CONFIRM_NAME = re.compile(r"(?P<search>.+)/confirm-after-(?P<budget>\d+)-trials")
+"""An Optuna confirm study's name (``Study.optuna_name``): the search it confirms, and that search's budget."""
+
+MAX_CONFIRM_SEEDS = 1_000
+
+MAX_STACK = 4_096
+
+
+@dataclass
+class SearchParam:
+    name: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: list | None = None
+
+    @property
+    def is_int(self):
+        return SEARCHABLE[self.name] is int
+
+
+@dataclass
+class Condition:
+    name: str
+    settings: dict
+    levels: dict = field(default_factory=dict)  # factor (a [conditions] axis) -> this condition's level
+
+
+@dataclass
+class Study:
+    name: str
+    path: str
+    description: str
+    fixed: dict
+    conditions: list
+    search: list
+    trials: int
+    timeout_seconds: float | None
+    sampler: str
+    sampler_seed: int
+    pruner: str
+    pruner_startup_trials: int
+    pruner_warmup_epochs: int
+    objective: str
+    direction: str
+    target_accuracy: float
+    confirm_seeds: int
+    search_seed: int = 0
+    stack: int = DEFAULT_STACK
+    confirm_models: str = "first"
+    """Which confirmation runs log an MLflow model: the condition's first seed, or every seed. One
+    ``log_model`` costs the recorder about 0.13 s, and 20 of them were 2.5 s of the quickstart's 14 s."""
+    search_ids: dict = field(default_factory=dict)
+    """{condition: id of its current search} (``sweep.studies.prepare_studies``): runs of an earlier search of
+    the same name (its journal deleted, its storage replaced) carry another id and never count. Empty in
+    a study not yet prepared, or recorded by an older version: then every run counts."""
+    raw: dict = field(default_factory=dict, repr=False)
+
+    def optuna_name(self, condition, phase="search"):
+        """``<study>/<condition>`` for the search; its confirmation is tied to the search budget, so
+        extending a finished sweep with more trials confirms the new best again."""
+        base = f"{self.name}/{condition.name}"
+        return base if phase == "search" else f"{base}/confirm-after-{self.trials}-trials"
+
+    def identity(self):
+        """What defines the search (not its budget or seeds count), as plain JSON data."""
+        content = {k: v for k, v in self.raw.items() if k not in ("budget", "confirm")}
+        return json.loads(json.dumps(content, sort_keys=True, default=str))
+
+    def settings_digest(self):
+        """Digest of ``identity``, to refuse a silent change of a study's search."""
+        content = {k: v for k, v in self.raw.items() if k not in ("budget", "confirm")}
+        return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def config_for(self, condition, params, seed):
+        return make_config({**self.fixed, **condition.settings, **params, "seed": seed})
+
+    def confirm_seed_values(self):
+        """Seeds of the confirmation runs: never the seed the search trained with."""
+        return [self.search_seed + 1 + i for i in range(self.confirm_seeds)]
+
+    def logs_model(self, seed):
+        """Whether the confirmation run of ``seed`` logs an MLflow model (``confirm.models``)."""
+        return self.confirm_models == "every" or seed == self.confirm_seed_values()[0]
+
+    def condition(self, name):
+        return next(c for c in self.conditions if c.name == name)
+
+    def to_dict(self):
+        """Plain data (JSON): what a sweep recorded as its resolved study, read back by ``compare``."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data):
+        values = dict(data)
+        values["conditions"] = [Condition(**c) for c in values["conditions"]]
+        values["search"] = [SearchParam(**p) for p in values["search"]]
+        return cls(**values)
+
+
+def resolve(study, trials=None, epochs=None, confirm_seeds=None, stack=None):
+    """The study a sweep runs: the file's settings with the command's flags applied, checked once.
+
+    Workers and later commands receive this object (or its ``to_dict``), never the file again, so a
+    flag cannot be lost on the way to a worker.
+    """
+    changes, raw = {}, dict(study.raw)
+    if trials is not None:
+        changes["trials"] = _flag("--trials", trials, 1, MAX_TRIALS)
+        _check_grid(study, changes["trials"], "--trials")
+    if confirm_seeds is not None:
+        changes["confirm_seeds"] = _flag("--confirm-seeds", confirm_seeds, 1, MAX_CONFIRM_SEEDS)
+        raw["confirm"] = {**raw.get("confirm", {}), "seeds": confirm_seeds}
+    if stack is not None:
+        changes["stack"] = _flag("--stack", stack, 1, MAX_STACK)
+    if epochs is not None:
+        _flag("--epochs", epochs, 1, MAX_EPOCHS)
+        search = [p for p in study.search if p.name != "epochs"]
+        if not search:
+            raise ConfigError(f"{study.path}: --epochs leaves nothing to search; add lr to [search]")
+        changes["search"] = search
+        changes["fixed"] = {**study.fixed, "epochs": epochs}
+        raw["fixed"] = changes["fixed"]
+        raw["search"] = {k: v for k, v in raw.get("search", {}).items() if k != "epochs"}
+    if changes.get("search") is not None:
+        for condition in study.conditions:  # the fixed epoch count must make a valid run everywhere
+            _check_condition(study.path, {**changes["fixed"], **condition.settings}, condition, changes["search"])
+    return dataclasses.replace(study, raw=raw, **changes)
+
+
+def _flag(name, value, low, high):
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{name} = {value} is not allowed; must be an integer in [{low}, {high}]")
+    return value
+
+
+def _check_grid(study, trials, where):
+    if study.sampler == "grid":
+        points = math.prod(len(p.choices) for p in study.search)
+        if trials > points:
+            raise ConfigError(
+                f"{where} = {trials} is not allowed; the grid has {points} points; ask for at most that many"
+            )
+
+
+def _check_condition(path, settings, condition, params):
+    """Every condition, at both ends of the search ranges, must make a valid run."""
+    for pick in (0, 1):
+        values = {p.name: (p.choices[0] if p.choices else (p.low, p.high)[pick]) for p in params}
+        try:
+            make_config({**settings, **values})
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: condition {condition.name}: {exc}") from None

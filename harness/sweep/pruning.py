@@ -1,0 +1,81 @@
+"""Pruning: the study's pruner, asked once per epoch for a whole stack of trials."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Container
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.trial import TrialState
+
+if TYPE_CHECKING:
+    from optuna.pruners import BasePruner
+    from optuna.trial import FrozenTrial
+
+    from ..studies.study import Study
+
+
+TAKEN_AWAY = (optuna.exceptions.UpdateFinishedTrialError, ValueError)
+"""Raised when a worker writes to a trial that another worker already failed as dead (its heartbeats
+were late: a paused machine, a network cut). The trial runs again elsewhere; this worker lets it go."""
+
+
+class StackPruning:
+    """Pruning decisions for a stack of trials: one read of the study per epoch, not one per trial.
+
+    ``Trial.should_prune`` reads the study's trials from the storage at every call; on PostgreSQL that
+    cost 12 ms per call, 17 s of a 42 s quickstart. The trials of a stack decide at the same epoch
+    against the same finished trials, so they share one read per epoch and ask the study's own
+    pruner with it; each trial's value of this epoch is added from what it just reported.
+    """
+
+    _epoch: int | None
+    _trials: dict[int, FrozenTrial]
+
+    def __init__(self, optuna_study: optuna.Study) -> None:
+        self.study, self._epoch, self._trials = optuna_study, None, {}
+        self.taken_away: set[int] = set()  # numbers of trials another worker failed as dead meanwhile
+
+    def report(self, trial: optuna.Trial, epoch: int, value: float, decide: bool = True) -> bool:
+        """Report a trial's epoch; True when it should stop (pruned, or no longer this worker's)."""
+        try:
+            trial.report(value, epoch)
+        except TAKEN_AWAY:
+            self.taken_away.add(trial.number)
+            return True
+        return decide and self.should_prune(trial, epoch, value)
+
+    def should_prune(self, trial: optuna.Trial, epoch: int, value: float) -> bool:
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._trials = {t.number: t for t in self.study.get_trials(deepcopy=False)}
+        frozen = copy.copy(self._trials[trial.number])
+        frozen.intermediate_values = {**frozen.intermediate_values, epoch: float(value)}
+        # _Snapshot stands in for the study
+        return self.study.pruner.prune(_Snapshot(self.study, list(self._trials.values())), frozen)  # type: ignore[arg-type]
+
+
+class _Snapshot:
+    """A study whose ``get_trials`` answers from one read; everything else is the study itself."""
+
+    def __init__(self, study: optuna.Study, trials: list[FrozenTrial]) -> None:
+        self._study, self._trials = study, trials
+
+    def get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None) -> list[FrozenTrial]:
+        return [t for t in self._trials if states is None or t.state in states]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+
+def make_pruner(study: Study) -> BasePruner:
+    if study.pruner == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=study.pruner_startup_trials, n_warmup_steps=study.pruner_warmup_epochs
+        )
+    if study.pruner == "hyperband":
+        epochs = next((p for p in study.search if p.name == "epochs"), None)
+        top = (max(epochs.choices) if epochs.choices else epochs.high) if epochs else study.fixed.get("epochs", 30)
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=int(top), reduction_factor=3)
+    return optuna.pruners.NopPruner()

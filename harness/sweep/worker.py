@@ -1,0 +1,381 @@
+"""A sweep worker: takes the next piece of work from the Optuna storage and trains it as one stack.
+
+The work is a stack of search trials of a condition with budget left, else the confirmation seeds of
+a condition whose search is done. Every trial is one MLflow run, written by the worker's recorder
+while the worker trains on. Optuna hears a trial's outcome as soon as it is trained (its pruner and
+sampler see it at once, as they would in a plain Optuna loop); a run whose recorder had not stored its
+results when the worker died is found by the next start, and the trial trained again, exactly
+(``reconcile``). The sweep's results are read from the runs: a trial counts only with its record.
+"""
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+from ..common import faults
+from ..common.errors import HarnessError
+from ..common.outages import OutageError
+from ..engine.data import data_key, load_split
+from ..engine.training import max_stack, train_stack
+from ..records.runs import TrialRuns, environment_tags
+from .conditions import ConditionStudies
+from .liveness import DEFAULT_HEARTBEAT_SECONDS, Heartbeat, WorkerPresence
+from .outcomes import confirm_outcome, search_outcome, stackable
+from .pruning import StackPruning
+from .storages import open_storage
+
+MAX_SAME_FAILURES = 3
+"""A condition whose training fails this often with the same error stops the sweep (MemoryError, ...)."""
+
+
+@dataclass
+class WorkerStats:
+    trials: int = 0
+    confirms: int = 0
+    reruns: int = 0
+    train_seconds: float = 0.0
+    optuna_seconds: float = 0.0
+    optuna_in_training_seconds: float = 0.0
+    mlflow_blocked_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    epochs: int = 0
+    recorder_busy_seconds: dict = field(default_factory=dict)
+    """The recorder process's own time per MLflow operation (it works beside the worker, on its own core):
+    for a sweep with one worker, the recorder's start-up and the parent runs are in it too."""
+
+
+@dataclass
+class SweepPlan:
+    """What every worker needs besides the resolved study; plain data, so it crosses into processes."""
+
+    storage_url: str
+    tracking_uri: str
+    experiment_id: str
+    parent_runs: dict
+    invocation: str
+    heartbeat_seconds: int = DEFAULT_HEARTBEAT_SECONDS
+    extra_tags: dict = field(default_factory=dict)
+    source: dict = field(default_factory=dict)  # the command's run context (spawned workers have no argv)
+    data_digests: list = field(default_factory=list)  # the data the study's runs train on (its identity)
+
+
+class _Timer:
+    def __init__(self, stats, attr):
+        self.stats, self.attr = stats, attr
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc):
+        setattr(self.stats, self.attr, getattr(self.stats, self.attr) + time.perf_counter() - self.start)
+
+
+class Member:
+    """One model of a stack: its Optuna trial (None for a re-run), settings, run, and how it ended."""
+
+    def __init__(self, trial, config, phase, studies, best_search_trial=None, stop_at=None):
+        self.trial, self.config, self.phase, self.studies = trial, config, phase, studies
+        self.best_search_trial, self.stop_at = best_search_trial, stop_at
+        self.create = None  # the recorder's ticket for its run
+        self.outcome = None  # (state, value, attrs) once trained
+        self.taken_away = False  # another worker failed the trial as dead meanwhile (late heartbeats)
+
+    @property
+    def is_rerun(self):
+        """A finished trial trained again (its Optuna record, a plain dict, is not asked or told)."""
+        return isinstance(self.trial, dict)
+
+    @property
+    def number(self):
+        return self.trial["number"] if self.is_rerun else self.trial.number
+
+
+class SweepWorker:
+    """Scheduling and Optuna bookkeeping; the runs are ``records.runs.TrialRuns``', the training ``train``'s."""
+
+    def __init__(self, study, plan, recorder, index=0, splits=None, on_progress=None):
+        self.study, self.plan, self.index, self.on_progress = study, plan, index, on_progress
+        self.recorder = recorder
+        self.stats = WorkerStats()
+        self.storage, _ = open_storage(plan.storage_url, study.name, plan.heartbeat_seconds)
+        self.heartbeat = Heartbeat(self.storage)
+        self.presence = WorkerPresence(plan.storage_url)
+        with _Timer(self.stats, "optuna_seconds"):
+            self.conditions = [
+                ConditionStudies(study, condition, self.storage, index * 7919 + i * 104729, self.heartbeat)
+                for i, condition in enumerate(study.conditions)
+            ]
+        self.splits = dict(splits or {})
+        self.runs = TrialRuns(
+            recorder,
+            study,
+            plan,
+            {**environment_tags(plan.source), "study": study.name, "invocation": plan.invocation, **plan.extra_tags},
+        )
+        self._training = []  # members being trained: their runs exist, their results do not yet
+        self._reaped_at = -math.inf
+
+    def split_for(self, config):
+        key = data_key(config)
+        if key not in self.splits:
+            split = load_split(config)
+            if self.plan.data_digests and split.digest not in self.plan.data_digests:
+                raise HarnessError(
+                    f"{config.csv or config.dataset}: the data changed while the sweep ran (digest "
+                    f"{split.digest[:12]}); nothing was trained on it: restore the data the study was started with"
+                )
+            self.splits[key] = split
+        return self.splits[key]
+
+    def studies_of(self, condition_name):
+        return next(s for s in self.conditions if s.condition.name == condition_name)
+
+    def run(self):
+        start = time.perf_counter()
+        self.presence.hold()
+        try:
+            while (task := self._next()) is not None:
+                if task == "wait":  # other workers hold the last trials
+                    time.sleep(0.2)
+                else:
+                    phase, studies = task
+                    (self.search_stack if phase == "search" else self.confirm_stack)(studies)
+                if self.on_progress:
+                    self.on_progress()
+            self.runs.check(block=True)
+            self.stats.recorder_busy_seconds = {k: round(v, 3) for k, v in self.recorder.call("busy").items()}
+        except BaseException as exc:
+            self.give_back("interrupted", "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+            raise
+        finally:
+            self.presence.release()
+            self.heartbeat.close()
+            self.stats.mlflow_blocked_seconds = self.recorder.blocked_seconds
+            self.stats.wall_seconds = time.perf_counter() - start
+        return self.stats
+
+    def _next(self):
+        self.runs.check()
+        with _Timer(self.stats, "optuna_seconds"):
+            # dead workers' trials: looked for once per heartbeat (a few queries per condition)
+            if time.perf_counter() - self._reaped_at >= self.plan.heartbeat_seconds:
+                for studies in self.conditions:
+                    studies.reap_stale()
+                self._reaped_at = time.perf_counter()
+            return self.next_task()
+
+    def next_task(self):
+        shift = self.index % len(self.conditions)
+        order = self.conditions[shift:] + self.conditions[:shift]
+        for studies in order:
+            count, error = studies.repeated_failure(self.plan.invocation)
+            if count >= MAX_SAME_FAILURES:
+                raise HarnessError(
+                    f"condition {studies.condition.name}: training failed {count} times with the "
+                    f"same error ({error}); the sweep stops: fix the condition's settings"
+                )
+        for studies in order:
+            if studies.search_remaining() > 0:
+                return "search", studies
+        finished = [s for s in order if s.search_finished()]
+        for studies in finished:
+            if studies.confirm_waiting() > 0:
+                return "confirm", studies
+        if len(finished) == len(order) and all(s.confirm_finished() for s in order):
+            return None
+        return "wait"
+
+    # --- search: a stack of trials ----------------------------------------------------------------
+    def search_stack(self, studies):
+        """Ask up to ``stack`` trials of one condition and train them as one stack."""
+        study = self.study
+        members = []
+        with _Timer(self.stats, "optuna_seconds"):
+            for _ in range(max(1, min(self._stack_size(studies), studies.search_remaining()))):
+                trial, params = studies.ask_search()
+                if trial is None:
+                    break
+                config = study.config_for(studies.condition, params, study.search_seed)
+                members.append(Member(trial, config, "search", studies))
+        checks_from = study.pruner_warmup_epochs + 1 if study.pruner == "median" else 1
+        for group in stackable(members):
+            pruning = StackPruning(studies.search)
+
+            def report(t, epoch, metrics, group=group, pruning=pruning):
+                with _Timer(self.stats, "optuna_seconds"), _Timer(self.stats, "optuna_in_training_seconds"):
+                    # the median pruner never prunes inside its warm-up: skip the storage round trip
+                    return pruning.report(group[t].trial, epoch, metrics[study.objective], epoch >= checks_from)
+
+            # without a pruner nothing reads the per-epoch values (the curves are in MLflow): no writes
+            results = self.train(studies, group, () if study.pruner == "none" else (report,), include_test=False)
+            for member, result in zip(group, results or ()):
+                member.outcome = search_outcome(result, study.objective, study.direction)
+                member.taken_away = member.trial.number in pruning.taken_away
+                self.finish(member, result)
+                self.stats.trials += 1
+
+    # --- confirmation: a stack of seeds ------------------------------------------------------------
+    def confirm_stack(self, studies):
+        study = self.study
+        asked = []
+        with _Timer(self.stats, "optuna_seconds"):
+            best = studies.best_trial()
+            for _ in range(max(1, min(self._stack_size(studies), studies.confirm_waiting()))):
+                trial, seed = studies.ask_confirm()
+                if trial is None:
+                    break
+                asked.append((trial, seed))
+            if not asked:  # another worker took the last seeds first
+                return
+            if best is None:  # every search trial diverged or failed: nothing to confirm
+                for trial, seed in asked:
+                    studies.finish("confirm", trial, "skipped", -math.inf, {"seed": seed})
+                return
+        members = [
+            Member(trial, study.config_for(studies.condition, best.params, seed), "confirm", studies, best.number)
+            for trial, seed in asked
+        ]
+        results = self.train(studies, members, (), include_test=True)
+        for member, result in zip(members, results or ()):
+            member.outcome = confirm_outcome(
+                result, member.config.seed, best.number, study.objective, study.target_accuracy
+            )
+            self.finish(member, result)
+            self.stats.confirms += 1
+
+    # --- shared steps ------------------------------------------------------------------------------
+    def _stack_size(self, studies):
+        """The study's stack size, capped so a stack's memory stays within 2 GiB (large data sets)."""
+        config = self.study.config_for(
+            studies.condition, {p.name: p.choices[0] if p.choices else p.high for p in self.study.search}, 0
+        )
+        return min(self.study.stack, max_stack(config, self.split_for(config)))
+
+    def train(self, studies, group, callbacks, include_test):
+        """Start one MLflow run per member and train the group as one stack; None if training failed
+        (a re-run's failure is raised: its outcome is known, so failing now is a fault of the machine)."""
+        split = self.split_for(group[0].config)
+        for member in group:
+            member.create = self.runs.start(member, split)
+        self._training = list(group)
+        start, optuna_before = time.perf_counter(), self.stats.optuna_in_training_seconds
+        delay = faults.epoch_delay()
+        try:
+            faults.before_training(studies.condition.name)
+            results = train_stack(
+                [m.config for m in group], split, (*callbacks, delay) if delay else callbacks, include_test=include_test
+            )
+        except OutageError:  # a shared service stayed away: not a fault of these trials
+            raise
+        except Exception as exc:  # noqa: BLE001 - failed trials are recorded; the study goes on
+            error = f"{type(exc).__name__}: {exc}"[:300]
+            if group[0].is_rerun:
+                raise HarnessError(f"re-running a trial whose record was lost failed: {error}") from None
+            self._end_training("failed", "FAILED", error)
+            return None
+        finally:  # training time without the pruning calls made from inside it (counted as Optuna's)
+            self.stats.train_seconds += (
+                time.perf_counter() - start - (self.stats.optuna_in_training_seconds - optuna_before)
+            )
+        self.stats.epochs += sum(r.epochs_run for r in results)
+        return results
+
+    def finish(self, member, result):
+        """Tell Optuna how the member ended, then hand its results to the recorder. Should the worker
+        die before the recorder stored them, the next start finds a finished trial whose run holds no
+        results and trains it again (``repair``): a trial counts only with its record."""
+        state, _, attrs = member.outcome
+        counted = self._tell(member)
+        tags = {"state": state, **{k: v for k, v in attrs.items() if k.endswith("_epoch")}}
+        if member.phase == "confirm":  # first epoch at the target accuracy, or never (censored)
+            reached = attrs.get("epochs_to_target")
+            tags["epochs_to_target"] = "never" if reached is None else reached
+        self.runs.finish(
+            member.create,
+            member.config,
+            self.split_for(member.config),
+            result,
+            tags,
+            counted,
+            with_model=member.phase == "confirm" and self.study.logs_model(member.config.seed),
+        )
+        self._training.remove(member)
+
+    def _tell(self, member):
+        """Optuna hears the outcome; False when the trial is no longer this worker's."""
+        if member.is_rerun:  # Optuna knew the outcome already
+            return True
+        state, value, attrs = member.outcome
+        with _Timer(self.stats, "mlflow_blocked_seconds"):
+            run_id = self.runs.run_id(member.create)
+        with _Timer(self.stats, "optuna_seconds"):
+            if member.taken_away:  # another worker failed it as dead (late heartbeats) and runs it again
+                member.studies.heartbeat.release(member.trial)
+                return False
+            attrs = {**attrs, "mlflow_run_id": run_id, "invocation": self.plan.invocation}
+            told = member.studies.finish(member.phase, member.trial, state, value, attrs)
+            faults.after_tell(member.phase)
+            return told
+
+    def _end_training(self, state, status, error=None):
+        """The stack in training failed: its trials end ``state`` (failed: not retried), runs ``status``."""
+        members, self._training = self._training, []
+        for member in members:
+            self._give_back_member(member, state, status, error)
+
+    def give_back(self, state, status):
+        """The stack in training ends early: its trials go back to be trained again, runs ``status``."""
+        members, self._training = self._training, []
+        for member in members:
+            try:
+                self._give_back_member(member, state, status)
+            except Exception:  # noqa: BLE001 - the next start reaps what is left
+                pass
+
+    def _give_back_member(self, member, state, status, error=None):
+        attrs = {"invocation": self.plan.invocation, **({"error": error[:500]} if error else {})}
+        if not member.is_rerun:
+            try:
+                attrs["mlflow_run_id"] = self.runs.run_id(member.create)
+            except HarnessError:
+                pass  # the run could not even be created; the trial still goes back
+            member.studies.finish(member.phase, member.trial, state, attrs=attrs)
+        self.runs.end(member.create, status, {"state": state, **attrs})
+
+
+def worker_process(study, plan, index, results):
+    """A spawned worker: its own recorder process, the resolved study it was given (never the file)."""
+    from ..records.recorder import RecorderProcess
+
+    watch_parent()
+    recorder = RecorderProcess(plan.tracking_uri)
+    try:
+        stats = SweepWorker(study, plan, recorder, index).run()
+        recorder.close()
+        results.put((index, stats, None))
+    except KeyboardInterrupt:
+        recorder.close()
+        results.put((index, None, "interrupted"))
+    except HarnessError as exc:
+        recorder.kill()
+        results.put((index, None, ("harness", str(exc))))
+    except Exception as exc:  # noqa: BLE001 - reported by the command
+        recorder.kill()
+        results.put((index, None, f"{type(exc).__name__}: {exc}"))
+        raise
+
+
+def watch_parent(parent=None):
+    """A spawned worker ends when the command that started it is gone (its trials are then reaped)."""
+    import threading
+
+    parent = parent or os.getppid()
+
+    def watch():
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watchdog").start()
