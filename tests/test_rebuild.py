@@ -22,7 +22,7 @@ def git(folder, *args):
 
 def change_initialisation(code, factor):
     """A change that alters every curve: the Glorot bound of non-sigmoid layers."""
-    network = code / "harness" / "network.py"
+    network = code / "harness" / "engine" / "network.py"
     text = network.read_text()
     assert text.count(INIT) == 1, "the line this test edits has moved"
     network.write_text(text.replace(INIT, INIT.replace("6.0", factor)))
@@ -109,7 +109,7 @@ def test_the_same_code_needs_no_rebuild_and_other_code_is_named(monkeypatch):
 
 def hostile_patch(code, marker):
     """A patch that makes training write ``marker``: what a crafted export could carry."""
-    training = code / "harness" / "training.py"
+    training = code / "harness" / "engine" / "training.py"
     original = training.read_text()
     training.write_text(original + f"\nopen({str(marker)!r}, 'w').write('ran')\n")
     patch = subprocess.run(["git", "-C", str(code), "diff", "HEAD", "--binary"], capture_output=True, check=True).stdout
@@ -159,7 +159,7 @@ def test_an_exports_patch_runs_only_when_the_user_asks_for_it(tmp_path, checkout
     assert marker.exists(), "--rebuild-code did not rebuild the export's code"
     first = asked.stderr.splitlines()[0]
     commit = git(checkout, "rev-parse", "HEAD").strip()
-    assert commit[:12] in first and digest in first and "harness/training.py (+2 -0)" in first, first
+    assert commit[:12] in first and digest in first and "harness/engine/training.py (+2 -0)" in first, first
     assert git(checkout, "worktree", "list").count("\n") == 1, "the temporary worktree was left behind"
 
 

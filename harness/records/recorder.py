@@ -32,12 +32,23 @@ class Ref:
         self.ticket = ticket
 
 
+def _chain(exc):
+    """An exception and those it was raised from or during (SQLAlchemy wraps sqlite's 'disk is full'
+    in an autoflush error whose own message does not say it)."""
+    seen = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
+
+
 def _error_payload(exc, uri=""):
     kind = "harness" if isinstance(exc, HarnessError) else "error"
     message = str(exc) if kind == "harness" else f"{type(exc).__name__}: {_first_line(exc)}"
-    if kind == "error" and any(s in message for s in FULL_DISK):
+    full = next((cause for cause in _chain(exc) if any(s in str(cause) for s in FULL_DISK)), None)
+    if kind == "error" and full is not None:
         path = sqlite_path(uri)
-        return "disk", disk_full_message(path.parent if path else f"the tracking store {uri}", _first_line(exc))
+        return "disk", disk_full_message(path.parent if path else f"the tracking store {uri}", _first_line(full))
     if kind == "error" and any(s in message for s in SERVER_AWAY):
         from ..common.outages import outage_seconds
 
