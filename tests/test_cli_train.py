@@ -71,9 +71,11 @@ def test_train_records_one_complete_run(store, capsys):
     assert run.data.params["loss"] == "mse" and run.data.params["nesterov"] == "True"
     assert run.data.params["lr"] == "0.5" and run.data.params["hidden"] == "16"
     tags = run.data.tags
-    assert tags["state"] == "complete" and tags["seed"] == "3" and tags["harness.kind"] == "train"
-    assert len(tags["dataset_digest"]) == 64 and tags["blas_threads"] == "1"
-    assert {"git_commit", "git_dirty", "version.numpy", "version.mlflow", "blas"} <= set(tags)
+    assert tags["state"] == "complete" and run.data.params["seed"] == "3" and tags["harness.kind"] == "train"
+    assert len(tags["dataset_digest"]) == 64 and run.data.params["blas_threads"] == "1"
+    assert {"mlflow.source.git.commit", "git_dirty", "version.numpy", "version.mlflow", "blas"} <= set(tags)
+    assert not set(tags) & set(run.data.params), "a setting is a param, not a tag too"
+    assert "git_commit" not in tags and "epochs_run" not in run.data.params  # once each: the commit, epochs_run
     for key in ("train_loss", "val_accuracy", "val_cross_entropy", "val_mse", "grad_norm", "val_saturated_share"):
         history = client.get_metric_history(run.info.run_id, key)
         assert sorted(m.step for m in history) == list(range(1, 8)), key

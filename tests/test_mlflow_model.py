@@ -117,9 +117,9 @@ def test_the_first_confirmation_seed_logs_a_model_or_every_seed_and_search_trial
     harness("sweep", write_study(tmp_path, text), cwd=tmp_path, check=True)
     client, runs = mlflow_runs(tmp_path)
     with_model = {
-        (run.data.tags["phase"], run.data.tags.get("seed"))
+        (run.data.tags["harness.kind"], run.data.params.get("seed"))
         for run in runs
-        if run.data.tags.get("phase") in ("search", "confirm") and run.outputs and run.outputs.model_outputs
+        if run.data.tags.get("harness.kind") in ("search", "confirm") and run.outputs and run.outputs.model_outputs
     }
     seeds = {("confirm", "1")} if models == "first" else {("confirm", "1"), ("confirm", "2")}
     assert with_model == seeds  # one model per condition (both have theirs on seed 1), or one per seed
@@ -133,7 +133,7 @@ def test_register_gives_each_condition_its_best_seed_as_a_model_even_when_that_s
     registered = json.loads(compared.stdout)["registered"]
     assert sorted(r["name"] for r in registered) == ["tiny-cross_entropy", "tiny-mse"]
     client, runs = mlflow_runs(tmp_path)
-    seeds = {r.info.run_id: r.data.tags.get("seed") for r in runs}
+    seeds = {r.info.run_id: r.data.params.get("seed") for r in runs}
     for entry in registered:
         version = client.get_model_version(entry["name"], entry["version"])
         assert version.run_id == entry["run_id"] and version.status == "READY"
@@ -151,7 +151,7 @@ def test_register_gives_each_condition_its_best_seed_as_a_model_even_when_that_s
     from harness.analysis.compare import model_to_log
     from harness.records.recorder import InlineRecorder
 
-    (other,) = [r for r in runs if r.data.tags.get("seed") == "2" and r.data.tags.get("condition") == "mse"]
+    (other,) = [r for r in runs if r.data.params.get("seed") == "2" and r.data.tags.get("condition") == "mse"]
     assert not (other.outputs and other.outputs.model_outputs)
     recorder = InlineRecorder(store_uri(tmp_path))
     assert not recorder.call("has_model", other.info.run_id)

@@ -49,7 +49,7 @@ def test_each_parent_carries_its_conditions_result(swept):
         )
         assert row["condition"] in parent.data.tags["mlflow.note.content"]
         seeds = [
-            r for r in runs if r.data.tags.get("phase") == "confirm" and r.data.tags["condition"] == row["condition"]
+            r for r in runs if r.data.tags.get("harness.kind") == "confirm" and r.data.tags["condition"] == row["condition"]
         ]
         curves = [
             [m.value for m in sorted(client.get_metric_history(r.info.run_id, "val_accuracy"), key=lambda m: m.step)]
@@ -68,24 +68,26 @@ def test_each_parent_carries_its_conditions_result(swept):
 
 def test_runs_follow_mlflow_conventions(swept):
     client, runs = mlflow_runs(swept["folder"])
-    search = next(r for r in runs if r.data.tags.get("phase") == "search")
+    search = next(r for r in runs if r.data.tags.get("harness.kind") == "search")
     params = search.data.params
-    assert {"lr", "epochs", "momentum", "epochs_run"} <= set(params)
+    assert {"lr", "epochs", "momentum"} <= set(params) and "epochs_run" not in params  # a metric only
     assert not {"beta1", "beta2", "rho", "eps", "csv", "step_size", "gamma", "power_t", "n_samples"} & set(params)
     tags = search.data.tags
     assert tags["mlflow.source.name"].startswith("harness sweep") and tags["mlflow.source.type"] == "LOCAL"
-    assert tags["mlflow.user"] and tags["mlflow.source.git.commit"] == tags["git_commit"]
-    dataset = search.inputs.dataset_inputs[0].dataset
+    assert tags["mlflow.user"] and len(tags["mlflow.source.git.commit"]) == 40 and "git_commit" not in tags
+    assert not search.inputs.dataset_inputs  # a lean search trial: its data set is its parent's and confirmations'
+    confirm = next(r for r in runs if r.data.tags.get("harness.kind") == "confirm")
+    dataset = confirm.inputs.dataset_inputs[0].dataset
     assert dataset.name == "iris" and tags["dataset_digest"].startswith(dataset.digest)
     history = sorted(client.get_metric_history(search.info.run_id, "val_accuracy"), key=lambda m: m.step)
     stamps = [m.timestamp for m in history]
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)  # each epoch at its own time
     for run in runs:
-        phase, name = run.data.tags.get("phase"), run.info.run_name
+        phase, name = run.data.tags.get("harness.kind"), run.info.run_name
         if phase == "search":  # what a truncated name still shows comes first
             assert name.startswith(f"t{int(run.data.tags['trial']):03d}-"), name
         if phase == "confirm":
-            assert name.startswith(f"seed{run.data.tags['seed']}-"), name
+            assert name.startswith(f"seed{run.data.params['seed']}-"), name
 
 
 def test_the_storage_tag_opens_in_optunas_own_tools(swept):
@@ -111,7 +113,7 @@ def test_a_changed_result_gets_a_new_parent_and_an_unchanged_one_is_left_alone(s
     new = {c: r.info.run_id for c, r in _parents(runs).items()}
     assert set(new) == set(old) and not set(new.values()) & set(old.values())
     assert all(client.get_run(run_id).info.lifecycle_stage == "deleted" for run_id in old.values())
-    children = [r for r in runs if r.data.tags.get("phase") in ("search", "confirm")]
+    children = [r for r in runs if r.data.tags.get("harness.kind") in ("search", "confirm")]
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == set(new.values())
     for run_id in new.values():
         steps = [m.step for m in client.get_metric_history(run_id, "val_accuracy")]

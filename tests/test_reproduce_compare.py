@@ -107,7 +107,7 @@ def test_compare_table_matches_the_runs_and_writes_plots(finished, capsys, tmp_p
         confirm = [
             r
             for r in finished["runs"]
-            if r.data.tags.get("phase") == "confirm"
+            if r.data.tags.get("harness.kind") == "confirm"
             and r.data.tags.get("condition") == condition
             and r.data.tags.get("state") == "complete"
         ]
@@ -119,7 +119,7 @@ def test_compare_table_matches_the_runs_and_writes_plots(finished, capsys, tmp_p
         search = [
             r
             for r in finished["runs"]
-            if r.data.tags.get("phase") == "search" and r.data.tags.get("condition") == condition
+            if r.data.tags.get("harness.kind") == "search" and r.data.tags.get("condition") == condition
         ]
         assert row["trials"] == len(search) == 4
         best_trial = confirm[0].data.tags["best_search_trial"]

@@ -21,7 +21,7 @@ def test_a_full_disk_while_recording_never_leaves_a_finished_run_without_its_res
     uri = f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}"
     recorder = InlineRecorder(uri)
     experiment = recorder.call("ensure_experiment", "s", uri)
-    study = SimpleNamespace(search_ids={})
+    study = SimpleNamespace(search_ids={}, search_curves="all", objective="val_accuracy")
     runs = TrialRuns(recorder, study, SimpleNamespace(experiment_id=experiment), {})
     create = recorder.submit("create_run", experiment, "t000", {"harness.kind": "search", "state": "running"}, {})
     run_config = config()

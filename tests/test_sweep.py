@@ -50,7 +50,7 @@ def test_sweep_records_every_trial_once_and_confirms_on_test(workdir, capsys):
             for t in group:
                 run = runs_by_id[t.user_attrs["mlflow_run_id"]]  # trial -> run ...
                 tags = run.data.tags
-                assert (tags["condition"], tags["phase"], tags["trial"]) == (
+                assert (tags["condition"], tags["harness.kind"], tags["trial"]) == (
                     condition,
                     phase,
                     str(t.number),
@@ -158,7 +158,8 @@ def test_ctrl_c_or_sigterm_marks_the_current_trial_and_leaves_nothing_running(wo
     stderr = process.stderr.read()
     assert process.returncode == code, stderr
     assert stderr.splitlines()[-1] == f"harness sweep: {said}; run the same command again to resume tiny", stderr
-    assert stderr.count("harness sweep:") == 1 and "Traceback" not in stderr, stderr
+    said = [line for line in stderr.splitlines() if not line.startswith("harness sweep: tiny: ")]  # not progress
+    assert len(said) == 1 and said[0].startswith("harness sweep: ") and "Traceback" not in stderr, stderr
     search = optuna_trials(workdir)["tiny/mse"]
     stopped = next(t for t in search if t.number == interrupted)
     assert stopped.state.name == "FAIL" and stopped.user_attrs["state"] == "interrupted"
@@ -190,7 +191,7 @@ def test_sigkill_mid_trial_then_resume_finishes_the_exact_budget(workdir):
         r
         for r in runs
         if r.data.tags.get("condition") == "mse"
-        and r.data.tags.get("phase") == "search"
+        and r.data.tags.get("harness.kind") == "search"
         and r.data.tags.get("trial") == str(killed)
     ]
     assert len(dead_runs) == 1  # the recorder had created it before the kill

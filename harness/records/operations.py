@@ -120,18 +120,25 @@ def record_run(
     end: str | None = None,
 ) -> None:
     """A run's results, in an order that makes its final tags the proof of the rest: artifacts (and the
-    MLflow model), then the params known at the end (``epochs_run``) and the curves, then the tags
-    (``state`` becomes final only when everything before it is stored), then its end (``end``: a status)
-    only if all of that was stored: a run never ends FINISHED without its results."""
-    from mlflow.entities import Param, RunTag
+    MLflow model), then the params (a lean search trial's are written here, with its results) and the
+    curves, then the tags (``state`` becomes final only when everything before it is stored: MLflow's
+    log_batch writes params, metrics, then tags), then its end (``end``: a status) only if all of that
+    was stored: a run never ends FINISHED without its results. The last batch of curves carries the
+    params and tags: one MLflow call less per batch (measured: 1-2 ms of a trial's 30)."""
+    from mlflow.entities import Metric, Param, RunTag
 
     write_artifacts(client, run_id, artifacts)
-    if params:
-        client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
     if model is not None:
         log_model(client, run_id, artifacts, model)
-    log_points(client, run_id, points)
-    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in _text(tags).items()])
+    batches = [points[begin : begin + METRICS_PER_BATCH] for begin in range(0, len(points), METRICS_PER_BATCH)]
+    for batch in batches[:-1]:
+        client.log_batch(run_id, metrics=[Metric(*p) for p in batch])
+    client.log_batch(
+        run_id,
+        metrics=[Metric(*p) for p in (batches[-1] if batches else [])],
+        params=[Param(k, str(v)) for k, v in (params or {}).items()],
+        tags=[RunTag(k, v) for k, v in _text(tags).items()],
+    )
     if end is not None:
         client.set_terminated(run_id, end)
 

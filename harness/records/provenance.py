@@ -103,7 +103,12 @@ def source_tags(argv=None):
 
 
 def provenance_tags():
-    commit, dirty = git_state()
-    tags = {"git_commit": commit, "git_dirty": dirty, "platform": platform.platform(), **diff_tag(code_diff())}
+    _, dirty = git_state()
+    tags = {"git_dirty": dirty, "platform": platform.platform(), **diff_tag(code_diff())}  # commit: source_tags
     tags.update({f"version.{k}": v for k, v in package_versions().items()})
     return tags
+
+
+def logged_commit(tags):
+    """The commit a run was made at: MLflow's own tag, or ``git_commit`` on runs made before 0.2."""
+    return tags.get("mlflow.source.git.commit") or tags.get("git_commit")

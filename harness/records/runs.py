@@ -87,11 +87,14 @@ def _ms(seconds):
     return int(seconds * 1000)
 
 
-def epoch_points(result, first=0):
-    """Per-epoch curves from epoch ``first + 1`` on, each point at the time its epoch ended."""
+def epoch_points(result, first=0, keys=None):
+    """Per-epoch curves (of ``keys``, default all) from epoch ``first + 1`` on, each point at the time its
+    epoch ended."""
     now = time.time()
     points = []
     for key, values in result.history.items():
+        if keys is not None and key not in keys:
+            continue
         for epoch in range(first, len(values)):
             moment = result.epoch_times[epoch] if epoch < len(result.epoch_times) else now
             points.append((key, float(values[epoch]), _ms(moment), epoch + 1))
@@ -106,8 +109,16 @@ def final_points(result, extra=None):
     return [(k, float(v), moment, result.epochs_run) for k, v in final.items()]
 
 
-def result_points(result, extra=None):
-    return epoch_points(result) + final_points(result, extra)
+def result_points(result, extra=None, keys=None):
+    return epoch_points(result, keys=keys) + final_points(result, extra)
+
+
+def lean_curves(config, objective):
+    """The curves a search trial records by default: what its tuning is judged on (the objective) and
+    what a reader checks first (train loss, its own loss and accuracy on validation). The diagnostics
+    (norms, saturation, the other losses as yardsticks, the schedule's lr) are a confirmation run's, or
+    every run's with ``[record] search_curves = "all"``: they were two thirds of a trial's recording."""
+    return {"train_loss", "val_accuracy", f"val_{config.loss}", objective}
 
 
 def dataset_input(config, split):
@@ -136,16 +147,9 @@ def dataset_input(config, split):
 
 
 def run_tags(kind, config, split, **tags):
-    """What every run carries: its kind, the data it saw, how to rebuild the code and machine state."""
-    return {
-        HARNESS_TAG: kind,
-        "state": "running",
-        "seed": config.seed,
-        "dataset": config.dataset,
-        "dataset_digest": split.digest,
-        "blas_threads": config.blas_threads,
-        **tags,
-    }
+    """What every run carries besides its params (the seed, data set and BLAS threads are params, not
+    tags too): its kind, the digest of the data it saw, how to rebuild the code and machine state."""
+    return {HARNESS_TAG: kind, "state": "running", "dataset_digest": split.digest, **tags}
 
 
 def environment_tags(source=None):
@@ -243,7 +247,6 @@ def train_and_record(
         {"state": (state_names or {}).get(result.status, result.status)},
         run_artifacts(config, split, result, diff=code.get("diff", THIS_CHECKOUT)),
         model=None if result.status == DIVERGED else model_example(split),
-        params={"epochs_run": result.epochs_run},
     )
     recorder.result(ticket)
     timings = {
@@ -284,7 +287,6 @@ class TrialRuns:
             **self.base_tags,
             **run_tags(member.phase, member.config, split),
             "condition": condition.name,
-            "phase": member.phase,
             "trial": member.number,
             "optuna_study": self.study.optuna_name(condition, member.phase),
             "mlflow.parentRunId": self.plan.parent_runs[condition.name],
@@ -295,29 +297,32 @@ class TrialRuns:
             tags["best_search_trial"] = member.best_search_trial
         if member.is_rerun:
             tags["rerun"] = "true"
-        return self.recorder.submit(
-            "create_run",
-            self.plan.experiment_id,
-            name,
-            tags,
-            config_params(member.config),
-            dataset_input(member.config, split),
-        )
+        if self.lean(member.phase):  # params come with the results; the parent carries the data set
+            return self.recorder.submit("create_run", self.plan.experiment_id, name, tags, {}, None)
+        params, dataset = config_params(member.config), dataset_input(member.config, split)
+        return self.recorder.submit("create_run", self.plan.experiment_id, name, tags, params, dataset)
+
+    def lean(self, phase):
+        """Whether a run of ``phase`` is recorded lean (``lean_curves``): a search trial, unless the study
+        asks for every curve."""
+        return phase == "search" and self.study.search_curves == "lean"
 
     def run_id(self, create):
         return self.recorder.result(create)
 
-    def finish(self, create, config, split, result, tags, counted=True, with_model=False):
+    def finish(self, create, config, split, result, tags, counted=True, with_model=False, phase="search"):
         """Curves, artifacts and final tags, then the run's end: FINISHED when the trial counts, else
-        FAILED ``state=killed`` (another worker took the trial over)."""
+        FAILED ``state=killed`` (another worker took the trial over). A search trial's curves are lean
+        unless the study asks for all (``lean_curves``)."""
+        lean = self.lean(phase)
         record = self.recorder.submit(
             "record_run",
             Ref(create),
-            result_points(result),
+            result_points(result, keys=lean_curves(config, self.study.objective) if lean else None),
             tags,
             run_artifacts(config, split, result, plots=False),
             model_example(split) if with_model and result.status != DIVERGED else None,
-            {"epochs_run": result.epochs_run},
+            config_params(config) if lean else None,
             "FINISHED" if counted else None,  # ended only once everything is stored
         )
         if not counted:

@@ -43,10 +43,10 @@ def records_frame(runs):
                 "start_time": run["start_time"],
                 "kind": tags[HARNESS_TAG],
                 "condition": tags.get("condition"),
-                "phase": tags.get("phase"),
+                "phase": tags.get("phase", tags[HARNESS_TAG]),  # runs before 0.2 carried both
                 "optuna_study": tags.get("optuna_study"),
                 "trial": _int(tags.get("trial")),
-                "seed": _int(tags.get("seed")),
+                "seed": _int(run["params"].get("seed", tags.get("seed"))),
                 "state": tags.get("state"),
                 "best_search_trial": _int(tags.get("best_search_trial")),
                 "parent": tags.get("mlflow.parentRunId"),

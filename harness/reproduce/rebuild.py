@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..common.errors import HarnessError
 from ..engine.training import TrainResult
-from ..records.provenance import code_diff, diff_tag, git_state
+from ..records.provenance import code_diff, diff_tag, git_state, logged_commit
 
 PACKAGE = Path(__file__).resolve().parents[1]
 """The harness package (this file is in its reproduce/ folder)."""
@@ -59,7 +59,7 @@ with open(sys.argv[2], "w") as out:
 def code_differs(tags):
     """Why the running code is not the code of a run with these tags (a phrase), or None when it is,
     or when the run names no commit to rebuild."""
-    logged = tags.get("git_commit")
+    logged = logged_commit(tags)
     if logged in (None, "unknown"):
         return None
     commit, _ = git_state()

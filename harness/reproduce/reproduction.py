@@ -23,7 +23,7 @@ from ..engine.data import load_split
 from ..engine.training import DIVERGED, train
 from ..records.logged import ExportedRun, StoredRun, is_export, logged_diff
 from ..records.operations import HARNESS_TAG
-from ..records.provenance import DIFF_ARTIFACT, code_diff, diff_tag, git_state, package_versions
+from ..records.provenance import DIFF_ARTIFACT, code_diff, diff_tag, git_state, logged_commit, package_versions
 from ..records.recorder import RecorderProcess
 from ..records.runs import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT, outcome_metrics, save_weights, train_and_record
 from ..records.store import check_server, check_writable
@@ -65,8 +65,8 @@ def environment_warnings(run, split, rebuilt=False):
     """What differs from the run's machine and code; the code is not said when it was ``rebuilt``."""
     tags, warnings = run["tags"], []
     commit, _ = git_state()
-    if tags.get("git_commit") not in (None, commit) and not rebuilt:
-        warnings.append(f"git commit differs: logged {tags['git_commit'][:12]}, now {commit[:12]}")
+    if logged_commit(tags) not in (None, commit) and not rebuilt:
+        warnings.append(f"git commit differs: logged {logged_commit(tags)[:12]}, now {commit[:12]}")
     differing = []
     for name, version in package_versions().items():
         logged = tags.get(f"version.{name}")
@@ -79,7 +79,7 @@ def environment_warnings(run, split, rebuilt=False):
     if not rebuilt and tags.get("git_diff") and tags.get("git_diff") != diff_tag(code_diff()).get("git_diff"):
         warnings.append(
             f"the run was made from uncommitted code (git_diff {tags['git_diff']}): its {DIFF_ARTIFACT} artifact "
-            f"holds the change; `git apply` it on commit {tags.get('git_commit', '?')[:12]} to rebuild that code"
+            f"holds the change; `git apply` it on commit {(logged_commit(tags) or '?')[:12]} to rebuild that code"
         )
     if tags.get("dataset_digest") not in (None, split.digest):
         warnings.append(f"dataset digest differs: logged {tags['dataset_digest'][:12]}, now {split.digest[:12]}")
@@ -154,7 +154,7 @@ def _reproduce(logged, recorder, out, err, rtol, rebuild, summary):
     with contextlib.ExitStack() as stack:
         trainer, code = train, None
         if why is not None:
-            folder = stack.enter_context(worktree(tags["git_commit"], diff, logged.where))
+            folder = stack.enter_context(worktree(logged_commit(tags), diff, logged.where))
             trainer = rebuilt_trainer(folder, config_json, stop_at, split, logged.where)
             code = {"tags": {k: tags[k] for k in CODE_TAGS if k in tags}, "diff": diff}
         result, new_id = _retrain(logged, recorder, config, split, trainer, code, stop_at, include_test, pruned)
@@ -164,7 +164,7 @@ def _reproduce(logged, recorder, out, err, rtol, rebuild, summary):
     as_run = "" if new_id is None else f" as run {new_id}"
     print(f"reproduced {run['run_id']}{as_run} ({result.status}, {result.epochs_run} epochs){said}", file=out)
     if why is not None:
-        rebuilt = f"commit {tags['git_commit'][:12]}" + (f" + its {DIFF_ARTIFACT}" if tags.get("git_diff") else "")
+        rebuilt = f"commit {logged_commit(tags)[:12]}" + (f" + its {DIFF_ARTIFACT}" if tags.get("git_diff") else "")
         print(f"trained with the logged code: {rebuilt}, rebuilt in a temporary git worktree", file=out)
     code = report(rows, rtol, out, weights_row)
     summary.update(
@@ -260,13 +260,13 @@ def say_rebuild(logged, why, diff, err):
             f"{logged.where}: {why}, and its {DIFF_ARTIFACT} was not logged ({tags['git_diff']}); "
             "pass --here to retrain with this code"
         )
-    runs = f"commit {tags['git_commit'][:12]}"
+    runs = f"commit {logged_commit(tags)[:12]}"
     if diff is not None:
         runs += f" + its {DIFF_ARTIFACT} (sha256 {tags['git_diff']}; changes {patch_summary(diff, logged.where)})"
     print(f"{why}: rebuilding that code in a temporary git worktree to retrain there; it runs {runs}", file=err)
 
 
-CODE_TAGS = ("git_commit", "git_dirty", "git_diff")
+CODE_TAGS = ("mlflow.source.git.commit", "git_commit", "git_dirty", "git_diff")
 """The code-state tags a reproduction with rebuilt code carries: that code's, not this checkout's."""
 
 

@@ -128,6 +128,11 @@ def parse_study(data, path):
         **_parse_pruner(check, data),
         **_parse_objective(check, data),
         **_parse_confirm(check, data),
+        search_curves=check.choice(
+            "record.search_curves",
+            check.table(data, "record", SECTIONS["record"]).get("search_curves", "lean"),
+            ("lean", "all"),
+        ),
         raw=data,
     )
 

@@ -36,6 +36,7 @@ SECTIONS = {
     "pruner": {"name", "startup_trials", "warmup_epochs"},
     "objective": {"metric", "direction", "target_accuracy"},
     "confirm": {"seeds", "models"},
+    "record": {"search_curves"},
     "search_seed": None,
 }
 
@@ -49,6 +50,8 @@ the second half of the budget."""
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 """Study and bundle names (matched whole: no newline, no path separator)."""
 
+NOT_IDENTITY = ("budget", "confirm", "record")
+"""Sections that change how much is run or recorded, not what is searched: editable on a running study."""
 MAX_TRIALS = 100_000
 
 LEGACY_SEARCH = "legacy"
@@ -106,6 +109,9 @@ class Study:
     confirm_models: str = "first"
     """Which confirmation runs log an MLflow model: the condition's first seed, or every seed. One
     ``log_model`` costs the recorder about 0.13 s, and 20 of them were 2.5 s of the quickstart's 14 s."""
+    search_curves: str = "lean"
+    """What a search trial records per epoch: "lean" (objective, train loss, validation loss and accuracy)
+    or "all" (the diagnostics too, as a confirmation run records them)."""
     search_ids: dict = field(default_factory=dict)
     """{condition: id of its current search} (``sweep.studies.prepare_studies``): runs of an earlier search of
     the same name (its journal deleted, its storage replaced) carry another id and never count. Empty in
@@ -120,12 +126,12 @@ class Study:
 
     def identity(self):
         """What defines the search (not its budget or seeds count), as plain JSON data."""
-        content = {k: v for k, v in self.raw.items() if k not in ("budget", "confirm")}
+        content = {k: v for k, v in self.raw.items() if k not in NOT_IDENTITY}
         return json.loads(json.dumps(content, sort_keys=True, default=str))
 
     def settings_digest(self):
         """Digest of ``identity``, to refuse a silent change of a study's search."""
-        content = {k: v for k, v in self.raw.items() if k not in ("budget", "confirm")}
+        content = {k: v for k, v in self.raw.items() if k not in NOT_IDENTITY}
         return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def config_for(self, condition, params, seed):

@@ -151,7 +151,6 @@ def parent_spec(study, condition, storage_url, splits):
         HARNESS_TAG: "condition",
         "study": study.name,
         "condition": condition.name,
-        "phase": "condition",
         "objective": study.objective,
         "direction": study.direction,
         "target_accuracy": study.target_accuracy,

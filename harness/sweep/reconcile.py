@@ -76,7 +76,7 @@ def decide(study, trials, runs, now, orphan_seconds=None):
 def standing_confirm_names(study, runs):
     """The confirm studies whose runs are the study's result (``table.standing_budget``)."""
     settled = [
-        (run["tags"].get("optuna_study"), _int(run["tags"].get("seed")))
+        (run["tags"].get("optuna_study"), _int(run["params"].get("seed", run["tags"].get("seed"))))
         for run in runs
         if run["tags"].get(HARNESS_TAG) == "confirm"
         and belongs(study, run["tags"].get("condition"), run["tags"].get("search_id"))

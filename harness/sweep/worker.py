@@ -299,6 +299,7 @@ class SweepWorker:
             tags,
             counted,
             with_model=member.phase == "confirm" and self.study.logs_model(member.config.seed),
+            phase=member.phase,
         )
         self._training.remove(member)
 
