@@ -3,7 +3,9 @@ MLPClassifier/MLPRegressor with ``partial_fit``, Optuna's TPE and median pruner,
 per trial, 5 confirmation seeds of each best), on the quickstart study, in one run.
 
 Each round runs every variant once, in a rotating order, each in a fresh folder with a fresh store:
-the plain script, ``harness sweep`` (default command) and ``harness sweep --workers 2``. Wall time is
+the plain script, the plain script logging the set a harness search trial records (``--lean``: train
+loss, validation accuracy and validation loss per epoch), ``harness sweep`` (default command) and
+``harness sweep --workers 2``. Every row prints its speed against both plain variants. Wall time is
 the command's, from start to exit; runs and epochs trained are read back from each store (the sum of
 every run's ``epochs_run``), so the comparison says how much training each wall second bought.
 Then the start-up: the first epoch's end (its metric timestamp) after ``harness sweep`` starts, on a
@@ -60,7 +62,12 @@ def variants(trials):
     script = str(ROOT / "benchmarks" / "plain_sweep.py")
     plain = [sys.executable, script, "--tracking-uri", uri, "--trials", str(trials)]
     sweep = [sys.executable, "-m", "harness", "sweep", str(QUICKSTART), "--trials", str(trials), "--json"]
-    return {"plain script": plain, "harness sweep": sweep, "harness sweep --workers 2": [*sweep, "--workers", "2"]}
+    return {
+        "plain script": plain,
+        "plain script, lean set": [*plain, "--lean"],
+        "harness sweep": sweep,
+        "harness sweep --workers 2": [*sweep, "--workers", "2"],
+    }
 
 
 def measure(trials, rounds):
@@ -80,12 +87,14 @@ def measure(trials, rounds):
 
 def report(trials, results):
     plain = statistics.median(r[0] for r in results["plain script"])
+    lean = statistics.median(r[0] for r in results["plain script, lean set"])
     print(f"\nquickstart at {trials} trials per condition (medians of {len(results['plain script'])} rounds):")
-    print(f"{'variant':<27} {'wall s':>7} {'runs':>5} {'epochs':>7} {'ms/epoch':>9} {'faster than plain':>18}")
+    print(f"{'variant':<27} {'wall s':>7} {'runs':>5} {'epochs':>7} {'ms/epoch':>9} {'vs plain':>9} {'vs lean':>8}")
     for name, rows in results.items():
         wall = statistics.median(r[0] for r in rows)
         runs, epochs = rows[0][1], rows[0][2]
-        print(f"{name:<27} {wall:7.1f} {runs:5d} {epochs:7d} {wall / epochs * 1000:9.2f} {plain / wall:17.2f}x")
+        ratios = f"{plain / wall:8.2f}x {lean / wall:7.2f}x"
+        print(f"{name:<27} {wall:7.1f} {runs:5d} {epochs:7d} {wall / epochs * 1000:9.2f} {ratios}")
     for name, rows in results.items():
         for stats in (r[3] for r in rows if r[3]):
             workers = " + ".join(
@@ -112,7 +121,7 @@ def startup():
             wall, _ = run([sys.executable, "-m", "harness", "sweep", str(study), "--trials", "4"], folder)
             rows.append(first_epoch_end(folder, since))
     print(f"\nfirst epoch trained {rows[0]:.2f} s after `harness sweep` started on a fresh store, {rows[1]:.2f} s on ")
-    print("an existing one (target <= 1.0 s)")
+    print("an existing one (target <= 1.5 s)")
 
 
 def main():

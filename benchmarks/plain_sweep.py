@@ -3,9 +3,10 @@
 Same 4 conditions (MSE vs cross-entropy x plain SGD vs momentum 0.9) on digits, 64 ReLU hidden units,
 batch 32, the same search (lr log-uniform in [1e-3, 10], epochs in [5, 60]), TPE (seed 0) with the
 median pruner (5 startup trials, 3 warm-up epochs) on validation accuracy per epoch, one nested MLflow
-run per trial with its metrics per epoch, then 5 confirmation seeds of each condition's best. A squared
-loss is MLPRegressor on one-hot targets (scikit-learn has no MSE classifier). Used by
-``bench_vs_plain.py``; runnable alone:
+run per trial with its metrics per epoch (train loss and validation accuracy; with ``--lean``, also the
+validation loss: the set the harness records for a search trial), then 5 confirmation seeds of each
+condition's best. A squared loss is MLPRegressor on one-hot targets (scikit-learn has no MSE
+classifier). Used by ``bench_vs_plain.py``; runnable alone:
 
     .venv/bin/python benchmarks/plain_sweep.py --tracking-uri sqlite:///plain/mlflow.db --trials 16
 """
@@ -18,6 +19,7 @@ import numpy as np
 import optuna
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import log_loss
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.preprocessing import StandardScaler
@@ -65,7 +67,15 @@ def accuracy(model, x, y):
     return float((np.asarray(scores).argmax(axis=1) == y).mean())
 
 
-def train(loss, momentum, lr, epochs, seed, data, trial=None):
+def validation_loss(model, loss, x, y):
+    """The trained loss on validation rows: cross-entropy of the probabilities, or the squared error
+    against one-hot targets (as MLPRegressor's loss_, which halves it)."""
+    if loss == "cross_entropy":
+        return float(log_loss(y, model.predict_proba(x), labels=np.arange(10)))
+    return float(((model.predict(x) - np.eye(10)[y]) ** 2).mean() / 2)
+
+
+def train(loss, momentum, lr, epochs, seed, data, trial=None, lean=False):
     """Train epoch by epoch, logging to the active MLflow run; returns (val accuracy, epochs, model)."""
     x_train, y_train, x_val, y_val = data[:4]
     model = make_model(loss, momentum, lr, seed)
@@ -80,6 +90,8 @@ def train(loss, momentum, lr, epochs, seed, data, trial=None):
             return 0.0, epoch, None
         mlflow.log_metric("train_loss", model.loss_, step=epoch)
         mlflow.log_metric("val_accuracy", acc, step=epoch)
+        if lean:
+            mlflow.log_metric(f"val_{loss}", validation_loss(model, loss, x_val, y_val), step=epoch)
         if trial is not None:
             trial.report(acc, epoch)
             if trial.should_prune():
@@ -94,6 +106,7 @@ def main():
     parser.add_argument("--tracking-uri", required=True)
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--lean", action="store_true", help="log the validation loss per epoch too")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -108,7 +121,7 @@ def main():
                 epochs = trial.suggest_int("epochs", 5, 60)
                 with mlflow.start_run(run_name=f"{name}-trial-{trial.number}", nested=True):
                     mlflow.log_params({"loss": loss, "momentum": momentum, "lr": lr, "epochs": epochs})
-                    acc, _, _ = train(loss, momentum, lr, epochs, trial.number, data, trial)
+                    acc, _, _ = train(loss, momentum, lr, epochs, trial.number, data, trial, args.lean)
                 return acc
 
             study = optuna.create_study(
@@ -123,7 +136,7 @@ def main():
             for seed in range(1000, 1000 + args.seeds):
                 with mlflow.start_run(run_name=f"{name}-seed-{seed}", nested=True):
                     mlflow.log_params({"loss": loss, "momentum": momentum, **best, "seed": seed})
-                    _, _, model = train(loss, momentum, best["lr"], best["epochs"], seed, data)
+                    _, _, model = train(loss, momentum, best["lr"], best["epochs"], seed, data, lean=args.lean)
                     test = accuracy(model, data[4], data[5]) if model is not None else 0.0
                     mlflow.log_metric("test_accuracy", test)
                     tests.append(test)
