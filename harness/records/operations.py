@@ -105,6 +105,7 @@ def write_artifacts(client: MlflowClient, run_id: str, artifacts: dict[str, byte
         return
     with tempfile.TemporaryDirectory() as tmp:
         for name, content in artifacts.items():
+            (Path(tmp) / name).parent.mkdir(parents=True, exist_ok=True)  # methods/<module>.py
             (Path(tmp) / name).write_bytes(content)
         client.log_artifacts(run_id, tmp, folder)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..engine.data import model_example
+from ..engine.methods import custom_modules, method_digests, module_source
 from ..engine.training import DIVERGED, train
 from .operations import HARNESS_TAG
 from .provenance import DIFF_ARTIFACT, MAX_DIFF_BYTES, blas_info, code_diff, provenance_tags, source_tags
@@ -48,7 +49,7 @@ def run_artifacts(config, split, result, plots=True, diff=THIS_CHECKOUT):
     """A run's files as {name: bytes}: the config to re-run it, the code's uncommitted change (``diff``:
     the one the run was trained with, by default this checkout's), the final weights (unless it diverged)
     and, for single runs, the curve and test-split confusion-matrix plots."""
-    artifacts = {CONFIG_ARTIFACT: config.to_json().encode()}
+    artifacts = {CONFIG_ARTIFACT: config.to_json().encode(), **method_artifacts(config)}
     diff = code_diff() if diff is THIS_CHECKOUT else diff
     if diff is not None and len(diff) <= MAX_DIFF_BYTES:  # the code state beside the commit tag
         artifacts[DIFF_ARTIFACT] = diff
@@ -148,8 +149,20 @@ def dataset_input(config, split):
 
 def run_tags(kind, config, split, **tags):
     """What every run carries besides its params (the seed, data set and BLAS threads are params, not
-    tags too): its kind, the digest of the data it saw, how to rebuild the code and machine state."""
-    return {HARNESS_TAG: kind, "state": "running", "dataset_digest": split.digest, **tags}
+    tags too): its kind, the digest of the data it saw, how to rebuild the code and machine state, and
+    the sha256 of each custom method's module (``harness.method.<module>``)."""
+    methods = {METHOD_TAG + name: digest for name, digest in method_digests(config).items()}
+    return {HARNESS_TAG: kind, "state": "running", "dataset_digest": split.digest, **methods, **tags}
+
+
+METHOD_TAG = "harness.method."
+METHOD_FOLDER = "methods/"
+"""A custom method's module source is logged as ``methods/<module>.py``, its sha256 in ``harness.method.<module>``."""
+
+
+def method_artifacts(config):
+    """{methods/<module>.py: source} of the custom loss and optimizer a config names."""
+    return {f"{METHOD_FOLDER}{name}.py": module_source(path)[0] for name, path in custom_modules(config).items()}
 
 
 def environment_tags(source=None):
