@@ -237,3 +237,17 @@ def load_logged_module(module_name: str, path: str) -> None:
         raise ConfigError(f"{path}: the logged source of {module_name!r} fails to import ({_one_line(exc)})") from None
     for key in [k for k in _CHECKED if k[1].split(":")[0] == module_name]:
         del _CHECKED[key]
+
+
+def changed_module(expected: dict[str, str]) -> str | None:
+    """The first module whose source here differs from ``expected`` ({module: sha256}), said in a line."""
+    for name, digest in sorted(expected.items()):
+        try:
+            module = importlib.import_module(name)
+            path = module.__file__ or ""
+            here = module_source(path)[1]
+        except Exception as exc:  # noqa: BLE001
+            return f"module {name!r} cannot be imported here ({_one_line(exc)})"
+        if here != digest:
+            return f"module {name!r} ({path}) differs from the study's (sha256 {here[:12]} here, {digest[:12]} there)"
+    return None
