@@ -7,7 +7,10 @@ import sys
 HELP = "train one network and record it as an MLflow run"
 FINAL_KEYS = ("val_accuracy", "val_cross_entropy", "test_accuracy", "test_cross_entropy", "test_mse")
 FLAGS = {
-    "dataset": (str, "digits (default), iris, wine, breast_cancer, moons, circles, blobs, classification, csv"),
+    "dataset": (
+        str,
+        "digits (default), iris, wine, breast_cancer, moons, circles, blobs, classification, mnist1d, csv",
+    ),
     "csv": (str, "a CSV file of numeric features and a label column (implies --dataset csv)"),
     "label_column": (str, "the CSV's label column (default: label)"),
     "n_samples": (int, "rows of a generated data set (moons, circles, blobs, classification), 10..10^7"),

@@ -170,10 +170,12 @@ def _choice(source, key, value, names):
 def validate(c: TrainConfig, source: str = "") -> None:
     _choice(source, "dataset", c.dataset, tuple(LOADERS))
     for kind, name, builtins in (("loss", c.loss, LOSSES), ("optimizer", c.optimizer, OPTIMIZERS)):
+        if name in builtins:
+            continue
         if ":" in name:
             split_name(kind, name)  # its form only: importing it is check_methods' job
         elif not is_custom(name):
-            _choice(source, kind, name, tuple(builtins))
+            _fail(source, kind, name, f"choose one of: {', '.join(builtins)}, or name your own as 'module:Class'")
     _choice(source, "activation", c.activation, tuple(ACTIVATIONS))
     _choice(source, "schedule", c.schedule, tuple(SCHEDULES))
     _choice(source, "dtype", c.dtype, DTYPE_NAMES)

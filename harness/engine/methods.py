@@ -92,7 +92,7 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
 
 
-def resolve_optimizer(name: str) -> type:
+def resolve_optimizer(name: str) -> type[Optimizer]:
     """The optimizer class a config names: a built-in, or a user's, checked once per process."""
     if name in OPTIMIZERS:
         return OPTIMIZERS[name]
@@ -162,7 +162,8 @@ def check_loss(name: str, loss: Any, rng_seed: int = 0) -> None:
 
 
 def check_optimizer(name: str, cls: Any) -> None:
-    """A few steps on a quadratic for a stack of 3 models, then 2 after ``keep``: no error, finite, right shapes."""
+    """A few steps on a quadratic for a stack of 3 models, then 2 after ``keep``: no error, finite, right
+    shapes, and each model where it would be trained alone."""
     where = f"optimizer = {name!r}"
     if not (inspect.isclass(cls) and issubclass(cls, Optimizer)):
         raise ConfigError(f"{where}: must be a class derived from harness.engine.optimizers.Optimizer")
@@ -170,14 +171,28 @@ def check_optimizer(name: str, cls: Any) -> None:
     if unknown:
         allowed = ", ".join(OPTIMIZER_SETTINGS)
         raise ConfigError(f"{where}: setting {unknown[0]!r} is not a harness setting; use {allowed}")
+    final = _quadratic_steps(where, cls, np.arange(1.0, 4.0), keep=[0, 2])
+    for row, model in enumerate((1.0, 3.0)):  # the models of a stack are independent: each as if alone
+        alone = _quadratic_steps(where, cls, np.array([model]), keep=[0])
+        if not np.allclose(final[row], alone[0], rtol=1e-6, atol=1e-9):
+            raise ConfigError(
+                f"{where}: model {row} of a stack of 3 ends elsewhere than the same model trained alone: "
+                "an update mixes the models' rows (use the (T, P) arrays row-wise, settings as (T, 1) columns)"
+            )
+
+
+def _quadratic_steps(where: str, cls: Any, starts: Any, keep: list[int] | None = None) -> Any:
+    """3 steps on 0.5 sum(a p^2) from ``starts`` (one model each), ``keep`` rows, 3 more; the parameters."""
     defaults = {"weight_decay": 0.0, "momentum": 0.9, "beta1": 0.9, "beta2": 0.99, "rho": 0.9, "eps": 1e-8}
-    t, p = 3, 6
+    t, p = len(starts), 6
     per_model = {s: [defaults[s]] * t for s in cls.settings}
     shared = {s: False for s in getattr(cls, "shared", ())}
     optimizer = _call(where, "its constructor", cls, (t, p), np.float64, decay_mask=np.ones(p), **per_model, **shared)
     curvature = np.linspace(0.5, 2.0, p)
-    params = np.ones((t, p))
-    for rows in (list(range(t)), [0, 2]):
+    params = np.outer(starts, np.ones(p))
+    for rows in (list(range(t)), keep):
+        if rows is None:
+            continue
         if len(rows) < len(params):
             _call(where, "keep", optimizer.keep, rows)
             params = params[rows].copy()
@@ -189,6 +204,7 @@ def check_optimizer(name: str, cls: Any) -> None:
                 raise ConfigError(f"{where}: step changed the parameters' shape {before} to {params.shape}")
             if not np.isfinite(params).all():
                 raise ConfigError(f"{where}: step made a parameter non-finite on a small quadratic (lr 0.01)")
+    return params
 
 
 def _call(where: str, what: str, function: Any, *args: Any, **kwargs: Any) -> Any:
