@@ -169,13 +169,7 @@ def _choice(source, key, value, names):
 
 def validate(c: TrainConfig, source: str = "") -> None:
     _choice(source, "dataset", c.dataset, tuple(LOADERS))
-    for kind, name, builtins in (("loss", c.loss, LOSSES), ("optimizer", c.optimizer, OPTIMIZERS)):
-        if name in builtins:
-            continue
-        if ":" in name:
-            split_name(kind, name)  # its form only: importing it is check_methods' job
-        elif not is_custom(name):
-            _fail(source, kind, name, f"choose one of: {', '.join(builtins)}, or name your own as 'module:Class'")
+    _check_method_names(source, c)
     _choice(source, "activation", c.activation, tuple(ACTIVATIONS))
     _choice(source, "schedule", c.schedule, tuple(SCHEDULES))
     _choice(source, "dtype", c.dtype, DTYPE_NAMES)
@@ -231,6 +225,17 @@ def validate(c: TrainConfig, source: str = "") -> None:
             f"needs at least {weights / 2**30:.0f} GiB for its weights alone; "
             f"this machine has {physical_memory() / 2**30:.0f} GiB",
         )
+
+
+def _check_method_names(source: str, c: TrainConfig) -> None:
+    """A built-in, a registered name or a 'module:Class' (its form only: importing it is check_methods')."""
+    for kind, name, builtins in (("loss", c.loss, LOSSES), ("optimizer", c.optimizer, OPTIMIZERS)):
+        if name in builtins:
+            continue
+        if ":" in name:
+            split_name(kind, name)
+        elif not is_custom(name):
+            _fail(source, kind, name, f"choose one of: {', '.join(builtins)}, or name your own as 'module:Class'")
 
 
 def check_methods(c: TrainConfig, source: str = "") -> None:
