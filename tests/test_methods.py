@@ -259,3 +259,8 @@ def test_mnist1d_is_generated_once_then_read_from_the_cache(tmp_path, monkeypatc
 
     monkeypatch.setattr(data, "_make_mnist1d", generate)
     assert data.load_split(make_config({"dataset": "mnist1d"})).digest == first.digest
+
+
+def test_the_docs_show_the_example_module_as_it_ships():
+    page = (ROOT / "docs" / "benchmark.md").read_text()
+    assert f"```python\n{EXAMPLE.read_text()}```" in page
