@@ -235,8 +235,19 @@ def module_source(path: str) -> tuple[bytes, str]:
     return content, hashlib.sha256(content).hexdigest()
 
 
+_SOURCES: dict[str, tuple[bytes, str]] = {}
+
+
+def loaded_source(path: str) -> tuple[bytes, str]:
+    """``module_source`` read once per process, near the import: the source every run of this process
+    logs is the code it imported, even when the file is edited while a sweep runs."""
+    if path not in _SOURCES:
+        _SOURCES[path] = module_source(path)
+    return _SOURCES[path]
+
+
 def method_digests(config: Any) -> dict[str, str]:
-    return {name: module_source(path)[1] for name, path in custom_modules(config).items()}
+    return {name: loaded_source(path)[1] for name, path in custom_modules(config).items()}
 
 
 def load_logged_module(module_name: str, path: str) -> None:
@@ -261,7 +272,7 @@ def changed_module(expected: dict[str, str]) -> str | None:
         try:
             module = importlib.import_module(name)
             path = module.__file__ or ""
-            here = module_source(path)[1]
+            here = loaded_source(path)[1]
         except Exception as exc:  # noqa: BLE001
             return f"module {name!r} cannot be imported here ({_one_line(exc)})"
         if here != digest:

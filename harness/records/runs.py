@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..engine.data import model_example
-from ..engine.methods import custom_modules, method_digests, module_source
+from ..engine.methods import custom_modules, loaded_source, method_digests
 from ..engine.training import DIVERGED, train
 from .operations import HARNESS_TAG
 from .provenance import DIFF_ARTIFACT, MAX_DIFF_BYTES, blas_info, code_diff, provenance_tags, source_tags
@@ -162,7 +162,7 @@ METHOD_FOLDER = "methods/"
 
 def method_artifacts(config):
     """{methods/<module>.py: source} of the custom loss and optimizer a config names."""
-    return {f"{METHOD_FOLDER}{name}.py": module_source(path)[0] for name, path in custom_modules(config).items()}
+    return {f"{METHOD_FOLDER}{name}.py": loaded_source(path)[0] for name, path in custom_modules(config).items()}
 
 
 def environment_tags(source=None):
