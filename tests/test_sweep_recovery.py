@@ -72,9 +72,8 @@ def test_a_kill_between_optuna_and_mlflow_is_repaired_on_resume(workdir):
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert _wait_gone(mark), "a recorder outlived its worker"
-    orphan = [
-        r for r in mlflow_runs(workdir)[1] if r.data.tags.get("harness.kind") == "confirm" and r.info.status == "RUNNING"
-    ]
+    runs = mlflow_runs(workdir)[1]
+    orphan = [r for r in runs if r.data.tags.get("harness.kind") == "confirm" and r.info.status == "RUNNING"]
     assert orphan and "test_accuracy" not in orphan[0].data.metrics  # Optuna counts it; MLflow holds nothing
 
     resumed = harness("sweep", study, "--json", cwd=workdir, check=True)

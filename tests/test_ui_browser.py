@@ -93,7 +93,8 @@ def test_the_mlflow_ui_shows_a_study_as_a_user_sees_it(tmp_path, capsys):
         (
             r
             for r in runs
-            if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id and r.data.tags.get("harness.kind") == "search"
+            if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+            and r.data.tags.get("harness.kind") == "search"
         ),
         key=lambda r: r.info.run_name,
     )
