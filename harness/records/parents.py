@@ -72,6 +72,8 @@ def mean_curves(seeds, curve):
     """(key, value, step) points: at each epoch, the mean over the seeds that ran it."""
     keys = sorted(k[len("metric.") :] for k in seeds.columns if k.startswith("metric.") and seeds[k].notna().any())
     keys = [k for k in keys if k not in NOT_CURVES and not k.startswith("test_")]
+    if hasattr(curve, "prefetch"):  # every seed's curves in one read
+        curve.prefetch(list(seeds["run_id"]), keys)
     points = []
     for key in keys:
         curves = [c for c in (curve(run_id, key) for run_id in seeds["run_id"]) if c]
