@@ -49,7 +49,9 @@ def test_each_parent_carries_its_conditions_result(swept):
         )
         assert row["condition"] in parent.data.tags["mlflow.note.content"]
         seeds = [
-            r for r in runs if r.data.tags.get("harness.kind") == "confirm" and r.data.tags["condition"] == row["condition"]
+            r
+            for r in runs
+            if r.data.tags.get("harness.kind") == "confirm" and r.data.tags["condition"] == row["condition"]
         ]
         curves = [
             [m.value for m in sorted(client.get_metric_history(r.info.run_id, "val_accuracy"), key=lambda m: m.step)]
