@@ -143,10 +143,10 @@ def test_the_mlflow_ui_shows_a_study_as_a_user_sees_it(tmp_path, capsys):
                 step = "the printed comparison link shows the 4 conditions with their test accuracy"
                 page.goto(compare_link)
                 page.get_by_text("Comparing 4 Runs").first.wait_for(timeout=60000)
-                page.get_by_text("test_accuracy", exact=True).first.wait_for(timeout=20000)
+                page.get_by_text("test_accuracy_mean", exact=True).first.wait_for(timeout=20000)
                 text = page.inner_text("body")
                 for run in parents.values():
-                    shown = f"{run.data.metrics['test_accuracy']:.3f}".rstrip("0").rstrip(".")
+                    shown = f"{run.data.metrics['test_accuracy_mean']:.3f}".rstrip("0").rstrip(".")
                     assert shown in text, (run.info.run_name, shown)
                 page.screenshot(path=shots / "1-conditions.png", full_page=True)
 

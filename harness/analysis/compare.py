@@ -19,7 +19,7 @@ from ..records import table as records
 from ..records.parents import publish
 from ..records.recorder import InlineRecorder
 from ..records.runs import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT
-from ..records.store import check_writable, sqlite_path
+from ..records.store import check_exists, check_writable, sqlite_path
 from ..records.table import STUDY_ARTIFACT
 from ..records.weights import parse_config
 from ..studies.study import Study
@@ -112,6 +112,7 @@ def model_to_log(recorder, run_id):
 def run_compare(study_name, uri, out_dir=None, storage=None, register=False, search_plots=None):
     """The comparison of a study's conditions from its records (``Comparison``). ``search_plots(study,
     storage, folder)`` adds the search's own plots (Optuna's, drawn by the sweep's side) to the report."""
+    check_exists(uri, f"study {study_name!r}")
     check_writable(uri)  # the report goes onto the parent runs too
     recorder = InlineRecorder(uri)
     _, runs = recorder.call("study_runs", study_name)

@@ -29,7 +29,12 @@ FINAL_STATES = ("complete", "pruned", "diverged", "stopped")
 
 def config_params(config):
     """The run's params: the settings that affect it (``TrainConfig.applicable``); config.json holds all."""
-    return {k: (",".join(map(str, v)) if isinstance(v, list) else v) for k, v in config.applicable().items()}
+    return {k: param_text(v) for k, v in config.applicable().items()}
+
+
+def param_text(value):
+    """A setting as a param's text, the same on a run and on its parent: a list as ``64,32`` (not ``[64, 32]``)."""
+    return ",".join(map(str, value)) if isinstance(value, list | tuple) else value
 
 
 def save_weights(network, path, split):

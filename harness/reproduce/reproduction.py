@@ -26,7 +26,7 @@ from ..records.operations import HARNESS_TAG
 from ..records.provenance import DIFF_ARTIFACT, code_diff, diff_tag, git_state, logged_commit, package_versions
 from ..records.recorder import RecorderProcess
 from ..records.runs import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT, outcome_metrics, save_weights, train_and_record
-from ..records.store import check_server, check_writable
+from ..records.store import check_exists, check_server, check_writable
 from ..records.weights import parse_config, parse_weights
 from .methods import prepare_methods
 from .rebuild import code_differs, patch_summary, train_rebuilt, worktree
@@ -135,6 +135,7 @@ def reproduce(source, uri, out=None, err=None, rtol=RTOL, here=False, rebuild_co
     if is_export(source):
         return _reproduce(ExportedRun(source), None, out, err, rtol, rebuild_code, summary)
     check_server(uri)
+    check_exists(uri, f"run {source!r}")
     check_writable(uri)  # the reproduction is logged as a run
     with RecorderProcess(uri) as recorder:
         return _reproduce(StoredRun(recorder, source), recorder, out, err, rtol, not here, summary)

@@ -17,7 +17,7 @@ from ..engine.methods import method_digests
 from ..engine.training import check_memory
 from ..records.operations import HARNESS_TAG
 from ..records.provenance import source_tags
-from ..records.runs import dataset_input
+from ..records.runs import dataset_input, param_text
 from ..records.table import STUDY_ARTIFACT
 from .conditions import ConditionStudies
 from .liveness import WorkerPresence
@@ -176,8 +176,7 @@ def parent_spec(study, condition, storage_url, splits):
         for p in study.search
     }
     params = {
-        **study.fixed,
-        **condition.settings,
+        **{k: param_text(v) for k, v in {**study.fixed, **condition.settings}.items()},
         "sampler": study.sampler,
         "pruner": study.pruner,
         "objective": study.objective,
