@@ -148,7 +148,8 @@ def test_train_records_the_source_and_reproduces_export_and_predict(project, tmp
     assert len(predicted.stdout.split()) == 2
     code = f"""
 import mlflow, pandas as pd
-model = mlflow.pyfunc.load_model("runs:/{run_id}/model")
+model_id = mlflow.MlflowClient().get_run("{run_id}").outputs.model_outputs[0].model_id
+model = mlflow.pyfunc.load_model(f"models:/{{model_id}}")
 rows = pd.read_csv("rows.csv").set_axis(model.metadata.get_input_schema().input_names(), axis=1)
 print(" ".join(map(str, model.predict(rows))))
 """
