@@ -1,5 +1,6 @@
 """Each statistic of harness.stats against an independent computation: scipy, Monte Carlo, or worked by hand."""
 
+import itertools
 import math
 
 import numpy as np
@@ -13,9 +14,12 @@ from harness.analysis.stats import (
     expected_max_curve,
     factorial_effects,
     friedman,
+    friedman_permutation_p,
     holm,
+    iman_davenport,
     kaplan_meier_median,
     lr_robustness,
+    nemenyi_critical_difference,
     paired_t,
     ranking_at,
     ranking_settles_at,
@@ -279,3 +283,69 @@ def test_friedman_ranks_by_hand_and_caveat():
     assert out["p_value"] == pytest.approx(float(reference.pvalue), rel=1e-10)
     two = friedman(table[["a", "b"]])
     assert two["statistic"] is None and two["p_value"] is None
+
+
+def test_friedman_exact_p_from_friedmans_table():
+    # k = 3, N = 3, all data sets rank alike: 1 of the 3!^2 = 36 arrangements of rows 2 and 3 (row 1 fixed)
+    # reaches chi2 = 6 (Friedman 1937 table: P = 0.028); k = 3, N = 4: chi2 = 8, P = 1/216 = 0.0046.
+    three = pd.DataFrame([[0.9, 0.8, 0.7]] * 3, columns=list("abc"))
+    out = friedman(three)
+    assert out["statistic"] == pytest.approx(6.0)
+    assert out["p_value_permutation"] == pytest.approx(1 / 36)
+    assert out["permutation_method"] == "exact"
+    assert out["p_value"] == pytest.approx(math.exp(-3))  # chi2(2) approximation, much smaller than exact 0.028
+    assert friedman(pd.DataFrame([[0.9, 0.8, 0.7]] * 4, columns=list("abc")))["p_value_permutation"] == pytest.approx(
+        1 / 216
+    )
+
+
+def test_friedman_monte_carlo_agrees_with_enumeration_and_is_seeded():
+    rng = np.random.default_rng(3)
+    ranks = np.array([sps.rankdata(-rng.normal(size=4) - [0, 0.5, 1, 1.5]) for _ in range(4)])
+    exact, method = friedman_permutation_p(ranks)
+    assert method == "exact"
+    approximate, method = friedman_permutation_p(ranks, max_enumerated=10, draws=20_000, seed=1)
+    assert method == "monte carlo"
+    assert approximate == pytest.approx(exact, abs=0.01)
+    assert friedman_permutation_p(ranks, max_enumerated=10, seed=1) == friedman_permutation_p(
+        ranks, max_enumerated=10, seed=1
+    )
+
+
+def test_friedman_permutation_with_ties_never_below_chance_of_observed():
+    ranks = np.array([[1.5, 1.5, 3.0], [1.0, 2.5, 2.5], [2.0, 2.0, 2.0]])
+    p, _ = friedman_permutation_p(ranks)
+    assert 0 < p <= 1
+    # the all-tied row is the same under every permutation; count over the 3! orderings of row 2
+    sums = [np.array([1.5, 1.5, 3.0]) + np.array(q) + 2.0 for q in itertools.permutations([1.0, 2.5, 2.5])]
+    observed = float((ranks.sum(axis=0) ** 2).sum())
+    assert p == pytest.approx(np.mean([float((s**2).sum()) >= observed - 1e-9 for s in sums]))
+
+
+def test_iman_davenport_matches_demsar_example():
+    # Demšar (2006), section 3.2.2: N = 14 data sets, k = 4, chi2_F = 9.28 -> F_F = 3.69, F(3, 39)
+    f, p = iman_davenport(9.28, 14, 4)
+    assert f == pytest.approx(3.69, abs=0.005)
+    assert p == pytest.approx(float(sps.f.sf(f, 3, 39)))
+    assert iman_davenport(2 * 3, 3, 3) == (math.inf, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("k", "alpha", "q"),
+    [(2, 0.05, 1.960), (3, 0.05, 2.343), (4, 0.05, 2.569), (7, 0.05, 2.949), (10, 0.05, 3.164), (4, 0.10, 2.291)],
+)
+def test_nemenyi_critical_difference_from_demsar_table(k, alpha, q):
+    # q_alpha is tabled to 3 decimals: compare CD / sqrt(k (k+1) / (6 n)) with it
+    n = 10
+    assert nemenyi_critical_difference(k, n, alpha) / math.sqrt(k * (k + 1) / (6 * n)) == pytest.approx(q, abs=0.0011)
+
+
+def test_nemenyi_critical_difference_demsar_example_and_in_friedman():
+    # Demšar (2006): k = 4, N = 14 -> CD = 2.569 sqrt(4 * 5 / (6 * 14)) = 1.25
+    assert nemenyi_critical_difference(4, 14) == pytest.approx(1.25, abs=0.005)
+    table = pd.DataFrame([[0.9, 0.8, 0.7, 0.6]] * 5, columns=list("abcd"))
+    out = friedman(table)
+    assert out["critical_difference"] == pytest.approx(nemenyi_critical_difference(4, 5))
+    assert out["iman_davenport_f"] == math.inf
+    with pytest.raises(ValueError):
+        nemenyi_critical_difference(1, 5)

@@ -6,6 +6,7 @@ marks a value that is deliberately not reported (an interval from fewer than 3 s
 pandas are used; scipy is imported inside the functions that need it.
 """
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -17,6 +18,9 @@ MIN_SEEDS = 3
 """Fewer paired values than this: the values are reported, without an interval or a p-value."""
 
 FRIEDMAN_CAVEAT = "Friedman's test with N<5 data sets has little power (Demšar 2006)"
+
+PERMUTATION_MAX_DATASETS = 20
+"""Up to this many data sets Friedman's test also gets its permutation p (the chi2 approximation is poor)."""
 
 _SLACK = 1e-9
 """Rounding slack of the comparisons with a threshold (0.95 - 0.94 is 0.010000000000000009 in floats)."""
@@ -295,7 +299,7 @@ def _effect(kind: str, factor: str, level: object, baseline: object, contrast: n
 # Many data sets
 
 
-def friedman(ranks_table: pd.DataFrame) -> dict:
+def friedman(ranks_table: pd.DataFrame, *, seed: int = 0) -> dict:
     """Ranks of the conditions on each data set, their mean ranks, and Friedman's test that all rank alike.
 
     Why: across data sets, scores are not comparable but ranks are (Friedman 1937; Demšar 2006, JMLR 7).
@@ -303,6 +307,9 @@ def friedman(ranks_table: pd.DataFrame) -> dict:
     out. Rank 1 = best, ties share their average rank. chi2 = [12 / (N k (k+1)) sum_j R_j^2 - 3 N (k+1)] / C,
     R_j = rank sum of condition j, C = 1 - sum(t^3 - t) / (N k (k^2 - 1)) the tie correction; p from chi2 with
     k - 1 degrees of freedom. Statistic and p-value None with fewer than 3 conditions or 2 data sets.
+    With few data sets the chi2 approximation is poor, so for N <= ``PERMUTATION_MAX_DATASETS`` the
+    permutation p (``friedman_permutation_p``) is added; always the Iman-Davenport F (``iman_davenport``) and
+    the Nemenyi critical difference of the mean ranks at alpha 0.05 (``nemenyi_critical_difference``).
     """
     scores = ranks_table.dropna(axis=0, how="any").astype(float)
     ranks = scores.rank(axis=1, ascending=False, method="average")
@@ -315,6 +322,11 @@ def friedman(ranks_table: pd.DataFrame) -> dict:
         "n_datasets": n,
         "n_conditions": k,
         "caveat": FRIEDMAN_CAVEAT if n < 5 else None,
+        "p_value_permutation": None,
+        "permutation_method": None,
+        "iman_davenport_f": None,
+        "iman_davenport_p": None,
+        "critical_difference": None,
     }
     if k < 3 or n < 2:
         return result
@@ -328,4 +340,66 @@ def friedman(ranks_table: pd.DataFrame) -> dict:
         return result
     chi2 = (12 / (n * k * (k + 1)) * float((sums**2).sum()) - 3 * n * (k + 1)) / correction
     result.update(statistic=float(chi2), p_value=float(stats.chi2.sf(chi2, k - 1)))
+    result["iman_davenport_f"], result["iman_davenport_p"] = iman_davenport(chi2, n, k)
+    result["critical_difference"] = nemenyi_critical_difference(k, n)
+    if n <= PERMUTATION_MAX_DATASETS:
+        p, method = friedman_permutation_p(ranks.to_numpy(dtype=float), seed=seed)
+        result.update(p_value_permutation=p, permutation_method=method)
     return result
+
+
+def friedman_permutation_p(
+    ranks: np.ndarray, *, max_enumerated: int = 200_000, draws: int = 20_000, seed: int = 0
+) -> tuple[float, str]:
+    """P(sum_j R_j^2 >= observed) when each data set's ranks are permuted at random (no condition differs).
+
+    Why: the chi2 approximation of Friedman's statistic is poor for few data sets (Demšar 2006, section 3.2.2,
+    points to exact tables); permuting each row's ranks is the exact null, ties included. Rows: data sets.
+    The first row is held fixed (the statistic does not change when all rows are permuted alike); if the other
+    rows' (k!)^(N-1) permutations number at most ``max_enumerated`` they are all enumerated ("exact"), else
+    ``draws`` random permutations per row from ``numpy.random.default_rng(seed)`` give (1 + hits) / (1 + draws)
+    ("monte carlo", Phipson and Smyth 2010).
+    """
+    ranks = np.asarray(ranks, dtype=float)
+    n, k = ranks.shape
+    observed = float((ranks.sum(axis=0) ** 2).sum()) - _SLACK
+    if math.factorial(k) ** (n - 1) <= max_enumerated:
+        sums = ranks[:1]
+        for row in ranks[1:]:
+            perms = np.array(list(itertools.permutations(row)))
+            sums = (sums[:, None, :] + perms[None, :, :]).reshape(-1, k)
+        return float(((sums**2).sum(axis=1) >= observed).mean()), "exact"
+    rng = np.random.default_rng(seed)
+    shuffled = rng.permuted(np.broadcast_to(ranks, (draws, n, k)).copy(), axis=2)
+    hits = int(((shuffled.sum(axis=1) ** 2).sum(axis=1) >= observed).sum())
+    return (1 + hits) / (1 + draws), "monte carlo"
+
+
+def iman_davenport(chi2: float, n: int, k: int) -> tuple[float, float]:
+    """Iman and Davenport's (1980) F = (N-1) chi2 / (N(k-1) - chi2) on (k-1, (k-1)(N-1)) degrees of freedom.
+
+    Why: Friedman's chi2 is conservative; Demšar (2006, eq. after 3.2.2) recommends this F instead. Full
+    agreement of all data sets (chi2 = N(k-1)) gives F = inf and p = 0.
+    """
+    from scipy import stats
+
+    denominator = n * (k - 1) - chi2
+    if denominator <= _SLACK:
+        return math.inf, 0.0
+    f = (n - 1) * chi2 / denominator
+    return float(f), float(stats.f.sf(f, k - 1, (k - 1) * (n - 1)))
+
+
+def nemenyi_critical_difference(k: int, n: int, alpha: float = 0.05) -> float:
+    """The difference of mean ranks above which two of k conditions over n data sets differ (Nemenyi 1963).
+
+    Why: after Friedman's test, the post-hoc test of all pairs (Demšar 2006, section 3.2.2):
+    CD = q_alpha sqrt(k (k+1) / (6 n)), q_alpha = the studentized range quantile (1 - alpha, k, df = inf) over
+    sqrt(2) (Demšar's table 5: k = 4, alpha 0.05 -> 2.569; k = 7 -> 2.949).
+    """
+    if k < 2 or n < 1:
+        raise ValueError(f"need k >= 2 conditions and n >= 1 data sets, got k={k}, n={n}")
+    from scipy import stats
+
+    q = float(stats.studentized_range.ppf(1 - alpha, k, math.inf)) / math.sqrt(2)
+    return q * math.sqrt(k * (k + 1) / (6 * n))
