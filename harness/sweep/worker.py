@@ -233,16 +233,23 @@ class SweepWorker:
                     studies.finish("confirm", trial, "skipped", -math.inf, {"seed": seed})
                 return
         members = [
-            Member(trial, study.config_for(studies.condition, best.params, seed), "confirm", studies, best.number)
+            Member(
+                trial,
+                study.config_for(studies.condition, best.params, seed, "confirm"),
+                "confirm",
+                studies,
+                best.number,
+            )
             for trial, seed in asked
         ]
-        results = self.train(studies, members, (), include_test=True)
-        for member, result in zip(members, results or ()):
-            member.outcome = confirm_outcome(
-                result, member.config.seed, best.number, study.objective, study.target_accuracy
-            )
-            self.finish(member, result)
-            self.stats.confirms += 1
+        for group in stackable(members):  # seeds that draw their own split ([confirm] vary) train apart
+            results = self.train(studies, group, (), include_test=True)
+            for member, result in zip(group, results or ()):
+                member.outcome = confirm_outcome(
+                    result, member.config.seed, best.number, study.objective, study.target_accuracy
+                )
+                self.finish(member, result)
+                self.stats.confirms += 1
 
     # --- shared steps ------------------------------------------------------------------------------
     def _stack_size(self, studies):
