@@ -210,7 +210,9 @@ def _robustness(study, table, datasets):
         where = f" on {datasets[wide['condition']]}" if len(groups) > 1 else ""
         safest = rows.loc[rows["diverged_lr_share"].idxmin()]
         shares = f"diverging over {wide['diverged_lr_share']:.0%} of the searched range"
-        if wide["diverged_lr_share"] <= safest["diverged_lr_share"]:
+        if not wide["good_lr_decades"] > 0:
+            parts.append(f"no condition{where} has two such learning rates")
+        elif wide["diverged_lr_share"] <= safest["diverged_lr_share"]:
             parts.append(
                 f"{wide['condition']} is the most forgiving{where} ({wide['good_lr_decades']:.2g} decades, {shares})"
             )

@@ -129,7 +129,8 @@ def data_sizes(study, condition, runs):
         known = pd.to_numeric(runs[key], errors="coerce").dropna() if key in runs else pd.Series(dtype=float)
         sizes[key] = float(known.iloc[0]) if len(known) else math.nan
     if any(math.isnan(v) for v in sizes.values()):
-        sizes = _loaded_sizes(study, condition)
+        loaded = _loaded_sizes(study, condition)
+        sizes = {k: loaded[k] if math.isnan(v) else v for k, v in sizes.items()}
     return sizes
 
 

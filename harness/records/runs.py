@@ -148,8 +148,11 @@ def dataset_input(config, split):
 
 def run_tags(kind, config, split, **tags):
     """What every run carries besides its params (the seed, data set and BLAS threads are params, not
-    tags too): its kind, the digest of the data it saw, how to rebuild the code and machine state."""
-    return {HARNESS_TAG: kind, "state": "running", "dataset_digest": split.digest, **tags}
+    tags too): its kind, the digest of the data it saw, how to rebuild the code and machine state; the number
+    of classes and of validation and test rows, which the comparison needs (chance accuracy of a diverged
+    seed, ties within one validation example, the test rows' sampling error)."""
+    sizes = {"classes": split.n_classes, "val_rows": len(split.y_val), "test_rows": len(split.y_test)}
+    return {HARNESS_TAG: kind, "state": "running", "dataset_digest": split.digest, **sizes, **tags}
 
 
 def environment_tags(source=None):

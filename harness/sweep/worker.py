@@ -8,6 +8,7 @@ results when the worker died is found by the next start, and the trial trained a
 (``reconcile``). The sweep's results are read from the runs: a trial counts only with its record.
 """
 
+import dataclasses
 import math
 import os
 import time
@@ -119,8 +120,11 @@ class SweepWorker:
     def split_for(self, config):
         key = data_key(config)
         if key not in self.splits:
+            own = "split" in self.study.confirm_vary and config.data_seed != 0
+            if own:  # a confirmation seed's own split ([confirm] vary): its data are checked through the study's
+                self.split_for(dataclasses.replace(config, data_seed=0))
             split = load_split(config)
-            if self.plan.data_digests and split.digest not in self.plan.data_digests:
+            if self.plan.data_digests and split.digest not in self.plan.data_digests and not own:
                 raise HarnessError(
                     f"{config.csv or config.dataset}: the data changed while the sweep ran (digest "
                     f"{split.digest[:12]}); nothing was trained on it: restore the data the study was started with"
