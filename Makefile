@@ -32,8 +32,8 @@ test-e2e: $(STAMP)
 
 # Lint, format and types, as CI checks them before the tests.
 lint: $(STAMP)
-	$(BIN)/ruff check harness tests scripts benchmarks
-	$(BIN)/ruff format --check harness tests scripts benchmarks
+	$(BIN)/ruff check harness harness_model tests scripts benchmarks
+	$(BIN)/ruff format --check harness harness_model tests scripts benchmarks
 	$(BIN)/mypy
 
 bench: $(STAMP)
@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_distributed.py
 	$(BIN)/python benchmarks/bench_vs_plain.py
 	$(BIN)/python benchmarks/bench_growth.py
+	$(BIN)/python benchmarks/bench_recorder.py
 
 ui: $(STAMP)
 	$(BIN)/harness ui

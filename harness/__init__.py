@@ -1,6 +1,7 @@
 """harness: what training does, and how much the loss and the optimizer matter, measured.
 
-From Python: ``harness.load_study``, ``harness.run_sweep``, ``harness.train`` (see ``harness.api``),
+From Python: ``harness.load_study``, ``harness.run_sweep``, ``harness.train`` (see ``harness.api``), and
+``harness.register_optimizer`` / ``harness.register_loss`` (a name for your own method in this process),
 imported on first use so that ``import harness`` stays cheap and changes nothing.
 """
 
@@ -11,7 +12,7 @@ try:
 except metadata.PackageNotFoundError:  # run from a checkout that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["load_study", "run_sweep", "train", "__version__"]
+__all__ = ["load_study", "run_sweep", "train", "register_optimizer", "register_loss", "__version__"]
 
 
 def __getattr__(name):
@@ -19,4 +20,8 @@ def __getattr__(name):
         from . import api
 
         return getattr(api, name)
+    if name in ("register_optimizer", "register_loss"):
+        from .engine import methods
+
+        return getattr(methods, name)
     raise AttributeError(f"module 'harness' has no attribute {name!r}")

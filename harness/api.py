@@ -70,9 +70,11 @@ def load_study(name, tracking_uri=None):
     from .analysis.comparisons import analyze
     from .records import table as records
     from .records.recorder import InlineRecorder
-    from .records.store import resolve_tracking_uri
+    from .records.store import check_exists, resolve_tracking_uri
 
-    recorder = InlineRecorder(resolve_tracking_uri(tracking_uri))
+    uri = resolve_tracking_uri(tracking_uri)
+    check_exists(uri, f"study {name!r}")
+    recorder = InlineRecorder(uri)
     _, runs = recorder.call("study_runs", name)
     frame = records.records_frame(runs)
     study = recorded_study(recorder, name, frame)

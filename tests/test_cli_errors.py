@@ -256,3 +256,27 @@ def test_sighup_ends_a_command_as_sigterm_does_and_the_handlers_come_back(monkey
     assert cli.main(["export", "0" * 32]) == 129
     assert capsys.readouterr().err == "harness export: terminated\n"
     assert signal.getsignal(signal.SIGHUP) is before
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("compare", "nothing"), ("reproduce", "0123456789abcdef0123456789abcdef"), ("predict", "0" * 32, "rows.csv")],
+)
+def test_a_read_command_in_a_folder_without_a_store_creates_none(tmp_path, args):
+    """compare, reproduce RUN_ID and predict made ./mlruns/mlflow.db (954 KB) before failing."""
+    (tmp_path / "rows.csv").write_text("a\n1\n")
+    done = harness(*args, cwd=tmp_path)
+    assert done.returncode == 2 and "no tracking store at" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "mlruns").exists()
+
+
+def test_load_study_without_a_store_creates_none(tmp_path, monkeypatch):
+    import harness as api
+    from harness.common.errors import HarnessError
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with pytest.raises(HarnessError, match="no tracking store at"):
+        api.load_study("nothing")
+    assert not (tmp_path / "mlruns").exists()

@@ -33,27 +33,87 @@ def _predicted_by_harness(folder, run_id, rows):
     return harness("predict", run_id, str(rows), cwd=folder, check=True).stdout.split()
 
 
-def test_a_train_run_loads_as_a_pyfunc_model_that_predicts_as_harness_predict(trained):
-    """As a user does it, in a process of its own: runs:/<id>/model through MLFLOW_TRACKING_URI."""
-    code = f"""
-import json, mlflow, pandas as pd
-model = mlflow.pyfunc.load_model("runs:/{trained["run_id"]}/model")
-columns = model.metadata.get_input_schema().input_names()
-print(json.dumps({{"columns": columns, "example": model.metadata.saved_input_example_info is not None,
-                  "predicted": list(model.predict(pd.DataFrame({ROWS!r}, columns=columns)))}}))
+HIDE_HARNESS = """
+import importlib.abc, sys
+class HideHarness(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "harness" or name.startswith("harness."):
+            raise ModuleNotFoundError(f"No module named {name!r} (hidden by the test)")
+sys.meta_path.insert(0, HideHarness())
 """
+
+
+def _model_uri(folder, run_id):
+    from mlflow import MlflowClient
+
+    (output,) = MlflowClient(store_uri(folder)).get_run(run_id).outputs.model_outputs
+    return f"models:/{output.model_id}"
+
+
+def _load_elsewhere(folder, code):
+    """``code`` in a process of its own where ``import harness`` fails: no PYTHONPATH, another folder, and
+    an import hook hiding it (the venv's editable install would find it)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     done = subprocess.run(
-        [sys.executable, "-c", code],
+        [sys.executable, "-I", "-c", HIDE_HARNESS + code],
         capture_output=True,
         text=True,
-        cwd=trained["folder"],
-        env={**os.environ, "MLFLOW_TRACKING_URI": store_uri(trained["folder"])},
+        cwd=folder.parent,
+        env={**env, "MLFLOW_TRACKING_URI": store_uri(folder)},
     )
-    assert done.returncode == 0, done.stderr
-    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_train_run_loads_as_a_pyfunc_model_that_predicts_as_harness_predict(trained):
+    """As a user does it, in a process of its own where the harness is not installed: the model's
+    ``models:/<id>`` URI through MLFLOW_TRACKING_URI; its code travels with it (``harness_model``)."""
+    code = f"""
+import json, mlflow, pandas as pd, sys
+try:
+    import harness
+    hidden = False
+except ImportError:
+    hidden = True
+model = mlflow.pyfunc.load_model("{_model_uri(trained["folder"], trained["run_id"])}")
+columns = model.metadata.get_input_schema().input_names()
+print(json.dumps({{"columns": columns, "example": model.metadata.saved_input_example_info is not None,
+                  "hidden": hidden, "code": sys.modules["harness_model"].__file__,
+                  "name": model.metadata.name if hasattr(model.metadata, "name") else None,
+                  "predicted": list(model.predict(pd.DataFrame({ROWS!r}, columns=columns)))}}))
+"""
+    loaded = _load_elsewhere(trained["folder"], code)
+    assert loaded["hidden"]  # the harness could not be imported there
+    assert "/code/harness_model/" in loaded["code"]  # the package logged with the model, not the checkout's
     assert loaded["columns"] == ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
     assert loaded["example"]  # logged with an input example and a signature
-    assert loaded["predicted"] == _predicted_by_harness(trained["folder"], trained["run_id"], trained["rows"])
+    assert all(isinstance(p, int) for p in loaded["predicted"])  # iris's labels are 0, 1, 2
+    printed = _predicted_by_harness(trained["folder"], trained["run_id"], trained["rows"])
+    assert [str(p) for p in loaded["predicted"]] == printed
+
+
+def test_digits_predictions_are_ints_as_its_labels_and_the_model_is_named_after_the_run(tmp_path):
+    done = harness("train", "--dataset", "digits", "--epochs", "2", "--json", cwd=tmp_path, check=True)
+    run_id = json.loads(done.stdout)["run_id"]
+    code = f"""
+import json, mlflow, numpy as np
+from sklearn.datasets import load_digits
+model = mlflow.pyfunc.load_model("{_model_uri(tmp_path, run_id)}")
+columns = model.metadata.get_input_schema().input_names()
+import pandas as pd
+predicted = model.predict(pd.DataFrame(load_digits().data[:20], columns=columns))
+print(json.dumps({{"types": sorted({{type(p).__name__ for p in predicted}}),
+                  "output": model.metadata.get_output_schema().to_dict()}}))
+"""
+    loaded = _load_elsewhere(tmp_path, code)
+    assert loaded["types"] == ["int"]  # as load_digits().target, not "0".."9"
+    assert loaded["output"][0]["type"] == "long"
+    from mlflow import MlflowClient
+
+    (model,) = MlflowClient(store_uri(tmp_path)).search_logged_models(
+        experiment_ids=[MlflowClient(store_uri(tmp_path)).get_run(run_id).info.experiment_id]
+    )
+    assert model.name == "train-digits"
 
 
 def test_the_model_is_served_by_mlflow_models_serve(trained):
@@ -69,7 +129,7 @@ def test_the_model_is_served_by_mlflow_models_serve(trained):
             "models",
             "serve",
             "-m",
-            f"runs:/{trained['run_id']}/model",
+            _model_uri(trained["folder"], trained["run_id"]),
             "--env-manager",
             "local",
             "--port",
@@ -105,7 +165,8 @@ def test_the_model_is_served_by_mlflow_models_serve(trained):
             except OSError:
                 time.sleep(0.5)
         assert answer is not None, "mlflow models serve never answered"
-        assert answer["predictions"] == _predicted_by_harness(trained["folder"], trained["run_id"], trained["rows"])
+        printed = _predicted_by_harness(trained["folder"], trained["run_id"], trained["rows"])
+        assert [str(p) for p in answer["predictions"]] == printed
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
@@ -124,6 +185,8 @@ def test_the_first_confirmation_seed_logs_a_model_or_every_seed_and_search_trial
     seeds = {("confirm", "1")} if models == "first" else {("confirm", "1"), ("confirm", "2")}
     assert with_model == seeds  # one model per condition (both have theirs on seed 1), or one per seed
     assert sum(bool(r.outputs and r.outputs.model_outputs) for r in runs) == 2 * len(seeds)
+    models = client.search_logged_models(experiment_ids=[runs[0].info.experiment_id])
+    assert sorted({m.name for m in models}) == ["tiny-cross_entropy", "tiny-mse"]  # not "model"
 
 
 def test_register_gives_each_condition_its_best_seed_as_a_model_even_when_that_seed_logged_none(tmp_path):
@@ -146,6 +209,12 @@ def test_register_gives_each_condition_its_best_seed_as_a_model_even_when_that_s
         )
         assert loaded.returncode == 0, loaded.stderr[-800:]
     assert {seeds[entry["run_id"]] for entry in registered} == {"1"}  # ties go to the lowest seed here, so:
+    assert "runs:/" not in compared.stderr  # registered from the logged model's models:/ URI
+
+    again = harness("compare", "tiny", "--register", "--json", cwd=tmp_path, check=True)
+    assert json.loads(again.stdout)["registered"] == registered  # the same versions, none added
+    for entry in registered:
+        assert len(client.search_model_versions(f"name = '{entry['name']}'")) == 1
 
     # a best seed that logged no model (seed 2 here) gets one when it is registered, as register_best does it
     from harness.analysis.compare import model_to_log

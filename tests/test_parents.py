@@ -36,7 +36,7 @@ def test_each_parent_carries_its_conditions_result(swept):
     for row in swept["summary"]:
         parent = parents[row["condition"]]
         metrics = parent.data.metrics
-        assert metrics["test_accuracy"] == pytest.approx(row["test_accuracy_mean"], abs=1e-12)
+        assert metrics["test_accuracy_mean"] == pytest.approx(row["test_accuracy_mean"], abs=1e-12)
         if row["test_accuracy_ci_low"] is None:  # fewer than 3 seeds: no interval, and none on the parent
             assert "test_accuracy_ci_low" not in metrics and row["seeds"] < 3
         else:
@@ -49,7 +49,9 @@ def test_each_parent_carries_its_conditions_result(swept):
         )
         assert row["condition"] in parent.data.tags["mlflow.note.content"]
         seeds = [
-            r for r in runs if r.data.tags.get("harness.kind") == "confirm" and r.data.tags["condition"] == row["condition"]
+            r
+            for r in runs
+            if r.data.tags.get("harness.kind") == "confirm" and r.data.tags["condition"] == row["condition"]
         ]
         curves = [
             [m.value for m in sorted(client.get_metric_history(r.info.run_id, "val_accuracy"), key=lambda m: m.step)]

@@ -72,9 +72,8 @@ def test_a_kill_between_optuna_and_mlflow_is_repaired_on_resume(workdir):
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert _wait_gone(mark), "a recorder outlived its worker"
-    orphan = [
-        r for r in mlflow_runs(workdir)[1] if r.data.tags.get("phase") == "confirm" and r.info.status == "RUNNING"
-    ]
+    runs = mlflow_runs(workdir)[1]
+    orphan = [r for r in runs if r.data.tags.get("harness.kind") == "confirm" and r.info.status == "RUNNING"]
     assert orphan and "test_accuracy" not in orphan[0].data.metrics  # Optuna counts it; MLflow holds nothing
 
     resumed = harness("sweep", study, "--json", cwd=workdir, check=True)
@@ -187,7 +186,7 @@ def test_a_plain_rerun_after_an_extension_keeps_the_extended_result(workdir):
     assert all(r.data.tags.get("superseded") == "true" for r in confirm if r not in after_six)
     for row in extended:  # the run to reproduce is named: the condition's best seed of the standing result
         seeds = [r for r in after_six if r.data.tags["condition"] == row["condition"]]
-        best = max(seeds, key=lambda r: (r.data.metrics["test_accuracy"], -int(r.data.tags["seed"])))
+        best = max(seeds, key=lambda r: (r.data.metrics["test_accuracy"], -int(r.data.params["seed"])))
         assert row["best_seed_run_id"] == best.info.run_id
     assert compare_json(workdir)["conditions"] == extended
     assert audit_sweep(workdir, study, json_summary(again.stdout)) == []  # the file says 4: held at 6
@@ -260,7 +259,7 @@ def test_every_sweep_flag_reaches_every_worker(workdir):
 
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id], max_results=1000)
-    search = [r for r in runs if r.data.tags.get("phase") == "search"]
+    search = [r for r in runs if r.data.tags.get("harness.kind") == "search"]
     assert len(search) == 6 and {r.data.params["epochs"] for r in search} == {"3"}
     assert {r.data.tags["invocation"] for r in search} == {search[0].data.tags["invocation"]}
     import optuna
@@ -275,7 +274,7 @@ def test_every_sweep_flag_reaches_every_worker(workdir):
         if t.user_attrs.get("state") not in (None, "over_budget")
     }
     assert len(workers) == 2, "the second worker did no work"
-    assert Counter(r.data.tags["condition"] for r in runs if r.data.tags.get("phase") == "confirm") == {
+    assert Counter(r.data.tags["condition"] for r in runs if r.data.tags.get("harness.kind") == "confirm") == {
         "mse": 1,
         "cross_entropy": 1,
     }

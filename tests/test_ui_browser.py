@@ -93,7 +93,8 @@ def test_the_mlflow_ui_shows_a_study_as_a_user_sees_it(tmp_path, capsys):
         (
             r
             for r in runs
-            if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id and r.data.tags.get("phase") == "search"
+            if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+            and r.data.tags.get("harness.kind") == "search"
         ),
         key=lambda r: r.info.run_name,
     )
@@ -142,10 +143,10 @@ def test_the_mlflow_ui_shows_a_study_as_a_user_sees_it(tmp_path, capsys):
                 step = "the printed comparison link shows the 4 conditions with their test accuracy"
                 page.goto(compare_link)
                 page.get_by_text("Comparing 4 Runs").first.wait_for(timeout=60000)
-                page.get_by_text("test_accuracy", exact=True).first.wait_for(timeout=20000)
+                page.get_by_text("test_accuracy_mean", exact=True).first.wait_for(timeout=20000)
                 text = page.inner_text("body")
                 for run in parents.values():
-                    shown = f"{run.data.metrics['test_accuracy']:.3f}".rstrip("0").rstrip(".")
+                    shown = f"{run.data.metrics['test_accuracy_mean']:.3f}".rstrip("0").rstrip(".")
                     assert shown in text, (run.info.run_name, shown)
                 page.screenshot(path=shots / "1-conditions.png", full_page=True)
 
@@ -195,7 +196,7 @@ def test_the_mlflow_ui_shows_a_study_as_a_user_sees_it(tmp_path, capsys):
                 page.screenshot(path=shots / "5-compare.png")
 
                 step = "the validation-loss chart has one point per epoch"
-                page.get_by_role("link", name="val_cross_entropy").first.click()
+                page.get_by_role("link", name="val_mse").first.click()
                 page.locator(".js-plotly-plot").first.wait_for(timeout=30000)
                 lengths = []
                 for _ in range(20):

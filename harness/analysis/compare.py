@@ -19,11 +19,12 @@ from ..records import table as records
 from ..records.parents import publish
 from ..records.recorder import InlineRecorder
 from ..records.runs import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT
-from ..records.store import check_writable, sqlite_path
+from ..records.store import check_exists, check_writable, sqlite_path
 from ..records.table import STUDY_ARTIFACT
 from ..records.weights import parse_config
 from ..studies.study import Study
 from .comparisons import Analysis, analyze
+from .leaderboard import CD_PLOT, LEADERBOARD_CSV, cd_diagram, leaderboard
 from .report import html_report, plot_all
 
 
@@ -36,6 +37,7 @@ class Comparison:
     parents: dict
     registered: list
     analysis: Analysis
+    leaderboard: dict | None = None  # a study over several data sets: ``leaderboard.leaderboard``
 
 
 def recorded_study(recorder, name, frame):
@@ -110,6 +112,7 @@ def model_to_log(recorder, run_id):
 def run_compare(study_name, uri, out_dir=None, storage=None, register=False, search_plots=None):
     """The comparison of a study's conditions from its records (``Comparison``). ``search_plots(study,
     storage, folder)`` adds the search's own plots (Optuna's, drawn by the sweep's side) to the report."""
+    check_exists(uri, f"study {study_name!r}")
     check_writable(uri)  # the report goes onto the parent runs too
     recorder = InlineRecorder(uri)
     _, runs = recorder.call("study_runs", study_name)
@@ -124,10 +127,15 @@ def run_compare(study_name, uri, out_dir=None, storage=None, register=False, sea
     except OSError as exc:
         raise HarnessError(f"--out {folder}: cannot create the report folder ({exc.strerror})") from None
     images = plot_all(study, frame, records.Curves(recorder), folder, analysis)
+    board = leaderboard(study, analysis)
+    if board is not None:
+        cd_diagram(board, f"{study.name}: mean ranks of test accuracy, Nemenyi CD").savefig(folder / CD_PLOT)
+        images.insert(0, folder / CD_PLOT)
+        board["frame"].to_csv(folder / LEADERBOARD_CSV, index=False)
     storage = optuna_storage(study, uri, storage, frame)
     if storage and search_plots is not None:
         images += search_plots(study, storage, folder)
-    report = html_report(study, analysis, images)
+    report = html_report(study, analysis, images, board)
     (folder / "report.html").write_text(report)
     table.to_csv(folder / "summary.csv", index=False)
     pairs.to_csv(folder / "paired_differences.csv", index=False)
@@ -137,8 +145,9 @@ def run_compare(study_name, uri, out_dir=None, storage=None, register=False, sea
             "report.html": report.encode(),
             "summary.csv": table.to_csv(index=False).encode(),
             "paired_differences.csv": pairs.to_csv(index=False).encode(),
+            **({LEADERBOARD_CSV: board["frame"].to_csv(index=False).encode()} if board else {}),
         }
     )
     parents = publish(recorder, study, frame, table, records.parents(frame), artifacts)
     registered = register_best(recorder, study, frame) if register else []
-    return Comparison(study, table, pairs, folder, parents, registered, analysis)
+    return Comparison(study, table, pairs, folder, parents, registered, analysis, board)

@@ -129,8 +129,10 @@ STYLE = (
 )
 
 
-def html_report(study, analysis, images):
-    """One self-contained page: findings, the two tables, the pairs and effects, every plot."""
+def html_report(study, analysis, images, board=None):
+    """One self-contained page: findings, the leaderboard (a study over several data sets), the two tables,
+    the pairs and effects, every plot."""
+    from .leaderboard import format_leaderboard
     from .summary import format_pairs, table_frames
 
     results, tuning, notes = table_frames(study, analysis.table)
@@ -140,6 +142,7 @@ def html_report(study, analysis, images):
         f"</head><body><h1>Study {html.escape(study.name)}</h1>",
         f"<p>{html.escape(study.description)}</p>" if study.description else "",
         f"<h2>Findings</h2><ul>{findings}</ul>" if findings else "",
+        f"<h2>Leaderboard</h2><pre>{html.escape(format_leaderboard(board))}</pre>" if board else "",
         "<h2>Results</h2><div class='wide'>",
         results.to_html(index=False, na_rep="", border=0),
         "</div><h2>Tuning</h2><div class='wide'>",

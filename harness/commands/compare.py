@@ -70,6 +70,7 @@ def run(args):
                 "budget_curves": comparison.analysis.budget_curves,
                 "ranking_settles_at": comparison.analysis.settles_at,
                 "ranks": comparison.analysis.ranks,
+                "leaderboard": _board_json(comparison.leaderboard),
                 "registered": [{"name": m, "version": v, "run_id": r} for m, v, r in comparison.registered],
             }
         )
@@ -88,5 +89,16 @@ def run(args):
     print(format_findings(comparison.analysis.findings))
     print(format_table(comparison.study, comparison.table))
     print("\n" + format_pairs(comparison.analysis))
+    if comparison.leaderboard:
+        from ..analysis.leaderboard import format_leaderboard
+
+        print("\n" + format_leaderboard(comparison.leaderboard))
     print(f"\nreport: {comparison.folder / 'report.html'} (plots beside it, and on each condition's MLflow run)")
     return 0
+
+
+def _board_json(board):
+    """The leaderboard as plain data (its table as records)."""
+    if board is None:
+        return None
+    return {**board, "frame": board["frame"].to_dict(orient="records")}

@@ -7,7 +7,10 @@ import sys
 HELP = "train one network and record it as an MLflow run"
 FINAL_KEYS = ("val_accuracy", "val_cross_entropy", "test_accuracy", "test_cross_entropy", "test_mse")
 FLAGS = {
-    "dataset": (str, "digits (default), iris, wine, breast_cancer, moons, circles, blobs, classification, csv"),
+    "dataset": (
+        str,
+        "digits (default), iris, wine, breast_cancer, moons, circles, blobs, classification, mnist1d, csv",
+    ),
     "csv": (str, "a CSV file of numeric features and a label column (implies --dataset csv)"),
     "label_column": (str, "the CSV's label column (default: label)"),
     "n_samples": (int, "rows of a generated data set (moons, circles, blobs, classification), 10..10^7"),
@@ -15,8 +18,8 @@ FLAGS = {
     "test_fraction": (float, "share of rows held out for the test, in (0, 0.5) (default 0.2)"),
     "data_seed": (int, "seed of the split and of generated data (default 0)"),
     "activation": (str, "relu (default), tanh, sigmoid"),
-    "loss": (str, "cross_entropy (default), mse (on softmax probabilities), mse_logits"),
-    "optimizer": (str, "sgd (default), adam, rmsprop, adagrad"),
+    "loss": (str, "cross_entropy (default), mse (on softmax probabilities), mse_logits, or your own as module:Class"),
+    "optimizer": (str, "sgd (default), adam, rmsprop, adagrad, or your own as module:Class"),
     "lr": (float, "learning rate > 0 (default 0.05)"),
     "momentum": (float, "SGD momentum in [0, 1) (default 0.9)"),
     "weight_decay": (float, "L2 weight decay >= 0 on the weights (default 0)"),
@@ -106,18 +109,22 @@ def add_parser(commands):
 
 
 def config_from_args(args):
-    from ..engine.config import make_config
+    from ..engine.config import check_methods, make_config
+    from ..engine.methods import add_search_folder
     from ..studies.parse import read_toml
 
     values = {}
     if args.config:
+        add_search_folder(os.path.dirname(os.path.abspath(args.config)))
         values.update(read_toml(args.config))
         make_config(values, args.config)  # name the file when it is the file that is wrong
     flags = {name: getattr(args, name) for name in (*FLAGS, "hidden", "batch_size", "nesterov", "shuffle")}
     values.update({k: v for k, v in flags.items() if v is not None})
     if values.get("csv") and "dataset" not in values:
         values["dataset"] = "csv"
-    return make_config(values)
+    config = make_config(values)
+    check_methods(config, args.config or "")
+    return config
 
 
 def _progress(total, enabled):

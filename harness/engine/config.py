@@ -17,6 +17,7 @@ from ..common.errors import ConfigError
 from .activations import ACTIVATIONS
 from .data import GENERATED, LOADERS
 from .losses import LOSSES
+from .methods import is_custom, optimizer_settings, resolve_loss, resolve_optimizer, split_name
 from .optimizers import OPTIMIZERS
 from .schedules import SCHEDULE_SETTINGS, SCHEDULES
 
@@ -79,7 +80,6 @@ class TrainConfig:
     def applicable(self) -> dict[str, Any]:
         """The settings that affect this run: no Adam betas on SGD, no CSV path on digits, no step size
         without a step schedule. (``to_dict`` keeps every field, for rebuilding the run.)"""
-        kind = OPTIMIZERS[self.optimizer]
         idle = {
             "csv",
             "label_column",
@@ -94,7 +94,7 @@ class TrainConfig:
             "gamma",
             "power_t",
         }
-        used = set(kind.settings) | set(getattr(kind, "shared", ())) | set(SCHEDULE_SETTINGS[self.schedule])
+        used = set(optimizer_settings(self.optimizer)) | set(SCHEDULE_SETTINGS[self.schedule])
         if self.dataset == "csv":
             used |= {"csv", "label_column"}
         if self.dataset in GENERATED:
@@ -106,7 +106,7 @@ class TrainConfig:
 
     def run_name(self) -> str:
         """Readable name such as ``mse-sgd-m0.9-nesterov-lr0.1``."""
-        parts = [self.loss, self.optimizer]
+        parts = [self.loss.rpartition(":")[2], self.optimizer.rpartition(":")[2]]
         if self.optimizer == "sgd" and self.momentum:
             parts.append(f"m{self.momentum:g}")
         if self.optimizer == "sgd" and self.nesterov:
@@ -169,8 +169,7 @@ def _choice(source, key, value, names):
 
 def validate(c: TrainConfig, source: str = "") -> None:
     _choice(source, "dataset", c.dataset, tuple(LOADERS))
-    _choice(source, "loss", c.loss, tuple(LOSSES))
-    _choice(source, "optimizer", c.optimizer, tuple(OPTIMIZERS))
+    _check_method_names(source, c)
     _choice(source, "activation", c.activation, tuple(ACTIVATIONS))
     _choice(source, "schedule", c.schedule, tuple(SCHEDULES))
     _choice(source, "dtype", c.dtype, DTYPE_NAMES)
@@ -226,6 +225,26 @@ def validate(c: TrainConfig, source: str = "") -> None:
             f"needs at least {weights / 2**30:.0f} GiB for its weights alone; "
             f"this machine has {physical_memory() / 2**30:.0f} GiB",
         )
+
+
+def _check_method_names(source: str, c: TrainConfig) -> None:
+    """A built-in, a registered name or a 'module:Class' (its form only: importing it is check_methods')."""
+    for kind, name, builtins in (("loss", c.loss, LOSSES), ("optimizer", c.optimizer, OPTIMIZERS)):
+        if name in builtins:
+            continue
+        if ":" in name:
+            split_name(kind, name)
+        elif not is_custom(name):
+            _fail(source, kind, name, f"choose one of: {', '.join(builtins)}, or name your own as 'module:Class'")
+
+
+def check_methods(c: TrainConfig, source: str = "") -> None:
+    """Import and check a config's own loss and optimizer (once per process): before anything is created."""
+    try:
+        resolve_loss(c.loss)
+        resolve_optimizer(c.optimizer)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}" if source else str(exc)) from None
 
 
 def physical_memory() -> int:

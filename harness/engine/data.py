@@ -147,6 +147,68 @@ def _first_line(exc):
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
+MNIST1D_ROWS = 5000
+"""MNIST-1D as its paper made it (Greydanus 2020, ``mnist1d.get_dataset_args()``): 5,000 rows of 40
+features, 10 classes; split here like every other set (60/20/20 by default, stratified)."""
+
+
+def cache_folder() -> str:
+    """Where generated data sets are kept: $HARNESS_CACHE, else $XDG_CACHE_HOME/harness, else ~/.cache/harness."""
+    import os
+
+    if os.environ.get("HARNESS_CACHE"):
+        return os.environ["HARNESS_CACHE"]
+    return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "harness")
+
+
+def mnist1d_settings() -> dict[str, Any]:
+    """The generator's settings (its download URL aside): what the cached file's name digests."""
+    from mnist1d.data import get_dataset_args
+
+    return {k: v for k, v in get_dataset_args(as_dict=True).items() if k != "url"}
+
+
+def _mnist1d(config):
+    """Generated offline by the ``mnist1d`` package (about 2 s), cached by its settings' digest."""
+    import json
+    import os
+    import tempfile
+
+    settings = mnist1d_settings()
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    path = os.path.join(cache_folder(), f"mnist1d-{key}.npz")
+    if not os.path.exists(path):
+        x, y = _make_mnist1d(settings)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".mnist1d-", suffix=".npz")
+        try:
+            with os.fdopen(handle, "wb") as fh:
+                np.savez(fh, x=x, y=y)
+            os.replace(temporary, path)  # atomic: a killed or concurrent writer leaves no partial file
+        except BaseException:
+            os.unlink(temporary)
+            raise
+    with np.load(path) as saved:
+        x, y = saved["x"], saved["y"]
+    return x, y, [f"t{i}" for i in range(x.shape[1])]
+
+
+def _make_mnist1d(settings):
+    """Both of the package's parts as one set of rows; the global random state it seeds is restored."""
+    import random
+
+    from mnist1d.data import make_dataset
+    from mnist1d.utils import ObjectView
+
+    state, py_state = np.random.get_state(), random.getstate()
+    try:
+        data = make_dataset(ObjectView(dict(settings)))
+    finally:
+        np.random.set_state(state)
+        random.setstate(py_state)
+    return np.concatenate([data["x"], data["x_test"]]), np.concatenate([data["y"], data["y_test"]])
+
+
 LOADERS = {
     "digits": _builtin("load_digits"),
     "iris": _builtin("load_iris"),
@@ -156,6 +218,7 @@ LOADERS = {
     "circles": _generated("circles"),
     "blobs": _generated("blobs"),
     "classification": _generated("classification"),
+    "mnist1d": _mnist1d,
     "csv": _csv,
 }
 

@@ -170,7 +170,9 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam, "rmsprop": R
 
 def build_optimizer(configs: Sequence[TrainConfig], network: StackedMLP) -> Optimizer:
     """The optimizer the configs name (one kind per stack), each model with its own settings."""
-    kind = OPTIMIZERS[configs[0].optimizer]
+    from .methods import resolve_optimizer
+
+    kind = resolve_optimizer(configs[0].optimizer)
     per_model = {name: [getattr(c, name) for c in configs] for name in kind.settings}
     shared = {name: getattr(configs[0], name) for name in getattr(kind, "shared", ())}
     return kind(network.params.shape, network.dtype, decay_mask=network.decay_mask, **per_model, **shared)

@@ -26,7 +26,8 @@ from threadpoolctl import threadpool_limits
 
 from ..common.errors import ConfigError
 from .data import DATA_SETTINGS
-from .losses import LOSSES, accuracy, evaluate
+from .losses import accuracy, evaluate
+from .methods import resolve_loss
 from .network import Model, StackedMLP, glorot, n_parameters
 from .optimizers import build_optimizer, column
 from .schedules import learning_rate
@@ -199,7 +200,7 @@ def _train_stack(configs, split, callbacks, starts, include_test):
     params = np.stack(starts if starts is not None else [initial_params(c, split) for c in configs]).astype(dtype)
     network = StackedMLP(params, sizes_of(first, split), first.activation)
     optimizer = build_optimizer(configs, network)
-    loss = LOSSES[first.loss]
+    loss = resolve_loss(first.loss)
     order_rngs = [seeded_generators(c.seed)[1] for c in configs]
 
     x = np.ascontiguousarray(split.x_train, dtype=dtype)

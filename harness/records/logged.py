@@ -20,7 +20,7 @@ from pathlib import Path
 from ..common.errors import HarnessError
 from .operations import HARNESS_TAG
 from .provenance import DIFF_ARTIFACT, MAX_DIFF_BYTES
-from .runs import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT
+from .runs import CONFIG_ARTIFACT, METHOD_FOLDER, METHOD_TAG, WEIGHTS_ARTIFACT
 
 EXPORT_FORMAT = "harness-run-export 1"
 RUN_FILE, CURVES_FILE = "run.json", "curves.json"
@@ -44,6 +44,7 @@ LIMITS = {
     CONFIG_ARTIFACT: 1 * MB,
     DIFF_ARTIFACT: MAX_DIFF_BYTES,
     WEIGHTS_ARTIFACT: _weights_limit(),
+    METHOD_FOLDER: 4 * MB,  # a custom method's module source, methods/<module>.py
 }
 """The most bytes read of each file of a logged run (an export's members; for weights, also the arrays
 their headers declare): far above what a run writes (curves of 16 metrics over 100,000 epochs are
@@ -106,7 +107,7 @@ class ExportedRun:
 
     def _member(self, name):
         """One member's bytes (None when absent), refused when it declares or holds more than its limit."""
-        limit = LIMITS[name]
+        limit = LIMITS[METHOD_FOLDER if name.startswith(METHOD_FOLDER) else name]
         try:
             with zipfile.ZipFile(self.path) as archive:
                 try:
@@ -164,7 +165,8 @@ def export_run(run_id, uri, path):
         RUN_FILE: json.dumps(run, indent=1, sort_keys=True),
         CURVES_FILE: json.dumps({k: [[s, v] for s, v in points] for k, points in curves.items()}),
     }
-    for name in EXPORTED_ARTIFACTS:
+    methods = [f"{METHOD_FOLDER}{key[len(METHOD_TAG) :]}.py" for key in run["tags"] if key.startswith(METHOD_TAG)]
+    for name in (*EXPORTED_ARTIFACTS, *methods):
         content = logged.artifact(name)
         if content is not None:
             members[name] = content

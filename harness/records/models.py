@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,9 +13,12 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 
-def log_model(client: MlflowClient, run_id: str, artifacts: dict[str, bytes], model: dict[str, Any]) -> None:
-    """The run's network as a pyfunc model named ``model`` (``harness/records/pyfunc.py``: code, not a
-    pickle), with a signature and an input example. ``model``: {"features": names, "example": rows}."""
+def log_model(client: MlflowClient, run_id: str, artifacts: dict[str, bytes], model: dict[str, Any]) -> str:
+    """The run's network as a pyfunc model named after its study and condition (``model_name``), built from
+    code (``harness_model/model_code.py``, no pickle) with the ``harness_model`` package beside it
+    (``code_paths``: it loads where the harness is not installed), a signature whose output is typed like
+    the labels, and an input example. ``model``: {"features": names, "example": rows}. Returns its
+    ``models:/<model id>`` URI."""
     import tempfile
 
     import mlflow.pyfunc
@@ -22,27 +26,47 @@ def log_model(client: MlflowClient, run_id: str, artifacts: dict[str, bytes], mo
     from mlflow.models import Model, ModelSignature
     from mlflow.types import ColSpec, Schema
 
+    import harness_model
+
+    from .weights import parse_weights
+
     features = list(model["features"])
+    classes = parse_weights(artifacts["weights.npz"], f"run {run_id} weights.npz")["classes"]
     signature = ModelSignature(
-        inputs=Schema([ColSpec("double", name) for name in features]), outputs=Schema([ColSpec("string")])
+        inputs=Schema([ColSpec("double", name) for name in features]),
+        outputs=Schema([ColSpec(harness_model.label_type(classes))]),
     )
+    run = client.get_run(run_id)
+    package = Path(harness_model.__file__).parent
     with tempfile.TemporaryDirectory() as tmp:
         files = {}
         for key, name in (("config", "config.json"), ("weights", "weights.npz")):
             files[key] = str(Path(tmp) / name)
             Path(files[key]).write_bytes(artifacts[name])
-        with _fluent(client, client.get_run(run_id).info.experiment_id):
-            Model.log(
+        with _fluent(client, run.info.experiment_id):
+            info = Model.log(
                 artifact_path=None,
-                name="model",
+                name=model_name(run.data.tags, run.data.params),
                 flavor=mlflow.pyfunc,
                 run_id=run_id,
-                python_model=str(Path(__file__).with_name("pyfunc.py")),
+                python_model=str(package / "model_code.py"),
+                code_paths=[str(package)],
                 artifacts=files,
                 signature=signature,
                 input_example=pd.DataFrame(model["example"], columns=features),
                 pip_requirements=[f"numpy=={_version('numpy')}", f"pandas=={_version('pandas')}"],
             )
+    return f"models:/{info.model_id}"
+
+
+def model_name(tags: dict[str, str], params: dict[str, str]) -> str:
+    """``<study>-<condition>`` for a sweep's run, ``train-<dataset>`` for ``harness train``'s (MLflow
+    refuses / : . % and quotes in a model's name)."""
+    if tags.get("study") and tags.get("condition"):
+        name = f"{tags['study']}-{tags['condition']}"
+    else:
+        name = f"train-{params.get('dataset', 'run')}"
+    return re.sub(r"[/:.%\"']", "_", name)
 
 
 def _version(package: str) -> str:
@@ -75,20 +99,29 @@ def _fluent(client: MlflowClient, experiment_id: str | None = None) -> Iterator[
 
 def has_model(client: MlflowClient, run_id: str) -> bool:
     """Whether the run logged an MLflow model (a confirmation seed may not: ``confirm.models``)."""
+    return logged_model_uri(client, run_id) is not None
+
+
+def logged_model_uri(client: MlflowClient, run_id: str) -> str | None:
+    """``models:/<model id>`` of the model the run logged, or None."""
     run = client.get_run(run_id)
-    return bool(run.outputs and run.outputs.model_outputs)
+    outputs = run.outputs.model_outputs if run.outputs else []
+    return f"models:/{outputs[0].model_id}" if outputs else None
 
 
 def register_model(
     client: MlflowClient, run_id: str, name: str, artifacts: dict[str, bytes] | None = None, model: Any = None
 ) -> str:
-    """Register the run's ``model`` in the Model Registry under ``name``; returns the new version. A run
-    without one logs it first from ``artifacts`` (config.json, weights.npz) and ``model``
-    (``engine.data.model_example``)."""
+    """Register the run's model in the Model Registry under ``name`` from its ``models:/<model id>`` URI;
+    returns the version. A version of ``name`` already made from this run is returned, not duplicated
+    (``compare --register`` twice). A run without a model logs it first from ``artifacts`` (config.json,
+    weights.npz) and ``model`` (``engine.data.model_example``)."""
     import mlflow
 
-    if artifacts is not None:
-        log_model(client, run_id, artifacts, model)
+    for version in client.search_model_versions(f"name = '{name}'"):
+        if version.run_id == run_id:
+            return str(version.version)
+    uri = log_model(client, run_id, artifacts, model) if artifacts is not None else logged_model_uri(client, run_id)
     with _fluent(client):
-        version = mlflow.register_model(f"runs:/{run_id}/model", name, await_registration_for=60)
+        version = mlflow.register_model(uri, name, await_registration_for=60)
     return str(version.version)

@@ -105,6 +105,7 @@ def write_artifacts(client: MlflowClient, run_id: str, artifacts: dict[str, byte
         return
     with tempfile.TemporaryDirectory() as tmp:
         for name, content in artifacts.items():
+            (Path(tmp) / name).parent.mkdir(parents=True, exist_ok=True)  # methods/<module>.py
             (Path(tmp) / name).write_bytes(content)
         client.log_artifacts(run_id, tmp, folder)
 
@@ -318,6 +319,28 @@ def metric_histories(client: MlflowClient, run_id: str, keys: Iterable[str]) -> 
     return {key: sorted((m.step, m.value, m.timestamp) for m in client.get_metric_history(run_id, key)) for key in keys}
 
 
+def metric_histories_bulk(
+    client: MlflowClient, run_ids: Sequence[str], keys: Iterable[str]
+) -> dict[str, dict[str, list[tuple[int, float, int]]]]:
+    """{run id: {key: [(step, value, timestamp), ...]}} of many runs: one query per key on a database
+    store (200 calls were 0.3 s of a finished quickstart's re-print), one call per run and key elsewhere."""
+    store = getattr(getattr(client, "_tracking_client", None), "store", None)
+    bulk = getattr(store, "get_metric_history_bulk", None)
+    out: dict[str, dict[str, list[tuple[int, float, int]]]] = {run_id: {} for run_id in run_ids}
+    for key in keys:
+        if bulk is None:
+            for run_id in run_ids:
+                out[run_id].update(metric_histories(client, run_id, [key]))
+            continue
+        for run_id in run_ids:
+            out[run_id][key] = []
+        for m in bulk(list(run_ids), key, max_results=10**9):
+            out[m.run_id][key].append((m.step, m.value, m.timestamp))
+        for run_id in run_ids:
+            out[run_id][key].sort()
+    return out
+
+
 def ping(client: MlflowClient) -> bool:
     """Nothing: answering proves the store opened (its first operation opens it)."""
     return True
@@ -327,6 +350,7 @@ OPERATIONS = {
     f.__name__: f
     for f in (
         ping,
+        metric_histories_bulk,
         publish_result,
         register_model,
         ensure_experiment,

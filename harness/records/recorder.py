@@ -264,6 +264,15 @@ def _watch_parent(parent):
             os._exit(0)
 
 
+def _exit_now(replies):
+    """Every operation has run and been answered (MLflow's client writes synchronously): the reply is
+    flushed and the process leaves without the interpreter's teardown of mlflow and SQLAlchemy (about
+    0.4 s of a finished sweep's re-print, measured)."""
+    replies.close()
+    replies.join_thread()
+    os._exit(0)
+
+
 def _recorder_main(uri, requests, replies, parent):
     import signal
 
@@ -278,7 +287,7 @@ def _recorder_main(uri, requests, replies, parent):
         if operation in ("stop", "busy"):
             replies.put((ticket, "ok", dict(busy)))
             if operation == "stop":
-                return
+                _exit_now(replies)
             continue
         start = time.perf_counter()
         try:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..engine.data import model_example
+from ..engine.methods import custom_modules, loaded_source, method_digests
 from ..engine.training import DIVERGED, train
 from .operations import HARNESS_TAG
 from .provenance import DIFF_ARTIFACT, MAX_DIFF_BYTES, blas_info, code_diff, provenance_tags, source_tags
@@ -28,7 +29,12 @@ FINAL_STATES = ("complete", "pruned", "diverged", "stopped")
 
 def config_params(config):
     """The run's params: the settings that affect it (``TrainConfig.applicable``); config.json holds all."""
-    return {k: (",".join(map(str, v)) if isinstance(v, list) else v) for k, v in config.applicable().items()}
+    return {k: param_text(v) for k, v in config.applicable().items()}
+
+
+def param_text(value):
+    """A setting as a param's text, the same on a run and on its parent: a list as ``64,32`` (not ``[64, 32]``)."""
+    return ",".join(map(str, value)) if isinstance(value, list | tuple) else value
 
 
 def save_weights(network, path, split):
@@ -48,7 +54,7 @@ def run_artifacts(config, split, result, plots=True, diff=THIS_CHECKOUT):
     """A run's files as {name: bytes}: the config to re-run it, the code's uncommitted change (``diff``:
     the one the run was trained with, by default this checkout's), the final weights (unless it diverged)
     and, for single runs, the curve and test-split confusion-matrix plots."""
-    artifacts = {CONFIG_ARTIFACT: config.to_json().encode()}
+    artifacts = {CONFIG_ARTIFACT: config.to_json().encode(), **method_artifacts(config)}
     diff = code_diff() if diff is THIS_CHECKOUT else diff
     if diff is not None and len(diff) <= MAX_DIFF_BYTES:  # the code state beside the commit tag
         artifacts[DIFF_ARTIFACT] = diff
@@ -148,11 +154,23 @@ def dataset_input(config, split):
 
 def run_tags(kind, config, split, **tags):
     """What every run carries besides its params (the seed, data set and BLAS threads are params, not
-    tags too): its kind, the digest of the data it saw, how to rebuild the code and machine state; the number
-    of classes and of validation and test rows, which the comparison needs (chance accuracy of a diverged
-    seed, ties within one validation example, the test rows' sampling error)."""
+    tags too): its kind, the digest of the data it saw, how to rebuild the code and machine state, and
+    the sha256 of each custom method's module (``harness.method.<module>``); the number of classes and of
+    validation and test rows, which the comparison needs (chance accuracy of a diverged seed, ties within
+    one validation example, the test rows' sampling error)."""
+    methods = {METHOD_TAG + name: digest for name, digest in method_digests(config).items()}
     sizes = {"classes": split.n_classes, "val_rows": len(split.y_val), "test_rows": len(split.y_test)}
-    return {HARNESS_TAG: kind, "state": "running", "dataset_digest": split.digest, **sizes, **tags}
+    return {HARNESS_TAG: kind, "state": "running", "dataset_digest": split.digest, **sizes, **methods, **tags}
+
+
+METHOD_TAG = "harness.method."
+METHOD_FOLDER = "methods/"
+"""A custom method's module source is logged as ``methods/<module>.py``, its sha256 in ``harness.method.<module>``."""
+
+
+def method_artifacts(config):
+    """{methods/<module>.py: source} of the custom loss and optimizer a config names."""
+    return {f"{METHOD_FOLDER}{name}.py": loaded_source(path)[0] for name, path in custom_modules(config).items()}
 
 
 def environment_tags(source=None):

@@ -157,6 +157,17 @@ def check_writable(uri: str) -> None:
             )
 
 
+def check_exists(uri: str, command: str) -> None:
+    """A command that only reads (compare, reproduce, predict, export, load_study) never creates a store:
+    opening a local SQLite path that does not exist would make an empty one (954 KB) before failing."""
+    path = sqlite_path(uri)
+    if path is not None and not path.exists():
+        raise HarnessError(
+            f"{command}: no tracking store at {path}; run `harness sweep` or `harness train` first, "
+            "or give --tracking-uri the store that holds the runs"
+        )
+
+
 # --- opening it ---------------------------------------------------------------------------------------
 def open_client(uri: str) -> MlflowClient:
     """An MlflowClient on ``uri``. A local SQLite store is created whole or not at all: its schema is

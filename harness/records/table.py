@@ -207,6 +207,15 @@ class Curves:
     def __init__(self, recorder):
         self.recorder, self._seen = recorder, {}
 
+    def prefetch(self, run_ids, keys):
+        """Read these runs' curves of ``keys`` in one operation (``metric_histories_bulk``)."""
+        wanted = [r for r in run_ids if any((r, k) not in self._seen for k in keys)]
+        if not wanted:
+            return
+        for run_id, histories in self.recorder.call("metric_histories_bulk", wanted, list(keys)).items():
+            for key, history in histories.items():
+                self._seen[(run_id, key)] = [value for _, value, _ in history]
+
     def __call__(self, run_id, key):
         if (run_id, key) not in self._seen:
             history = self.recorder.call("metric_histories", run_id, [key])[key]

@@ -15,7 +15,9 @@ def load_logged_model(source, uri):
         logged = ExportedRun(source)
     else:
         from ..records.recorder import InlineRecorder
+        from ..records.store import check_exists
 
+        check_exists(uri, f"run {source!r}")
         logged = StoredRun(InlineRecorder(uri), source)
     config_bytes, weights_bytes = logged.artifact(CONFIG_ARTIFACT), logged.artifact(WEIGHTS_ARTIFACT)
     if config_bytes is None or weights_bytes is None:

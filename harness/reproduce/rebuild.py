@@ -125,9 +125,10 @@ def worktree(commit, diff, where):
         _git("-C", str(top), "worktree", "prune")
 
 
-def train_rebuilt(folder, config_json, stop_at, include_test, where):
-    """Train the logged config with the harness in ``folder``; a TrainResult whose network is rebuilt
-    from the weights that code saved."""
+def train_rebuilt(folder, config_json, stop_at, include_test, where, sources=None):
+    """Train the logged config with the harness in ``folder`` (and a run's logged custom methods in
+    ``sources``, else the working directory's); a TrainResult whose network is rebuilt from the weights
+    that code saved."""
     from ..records.weights import LoggedModel, parse_config, parse_weights
 
     with tempfile.TemporaryDirectory(prefix="harness-rebuild-io-") as io_dir:
@@ -136,7 +137,7 @@ def train_rebuilt(folder, config_json, stop_at, include_test, where):
         driver.write_text(DRIVER)  # run as a file: its folder, not the working directory, leads sys.path
         done = subprocess.run(
             [sys.executable, str(driver), str(request), str(answer)],
-            env={**_environment(), "PYTHONPATH": str(folder)},
+            env={**_environment(), "PYTHONPATH": os.pathsep.join(str(p) for p in (folder, sources, os.getcwd()) if p)},
             capture_output=True,
             text=True,
         )

@@ -26,8 +26,9 @@ from ..records.operations import HARNESS_TAG
 from ..records.provenance import DIFF_ARTIFACT, code_diff, diff_tag, git_state, logged_commit, package_versions
 from ..records.recorder import RecorderProcess
 from ..records.runs import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT, outcome_metrics, save_weights, train_and_record
-from ..records.store import check_server, check_writable
+from ..records.store import check_exists, check_server, check_writable
 from ..records.weights import parse_config, parse_weights
+from .methods import prepare_methods
 from .rebuild import code_differs, patch_summary, train_rebuilt, worktree
 
 NOT_COMPARED = {"train_seconds"}
@@ -134,6 +135,7 @@ def reproduce(source, uri, out=None, err=None, rtol=RTOL, here=False, rebuild_co
     if is_export(source):
         return _reproduce(ExportedRun(source), None, out, err, rtol, rebuild_code, summary)
     check_server(uri)
+    check_exists(uri, f"run {source!r}")
     check_writable(uri)  # the reproduction is logged as a run
     with RecorderProcess(uri) as recorder:
         return _reproduce(StoredRun(recorder, source), recorder, out, err, rtol, not here, summary)
@@ -153,9 +155,10 @@ def _reproduce(logged, recorder, out, err, rtol, rebuild, summary):
     include_test = any(k.startswith("test_") for k in keys)
     with contextlib.ExitStack() as stack:
         trainer, code = train, None
+        sources = prepare_methods(logged, config, stack, recorder is None, rebuild, err)
         if why is not None:
             folder = stack.enter_context(worktree(logged_commit(tags), diff, logged.where))
-            trainer = rebuilt_trainer(folder, config_json, stop_at, split, logged.where)
+            trainer = rebuilt_trainer(folder, config_json, stop_at, split, logged.where, sources)
             code = {"tags": {k: tags[k] for k in CODE_TAGS if k in tags}, "diff": diff}
         result, new_id = _retrain(logged, recorder, config, split, trainer, code, stop_at, include_test, pruned)
     rows = compare_curves(logged.histories(keys), reproduced_points(result), rtol)
@@ -270,12 +273,12 @@ CODE_TAGS = ("mlflow.source.git.commit", "git_commit", "git_dirty", "git_diff")
 """The code-state tags a reproduction with rebuilt code carries: that code's, not this checkout's."""
 
 
-def rebuilt_trainer(folder, config_json, stop_at, split, where):
+def rebuilt_trainer(folder, config_json, stop_at, split, where, sources=None):
     """``train``'s signature over the rebuilt code: it trains in a child process, then the callbacks
     (the live record) see each epoch's metrics."""
 
     def trainer(config, split_here, callbacks=(), include_test=True):
-        result, digest = train_rebuilt(folder, config_json, stop_at, include_test, where)
+        result, digest = train_rebuilt(folder, config_json, stop_at, include_test, where, sources)
         if digest != split.digest:
             raise HarnessError(f"{where}: the rebuilt code loads other data than this code (digest {digest[:12]})")
         for epoch in range(1, result.epochs_run + 1):

@@ -6,11 +6,13 @@ and what is allowed.
 
 import itertools
 import math
+import os
 import re
 import tomllib
 
 from ..common.errors import ConfigError
-from ..engine.config import FIELD_TYPES, MAX_EPOCHS, SEED_MAX, make_config
+from ..engine.config import FIELD_TYPES, MAX_EPOCHS, SEED_MAX, check_methods, make_config
+from ..engine.methods import add_search_folder
 from .study import (
     DEFAULT_STACK,
     MAX_CONFIRM_SEEDS,
@@ -115,6 +117,7 @@ def parse_study(data, path):
     header = _parse_header(check, data)
     fixed = check.table(data, "fixed", known=set(FIELD_TYPES) - {"seed"})
     conditions = _parse_conditions(check, check.table(data, "conditions", required=True), fixed)
+    _check_methods(path, fixed, conditions)
     search = _parse_search(check, check.table(data, "search", required=True), fixed, conditions)
     _refuse_identical(check, fixed, conditions, search)
     budget = _parse_budget(check, data)
@@ -137,6 +140,16 @@ def parse_study(data, path):
         ),
         raw=data,
     )
+
+
+def _check_methods(path, fixed, conditions):
+    """Each condition's own loss or optimizer imported (first from the study's folder) and checked."""
+    add_search_folder(os.path.dirname(os.path.abspath(path)))
+    for condition in conditions:
+        try:
+            check_methods(make_config({**fixed, **condition.settings}))
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: condition {condition.name}: {exc}") from None
 
 
 def _parse_header(check, data):

@@ -12,7 +12,17 @@ from dataclasses import dataclass, field
 from ..common.errors import ConfigError
 from ..engine.config import MAX_EPOCHS, make_config
 
-SEARCHABLE = {"lr": float, "epochs": int, "momentum": float, "batch_size": int, "weight_decay": float}
+SEARCHABLE = {
+    "lr": float,
+    "epochs": int,
+    "momentum": float,
+    "batch_size": int,
+    "weight_decay": float,
+    "beta1": float,
+    "beta2": float,
+    "rho": float,
+    "eps": float,
+}
 
 SAMPLERS = ("tpe", "random", "qmc", "grid")
 

@@ -13,10 +13,11 @@ from ..common.databases import check_reachable
 from ..common.errors import HarnessError
 from ..common.urls import redact
 from ..engine.data import data_key, load_split
+from ..engine.methods import method_digests
 from ..engine.training import check_memory
 from ..records.operations import HARNESS_TAG
 from ..records.provenance import source_tags
-from ..records.runs import dataset_input
+from ..records.runs import dataset_input, param_text
 from ..records.table import STUDY_ARTIFACT
 from .conditions import ConditionStudies
 from .liveness import WorkerPresence
@@ -55,6 +56,14 @@ def data_digests(study, splits):
     return {c.name: splits[data_key(sample_config(study, c))].digest for c in study.conditions}
 
 
+def study_methods(study):
+    """{module: sha256} of the custom losses and optimizers the study's conditions name."""
+    found = {}
+    for condition in study.conditions:
+        found.update(method_digests(sample_config(study, condition)))
+    return found
+
+
 def prepare(study, options, recorder, splits):
     """Everything shared, made once, under the stores' lock; returns (the study as it runs: at its
     standing budget, with its searches' ids; plan; worker 0; runs repaired)."""
@@ -66,7 +75,7 @@ def prepare(study, options, recorder, splits):
         study = at_standing_budget(study, storage)
         if not existing_searches(study, storage):
             check_search_not_lost(study, recorder, url, options.restart_search)
-        searches = prepare_studies(study, storage, data_digests(study, splits))
+        searches = prepare_studies(study, storage, data_digests(study, splits), study_methods(study))
         study = dataclasses.replace(study, search_ids=search_ids(searches))
         if WorkerPresence(url).none_alive():  # a trial a killed worker took but never named: run it again now
             for condition in study.conditions:
@@ -81,6 +90,7 @@ def prepare(study, options, recorder, splits):
             options.heartbeat_seconds,
             source=source_tags(),
             data_digests=sorted(set(data_digests(study, splits).values())),
+            method_digests=study_methods(study),
         )
         worker = SweepWorker(study, plan, recorder, 0, splits, on_progress=options.on_poll)
         repaired = reconcile_stores(study, plan, storage, recorder, worker)
@@ -166,8 +176,7 @@ def parent_spec(study, condition, storage_url, splits):
         for p in study.search
     }
     params = {
-        **study.fixed,
-        **condition.settings,
+        **{k: param_text(v) for k, v in {**study.fixed, **condition.settings}.items()},
         "sampler": study.sampler,
         "pruner": study.pruner,
         "objective": study.objective,

@@ -48,7 +48,9 @@ def existing_searches(study: Study, storage: BaseStorage) -> dict[str, optuna.St
     }
 
 
-def check_unchanged(study: Study, searches: dict[str, optuna.Study], data_digests: dict[str, str]) -> None:
+def check_unchanged(
+    study: Study, searches: dict[str, optuna.Study], data_digests: dict[str, str], methods: dict[str, str]
+) -> None:
     """Refuse, before anything is created, a study whose search settings or data changed since its
     searches began: trials of two different searches (or data sets) would be mixed in one result."""
     digest = study.settings_digest()
@@ -61,12 +63,23 @@ def check_unchanged(study: Study, searches: dict[str, optuna.Study], data_digest
                 + (f" ({changed})" if changed else "")
                 + "; give the edited study a new name (or delete its records)"
             )
+        _check_methods(study, search.user_attrs.get("method_digests"), methods)
         seen = search.user_attrs.get("data_digest")
         if seen is not None and data_digests.get(name) not in (None, seen):
             raise HarnessError(
                 f"{study.path}: condition {name}: its data changed since the study began (digest "
                 f"{seen[:12]}, now {data_digests[name][:12]}): the study's trials were trained on other data; "
                 "give the study a new name to train on this data, or restore the data it was made with"
+            )
+
+
+def _check_methods(study: Study, known: dict[str, str] | None, methods: dict[str, str]) -> None:
+    """A custom method's module must be the source the study began with: its trials would mix two methods."""
+    for name, digest in sorted((known or {}).items()):
+        if methods.get(name, digest) != digest:
+            raise HarnessError(
+                f"{study.path}: module {name!r} differs from the one study {study.name!r} began with (sha256 "
+                f"{methods[name][:12]} here, {digest[:12]} in the storage); restore it, or give the study a new name"
             )
 
 
@@ -87,7 +100,7 @@ def changed_setting(before: Any, after: dict[str, Any], where: str = "") -> str:
 
 
 def prepare_studies(
-    study: Study, storage: BaseStorage, data_digests: dict[str, str] | None = None
+    study: Study, storage: BaseStorage, data_digests: dict[str, str] | None = None, methods: dict | None = None
 ) -> dict[str, optuna.Study]:
     """Create (or check) every condition's search and confirm studies; run once before workers start.
 
@@ -97,8 +110,8 @@ def prepare_studies(
     first sweep, a larger ``--confirm-seeds``) are queued here. Each search gets an id its runs carry,
     so runs of an earlier search of the same name (a journal deleted, a storage replaced) never count.
     """
-    data_digests = data_digests or {}
-    check_unchanged(study, existing_searches(study, storage), data_digests)
+    data_digests, methods = data_digests or {}, methods or {}
+    check_unchanged(study, existing_searches(study, storage), data_digests, methods)
     created = {}
     for condition in study.conditions:
         name = study.optuna_name(condition)
@@ -112,6 +125,8 @@ def prepare_studies(
         if attrs.get("search_id") is None:
             fresh = attrs.get("settings_digest") is None
             search.set_user_attr("search_id", uuid.uuid4().hex[:12] if fresh else LEGACY_SEARCH)
+        if attrs.get("method_digests") is None and methods:
+            search.set_user_attr("method_digests", methods)
         if attrs.get("data_digest") is None and condition.name in data_digests:
             search.set_user_attr("data_digest", data_digests[condition.name])
         queue_seeds(study, condition, storage)

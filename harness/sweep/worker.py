@@ -18,6 +18,7 @@ from ..common import faults
 from ..common.errors import HarnessError
 from ..common.outages import OutageError
 from ..engine.data import data_key, load_split
+from ..engine.methods import changed_module
 from ..engine.training import max_stack, train_stack
 from ..records.runs import TrialRuns, environment_tags
 from .conditions import ConditionStudies
@@ -59,6 +60,7 @@ class SweepPlan:
     extra_tags: dict = field(default_factory=dict)
     source: dict = field(default_factory=dict)  # the command's run context (spawned workers have no argv)
     data_digests: list = field(default_factory=list)  # the data the study's runs train on (its identity)
+    method_digests: dict = field(default_factory=dict)  # {module: sha256} of the study's custom methods
 
 
 class _Timer:
@@ -97,6 +99,9 @@ class SweepWorker:
 
     def __init__(self, study, plan, recorder, index=0, splits=None, on_progress=None):
         self.study, self.plan, self.index, self.on_progress = study, plan, index, on_progress
+        changed = changed_module(plan.method_digests)
+        if changed:
+            raise HarnessError(f"worker {index}: {changed}: it refuses to train the study with another method")
         self.recorder = recorder
         self.stats = WorkerStats()
         self.storage, _ = open_storage(plan.storage_url, study.name, plan.heartbeat_seconds)
