@@ -104,8 +104,9 @@ def _equivalence(study, pairs):
     margin = f"{100 * study.analysis_margin:g} point{'s' * (study.analysis_margin != 0.01)}"
     same = [f"{r.a} and {r.b}" for r in pairs.itertuples() if r.verdict == "equivalent"]
     open_ = [
-        f"{r.a} vs {r.b} (could detect {100 * r.detectable:.1f} points; about {r.seeds_needed} seeds would detect "
-        f"{margin})"
+        f"{r.a} vs {r.b} (could detect {100 * r.detectable:.1f} points; "
+        + (f"about {r.seeds_needed}" if r.seeds_needed <= 10_000 else "more than 10000")
+        + f" seeds would detect {margin})"
         for r in pairs.itertuples()
         if r.verdict == "inconclusive"
     ]
