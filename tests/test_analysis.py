@@ -146,18 +146,19 @@ def test_main_effects_and_interaction_of_a_two_by_two_grid(grid):
     assert by_name[("main", "optimizer")]["n"] == 4
 
 
-def test_search_scores_count_pruned_at_their_last_value_and_diverged_as_worst(grid):
+def test_search_scores_count_pruned_at_their_last_value_and_diverged_at_chance(grid):
     trials = [(0.01, 0.80, "complete"), (0.1, 0.95, "complete"), (0.3, 0.94, "pruned"), (5.0, math.nan, "diverged")]
     frame = _records(grid, lambda c, s: 0.9, search=lambda c: trials)
-    scores = analysis.scores_of(grid, frame[frame["kind"] == "search"], "mse-sgd")
-    assert list(scores["score"]) == [0.80, 0.95, 0.94, 0.0]
+    scores = analysis.scores_of(grid, frame[frame["kind"] == "search"], "mse-sgd", 1 / 3)
+    assert list(scores["score"])[:3] == [0.80, 0.95, 0.94] and math.isnan(scores["score"].iloc[3])
+    assert list(scores["bounded"]) == [0.80, 0.95, 0.94, 1 / 3]  # iris: a diverged trial at chance, 1/3
     result = analysis.analyze(grid, frame)
     row = result.table.iloc[0]
     assert row["good_lr_decades"] == pytest.approx(np.log10(0.3 / 0.1))
     # sorted lrs 0.01, 0.1, 0.3, 5: the diverged one owns log10 5 - midpoint(0.3, 5) up to log10 10
     owned = (1 - (np.log10(0.3) + np.log10(5.0)) / 2) / (np.log10(10) - np.log10(0.001))
     assert row["diverged_lr_share"] == pytest.approx(owned)
-    e = np.array([0.0, 0.80, 0.94, 0.95])  # E_k by hand over the sorted scores
+    e = np.array([1 / 3, 0.80, 0.94, 0.95])  # E_k by hand over the sorted scores
     expected = [sum(e[i] * (((i + 1) / 4) ** k - (i / 4) ** k) for i in range(4)) for k in range(1, 5)]
     assert result.budget_curves["mse-sgd"] == pytest.approx(expected)
 
@@ -207,7 +208,7 @@ def test_findings_state_their_evidence(grid):
     assert 3 <= len(sentences) <= 6
     assert sentences[0].startswith("mse-momentum reaches 95% validation accuracy 19x sooner than mse-sgd")
     assert "median 2 vs 38 epochs" in sentences[0]
-    assert "after Holm correction" in sentences[1] and "6 pairs" in sentences[1]
+    assert "after Holm correction" in sentences[1] and "over the 6 pairs tested" in sentences[1]
     text = format_table(grid, result.table)
     assert max(len(line) for line in text.splitlines()) <= 120
 
@@ -220,10 +221,11 @@ def test_diverged_confirmation_seeds_are_said_and_never_reach_the_target(grid):
     frame.loc[diverged, "metric.epochs_run"] = 2.0  # diverged early: not censored at 2, it never gets there
     result = analysis.analyze(grid, frame)
     row = result.table.iloc[0]
-    assert (row["diverged_seeds"], row["seeds"]) == (2, 4)
+    assert (row["diverged_seeds"], row["seeds"], row["failure_rate"]) == (2, 4, 0.5)
+    assert row["test_accuracy_mean"] == pytest.approx((0.95 + 0.95 + 1 / 3 + 1 / 3) / 4)  # iris: chance is 1/3
     # at risk 4 at epoch 4 (S = 3/4), 3 at epoch 5 (S = 1/2): median 5; censored at 2 they would give 4
     assert row["epochs_to_target_median"] == 5.0
-    assert "(2 of 4 seeds diverged)" in format_table(grid, result.table)
+    assert " 2/4" in format_table(grid, result.table).splitlines()[1]  # the "diverged seeds" column
     assert any("mse-sgd diverged in 2 of 4 confirmation seeds" in s for s in result.findings)
 
 
@@ -232,6 +234,26 @@ def test_robustness_is_compared_within_each_data_set(tmp_path):
     wide = [(0.01, 0.95, "complete"), (1.0, 0.95, "complete"), (5.0, math.nan, "diverged")]
     narrow = [(0.01, 0.80, "complete"), (0.1, 0.95, "complete"), (1.0, 0.70, "complete")]
     frame = _records(study, lambda c, s: 0.9, search=lambda c: wide if c.endswith("-mse") else narrow)
-    sentence = next(s for s in analysis.analyze(study, frame).findings if "learning-rate range" in s)
-    assert sentence.startswith("Widest good learning-rate range (within 1 point of the best) on each data set:")
-    assert "iris-mse (2 decades), wine-mse (2 decades), digits-mse (2 decades)" in sentence
+    sentence = next(s for s in analysis.analyze(study, frame).findings if "Learning rates scoring" in s)
+    assert sentence.startswith("Learning rates scoring within 0.01 val_accuracy of the best validation score")
+    # iris-mse is widest (2 decades) but diverges over part of the range, the others never: not "most forgiving"
+    assert "iris-mse has the widest good range on iris (2 decades) but diverges more" in sentence
+    assert "most forgiving" not in sentence
+
+
+def test_robustness_tolerance_is_absolute_from_the_data_sets_best(tmp_path):
+    """Issue 24: a poor condition (best 0.567) whose trials all lie within 1 point of its own best used to get
+    the widest good range; within 0.01 of the data set's best (0.95) it has none."""
+    study = load_study(write_study(tmp_path, DATASETS, "sets.toml"))
+    poor = [(0.001, 0.567, "complete"), (0.1, 0.565, "complete"), (5.0, 0.560, "complete")]
+    good = [(0.01, 0.80, "complete"), (0.1, 0.95, "complete"), (0.3, 0.945, "complete")]
+    frame = _records(study, lambda c, s: 0.9, search=lambda c: poor if c.endswith("-mse") else good)
+    table = analysis.analyze(study, frame).table.set_index("condition")
+    assert table.loc["wine-mse", "good_lr_decades"] == 0.0
+    assert table.loc["wine-cross_entropy", "good_lr_decades"] == pytest.approx(np.log10(3))
+    wider = load_study(write_study(tmp_path, DATASETS + "[analysis]\ntolerance = 0.4\n", "wide.toml"))
+    assert analysis.analyze(wider, frame).table.set_index("condition").loc["wine-mse", "good_lr_decades"] == (
+        pytest.approx(np.log10(5.0 / 0.001))
+    )
+    sentence = next(s for s in analysis.analyze(study, frame).findings if "Learning rates scoring" in s)
+    assert "wine-cross_entropy is the most forgiving on wine" in sentence

@@ -10,19 +10,28 @@ from scipy import stats as sps
 
 from harness.analysis.stats import (
     FRIEDMAN_CAVEAT,
+    binomial_standard_error,
     bounded_mean_interval,
+    expected_max_band,
     expected_max_curve,
     factorial_effects,
+    fixed_split_interval,
     friedman,
     friedman_permutation_p,
     holm,
     iman_davenport,
     kaplan_meier_median,
+    leaders,
     lr_robustness,
+    minimum_detectable_difference,
     nemenyi_critical_difference,
     paired_t,
     ranking_at,
     ranking_settles_at,
+    seeds_to_detect,
+    settled_from,
+    simple_effects,
+    tost_paired,
 )
 
 # expected_max_curve
@@ -349,3 +358,82 @@ def test_nemenyi_critical_difference_demsar_example_and_in_friedman():
     assert out["iman_davenport_f"] == math.inf
     with pytest.raises(ValueError):
         nemenyi_critical_difference(1, 5)
+
+
+# equivalence and power
+
+
+def test_tost_is_the_larger_of_two_one_sided_scipy_tests():
+    a = np.array([0.95, 0.96, 0.94, 0.95, 0.97])
+    b = np.array([0.951, 0.955, 0.945, 0.948, 0.962])
+    d = a - b
+    lower = sps.ttest_1samp(d, -0.01, alternative="greater").pvalue
+    upper = sps.ttest_1samp(d, 0.01, alternative="less").pvalue
+    assert tost_paired(a, b, 0.01) == pytest.approx(max(lower, upper))
+    assert tost_paired(a, b, 0.01) < 0.05  # equivalent within 1 point
+    assert tost_paired(a + 0.02, b, 0.01) > 0.5  # 2 points apart: not equivalent within 1
+    assert tost_paired(a[:2], b[:2], 0.01) is None
+    assert tost_paired([0.9] * 3, [0.9] * 3, 0.01) == 0.0
+
+
+def test_minimum_detectable_difference_has_80_percent_power_by_noncentral_t():
+    sd, n = 0.01, 5
+    mdd = minimum_detectable_difference(sd, n)
+    critical = sps.t.ppf(0.975, n - 1)
+    power = sps.nct.sf(critical, n - 1, mdd / (sd / math.sqrt(n)))
+    assert 0.75 < power < 0.85
+    needed = seeds_to_detect(sd, 0.01)
+    assert minimum_detectable_difference(sd, needed) <= 0.01 < minimum_detectable_difference(sd, needed - 1)
+    assert math.isnan(minimum_detectable_difference(sd, 1))
+
+
+def test_fixed_split_interval_is_not_zero_width_when_every_seed_scores_the_same():
+    """Issue 24: moons-cross_entropy scored 384/400 with all 5 seeds; the seeds' interval is [0.96, 0.96]."""
+    values = [384 / 400] * 5
+    assert bounded_mean_interval(values)[1:] == (0.96, 0.96)
+    mean, low, high = fixed_split_interval(values, 400)
+    se = math.sqrt(0.96 * 0.04 / 400)
+    assert binomial_standard_error(0.96, 400) == pytest.approx(se)
+    assert (low, high) == pytest.approx((0.96 - 1.959964 * se, 0.96 + 1.959964 * se))
+    assert high - low > 0.03
+
+
+# budget curves: bands and leaders
+
+
+def test_expected_max_band_contains_the_curve_and_is_seeded():
+    scores = [0.5, 0.7, 0.9, 0.92, 0.6, 0.8]
+    low, high = expected_max_band(scores, seed=1)
+    curve = expected_max_curve(scores)
+    assert all(lo - 1e-12 <= c <= hi + 1e-12 for lo, c, hi in zip(low, curve, high))
+    assert high[-1] <= 0.92 and low[0] < curve[0] < high[0]
+    assert expected_max_band(scores, seed=1) == (low, high)
+
+
+def test_leaders_count_differences_under_one_validation_example_as_ties():
+    """Issue 24: conditions one validation example apart (1/360) are tied, not reordered."""
+    tie = 1 / 360
+    curves = {"a": [0.90, 0.95, 0.960], "b": [0.91, 0.95 - 0.5 / 360, 0.960 - 1.5 / 360], "c": [0.5, 0.6, 0.7]}
+    assert leaders(curves, tie) == [["b"], ["a", "b"], ["a"]]
+    assert settled_from([["b"], ["a", "b"], ["a", "b"]]) == 2
+    assert settled_from([["a"], ["a"]]) == 1 and settled_from([]) is None
+    assert leaders({"a": [0.2], "b": [0.1]}, 0.05, maximize=False) == [["b"]]
+
+
+def test_simple_effects_of_a_crossover_2x2():
+    """Issue 24: momentum helps under MSE and hurts under cross-entropy; the main effect averages them away."""
+    rows = []
+    for seed, noise in enumerate([0.0, 0.002, -0.001, 0.001, -0.002]):
+        for loss, base in (("mse", 0.90), ("ce", 0.95)):
+            for opt in ("sgd", "momentum"):
+                shift = (0.011 if loss == "mse" else -0.004) if opt == "momentum" else 0.0
+                rows.append({"loss": loss, "opt": opt, "seed": seed, "acc": base + shift + noise})
+    table = pd.DataFrame(rows)
+    for f, order in (("loss", ["mse", "ce"]), ("opt", ["sgd", "momentum"])):
+        table[f] = pd.Categorical(table[f], categories=order, ordered=True)
+    found = {(e["factor"], e["at"]): e for e in simple_effects(table, ["loss", "opt"], "acc", "seed")}
+    assert found[("opt", "loss mse")]["estimate"] == pytest.approx(0.011)
+    assert found[("opt", "loss ce")]["estimate"] == pytest.approx(-0.004)
+    assert found[("loss", "opt sgd")]["estimate"] == pytest.approx(0.05)
+    assert found[("loss", "opt momentum")]["estimate"] == pytest.approx(0.035)
+    assert all(e["effect"] == "simple" and e["n"] == 5 for e in found.values())

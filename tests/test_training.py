@@ -198,3 +198,21 @@ def test_stack_size_is_capped_by_memory():
     assert max_stack(c, small) > 64
     per_model = bytes_per_model(c, small)
     assert max_stack(c, small, memory_bytes=10 * per_model) == 10
+
+
+def test_a_finite_loss_above_100x_its_first_epoch_is_diverged():
+    """Issue 24: an MSE-trained softmax on digits at lr 3 saturates; its validation cross-entropy climbs from
+    55 to 4744 while staying finite. Past 100x its first epoch's value the run is diverged, not a score."""
+    from harness.engine.data import load_split
+    from harness.engine.training import EXPLODED, exploded
+
+    assert exploded({"val_cross_entropy": [2.0]}, {"val_cross_entropy": 201.0})
+    assert not exploded({"val_cross_entropy": [2.0]}, {"val_cross_entropy": 199.0})
+    assert not exploded({}, {"train_loss": 1e9})  # the first epoch is the reference, never exploded itself
+    settings = {"dataset": "digits", "loss": "mse", "optimizer": "sgd", "momentum": 0.9, "batch_size": 32}
+    config = make_config({**settings, "lr": 3.0, "epochs": 30, "hidden": [64], "activation": "relu"})
+    result = train(config, load_split(config))
+    assert result.status == DIVERGED
+    ce = result.history["val_cross_entropy"]
+    assert all(np.isfinite(ce)) and max(ce) <= EXPLODED * ce[0] < 100 * max(ce)
+    assert result.diverged_epoch == len(ce) + 1 < 30

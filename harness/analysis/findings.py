@@ -4,24 +4,37 @@ written from the numbers (``comparisons.Analysis``) so that it cannot say more t
 import math
 
 MAX_SENTENCES = 6
+"""Sentences beyond this are left out, unless they state a significant result (never dropped)."""
 
 
 def findings(study, analysis):
-    """Three to six sentences: speed to the target, test accuracy and its tests, the factors' effects, the
-    tuning budget, learning-rate robustness, ranks across data sets."""
+    """Speed to the target, test accuracy and its tests, equivalence and power, the factors' effects (simple
+    effects first when they interact), the tuning budget, learning-rate robustness, ranks across data sets."""
     table = analysis.table
     groups = table.groupby(table["condition"].map(analysis.datasets), sort=False)
     speed, accuracy = [], []
     for dataset, rows in groups:
         where = f" on {dataset}" if groups.ngroups > 1 else ""
-        speed.append(_speed(study, rows, where))
-        accuracy.append(_accuracy(analysis, rows, dataset, where))
-    tail = [_budget(analysis), _robustness(study, table, analysis.datasets)]
+        speed.append((_speed(study, rows, where), False))
+        accuracy.append(_accuracy(study, analysis, rows, dataset, where))
+    tail = [(_budget(study, analysis), False), (_robustness(study, table, analysis.datasets), False)]
+    effects = _effects(analysis)
     if groups.ngroups == 1:  # one data set: how fast, how far apart, why (effects), and the tuning
-        sentences = speed + accuracy + _effects(analysis) + tail
+        sentences = speed + accuracy + effects + tail
     else:  # several: where they end on each, the ranks across them, then the rest
-        sentences = accuracy + [_ranks(analysis)] + tail + speed + _effects(analysis)
-    return [s for s in sentences if s][:MAX_SENTENCES]
+        sentences = accuracy + [(_ranks(analysis), False)] + tail + speed + effects
+    return _capped([(s, essential) for s, essential in sentences if s])
+
+
+def _capped(sentences):
+    """Every essential sentence, and the others in order while fewer than ``MAX_SENTENCES`` are kept."""
+    room = MAX_SENTENCES - sum(essential for _, essential in sentences)
+    kept = []
+    for sentence, essential in sentences:
+        if essential or room > 0:
+            kept.append(sentence)
+            room -= not essential
+    return kept
 
 
 def _speed(study, rows, where):
@@ -43,108 +56,177 @@ def _speed(study, rows, where):
     )
 
 
-def _accuracy(analysis, rows, dataset, where):
+def _accuracy(study, analysis, rows, dataset, where):
+    """(sentence, essential): the spread of mean test accuracies, the failures, and every tested pair's verdict:
+    different (significant after Holm), equivalent within the margin (TOST), or inconclusive with its power."""
     means = rows.dropna(subset=["test_accuracy_mean"])
     if len(means) < 2:
-        return None
+        return None, False
     low, high = means["test_accuracy_mean"].min(), means["test_accuracy_mean"].max()
     pairs = analysis.pairs[analysis.pairs["dataset"] == dataset]
-    tested = pairs[pairs["p_holm"].map(lambda p: p is not None and not _nan(p))]
+    tested = pairs[pairs["verdict"] != "untested"]
     spread = (
         f"Test accuracies{where} range from {low:.4f} to {high:.4f} ({100 * (high - low):.1f} points, "
-        f"{int(means['seeds'].min())} seeds each)"
+        f"{_counts(means['seeds'])} seeds each)"
     )
-    diverged = [
-        f"{r.condition} diverged in {r.diverged_seeds} of {r.seeds} confirmation seeds (its mean is over the others)"
+    failed = [
+        f"{r.condition} diverged in {r.diverged_seeds} of {r.seeds} confirmation seeds (failure rate "
+        f"{r.failure_rate:.0%}; each counted at chance, {r.chance_accuracy:.3g})"
         for r in rows.itertuples()
         if r.diverged_seeds
     ]
-    if diverged:
-        spread += "; " + "; ".join(diverged)
+    if failed:
+        spread += "; " + "; ".join(failed)
     if not len(tested):
-        return f"{spread}; with fewer than 3 seeds per condition no difference is tested."
-    total = len(analysis.pairs[analysis.pairs["p_holm"].map(lambda p: p is not None and not _nan(p))])
+        return f"{spread}; with fewer than 3 seeds per condition no difference is tested.", False
+    total = int((analysis.pairs["verdict"] != "untested").sum())
     significant = tested[tested["significant"]]
-    if not len(significant):
-        return f"{spread}; no difference is significant after Holm correction ({total} pairs tested in the study)."
-    listed = "; ".join(
-        f"{r.a} {'above' if r.mean_difference > 0 else 'below'} {r.b} by {100 * abs(r.mean_difference):.1f} points "
-        f"(p_holm {r.p_holm:.2g})"
-        for r in significant.head(3).itertuples()
+    verdicts = (
+        f"{len(significant)} of {len(tested)} differences are significant after Holm correction over the {total} "
+        "pairs tested"
     )
-    more = f" and {len(significant) - 3} more" if len(significant) > 3 else ""
-    return (
-        f"{spread}; {len(significant)} of {len(tested)} differences are significant after Holm correction "
-        f"over {total} pairs: {listed}{more}."
-    )
+    if len(significant):
+        verdicts += ": " + "; ".join(
+            f"{r.a} {'above' if r.mean_difference > 0 else 'below'} {r.b} by {100 * abs(r.mean_difference):.1f} "
+            f"points (p_holm {r.p_holm:.2g}, {r.seeds} seeds)"
+            for r in significant.itertuples()
+        )
+    return f"{spread}; {verdicts}{_equivalence(study, tested)}.", True
+
+
+def _counts(seeds):
+    low, high = int(seeds.min()), int(seeds.max())
+    return f"{low}" if low == high else f"{low}-{high}"
+
+
+def _equivalence(study, pairs):
+    """The pairs not found different: equivalent within the margin (TOST), or what the study could detect."""
+    margin = f"{100 * study.analysis_margin:g} point{'s' * (study.analysis_margin != 0.01)}"
+    same = [f"{r.a} and {r.b}" for r in pairs.itertuples() if r.verdict == "equivalent"]
+    open_ = [
+        f"{r.a} vs {r.b} (could detect {100 * r.detectable:.1f} points; "
+        + (f"about {r.seeds_needed}" if r.seeds_needed <= 10_000 else "more than 10000")
+        + f" seeds would detect {margin})"
+        for r in pairs.itertuples()
+        if r.verdict == "inconclusive"
+    ]
+    text = f"; equivalent within {margin} (TOST p < 0.05): {', '.join(same)}" if same else ""
+    return text + (f"; inconclusive at 80% power: {'; '.join(open_)}" if open_ else "")
 
 
 def _effects(analysis):
+    """[(sentence, essential)]: per data set, when the 2x2 interaction is significant its simple effects
+    (and no main effect alone); otherwise the main effects, then the interaction."""
     sentences = []
-    for effect in analysis.effects:
-        if effect["p_value"] is None:
+    for dataset in dict.fromkeys(e["dataset"] for e in analysis.effects):
+        found = [e for e in analysis.effects if e["dataset"] == dataset and e["p_value"] is not None]
+        interaction = next((e for e in found if e["effect"] == "interaction"), None)
+        if interaction is not None and interaction["p_value"] < 0.05:
+            simple = [e for e in found if e["effect"] == "simple"]
+            by_factor = {}
+            for e in simple:
+                by_factor.setdefault((e["factor"], e["level"], e["baseline"]), []).append(e)
+            parts = [
+                f"{factor} {level} instead of {baseline} changes it by "
+                + " and ".join(f"{_points(e)} under {e['at']}" for e in group)
+                for (factor, level, baseline), group in by_factor.items()
+            ]
+            sentences.append(
+                (
+                    f"On {dataset}, the factors interact ({interaction['factor']}: {_points(interaction)}), so no "
+                    f"main effect is stated alone: " + "; ".join(parts) + ".",
+                    True,
+                )
+            )
             continue
-        what = (
-            f"the interaction of {effect['factor']}"
-            if effect["effect"] == "interaction"
-            else f"{effect['factor']} {effect['level']} instead of {effect['baseline']}"
-        )
-        verdict = "significant" if effect["p_value"] < 0.05 else "not significant"
-        sentences.append(
-            f"On {effect['dataset']}, {what} changes test accuracy by {100 * effect['estimate']:+.1f} points "
-            f"[{100 * effect['ci_low']:+.1f}, {100 * effect['ci_high']:+.1f}] (paired over {effect['n']} seeds, "
-            f"p {effect['p_value']:.2g}: {verdict} at 5%, uncorrected)."
-        )
-    return sentences[:2]
+        for effect in (e for e in found if e["effect"] != "simple"):
+            what = (
+                f"the interaction of {effect['factor']}"
+                if effect["effect"] == "interaction"
+                else f"{effect['factor']} {effect['level']} instead of {effect['baseline']}"
+            )
+            verdict = "significant" if effect["p_value"] < 0.05 else "not significant"
+            sentences.append(
+                (
+                    f"On {dataset}, {what} changes test accuracy by {_points(effect)} (paired over {effect['n']} "
+                    f"seeds: {verdict} at 5%, uncorrected).",
+                    effect["p_value"] < 0.05,
+                )
+            )
+    return sentences
 
 
-def _budget(analysis):
-    curves = {c: v for c, v in analysis.budget_curves.items() if v}
-    if len(curves) < 2:
+def _points(effect):
+    """'+1.1 points [+0.2, +2.0], p 0.01' (the interval and p only when there are)."""
+    text = f"{100 * effect['estimate']:+.1f} points"
+    if effect["ci_low"] is not None:
+        text += f" [{100 * effect['ci_low']:+.1f}, {100 * effect['ci_high']:+.1f}]"
+    return text + ("" if effect["p_value"] is None else f", p {effect['p_value']:.2g}")
+
+
+def _budget(study, analysis):
+    """Which condition leads the budget curves from which k, ties within one validation example."""
+    parts = []
+    for dataset, leading in analysis.leaders.items():
+        if not leading:
+            continue
+        n, since = len(leading), analysis.settles_at[dataset]
+        names = " and ".join(leading[-1])
+        where = f" on {dataset}" if len(analysis.leaders) > 1 else ""
+        if len(leading[-1]) > 1:
+            parts.append(f"{names} are tied within one validation example{where} from k = {since} to {n}")
+        elif since == 1:
+            parts.append(f"{names} leads{where} at every budget from 1 to {n} trials")
+        else:
+            parts.append(f"{names} leads{where} from k = {since} of {n} trials (another condition or a tie before)")
+    if not parts:
         return None
-    n = min(len(v) for v in curves.values())
-    settles = [k for k in analysis.settles_at.values() if k is not None]
-    if not settles:
-        return None
-    latest = max(settles)
-    if latest == 1:
-        return (
-            f"The ranking of conditions by expected best validation score is the same at every budget from 1 to "
-            f"{n} trials (Dodge et al. 2019)."
-        )
-    return (
-        f"The ranking of conditions by expected best validation score changes until {latest} of {n} trials "
-        f"(Dodge et al. 2019): with fewer trials per condition a different condition would look best"
-        + (" - a larger budget could still reorder them." if latest >= n else ".")
+    scale = "" if is_accuracy(study) else f"; the curves are {analysis.budget_scale}"
+    caveat = (
+        '; TPE\'s trials are not independent draws, so E_k is approximate (sampler = "random" gives exact curves)'
+        if study.sampler == "tpe"
+        else ""
     )
+    return (
+        "By expected best validation score after k trials (Dodge et al. 2019; ties: less than one validation "
+        "example apart; bootstrap 95% bands in budget_curves.png): " + "; ".join(parts) + scale + caveat + "."
+    )
+
+
+def is_accuracy(study):
+    return study.objective.endswith("accuracy")
 
 
 def _robustness(study, table, datasets):
-    """The most forgiving condition to tune, compared only with conditions on the same data set."""
+    """Per data set, the condition with the widest good learning rates; called the most forgiving only when no
+    other condition of its data set diverges over less of the searched range."""
     known = table.dropna(subset=["good_lr_decades"])
-    band = "1 point" if study.objective.endswith("accuracy") else "5%"
     groups = [rows for _, rows in known.groupby(known["condition"].map(datasets), sort=False) if len(rows) >= 2]
     if not groups:
         return None
-    risky = table.dropna(subset=["diverged_lr_share"])
-    risky = risky.loc[risky["diverged_lr_share"].idxmax()] if len(risky) else None
-    tail = (
-        f"; {risky['condition']} diverges over {risky['diverged_lr_share']:.0%} of the searched learning-rate range"
-        if risky is not None and risky["diverged_lr_share"] > 0
-        else "; no condition diverged"
-    )
-    if len(groups) == 1:
-        rows = groups[0]
+    tolerance = f"{study.tolerance:g} {study.objective}"
+    parts = []
+    for rows in groups:
         wide = rows.loc[rows["good_lr_decades"].idxmax()]
-        narrow = rows.loc[rows["good_lr_decades"].idxmin()]
-        return (
-            f"{wide['condition']} is the most forgiving to tune: its good learning rates (within {band} of its "
-            f"best) span {wide['good_lr_decades']:.2g} decades, against {narrow['good_lr_decades']:.2g} for "
-            f"{narrow['condition']}{tail}."
-        )
-    widest = [rows.loc[rows["good_lr_decades"].idxmax()] for rows in groups]
-    listed = ", ".join(f"{w['condition']} ({w['good_lr_decades']:.2g} decades)" for w in widest)
-    return f"Widest good learning-rate range (within {band} of the best) on each data set: {listed}{tail}."
+        where = f" on {datasets[wide['condition']]}" if len(groups) > 1 else ""
+        safest = rows.loc[rows["diverged_lr_share"].idxmin()]
+        shares = f"diverging over {wide['diverged_lr_share']:.0%} of the searched range"
+        if not wide["good_lr_decades"] > 0:
+            parts.append(f"no condition{where} has two such learning rates")
+        elif wide["diverged_lr_share"] <= safest["diverged_lr_share"]:
+            parts.append(
+                f"{wide['condition']} is the most forgiving{where} ({wide['good_lr_decades']:.2g} decades, {shares})"
+            )
+        else:
+            parts.append(
+                f"{wide['condition']} has the widest good range{where} ({wide['good_lr_decades']:.2g} decades) but "
+                f"diverges more ({wide['diverged_lr_share']:.0%} of the range against "
+                f"{safest['diverged_lr_share']:.0%} for {safest['condition']})"
+            )
+    return (
+        f"Learning rates scoring within {tolerance} of the best validation score of any condition on the same "
+        f"data set: " + "; ".join(parts) + "."
+    )
 
 
 def _ranks(analysis):
@@ -154,7 +236,14 @@ def _ranks(analysis):
     order = sorted(ranks["mean_ranks"].items(), key=lambda item: item[1])
     listed = ", ".join(f"{name} {rank:.2g}" for name, rank in order)
     p = ranks["p_value"]
-    test = "" if p is None or _nan(p) else f"; Friedman p {p:.2g}"
+    test = "" if p is None or _nan(p) else f"; Friedman p {p:.2g} (chi2)"
+    exact = ranks.get("p_value_permutation")
+    if exact is not None:
+        test += f", {exact:.2g} ({ranks['permutation_method']} permutation)"
+    if ranks.get("iman_davenport_p") is not None:
+        test += f", Iman-Davenport p {ranks['iman_davenport_p']:.2g}"
+    if ranks.get("critical_difference") is not None:
+        test += f"; Nemenyi critical difference {ranks['critical_difference']:.2g} ranks"
     caveat = f" ({ranks['caveat']})" if ranks.get("caveat") else ""
     return f"Mean rank by test accuracy across {ranks['data_sets']} data sets: {listed}{test}{caveat}."
 

@@ -24,7 +24,8 @@ def plot_all(study, frame, curve, folder, analysis=None):
     curves_by_condition(study, confirm, curve, colours).savefig(folder / PLOTS[0])
     lr_sensitivity(study, search, colours).savefig(folder / PLOTS[1])
     epochs_to_target(study, confirm, colours).savefig(folder / PLOTS[2])
-    budget_curves(study, analysis.budget_curves if analysis else {}, colours).savefig(folder / PLOTS[3])
+    bands = analysis.budget_bands if analysis else {}
+    budget_curves(study, analysis.budget_curves if analysis else {}, colours, bands).savefig(folder / PLOTS[3])
     return [folder / p for p in PLOTS]
 
 
@@ -84,13 +85,18 @@ def lr_sensitivity(study, search, colours):
     return fig
 
 
-def budget_curves(study, curves, colours):
-    """Expected best validation score after k search trials, k = 1..n (Dodge et al. 2019)."""
+def budget_curves(study, curves, colours, bands=None):
+    """Expected best validation score after k search trials, k = 1..n (Dodge et al. 2019), with each
+    condition's bootstrap 95% band."""
     fig = figure(8, 4.5, left=0.1, right=0.98, bottom=0.12, top=0.9)
     ax = fig.subplots()
     for condition, values in curves.items():
         if values:
-            ax.plot(range(1, len(values) + 1), values, marker=".", color=colours[condition], label=condition)
+            ks = range(1, len(values) + 1)
+            ax.plot(ks, values, marker=".", color=colours[condition], label=condition)
+            low, high = (bands or {}).get(condition, ([], []))
+            if len(low) == len(values):
+                ax.fill_between(ks, low, high, color=colours[condition], alpha=0.15)
     ax.set(
         xlabel="search trials per condition (k)",
         ylabel=f"expected best {study.objective}",

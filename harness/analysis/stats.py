@@ -403,3 +403,170 @@ def nemenyi_critical_difference(k: int, n: int, alpha: float = 0.05) -> float:
 
     q = float(stats.studentized_range.ppf(1 - alpha, k, math.inf)) / math.sqrt(2)
     return q * math.sqrt(k * (k + 1) / (6 * n))
+
+
+# Equivalence and power
+
+
+def tost_paired(a: npt.ArrayLike, b: npt.ArrayLike, margin: float) -> float | None:
+    """p-value of the paired two one-sided tests that |mean(a - b)| < margin (Schuirmann 1987).
+
+    Why: a non-significant difference is not evidence of no difference; equivalence within ``margin`` is
+    shown when both one-sided tests (difference > -margin, difference < +margin) reject: p = the larger of
+    their two p-values, and p < alpha is the same as the 1 - 2 alpha interval lying inside (-margin, margin).
+    None with fewer than 3 pairs. Identical differences (sd = 0): 0.0 if |mean| < margin, else 1.0.
+    """
+    from scipy import stats
+
+    d = _differences(a, b)
+    if len(d) < MIN_SEEDS:
+        return None
+    mean, sd = float(d.mean()), float(d.std(ddof=1))
+    if sd == 0.0:
+        return 0.0 if abs(mean) < margin else 1.0
+    se = sd / math.sqrt(len(d))
+    lower = float(stats.t.sf((mean + margin) / se, len(d) - 1))
+    upper = float(stats.t.cdf((mean - margin) / se, len(d) - 1))
+    return max(lower, upper)
+
+
+def minimum_detectable_difference(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The paired difference a two-sided paired t-test at ``alpha`` detects with probability ``power``.
+
+    Why: says what a study could have found when it found nothing (Cohen 1988): with the standard deviation
+    sd of the paired differences over n pairs, MDD = (t_{1 - alpha/2, n-1} + t_{power, n-1}) sd / sqrt(n)
+    (the usual t approximation of the noncentral t). NaN with fewer than 2 pairs.
+    """
+    from scipy import stats
+
+    if n < 2 or not math.isfinite(sd):
+        return math.nan
+    quantiles = float(stats.t.ppf(1 - alpha / 2, n - 1)) + float(stats.t.ppf(power, n - 1))
+    return quantiles * sd / math.sqrt(n)
+
+
+def seeds_to_detect(sd: float, difference: float, alpha: float = 0.05, power: float = 0.8, most: int = 10_000) -> int:
+    """The fewest paired seeds (>= 3) whose minimum detectable difference is at most ``difference``.
+
+    Why: turns "inconclusive" into a budget: the n with ``minimum_detectable_difference(sd, n)`` <= difference,
+    sd taken as the observed one. ``most`` + 1 when even ``most`` seeds would not do.
+    """
+    if not difference > 0 or not math.isfinite(sd):
+        raise ValueError(f"need a positive difference and a finite sd, got {difference}, {sd}")
+    for n in range(MIN_SEEDS, most + 1):
+        if minimum_detectable_difference(sd, n, alpha, power) <= difference + _SLACK:
+            return n
+    return most + 1
+
+
+def _differences(a: npt.ArrayLike, b: npt.ArrayLike) -> np.ndarray:
+    x = np.asarray(a, dtype=float).ravel()
+    y = np.asarray(b, dtype=float).ravel()
+    if len(x) != len(y):
+        raise ValueError(f"paired values need equal lengths, got {len(x)} and {len(y)}")
+    return (x - y)[np.isfinite(x) & np.isfinite(y)]
+
+
+def binomial_standard_error(accuracy: float, rows: int) -> float:
+    """sqrt(p (1 - p) / m): the standard error of an accuracy measured on m test rows.
+
+    Why: with a fixed split every seed is scored on the same m rows, so the seeds' spread leaves out how
+    much another test set of the same size would move the score (Bouthillier et al. 2021).
+    """
+    if rows < 1 or not 0 <= accuracy <= 1:
+        return math.nan
+    return math.sqrt(accuracy * (1 - accuracy) / rows)
+
+
+def fixed_split_interval(
+    values: npt.ArrayLike, rows: int, low: float = 0.0, high: float = 1.0, level: float = 0.95
+) -> tuple[float, float | None, float | None]:
+    """Mean with an interval covering the seeds and the test rows: half-width
+    sqrt((t s / sqrt(n))^2 + (z se_binomial)^2), clipped to [low, high].
+
+    Why: the seeds share one test set, so its sampling error does not average out over seeds; the two
+    independent terms add in variance. Fewer than 3 values: (mean, None, None).
+    """
+    from scipy import stats
+
+    x = _finite(values)
+    mean = float(x.mean()) if len(x) else math.nan
+    if len(x) < MIN_SEEDS:
+        return mean, None, None
+    seeds = _t_quantile(level, len(x) - 1) * float(x.std(ddof=1)) / math.sqrt(len(x))
+    rows_term = float(stats.norm.ppf(0.5 + level / 2)) * binomial_standard_error(min(max(mean, 0.0), 1.0), rows)
+    half = math.hypot(seeds, rows_term)
+    return mean, float(min(max(mean - half, low), high)), float(min(max(mean + half, low), high))
+
+
+# Budget curves: bands and leaders
+
+
+def expected_max_band(
+    scores: npt.ArrayLike, maximize: bool = True, draws: int = 1000, level: float = 0.95, seed: int = 0
+) -> tuple[list[float], list[float]]:
+    """Percentile bootstrap band of the E_k curve: the n trials resampled with replacement ``draws`` times.
+
+    Why: E_k from a dozen trials is itself uncertain; a band shows which differences between curves the
+    trials can resolve (Dodge et al. 2019 report the variance; the bootstrap needs no distribution).
+    """
+    values = _finite(scores)
+    if len(values) < 2:
+        curve = expected_max_curve(values, maximize)
+        return curve, curve
+    rng = np.random.default_rng(seed)
+    samples = rng.choice(values, size=(draws, len(values)), replace=True)
+    curves = np.array([expected_max_curve(row, maximize) for row in samples])
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(curves, [tail, 100 - tail], axis=0)
+    return [float(v) for v in low], [float(v) for v in high]
+
+
+def leaders(curves: dict[str, Sequence[float]], tie: float, maximize: bool = True) -> list[list[str]]:
+    """For k = 1..(shortest curve), the conditions whose E_k is within ``tie`` of the best E_k (the leader and
+    those tied with it), in the curves' order.
+
+    Why: a swap of conditions by less than one validation example is noise, not a change of ranking.
+    """
+    if not curves:
+        return []
+    last = min(len(c) for c in curves.values())
+    sign = 1.0 if maximize else -1.0
+    found = []
+    for k in range(last):
+        values = {name: sign * float(curve[k]) for name, curve in curves.items() if math.isfinite(float(curve[k]))}
+        best = max(values.values()) if values else math.nan
+        found.append([name for name, value in values.items() if best - value < tie - _SLACK])
+    return found
+
+
+def settled_from(sequence: Sequence) -> int | None:
+    """The smallest k (1-based) from which every element of ``sequence`` equals the last; None if empty."""
+    if not sequence:
+        return None
+    k = len(sequence)
+    while k > 1 and sequence[k - 2] == sequence[-1]:
+        k -= 1
+    return k
+
+
+def simple_effects(table: pd.DataFrame, factors: list[str], value: str, unit: str) -> list[dict]:
+    """In a 2x2 grid, each factor's effect at each level of the other, paired by unit (``_effect`` rows with
+    effect = "simple" and ``at`` = the other factor's level).
+
+    Why: when the interaction is real, a main effect averages two different effects and can point the wrong
+    way for both (Box, Hunter and Hunter 2005, ch. 5): report the effect under each level instead.
+    """
+    levels = {f: _levels(table[f]) for f in factors}
+    cells = table.groupby([unit, *factors], observed=True, sort=False)[value].mean().unstack(unit)
+    cells = cells.reindex(pd.MultiIndex.from_product([levels[f] for f in factors], names=factors))
+    cells = cells.loc[:, cells.notna().all(axis=0)]
+    found = []
+    for i, factor in enumerate(factors):
+        other = factors[1 - i]
+        base, level = levels[factor][0], levels[factor][1]
+        for at in levels[other]:
+            key = (lambda v, at=at: (v, at)) if i == 0 else (lambda v, at=at: (at, v))
+            contrast = (cells.loc[key(level)] - cells.loc[key(base)]).to_numpy(dtype=float)
+            found.append({**_effect("simple", factor, level, base, contrast), "at": f"{other} {at}"})
+    return found

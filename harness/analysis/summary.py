@@ -60,17 +60,9 @@ def summarize(study, frame):
                 edges.append(edge)
         row[f"best_{study.objective}"] = None if best is None else float(best[f"metric.{study.objective}"])
         row["at_edge"] = ",".join(edges)
-        accuracies = seeds["metric.test_accuracy"].astype(float).tolist() if "metric.test_accuracy" in seeds else []
-        mean, low, high = stats.bounded_mean_interval(accuracies)
-        row.update(
-            {
-                "test_accuracy_mean": mean,
-                "test_accuracy_ci_low": math.nan if low is None else low,
-                "test_accuracy_ci_high": math.nan if high is None else high,
-                "seeds": len(accuracies),
-                "diverged_seeds": int((seeds["state"] == "diverged").sum()) if len(seeds) else 0,
-            }
-        )
+        sizes = data_sizes(study, condition, pd.concat([trials, seeds]))
+        row.update(accuracy_columns(study, seed_scores(seeds, sizes["classes"]), seeds, sizes))
+        row.update(val_rows=sizes["val_rows"], test_rows=sizes["test_rows"])
         times, reached = epochs_to_target(seeds)
         median = stats.kaplan_meier_median(times, reached) if times else None
         row["epochs_to_target_median"] = math.nan if median is None else float(median)
@@ -80,6 +72,82 @@ def summarize(study, frame):
         row["best_seed_run_id"] = best_seed_run(seeds)
         table.append(row)
     return pd.DataFrame(table)
+
+
+VARIED = {"init": "initialisation and batch order", "split": "the train/validation/test split"}
+"""What a confirmation seed varies (``[confirm] vary``), in the words the summary uses."""
+
+
+def accuracy_columns(study, scores, seeds, sizes):
+    """Mean test accuracy over every confirmation seed (a diverged one at chance), its 95% interval, the
+    failure rate, and which sources of variance the interval covers."""
+    values = list(scores.values())
+    fixed = "split" not in study.confirm_vary
+    rows = sizes["test_rows"]
+    if fixed and rows and not math.isnan(rows):
+        mean, low, high = stats.fixed_split_interval(values, int(rows))
+    else:
+        mean, low, high = stats.bounded_mean_interval(values)
+    covers = ", ".join(VARIED[v] for v in study.confirm_vary)
+    if fixed:
+        covers += f", the test rows' sampling (binomial over {rows:g} rows)" if rows and not math.isnan(rows) else ""
+    diverged = int((seeds["state"] == "diverged").sum()) if len(seeds) else 0
+    return {
+        "test_accuracy_mean": mean,
+        "test_accuracy_ci_low": math.nan if low is None else low,
+        "test_accuracy_ci_high": math.nan if high is None else high,
+        "seeds": len(values),
+        "diverged_seeds": diverged,
+        "failure_rate": diverged / len(values) if values else math.nan,
+        "chance_accuracy": 1 / sizes["classes"] if sizes["classes"] else math.nan,
+        "interval_covers": covers,
+    }
+
+
+def seed_scores(seeds, classes):
+    """{seed: test accuracy} of a condition's confirmation seeds; a diverged seed (no test score) scores
+    chance, 1 / classes: a failure is data, and leaving it out would make a condition that fails look as
+    good as one that never does."""
+    if not len(seeds):
+        return {}
+    values = seeds["metric.test_accuracy"] if "metric.test_accuracy" in seeds else pd.Series(math.nan, seeds.index)
+    chance = 1 / classes if classes and not math.isnan(classes) else math.nan
+    scores = {}
+    for seed, value, state in zip(seeds["seed"], values.astype(float), seeds["state"]):
+        if state == "diverged":
+            scores[seed] = chance
+        elif not math.isnan(value):
+            scores[seed] = float(value)
+    return {s: v for s, v in scores.items() if not math.isnan(v)}
+
+
+def data_sizes(study, condition, runs):
+    """{"classes", "val_rows", "test_rows"} of a condition's data: from its runs' tags, else (runs recorded
+    before they carried them) from loading its data set here; NaN when neither is possible."""
+    sizes = {}
+    for key in ("classes", "val_rows", "test_rows"):
+        known = pd.to_numeric(runs[key], errors="coerce").dropna() if key in runs else pd.Series(dtype=float)
+        sizes[key] = float(known.iloc[0]) if len(known) else math.nan
+    if any(math.isnan(v) for v in sizes.values()):
+        loaded = _loaded_sizes(study, condition)
+        sizes = {k: loaded[k] if math.isnan(v) else v for k, v in sizes.items()}
+    return sizes
+
+
+def _loaded_sizes(study, condition):
+    from ..common.errors import HarnessError
+    from ..engine.data import load_split
+
+    params = {p.name: p.choices[0] if p.choices else p.low for p in study.search}
+    try:
+        split = load_split(study.config_for(condition, params, 0))
+    except (HarnessError, OSError, ValueError):
+        return {"classes": math.nan, "val_rows": math.nan, "test_rows": math.nan}
+    return {
+        "classes": float(split.n_classes),
+        "val_rows": float(len(split.y_val)),
+        "test_rows": float(len(split.y_test)),
+    }
 
 
 def epochs_to_target(seeds):
@@ -155,15 +223,9 @@ def table_frames(study, table):
     results = pd.DataFrame({"condition": table["condition"]})
     results["test accuracy [95% CI]"] = [
         ("n/a" if pd.isna(m) else (f"{m:.4f}" if pd.isna(lo) else f"{m:.4f} [{lo:.4f}, {hi:.4f}]"))
-        + (f" ({d} of {n} seeds diverged)" if d else "")
-        for m, lo, hi, d, n in zip(
-            table["test_accuracy_mean"],
-            table["test_accuracy_ci_low"],
-            table["test_accuracy_ci_high"],
-            table["diverged_seeds"],
-            table["seeds"],
-        )
+        for m, lo, hi in zip(table["test_accuracy_mean"], table["test_accuracy_ci_low"], table["test_accuracy_ci_high"])
     ]
+    results["diverged seeds"] = [f"{d}/{n}" for d, n in zip(table["diverged_seeds"], table["seeds"])]
     results[f"epochs to {study.target_accuracy:g}"] = [
         f"{'n/a' if pd.isna(m) else f'{m:g}'} ({r})"
         for m, r in zip(table["epochs_to_target_median"], table["target_reached"])
@@ -177,7 +239,7 @@ def table_frames(study, table):
     if "good_lr_decades" in table:
         tuning["good lr (decades)"] = table["good_lr_decades"].map(lambda v: "" if pd.isna(v) else f"{v:.2g}")
         tuning["lr range diverging"] = table["diverged_lr_share"].map(_share)
-        tuning["ranking settles at k"] = table["ranking_settles_at"].map(lambda v: "" if pd.isna(v) else f"{int(v)}")
+        tuning["leader settles at k"] = table["leader_settles_at"].map(lambda v: "" if pd.isna(v) else f"{int(v)}")
     notes = (
         []
         if table.empty or table["confirmed_after_trials"].iloc[0] >= study.trials
@@ -186,15 +248,18 @@ def table_frames(study, table):
             f"condition: the extension to {study.trials} has not finished (run its sweep again to finish it)"
         ]
     )
+    covers = table["interval_covers"].iloc[0] if len(table) and "interval_covers" in table else ""
     notes += [
+        "test accuracy: mean over every confirmation seed, a diverged seed scored at chance (1 / classes); the "
+        f"95% interval covers {covers}",
         f"epochs to {study.target_accuracy:g}: Kaplan-Meier median epoch at which validation accuracy first reached "
         f"{study.target_accuracy:g} (reached/seeds; the others are censored); no interval with fewer than 3 seeds",
     ]
     if "good_lr_decades" in table:
         notes.append(
-            "good lr: width of the learning rates scoring within "
-            f"{'1 point' if study.objective.endswith('accuracy') else '5%'} of the best; ranking settles at k: "
-            "trials per condition after which the ranking by expected best score stops changing"
+            f"good lr: width of the learning rates scoring within {study.tolerance:g} {study.objective} of the best "
+            "of any condition on the same data set; leader settles at k: trials per condition from which the "
+            "leader by expected best score (ties: less than one validation example apart) stays the same"
         )
     warnings = [
         f"warning: {row.condition}: best {edge.split(':')[0]} sits at the {edge.split(':')[1]} edge of "
@@ -234,49 +299,65 @@ def format_pairs(analysis):
             "p": pairs["p_value"].map(_p),
             "p Holm": pairs["p_holm"].map(_p),
             "significant": pairs["significant"].map(lambda s: "yes" if s else "no"),
+            "p equivalence": pairs["p_equivalence"].map(_p),
+            "detectable": pairs["detectable"].map(_signed),
+            "seeds for margin": pairs["seeds_needed"].map(lambda v: "" if v is None or pd.isna(v) else f"{int(v)}"),
+            "verdict": pairs["verdict"],
         }
     )
     if pairs["dataset"].nunique() > 1:
         shown.insert(0, "data set", pairs["dataset"])
+    tested = int((pairs["verdict"] != "untested").sum())
     lines = [
-        "paired differences of test accuracy (a - b over the seeds both trained; paired t-test, Holm-adjusted "
-        f"over {len(pairs)} pairs):",
+        "paired differences of test accuracy (a - b over the seeds both trained, a diverged seed at chance; paired "
+        f"t-test, Holm-adjusted over the {tested} pairs tested; equivalence: TOST within the margin; detectable: "
+        "the difference found with 80% power):",
         shown.to_string(index=False),
     ]
     if analysis.effects:
-        effects = pd.DataFrame(analysis.effects)
-        lines += [
-            "",
-            "effects on test accuracy (paired over seeds; uncorrected p):",
-            pd.DataFrame(
-                {
-                    "data set": effects["dataset"],
-                    "effect": [
-                        f"{f} (interaction)" if e == "interaction" else f"{f}: {lv} vs {b}"
-                        for e, f, lv, b in zip(
-                            effects["effect"], effects["factor"], effects["level"], effects["baseline"]
-                        )
-                    ],
-                    "estimate [95% CI]": [
-                        f"{_signed(m)}" + ("" if lo is None or pd.isna(lo) else f" [{_signed(lo)}, {_signed(hi)}]")
-                        for m, lo, hi in zip(effects["estimate"], effects["ci_low"], effects["ci_high"])
-                    ],
-                    "p": effects["p_value"].map(_p),
-                }
-            ).to_string(index=False),
-        ]
+        lines += ["", "effects on test accuracy (paired over seeds; uncorrected p):", _effects_table(analysis.effects)]
     if analysis.ranks:
-        ranks = analysis.ranks
-        order = sorted(ranks["mean_ranks"].items(), key=lambda item: item[1])
-        p = ranks["p_value"]
-        lines += [
-            "",
-            f"mean rank across {ranks['data_sets']} data sets (1 = best test accuracy): "
-            + ", ".join(f"{c} {r:.2g}" for c, r in order)
-            + ("" if p is None or pd.isna(p) else f"; Friedman p {p:.2g}")
-            + (f"\n  {ranks['caveat']}" if ranks.get("caveat") else ""),
-        ]
+        lines += ["", _ranks_line(analysis.ranks)]
     return "\n".join(lines)
+
+
+def _effects_table(found):
+    effects = pd.DataFrame(found)
+    at = effects["at"] if "at" in effects else [None] * len(effects)
+    return pd.DataFrame(
+        {
+            "data set": effects["dataset"],
+            "effect": [
+                f"{f} (interaction)" if e == "interaction" else f"{f}: {lv} vs {b}" + (f" under {w}" if w else "")
+                for e, f, lv, b, w in zip(
+                    effects["effect"], effects["factor"], effects["level"], effects["baseline"], at
+                )
+            ],
+            "estimate [95% CI]": [
+                f"{_signed(m)}" + ("" if lo is None or pd.isna(lo) else f" [{_signed(lo)}, {_signed(hi)}]")
+                for m, lo, hi in zip(effects["estimate"], effects["ci_low"], effects["ci_high"])
+            ],
+            "p": effects["p_value"].map(_p),
+        }
+    ).to_string(index=False)
+
+
+def _ranks_line(ranks):
+    order = sorted(ranks["mean_ranks"].items(), key=lambda item: item[1])
+    p = ranks["p_value"]
+    exact = ranks.get("p_value_permutation")
+    return (
+        f"mean rank across {ranks['data_sets']} data sets (1 = best test accuracy): "
+        + ", ".join(f"{c} {r:.2g}" for c, r in order)
+        + ("" if p is None or pd.isna(p) else f"; Friedman p {p:.2g}")
+        + (
+            ""
+            if exact is None
+            else f" ({ranks['permutation_method']} permutation p {exact:.2g}, Iman-Davenport p "
+            f"{ranks['iman_davenport_p']:.2g}; Nemenyi critical difference {ranks['critical_difference']:.2g} ranks)"
+        )
+        + (f"\n  {ranks['caveat']}" if ranks.get("caveat") else "")
+    )
 
 
 def _signed(value):

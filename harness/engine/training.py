@@ -9,7 +9,8 @@ One step, as a reader should see it: gather each model's next batch, forward and
 models under the training loss (``StackedMLP.loss_and_grad``), one optimizer update at each model's
 scheduled learning rate. After each epoch every model is scored on the training and validation splits
 under every loss and its curves grow by one point; callbacks see those metrics and may stop a model
-(pruning). A non-finite loss or weight ends a model as *diverged*: a result, not an exception.
+(pruning). A non-finite loss or weight ends a model as *diverged*: a result, not an exception; so does a
+finite loss that explodes (``EXPLODED``).
 """
 
 from __future__ import annotations
@@ -50,6 +51,12 @@ SHARED = (
     "blas_threads",
 )
 """Settings every model of one stack must share; all others may differ per model."""
+
+EXPLODED = 100.0
+"""A model whose epoch training loss or validation cross-entropy exceeds this multiple of its first epoch's
+value has diverged, though the value is finite: an exploded run (validation cross-entropy 1e141 after an
+MSE-trained softmax saturates) would otherwise score as a result and be averaged."""
+EXPLODED_KEYS = ("train_loss", "val_cross_entropy")
 
 
 @dataclass
@@ -115,6 +122,13 @@ def epoch_metrics(
     metrics = {"train_accuracy": accuracy(logits_train, split.y_train)}
     metrics.update({f"val_{k}": v for k, v in evaluate(logits_val, split.y_val).items()})
     return metrics
+
+
+def exploded(history: dict[str, list[float]], metrics: dict[str, float]) -> bool:
+    """Whether an epoch's training loss or validation cross-entropy is above ``EXPLODED`` x its first value."""
+    return any(
+        key in metrics and history.get(key) and metrics[key] > EXPLODED * abs(history[key][0]) for key in EXPLODED_KEYS
+    )
 
 
 def final_metrics(model: Model, split: Split, include_test: bool = True) -> dict[str, float]:
@@ -261,7 +275,7 @@ def _train_stack(configs, split, callbacks, starts, include_test):
                 **epoch_metrics(logits_train[r], logits_val[r], split),
             }
             metrics = {k: float(v) for k, v in metrics.items()}
-            if not all(math.isfinite(v) for v in metrics.values()):
+            if not all(math.isfinite(v) for v in metrics.values()) or exploded(histories[t], metrics):
                 diverged.append(r)
                 continue
             for key, value in metrics.items():

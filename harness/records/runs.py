@@ -155,9 +155,12 @@ def dataset_input(config, split):
 def run_tags(kind, config, split, **tags):
     """What every run carries besides its params (the seed, data set and BLAS threads are params, not
     tags too): its kind, the digest of the data it saw, how to rebuild the code and machine state, and
-    the sha256 of each custom method's module (``harness.method.<module>``)."""
+    the sha256 of each custom method's module (``harness.method.<module>``); the number of classes and of
+    validation and test rows, which the comparison needs (chance accuracy of a diverged seed, ties within
+    one validation example, the test rows' sampling error)."""
     methods = {METHOD_TAG + name: digest for name, digest in method_digests(config).items()}
-    return {HARNESS_TAG: kind, "state": "running", "dataset_digest": split.digest, **methods, **tags}
+    sizes = {"classes": split.n_classes, "val_rows": len(split.y_val), "test_rows": len(split.y_test)}
+    return {HARNESS_TAG: kind, "state": "running", "dataset_digest": split.digest, **sizes, **methods, **tags}
 
 
 METHOD_TAG = "harness.method."

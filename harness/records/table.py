@@ -27,6 +27,10 @@ def _int(value):
         return None
 
 
+SIZES = ("classes", "val_rows", "test_rows")
+"""Tags of a run's data (``runs.run_tags``); None in runs recorded before they were."""
+
+
 def records_frame(runs):
     """Plain run dicts (``operations.study_runs``) -> the records table."""
     rows = []
@@ -56,6 +60,7 @@ def records_frame(runs):
                 "rerun": tags.get("rerun") == "true",
                 "epochs_to_target": (math.nan if reached in (None, "never") else float(reached)),
                 "target_known": reached is not None,
+                **{key: _int(tags.get(key)) for key in SIZES},
                 **({"tag.optuna_storage": tags["optuna_storage"]} if "optuna_storage" in tags else {}),
                 **{f"param.{k}": v for k, v in run["params"].items()},
                 **{f"metric.{k}": v for k, v in run["metrics"].items()},
@@ -80,6 +85,7 @@ def records_frame(runs):
         "rerun",
         "epochs_to_target",
         "target_known",
+        *SIZES,
     ]
     return pd.DataFrame(rows, columns=None if rows else columns)
 

@@ -24,6 +24,7 @@ from .study import (
     SAMPLERS,
     SEARCHABLE,
     SECTIONS,
+    VARY,
     Condition,
     SearchParam,
     Study,
@@ -130,7 +131,8 @@ def parse_study(data, path):
         **_parse_sampler(check, data, search, budget["trials"]),
         **_parse_pruner(check, data),
         **_parse_objective(check, data),
-        **_parse_confirm(check, data),
+        **_parse_confirm(check, data, fixed),
+        **_parse_analysis(check, data),
         search_curves=check.choice(
             "record.search_curves",
             check.table(data, "record", SECTIONS["record"]).get("search_curves", "lean"),
@@ -213,13 +215,36 @@ def _parse_objective(check, data):
     return {"objective": metric, "direction": direction, "target_accuracy": float(target)}
 
 
-def _parse_confirm(check, data):
+def _parse_confirm(check, data, fixed):
     confirm = check.table(data, "confirm", SECTIONS["confirm"])
+    vary = confirm.get("vary", ["init"])
+    if (
+        not isinstance(vary, list)
+        or "init" not in vary
+        or any(v not in VARY for v in vary)
+        or len(set(vary)) < len(vary)
+    ):
+        check.fail("confirm.vary", vary, 'expected ["init"] or ["init", "split"]')
+    if "split" in vary and "data_seed" in fixed:
+        check.fail("confirm.vary", vary, f"fixed.data_seed = {fixed['data_seed']} fixes the split; remove one of them")
     return {
+        "confirm_vary": list(vary),
         "confirm_seeds": check.integer("confirm.seeds", confirm.get("seeds", 5), 1, MAX_CONFIRM_SEEDS),
         "confirm_models": check.choice("confirm.models", confirm.get("models", "first"), ("first", "every")),
         "search_seed": check.integer("search_seed", data.get("search_seed", 0), 0, SEED_MAX - MAX_CONFIRM_SEEDS - 1),
     }
+
+
+def _parse_analysis(check, data):
+    """How the comparison reads the results: the learning-rate tolerance and the equivalence margin."""
+    analysis = check.table(data, "analysis", SECTIONS["analysis"])
+    tolerance = analysis.get("tolerance")
+    if tolerance is not None and not check.number("analysis.tolerance", tolerance) > 0:
+        check.fail("analysis.tolerance", tolerance, "must be > 0, in the objective's units")
+    margin = analysis.get("margin", 0.01)
+    if not 0 < check.number("analysis.margin", margin) < 1:
+        check.fail("analysis.margin", margin, "must be in (0, 1), in test accuracy (0.01 = 1 point)")
+    return {"analysis_tolerance": None if tolerance is None else float(tolerance), "analysis_margin": float(margin)}
 
 
 def _parse_conditions(check, table, fixed):

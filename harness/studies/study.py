@@ -45,8 +45,9 @@ SECTIONS = {
     "sampler": {"name", "seed"},
     "pruner": {"name", "startup_trials", "warmup_epochs"},
     "objective": {"metric", "direction", "target_accuracy"},
-    "confirm": {"seeds", "models"},
+    "confirm": {"seeds", "models", "vary"},
     "record": {"search_curves"},
+    "analysis": {"tolerance", "margin"},
     "search_seed": None,
 }
 
@@ -60,7 +61,7 @@ the second half of the budget."""
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 """Study and bundle names (matched whole: no newline, no path separator)."""
 
-NOT_IDENTITY = ("budget", "confirm", "record")
+NOT_IDENTITY = ("budget", "confirm", "record", "analysis")
 """Sections that change how much is run or recorded, not what is searched: editable on a running study."""
 MAX_TRIALS = 100_000
 
@@ -71,6 +72,13 @@ CONFIRM_NAME = re.compile(r"(?P<search>.+)/confirm-after-(?P<budget>\d+)-trials"
 """An Optuna confirm study's name (``Study.optuna_name``): the search it confirms, and that search's budget."""
 
 MAX_CONFIRM_SEEDS = 1_000
+
+VARY = ("init", "split")
+"""What ``[confirm] vary`` may list."""
+
+TOLERANCES = {"val_accuracy": 0.01, "val_cross_entropy": 0.05, "val_mse": 0.01, "val_mse_logits": 0.05}
+"""Default ``[analysis] tolerance`` per objective: 1 point of accuracy; 0.05 nats of cross-entropy; 0.01 of
+the probabilities' squared error; 0.05 of the logits' squared error."""
 
 MAX_STACK = 4_096
 
@@ -122,6 +130,14 @@ class Study:
     search_curves: str = "lean"
     """What a search trial records per epoch: "lean" (objective, train loss, validation loss and accuracy)
     or "all" (the diagnostics too, as a confirmation run records them)."""
+    confirm_vary: list = field(default_factory=lambda: ["init"])
+    """What a confirmation seed varies: "init" (initialisation and batch order), and "split" (each seed also
+    draws its own train/validation/test split, data_seed = the seed)."""
+    analysis_tolerance: float | None = None
+    """Good learning rates score within this of the data set's best validation score, in the objective's
+    units; None: ``TOLERANCES[objective]``."""
+    analysis_margin: float = 0.01
+    """Equivalence margin of the paired comparisons, in test accuracy (0.01 = 1 point)."""
     search_ids: dict = field(default_factory=dict)
     """{condition: id of its current search} (``sweep.studies.prepare_studies``): runs of an earlier search of
     the same name (its journal deleted, its storage replaced) carry another id and never count. Empty in
@@ -144,8 +160,14 @@ class Study:
         content = {k: v for k, v in self.raw.items() if k not in NOT_IDENTITY}
         return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
-    def config_for(self, condition, params, seed):
-        return make_config({**self.fixed, **condition.settings, **params, "seed": seed})
+    def config_for(self, condition, params, seed, phase="search"):
+        """The run's settings; a confirmation seed of a study that varies the split draws its own split."""
+        split = {"data_seed": seed} if phase == "confirm" and "split" in self.confirm_vary else {}
+        return make_config({**self.fixed, **condition.settings, **params, **split, "seed": seed})
+
+    @property
+    def tolerance(self):
+        return TOLERANCES[self.objective] if self.analysis_tolerance is None else self.analysis_tolerance
 
     def confirm_seed_values(self):
         """Seeds of the confirmation runs: never the seed the search trained with."""

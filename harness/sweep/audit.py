@@ -92,7 +92,8 @@ def _data_and_ranges(study, frame):
     """Every counted run trained on one data set per condition, with settings inside today's ranges."""
     search, confirm = current(study, frame)
     problems = []
-    for condition, group in pd.concat([search, confirm]).groupby("condition") if len(search) else ():
+    runs = pd.concat([search, confirm]) if "split" not in study.confirm_vary else search  # seeds' own splits
+    for condition, group in runs.groupby("condition") if len(search) else ():
         digests = group["dataset_digest"].dropna().unique()
         if len(digests) > 1:
             problems.append(f"condition {condition}: its counted runs trained on {len(digests)} different data sets")

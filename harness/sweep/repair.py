@@ -58,7 +58,7 @@ def rerun(worker, trials):
         stop_at = row["attrs"].get("pruned_epoch") if row["state"] == "pruned" else None
         member = Member(
             row,
-            study.config_for(studies.condition, params, seed),
+            study.config_for(studies.condition, params, seed, row["phase"]),
             row["phase"],
             studies,
             row["attrs"].get("best_search_trial"),

@@ -8,6 +8,7 @@ results when the worker died is found by the next start, and the trial trained a
 (``reconcile``). The sweep's results are read from the runs: a trial counts only with its record.
 """
 
+import dataclasses
 import math
 import os
 import time
@@ -124,8 +125,11 @@ class SweepWorker:
     def split_for(self, config):
         key = data_key(config)
         if key not in self.splits:
+            own = "split" in self.study.confirm_vary and config.data_seed != 0
+            if own:  # a confirmation seed's own split ([confirm] vary): its data are checked through the study's
+                self.split_for(dataclasses.replace(config, data_seed=0))
             split = load_split(config)
-            if self.plan.data_digests and split.digest not in self.plan.data_digests:
+            if self.plan.data_digests and split.digest not in self.plan.data_digests and not own:
                 raise HarnessError(
                     f"{config.csv or config.dataset}: the data changed while the sweep ran (digest "
                     f"{split.digest[:12]}); nothing was trained on it: restore the data the study was started with"
@@ -238,16 +242,23 @@ class SweepWorker:
                     studies.finish("confirm", trial, "skipped", -math.inf, {"seed": seed})
                 return
         members = [
-            Member(trial, study.config_for(studies.condition, best.params, seed), "confirm", studies, best.number)
+            Member(
+                trial,
+                study.config_for(studies.condition, best.params, seed, "confirm"),
+                "confirm",
+                studies,
+                best.number,
+            )
             for trial, seed in asked
         ]
-        results = self.train(studies, members, (), include_test=True)
-        for member, result in zip(members, results or ()):
-            member.outcome = confirm_outcome(
-                result, member.config.seed, best.number, study.objective, study.target_accuracy
-            )
-            self.finish(member, result)
-            self.stats.confirms += 1
+        for group in stackable(members):  # seeds that draw their own split ([confirm] vary) train apart
+            results = self.train(studies, group, (), include_test=True)
+            for member, result in zip(group, results or ()):
+                member.outcome = confirm_outcome(
+                    result, member.config.seed, best.number, study.objective, study.target_accuracy
+                )
+                self.finish(member, result)
+                self.stats.confirms += 1
 
     # --- shared steps ------------------------------------------------------------------------------
     def _stack_size(self, studies):
