@@ -260,15 +260,20 @@ def test_sighup_ends_a_command_as_sigterm_does_and_the_handlers_come_back(monkey
 
 @pytest.mark.parametrize(
     "args",
-    [("compare", "nothing"), ("reproduce", "0123456789abcdef0123456789abcdef"), ("predict", "0" * 32, "rows.csv")],
+    [
+        ("compare", "nothing"),
+        ("reproduce", "0123456789abcdef0123456789abcdef"),
+        ("predict", "0" * 32, "rows.csv"),
+        ("export", "0" * 32, "-o", "run.zip"),
+    ],
 )
 def test_a_read_command_in_a_folder_without_a_store_creates_none(tmp_path, args):
-    """compare, reproduce RUN_ID and predict made ./mlruns/mlflow.db (954 KB) before failing."""
+    """compare, reproduce RUN_ID, predict and export made ./mlruns/mlflow.db (954 KB) before failing."""
     (tmp_path / "rows.csv").write_text("a\n1\n")
     done = harness(*args, cwd=tmp_path)
     assert done.returncode == 2 and "no tracking store at" in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "mlruns").exists()
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "run.zip").exists()
 
 
 def test_load_study_without_a_store_creates_none(tmp_path, monkeypatch):

@@ -154,7 +154,9 @@ def export_run(run_id, uri, path):
     """Write one run to ``path`` as an export zip (atomically: a killed export leaves no partial file);
     returns the names it holds."""
     from .recorder import InlineRecorder
+    from .store import check_exists
 
+    check_exists(uri, f"run {run_id!r}")
     logged = StoredRun(InlineRecorder(uri), run_id)
     run = {
         "format": EXPORT_FORMAT,
