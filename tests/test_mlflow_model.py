@@ -185,8 +185,19 @@ def test_the_first_confirmation_seed_logs_a_model_or_every_seed_and_search_trial
     seeds = {("confirm", "1")} if models == "first" else {("confirm", "1"), ("confirm", "2")}
     assert with_model == seeds  # one model per condition (both have theirs on seed 1), or one per seed
     assert sum(bool(r.outputs and r.outputs.model_outputs) for r in runs) == 2 * len(seeds)
-    models = client.search_logged_models(experiment_ids=[runs[0].info.experiment_id])
-    assert sorted({m.name for m in models}) == ["tiny-cross_entropy", "tiny-mse"]  # not "model"
+    logged = client.search_logged_models(experiment_ids=[runs[0].info.experiment_id])
+    assert sorted({m.name for m in logged}) == ["tiny-cross_entropy", "tiny-mse"]  # not "model"
+    # a seed without a model names the run that has its condition's model (was MLflow's "Failed to download")
+    confirm = [r for r in runs if r.data.tags.get("harness.kind") == "confirm"]
+    holders = {r.data.tags["condition"]: r.info.run_id for r in confirm if r.outputs and r.outputs.model_outputs}
+    for run in confirm:
+        pointed = run.data.tags.get("harness.model_run")
+        if run.outputs and run.outputs.model_outputs:
+            assert pointed is None
+        else:
+            assert pointed == holders[run.data.tags["condition"]]
+            assert f"model is on run {pointed}" in run.data.tags["mlflow.note.content"]
+    assert sum("harness.model_run" in r.data.tags for r in confirm) == (2 if models == "first" else 0)
 
 
 def test_register_gives_each_condition_its_best_seed_as_a_model_even_when_that_seed_logged_none(tmp_path):

@@ -121,3 +121,34 @@ def publish(recorder, study, frame, table, parent_ids, artifacts=None):
     for condition in set(parent_ids) - set(found):
         recorder.call("write_artifacts", parent_ids[condition], artifacts)
     return ids
+
+
+def models_elsewhere(study, frame):
+    """{seed run id: its condition's model run id} for the confirmation seeds that logged no MLflow model
+    (``confirm.models = "first"``) and do not say so yet. Why: loading such a seed's model gave MLflow's
+    generic "Failed to download artifacts"; its run page now names the run that has the model."""
+    if study.confirm_models == "every" or frame.empty:
+        return {}
+    first = study.confirm_seed_values()[0]
+    confirm = frame[(frame["kind"] == "confirm") & ~frame["superseded"]]
+    out = {}
+    for _, runs in confirm.groupby(["condition", "optuna_study"]):
+        holder = runs[(runs["seed"] == first) & (runs["state"] == "complete")]
+        if holder.empty:
+            continue  # the first seed diverged or failed: the condition has no model to point at
+        model_run = holder["run_id"].iloc[0]
+        others = runs[(runs["seed"] != first) & (runs["model_run"] != model_run)]
+        out.update(dict.fromkeys(others["run_id"], model_run))
+    return out
+
+
+def model_note(run_id, model_run):
+    """The tags that tell a seed without a model where its condition's model is."""
+    from .table import MODEL_RUN_TAG
+
+    return {
+        MODEL_RUN_TAG: model_run,
+        "mlflow.note.content": f'This seed logged no MLflow model (confirm.models = "first"): its condition\'s '
+        f"model is on run {model_run}. `harness predict {run_id} ROWS.csv` and `harness export {run_id}` "
+        "work for this seed from its weights.npz.",
+    }

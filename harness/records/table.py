@@ -27,6 +27,8 @@ def _int(value):
         return None
 
 
+MODEL_RUN_TAG = "harness.model_run"
+"""On a confirmation seed that logged no MLflow model: the run of its condition's model."""
 SIZES = ("classes", "val_rows", "test_rows")
 """Tags of a run's data (``runs.run_tags``); None in runs recorded before they were."""
 
@@ -58,6 +60,7 @@ def records_frame(runs):
                 "dataset_digest": tags.get("dataset_digest"),
                 "superseded": tags.get("superseded") == "true",
                 "rerun": tags.get("rerun") == "true",
+                "model_run": tags.get(MODEL_RUN_TAG),
                 "epochs_to_target": (math.nan if reached in (None, "never") else float(reached)),
                 "target_known": reached is not None,
                 **{key: _int(tags.get(key)) for key in SIZES},
@@ -83,6 +86,7 @@ def records_frame(runs):
         "dataset_digest",
         "superseded",
         "rerun",
+        "model_run",
         "epochs_to_target",
         "target_known",
         *SIZES,

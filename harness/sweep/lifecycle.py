@@ -21,7 +21,7 @@ from ..analysis.comparisons import analyze
 from ..common.errors import DiskFullError, HarnessError, Terminated, disk_full_message
 from ..common.outages import outage_seconds, patient
 from ..common.processes import start as processes_start
-from ..records.parents import publish
+from ..records.parents import model_note, models_elsewhere, publish
 from ..records.recorder import RecorderProcess
 from ..records.store import check_server, check_writable, sqlite_path
 from ..records.table import load as load_records
@@ -207,6 +207,8 @@ def finish(study, plan, recorder, table, records, storage):
     except OSError:
         pass  # the file moved since the sweep read it: the resolved study.json is there anyway
     parents = publish(recorder, study, records, table, plan.parent_runs, artifacts)
+    for run_id, model_run in models_elsewhere(study, records).items():
+        recorder.submit("set_tags", run_id, model_note(run_id, model_run))
     for condition, run_id in parents.items():
         if run_id != plan.parent_runs[condition]:
             set_parent_run(ConditionStudies(study, study.condition(condition), storage).search, run_id)
