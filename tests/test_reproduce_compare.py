@@ -114,8 +114,12 @@ def test_compare_table_matches_the_runs_and_writes_plots(finished, capsys, tmp_p
         accuracies = np.array([r.data.metrics["test_accuracy"] for r in confirm])
         assert row["seeds"] == len(accuracies) == 3
         assert row["test_accuracy_mean"] == pytest.approx(accuracies.mean(), abs=1e-12)
-        half = stats.t.ppf(0.975, 2) * accuracies.std(ddof=1) / math.sqrt(3)
-        assert row["test_accuracy_ci_low"] == pytest.approx(accuracies.mean() - half, abs=1e-12)
+        # the split is fixed: the seeds' t term and the test rows' binomial term add in variance
+        mean, rows = accuracies.mean(), int(confirm[0].data.tags["test_rows"])
+        seeds_term = stats.t.ppf(0.975, 2) * accuracies.std(ddof=1) / math.sqrt(3)
+        rows_term = stats.norm.ppf(0.975) * math.sqrt(mean * (1 - mean) / rows)
+        low = max(mean - math.hypot(seeds_term, rows_term), 0.0)
+        assert row["test_accuracy_ci_low"] == pytest.approx(low, abs=1e-12)
         search = [
             r
             for r in finished["runs"]

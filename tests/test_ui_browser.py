@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -151,7 +152,11 @@ def test_the_mlflow_ui_shows_a_study_as_a_user_sees_it(tmp_path, capsys):
                 page.screenshot(path=shots / "1-conditions.png", full_page=True)
 
                 step = "their validation-accuracy chart overlays the 4 conditions' mean curves"
-                page.get_by_role("link", name="val_accuracy", exact=True).first.click()
+                link = page.get_by_role("link", name="val_accuracy", exact=True).first
+                href = link.get_attribute("href") or ""
+                step += f" (link {href!r})"
+                assert "metric" in href and "val_accuracy" in href, href
+                page.goto(urllib.parse.urljoin(page.url, href))  # the link may open a tab; its page, here
                 page.locator(".js-plotly-plot").first.wait_for(timeout=30000)
                 curves = {}
                 for _ in range(120):  # plotly draws a curve as a line and its markers: one name, two traces

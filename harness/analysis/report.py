@@ -131,7 +131,7 @@ STYLE = (
     "body{font-family:sans-serif;margin:1.5em auto;max-width:1200px;padding:0 1em}"
     "table{border-collapse:collapse;margin:.5em 0} td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}"
     "th{background:#f3f3f3;text-align:left} td{white-space:nowrap} .wide{overflow-x:auto;max-width:100%}"
-    "img{max-width:100%;height:auto} li{margin:.3em 0}"
+    "img{max-width:100%;height:auto} li{margin:.3em 0} pre{overflow-x:auto;max-width:100%}"
 )
 
 
