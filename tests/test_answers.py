@@ -105,6 +105,9 @@ def test_a_crossover_interaction_gives_simple_effects_and_no_main_effect_alone(t
     assert not any("instead of" in s and "interact" not in s for s in result.findings)
     simple = [e for e in result.effects if e["effect"] == "simple"]
     assert len(simple) == 4 and {e["at"] for e in simple} >= {"loss mse", "loss cross_entropy"}
+    printed = format_pairs(result)  # the effects table: a main effect is named so, never "under nan"
+    assert "nan" not in printed and "optimizer: momentum vs sgd (main effect)" in printed
+    assert "optimizer: momentum vs sgd under loss mse" in printed
 
 
 def test_two_conditions_one_validation_example_apart_are_tied(one):

@@ -328,7 +328,7 @@ def _effects_table(found):
         {
             "data set": effects["dataset"],
             "effect": [
-                f"{f} (interaction)" if e == "interaction" else f"{f}: {lv} vs {b}" + (f" under {w}" if w else "")
+                _effect_name(e, f, lv, b, w)
                 for e, f, lv, b, w in zip(
                     effects["effect"], effects["factor"], effects["level"], effects["baseline"], at
                 )
@@ -340,6 +340,13 @@ def _effects_table(found):
             "p": effects["p_value"].map(_p),
         }
     ).to_string(index=False)
+
+
+def _effect_name(kind, factor, level, baseline, under):
+    """A main effect has no level it is taken under (pandas fills that cell with NaN): it says so."""
+    if kind == "interaction":
+        return f"{factor} (interaction)"
+    return f"{factor}: {level} vs {baseline} " + (f"under {under}" if isinstance(under, str) else "(main effect)")
 
 
 def _ranks_line(ranks):
