@@ -134,3 +134,36 @@ def test_the_json_outputs_are_strict(swept, tmp_path):
     assert strict(swept_again.stdout)["summary"]
     trained = harness("train", "--dataset", "iris", "--epochs", "2", "--lr", "50", "--json", cwd=tmp_path, check=True)
     assert strict(trained.stdout)["status"] in ("complete", "diverged")
+
+
+def test_the_ui_link_opens_the_studys_view_of_its_results_and_a_users_edit_of_it_stays(swept, tmp_path):
+    """The MLflow UI showed the parents with no result column: the sweep writes a saved view (an
+    experiment tag the UI's Views menu lists) whose columns are what the parents carry, and
+    ``harness ui --study`` links to it. A view the user saved over it survives a re-run sweep."""
+    from harness.records.recorder import InlineRecorder
+    from harness.records.ui import study_links
+    from harness.records.views import VIEW_KEY, VIEW_TAG, read_view
+    from tests.helpers import store_uri
+
+    client, runs = mlflow_runs(swept["folder"])
+    experiment = client.get_experiment_by_name("tiny")
+    columns = read_view(experiment.tags[VIEW_TAG])["selectedColumns"]
+    for parent in _parents(runs).values():
+        for key in ("test_accuracy_mean", "best_val_accuracy"):
+            assert f"metrics.`{key}`" in columns and key in parent.data.metrics
+        params = [c[len("params.`") : -1] for c in columns if c.startswith("params.")]
+        assert params and all(p in parent.data.params for p in params), (params, parent.data.params)
+    runs_link, _ = study_links(InlineRecorder(store_uri(swept["folder"])), "http://ui", "tiny")
+    assert f"/#/experiments/{experiment.experiment_id}/runs?viewStateShareKey={VIEW_KEY}&" in runs_link
+
+    folder = tmp_path / "copy"
+    shutil.copytree(swept["folder"], folder)
+    client, _ = mlflow_runs(folder)
+    experiment_id = client.get_experiment_by_name("tiny").experiment_id
+    edited = experiment.tags[VIEW_TAG].replace('"name":', '"edited":true,"name":')
+    client.set_experiment_tag(experiment_id, VIEW_TAG, edited)
+    harness("sweep", str(folder / "tiny.toml"), cwd=folder, check=True)
+    assert client.get_experiment(experiment_id).tags[VIEW_TAG] == edited
+    client.delete_experiment_tag(experiment_id, VIEW_TAG)  # a store swept before views: the plain link
+    runs_link, _ = study_links(InlineRecorder(store_uri(folder)), "http://ui", "tiny")
+    assert "viewStateShareKey" not in runs_link and runs_link.endswith("/runs?workflowType=machine_learning")

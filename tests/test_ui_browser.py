@@ -129,11 +129,18 @@ def test_the_mlflow_ui_shows_a_study_as_a_user_sees_it(tmp_path, capsys):
             first_visit = browser.new_context(viewport={"width": 1500, "height": 1000})
             page = first_visit.new_page()
             try:
-                step = "a first visit through the printed link lands on the conditions in the model-training view"
+                step = "a first visit through the printed link shows the conditions with their results' columns"
+                assert "viewStateShareKey=harness-results" in runs_link, runs_link
                 page.goto(runs_link)
                 for name in parents:
                     page.get_by_text(name, exact=True).first.wait_for(timeout=60000)
+                page.get_by_text("harness: results by condition").first.wait_for(timeout=20000)
+                page.get_by_text("test_accuracy_mean", exact=True).first.wait_for(timeout=20000)
                 page.screenshot(path=shots / "0-first-visit.png")
+                text = page.inner_text("body")
+                for run in parents.values():  # the parents' own numbers, in columns the user did not pick
+                    assert str(run.data.metrics["test_accuracy_mean"]) in text, run.info.run_name
+                    assert str(run.data.metrics[f"best_{run.data.params['objective']}"]) in text, run.info.run_name
             except Exception:  # noqa: BLE001 - keep a screenshot, name the step
                 page.screenshot(path=shots / "failure.png")
                 raise AssertionError(f"UI step failed: {step}; screenshots in {shots}") from None

@@ -30,7 +30,15 @@ def _text(tags):
     return {key: str(value) for key, value in tags.items()}
 
 
-def ensure_experiment(client: MlflowClient, name: str, uri: str, tags: dict[str, Any] | None = None) -> str:
+def ensure_experiment(
+    client: MlflowClient,
+    name: str,
+    uri: str,
+    tags: dict[str, Any] | None = None,
+    defaults: dict[str, Any] | None = None,
+) -> str:
+    """The experiment's id, created when missing; ``tags`` are set, ``defaults`` only where the experiment
+    has no such tag yet (a view the user edited in the UI stays theirs)."""
     from mlflow.exceptions import MlflowException
 
     experiment = client.get_experiment_by_name(name)
@@ -40,13 +48,22 @@ def ensure_experiment(client: MlflowClient, name: str, uri: str, tags: dict[str,
         except MlflowException:  # another process created it first
             # created by another process a moment ago: it exists
             experiment_id = client.get_experiment_by_name(name).experiment_id  # type: ignore[union-attr]
+        existing: dict[str, str] = {}
     else:
         experiment_id = experiment.experiment_id
+        existing = experiment.tags
         if experiment.lifecycle_stage == "deleted":
             client.restore_experiment(experiment_id)
-    for key, value in (tags or {}).items():
+    wanted = {**{k: v for k, v in (defaults or {}).items() if k not in existing}, **(tags or {})}
+    for key, value in wanted.items():
         client.set_experiment_tag(experiment_id, key, str(value))
     return experiment_id
+
+
+def experiment_tags(client: MlflowClient, name: str) -> dict[str, str]:
+    """The named experiment's tags ({} when there is none)."""
+    experiment = client.get_experiment_by_name(name)
+    return dict(experiment.tags) if experiment is not None else {}
 
 
 def create_run(
@@ -354,6 +371,7 @@ OPERATIONS = {
         publish_result,
         register_model,
         ensure_experiment,
+        experiment_tags,
         create_run,
         start_run,
         log_points,

@@ -74,18 +74,21 @@ def _interrupt(signum, frame):
 
 
 def study_links(recorder, base, study):
-    """Where a study's comparison is in the UI: its runs in the model-training view, and its condition
-    parents side by side (Compare), whose charts overlay the conditions' mean curves."""
+    """Where a study's comparison is in the UI: its runs in the model-training view, through the
+    study's saved view (``views``) when the sweep wrote one, and its condition parents side by side
+    (Compare), whose charts overlay the conditions' mean curves."""
     import json
     from urllib.parse import quote
 
     from .table import parents, records_frame
+    from .views import VIEW_KEY, VIEW_TAG
 
     experiment_id, runs = recorder.call("study_runs", study)
     if experiment_id is None:
         raise HarnessError(f"study {study!r}: no experiment of that name in this store; run `harness sweep` first")
     ids = list(parents(records_frame(runs)).values())
-    runs_page = f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    view = f"viewStateShareKey={VIEW_KEY}&" if VIEW_TAG in recorder.call("experiment_tags", study) else ""
+    runs_page = f"{base}/#/experiments/{experiment_id}/runs?{view}workflowType=machine_learning"
     compare = (
         f"{base}/#/compare-runs?runs={quote(json.dumps(ids))}&experiments={quote(json.dumps([experiment_id]))}"
         "&workflowType=machine_learning"

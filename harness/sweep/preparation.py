@@ -19,6 +19,7 @@ from ..records.operations import HARNESS_TAG
 from ..records.provenance import source_tags
 from ..records.runs import dataset_input, param_text
 from ..records.table import STUDY_ARTIFACT
+from ..records.views import experiment_defaults
 from .conditions import ConditionStudies
 from .liveness import WorkerPresence
 from .locks import preparing
@@ -101,7 +102,8 @@ def prepare_parents(study, options, recorder, searches, storage_url, splits):
     """The experiment and one parent run per condition, each holding the resolved study; returns
     {condition: parent run id, None: the experiment id}."""
     note = {"mlflow.note.content": study.description} if study.description else {}
-    experiment_id = recorder.call("ensure_experiment", study.name, options.tracking_uri, note)
+    views = experiment_defaults(study)  # the UI's runs table with the results' columns
+    experiment_id = recorder.call("ensure_experiment", study.name, options.tracking_uri, note, views)
     known = {name: search.user_attrs.get("mlflow_parent_run_id") for name, search in searches.items()}
     wanted = {c.name: (known[c.name], c.name, *parent_spec(study, c, storage_url, splits)) for c in study.conditions}
     parents = recorder.call("parent_runs", experiment_id, wanted)
