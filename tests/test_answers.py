@@ -10,6 +10,7 @@ import pytest
 from scipy import stats as sps
 
 from harness.analysis import comparisons as analysis
+from harness.analysis.stats import holm
 from harness.analysis.summary import format_pairs, format_table, summarize
 from harness.cli import main
 from harness.common.errors import ConfigError
@@ -198,3 +199,23 @@ def test_a_sweep_that_varies_the_split_trains_each_seed_on_its_own_split(workdir
     again = ["sweep", write_study(workdir, text), "--trials", "2", "--epochs", "2"]
     assert main(again) == 0  # resumes: the data check accepts the seeds' own splits
     assert np.isfinite([row["test_accuracy_mean"] for row in summary]).all()
+
+
+@pytest.mark.parametrize(("spread", "equivalent"), [(0.005, True), (0.0075, False)])
+def test_equivalence_is_claimed_for_the_family_of_pairs_as_a_difference_is(one, spread, equivalent):
+    """TOST was uncorrected while differences were Holm-adjusted: with 3 pairs at TOST p 0.036, 0.020 and 0.020
+    the findings called all three "equivalent within 1 point"; after Holm (p 0.061) none is."""
+    noise = {
+        "mse": [0, spread, -spread, 0, 0],
+        "cross_entropy": [0, 0, spread, -spread, 0],
+        "mse_logits": [spread, 0, 0, 0, -spread],
+    }
+    result = analysis.analyze(one, _records(one, lambda c, s: 0.95 + noise[c][s - 1]))
+    pairs = result.pairs
+    assert (pairs["p_equivalence"] < 0.05).all()  # each pair alone would pass
+    assert list(pairs["p_equivalence_holm"]) == pytest.approx(holm(list(pairs["p_equivalence"])))
+    assert list(pairs["verdict"]) == ["equivalent" if equivalent else "inconclusive"] * 3
+    sentence = next(s for s in result.findings if "Test accuracies" in s)
+    assert ("equivalent within 1 point (TOST, Holm-adjusted p < 0.05)" in sentence) == equivalent
+    assert ("inconclusive at 80% power" in sentence) != equivalent
+    assert "p equiv. Holm" in format_pairs(result)

@@ -19,7 +19,7 @@ from . import stats
 from .summary import seed_scores, summarize
 
 ALPHA = 0.05
-"""Significance level of the Holm-adjusted paired tests, of the equivalence tests and of Friedman's test."""
+"""Significance level of the Holm-adjusted paired tests and equivalence tests, and of Friedman's test."""
 
 POWER = 0.8
 """Power at which the minimum detectable difference of a pair is stated."""
@@ -36,6 +36,7 @@ PAIR_COLUMNS = [
     "p_holm",
     "significant",
     "p_equivalence",
+    "p_equivalence_holm",
     "detectable",
     "seeds_needed",
     "verdict",
@@ -188,7 +189,8 @@ def _accuracies(confirm, condition, table):
 def pairs(study, confirm, table):
     """Paired differences of test accuracy (a - b) between the conditions of each data set over the seeds
     both trained (diverged seeds at chance), with the paired t-test, Holm's adjustment over the pairs tested
-    in the study, the equivalence test within ``study.analysis_margin`` and the power of each pair."""
+    in the study, the equivalence test within ``study.analysis_margin`` (Holm-adjusted the same way) and the
+    power of each pair."""
     rows = []
     for dataset, names in by_dataset(study).items():
         values = {name: _accuracies(confirm, name, table) for name in names}
@@ -199,8 +201,11 @@ def pairs(study, confirm, table):
                 test = stats.paired_t(x, y)
                 rows.append({"dataset": dataset, "a": a, "b": b, "seeds": len(seeds), **_without_n(test)})
                 rows[-1].update(_equivalence(x, y, study.analysis_margin))
-    frame = pd.DataFrame(rows, columns=[c for c in PAIR_COLUMNS if c not in ("p_holm", "significant", "verdict")])
+    adjusted = ("p_holm", "significant", "p_equivalence_holm", "verdict")
+    frame = pd.DataFrame(rows, columns=[c for c in PAIR_COLUMNS if c not in adjusted])
     frame["p_holm"] = stats.holm(frame["p_value"].tolist()) if len(frame) else []
+    # an equivalence claimed for several pairs at once holds for the family, as a difference does
+    frame["p_equivalence_holm"] = stats.holm(frame["p_equivalence"].tolist()) if len(frame) else []
     frame["significant"] = [p is not None and not _nan(p) and p < ALPHA for p in frame["p_holm"]]
     frame["verdict"] = [_verdict(r) for r in frame.itertuples()]
     return frame[PAIR_COLUMNS]
@@ -224,7 +229,7 @@ def _verdict(row):
         return "untested"
     if row.significant:
         return "different"
-    if row.p_equivalence is not None and row.p_equivalence < ALPHA:
+    if row.p_equivalence_holm is not None and not _nan(row.p_equivalence_holm) and row.p_equivalence_holm < ALPHA:
         return "equivalent"
     return "inconclusive"
 

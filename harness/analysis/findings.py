@@ -58,7 +58,8 @@ def _speed(study, rows, where):
 
 def _accuracy(study, analysis, rows, dataset, where):
     """(sentence, essential): the spread of mean test accuracies, the failures, and every tested pair's verdict:
-    different (significant after Holm), equivalent within the margin (TOST), or inconclusive with its power."""
+    different (significant after Holm), equivalent within the margin (TOST, after Holm), or inconclusive with its
+    power."""
     means = rows.dropna(subset=["test_accuracy_mean"])
     if len(means) < 2:
         return None, False
@@ -110,7 +111,7 @@ def _equivalence(study, pairs):
         for r in pairs.itertuples()
         if r.verdict == "inconclusive"
     ]
-    text = f"; equivalent within {margin} (TOST p < 0.05): {', '.join(same)}" if same else ""
+    text = f"; equivalent within {margin} (TOST, Holm-adjusted p < 0.05): {', '.join(same)}" if same else ""
     return text + (f"; inconclusive at 80% power: {'; '.join(open_)}" if open_ else "")
 
 

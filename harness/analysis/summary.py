@@ -300,6 +300,7 @@ def format_pairs(analysis):
             "p Holm": pairs["p_holm"].map(_p),
             "significant": pairs["significant"].map(lambda s: "yes" if s else "no"),
             "p equivalence": pairs["p_equivalence"].map(_p),
+            "p equiv. Holm": pairs["p_equivalence_holm"].map(_p),
             "detectable": pairs["detectable"].map(_signed),
             "seeds for margin": pairs["seeds_needed"].map(lambda v: "" if v is None or pd.isna(v) else f"{int(v)}"),
             "verdict": pairs["verdict"],
@@ -310,7 +311,8 @@ def format_pairs(analysis):
     tested = int((pairs["verdict"] != "untested").sum())
     lines = [
         "paired differences of test accuracy (a - b over the seeds both trained, a diverged seed at chance; paired "
-        f"t-test, Holm-adjusted over the {tested} pairs tested; equivalence: TOST within the margin; detectable: "
+        f"t-test, Holm-adjusted over the {tested} pairs tested; equivalence: TOST within the margin, Holm-adjusted the "
+        "same way; detectable: "
         "the difference found with 80% power):",
         shown.to_string(index=False),
     ]
