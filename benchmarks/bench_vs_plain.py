@@ -47,10 +47,10 @@ def first_epoch_end(folder, since_ms):
         return (first.fetchone()[0] - since_ms) / 1000
 
 
-def run(command, folder):
+def run(command, folder, env=None):
     """Wall seconds of ``command`` run in ``folder``, and its stdout; a failure stops the benchmark."""
     start = time.perf_counter()
-    done = subprocess.run(command, cwd=folder, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=folder, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - start
     if done.returncode != 0:
         sys.exit(f"{' '.join(map(str, command))} failed ({done.returncode}):\n{done.stderr[-2000:]}")
@@ -111,17 +111,26 @@ def report(trials, results):
 
 
 def startup():
-    """Seconds to the first epoch's end: on a fresh store, then on the same store (another study)."""
-    with tempfile.TemporaryDirectory(prefix="bench-startup-") as folder:
-        rows = []
-        for name in ("quickstart", "quickstart_again"):
-            study = Path(folder) / f"{name}.toml"
+    """Seconds to the first epoch's end: on a fresh store the first time on a machine (no store template
+    in the cache: MLflow builds the schema), on a fresh store copied from the template, then on the same
+    store (another study)."""
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-startup-") as root:
+        cache = str(Path(root) / "cache")  # empty: the first sweep builds the schema and keeps the template
+        for name, folder in (("quickstart", "first"), ("quickstart", "second"), ("quickstart_again", "second")):
+            folder = Path(root) / folder
+            folder.mkdir(exist_ok=True)
+            study = folder / f"{name}.toml"
             study.write_text(QUICKSTART.read_text().replace('name = "quickstart"', f'name = "{name}"'))
             since = int(time.time() * 1000)
-            wall, _ = run([sys.executable, "-m", "harness", "sweep", str(study), "--trials", "4"], folder)
+            command = [sys.executable, "-m", "harness", "sweep", str(study), "--trials", "4"]
+            run(command, folder, env={**os.environ, "XDG_CACHE_HOME": cache})
             rows.append(first_epoch_end(folder, since))
-    print(f"\nfirst epoch trained {rows[0]:.2f} s after `harness sweep` started on a fresh store, {rows[1]:.2f} s on ")
-    print("an existing one (target <= 1.5 s)")
+    print(
+        f"\nfirst epoch trained after `harness sweep` started: {rows[0]:.2f} s on a fresh store the first time "
+        f"(no template), {rows[1]:.2f} s on a fresh store from the template, {rows[2]:.2f} s on an existing one "
+        "(target <= 1.5 s)"
+    )
 
 
 def main():

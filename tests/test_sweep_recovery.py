@@ -128,16 +128,27 @@ def _kill_while_creating(folder, code, delays):
         yield delay
 
 
-def test_a_kill_while_a_fresh_store_is_created_never_leaves_it_unusable(tmp_path):
+@pytest.mark.parametrize("template", [False, True], ids=["schema-built", "from-template"])
+def test_a_kill_while_a_fresh_store_is_created_never_leaves_it_unusable(tmp_path, monkeypatch, template):
+    """Built by MLflow's migrations (no template in the cache yet; the kill may also land while the
+    template is kept) or copied from the template: either way, whole or not at all."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     store = tmp_path / "mlruns"
     uri = f"sqlite:///{store / 'mlflow.db'}"
     code = f"from harness.records.store import open_client; open_client({uri!r}).search_experiments()"
-    for delay in _kill_while_creating(store, code, [0.1, 0.15, 0.2, 0.3, 0.5]):
+    if template:
+        subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    delays = [0.01, 0.02, 0.05, 0.1] if template else [0.1, 0.15, 0.2, 0.3, 0.5]
+    for delay in _kill_while_creating(store, code, delays):
         check = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}
         )
         assert check.returncode == 0, f"killed {delay} s in: {check.stderr.strip().splitlines()[-1]}"
         assert not list(store.glob(".mlflow.db.creating-*")), "a killed builder's file was left behind"
+        assert len(list(cache.glob("harness/*.db"))) == 1  # the template, whole
+        if not template:
+            shutil.rmtree(cache)
 
 
 def test_a_half_made_store_left_by_an_older_version_gets_one_line(tmp_path):

@@ -299,10 +299,12 @@ def _create_sqlite_store(path, uri):
             continue
     building = path.with_name(f".{path.name}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
-        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+        if not _from_template(building, uri):
+            from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-        store = SqlAlchemyStore(f"sqlite:///{building}", artifact_root(uri))
-        store.engine.dispose()
+            store = SqlAlchemyStore(f"sqlite:///{building}", artifact_root(uri))
+            store.engine.dispose()
+            _keep_template(building)
         try:
             os.link(building, path)  # atomic, and never over a store another process made meanwhile
         except FileExistsError:
@@ -313,6 +315,72 @@ def _create_sqlite_store(path, uri):
     finally:
         for leftover in path.parent.glob(building.name + "*"):
             leftover.unlink(missing_ok=True)
+
+
+def store_template() -> Path | None:
+    """An empty store kept in the user's cache, one per MLflow version: MLflow builds a new store's schema
+    by running its whole migration history (about 1 s here, 3 s on a loaded machine); a copy takes 20 ms.
+    None when there is no cache folder to keep it in (no home)."""
+    import mlflow
+
+    try:
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    except RuntimeError:
+        return None
+    return cache / "harness" / f"mlflow-{mlflow.__version__}-empty-store.db"
+
+
+def _from_template(building: Path, uri: str) -> bool:
+    """The template copied to ``building`` with its default experiment pointed at this store's artifacts;
+    False (and nothing left at ``building``) when there is no usable template."""
+    import shutil
+    import sqlite3
+    import time
+
+    template = store_template()
+    if template is None or not template.is_file():
+        return False
+    try:
+        shutil.copyfile(template, building)
+        connection = sqlite3.connect(str(building))
+        try:
+            with connection:
+                if connection.execute("SELECT count(*) FROM alembic_version").fetchone()[0] != 1:
+                    raise sqlite3.DatabaseError("no schema version")
+                if connection.execute("SELECT count(*) FROM runs").fetchone()[0]:
+                    raise sqlite3.DatabaseError("not empty")
+                now = int(time.time() * 1000)
+                connection.execute(
+                    "UPDATE experiments SET artifact_location = ?, creation_time = ?, last_update_time = ? "
+                    "WHERE experiment_id = 0",
+                    (f"{artifact_root(uri)}/0", now, now),
+                )
+        finally:
+            connection.close()
+        return True
+    except (OSError, sqlite3.Error):  # unreadable or damaged: built the slow way, and the template replaced
+        building.unlink(missing_ok=True)
+        return False
+
+
+def _keep_template(built: Path) -> None:
+    """A store just built, kept as the template; best effort, written whole or not at all."""
+    import shutil
+
+    template = store_template()
+    if template is None:
+        return
+    partial = template.with_name(f".{template.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        template.parent.mkdir(parents=True, exist_ok=True)
+        for leftover in template.parent.glob(f".{template.name}.*"):  # a writer that was killed
+            pid = leftover.name[len(template.name) + 2 :].split("-")[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                leftover.unlink(missing_ok=True)
+        shutil.copyfile(built, partial)
+        os.replace(partial, template)
+    except OSError:
+        partial.unlink(missing_ok=True)
 
 
 def _alive(pid):
