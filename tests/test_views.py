@@ -36,9 +36,10 @@ def test_the_view_reads_as_the_ui_writes_it():
     assert set(ours) == set(json.loads(SAVED_BY_THE_UI)) and ours["createdAt"] == 1
     packed = ours["state"].removeprefix("deflate;")
     state = json.loads(zlib.decompress(base64.b64decode(packed)))  # as the UI unpacks it
-    assert set(state) <= set(ui_state) | {"selectedColumns", "columnOrder"}
-    assert {k: v for k, v in state.items() if k not in ("selectedColumns", "columnOrder")} == {
-        k: v for k, v in ui_state.items() if k in state and k not in ("selectedColumns", "columnOrder")
+    ours_only = ("selectedColumns", "columnOrder", "columnWidths")
+    assert set(state) <= set(ui_state)
+    assert {k: v for k, v in state.items() if k not in ours_only} == {
+        k: v for k, v in ui_state.items() if k in state and k not in ours_only
     }
 
 
@@ -47,7 +48,10 @@ def test_the_columns_are_the_results_then_the_settings():
     columns = result_columns(study)
     assert columns[0] == "metrics.`test_accuracy_mean`"  # first: the UI shows it with its side panel open
     assert read_view(experiment_defaults(study)[VIEW_TAG])["selectedColumns"] == columns
-    assert read_view(experiment_defaults(study)[VIEW_TAG])["columnOrder"] == columns
+    state = read_view(experiment_defaults(study)[VIEW_TAG])
+    assert state["columnOrder"] == columns
+    assert set(state["columnWidths"]) == set(columns)  # each header whole: the UI's default cut them short
+    assert state["columnWidths"]["metrics.`test_accuracy_mean`"] >= 8 * len("test_accuracy_mean")
     params = [c[len("params.`") : -1] for c in columns if c.startswith("params.")]
     assert params == ["loss", "optimizer", "momentum", "best.lr", "best.epochs"]
     row = {

@@ -42,6 +42,12 @@ def result_columns(study):
     return [column("metrics", m) for m in metrics] + [column("params", p) for p in params]
 
 
+def header_width(key):
+    """Pixels that show a column's whole name: the UI's default width cuts ``test_accuracy_mean`` short."""
+    name = key.split("`")[1]
+    return max(90, 8 * len(name) + 36)
+
+
 def results_view(study, now_ms=None):
     """The view's tag value, in the format the UI itself writes on "Save as new view": the state as
     zlib-compressed JSON in base64, prefixed ``deflate;``."""
@@ -55,7 +61,7 @@ def results_view(study, now_ms=None):
         "modelVersionFilter": "All Runs",
         "selectedColumns": result_columns(study),
         "columnOrder": result_columns(study),
-        "columnWidths": {},
+        "columnWidths": {c: header_width(c) for c in result_columns(study)},
         "runsHiddenMode": "FIRST_10_RUNS",
         "viewMaximized": False,
         "runListHidden": False,
