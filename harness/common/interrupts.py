@@ -13,6 +13,9 @@ Python raises KeyboardInterrupt wherever the main thread is when the signal arri
 - in code that ``exec`` runs from a string (dataclasses make their methods so): CPython marks the
   interrupt as unhandled even though the command caught it, and ``python -m harness`` killed itself
   with SIGINT after its line (status -2, not 130).
+- an object the interrupt cut short (a class whose ``__init__`` it left half done, in pyparsing while
+  scikit-learn loaded) fails in its ``__del__`` later; Python printed "Exception ignored in ..." with a
+  traceback under the command's one line. Once an interrupt was raised, such reports are dropped.
 - after the command returned, while the interpreter shuts down: its work is done and written; a Ctrl-C
   there exits 130 at once (it printed a traceback, or killed the process once Python had put back
   SIGINT's default action: status -2). The last exit handler ends the process with the command's
@@ -32,6 +35,7 @@ HOLD_SECONDS = 2.0
 """How long an interrupt waits for an import to end (an import that hangs is interrupted anyway)."""
 _held_since: float | None = None
 _status: list[int] = []  # the command's exit status, once it returned
+_raised: list[bool] = []  # an interrupt was raised in the main thread: the command is ending
 
 
 def install() -> None:
@@ -42,6 +46,8 @@ def install() -> None:
     def unraisable(report):
         if isinstance(report.exc_value, KeyboardInterrupt):
             _interrupt_soon()  # raised at once, it would land in this hook or the next finalizer
+            return
+        if _raised:  # a finalizer of something the interrupt left half made: not news to the user
             return
         previous(report)
 
@@ -58,6 +64,7 @@ def _on_interrupt(signum, frame):
             _interrupt_soon()
             return
     _held_since = None
+    _raised.append(True)
     raise KeyboardInterrupt
 
 
