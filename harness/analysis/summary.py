@@ -311,9 +311,8 @@ def format_pairs(analysis):
     tested = int((pairs["verdict"] != "untested").sum())
     lines = [
         "paired differences of test accuracy (a - b over the seeds both trained, a diverged seed at chance; paired "
-        f"t-test, Holm-adjusted over the {tested} pairs tested; equivalence: TOST within the margin, Holm-adjusted the "
-        "same way; detectable: "
-        "the difference found with 80% power):",
+        f"t-test, Holm-adjusted over the {tested} pairs tested; equivalence: TOST within the margin, Holm-adjusted "
+        "the same way; detectable: the difference found with 80% power):",
         shown.to_string(index=False),
     ]
     if analysis.effects:

@@ -51,6 +51,7 @@ def header_width(key):
 def results_view(study, now_ms=None):
     """The view's tag value, in the format the UI itself writes on "Save as new view": the state as
     zlib-compressed JSON in base64, prefixed ``deflate;``."""
+    columns = result_columns(study)
     state = {
         "searchFilter": "",
         "orderByKey": "attributes.start_time",  # a metric sort would list the nested runs flat
@@ -59,9 +60,9 @@ def results_view(study, now_ms=None):
         "lifecycleFilter": "Active",
         "datasetsFilter": [],
         "modelVersionFilter": "All Runs",
-        "selectedColumns": result_columns(study),
-        "columnOrder": result_columns(study),
-        "columnWidths": {c: header_width(c) for c in result_columns(study)},
+        "selectedColumns": columns,
+        "columnOrder": columns,
+        "columnWidths": {c: header_width(c) for c in columns},
         "runsHiddenMode": "FIRST_10_RUNS",
         "viewMaximized": False,
         "runListHidden": False,
