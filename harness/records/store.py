@@ -320,9 +320,14 @@ def _create_sqlite_store(path, uri):
 def store_template() -> Path | None:
     """An empty store kept in the user's cache, one per MLflow version: MLflow builds a new store's schema
     by running its whole migration history (about 1 s here, 3 s on a loaded machine); a copy takes 20 ms.
-    None when there is no cache folder to keep it in (no home)."""
+    None when there is no cache folder to keep it in (no home), or when this MLflow version has no shipped
+    fingerprint to check a template against (``fingerprints``): then MLflow builds every store."""
     import mlflow
 
+    from .fingerprints import expected
+
+    if expected() is None:
+        return None
     try:
         cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     except RuntimeError:
@@ -330,25 +335,33 @@ def store_template() -> Path | None:
     return cache / "harness" / f"mlflow-{mlflow.__version__}-empty-store.db"
 
 
+TEMPLATE_LIMIT = 64 * 2**20
+"""Bytes: an empty store is about 1 MB; a larger template is not copied at all."""
+
+
 def _from_template(building: Path, uri: str) -> bool:
     """The template copied to ``building`` with its default experiment pointed at this store's artifacts;
-    False (and nothing left at ``building``) when there is no usable template."""
+    False (and nothing left at ``building``) when there is no usable template. The copy, not the template
+    (which could change meanwhile), must be what MLflow builds: anyone who can write the cache could
+    otherwise plant a trigger, a view or a row in every new store (a trigger rewrote a logged metric)."""
     import shutil
     import sqlite3
     import time
+
+    from .fingerprints import matches
 
     template = store_template()
     if template is None or not template.is_file():
         return False
     try:
+        if template.stat().st_size > TEMPLATE_LIMIT:
+            raise sqlite3.DatabaseError("too large")
         shutil.copyfile(template, building)
         connection = sqlite3.connect(str(building))
         try:
             with connection:
-                if connection.execute("SELECT count(*) FROM alembic_version").fetchone()[0] != 1:
-                    raise sqlite3.DatabaseError("no schema version")
-                if connection.execute("SELECT count(*) FROM runs").fetchone()[0]:
-                    raise sqlite3.DatabaseError("not empty")
+                if not matches(connection):
+                    raise sqlite3.DatabaseError("not the store MLflow builds")
                 now = int(time.time() * 1000)
                 connection.execute(
                     "UPDATE experiments SET artifact_location = ?, creation_time = ?, last_update_time = ? "
@@ -358,14 +371,25 @@ def _from_template(building: Path, uri: str) -> bool:
         finally:
             connection.close()
         return True
-    except (OSError, sqlite3.Error):  # unreadable or damaged: built the slow way, and the template replaced
-        building.unlink(missing_ok=True)
-        return False
+    except sqlite3.Error:  # damaged or changed: built the slow way, and the template replaced
+        print(
+            f"harness: the store template {template} is not the empty store MLflow builds (damaged or "
+            "changed); not used, and replaced",
+            file=sys.stderr,
+        )
+    except OSError:  # unreadable: built the slow way
+        pass
+    building.unlink(missing_ok=True)
+    return False
 
 
 def _keep_template(built: Path) -> None:
-    """A store just built, kept as the template; best effort, written whole or not at all."""
+    """A store just built, kept as the template when it passes the check a copy must pass (else every
+    copy would be refused); best effort, written whole or not at all."""
     import shutil
+    import sqlite3
+
+    from .fingerprints import matches
 
     template = store_template()
     if template is None:
@@ -378,8 +402,16 @@ def _keep_template(built: Path) -> None:
             if pid.isdigit() and not _alive(int(pid)):
                 leftover.unlink(missing_ok=True)
         shutil.copyfile(built, partial)
-        os.replace(partial, template)
-    except OSError:
+        connection = sqlite3.connect(str(partial))
+        try:
+            good = matches(connection)
+        finally:
+            connection.close()
+        if good:
+            os.replace(partial, template)
+    except (OSError, sqlite3.Error):
+        pass
+    finally:
         partial.unlink(missing_ok=True)
 
 
