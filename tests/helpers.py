@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 from tests.conftest import TINY_STUDY
@@ -110,3 +112,79 @@ def start_ui(folder, port):
         text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
+
+
+class Watched:
+    """A running command whose stderr lines a test waits for (``wait_for``) while it runs: the test acts
+    when the command says it reached a point, never after a sleep. Both pipes are read as they fill."""
+
+    def __init__(self, process):
+        self.process, self.out, self.err, self._open = process, [], [], 2
+        self._said = threading.Condition()
+        self._readers = [
+            threading.Thread(target=self._read, args=(process.stdout, self.out), daemon=True),
+            threading.Thread(target=self._read, args=(process.stderr, self.err), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _read(self, pipe, lines):
+        for line in pipe:
+            with self._said:
+                lines.append(line)
+                self._said.notify_all()
+        with self._said:
+            self._open -= 1
+            self._said.notify_all()
+
+    def wait_for(self, text, count=1, timeout=300):
+        """Until stderr holds ``text`` ``count`` times. Counted in the whole text, not per line: processes
+        sharing the pipe interleave their writes (print writes a line's text and its newline apart)."""
+        with self._said:
+            self._said.wait_for(lambda: "".join(self.err).count(text) >= count or not self._open, timeout)
+            said = "".join(self.err)
+        assert said.count(text) >= count, f"never said {text!r} {count} time(s): {said[-3000:]}"
+
+    def communicate(self, timeout):
+        """(stdout, stderr) once the command ended."""
+        self.process.wait(timeout=timeout)
+        for reader in self._readers:
+            reader.join(timeout=60)
+        return "".join(self.out), "".join(self.err)
+
+
+def wait_paused(folder, count, process, timeout=300):
+    """The pids held at ``HARNESS_FAULT=pause-at-epoch=N:FOLDER`` once ``count`` processes wait there."""
+    deadline = time.monotonic() + timeout
+    while len(held := list(Path(folder).iterdir())) < count:
+        assert process.poll() is None, f"the command ended ({process.returncode}) before its fault point"
+        assert time.monotonic() < deadline, f"{len(held)} of {count} processes reached the fault point"
+        time.sleep(0.05)
+    return sorted(int(marker.name) for marker in held)
+
+
+def release(folder):
+    """Let every process held at ``pause-at-epoch`` go on."""
+    for marker in Path(folder).iterdir():
+        marker.unlink(missing_ok=True)
+
+
+def wait_until(condition, what, process=None, timeout=300, every=0.05):
+    """``condition()``'s first truthy value, polled until it comes: a test acts once something happened,
+    never after a sleep. Fails when ``process`` ended first, or after ``timeout`` s (a bound that holds on
+    a loaded machine, not a moment: a test that passes returns as soon as the condition holds)."""
+    deadline = time.monotonic() + timeout
+    while not (found := condition()):
+        if process is not None:
+            assert process.poll() is None, f"the command ended ({process.returncode}) before {what}"
+        assert time.monotonic() < deadline, f"never {what} within {timeout} s"
+        time.sleep(every)
+    return found
+
+
+def process_gone(pid):
+    """Whether ``pid`` has ended (no such process, or a zombie no one reaped yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -47,15 +48,18 @@ def missing():
 
 
 class Postgres:
-    """``initdb`` + ``pg_ctl start`` in ``root``; ``url(db)`` gives a psycopg URL; ``stop()`` stops it."""
+    """``initdb`` + ``pg_ctl start`` in ``root`` (as root: a folder of its own); ``url(db)`` gives a psycopg
+    URL; ``stop()`` stops it."""
 
     def __init__(self, root):
+        as_postgres = os.geteuid() == 0
+        if as_postgres:  # not under pytest's /tmp/pytest-of-root: every pytest run started meanwhile makes that
+            root = tempfile.mkdtemp(prefix="harness-postgres-")  # 0700 again, and pg_ctl (as postgres) fails
         self.root, self.port = Path(root), free_port()
         self.data, self.sockets, self.log = self.root / "data", self.root / "sock", self.root / "postgres.log"
         self.bin = postgres_bin()
         self.root.mkdir(parents=True, exist_ok=True)
         self.sockets.mkdir(exist_ok=True)
-        as_postgres = os.geteuid() == 0
         if as_postgres:  # postgres refuses to run as root: the cluster belongs to the postgres user
             user = pwd.getpwnam("postgres")
             for parent in self.root.resolve().parents:  # mkdtemp folders are private (0700)
@@ -92,6 +96,11 @@ class Postgres:
 
     def stop_server(self):
         self._pg_ctl("stop", "-m", "fast")
+
+    def running(self):
+        """``pg_ctl status``: whether the server is up (a test that stopped it starts it again)."""
+        status = [str(self.bin / "pg_ctl"), "-D", str(self.data), "status"]
+        return subprocess.run(self._prefix + status, capture_output=True, cwd="/").returncode == 0
 
     def _pg_ctl(self, action, *options):
         self._run(

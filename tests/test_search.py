@@ -1,7 +1,5 @@
 """The Optuna adapter: stack pruning decides as Optuna does, retries, heartbeats, URL redaction."""
 
-import time
-
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -10,6 +8,7 @@ from harness.common.urls import redact
 from harness.sweep.conditions import retried_from, trial_state
 from harness.sweep.liveness import Heartbeat
 from harness.sweep.pruning import StackPruning
+from tests.helpers import wait_until
 
 
 def _study_with_history(pruner, storage=None):
@@ -62,6 +61,9 @@ def test_trial_state_and_retry_origin():
 
 
 def test_heartbeat_keeps_held_trials_alive_and_lets_released_ones_go(tmp_path):
+    """Stale trials are failed until the released one is (its last beat older than the 2 s grace period),
+    not once after a sleep: the held one, first beaten before it, would be as stale by then had its
+    heartbeat not gone on."""
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'o.db'}", heartbeat_interval=1, grace_period=2)
     study = optuna.create_study(storage=storage)
     held, released = study.ask(), study.ask()
@@ -69,12 +71,16 @@ def test_heartbeat_keeps_held_trials_alive_and_lets_released_ones_go(tmp_path):
     beat.hold(held)
     beat.hold(released)
     beat.release(released)
-    try:
-        time.sleep(3.5)
+
+    def released_failed():
         optuna.storages.fail_stale_trials(study)
+        return study.trials[released.number].state == TrialState.FAIL
+
+    try:
+        wait_until(released_failed, "the released trial was failed as stale", timeout=120, every=0.2)
+        states = {t.number: t.state for t in study.get_trials()}
     finally:
         beat.close()
-    states = {t.number: t.state for t in study.get_trials()}
     assert states == {held.number: TrialState.RUNNING, released.number: TrialState.FAIL}
 
 

@@ -19,12 +19,18 @@ import pytest
 from tests.conftest import TINY_STUDY
 from tests.helpers import (
     ROOT,
+    Watched,
     audit_sweep,
     compare_json,
     harness,
     json_summary,
     mlflow_runs,
+    process_gone,
+    release,
     start_harness,
+    store_uri,
+    wait_paused,
+    wait_until,
     write_study,
 )
 
@@ -50,9 +56,11 @@ def _pids_marked(mark):
     return found
 
 
-def _wait_gone(mark, seconds=5):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
+def _wait_gone(mark, seconds=60):
+    """Whether every process marked ``mark`` ended within ``seconds`` (a bound for a loaded machine: the
+    recorder's watchdog looks every 0.5 s, and this returns as soon as they are gone)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
         if not _pids_marked(mark):
             return True
         time.sleep(0.1)
@@ -84,48 +92,48 @@ def test_a_kill_between_optuna_and_mlflow_is_repaired_on_resume(workdir):
 
 
 def test_the_recorder_ends_with_its_worker_even_in_the_middle_of_a_message(tmp_path):
-    """The worker dies while writing a request: the recorder, blocked reading the rest, must still end."""
+    """The worker dies while writing a request: the recorder, blocked reading the rest, must still end.
+    The torn request is written once the recorder answered one (it is up, past its imports, reading the
+    next), not after a sleep; its end is awaited up to a bound that holds on a loaded machine."""
     script = f"""
-import os, struct, sys, time
+import os, struct, sys
 sys.path.insert(0, {str(ROOT)!r})
 from harness.records.recorder import RecorderProcess
 recorder = RecorderProcess("sqlite:///{tmp_path}/mlflow.db")
-print(recorder._process.pid, flush=True)
-time.sleep(3)  # the child is up and waiting for a request
+print(recorder._process.pid, "answered", recorder.call("busy"), flush=True)  # up and reading requests
 os.write(recorder._requests._writer.fileno(), struct.pack("!i", 1 << 20) + b"x" * 10)  # a torn message
 os._exit(0)
 """
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "answered {}" in done.stdout, done.stdout + done.stderr
     child = int(done.stdout.split()[0])
-    deadline = time.time() + 5
-    while (
-        time.time() < deadline
-        and Path(f"/proc/{child}").exists()
-        and Path(f"/proc/{child}/stat").read_text().split()[2] != "Z"
-    ):
-        time.sleep(0.1)
-    alive = Path(f"/proc/{child}").exists() and Path(f"/proc/{child}/stat").read_text().split()[2] != "Z"
-    if alive:
-        os.kill(child, signal.SIGKILL)
-    assert not alive, "the recorder outlived its parent"
+    try:
+        wait_until(lambda: process_gone(child), "the recorder ended after its parent", timeout=60)
+    finally:
+        if not process_gone(child):
+            os.kill(child, signal.SIGKILL)
 
 
 def _kill_while_creating(folder, code, delays):
     """Run ``code`` (which opens a fresh store in ``folder``), SIGKILL it ``delay`` s after the store's
-    file (or its builder's temporary file) appears; yields after each kill."""
+    file (or its builder's temporary file) appears; yields (delay, whether the kill found it running)
+    after each kill. The delays are moments sampled on purpose: one may come after ``code`` ended, and
+    then nothing was killed (the callers count the rounds that killed)."""
     for delay in delays:
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         process = subprocess.Popen(
             [sys.executable, "-c", code], stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)}
         )
-        deadline = time.time() + 60
-        while time.time() < deadline and not list(folder.glob("*mlflow.db*")) and process.poll() is None:
-            time.sleep(0.005)
-        time.sleep(delay)
+        wait_until(
+            lambda: list(folder.glob("*mlflow.db*")) or process.poll() is not None,
+            "the store's file appeared",
+            timeout=120,
+            every=0.005,
+        )
+        time.sleep(delay)  # the sampled moment, after the event
         process.kill()
-        process.wait()
-        yield delay
+        yield delay, process.wait() == -signal.SIGKILL
 
 
 @pytest.mark.parametrize("template", [False, True], ids=["schema-built", "from-template"])
@@ -140,7 +148,9 @@ def test_a_kill_while_a_fresh_store_is_created_never_leaves_it_unusable(tmp_path
     if template:
         subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     delays = [0.01, 0.02, 0.05, 0.1] if template else [0.1, 0.15, 0.2, 0.3, 0.5]
-    for delay in _kill_while_creating(store, code, delays):
+    killed = 0
+    for delay, running in _kill_while_creating(store, code, delays):
+        killed += running
         check = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}
         )
@@ -149,6 +159,7 @@ def test_a_kill_while_a_fresh_store_is_created_never_leaves_it_unusable(tmp_path
         assert len(list(cache.glob("harness/*.db"))) == 1  # the template, whole
         if not template:
             shutil.rmtree(cache)
+    assert killed, f"none of the {len(delays)} kills found the command still creating the store"
 
 
 def test_a_half_made_store_left_by_an_older_version_gets_one_line(tmp_path):
@@ -258,13 +269,28 @@ def test_fewer_confirmation_seeds_on_resume_leave_the_sweep_complete(workdir):
 
 
 def test_every_sweep_flag_reaches_every_worker(workdir):
+    """Both workers train: each holds its first stack after epoch 1 (``pause-at-epoch``) until the test
+    has seen both there, so the second has work whether the first is fast or slow."""
     study = write_study(workdir, TINY_STUDY.replace("seeds = 2", "seeds = 3"))
     storage, uri = str(workdir / "elsewhere" / "tiny.journal"), f"sqlite:///{workdir / 'elsewhere' / 'runs.db'}"
     stores = ["--storage", storage, "--tracking-uri", uri, "--heartbeat", "5"]
     flags = ["--workers", "2", "--trials", "3", "--epochs", "3", "--confirm-seeds", "1", "--stack", "1", *stores]
-    slow = {"HARNESS_FAULT": "epoch-delay=0.4"}  # trials last long enough for the second worker to start
-    done = harness("sweep", study, *flags, "--json", cwd=workdir, env=slow, timeout=240, check=True)
-    summary = json_summary(done.stdout)
+    held = workdir / "held"
+    held.mkdir()
+    process = start_harness(
+        "sweep", study, *flags, "--json", cwd=workdir, env={"HARNESS_FAULT": f"pause-at-epoch=1:{held}"}
+    )
+    sweep = Watched(process)
+    try:
+        paused = wait_paused(held, 2, process)  # one trial each, the other four to go
+        assert process.pid in paused  # this command is worker 0; the other is the worker it spawned
+        release(held)
+        out, err = sweep.communicate(timeout=240)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0, err
+    summary = json_summary(out)
     assert not (workdir / "mlruns").exists()  # every worker used the stores the flags named
     from mlflow import MlflowClient
 
@@ -285,6 +311,7 @@ def test_every_sweep_flag_reaches_every_worker(workdir):
         if t.user_attrs.get("state") not in (None, "over_budget")
     }
     assert len(workers) == 2, "the second worker did no work"
+    assert workers == set(paused)  # the trials were trained by the processes seen holding one
     assert Counter(r.data.tags["condition"] for r in runs if r.data.tags.get("harness.kind") == "confirm") == {
         "mse": 1,
         "cross_entropy": 1,
@@ -353,6 +380,18 @@ def test_a_lost_tracking_store_is_recorded_again_from_optuna(workdir):
     assert compare_json(workdir)["conditions"] == summary
 
 
+def _finished_runs(folder):
+    """How many of the sweep's runs are FINISHED (0 before its store and experiment exist)."""
+    from mlflow import MlflowClient
+
+    if not (folder / "mlruns" / "mlflow.db").exists():
+        return 0
+    client = MlflowClient(store_uri(folder))
+    experiment = client.get_experiment_by_name("tiny")
+    runs = client.search_runs([experiment.experiment_id], max_results=5000) if experiment else []
+    return sum(1 for r in runs if r.info.status == "FINISHED")
+
+
 def _mount_tmpfs(folder, megabytes):
     folder.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
@@ -381,16 +420,8 @@ def test_a_full_disk_stops_the_sweep_and_the_resume_after_freeing_space_is_compl
     try:
         study = write_study(workdir, TINY_STUDY.replace("trials = 4", "trials = 8\nstack = 2"))
         process = start_harness("sweep", study, cwd=workdir, env={"HARNESS_FAULT": "epoch-delay=0.05"})
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            finished = (
-                [r for r in mlflow_runs(workdir)[1] if r.info.status == "FINISHED"]
-                if (store / "mlflow.db").exists()
-                else []
-            )
-            if len(finished) >= 3:
-                break
-            time.sleep(0.2)
+        # then the disk fills: most of the budget (20 runs, every epoch 0.05 s longer) is still to come
+        wait_until(lambda: _finished_runs(workdir) >= 3, "three runs finished", process, every=0.2)
         filler = store / "filler"
         subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=1M", "count=100"], capture_output=True)
         _, err = process.communicate(timeout=180)

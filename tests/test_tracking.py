@@ -95,3 +95,38 @@ def test_harness_ui_on_a_server_with_credentials_in_its_url(server, no_credentia
     captured = capsys.readouterr()
     assert f"open http://{USER}:***@127.0.0.1:{port} in a browser" in captured.out
     assert "s3cret" not in captured.out + captured.err
+
+
+class _Starting(BaseHTTPRequestHandler):
+    """A server whose database is restarting: 503 twice, then the probe's answer."""
+
+    answers: list = []
+
+    def do_GET(self):  # noqa: N802 - the standard library's name
+        self.answers.append(503 if len(self.answers) < 2 else 200)
+        self.send_response(self.answers[-1])
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args):
+        return
+
+
+def test_a_503_while_the_servers_database_restarts_is_waited_for_not_fatal(no_credentials, capsys):
+    """A worker whose recorder connected during a database outage got 503 and ended the sweep (exit 2)."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Starting)
+    _Starting.answers = []
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        uri = f"http://127.0.0.1:{httpd.server_address[1]}"
+        check_server(uri, patience=30)
+        assert _Starting.answers == [503, 503, 200]
+        err = capsys.readouterr().err
+        assert "answered 503" in err and "waiting up to 30 s" in err and "answers again" in err
+        _Starting.answers = []
+        with pytest.raises(HarnessError, match="answered 503"):  # without patience: one line at once
+            check_server(uri)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -7,17 +7,20 @@ Off unless ``$HARNESS_FAULT`` names them, comma-separated:
 - ``kill-after-tell-confirm=N``: the same, counting confirmation seeds only.
 - ``kill-at=POINT``: SIGKILL at a named point of the set-up (``after-parents``: the parent runs exist,
   Optuna has not heard of them).
-- ``kill-at=POINT``: SIGKILL at a named point of the set-up (``after-parents``: the parent runs exist,
-  Optuna has not heard of them).
 - ``train-error=CONDITION``: training of that condition raises MemoryError every time.
 - ``epoch-delay=SECONDS``: every epoch of a sweep's stack, and of a reproduction's training with rebuilt
   code (``reproduce.rebuild.DRIVER``), takes this much longer (tests that must interrupt a sweep or a reproduction
   in the middle of training, without needing a large data set).
+- ``pause-at-epoch=N:FOLDER``: the first time a sweep worker's stack ends its N-th epoch (the pruner
+  was asked), the worker writes ``FOLDER/<its pid>`` and waits until that file is deleted: a test
+  starts its outage once the sweep is there (mid-stack, the rest of the budget to go), never after a
+  sleep that a fast machine outruns and a slow one undershoots, then lets the worker go on into it.
 """
 
 import os
 import signal
 import time
+from pathlib import Path
 
 _counts: dict[str, int] = {}
 
@@ -46,14 +49,31 @@ def before_training(condition):
         raise MemoryError(f"injected by HARNESS_FAULT for condition {condition}")
 
 
-def epoch_delay():
-    """A callback that delays every epoch, or None."""
-    seconds = float(_settings().get("epoch-delay", 0))
-    if not seconds:
+def epoch_hook():
+    """A stack callback that delays every epoch (``epoch-delay``) or holds one (``pause-at-epoch``), or None."""
+    settings = _settings()
+    seconds = float(settings.get("epoch-delay", 0))
+    pause = settings.get("pause-at-epoch")
+    if not seconds and not pause:
         return None
 
-    def delay(t, epoch, metrics):
-        time.sleep(seconds)
+    def hook(t, epoch, metrics):
+        if seconds:
+            time.sleep(seconds)
+        if pause:
+            _pause_at(epoch, pause)
         return False
 
-    return delay
+    return hook
+
+
+def _pause_at(epoch, spec):
+    """Hold this process at its first epoch ``N`` until the test deletes the file that says so."""
+    number, _, folder = spec.partition(":")
+    if epoch != int(number) or _counts.get("pause-at-epoch"):
+        return
+    _counts["pause-at-epoch"] = 1
+    marker = Path(folder) / str(os.getpid())
+    marker.touch()
+    while marker.exists():
+        time.sleep(0.05)

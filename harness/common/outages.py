@@ -9,11 +9,11 @@ the connection is gone count; any other error is raised as it is.
 
 import contextlib
 import os
-import sys
 import threading
 import time
 
 from .errors import HarnessError
+from .output import say
 from .urls import redact
 
 DEFAULT_OUTAGE_SECONDS = 300.0
@@ -141,11 +141,7 @@ class Patience:
                     "run the same command again once it answers"
                 ) from None
             if first:
-                print(
-                    f"harness: {self.service} does not answer ({_reason(exc)}); waiting up to {self.seconds:.0f} s",
-                    file=sys.stderr,
-                    flush=True,
-                )
+                say(f"harness: {self.service} does not answer ({_reason(exc)}); waiting up to {self.seconds:.0f} s")
         self.sleep(min(5.0, 0.25 * 2**attempt, max(0.05, self.seconds - waited)))
 
     def _recovered(self):
@@ -153,11 +149,7 @@ class Patience:
             return
         with self._lock:
             if self.since is not None:
-                print(
-                    f"harness: {self.service} answers again after {self.clock() - self.since:.1f} s",
-                    file=sys.stderr,
-                    flush=True,
-                )
+                say(f"harness: {self.service} answers again after {self.clock() - self.since:.1f} s")
                 self.since = None
 
 

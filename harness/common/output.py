@@ -1,4 +1,4 @@
-"""Machine-readable output: exactly one JSON document on stdout that any strict parser accepts."""
+"""Output: exactly one JSON document on stdout that any strict parser accepts; whole lines on stderr."""
 
 import json
 import math
@@ -22,3 +22,11 @@ def plain(value):
 
 def emit_json(value, stream=None):
     print(json.dumps(plain(value), allow_nan=False), file=stream or sys.stdout)
+
+
+def say(line, stream=None):
+    """One line on stderr in one write: ``print`` writes the text and its newline apart (stderr writes
+    through), so two workers sharing the stream ran their lines together ("...300 sharness: ...")."""
+    stream = stream or sys.stderr
+    stream.write(f"{line}\n")
+    stream.flush()

@@ -111,6 +111,10 @@ def _probe_server(uri: str, timeout: float) -> None:
         with urllib.request.urlopen(probe, timeout=timeout) as response:
             response.read()
     except urllib.error.HTTPError as exc:
+        if exc.code in (502, 503, 504):  # the server is up, its database (a restart) or a proxy is not
+            raise _Unreachable(
+                f"tracking URI {redact(uri)}: the MLflow server answered {exc.code} {exc.reason}"
+            ) from None
         hint = {
             401: "it refused the credentials given"
             if headers

@@ -276,7 +276,7 @@ class SweepWorker:
             member.create = self.runs.start(member, split)
         self._training = list(group)
         start, optuna_before = time.perf_counter(), self.stats.optuna_in_training_seconds
-        delay = faults.epoch_delay()
+        delay = faults.epoch_hook()
         try:
             faults.before_training(studies.condition.name)
             results = train_stack(
