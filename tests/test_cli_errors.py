@@ -84,6 +84,27 @@ def test_csv_problems(workdir, capsys):
     bad = workdir / "inf.csv"
     bad.write_text("a,b,label\n" + "1,inf,0\n2,3,1\n3,4,0\n4,5,1\n" * 5)
     one_line(capsys, 2, ["train", "--csv", str(bad)], "holds an infinite value")
+    huge = workdir / "huge.csv"  # finite, but the scaling's variance overflows: the run was called diverged
+    huge.write_text("a,b,label\n" + "".join(f"{v},{i},{i % 2}\n" for i, v in enumerate(["1e308", "-1e308"] * 10)))
+    one_line(capsys, 2, ["train", "--csv", str(huge)], "column 'a' cannot be scaled: its values reach 1e+308")
+    assert not (workdir / "mlruns").exists()
+
+
+def test_a_study_nested_too_deeply_or_too_large_is_one_short_line(workdir, capsys):
+    deep = workdir / "deep.toml"
+    deep.write_text("name = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    for argv in (["sweep", str(deep)], ["train", "--config", str(deep)]):
+        one_line(capsys, 2, argv, "nests arrays or tables too deeply to read")
+    listed = write_study(
+        workdir, TINY_STUDY.replace("[conditions]", f"[conditions]\nwarmup_epochs = {list(range(100_000))}")
+    )
+    err = one_line(capsys, 2, ["sweep", listed], "makes 100,000 x 2 = 200,000 conditions; at most 1,000")
+    assert len(err) < 400, f"{len(err)} characters"
+    repeated = write_study(
+        workdir, TINY_STUDY.replace("[conditions]", f"[conditions]\nwarmup_epochs = {[1] * 100_000}")
+    )
+    err = one_line(capsys, 2, ["sweep", repeated], "values must differ")
+    assert len(err) < 400, f"{len(err)} characters"
     assert not (workdir / "mlruns").exists()
 
 
@@ -231,6 +252,14 @@ def test_compare_opens_no_storage_that_a_tag_names_outside_the_store(workdir, ca
     assert main(["compare", "tiny", "--out", str(workdir / "report")]) == 0
     assert not elsewhere.parent.exists()
     assert list((workdir / "report").glob("optuna_history_*.png"))  # from the journal inside the store
+    capsys.readouterr()
+    named = ["compare", "tiny", "--out", str(workdir / "named"), "--storage"]
+    one_line(capsys, 2, [*named, str(workdir / "missing.journal")], "no such journal file")  # was exit 0, no plots
+    one_line(capsys, 2, [*named, "postgresql+psycopg://nobody@127.0.0.1:9/none"], "did not answer")
+    assert not (workdir / "named").exists()
+    (workdir / "empty.journal").write_text("")
+    assert main([*named, str(workdir / "empty.journal")]) == 0
+    assert "holds no search of study 'tiny': the report has no Optuna plots" in capsys.readouterr().err
 
 
 def test_a_damaged_store_is_found_before_optuna_creates_anything(workdir, capsys):

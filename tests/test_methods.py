@@ -131,13 +131,14 @@ def test_train_records_the_source_and_reproduces_export_and_predict(project, tmp
     uri = ["--tracking-uri", store_uri(project)]
     done = harness("reproduce", run_id, "--here", *uri, cwd=elsewhere)
     assert done.returncode == 0, done.stderr
-    assert "not importable here" in done.stderr and "training with its logged source" in done.stderr
+    assert "is not found here: training with the run's logged source" in done.stderr
     assert "reproduced exactly" in done.stdout
 
     assert harness("export", run_id, "-o", str(elsewhere / "run.zip"), *uri, cwd=project).returncode == 0
     refused = harness("reproduce", "run.zip", cwd=elsewhere)
     assert refused.returncode == 2 and "runs only with --rebuild-code" in refused.stderr
-    assert harness("reproduce", str(elsewhere / "run.zip"), cwd=project).returncode == 0  # the module here: same
+    same_here = harness("reproduce", str(elsewhere / "run.zip"), cwd=project)  # the export's code all the same
+    assert same_here.returncode == 2 and "runs only with --rebuild-code" in same_here.stderr
     again = harness("reproduce", "run.zip", "--rebuild-code", cwd=elsewhere)
     assert again.returncode == 0 and "reproduced exactly" in again.stdout, again.stderr
 
@@ -169,7 +170,7 @@ def test_a_changed_module_after_training_reproduces_with_the_logged_source(proje
     (project / "my_methods.py").write_text(EXAMPLE.read_text().replace("np.sign(c)", "np.tanh(c)"))
     done = harness("reproduce", run_id, "--here", cwd=project)
     assert done.returncode == 0, done.stderr
-    assert "differs here" in done.stderr and "reproduced exactly" in done.stdout
+    assert "'my_methods' differs here" in done.stderr and "reproduced exactly" in done.stdout
 
 
 CUSTOM_STUDY = """
@@ -262,6 +263,38 @@ def test_mnist1d_is_generated_once_then_read_from_the_cache(tmp_path, monkeypatc
     assert data.load_split(make_config({"dataset": "mnist1d"})).digest == first.digest
 
 
+def test_a_changed_mnist1d_cache_file_is_not_used(tmp_path, monkeypatch):
+    """Whoever can write the cache could hand every run other data: the file must hold the shipped set."""
+    from harness.engine import data
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
+    first = data.load_split(make_config({"dataset": "mnist1d"}))
+    (cached,) = tmp_path.glob("mnist1d-*.npz")
+    with np.load(cached) as saved:
+        x, y = saved["x"], saved["y"]
+    np.savez(cached, x=x, y=np.roll(y, 1))  # every label moved one row on
+    again = data.load_split(make_config({"dataset": "mnist1d"}))
+    assert again.digest == first.digest
+    with np.load(cached) as saved:
+        assert (saved["y"] == y).all()  # generated again and the cache replaced
+
+
 def test_the_docs_show_the_example_module_as_it_ships():
     page = (ROOT / "docs" / "benchmark.md").read_text()
     assert f"```python\n{EXAMPLE.read_text()}```" in page
+
+
+def test_a_logged_module_is_found_in_the_working_folder_without_being_imported(tmp_path, monkeypatch):
+    """reproduce compares a logged module with the file here by digest before importing anything: the
+    working folder is searched (as the docs say), and finding the file runs none of its code."""
+    marker = tmp_path / "marker"
+    (tmp_path / "side_effects.py").write_text(f"open({str(marker)!r}, 'w').write('imported')\n")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text(f"open({str(marker)!r}, 'w').write('imported')\n")
+    (tmp_path / "pkg" / "inner.py").write_text("")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    assert methods.module_file("side_effects") == str(tmp_path / "side_effects.py")
+    assert methods.module_file("pkg.inner") == str(tmp_path / "pkg" / "inner.py")  # its package not imported
+    assert methods.module_file("no_such_module_here") is None
+    assert not marker.exists() and "side_effects" not in sys.modules and "pkg" not in sys.modules

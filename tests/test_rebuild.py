@@ -2,16 +2,17 @@
 
 import hashlib
 import json
+import os
 import shutil
 import signal
 import subprocess
-import time
 import zipfile
+from pathlib import Path
 
 import pytest
 
 from harness.reproduce.rebuild import code_differs
-from tests.helpers import ROOT, harness, mlflow_runs, start_harness
+from tests.helpers import ROOT, Watched, harness, mlflow_runs, process_gone, start_harness, wait_until
 
 INIT = 'factor = 2.0 if activation == "sigmoid" else 6.0'
 
@@ -59,7 +60,7 @@ def test_a_dirty_run_is_reproduced_bit_for_bit_after_a_commit_changed_training(t
     assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
     assert "reproduced exactly" in rebuilt.stdout
     assert "trained with the logged code: commit" in rebuilt.stdout and "git_diff.patch" in rebuilt.stdout
-    assert "rebuilding that code in a temporary git worktree" in rebuilt.stderr
+    assert "rebuilt that code in a temporary git worktree" in rebuilt.stderr
     assert git(checkout, "worktree", "list").count("\n") == 1, "the temporary worktree was left behind"
 
     client, runs = mlflow_runs(work, "train")
@@ -91,7 +92,7 @@ def test_a_commit_that_is_not_in_the_checkout_says_so_and_how_to_go_on(tmp_path,
     git(checkout, "add", "-A")
     git(checkout, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "-m", "history rewritten")
     lost = harness("reproduce", run_id, cwd=work, env=env)
-    assert lost.returncode == 2 and lost.stderr.count("\n") == 2, lost.stderr
+    assert lost.returncode == 2 and lost.stderr.count("\n") == 1, lost.stderr
     assert "is not in" in lost.stderr and "--here" in lost.stderr
 
 
@@ -164,8 +165,33 @@ def test_an_exports_patch_runs_only_when_the_user_asks_for_it(tmp_path, checkout
     assert git(checkout, "worktree", "list").count("\n") == 1, "the temporary worktree was left behind"
 
 
+def _rebuilt_child(command, scratch):
+    """The pid of the child in which the rebuilt code trains, once ``command`` started it: a process of
+    ``command``'s running the driver of a harness-rebuild-io-* folder in ``scratch`` (its $TMPDIR) that
+    holds the request; None before."""
+    drivers = {
+        str(f / "driver.py").encode() for f in scratch.glob("harness-rebuild-io-*") if (f / "request.json").exists()
+    }
+    for entry in Path("/proc").iterdir():
+        if not drivers or not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue  # ended meanwhile
+        if parent == command.pid and drivers & set(argv):
+            return int(entry.name)
+    return None
+
+
 @pytest.mark.e2e
 def test_sigterm_while_the_rebuilt_code_trains_removes_the_worktree_and_its_folders(tmp_path, checkout):
+    """The SIGTERM comes once the command waits on the child in which the rebuilt code trains (seen
+    running the driver, its request written), never after a sleep. The child has 40 epochs of 0.25 s
+    (``epoch-delay``) ahead of it, so it cannot finish first; whether it is still importing or already in
+    its epochs when the signal lands, the command is in the same place (waiting on it), and must end it,
+    remove its worktree and folders and mark the run interrupted."""
     work, scratch = tmp_path / "work", tmp_path / "tmp"
     work.mkdir(), scratch.mkdir()
     env = {"PYTHONPATH": str(checkout), "TMPDIR": str(scratch)}
@@ -175,14 +201,17 @@ def test_sigterm_while_the_rebuilt_code_trains_removes_the_worktree_and_its_fold
     git(checkout, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "-am", "another init")
 
     process = start_harness("reproduce", run_id, cwd=work, env={**env, "HARNESS_FAULT": "epoch-delay=0.25"})
-    deadline = time.time() + 120
-    while git(checkout, "worktree", "list").count("\n") < 2 and time.time() < deadline:
-        assert process.poll() is None, process.communicate()
-        time.sleep(0.2)
-    time.sleep(3)  # the rebuilt code's child is training by now (40 epochs of 0.25 s)
-    assert process.poll() is None, "the reproduction ended before it was signalled"
-    process.send_signal(signal.SIGTERM)  # to harness alone, as a process manager does
-    _, stderr = process.communicate(timeout=60)
+    command = Watched(process)
+    try:
+        child = wait_until(lambda: _rebuilt_child(process, scratch), "the rebuilt code's child started", process)
+        assert git(checkout, "worktree", "list").count("\n") == 2, "no temporary worktree while its code runs"
+        assert process.poll() is None, "the reproduction ended before it was signalled"
+        process.send_signal(signal.SIGTERM)  # to harness alone, as a process manager does
+        _, stderr = command.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process_gone(child), "the rebuilt code's child outlived the command"
     assert process.returncode == 143, stderr
     assert stderr.splitlines()[-1] == "harness reproduce: terminated" and "Traceback" not in stderr, stderr
     assert stderr.count("terminated") == 1
@@ -191,3 +220,38 @@ def test_sigterm_while_the_rebuilt_code_trains_removes_the_worktree_and_its_fold
     _, runs = mlflow_runs(work, "train")
     (again,) = [r for r in runs if r.data.tags.get("reproduces") == run_id]
     assert again.info.status == "KILLED" and again.data.tags["state"] == "interrupted"
+
+
+def test_the_consent_line_names_every_path_the_patch_changed_and_no_name_forges_one(tmp_path):
+    """Read inside harness/, git saw a patch adding a top-level sitecustomize.py (run at interpreter start)
+    as changing "no files"; read from git's --summary text, a file name holding a newline hid a rename's
+    source or invented a deletion. The summary is read back from the patched worktree's index."""
+    from harness.reproduce.rebuild import changes_summary
+
+    repo = tmp_path / "repo"
+    (repo / "harness").mkdir(parents=True)
+    (repo / "harness" / "a.py").write_text("a = 1\n")
+    (repo / "keep.py").write_text("k = 1\n")
+    (repo / "old_name.py").write_text("x = 1\n" * 5)
+    (repo / "README.md").write_text("read me\n" * 5)
+    git(tmp_path, "init", "--quiet", str(repo))
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "-m", "base")
+    (repo / "sitecustomize.py").write_text("import os\nos.system('echo owned')\n")
+    git(repo, "mv", "old_name.py", "new_name.py")
+    git(repo, "mv", "README.md", "x\ny")
+    (repo / "harness" / "a.py").write_text("a = 2\n")
+    (repo / "harness" / "a.py").chmod(0o755)
+    (repo / "a\n delete mode 100644 keep.py").write_text("forged\n")
+    (repo / "usercustomize.py").symlink_to("/tmp/elsewhere.py")
+    git(repo, "add", "-A")
+    said = changes_summary(repo)
+    assert said.startswith("touches 6 paths: "), said
+    assert "sitecustomize.py (new, +2 -0)" in said
+    assert "new_name.py (renamed from old_name.py, +0 -0)" in said
+    assert "'x\\ny' (renamed from README.md, +0 -0)" in said  # the rename's source is said
+    assert "harness/a.py (mode 100644 -> 100755 (executable), +1 -1)" in said
+    assert "'a\\n delete mode 100644 keep.py' (new, +1 -0)" in said
+    assert "keep.py (deleted" not in said  # nothing is deleted
+    assert "usercustomize.py (new, symlink, pointing to /tmp/elsewhere.py, +1 -0)" in said
+    assert "\n" not in said

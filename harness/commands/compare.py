@@ -1,5 +1,6 @@
 """``harness compare STUDY``: the comparison table, paired differences, plots and an HTML report."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -53,9 +54,12 @@ def run(args):
     from ..records.store import resolve_tracking_uri
 
     name = study_name_of(args.study)
-    from ..sweep.optuna_plots import optuna_plots
+    from ..sweep.optuna_plots import check_storage, optuna_plots
 
     uri = resolve_tracking_uri(args.tracking_uri)
+    named = args.storage or os.environ.get("HARNESS_OPTUNA_STORAGE")
+    if named:
+        check_storage(named, name)
     comparison = run_compare(name, uri, args.out, args.storage, args.register, search_plots=optuna_plots)
     for model, version, run_id in comparison.registered:
         print(f"registered {model} version {version} (run {run_id})", file=sys.stderr)

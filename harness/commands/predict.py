@@ -25,6 +25,7 @@ def add_parser(commands):
 
 
 def run(args):
+    from ..common.errors import printable
     from ..records.store import resolve_tracking_uri
     from ..reproduce.predict import load_logged_model, read_rows
 
@@ -35,6 +36,6 @@ def run(args):
 
         emit_json({"run_id": args.run_id, "predictions": labels})
         return 0
-    for label in labels:
-        print(label)
+    for label in labels:  # a class name is the training data's: one line each, whatever it holds
+        print(printable(label))
     return 0

@@ -6,10 +6,43 @@ class HarnessError(Exception):
     used as it is; the message says which and what to do. Exit status 2."""
 
     def __str__(self) -> str:
-        """The message without secrets (``urls.redact``): it may quote a URL, or an error that echoes one."""
+        """The message without secrets (``urls.redact``): it may quote a URL, or an error that echoes one.
+        At most ``MESSAGE_LIMIT`` characters: a message is one line, whatever value it quotes."""
         from .urls import redact
 
-        return redact(super().__str__())
+        text = printable(redact(super().__str__()))
+        return text if len(text) <= MESSAGE_LIMIT else f"{text[: MESSAGE_LIMIT - 20]}... (message cut)"
+
+
+MESSAGE_LIMIT = 2000
+BIDI = {*map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A))}
+"""Characters that reorder the text shown after them (a name from a file could hide what follows)."""
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character (C0, DEL, C1: a newline, a terminal escape) and bidi
+    override escaped as Python writes it: a message quotes names from files others wrote (an export, a
+    weights file), and what it prints must stay one line that the terminal shows as it is."""
+    import unicodedata
+
+    if text.isprintable():
+        return text
+    return "".join(repr(c)[1:-1] if c in BIDI or unicodedata.category(c) == "Cc" else c for c in text)
+
+
+def shown(value: object) -> str:
+    """A value as an error quotes it: its repr, cut short (a list of 100,000 values, a string of a megabyte,
+    arrays nested 100,000 deep are each said in a few dozen characters)."""
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxlist = short.maxtuple = short.maxdict = short.maxset = 8
+    short.maxstring = short.maxother = 120
+    short.maxlevel = 3
+    try:
+        return short.repr(value)
+    except RecursionError:
+        return f"<a {type(value).__name__} nested too deeply to show>"
 
 
 class ConfigError(HarnessError, ValueError):

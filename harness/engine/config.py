@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..common.errors import ConfigError
+from ..common.errors import ConfigError, shown
 from .activations import ACTIVATIONS
 from .data import GENERATED, LOADERS
 from .losses import LOSSES
@@ -26,6 +26,9 @@ SEED_MAX = 2**32 - 1
 """numpy and scikit-learn take seeds in [0, 2**32 - 1]."""
 MAX_SAMPLES = 10_000_000
 MAX_EPOCHS = 100_000
+MAX_LAYERS = 1_000
+"""Far beyond what a small MLP trains well; a longer list is a typo or a crafted config (one 1 MB
+config could list 200,000 layers)."""
 FLOAT_KEYS = (
     "lr",
     "momentum",
@@ -124,7 +127,7 @@ FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
 
 def _fail(source, key, value, allowed):
     where = f"{source}: " if source else ""
-    raise ConfigError(f"{where}{key} = {value!r} is not allowed; {allowed}")
+    raise ConfigError(f"{where}{key} = {shown(value)} is not allowed; {allowed}")
 
 
 def _check_type(source, key, value):
@@ -191,6 +194,8 @@ def validate(c: TrainConfig, source: str = "") -> None:
         _fail(source, "batch_size", c.batch_size, "must be an integer >= 1 or 'full'")
     if not c.hidden or not all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in c.hidden):
         _fail(source, "hidden", c.hidden, "must be a non-empty list of layer sizes >= 1")
+    if len(c.hidden) > MAX_LAYERS:
+        _fail(source, "hidden", c.hidden, f"lists {len(c.hidden):,} layers; at most {MAX_LAYERS}")
     if not 10 <= c.n_samples <= MAX_SAMPLES:
         _fail(source, "n_samples", c.n_samples, f"must be an integer in [10, {MAX_SAMPLES}]")
     for key in ("val_fraction", "test_fraction"):

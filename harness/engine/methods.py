@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.machinery
 import importlib.util
 import inspect
 import os
@@ -72,12 +73,36 @@ def _builtins(kind: str) -> tuple[str, ...]:
     return tuple(OPTIMIZERS if kind == "optimizer" else LOSSES)
 
 
+def _search_working_folder() -> None:
+    """The working folder is searched for a 'module:Class' (after sys.path), as the docs say."""
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
+
+
+def module_file(name: str) -> str | None:
+    """The source file ``import name`` would run, found by the import system's finders without running
+    any module's code (None when there is none): a name a logged run gives is compared by its file's
+    digest before anything of it is imported."""
+    if name in sys.modules:
+        return getattr(sys.modules[name], "__file__", None)
+    _search_working_folder()
+    top, *rest = name.split(".")
+    try:
+        spec = importlib.util.find_spec(top)  # a top-level name: the finders only look, nothing runs
+        for part in rest:  # not importlib.util.find_spec(name): it would import the parents
+            locations = spec.submodule_search_locations if spec is not None else None
+            spec = importlib.machinery.PathFinder.find_spec(part, list(locations)) if locations else None
+    except (ImportError, ValueError):
+        return None
+    origin = spec.origin if spec is not None and spec.has_location else None
+    return origin if origin and origin.endswith(".py") and os.path.isfile(origin) else None
+
+
 def _import(kind: str, name: str) -> Any:
     if name in _REGISTERED[kind]:
         return _REGISTERED[kind][name]
     module_name, attr = split_name(kind, name)
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.append(os.getcwd())
+    _search_working_folder()
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # noqa: BLE001 - any failure of the user's module is said in one line

@@ -9,6 +9,7 @@ file chose every byte of it, its digests included. Only the members the harness 
 bounded (``LIMITS``) before it is; a damaged, oversized or foreign file gets one line naming it.
 """
 
+import functools
 import hashlib
 import json
 import os
@@ -17,7 +18,9 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from ..common.errors import HarnessError
+from ..common.errors import HarnessError, shown
+from ..common.files import memory_bound
+from .export_schema import check_curves, check_run
 from .operations import HARNESS_TAG
 from .provenance import DIFF_ARTIFACT, MAX_DIFF_BYTES
 from .runs import CONFIG_ARTIFACT, METHOD_FOLDER, METHOD_TAG, WEIGHTS_ARTIFACT
@@ -26,16 +29,8 @@ EXPORT_FORMAT = "harness-run-export 1"
 RUN_FILE, CURVES_FILE = "run.json", "curves.json"
 EXPORTED_ARTIFACTS = (CONFIG_ARTIFACT, WEIGHTS_ARTIFACT, DIFF_ARTIFACT)
 MB = 1 << 20
-
-
-def _weights_limit():
-    """2 GiB, or a quarter of this machine's memory when that is less: weights are read whole, and their
-    arrays are allocated beside them."""
-    try:
-        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        physical = 8 << 30
-    return min(2 << 30, physical // 4)
+MAX_MEMBERS = 64
+"""An export holds 5 files and the sources of at most two methods."""
 
 
 LIMITS = {
@@ -43,7 +38,7 @@ LIMITS = {
     CURVES_FILE: 64 * MB,
     CONFIG_ARTIFACT: 1 * MB,
     DIFF_ARTIFACT: MAX_DIFF_BYTES,
-    WEIGHTS_ARTIFACT: _weights_limit(),
+    WEIGHTS_ARTIFACT: memory_bound(4, 2 << 30),  # read whole, its arrays allocated beside it
     METHOD_FOLDER: 4 * MB,  # a custom method's module source, methods/<module>.py
 }
 """The most bytes read of each file of a logged run (an export's members; for weights, also the arrays
@@ -85,19 +80,40 @@ class ExportedRun:
 
     def __init__(self, path):
         self.path, self.where = path, f"export {path}"
+        self._check_members()
+        self.run = self._json(RUN_FILE)
+        if not isinstance(self.run, dict) or self.run.get("format") != EXPORT_FORMAT:
+            found = self.run.get("format") if isinstance(self.run, dict) else None
+            raise HarnessError(
+                f"{path}: not a run exported by `harness export` (format {shown(found)}, expected {EXPORT_FORMAT!r})"
+            )
+        check_run(self.run, self.where)  # before anything of it is used
+
+    def _check_members(self):
+        """At most ``MAX_MEMBERS``, each named once: a reader and a person unzipping it see the same bytes,
+        and a million empty members cannot make every read re-parse a huge directory."""
         try:
-            self.run, curves = (json.loads(self._required(name)) for name in (RUN_FILE, CURVES_FILE))
-            if not isinstance(self.run, dict) or self.run.get("format") != EXPORT_FORMAT:
-                found = self.run.get("format") if isinstance(self.run, dict) else None
-                raise ValueError(f"format {found!r}, expected {EXPORT_FORMAT!r}")
-            if not isinstance(curves, dict):
-                raise ValueError(CURVES_FILE)
-            self.curves = {key: [(int(step), float(value)) for step, value in points] for key, points in curves.items()}
-            missing = [f for f in ("run_id", "run_name", "tags", "metrics") if f not in self.run]
-            if missing:
-                raise KeyError(missing[0])
-        except (KeyError, ValueError, TypeError, UnicodeDecodeError) as exc:
-            raise HarnessError(f"{path}: not a run exported by `harness export` (missing or bad {exc})") from None
+            with zipfile.ZipFile(self.path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError, ValueError) as exc:
+            raise HarnessError(f"{self.path}: not a run exported by `harness export` ({exc})") from None
+        if len(names) > MAX_MEMBERS:
+            raise HarnessError(f"{self.path}: holds {len(names)} files; an export holds at most {MAX_MEMBERS}")
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise HarnessError(f"{self.path}: holds {twice[0]!r} more than once; an export names each file once")
+
+    def _json(self, name):
+        try:
+            return json.loads(self._required(name))
+        except (KeyError, ValueError, UnicodeDecodeError, RecursionError) as exc:
+            said = "nested too deeply" if isinstance(exc, RecursionError) else f"missing or bad {exc}"
+            raise HarnessError(f"{self.path}: not a run exported by `harness export` ({said})") from None
+
+    @functools.cached_property
+    def curves(self):
+        """Read (and checked) only when a comparison needs them: predict never does."""
+        return check_curves(self._json(CURVES_FILE), self.where)
 
     def _required(self, name):
         content = self._member(name)

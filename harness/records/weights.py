@@ -121,10 +121,16 @@ def parse_weights(content, where):
         if not (np.isfinite(w).all() and np.isfinite(b).all()):
             raise HarnessError(f"{where}: layer {i} holds non-finite weights")
         previous = w.shape[1]
-    if arrays["classes"].ndim != 1 or len(arrays["classes"]) != previous:
-        raise HarnessError(f"{where}: {len(arrays['classes'])} class names for {previous} outputs")
+    classes = arrays["classes"]
+    if classes.ndim != 1 or len(classes) != previous:
+        raise HarnessError(f"{where}: classes of shape {classes.shape}; the network has {previous} outputs")
     features = arrays["weight_0"].shape[0]
     for key in ("scaler_mean", "scaler_scale"):
-        if key in arrays and (arrays[key].shape != (features,) or arrays[key].dtype.kind != "f"):
-            raise HarnessError(f"{where}: {key} does not match the {features} input features")
+        value = arrays.get(key)
+        if value is None:
+            continue
+        if value.shape != (features,) or value.dtype.kind != "f" or not np.isfinite(value).all():
+            raise HarnessError(f"{where}: {key} does not hold one finite number per input feature ({features})")
+        if key == "scaler_scale" and not (value > 0).all():
+            raise HarnessError(f"{where}: scaler_scale holds a value <= 0; a feature's scale is positive")
     return arrays

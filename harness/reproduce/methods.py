@@ -1,56 +1,118 @@
-"""A logged run's own loss or optimizer made importable again: the module here when it is the logged
-source (same sha256), else the source logged with the run, said on stderr. An export's logged source is
-someone else's code: it runs only with ``--rebuild-code``, as an export's patch does.
+"""A logged run's own loss or optimizer made importable again, without trusting the name it logged.
+
+A logged config may name any ``module:Class``; the run's tags say which modules it recorded
+(``harness.method.<module>``: the sha256 of the source it trained with). A module the config names
+without such a tag is refused before anything is imported. A run in the store trains with the module
+here when its file, found without importing it, has that digest; else with the source the run logged,
+said before it runs. An export's method is code from the export: it runs only with ``--rebuild-code``,
+from the source the export carries (``methods/<module>.py``, checked against the digest).
 """
 
+from __future__ import annotations
+
 import hashlib
-import importlib
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..common.errors import HarnessError
+from ..common.errors import HarnessError, printable
 from ..engine.config import check_methods
-from ..engine.methods import load_logged_module, module_source
+from ..engine.methods import load_logged_module, module_file, module_source
 from ..records.runs import METHOD_FOLDER, METHOD_TAG
 
 
-def logged_modules(logged):
-    """{module: sha256} of the custom methods a logged run recorded."""
+@dataclass
+class LoggedMethod:
+    """One module a logged run's config names, and where its code comes from."""
+
+    module: str
+    digest: str
+    source: bytes | None  # the logged source to run; None: the module here, which has the same digest
+    said: str  # why the logged source runs: "is not found here", "differs here (...)", "is the export's own"
+    root: str | None = None  # the folder holding the module here (a rebuilt code's child imports it from there)
+
+
+def named_modules(config):
+    """{module: 'loss = ...'} of the ``module:Class`` names a config gives (registered names aside)."""
+    named = {}
+    for kind, name in (("loss", config.loss), ("optimizer", config.optimizer)):
+        if ":" in name:
+            named.setdefault(name.partition(":")[0], f"{kind} = {name!r}")
+    return named
+
+
+def plan_methods(logged, config, export, allowed):
+    """The modules the config names, each checked against the run's tags and logged sources; nothing is
+    imported or written. ``allowed``: an export's logged source may run (``--rebuild-code``)."""
     tags = logged.run["tags"]
-    return {key[len(METHOD_TAG) :]: value for key, value in tags.items() if key.startswith(METHOD_TAG)}
-
-
-def module_here(name):
-    """(its sha256 here, or None when it cannot be imported here; the reason)."""
-    try:
-        module = importlib.import_module(name)
-        return module_source(module.__file__ or "")[1], ""
-    except Exception as exc:  # noqa: BLE001 - any failure: the logged source is the fallback
-        return None, f"{type(exc).__name__}: {str(exc)[:120]}"
-
-
-def prepare_methods(logged, config, stack, export, allowed, err):
-    """Make the run's custom methods importable (``stack``: an ExitStack owning the temporary folder),
-    then check them; ``allowed``: the logged source may run (a store's run, or ``--rebuild-code``).
-    Returns the folder holding logged sources (None when none was needed), for a rebuilt code's child."""
-    folder = None
-    for name, digest in sorted(logged_modules(logged).items()):
-        here, why = module_here(name)
-        if here == digest:
-            continue
-        said = f"not importable here ({why})" if here is None else f"differs here (sha256 {here[:12]})"
-        if export and not allowed:
+    planned = []
+    for module, setting in sorted(named_modules(config).items()):
+        digest = tags.get(METHOD_TAG + module)
+        if digest is None:
             raise HarnessError(
-                f"{logged.where}: module {name!r} is {said}; the run's logged source ({METHOD_FOLDER}{name}.py) "
-                "is code from the export and runs only with --rebuild-code"
+                f"{logged.where}: its config names {setting}, but the run recorded no source of module "
+                f"{module!r} ({METHOD_TAG}{module}); nothing of it is imported"
             )
-        source = logged.artifact(f"{METHOD_FOLDER}{name}.py")
-        if source is None or hashlib.sha256(source).hexdigest() != digest:
-            raise HarnessError(f"{logged.where}: module {name!r} is {said}, and the run logged no matching source")
+        planned.append(_plan_one(logged, module, digest, export, allowed))
+    return planned
+
+
+def _plan_one(logged, module, digest, export, allowed):
+    if export:
+        if not allowed:
+            raise HarnessError(
+                f"{logged.where}: its own method {module!r} ({METHOD_FOLDER}{module}.py, sha256 {digest[:12]}) is "
+                "code from the export; it runs only with --rebuild-code"
+            )
+        said = "is the export's own"
+    else:
+        here = module_file(module)
+        if here is not None and module_source(here)[1] == digest:
+            return LoggedMethod(module, digest, None, "", _root(here, module))
+        said = "is not found here" if here is None else f"differs here ({here}: sha256 {module_source(here)[1][:12]})"
+    source = logged.artifact(f"{METHOD_FOLDER}{module}.py")
+    if source is None or hashlib.sha256(source).hexdigest() != digest:
+        raise HarnessError(
+            f"{logged.where}: module {module!r} {said}, and the run carries no {METHOD_FOLDER}{module}.py "
+            f"with its recorded digest (sha256 {digest[:12]})"
+        )
+    return LoggedMethod(module, digest, source, said)
+
+
+def _root(path, module):
+    """The folder ``module`` is imported from (``path`` is its file)."""
+    depth = module.count(".") + (1 if path.endswith("__init__.py") else 0)
+    return str(Path(path).resolve().parents[depth])
+
+
+def consent(planned):
+    """What of the planned methods runs from a logged source, as the consent line says it."""
+    return [
+        f"{METHOD_FOLDER}{m.module}.py (sha256 {m.digest[:12]}; module {m.module!r} {m.said})"
+        for m in planned
+        if m.source
+    ]
+
+
+def load_methods(planned, config, stack, where, err, say):
+    """Write the logged sources to a temporary folder (``stack`` owns it) and import them; then check the
+    config's methods. ``say``: print what runs first (else the rebuild's consent line said it).
+    Returns the folders a rebuilt code's child imports them from."""
+    folder, paths = None, []
+    for method in planned:
+        if method.source is None:
+            paths.append(method.root)
+            continue
         if folder is None:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="harness-methods-")))
-        (folder / f"{name}.py").write_bytes(source)
-        load_logged_module(name, str(folder / f"{name}.py"))
-        print(f"module {name!r} is {said}: training with its logged source (sha256 {digest[:12]})", file=err)
-    check_methods(config, logged.where)
-    return folder
+            paths.insert(0, str(folder))
+        (folder / f"{method.module}.py").write_bytes(method.source)
+        if say:
+            line = (
+                f"module {method.module!r} {method.said}: training with the run's logged source "
+                f"{METHOD_FOLDER}{method.module}.py (sha256 {method.digest[:12]})"
+            )
+            print(printable(line), file=err)
+        load_logged_module(method.module, str(folder / f"{method.module}.py"))
+    check_methods(config, where)
+    return paths

@@ -30,14 +30,15 @@ def load_logged_model(source, uri):
 
 
 def read_rows(path, label_column, n_features):
+    import io
+
     import pandas as pd
 
+    from ..common.files import CSV_LIMIT, read_local_file
+
+    content = read_local_file(path, path, CSV_LIMIT, "CSV file")
     try:
-        frame = pd.read_csv(path)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not a CSV file") from None
+        frame = pd.read_csv(io.BytesIO(content))
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not a readable CSV file ({str(exc).splitlines()[0][:200]})") from None
     if label_column in frame.columns:

@@ -74,17 +74,78 @@ def code_differs(tags):
     return None
 
 
-def patch_summary(diff, where, most=10):
-    """The files a patch changes, as ``git apply --numstat`` reads it ('harness/x.py (+2 -0), ...'):
-    said before the patch is applied and run."""
-    read = _git("-C", str(PACKAGE), "apply", "--numstat", "-", stdin=diff)
-    if read.returncode != 0:
-        message = (read.stderr.decode(errors="replace").strip().splitlines() or ["no output"])[0]
-        raise HarnessError(f"{where}: its git_diff.patch is not a patch git can read ({message})")
-    rows = [line.split("\t", 2) for line in read.stdout.decode(errors="replace").splitlines() if line.count("\t") >= 2]
-    files = [f"{name} (binary)" if added == "-" else f"{name} (+{added} -{removed})" for added, removed, name in rows]
-    more = f" and {len(files) - most} more files" if len(files) > most else ""
-    return ", ".join(files[:most]) + more if files else "no files"
+def changes_summary(root):
+    """Every path the applied patch changed in the worktree at ``root``, against its commit ('touches 2
+    paths: harness/x.py (+2 -0), run.py (new, +5 -0)'): the consent line, said after the patch is
+    applied (which runs nothing) and before any of it runs. Read back from git's index as NUL-separated
+    records, so no file name can forge or hide an entry: new, deleted, renamed or copied from, a changed
+    mode or type, a symlink's target, binary, lines added and removed."""
+    raw = _git("-C", str(root), "diff", "--cached", "--raw", "-z", "-M", "--no-abbrev", "HEAD")
+    counts = _git("-C", str(root), "diff", "--cached", "--numstat", "-z", "-M", "HEAD")
+    if raw.returncode != 0 or counts.returncode != 0:
+        raise HarnessError(f"{root}: git cannot list what the patch changed ({_first_error(raw, counts)})")
+    lines = _numstat(counts.stdout)
+    paths = []
+    for old_mode, new_mode, new_blob, status, names in _raw_entries(raw.stdout):
+        notes = _change_notes(root, old_mode, new_mode, new_blob, status, names)
+        notes.append(lines.get(names[-1], "binary"))
+        paths.append(f"{_shown_path(names[-1])} ({', '.join(notes)})")
+    count = f"{len(paths)} path{'s' * (len(paths) != 1)}"
+    return f"touches {count}: {', '.join(paths)}" if paths else "touches no files"
+
+
+MODES = {"100644": "", "100755": "executable", "120000": "symlink", "160000": "submodule"}
+
+
+def _raw_entries(output):
+    """``git diff --raw -z``: (old mode, new mode, new blob, status letter, [path] or [old, new])."""
+    fields = output.decode(errors="surrogateescape").split("\0")
+    entries, at = [], 0
+    while at < len(fields) and fields[at].startswith(":"):
+        old_mode, new_mode, _, new_blob, status = fields[at][1:].split(" ")
+        width = 2 if status[0] in "RC" else 1
+        entries.append((old_mode, new_mode, new_blob, status[0], fields[at + 1 : at + 1 + width]))
+        at += 1 + width
+    return entries
+
+
+def _change_notes(root, old_mode, new_mode, new_blob, status, names):
+    notes = {"A": ["new"], "D": ["deleted"], "R": [f"renamed from {_shown_path(names[0])}"]}.get(status, [])
+    if status == "C":
+        notes.append(f"copied from {_shown_path(names[0])}")
+    if status == "A":
+        notes += [MODES.get(new_mode, f"mode {new_mode}")] if MODES.get(new_mode) != "" else []
+    elif status != "D" and old_mode != new_mode:
+        notes.append(f"mode {old_mode} -> {new_mode}" + (f" ({MODES[new_mode]})" if MODES.get(new_mode) else ""))
+    if new_mode == "120000":
+        target = _git("-C", str(root), "cat-file", "blob", new_blob).stdout.decode(errors="surrogateescape")
+        notes.append(f"pointing to {_shown_path(target)}")
+    return notes
+
+
+def _numstat(output):
+    """``git diff --numstat -z``: {path: '+added -removed' or 'binary'} by the path it has now."""
+    fields, found, at = output.decode(errors="surrogateescape").split("\0"), {}, 0
+    while at < len(fields) and fields[at].count("\t") >= 2:
+        added, removed, name = fields[at].split("\t", 2)
+        if not name:  # a rename or copy: the old and new paths follow as fields of their own
+            name, at = fields[at + 2], at + 2
+        found[name] = "binary" if added == "-" else f"+{added} -{removed}"
+        at += 1
+    return found
+
+
+def _shown_path(path):
+    """A path as the consent line prints it: quoted and escaped when it holds anything unprintable."""
+    return path if path.isprintable() and path.strip() == path and "," not in path else repr(path)
+
+
+def _first_error(*done):
+    for result in done:
+        text = result.stderr.decode(errors="replace").strip()
+        if text:
+            return text.splitlines()[0][:300]
+    return "no output"
 
 
 def _git(*args, stdin=None):
@@ -93,8 +154,8 @@ def _git(*args, stdin=None):
 
 @contextlib.contextmanager
 def worktree(commit, diff, where):
-    """A temporary checkout of ``commit`` with ``diff`` applied; yields the folder to import the
-    harness from. Removed afterwards, also when training fails or is interrupted."""
+    """A temporary checkout of ``commit`` with ``diff`` applied; yields its root and the folder to import
+    the harness from. Removed afterwards, also when training fails or is interrupted."""
     repo = _git("-C", str(PACKAGE), "rev-parse", "--show-toplevel")
     if repo.returncode != 0:
         raise HarnessError(
@@ -113,22 +174,22 @@ def worktree(commit, diff, where):
         added = _git("-C", str(top), "worktree", "add", "--detach", "--quiet", str(folder), commit)
         if added.returncode != 0:
             raise HarnessError(f"{where}: git could not check out {commit[:12]}: {added.stderr.decode().strip()}")
-        if diff:
-            applied = _git("-C", str(folder), "apply", "--binary", "--whitespace=nowarn", "-", stdin=diff)
+        if diff:  # into the index too: what it changed is then read back from git (changes_summary)
+            applied = _git("-C", str(folder), "apply", "--index", "--binary", "--whitespace=nowarn", "-", stdin=diff)
             if applied.returncode != 0:
-                message = applied.stderr.decode().strip().splitlines()[:1]
+                message = applied.stderr.decode(errors="replace").strip().splitlines()[:1]
                 raise HarnessError(f"{where}: its git_diff.patch does not apply on {commit[:12]} ({message})")
-        yield folder / PACKAGE.parent.relative_to(top)
+        yield folder, folder / PACKAGE.parent.relative_to(top)
     finally:
         _git("-C", str(top), "worktree", "remove", "--force", str(folder))
         shutil.rmtree(scratch, ignore_errors=True)
         _git("-C", str(top), "worktree", "prune")
 
 
-def train_rebuilt(folder, config_json, stop_at, include_test, where, sources=None):
-    """Train the logged config with the harness in ``folder`` (and a run's logged custom methods in
-    ``sources``, else the working directory's); a TrainResult whose network is rebuilt from the weights
-    that code saved."""
+def train_rebuilt(folder, config_json, stop_at, include_test, where, paths=()):
+    """Train the logged config with the harness in ``folder`` (and a run's own methods from ``paths``;
+    never the working folder, whose files would shadow the standard library); a TrainResult whose
+    network is rebuilt from the weights that code saved."""
     from ..records.weights import LoggedModel, parse_config, parse_weights
 
     with tempfile.TemporaryDirectory(prefix="harness-rebuild-io-") as io_dir:
@@ -137,7 +198,7 @@ def train_rebuilt(folder, config_json, stop_at, include_test, where, sources=Non
         driver.write_text(DRIVER)  # run as a file: its folder, not the working directory, leads sys.path
         done = subprocess.run(
             [sys.executable, str(driver), str(request), str(answer)],
-            env={**_environment(), "PYTHONPATH": os.pathsep.join(str(p) for p in (folder, sources, os.getcwd()) if p)},
+            env={**_environment(), "PYTHONPATH": os.pathsep.join(str(p) for p in (folder, *paths) if p)},
             capture_output=True,
             text=True,
         )

@@ -18,7 +18,8 @@ import sys
 
 import numpy as np
 
-from ..common.errors import HarnessError
+from ..common.errors import HarnessError, printable
+from ..common.files import RefusedFile
 from ..engine.data import load_split
 from ..engine.training import DIVERGED, train
 from ..records.logged import ExportedRun, StoredRun, is_export, logged_diff
@@ -28,8 +29,8 @@ from ..records.recorder import RecorderProcess
 from ..records.runs import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT, outcome_metrics, save_weights, train_and_record
 from ..records.store import check_exists, check_server, check_writable
 from ..records.weights import parse_config, parse_weights
-from .methods import prepare_methods
-from .rebuild import code_differs, patch_summary, train_rebuilt, worktree
+from .methods import consent, load_methods, plan_methods
+from .rebuild import changes_summary, code_differs, train_rebuilt, worktree
 
 NOT_COMPARED = {"train_seconds"}
 CARRIED_TAGS = ("study", "condition", "phase", "trial", "optuna_study", "mlflow.parentRunId")
@@ -52,7 +53,9 @@ def load_logged_data(run, config):
     where = f"run {run['run_id']}: csv = {config.csv!r}"
     try:
         split = load_split(config)
-    except HarnessError:
+    except RefusedFile as exc:  # its message names the path and why, and quotes nothing the file holds
+        raise HarnessError(f"run {run['run_id']}: {exc}; nothing of it was used") from None
+    except HarnessError:  # other messages may quote the file's content: a foreign file is not echoed
         raise HarnessError(f"{where} cannot be loaded as the run loaded it (moved, changed or not a CSV)") from None
     if logged is None or split.digest != logged:
         raise HarnessError(
@@ -145,20 +148,23 @@ def _reproduce(logged, recorder, out, err, rtol, rebuild, summary):
     run, tags = logged.run, logged.run["tags"]
     config_json, config = load_logged_config(logged)
     weights = load_logged_weights(logged)
+    methods = plan_methods(logged, config, recorder is None, rebuild)  # checked by digest; nothing imported
     split = load_logged_data(run, config)  # bad input is one line, before anything else is said
     why, diff = code_to_run(logged, rebuild, recorder is None, err)
-    for warning in environment_warnings(run, split, rebuilt=why is not None):
-        print(f"warning: {warning}", file=err)
     pruned = tags.get("state") == "pruned"
     stop_at = int(tags["pruned_epoch"]) if pruned and tags.get("pruned_epoch", "").isdigit() else None
     keys = [k for k in run["metrics"] if k not in NOT_COMPARED]
     include_test = any(k.startswith("test_") for k in keys)
     with contextlib.ExitStack() as stack:
         trainer, code = train, None
-        sources = prepare_methods(logged, config, stack, recorder is None, rebuild, err)
+        if why is not None:  # checked out and patched (nothing of it runs yet), then the consent line
+            root, folder = stack.enter_context(worktree(logged_commit(tags), diff, logged.where))
+            say_rebuild(logged, why, diff, err, methods, root)
+        paths = load_methods(methods, config, stack, logged.where, err, say=why is None)
+        for warning in environment_warnings(run, split, rebuilt=why is not None):  # after what runs is said
+            print(printable(f"warning: {warning}"), file=err)
         if why is not None:
-            folder = stack.enter_context(worktree(logged_commit(tags), diff, logged.where))
-            trainer = rebuilt_trainer(folder, config_json, stop_at, split, logged.where, sources)
+            trainer = rebuilt_trainer(folder, config_json, stop_at, split, logged.where, paths)
             code = {"tags": {k: tags[k] for k in CODE_TAGS if k in tags}, "diff": diff}
         result, new_id = _retrain(logged, recorder, config, split, trainer, code, stop_at, include_test, pruned)
     rows = compare_curves(logged.histories(keys), reproduced_points(result), rtol)
@@ -189,7 +195,8 @@ def _reproduce(logged, recorder, out, err, rtol, rebuild, summary):
 def code_to_run(logged, rebuild, export, err):
     """(why the run's code is rebuilt, its checked patch): (None, ...) when this checkout's code trains.
     An export's patch is checked even when it is not used: a file that does not match itself is refused."""
-    why = code_differs(logged.run["tags"])
+    tags = logged.run["tags"]
+    why = code_differs(tags)
     diff = logged_diff(logged) if (why and rebuild) or export else None
     if why is not None and not rebuild and export:
         print(
@@ -199,7 +206,11 @@ def code_to_run(logged, rebuild, export, err):
         )
     if why is None or not rebuild:
         return None, diff
-    say_rebuild(logged, why, diff, err)
+    if tags.get("git_diff") and diff is None:
+        raise HarnessError(
+            f"{logged.where}: {why}, and its {DIFF_ARTIFACT} was not logged ({tags['git_diff']}); "
+            "pass --here to retrain with this code"
+        )
     return why, diff
 
 
@@ -254,31 +265,29 @@ def compare_weights(logged, mine, rtol=RTOL):
     return row
 
 
-def say_rebuild(logged, why, diff, err):
-    """The first line of a rebuild: what code will run (the commit, the patch's digest and the files it
-    changes), before any of it does."""
+def say_rebuild(logged, why, diff, err, methods, root):
+    """The first line of a rebuild: all the code that will run (the commit, the patch's digest and every
+    path it changed in the worktree at ``root``, the run's own methods from their logged source), before
+    any of it does."""
     tags = logged.run["tags"]
-    if tags.get("git_diff") and diff is None:
-        raise HarnessError(
-            f"{logged.where}: {why}, and its {DIFF_ARTIFACT} was not logged ({tags['git_diff']}); "
-            "pass --here to retrain with this code"
-        )
     runs = f"commit {logged_commit(tags)[:12]}"
     if diff is not None:
-        runs += f" + its {DIFF_ARTIFACT} (sha256 {tags['git_diff']}; changes {patch_summary(diff, logged.where)})"
-    print(f"{why}: rebuilding that code in a temporary git worktree to retrain there; it runs {runs}", file=err)
+        runs += f" + its {DIFF_ARTIFACT} (sha256 {tags['git_diff']}; {changes_summary(root)})"
+    runs += "".join(f" + {method}" for method in consent(methods))
+    line = f"{why}: rebuilt that code in a temporary git worktree to retrain there; it runs {runs}"
+    print(printable(line), file=err)
 
 
 CODE_TAGS = ("mlflow.source.git.commit", "git_commit", "git_dirty", "git_diff")
 """The code-state tags a reproduction with rebuilt code carries: that code's, not this checkout's."""
 
 
-def rebuilt_trainer(folder, config_json, stop_at, split, where, sources=None):
+def rebuilt_trainer(folder, config_json, stop_at, split, where, paths=()):
     """``train``'s signature over the rebuilt code: it trains in a child process, then the callbacks
-    (the live record) see each epoch's metrics."""
+    (the live record) see each epoch's metrics. ``paths``: where the child imports the run's own methods."""
 
     def trainer(config, split_here, callbacks=(), include_test=True):
-        result, digest = train_rebuilt(folder, config_json, stop_at, include_test, where, sources)
+        result, digest = train_rebuilt(folder, config_json, stop_at, include_test, where, paths)
         if digest != split.digest:
             raise HarnessError(f"{where}: the rebuilt code loads other data than this code (digest {digest[:12]})")
         for epoch in range(1, result.epochs_run + 1):

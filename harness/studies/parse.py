@@ -10,11 +10,12 @@ import os
 import re
 import tomllib
 
-from ..common.errors import ConfigError
+from ..common.errors import ConfigError, shown
 from ..engine.config import FIELD_TYPES, MAX_EPOCHS, SEED_MAX, check_methods, make_config
 from ..engine.methods import add_search_folder
 from .study import (
     DEFAULT_STACK,
+    MAX_CONDITIONS,
     MAX_CONFIRM_SEEDS,
     MAX_STACK,
     MAX_TRIALS,
@@ -37,7 +38,7 @@ class _Checker:
         self.path = path
 
     def fail(self, key, value, allowed):
-        raise ConfigError(f"{self.path}: {key} = {value!r} is not allowed; {allowed}")
+        raise ConfigError(f"{self.path}: {key} = {shown(value)} is not allowed; {allowed}")
 
     def table(self, data, key, known=None, required=False):
         value = data.get(key)
@@ -91,21 +92,25 @@ def load_study(path):
     return parse_study(read_toml(path), str(path))
 
 
+TOML_LIMIT = 16 << 20
+"""The largest study or config file read: a study is a few kB."""
+
+
 def read_toml(path):
     """A TOML file as a dict, or one line naming the file and what is wrong with it."""
+    from ..common.files import read_local_file
+
+    content = read_local_file(str(path), str(path), TOML_LIMIT, "TOML file")
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not a TOML file") from None
-    except PermissionError:
-        raise ConfigError(f"{path}: cannot be read (permission denied)") from None
+        return tomllib.loads(content.decode())
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); a study or config file is TOML text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except RecursionError:
+        raise ConfigError(
+            f"{path}: nests arrays or tables too deeply to read; a study or config file is flat TOML"
+        ) from None
 
 
 def parse_study(data, path):
@@ -252,6 +257,10 @@ def _parse_conditions(check, table, fixed):
     if not table:
         check.fail("conditions", table, 'list at least one setting to compare, e.g. loss = ["mse"]')
     axes = [_parse_axis(check, axis, levels, fixed) for axis, levels in table.items()]
+    count = math.prod(len(axis) for axis in axes)
+    if count > MAX_CONDITIONS:
+        sizes = " x ".join(f"{len(axis):,}" for axis in axes) + " = " if len(axes) > 1 else ""
+        check.fail("conditions", table, f"makes {sizes}{count:,} conditions; at most {MAX_CONDITIONS:,}")
     conditions, named = [], {}
     for combination in itertools.product(*axes):
         settings, names, factors = {}, [], {}
@@ -264,7 +273,7 @@ def _parse_conditions(check, table, fixed):
                         f"conditions.{'/'.join(names)}",
                         value,
                         f"{setting} is set twice in one condition "
-                        f"({settings[setting]!r} and {value!r}); set it in one axis only",
+                        f"({shown(settings[setting])} and {shown(value)}); set it in one axis only",
                     )
             settings.update(values)
         name = "-".join(names)

@@ -72,6 +72,9 @@ CONFIRM_NAME = re.compile(r"(?P<search>.+)/confirm-after-(?P<budget>\d+)-trials"
 """An Optuna confirm study's name (``Study.optuna_name``): the search it confirms, and that search's budget."""
 
 MAX_CONFIRM_SEEDS = 1_000
+MAX_CONDITIONS = 1_000
+"""A grid beyond this is a typo (a list of 100,000 values), not a comparison: each condition is a parent
+run, an Optuna study and its own search."""
 
 VARY = ("init", "split")
 """What ``[confirm] vary`` may list."""

@@ -19,12 +19,14 @@ from dataclasses import dataclass, field
 
 from ..analysis.comparisons import analyze
 from ..common.errors import DiskFullError, HarnessError, Terminated, disk_full_message
+from ..common.files import read_local_file
 from ..common.outages import outage_seconds, patient
 from ..common.processes import start as processes_start
 from ..records.parents import model_note, models_elsewhere, publish
 from ..records.recorder import RecorderProcess
 from ..records.store import check_server, check_writable, sqlite_path
 from ..records.table import load as load_records
+from ..studies.parse import TOML_LIMIT
 from .conditions import ConditionStudies
 from .preparation import preflight, prepare
 from .repair import reconcile_stores
@@ -201,10 +203,9 @@ def finish(study, plan, recorder, table, records, storage):
     """Write each condition's result onto its parent run (a new parent when the result changed, which
     Optuna then names), the summary and the study file beside it, and end the parents."""
     artifacts = {"summary.csv": table.to_csv(index=False).encode()}
-    try:
-        with open(study.path, "rb") as fh:
-            artifacts["study.toml"] = fh.read()
-    except OSError:
+    try:  # a regular file still (replaced by a FIFO meanwhile, reading it would wait for ever), bounded
+        artifacts["study.toml"] = read_local_file(str(study.path), str(study.path), TOML_LIMIT)
+    except HarnessError:
         pass  # the file moved since the sweep read it: the resolved study.json is there anyway
     parents = publish(recorder, study, records, table, plan.parent_runs, artifacts)
     for run_id, model_run in models_elsewhere(study, records).items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING
 import optuna
 
 from ..common.errors import HarnessError
+from ..common.urls import redact
 from .storages import open_storage, storage_url
 
 if TYPE_CHECKING:
@@ -39,6 +41,7 @@ def optuna_plots(study: Study, storage_address: str | None, folder: Path) -> lis
         storage, _ = open_storage(url, study.name)
     except HarnessError:
         return []
+    found = 0
     warnings.filterwarnings("ignore", message="Target and region quantiles")  # few trials: equal shares
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # "trial omitted: value is inf" for diverged ones
     made: list[Path] = []
@@ -47,6 +50,7 @@ def optuna_plots(study: Study, storage_address: str | None, folder: Path) -> lis
             optuna_study = optuna.load_study(study_name=study.optuna_name(condition), storage=storage)
         except KeyError:
             continue
+        found += 1
         safe = condition.name.replace("/", "_")
         for name, plot in (("history", plots.plot_optimization_history), ("importances", plots.plot_param_importances)):
             try:
@@ -59,4 +63,18 @@ def optuna_plots(study: Study, storage_address: str | None, folder: Path) -> lis
             ax.figure.savefig(path, bbox_inches="tight")  # type: ignore[union-attr]
             plt.close(ax.figure)  # type: ignore[arg-type]
             made.append(path)
+    if not found:
+        print(
+            f"warning: {redact(url)} holds no search of study {study.name!r}: the report has no Optuna plots",
+            file=sys.stderr,
+        )
     return made
+
+
+def check_storage(storage_address: str, study_name: str) -> None:
+    """A storage the user named for Optuna's plots (``compare --storage``) must open: checked before the
+    comparison is written, in one line (left unsaid, the report would silently lack the plots)."""
+    url = storage_url(storage_address, study_name)
+    if url.startswith("journal:") and not Path(url[len("journal:") :]).is_file():
+        raise HarnessError(f"--storage {storage_address}: no such journal file (the sweep's Optuna storage)")
+    open_storage(url, study_name)  # its error names --storage and why
