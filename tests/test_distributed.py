@@ -14,12 +14,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections import Counter
 
 import pytest
 
 from tests import services
+from tests.helpers import wait_paused
 
 pytestmark = pytest.mark.services
 
@@ -92,42 +92,41 @@ def _harness(*args, cwd, fault=None, **kwargs):
     )
 
 
-def _kill_inside_a_trial(victim, storage, tracking_uri):
-    """SIGKILL ``victim`` (and its recorder) once it holds a RUNNING trial whose MLflow run exists."""
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        time.sleep(0.3)
-        assert victim.poll() is None, victim.stderr.read()
-        try:
-            held = [
-                (name, t.number)
-                for name, group in _trials(storage).items()
-                for t in group
-                if t.state.name == "RUNNING" and t.user_attrs.get("worker_pid") == victim.pid
-            ]
-            running = {
-                (r.data.tags.get("optuna_study"), r.data.tags.get("trial"))
-                for r in _runs(tracking_uri)
-                if r.info.status == "RUNNING"
-            }
-        except Exception:  # noqa: BLE001 - the stores are still being prepared
-            continue
-        if held and all((name, str(number)) in running for name, number in held):
-            os.killpg(victim.pid, signal.SIGKILL)
-            victim.wait(timeout=30)
-            return held
-    raise AssertionError("the victim never held a trial with a running MLflow run")
+def _kill_inside_a_trial(victim, held, storage, tracking_uri):
+    """SIGKILL ``victim`` (and its recorder) while it is held inside a stack (``pause-at-epoch``, in the
+    folder ``held``): its trials RUNNING, their MLflow runs RUNNING. Killed on that event, not when a poll
+    happened to see a trial that may end before the signal lands."""
+    assert wait_paused(held, 1, victim, timeout=180) == [victim.pid]
+    trials = [
+        (name, t.number)
+        for name, group in _trials(storage).items()
+        for t in group
+        if t.state.name == "RUNNING" and t.user_attrs.get("worker_pid") == victim.pid
+    ]
+    running = {
+        (r.data.tags.get("optuna_study"), r.data.tags.get("trial"))
+        for r in _runs(tracking_uri)
+        if r.info.status == "RUNNING"
+    }
+    assert trials and all((name, str(number)) in running for name, number in trials), (trials, running)
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait(timeout=30)
+    return trials
 
 
 def test_three_workers_one_killed_finish_one_study(stores, tmp_path):
     storage, tracking_uri = stores
     (tmp_path / "dist.toml").write_text(textwrap.dedent(STUDY))
     flags = ["--storage", storage, "--tracking-uri", tracking_uri, "--heartbeat", "1"]
+    held = tmp_path / "held"
+    held.mkdir()
+    pause = {"HARNESS_FAULT": f"{SLOW['HARNESS_FAULT']},pause-at-epoch=2:{held}"}
     workers = [
-        _harness("sweep", "dist.toml", *flags, cwd=tmp_path, fault=SLOW, start_new_session=True) for _ in range(3)
+        _harness("sweep", "dist.toml", *flags, cwd=tmp_path, fault=fault, start_new_session=True)
+        for fault in (pause, SLOW, SLOW)
     ]
     victim, survivors = workers[0], workers[1:]
-    killed = _kill_inside_a_trial(victim, storage, tracking_uri)
+    killed = _kill_inside_a_trial(victim, held, storage, tracking_uri)
     outputs = [worker.communicate(timeout=600) for worker in survivors]
     for worker, (_, err) in zip(survivors, outputs):
         assert worker.returncode == 0, err

@@ -22,7 +22,6 @@ Python raises KeyboardInterrupt wherever the main thread is when the signal arri
   status, before that teardown (and before the mark of the previous case is read).
 """
 
-import _thread
 import atexit
 import os
 import signal
@@ -78,11 +77,15 @@ def _importing(frame):
 
 def _interrupt_soon():
     """The interrupt again in 10 ms, from another thread: by then the main thread has left the import
-    or the finalizer (or it is held again)."""
+    or the finalizer (or it is held again). A real SIGINT to the main thread, not
+    ``_thread.interrupt_main()``: that one is only seen once the main thread's blocking call (a sleep, a
+    wait on a child or a lock) returns by itself, so the command went on for as long as that call took."""
+    main = threading.main_thread().ident
 
     def later():
         time.sleep(0.01)
-        _thread.interrupt_main()
+        if main is not None:
+            signal.pthread_kill(main, signal.SIGINT)
 
     threading.Thread(target=later, name="interrupt-again", daemon=True).start()
 
