@@ -46,6 +46,33 @@ def test_stack_pruning_decides_exactly_as_should_prune(pruner):
         assert True in decisions and False in decisions  # the comparison was not vacuous
 
 
+@pytest.mark.parametrize(
+    "pruner",
+    [optuna.pruners.MedianPruner(n_startup_trials=1), optuna.pruners.PercentilePruner(25.0, n_startup_trials=1)],
+    ids=["median", "percentile"],
+)
+def test_a_diverged_trial_is_no_pruning_reference(pruner):
+    """A run that exploded in epoch 5 had 0.967 at epoch 2: with it as the median, every later trial of
+    its condition was pruned at epoch 2 and the condition ended with no result (the full-disk test's
+    audit caught it, 1 run in 35). It is told to Optuna as -inf; as a trial Optuna fails for NaN, it is
+    left out of the references; a finite trial then decides as Optuna does."""
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    exploded = study.ask()
+    for epoch, value in enumerate([0.733, 0.967, 0.9, 0.667, 0.667], start=1):
+        exploded.report(value, epoch)
+    study.tell(exploded, float("-inf"))
+    trial = study.ask()
+    trial.report(0.867, 2)
+    assert trial.should_prune()  # Optuna's own rule, against the exploded run's epoch 2
+    assert not StackPruning(study).should_prune(trial, 2, 0.867)
+    finite = study.ask()
+    finite.report(0.9, 2)
+    study.tell(finite, 0.95)
+    later = study.ask()
+    later.report(0.867, 2)
+    assert StackPruning(study).should_prune(later, 2, 0.867)  # below the finite trial's 0.9
+
+
 def test_trial_state_and_retry_origin():
     study = optuna.create_study()
     dead = study.ask()

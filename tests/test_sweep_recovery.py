@@ -445,3 +445,17 @@ def test_a_kill_while_the_parent_runs_are_made_leaves_one_parent_per_condition(w
     assert all(r.info.status == "FINISHED" for r in parents)
     assert audit_sweep(workdir, study, json_summary(resumed.stdout)) == []
     assert compare_json(workdir)["conditions"] == json_summary(resumed.stdout)
+
+
+def test_a_condition_whose_every_trial_diverges_has_its_seeds_skipped_and_the_audit_passes(workdir):
+    """Nothing finite to confirm: each seed is told to Optuna as skipped and has no run. The audit asked
+    for a run per seed all the same (it failed the full-disk test whenever a condition ended so)."""
+    study = write_study(
+        workdir,
+        TINY_STUDY.replace("lr = { low = 0.01, high = 2.0, log = true }", "lr = { low = 200.0, high = 400.0 }"),
+    )
+    done = harness("sweep", study, "--json", "--trials", "2", cwd=workdir, check=True)
+    summary = json_summary(done.stdout)
+    wild = [row for row in summary if row["condition"] == "cross_entropy"]
+    assert [(row["seeds"], row["diverged_share"]) for row in wild] == [(0, 1.0)], summary
+    assert audit_sweep(workdir, study, summary, {"trials": 2}) == []

@@ -132,11 +132,21 @@ def _condition(recorder, study, condition, trials, frame):
         _check_curve(recorder, rows.iloc[0], t["attrs"].get("epochs_run"), problems)
     confirm_name = study.optuna_name(condition, "confirm")
     seeds = confirm[confirm["optuna_study"] == confirm_name] if len(confirm) else confirm
+    finite = any(t["optuna_state"] == "COMPLETE" and _finite(t["value"]) for t in own)
     for seed in study.confirm_seed_values():
+        if not finite:  # nothing to confirm: each seed is told to Optuna as skipped, and has no run
+            skipped = [t for t in trials if t["optuna_study"] == confirm_name and t["seed"] == seed]
+            if [t["state"] for t in skipped if t["optuna_state"] == "COMPLETE"] != ["skipped"]:
+                problems.append(f"{confirm_name} seed {seed}: no search trial is finite, and the seed is not skipped")
+            continue
         count = int((seeds["seed"] == seed).sum()) if len(seeds) else 0
         if count != 1:
             problems.append(f"{confirm_name} seed {seed}: {count} runs hold its results, not 1")
     return problems
+
+
+def _finite(value):
+    return value is not None and math.isfinite(value)
 
 
 def _check_curve(recorder, row, epochs_run, problems):

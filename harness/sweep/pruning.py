@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Container
 from typing import TYPE_CHECKING, Any
 
@@ -52,8 +53,18 @@ class StackPruning:
             self._trials = {t.number: t for t in self.study.get_trials(deepcopy=False)}
         frozen = copy.copy(self._trials[trial.number])
         frozen.intermediate_values = {**frozen.intermediate_values, epoch: float(value)}
+        references = [t for t in self._trials.values() if not diverged(t)]
         # _Snapshot stands in for the study
-        return self.study.pruner.prune(_Snapshot(self.study, list(self._trials.values())), frozen)  # type: ignore[arg-type]
+        return self.study.pruner.prune(_Snapshot(self.study, references), frozen)  # type: ignore[arg-type]
+
+
+def diverged(trial: FrozenTrial) -> bool:
+    """A finished trial whose value is not finite: a diverged run, told to Optuna as the worst value so
+    the sampler learns from it. Its epochs before it diverged are no evidence of a good curve (one that
+    exploded in epoch 5 had 0.967 at epoch 2, and the median rule then pruned every later trial of its
+    condition at epoch 2, leaving it no result): like a trial Optuna fails for a NaN value, it is never
+    a pruning reference."""
+    return trial.state == TrialState.COMPLETE and (trial.value is None or not math.isfinite(trial.value))
 
 
 class _Snapshot:
