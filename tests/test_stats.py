@@ -12,9 +12,10 @@ from harness.analysis.stats import (
     FRIEDMAN_CAVEAT,
     binomial_standard_error,
     bounded_mean_interval,
+    contrast_test,
     expected_max_band,
     expected_max_curve,
-    factorial_effects,
+    factorial_contrasts,
     fixed_split_interval,
     friedman,
     friedman_permutation_p,
@@ -23,15 +24,13 @@ from harness.analysis.stats import (
     kaplan_meier_median,
     leaders,
     lr_robustness,
-    minimum_detectable_difference,
     nemenyi_critical_difference,
-    paired_t,
     ranking_at,
     ranking_settles_at,
-    seeds_to_detect,
+    rows_variance_bound,
+    seeds_for,
     settled_from,
-    simple_effects,
-    tost_paired,
+    sign_flip_p,
 )
 
 # expected_max_curve
@@ -120,36 +119,6 @@ def test_lr_robustness_one_good_trial_and_given_best():
     assert losses["good_lr_decades"] == pytest.approx(1.0)
 
 
-# paired_t
-
-
-def test_paired_t_agrees_with_scipy():
-    rng = np.random.default_rng(3)
-    a = rng.normal(0.9, 0.02, size=7)
-    b = a - 0.01 + rng.normal(0, 0.01, size=7)
-    out = paired_t(a, b)
-    reference = sps.ttest_rel(a, b)
-    interval = reference.confidence_interval(0.95)
-    assert out["p_value"] == pytest.approx(float(reference.pvalue), rel=1e-10)
-    assert out["ci_low"] == pytest.approx(float(interval.low), rel=1e-10)
-    assert out["ci_high"] == pytest.approx(float(interval.high), rel=1e-10)
-    assert out["mean_difference"] == pytest.approx(float(np.mean(a - b)))
-    assert out["n"] == 7
-    assert all(type(out[key]) is float for key in ("mean_difference", "ci_low", "ci_high", "p_value"))
-
-
-def test_paired_t_fewer_than_three_seeds_and_constant_differences():
-    few = paired_t([0.9, 0.8], [0.85, 0.8])
-    assert few == {"mean_difference": pytest.approx(0.025), "ci_low": None, "ci_high": None, "p_value": None, "n": 2}
-    # a missing value drops its pair: 3 values, 2 pairs
-    assert paired_t([0.9, None, 0.8], [0.8, 0.7, 0.7])["p_value"] is None
-    constant = paired_t([3.0, 4.0, 5.0], [2.0, 3.0, 4.0])
-    assert (constant["ci_low"], constant["ci_high"], constant["p_value"]) == (1.0, 1.0, 0.0)
-    assert paired_t([3.0, 4.0, 5.0], [3.0, 4.0, 5.0])["p_value"] == 1.0
-    with pytest.raises(ValueError):
-        paired_t([1.0, 2.0], [1.0])
-
-
 # holm
 
 
@@ -226,44 +195,6 @@ def _grid(interaction_noise, seed=0):
                 y = offset + 0.10 * a + 0.05 * b + 0.03 * a * b + interaction_noise * rng.normal()
                 rows.append({"loss": loss, "optimizer": opt, "seed": unit, "acc": y})
     return pd.DataFrame(rows)
-
-
-def test_factorial_effects_exact_without_noise():
-    effects = {e["factor"]: e for e in factorial_effects(_grid(0.0), ["loss", "optimizer"], "acc", "seed")}
-    # main effect of A averages over B: 0.10 + 0.03 / 2; of B: 0.05 + 0.03 / 2; interaction 0.03
-    assert effects["loss"]["estimate"] == pytest.approx(0.115)
-    assert (effects["loss"]["level"], effects["loss"]["baseline"]) == ("ce", "mse")
-    assert effects["optimizer"]["estimate"] == pytest.approx(0.065)
-    assert effects["loss x optimizer"]["estimate"] == pytest.approx(0.03)
-    assert effects["loss x optimizer"]["n"] == 6
-
-
-def test_factorial_effects_against_per_seed_contrasts():
-    table = _grid(0.01, seed=1)
-    effects = factorial_effects(table, ["loss", "optimizer"], "acc", "seed")
-    cell = table.pivot_table(index="seed", columns=["loss", "optimizer"], values="acc")
-    loss = (cell["ce"]["sgd"] + cell["ce"]["adam"] - cell["mse"]["sgd"] - cell["mse"]["adam"]) / 2
-    inter = cell["ce"]["adam"] - cell["mse"]["adam"] - cell["ce"]["sgd"] + cell["mse"]["sgd"]
-    for effect, contrast in zip([e for e in effects if e["factor"] in ("loss", "loss x optimizer")], [loss, inter]):
-        reference = sps.ttest_1samp(contrast.to_numpy(), 0.0)
-        assert effect["estimate"] == pytest.approx(contrast.mean(), abs=1e-12)
-        assert effect["p_value"] == pytest.approx(float(reference.pvalue), rel=1e-9)
-        assert effect["ci_low"] == pytest.approx(float(reference.confidence_interval().low), rel=1e-9)
-    assert [e["effect"] for e in effects] == ["main", "main", "interaction"]
-
-
-def test_factorial_effects_three_levels_and_incomplete_units():
-    rows = [
-        {"opt": opt, "seed": s, "acc": 0.5 + shift + 0.01 * s}
-        for s in range(4)
-        for opt, shift in [("sgd", 0.0), ("adam", 0.2), ("rmsprop", 0.1)]
-    ]
-    rows = [r for r in rows if not (r["seed"] == 3 and r["opt"] == "adam")]  # seed 3 lacks a cell
-    effects = factorial_effects(pd.DataFrame(rows), ["opt"], "acc", "seed")
-    assert [(e["level"], e["baseline"]) for e in effects] == [("adam", "sgd"), ("rmsprop", "sgd")]
-    assert [e["estimate"] for e in effects] == pytest.approx([0.2, 0.1])
-    assert [e["n"] for e in effects] == [3, 3]
-    assert all(e["effect"] == "main" for e in effects)
 
 
 # friedman
@@ -363,30 +294,6 @@ def test_nemenyi_critical_difference_demsar_example_and_in_friedman():
 # equivalence and power
 
 
-def test_tost_is_the_larger_of_two_one_sided_scipy_tests():
-    a = np.array([0.95, 0.96, 0.94, 0.95, 0.97])
-    b = np.array([0.951, 0.955, 0.945, 0.948, 0.962])
-    d = a - b
-    lower = sps.ttest_1samp(d, -0.01, alternative="greater").pvalue
-    upper = sps.ttest_1samp(d, 0.01, alternative="less").pvalue
-    assert tost_paired(a, b, 0.01) == pytest.approx(max(lower, upper))
-    assert tost_paired(a, b, 0.01) < 0.05  # equivalent within 1 point
-    assert tost_paired(a + 0.02, b, 0.01) > 0.5  # 2 points apart: not equivalent within 1
-    assert tost_paired(a[:2], b[:2], 0.01) is None
-    assert tost_paired([0.9] * 3, [0.9] * 3, 0.01) == 0.0
-
-
-def test_minimum_detectable_difference_has_80_percent_power_by_noncentral_t():
-    sd, n = 0.01, 5
-    mdd = minimum_detectable_difference(sd, n)
-    critical = sps.t.ppf(0.975, n - 1)
-    power = sps.nct.sf(critical, n - 1, mdd / (sd / math.sqrt(n)))
-    assert 0.75 < power < 0.85
-    needed = seeds_to_detect(sd, 0.01)
-    assert minimum_detectable_difference(sd, needed) <= 0.01 < minimum_detectable_difference(sd, needed - 1)
-    assert math.isnan(minimum_detectable_difference(sd, 1))
-
-
 def test_fixed_split_interval_is_not_zero_width_when_every_seed_scores_the_same():
     """Issue 24: moons-cross_entropy scored 384/400 with all 5 seeds; the seeds' interval is [0.96, 0.96]."""
     values = [384 / 400] * 5
@@ -420,20 +327,148 @@ def test_leaders_count_differences_under_one_validation_example_as_ties():
     assert leaders({"a": [0.2], "b": [0.1]}, 0.05, maximize=False) == [["b"]]
 
 
-def test_simple_effects_of_a_crossover_2x2():
-    """Issue 24: momentum helps under MSE and hurts under cross-entropy; the main effect averages them away."""
-    rows = []
-    for seed, noise in enumerate([0.0, 0.002, -0.001, 0.001, -0.002]):
-        for loss, base in (("mse", 0.90), ("ce", 0.95)):
-            for opt in ("sgd", "momentum"):
-                shift = (0.011 if loss == "mse" else -0.004) if opt == "momentum" else 0.0
-                rows.append({"loss": loss, "opt": opt, "seed": seed, "acc": base + shift + noise})
-    table = pd.DataFrame(rows)
-    for f, order in (("loss", ["mse", "ce"]), ("opt", ["sgd", "momentum"])):
-        table[f] = pd.Categorical(table[f], categories=order, ordered=True)
-    found = {(e["factor"], e["at"]): e for e in simple_effects(table, ["loss", "opt"], "acc", "seed")}
-    assert found[("opt", "loss mse")]["estimate"] == pytest.approx(0.011)
-    assert found[("opt", "loss ce")]["estimate"] == pytest.approx(-0.004)
-    assert found[("loss", "opt sgd")]["estimate"] == pytest.approx(0.05)
-    assert found[("loss", "opt momentum")]["estimate"] == pytest.approx(0.035)
-    assert all(e["effect"] == "simple" and e["n"] == 5 for e in found.values())
+# contrasts over seeds and test rows
+
+
+def _brute_sign_flip(d):
+    """Every sign pattern written out, the share with |sum| >= the observed."""
+    observed = abs(sum(d))
+    patterns = list(itertools.product([1, -1], repeat=len(d)))
+    return sum(abs(sum(s * x for s, x in zip(signs, d))) >= observed - 1e-12 for signs in patterns) / len(patterns)
+
+
+@pytest.mark.parametrize("d", [[1, 2, 3], [0.5, -0.1, 0.3, 0.2, 0.4], [2.0] * 5, [0.0, 0.0, 0.0], [3, -1, 2, 2, -1, 4]])
+def test_sign_flip_p_is_the_share_of_sign_patterns(d):
+    assert sign_flip_p(d) == pytest.approx(_brute_sign_flip(d))
+
+
+def test_sign_flip_cannot_go_below_two_over_two_to_the_n():
+    """Issue 33: 3 seeds each 2 of 36 rows apart: no test over 3 seeds can give p below 0.25."""
+    assert sign_flip_p([2 / 36] * 3) == 0.25
+    assert sign_flip_p([2 / 36] * 6) == pytest.approx(2 / 64)
+
+
+def test_zero_variance_over_seeds_and_no_rows_term_is_the_exact_sign_flip():
+    """Issue 33: wine-adam vs wine-adagrad, each seed exactly 2 of 36 rows apart, sd 6.4e-17 of float noise:
+    the t-test gave p 3.1e-30."""
+    d = [34 / 36 - 32 / 36, 35 / 36 - 33 / 36, 33 / 36 - 31 / 36]
+    assert 0 < np.std(d) < 1e-15  # float noise, not zero
+    out = contrast_test(d)
+    assert out["test"] == "exact sign-flip over seeds (no variance)"
+    assert out["p_value"] == 0.25 and out["ci_low"] is None and out["p_equivalence"] is None
+
+
+def test_seeds_alone_is_the_paired_t_test():
+    rng = np.random.default_rng(3)
+    a = rng.normal(0.9, 0.02, size=7)
+    b = a - 0.01 + rng.normal(0, 0.01, size=7)
+    out = contrast_test(a - b, margin=0.02)
+    reference = sps.ttest_rel(a, b)
+    interval = reference.confidence_interval(0.95)
+    assert out["test"] == "paired t (seeds)" and out["df"] == 6
+    assert out["p_value"] == pytest.approx(float(reference.pvalue), rel=1e-10)
+    assert (out["ci_low"], out["ci_high"]) == pytest.approx((float(interval.low), float(interval.high)), rel=1e-10)
+    lower = sps.ttest_1samp(a - b, -0.02, alternative="greater").pvalue
+    upper = sps.ttest_1samp(a - b, 0.02, alternative="less").pvalue
+    assert out["p_equivalence"] == pytest.approx(max(lower, upper), rel=1e-10)
+    few = contrast_test([0.1, 0.2])
+    assert few["p_value"] is None and few["estimate"] == pytest.approx(0.15)
+
+
+def test_fixed_split_adds_the_rows_variance_with_welch_degrees_of_freedom():
+    """Per row, the contrast of the seeds' mean correctness: its variance over m rows adds to the seeds'."""
+    rng = np.random.default_rng(4)
+    m, seeds = 36, 3
+    a = rng.random((seeds, m)) < 0.92
+    b = a.copy()
+    b[:, :2] = ~a[:, :2]  # the same 2 rows flipped for every seed: b right where a is wrong there, and back
+    b[:, 0], b[:, 1], a[:, 0], a[:, 1] = False, False, True, True
+    per_seed = a.mean(axis=1) - b.mean(axis=1)
+    per_row = a.mean(axis=0) - b.mean(axis=0)
+    out = contrast_test(per_seed, per_row, rows=m, margin=0.01)
+    assert out["estimate"] == pytest.approx(2 / 36)
+    v_rows = np.var(per_row, ddof=1) / m  # seeds do not vary here: only the rows' term
+    assert out["test"] == "t (seeds + test rows)" and out["df"] == pytest.approx(m - 1)
+    t = (2 / 36) / math.sqrt(v_rows)
+    assert out["p_value"] == pytest.approx(2 * sps.t.sf(t, m - 1), rel=1e-10)
+    assert out["p_value"] > 0.05  # 2 rows of 36 are not a significant difference
+    # both terms: Welch-Satterthwaite by hand
+    seed_part = np.array([0.01, 0.03, 0.02])
+    out = contrast_test(seed_part, per_row, rows=m)
+    vs, vr = np.var(seed_part, ddof=1) / 3, np.var(per_row, ddof=1) / m
+    df = (vs + vr) ** 2 / (vs**2 / 2 + vr**2 / (m - 1))
+    assert out["df"] == pytest.approx(df)
+    assert out["p_value"] == pytest.approx(2 * sps.t.sf(0.02 / math.sqrt(vs + vr), df), rel=1e-10)
+
+
+def test_rows_bound_is_never_below_the_true_rows_variance():
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        p = rng.uniform(0.5, 1, size=3)
+        rows = rng.random((3, 4, 50)) < p[:, None, None]  # condition x seed x row
+        w = rng.normal(size=3)
+        per_row = np.tensordot(w, rows.mean(axis=1), axes=1)
+        bound = rows_variance_bound(rows.mean(axis=(1, 2)), w)
+        assert np.var(per_row) <= bound + 1e-12
+
+
+def test_seeds_for_answers_both_questions_and_knows_when_rows_limit_them():
+    seeds_only = contrast_test([0.01, -0.004, 0.006, 0.0, 0.012])
+    plan = seeds_for(seeds_only, 0.01)
+    sd = math.sqrt(seeds_only["seed_variance"])
+    # at the planned n the noncentral t gives about 80% power; one seed fewer does not reach the margin
+    n = plan["seeds_to_detect"]
+    critical = sps.t.ppf(0.975, n - 1)
+    assert 0.75 < sps.nct.sf(critical, n - 1, 0.01 / (sd / math.sqrt(n))) < 0.9
+    k = plan["seeds_to_show_equivalence"]  # TOST at a true difference of 0: (t_.95 + t_.90) se within the margin
+
+    def reach(k):
+        return (sps.t.ppf(0.95, k - 1) + sps.t.ppf(0.9, k - 1)) * sd / math.sqrt(k)
+
+    assert reach(k) <= 0.01 < reach(k - 1)
+    # 36 fixed test rows that disagree on 4: no number of seeds brings the rows' term under 1 point
+    per_row = np.zeros(36)
+    per_row[:4] = [1, -1, 1, 1]
+    rows_limited = contrast_test([0.05, 0.06, 0.055], per_row, rows=36)
+    assert seeds_for(rows_limited, 0.01) == {
+        "detectable": pytest.approx(seeds_for(rows_limited, 0.01)["detectable"]),
+        "seeds_to_detect": None,
+        "seeds_to_show_equivalence": None,
+    }
+
+
+def test_factorial_contrasts_of_a_2x2_against_cell_means():
+    levels = {
+        "mse-sgd": {"loss": "mse", "opt": "sgd"},
+        "mse-mom": {"loss": "mse", "opt": "mom"},
+        "ce-sgd": {"loss": "ce", "opt": "sgd"},
+        "ce-mom": {"loss": "ce", "opt": "mom"},
+    }
+    y = {"mse-sgd": 0.90, "mse-mom": 0.911, "ce-sgd": 0.95, "ce-mom": 0.946}
+    found = factorial_contrasts(levels)
+    value = {(e["effect"], e["factor"], e.get("at")): sum(w * y[c] for c, w in e["weights"].items()) for e in found}
+    assert value[("main", "loss", None)] == pytest.approx((0.95 + 0.946 - 0.90 - 0.911) / 2)
+    assert value[("main", "opt", None)] == pytest.approx((0.911 + 0.946 - 0.90 - 0.95) / 2)
+    assert value[("interaction", "loss x opt", None)] == pytest.approx(0.946 - 0.911 - 0.95 + 0.90)
+    assert value[("simple", "opt", "loss mse")] == pytest.approx(0.011)
+    assert value[("simple", "opt", "loss ce")] == pytest.approx(-0.004)
+    assert value[("simple", "loss", "opt mom")] == pytest.approx(0.035)
+    # one factor, or a missing cell: no factorial contrasts
+    assert factorial_contrasts({k: {"loss": v["loss"]} for k, v in levels.items() if k.endswith("sgd")}) == []
+    assert factorial_contrasts({k: v for k, v in levels.items() if k != "ce-mom"}) == []
+
+
+def test_factorial_contrasts_three_levels():
+    levels = {f"{o}-{b}": {"opt": o, "batch": b} for o in ("sgd", "adam", "rms") for b in ("32", "64")}
+    mains = [(e["factor"], e["level"], e["baseline"]) for e in factorial_contrasts(levels)]
+    assert mains == [("opt", "adam", "sgd"), ("opt", "rms", "sgd"), ("batch", "64", "32")]
+    weights = factorial_contrasts(levels)[0]["weights"]
+    assert weights == {"sgd-32": -0.5, "sgd-64": -0.5, "adam-32": 0.5, "adam-64": 0.5, "rms-32": 0.0, "rms-64": 0.0}
+
+
+def test_leaders_with_overlapping_bands_are_tied():
+    """Issue 33: a leader stated while the bootstrap bands overlapped at every k."""
+    curves = {"a": [0.90, 0.95], "b": [0.88, 0.90]}
+    bands = {"a": ([0.85, 0.94], [0.93, 0.96]), "b": ([0.80, 0.85], [0.91, 0.92])}
+    assert leaders(curves, 0.0, bands=bands) == [["a", "b"], ["a"]]
+    assert leaders(curves, 0.0) == [["a"], ["a"]]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..records.correctness import CORRECT_TAG, read_correctness
 from ..records.table import current
 from . import stats
 from .summary import seed_scores, summarize
@@ -33,12 +34,16 @@ PAIR_COLUMNS = [
     "ci_low",
     "ci_high",
     "p_value",
+    "test",
+    "test_rows",
     "p_holm",
     "significant",
     "p_equivalence",
     "p_equivalence_holm",
     "detectable",
     "seeds_needed",
+    "seeds_for_equivalence",
+    "rows_limited",
     "verdict",
 ]
 
@@ -70,13 +75,14 @@ def analyze(study, frame):
     curves = budget(study, trials, sizes)
     table["leader_settles_at"] = [curves["settles"][dataset_of(study, c)] for c in study.conditions]
     datasets = {c.name: dataset_of(study, c) for c in study.conditions}
+    compared = pairs(study, confirm, table)
     result = Analysis(
         table,
-        pairs(study, confirm, table),
+        compared,
         curves["curves"],
         curves["settles"],
         datasets,
-        effects(study, confirm, table),
+        with_pair_verdicts(effects(study, confirm, table), compared),
         ranks(study, table),
         budget_bands=curves["bands"],
         leaders=curves["leaders"],
@@ -124,22 +130,25 @@ def scores_of(study, search, condition, chance):
 
 
 def budget(study, trials, sizes):
-    """Budget curves E_k with their bootstrap bands, and per data set the leaders at each k: the conditions
-    within one validation example (1 / validation rows, on the bounded scale) of the best E_k."""
+    """Budget curves E_k with their bootstrap bands, and per data set the leaders at each k: the best E_k and
+    the conditions tied with it (``stats.leaders``: bands that overlap, or for accuracy within one validation
+    example)."""
     accuracy = is_accuracy(study)
     back = (lambda v: v) if accuracy else (lambda v: -math.log(v) if v > 0 else math.inf)
     bounded = {name: stats.expected_max_curve(t["bounded"]) for name, t in trials.items()}
     curves = {name: [back(v) for v in curve] for name, curve in bounded.items()}
-    bands = {}
+    bands, bounded_bands = {}, {}
     for name, t in trials.items():
-        low, high = stats.expected_max_band(t["bounded"])
+        low, high = bounded_bands[name] = stats.expected_max_band(t["bounded"])
         bands[name] = (low, high) if accuracy else ([back(v) for v in high], [back(v) for v in low])
     leading, settles = {}, {}
     for dataset, names in by_dataset(study).items():
         shown = {n: bounded[n] for n in names if bounded[n]}
         rows = [sizes[n]["val_rows"] for n in names]
-        tie = 1 / min(rows) if all(r and not math.isnan(r) for r in rows) else stats._SLACK
-        leading[dataset] = stats.leaders(shown, tie) if len(shown) >= 2 else []
+        # one validation example is a unit of accuracy only; a loss is tied by its bands alone
+        tie = 1 / min(rows) if accuracy and all(r and not math.isnan(r) for r in rows) else 0.0
+        found = stats.leaders(shown, tie, bands={n: bounded_bands[n] for n in shown}) if len(shown) >= 2 else []
+        leading[dataset] = found
         settles[dataset] = stats.settled_from(leading[dataset])
     scale = (
         f"expected best {study.objective}"
@@ -179,28 +188,73 @@ def robustness(study, trials, best):
     return {"good_lr_decades": decades, "diverged_lr_share": found["diverged_share_of_range"]}
 
 
-def _accuracies(confirm, condition, table):
-    """{seed: test accuracy} of a condition's confirmation seeds, a diverged seed at chance."""
+@dataclass
+class SeedScores:
+    """A condition's confirmation seeds: test accuracy per seed (a diverged seed at chance) and, with a fixed
+    split, the per-row correctness per seed (a diverged seed: chance on every row; None: not recorded)."""
+
+    accuracy: dict
+    correct: dict
+
+
+def seed_data(study, confirm, condition, table):
     seeds = confirm[confirm["condition"] == condition] if len(confirm) else confirm
-    chance = table.loc[table["condition"] == condition, "chance_accuracy"]
-    return seed_scores(seeds, 1 / float(chance.iloc[0]) if len(chance) and chance.iloc[0] > 0 else math.nan)
+    row = table.loc[table["condition"] == condition].iloc[0]
+    chance = float(row["chance_accuracy"])
+    accuracy = seed_scores(seeds, 1 / chance if chance > 0 else math.nan)
+    correct: dict = {}
+    rows = row["test_rows"] if "test_rows" in row else math.nan
+    if fixed_split(study) and not pd.isna(rows):
+        for seed, state, text in zip(seeds["seed"], seeds["state"], seeds.get(CORRECT_TAG, [None] * len(seeds))):
+            if seed not in accuracy:
+                continue
+            if state == "diverged":
+                correct[seed] = np.full(int(rows), chance)
+                continue
+            found = read_correctness(text, int(rows))
+            # a record whose rows do not give its accuracy is not used (the bound stands in)
+            ok = found is not None and abs(found.mean() - accuracy[seed]) <= 1e-9
+            correct[seed] = found.astype(float) if ok else None
+    return SeedScores(accuracy, correct)
+
+
+def fixed_split(study):
+    return "split" not in study.confirm_vary
+
+
+def contrast(study, data, weights, rows):
+    """``stats.contrast_test`` of sum_c w_c (test accuracy of c) over the seeds every weighted condition
+    trained; with a fixed split the per-row term from the recorded rows, else from the bound."""
+    names = [c for c, w in weights.items() if w]
+    seeds = sorted(set.intersection(*(set(data[c].accuracy) for c in names))) if names else []
+    per_seed = [sum(weights[c] * data[c].accuracy[s] for c in names) for s in seeds]
+    per_row, bound = None, None
+    if fixed_split(study) and rows and not math.isnan(rows) and seeds:
+        recorded = [[data[c].correct.get(s) for s in seeds] for c in names]
+        if all(r is not None for group in recorded for r in group):
+            per_row = sum(weights[c] * np.mean(group, axis=0) for c, group in zip(names, recorded))
+        else:
+            means = [float(np.mean([data[c].accuracy[s] for s in seeds])) for c in names]
+            bound = stats.rows_variance_bound(means, [weights[c] for c in names])
+    rows_used = int(rows) if fixed_split(study) and rows and not math.isnan(rows) else None
+    test = stats.contrast_test(
+        per_seed, per_row, rows_variance_bound=bound, rows=rows_used, margin=study.analysis_margin
+    )
+    return test, seeds
 
 
 def pairs(study, confirm, table):
     """Paired differences of test accuracy (a - b) between the conditions of each data set over the seeds
-    both trained (diverged seeds at chance), with the paired t-test, Holm's adjustment over the pairs tested
-    in the study, the equivalence test within ``study.analysis_margin`` (Holm-adjusted the same way) and the
-    power of each pair."""
+    both trained (diverged seeds at chance), tested by ``stats.contrast_test`` (with a fixed split, the test
+    rows' paired sampling included), Holm's adjustment over the pairs tested in the study, the equivalence
+    test within ``study.analysis_margin`` (Holm-adjusted the same way) and the seeds each would need."""
     rows = []
     for dataset, names in by_dataset(study).items():
-        values = {name: _accuracies(confirm, name, table) for name in names}
+        data = {name: seed_data(study, confirm, name, table) for name in names}
         for i, a in enumerate(names):
             for b in names[i + 1 :]:
-                seeds = sorted(set(values[a]) & set(values[b]))
-                x, y = [values[a][s] for s in seeds], [values[b][s] for s in seeds]
-                test = stats.paired_t(x, y)
-                rows.append({"dataset": dataset, "a": a, "b": b, "seeds": len(seeds), **_without_n(test)})
-                rows[-1].update(_equivalence(x, y, study.analysis_margin))
+                test, seeds = contrast(study, data, {a: 1.0, b: -1.0}, _test_rows(table, a))
+                rows.append({"dataset": dataset, "a": a, "b": b, "seeds": len(seeds), **_pair_columns(study, test)})
     adjusted = ("p_holm", "significant", "p_equivalence_holm", "verdict")
     frame = pd.DataFrame(rows, columns=[c for c in PAIR_COLUMNS if c not in adjusted])
     frame["p_holm"] = stats.holm(frame["p_value"].tolist()) if len(frame) else []
@@ -211,17 +265,32 @@ def pairs(study, confirm, table):
     return frame[PAIR_COLUMNS]
 
 
-def _equivalence(x, y, margin):
-    """TOST p-value, the minimum detectable difference at ``POWER`` and the seeds that would detect ``margin``."""
-    d = np.asarray(x, dtype=float) - np.asarray(y, dtype=float)
-    if len(d) < stats.MIN_SEEDS:
-        return {"p_equivalence": None, "detectable": None, "seeds_needed": None}
-    sd = float(d.std(ddof=1))
+def _test_rows(table, condition):
+    value = table.loc[table["condition"] == condition, "test_rows"] if "test_rows" in table else []
+    return float(value.iloc[0]) if len(value) and not pd.isna(value.iloc[0]) else math.nan
+
+
+def _pair_columns(study, test):
+    power = stats.seeds_for(test, study.analysis_margin, ALPHA, POWER)
+    if test["test"].startswith("exact sign-flip"):  # no variance to plan with: the seeds any verdict needs
+        power = {"detectable": None, "seeds_to_detect": SIGN_FLIP_SEEDS, "seeds_to_show_equivalence": None}
     return {
-        "p_equivalence": stats.tost_paired(x, y, margin),
-        "detectable": stats.minimum_detectable_difference(sd, len(d), ALPHA, POWER),
-        "seeds_needed": stats.seeds_to_detect(sd, margin, ALPHA, POWER) if sd > 0 else stats.MIN_SEEDS,
+        "mean_difference": test["estimate"],
+        "ci_low": test["ci_low"],
+        "ci_high": test["ci_high"],
+        "p_value": test["p_value"],
+        "test": test["test"],
+        "test_rows": test["rows"],
+        "p_equivalence": test["p_equivalence"],
+        "detectable": power["detectable"],
+        "seeds_needed": power["seeds_to_detect"],
+        "seeds_for_equivalence": power["seeds_to_show_equivalence"],
+        "rows_limited": power["seeds_to_detect"] is None and test["seed_variance"] is not None,
     }
+
+
+SIGN_FLIP_SEEDS = next(n for n in range(1, 30) if 2 / 2**n < ALPHA)
+"""The fewest seeds whose exact sign-flip test can reach p < ``ALPHA`` (6: 2 / 64)."""
 
 
 def _verdict(row):
@@ -234,39 +303,49 @@ def _verdict(row):
     return "inconclusive"
 
 
-def _without_n(test):
-    return {k: test[k] for k in ("mean_difference", "ci_low", "ci_high", "p_value")}
-
-
 def effects(study, confirm, table):
-    """Main effects (and the 2x2 interaction, and then each factor's simple effects at each level of the
-    other) on test accuracy of the factors that make the study's grid, within each data set, paired by seed
-    (diverged seeds at chance). None unless at least two factors vary (one factor: the pairs)."""
+    """Main effects (and the 2x2 interaction, and each factor's simple effects at each level of the other)
+    on test accuracy of the factors that make the study's grid, within each data set: contrasts of the
+    conditions (``stats.factorial_contrasts``) tested as the pairs are (``contrast``). None unless at least
+    two factors vary (one factor: the pairs). Main effects and the interaction of a data set are one family,
+    Holm-adjusted together; a simple effect of a 2x2 is a pair, said with the pair's verdict."""
     found = []
     for dataset, names in by_dataset(study).items():
-        conditions = [study.condition(n) for n in names]
-        factors = [f for f in (conditions[0].levels if conditions else {}) if f != "dataset"]
-        factors = [f for f in factors if len({c.levels.get(f) for c in conditions}) > 1]
-        if len(factors) < 2:
+        levels = {n: {f: v for f, v in study.condition(n).levels.items() if f != "dataset"} for n in names}
+        data = {name: seed_data(study, confirm, name, table) for name in names}
+        family = []
+        for effect in stats.factorial_contrasts(levels):
+            weights = effect.pop("weights")
+            test, seeds = contrast(study, data, weights, _test_rows(table, names[0]))
+            if effect["effect"] == "simple":  # the pair (plus, minus) it is
+                effect["pair"] = tuple(sorted(weights, key=lambda n: -weights[n]))
+            row = {"dataset": dataset, **effect, "estimate": test["estimate"], "ci_low": test["ci_low"]}
+            row.update(ci_high=test["ci_high"], p_value=test["p_value"], test=test["test"], n=len(seeds))
+            (found if effect["effect"] == "simple" else family).append(row)
+        for row, p in zip(family, stats.holm([r["p_value"] for r in family])):
+            row["p_holm"] = p
+        found += family
+    return _ordered(found)
+
+
+def with_pair_verdicts(found, compared):
+    """A simple effect is a pair: it takes the pair's Holm-adjusted p and verdict (one contrast, one verdict)."""
+    for effect in found:
+        if effect["effect"] != "simple":
             continue
-        cells = [
-            {**{f: c.levels[f] for f in factors}, "seed": seed, "test_accuracy": value}
-            for c in conditions
-            for seed, value in _accuracies(confirm, c.name, table).items()
-        ]
-        if cells:
-            grid = pd.DataFrame(cells)
-            for f in factors:  # the study file's order of levels
-                order = list(dict.fromkeys(c.levels[f] for c in conditions))
-                grid[f] = pd.Categorical(grid[f], categories=order, ordered=True)
-            found += [
-                {"dataset": dataset, **e} for e in stats.factorial_effects(grid, factors, "test_accuracy", "seed")
-            ]
-            if len(factors) == 2 and all(len(grid[f].cat.categories) == 2 for f in factors):
-                found += [
-                    {"dataset": dataset, **e} for e in stats.simple_effects(grid, factors, "test_accuracy", "seed")
-                ]
+        plus, minus = effect["pair"]
+        row = compared[(compared["dataset"] == effect["dataset"]) & compared["a"].isin([plus, minus])]
+        row = row[row["b"].isin([plus, minus])]
+        if len(row):
+            effect.update(p_holm=row["p_holm"].iloc[0], verdict=row["verdict"].iloc[0])
     return found
+
+
+def _ordered(found):
+    """Main effects, then the interaction, then the simple effects, per data set in the study's order."""
+    rank = {"main": 0, "interaction": 1, "simple": 2}
+    order = list(dict.fromkeys(e["dataset"] for e in found))
+    return sorted(found, key=lambda e: (order.index(e["dataset"]), rank[e["effect"]]))
 
 
 def ranks(study, table):
@@ -280,8 +359,7 @@ def ranks(study, table):
         for name in names:
             levels = study.condition(name).levels
             label = "-".join(v for f, v in levels.items() if f != "dataset") or name
-            mean = table.loc[table["condition"] == name, "test_accuracy_mean"]
-            scores.setdefault(dataset, {})[label] = float(mean.iloc[0]) if len(mean) else math.nan
+            scores.setdefault(dataset, {})[label] = rank_score(table, name)
     result = stats.friedman(pd.DataFrame(scores).T)
     ranked = result["ranks"]
     return {
@@ -296,6 +374,19 @@ def ranks(study, table):
         "data_sets": result["n_datasets"],
         "caveat": result["caveat"],
     }
+
+
+def rank_score(table, condition):
+    """The test accuracy a condition is ranked by: its mean over the seeds rounded to 9 decimals (a mean of
+    exact counts: equal counts tie, never split by float noise), a condition that produced no seed at chance
+    (a failure ranks below every condition that trained), NaN when it has not run."""
+    row = table.loc[table["condition"] == condition]
+    if not len(row):
+        return math.nan
+    mean, seeds, trials = row["test_accuracy_mean"].iloc[0], row["seeds"].iloc[0], row["trials"].iloc[0]
+    if pd.isna(mean) and seeds == 0 and trials > 0:
+        return float(row["chance_accuracy"].iloc[0])
+    return math.nan if pd.isna(mean) else round(float(mean), 9)
 
 
 def _nan(value):

@@ -3,13 +3,17 @@ written from the numbers (``comparisons.Analysis``) so that it cannot say more t
 
 import math
 
+from .comparisons import ALPHA
+from .stats import MIN_SEEDS
+
 MAX_SENTENCES = 6
 """Sentences beyond this are left out, unless they state a significant result (never dropped)."""
 
 
 def findings(study, analysis):
-    """Speed to the target, test accuracy and its tests, equivalence and power, the factors' effects (simple
-    effects first when they interact), the tuning budget, learning-rate robustness, ranks across data sets."""
+    """Conditions that produced nothing, speed to the target, test accuracy and its tests, equivalence and
+    power, the factors' effects (simple effects first when they interact), the tuning budget, learning-rate
+    robustness, ranks across data sets."""
     table = analysis.table
     groups = table.groupby(table["condition"].map(analysis.datasets), sort=False)
     speed, accuracy = [], []
@@ -19,15 +23,18 @@ def findings(study, analysis):
         accuracy.append(_accuracy(study, analysis, rows, dataset, where))
     tail = [(_budget(study, analysis), False), (_robustness(study, table, analysis.datasets), False)]
     effects = _effects(analysis)
+    failures = [(_no_result(table), True)]
     if groups.ngroups == 1:  # one data set: how fast, how far apart, why (effects), and the tuning
-        sentences = speed + accuracy + effects + tail
-    else:  # several: where they end on each, the ranks across them, then the rest
-        sentences = accuracy + [(_ranks(analysis), False)] + tail + speed + effects
+        sentences = failures + speed + accuracy + effects + tail
+    else:  # several: where they differ, the ranks across them, then the rest (a data set without a verdict late)
+        kept, rest = [a for a in accuracy if a[1]], [a for a in accuracy if not a[1]]
+        sentences = failures + kept + [(_ranks(analysis), False)] + tail + rest + speed + effects
     return _capped([(s, essential) for s, essential in sentences if s])
 
 
 def _capped(sentences):
-    """Every essential sentence, and the others in order while fewer than ``MAX_SENTENCES`` are kept."""
+    """Every essential sentence (a significant result, a failure), and the others in order while fewer than
+    ``MAX_SENTENCES`` are kept."""
     room = MAX_SENTENCES - sum(essential for _, essential in sentences)
     kept = []
     for sentence, essential in sentences:
@@ -37,29 +44,66 @@ def _capped(sentences):
     return kept
 
 
+def _no_result(table):
+    """The conditions without a single confirmation seed: every search trial diverged or failed (or none
+    ran). They have no test accuracy, no speed and no pair; the ranks count them below every condition that
+    trained."""
+    none = table[table["seeds"] == 0]
+    if not len(none):
+        return None
+    parts = []
+    for row in none.itertuples():
+        diverged = round(row.diverged_share * row.trials) if row.trials else 0
+        if row.trials and diverged == row.trials:
+            why = f"all {row.trials} of its search trials diverged"
+        elif row.trials:
+            why = f"none of its {row.trials} search trials finished ({diverged} diverged, {row.failed_trials} failed)"
+        else:
+            why = "no search trial of it has run"
+        parts.append(f"{row.condition} produced no result: {why}, so it has no confirmation seed and no test accuracy")
+    return "; ".join(parts) + " (a failure: it ranks below every condition that trained)."
+
+
 def _speed(study, rows, where):
-    known = rows.dropna(subset=["epochs_to_target_median"])
-    if len(known) < 2:
+    """The conditions with at least 3 confirmation seeds, fastest first by Kaplan-Meier median epoch to the
+    target: ties named as ties, a condition that never reached it said so; no ratio from fewer seeds."""
+    seeded = rows[rows["seeds"] >= MIN_SEEDS]
+    known = seeded.dropna(subset=["epochs_to_target_median"])
+    never = seeded[seeded["epochs_to_target_median"].isna()]
+    few = rows[(rows["seeds"] > 0) & (rows["seeds"] < MIN_SEEDS)]
+    if len(seeded) < 2 or not len(known):
         return None
-    fast = known.loc[known["epochs_to_target_median"].idxmin()]
-    slow = known.loc[known["epochs_to_target_median"].idxmax()]
-    if fast["epochs_to_target_median"] == slow["epochs_to_target_median"]:
-        return None
-    ratio = slow["epochs_to_target_median"] / fast["epochs_to_target_median"]
-    never = rows[rows["epochs_to_target_median"].isna()]["condition"].tolist()
-    tail = f"; {', '.join(never)} did not reach it in half of its seeds" if never else ""
-    return (
-        f"{fast['condition']} reaches {study.target_accuracy:.0%} validation accuracy{where} {ratio:.2g}x sooner "
-        f"than {slow['condition']} (Kaplan-Meier median {fast['epochs_to_target_median']:g} vs "
-        f"{slow['epochs_to_target_median']:g} epochs; reached by {fast['target_reached']} and "
-        f"{slow['target_reached']} seeds){tail}."
-    )
+    target = f"{study.target_accuracy:.0%} validation accuracy{where}"
+    fastest, slowest = known["epochs_to_target_median"].min(), known["epochs_to_target_median"].max()
+    fast = known[known["epochs_to_target_median"] == fastest]
+    slow = known[known["epochs_to_target_median"] == slowest]
+
+    reached = "; reached/seeds: " + ", ".join(f"{r.condition} {r.target_reached}" for r in known.itertuples())
+    if fastest == slowest:
+        text = f"{_listed(fast)} reach {target} at the same Kaplan-Meier median, {fastest:g} epochs ({reached[2:]})"
+    else:
+        text = (
+            f"{_listed(fast)} reach{'es' * (len(fast) == 1)} {target} {slowest / fastest:.2g}x sooner than "
+            f"{_listed(slow)} (Kaplan-Meier median {fastest:g} vs {slowest:g} epochs{reached})"
+        )
+    if len(never):
+        text += "; " + _listed(never) + " did not reach it in half of " + ("its" if len(never) == 1 else "their")
+        text += " seeds (" + ", ".join(r.target_reached for r in never.itertuples()) + ")"
+    if len(few):
+        text += f"; {_listed(few)}: fewer than {MIN_SEEDS} seeds, not compared"
+    return text + "."
+
+
+def _listed(rows):
+    """'a', 'a and b', 'a, b and c': the conditions of ``rows``."""
+    names = list(rows["condition"])
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def _accuracy(study, analysis, rows, dataset, where):
     """(sentence, essential): the spread of mean test accuracies, the failures, and every tested pair's verdict:
-    different (significant after Holm), equivalent within the margin (TOST, after Holm), or inconclusive with its
-    power."""
+    different (significant after Holm), equivalent within the margin (TOST, after Holm), or inconclusive with
+    what more seeds would do. Essential when a difference is significant or a seed diverged."""
     means = rows.dropna(subset=["test_accuracy_mean"])
     if len(means) < 2:
         return None, False
@@ -79,20 +123,32 @@ def _accuracy(study, analysis, rows, dataset, where):
     if failed:
         spread += "; " + "; ".join(failed)
     if not len(tested):
-        return f"{spread}; with fewer than 3 seeds per condition no difference is tested.", False
+        return f"{spread}; with fewer than 3 seeds per condition no difference is tested.", bool(failed)
     total = int((analysis.pairs["verdict"] != "untested").sum())
     significant = tested[tested["significant"]]
     verdicts = (
         f"{len(significant)} of {len(tested)} differences are significant after Holm correction over the {total} "
-        "pairs tested"
+        f"pairs tested ({_tests(tested)})"
     )
     if len(significant):
         verdicts += ": " + "; ".join(
             f"{r.a} {'above' if r.mean_difference > 0 else 'below'} {r.b} by {100 * abs(r.mean_difference):.1f} "
-            f"points (p_holm {r.p_holm:.2g}, {r.seeds} seeds)"
+            f"points (p Holm {r.p_holm:.2g}, {r.seeds} seeds)"
             for r in significant.itertuples()
         )
-    return f"{spread}; {verdicts}{_equivalence(study, tested)}.", True
+    return f"{spread}; {verdicts}{_equivalence(study, tested)}.", bool(len(significant) or failed)
+
+
+def _tests(pairs):
+    """Which test the p-values come from (``stats.contrast_test``), in words."""
+    words = {
+        "t (seeds + test rows)": "t-test over the seeds and the test rows' paired sampling",
+        "t (seeds + test rows, bounded)": "t-test over the seeds and a bound on the test rows' sampling (rows not "
+        "recorded)",
+        "paired t (seeds)": "paired t-test over the seeds, each on its own split",
+        "exact sign-flip over seeds (no variance)": "exact sign-flip test over the seeds where they do not vary",
+    }
+    return "; ".join(words.get(t, t) for t in dict.fromkeys(pairs["test"]))
 
 
 def _counts(seeds):
@@ -101,81 +157,140 @@ def _counts(seeds):
 
 
 def _equivalence(study, pairs):
-    """The pairs not found different: equivalent within the margin (TOST), or what the study could detect."""
+    """The pairs not found different: equivalent within the margin (TOST), or inconclusive with the reason
+    and what more seeds would do (only seed counts above those used; none where the test rows limit it)."""
     margin = f"{100 * study.analysis_margin:g} point{'s' * (study.analysis_margin != 0.01)}"
     same = [f"{r.a} and {r.b}" for r in pairs.itertuples() if r.verdict == "equivalent"]
-    open_ = [
-        f"{r.a} vs {r.b} (could detect {100 * r.detectable:.1f} points; "
-        + (f"about {r.seeds_needed}" if r.seeds_needed <= 10_000 else "more than 10000")
-        + f" seeds would detect {margin})"
-        for r in pairs.itertuples()
-        if r.verdict == "inconclusive"
-    ]
+    open_ = [f"{r.a} vs {r.b} ({_why_open(r, margin)})" for r in pairs.itertuples() if r.verdict == "inconclusive"]
     text = f"; equivalent within {margin} (TOST, Holm-adjusted p < 0.05): {', '.join(same)}" if same else ""
-    return text + (f"; inconclusive at 80% power: {'; '.join(open_)}" if open_ else "")
+    text += f"; inconclusive: {'; '.join(open_)}" if open_ else ""
+    limited = [r for r in pairs.itertuples() if r.verdict == "inconclusive" and r.rows_limited]
+    if limited:
+        rows = f"{limited[0].test_rows:g} " if limited[0].test_rows and not _nan(limited[0].test_rows) else ""
+        text += (
+            f"; for {'it' if len(limited) == 1 else f'{len(limited)} of them'} (*) no number of seeds would detect "
+            f"{margin}: the {rows}fixed test rows alone are too few (vary the split per seed, [confirm] vary = "
+            '["init", "split"], or test on more rows)'
+        )
+    return text
+
+
+def _why_open(r, margin):
+    """Why a pair is inconclusive, and what more seeds would do (only counts above the seeds used)."""
+    detect, equivalence = _count(r.seeds_needed), _count(r.seeds_for_equivalence)
+    if r.test.startswith("exact sign-flip") and r.mean_difference == 0:
+        return "the two get the same count of test rows right in every seed: nothing to test"
+    if r.test.startswith("exact sign-flip"):
+        same = f"every seed differs by the same {100 * r.mean_difference:+.1f} points"
+        if detect and r.seeds < detect:
+            return f"{same}; an exact test over {r.seeds} seeds cannot reach p < 0.05 before {detect} seeds"
+        return f"{same}, p {r.p_value:.2g}"
+    parts = [f"{100 * r.mean_difference:+.1f} points [{100 * r.ci_low:+.1f}, {100 * r.ci_high:+.1f}]"]
+    if r.rows_limited:
+        parts[0] += " *"
+    elif detect and detect > r.seeds:
+        parts.append(f"about {detect} seeds would detect {margin} at 80% power")
+    elif r.detectable is not None and not _nan(r.detectable):
+        parts.append(
+            f"{r.seeds} seeds could detect {100 * r.detectable:.1f} points, yet the estimate neither excludes 0 "
+            f"nor lies within {margin} after Holm"
+        )
+    if equivalence and equivalence > r.seeds:
+        parts.append(f"about {equivalence} would show equivalence within {margin} if there is no difference")
+    elif not equivalence and not r.rows_limited:
+        parts.append(f"no number of seeds would show equivalence within {margin} on these test rows")
+    return "; ".join(parts)
+
+
+def _count(value):
+    """A seed count of the pairs table as an int; None where there is none (None or NaN)."""
+    return None if value is None or _nan(value) else int(value)
 
 
 def _effects(analysis):
-    """[(sentence, essential)]: per data set, when the 2x2 interaction is significant its simple effects
-    (and no main effect alone); otherwise the main effects, then the interaction."""
+    """[(sentence, essential)]: per data set, when the 2x2 interaction is significant (Holm over the data
+    set's main effects and interaction) its simple effects, each said with its pair's verdict (the same
+    contrast, Holm-adjusted with the pairs) and no main effect alone; otherwise the main effects, then the
+    interaction, each significant or not in words."""
     sentences = []
     for dataset in dict.fromkeys(e["dataset"] for e in analysis.effects):
         found = [e for e in analysis.effects if e["dataset"] == dataset and e["p_value"] is not None]
-        interaction = next((e for e in found if e["effect"] == "interaction"), None)
-        if interaction is not None and interaction["p_value"] < 0.05:
-            simple = [e for e in found if e["effect"] == "simple"]
+        family = [e for e in found if e["effect"] != "simple"]
+        interaction = next((e for e in family if e["effect"] == "interaction"), None)
+        if interaction is not None and interaction["p_holm"] < ALPHA:
             by_factor = {}
-            for e in simple:
+            for e in (e for e in found if e["effect"] == "simple"):
                 by_factor.setdefault((e["factor"], e["level"], e["baseline"]), []).append(e)
             parts = [
-                f"{factor} {level} instead of {baseline} changes it by "
-                + " and ".join(f"{_points(e)} under {e['at']}" for e in group)
+                f"{factor} {level} instead of {baseline}: "
+                + " and ".join(f"{_simple(analysis, dataset, e)} under {e['at']}" for e in group)
                 for (factor, level, baseline), group in by_factor.items()
             ]
             sentences.append(
                 (
-                    f"On {dataset}, the factors interact ({interaction['factor']}: {_points(interaction)}), so no "
-                    f"main effect is stated alone: " + "; ".join(parts) + ".",
+                    f"On {dataset}, the factors interact ({interaction['factor']}: {_points(interaction)}, Holm "
+                    f"over the {len(family)} effects), so no main effect is stated alone: " + "; ".join(parts) + ".",
                     True,
                 )
             )
             continue
-        for effect in (e for e in found if e["effect"] != "simple"):
+        for effect in family:
             what = (
                 f"the interaction of {effect['factor']}"
                 if effect["effect"] == "interaction"
                 else f"{effect['factor']} {effect['level']} instead of {effect['baseline']}"
             )
-            verdict = "significant" if effect["p_value"] < 0.05 else "not significant"
-            sentences.append(
-                (
-                    f"On {dataset}, {what} changes test accuracy by {_points(effect)} (paired over {effect['n']} "
-                    f"seeds: {verdict} at 5%, uncorrected).",
-                    effect["p_value"] < 0.05,
-                )
+            significant = effect["p_holm"] < ALPHA
+            evidence = f"{_points(effect)}; over {effect['n']} seeds, Holm over the {len(family)} effects"
+            said = (
+                f"changes test accuracy by {evidence}"
+                if significant
+                else f"shows no significant change in test accuracy ({evidence})"
             )
+            sentences.append((f"On {dataset}, {what} {said}.", significant))
     return sentences
 
 
+def _simple(analysis, dataset, effect):
+    """A simple effect of a 2x2 is a pair: said with the pair's Holm-adjusted p and verdict."""
+    plus, minus = effect["pair"]
+    pairs = analysis.pairs
+    row = pairs[(pairs["dataset"] == dataset) & (pairs["a"].isin([plus, minus])) & (pairs["b"].isin([plus, minus]))]
+    if not len(row):
+        return _points(effect)
+    r = row.iloc[0]
+    sign = 1 if r["a"] == plus else -1
+    text = f"{100 * sign * r['mean_difference'] + 0.0:+.1f} points"
+    if r["ci_low"] is not None and not _nan(r["ci_low"]):
+        low, high = sorted((sign * r["ci_low"], sign * r["ci_high"]))
+        text += f" [{100 * low:+.1f}, {100 * high:+.1f}]"
+    if r["p_holm"] is not None and not _nan(r["p_holm"]):
+        text += f", p Holm {r['p_holm']:.2g}"
+    return f"{text} ({r['verdict']})"
+
+
 def _points(effect):
-    """'+1.1 points [+0.2, +2.0], p 0.01' (the interval and p only when there are)."""
-    text = f"{100 * effect['estimate']:+.1f} points"
+    """'+1.1 points [+0.2, +2.0], p Holm 0.01' (the interval and p only when there are)."""
+    text = f"{100 * effect['estimate'] + 0.0:+.1f} points"
     if effect["ci_low"] is not None:
         text += f" [{100 * effect['ci_low']:+.1f}, {100 * effect['ci_high']:+.1f}]"
-    return text + ("" if effect["p_value"] is None else f", p {effect['p_value']:.2g}")
+    p = effect.get("p_holm", effect["p_value"])
+    return text + ("" if p is None else f", p Holm {p:.2g}")
 
 
 def _budget(study, analysis):
-    """Which condition leads the budget curves from which k, ties within one validation example."""
+    """Which condition leads the budget curves from which k; ties: overlapping bootstrap bands (or, for
+    accuracy, less than one validation example apart)."""
     parts = []
     for dataset, leading in analysis.leaders.items():
         if not leading:
             continue
         n, since = len(leading), analysis.settles_at[dataset]
-        names = " and ".join(leading[-1])
+        names = leading[-1][0] if len(leading[-1]) == 1 else ", ".join(leading[-1][:-1]) + " and " + leading[-1][-1]
         where = f" on {dataset}" if len(analysis.leaders) > 1 else ""
         if len(leading[-1]) > 1:
-            parts.append(f"{names} are tied within one validation example{where} from k = {since} to {n}")
+            span = f"at every budget from 1 to {n} trials" if since == 1 else f"from k = {since} to {n}"
+            parts.append(f"{names} are tied{where} {span}")
         elif since == 1:
             parts.append(f"{names} leads{where} at every budget from 1 to {n} trials")
         else:
@@ -183,14 +298,15 @@ def _budget(study, analysis):
     if not parts:
         return None
     scale = "" if is_accuracy(study) else f"; the curves are {analysis.budget_scale}"
+    tie = " or they are less than one validation example apart" if is_accuracy(study) else ""
     caveat = (
         '; TPE\'s trials are not independent draws, so E_k is approximate (sampler = "random" gives exact curves)'
         if study.sampler == "tpe"
         else ""
     )
     return (
-        "By expected best validation score after k trials (Dodge et al. 2019; ties: less than one validation "
-        "example apart; bootstrap 95% bands in budget_curves.png): " + "; ".join(parts) + scale + caveat + "."
+        "By expected best validation score after k trials (Dodge et al. 2019; tied: their bootstrap 95% bands "
+        f"overlap{tie}; bands in budget_curves.png): " + "; ".join(parts) + scale + caveat + "."
     )
 
 

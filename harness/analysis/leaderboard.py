@@ -32,7 +32,8 @@ def leaderboard(study, analysis):
         frame[dataset] = [
             f"{accuracy.get((dataset, m), math.nan):.4f} ({ranked.loc[dataset, m]:g})" for m in frame["method"]
         ]
-    frame.insert(0, "place", range(1, len(frame) + 1))
+    # methods at the same mean rank share a place (1, 2, 2, 4)
+    frame.insert(0, "place", means.round(9).rank(method="min").astype(int).to_numpy())
     cd = result["critical_difference"]
     return {
         "frame": frame,
@@ -49,13 +50,12 @@ def leaderboard(study, analysis):
 
 def _accuracies(study, table):
     """{(data set, method): mean test accuracy}, methods named as ``comparisons.ranks`` names them."""
-    from .comparisons import dataset_of
+    from .comparisons import dataset_of, rank_score
 
     found = {}
     for condition in study.conditions:
         label = "-".join(v for f, v in condition.levels.items() if f != "dataset") or condition.name
-        mean = table.loc[table["condition"] == condition.name, "test_accuracy_mean"]
-        found[(dataset_of(study, condition), label)] = float(mean.iloc[0]) if len(mean) else math.nan
+        found[(dataset_of(study, condition), label)] = rank_score(table, condition.name)
     return found
 
 

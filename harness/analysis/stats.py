@@ -151,37 +151,6 @@ def _diverged_share(lr: np.ndarray, bad: np.ndarray, low: float, high: float) ->
 # Paired differences and multiple testing
 
 
-def paired_t(a: npt.ArrayLike, b: npt.ArrayLike, level: float = 0.95) -> dict:
-    """Mean of the paired differences a - b with its Student t interval and two-sided paired t-test p-value.
-
-    Why: seeds shared by two conditions remove the seed-to-seed variance from the comparison (Student 1908; the
-    test of ``scipy.stats.ttest_rel``). Pairs with a missing value are left out. Fewer than 3 pairs: the mean
-    difference only, interval and p-value None. Identical differences (sd = 0): interval [mean, mean], p-value
-    0.0 if the mean is not 0, else 1.0.
-    """
-    x = np.asarray(a, dtype=float).ravel()
-    y = np.asarray(b, dtype=float).ravel()
-    if len(x) != len(y):
-        raise ValueError(f"paired values need equal lengths, got {len(x)} and {len(y)}")
-    d = (x - y)[np.isfinite(x) & np.isfinite(y)]
-    n = len(d)
-    mean = float(d.mean()) if n else math.nan
-    result: dict = {"mean_difference": mean, "ci_low": None, "ci_high": None, "p_value": None, "n": n}
-    if n < MIN_SEEDS:
-        return result
-    sd = float(d.std(ddof=1))
-    if sd == 0.0:
-        result.update(ci_low=mean, ci_high=mean, p_value=0.0 if mean != 0 else 1.0)
-        return result
-    from scipy import stats
-
-    se = sd / math.sqrt(n)
-    half = _t_quantile(level, n - 1) * se
-    p = float(2 * stats.t.sf(abs(mean / se), n - 1))
-    result.update(ci_low=mean - half, ci_high=mean + half, p_value=p)
-    return result
-
-
 def holm(p_values: Sequence[float | None]) -> list[float | None]:
     """Holm-Bonferroni step-down adjusted p-values, monotone and capped at 1.
 
@@ -238,62 +207,6 @@ def kaplan_meier_median(times: npt.ArrayLike, reached: Sequence[bool]) -> float 
         if survival <= 0.5 + _SLACK:
             return float(moment)
     return None
-
-
-# Factorial designs
-
-
-def factorial_effects(table: pd.DataFrame, factors: list[str], value: str, unit: str) -> list[dict]:
-    """Main effects (and the 2x2 interaction) of a full factorial grid of conditions run on paired units (seeds).
-
-    Estimates, per unit, the contrast of cell means and then ``paired_t`` of the contrasts against 0:
-    main effect of level L of factor F = mean over the other factors' cells at F = L minus the same at the first
-    level of F (levels in order of first appearance; a pandas Categorical keeps its order); for exactly two
-    factors of two levels, the interaction = (y[A1,B1] - y[A0,B1]) - (y[A1,B0] - y[A0,B0]).
-    Why: averaging over the other factors is the classical factorial estimate (Box, Hunter and Hunter 2005,
-    ch. 5); pairing by unit removes the unit-to-unit variance. Repeated rows of a cell are averaged; units that
-    lack a cell of the grid are left out (``n`` says how many were used).
-    """
-    levels = {f: list(_levels(table[f])) for f in factors}
-    cells = table.groupby([unit, *factors], observed=True, sort=False)[value].mean().unstack(unit)
-    full = pd.MultiIndex.from_product([levels[f] for f in factors], names=factors)
-    cells = cells.reindex(full) if len(factors) > 1 else cells.reindex(levels[factors[0]])
-    cells = cells.loc[:, cells.notna().all(axis=0)]
-    effects = []
-    for factor in factors:
-        means = cells.groupby(level=factor, sort=False).mean() if len(factors) > 1 else cells
-        baseline = levels[factor][0]
-        for level in levels[factor][1:]:
-            contrast = (means.loc[level] - means.loc[baseline]).to_numpy(dtype=float)
-            effects.append(_effect("main", factor, level, baseline, contrast))
-    if len(factors) == 2 and all(len(levels[f]) == 2 for f in factors):
-        (a0, a1), (b0, b1) = levels[factors[0]], levels[factors[1]]
-        contrast = (cells.loc[(a1, b1)] - cells.loc[(a0, b1)] - cells.loc[(a1, b0)] + cells.loc[(a0, b0)]).to_numpy(
-            dtype=float
-        )
-        effects.append(_effect("interaction", " x ".join(factors), f"{a1}:{b1}", f"{a0}:{b0}", contrast))
-    return effects
-
-
-def _levels(column: pd.Series) -> list:
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        return [c for c in column.cat.categories if (column == c).any()]
-    return list(pd.unique(column))
-
-
-def _effect(kind: str, factor: str, level: object, baseline: object, contrast: np.ndarray) -> dict:
-    t = paired_t(contrast, np.zeros(len(contrast)))
-    return {
-        "effect": kind,
-        "factor": factor,
-        "level": level,
-        "baseline": baseline,
-        "estimate": t["mean_difference"],
-        "ci_low": t["ci_low"],
-        "ci_high": t["ci_high"],
-        "p_value": t["p_value"],
-        "n": t["n"],
-    }
 
 
 # Many data sets
@@ -408,65 +321,6 @@ def nemenyi_critical_difference(k: int, n: int, alpha: float = 0.05) -> float:
 # Equivalence and power
 
 
-def tost_paired(a: npt.ArrayLike, b: npt.ArrayLike, margin: float) -> float | None:
-    """p-value of the paired two one-sided tests that |mean(a - b)| < margin (Schuirmann 1987).
-
-    Why: a non-significant difference is not evidence of no difference; equivalence within ``margin`` is
-    shown when both one-sided tests (difference > -margin, difference < +margin) reject: p = the larger of
-    their two p-values, and p < alpha is the same as the 1 - 2 alpha interval lying inside (-margin, margin).
-    None with fewer than 3 pairs. Identical differences (sd = 0): 0.0 if |mean| < margin, else 1.0.
-    """
-    from scipy import stats
-
-    d = _differences(a, b)
-    if len(d) < MIN_SEEDS:
-        return None
-    mean, sd = float(d.mean()), float(d.std(ddof=1))
-    if sd == 0.0:
-        return 0.0 if abs(mean) < margin else 1.0
-    se = sd / math.sqrt(len(d))
-    lower = float(stats.t.sf((mean + margin) / se, len(d) - 1))
-    upper = float(stats.t.cdf((mean - margin) / se, len(d) - 1))
-    return max(lower, upper)
-
-
-def minimum_detectable_difference(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
-    """The paired difference a two-sided paired t-test at ``alpha`` detects with probability ``power``.
-
-    Why: says what a study could have found when it found nothing (Cohen 1988): with the standard deviation
-    sd of the paired differences over n pairs, MDD = (t_{1 - alpha/2, n-1} + t_{power, n-1}) sd / sqrt(n)
-    (the usual t approximation of the noncentral t). NaN with fewer than 2 pairs.
-    """
-    from scipy import stats
-
-    if n < 2 or not math.isfinite(sd):
-        return math.nan
-    quantiles = float(stats.t.ppf(1 - alpha / 2, n - 1)) + float(stats.t.ppf(power, n - 1))
-    return quantiles * sd / math.sqrt(n)
-
-
-def seeds_to_detect(sd: float, difference: float, alpha: float = 0.05, power: float = 0.8, most: int = 10_000) -> int:
-    """The fewest paired seeds (>= 3) whose minimum detectable difference is at most ``difference``.
-
-    Why: turns "inconclusive" into a budget: the n with ``minimum_detectable_difference(sd, n)`` <= difference,
-    sd taken as the observed one. ``most`` + 1 when even ``most`` seeds would not do.
-    """
-    if not difference > 0 or not math.isfinite(sd):
-        raise ValueError(f"need a positive difference and a finite sd, got {difference}, {sd}")
-    for n in range(MIN_SEEDS, most + 1):
-        if minimum_detectable_difference(sd, n, alpha, power) <= difference + _SLACK:
-            return n
-    return most + 1
-
-
-def _differences(a: npt.ArrayLike, b: npt.ArrayLike) -> np.ndarray:
-    x = np.asarray(a, dtype=float).ravel()
-    y = np.asarray(b, dtype=float).ravel()
-    if len(x) != len(y):
-        raise ValueError(f"paired values need equal lengths, got {len(x)} and {len(y)}")
-    return (x - y)[np.isfinite(x) & np.isfinite(y)]
-
-
 def binomial_standard_error(accuracy: float, rows: int) -> float:
     """sqrt(p (1 - p) / m): the standard error of an accuracy measured on m test rows.
 
@@ -522,21 +376,42 @@ def expected_max_band(
     return [float(v) for v in low], [float(v) for v in high]
 
 
-def leaders(curves: dict[str, Sequence[float]], tie: float, maximize: bool = True) -> list[list[str]]:
-    """For k = 1..(shortest curve), the conditions whose E_k is within ``tie`` of the best E_k (the leader and
-    those tied with it), in the curves' order.
+def leaders(
+    curves: dict[str, Sequence[float]],
+    tie: float,
+    maximize: bool = True,
+    bands: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None,
+) -> list[list[str]]:
+    """For k = 1..(shortest curve), the conditions tied for the lead: the best E_k and those within ``tie``
+    of it or, with ``bands`` ((low, high) per condition, on the curves' scale), whose band reaches the best's
+    band; in the curves' order.
 
-    Why: a swap of conditions by less than one validation example is noise, not a change of ranking.
+    Why: a swap of conditions by less than one validation example is noise, and so is a lead the trials
+    cannot resolve (overlapping bootstrap bands): a leader is named only once its band separates.
     """
     if not curves:
         return []
     last = min(len(c) for c in curves.values())
     sign = 1.0 if maximize else -1.0
-    found = []
+    found: list[list[str]] = []
     for k in range(last):
         values = {name: sign * float(curve[k]) for name, curve in curves.items() if math.isfinite(float(curve[k]))}
-        best = max(values.values()) if values else math.nan
-        found.append([name for name, value in values.items() if best - value < tie - _SLACK])
+        if not values:
+            found.append([])
+            continue
+        best = max(values, key=values.__getitem__)
+        tied = []
+        for name, value in values.items():
+            close = name == best or values[best] - value < tie - _SLACK
+            if bands is not None and not close:
+                low, high = bands[name]
+                best_low, best_high = bands[best]
+                reach = sign * float(high[k] if maximize else low[k])
+                floor = sign * float(best_low[k] if maximize else best_high[k])
+                close = reach >= floor - _SLACK
+            if close:
+                tied.append(name)
+        found.append(tied)
     return found
 
 
@@ -550,23 +425,223 @@ def settled_from(sequence: Sequence) -> int | None:
     return k
 
 
-def simple_effects(table: pd.DataFrame, factors: list[str], value: str, unit: str) -> list[dict]:
-    """In a 2x2 grid, each factor's effect at each level of the other, paired by unit (``_effect`` rows with
-    effect = "simple" and ``at`` = the other factor's level).
+# Contrasts over seeds and test rows (pairs and factorial effects)
 
-    Why: when the interaction is real, a main effect averages two different effects and can point the wrong
-    way for both (Box, Hunter and Hunter 2005, ch. 5): report the effect under each level instead.
+
+def factorial_contrasts(levels: dict[str, dict[str, object]]) -> list[dict]:
+    """The contrasts of a full factorial grid of conditions, as weights over the conditions.
+
+    ``levels``: condition -> {factor: level}. The factors are those whose level varies; with fewer than two,
+    or a grid with a cell missing, none. Main effect of level L of factor F: the mean of the cells at F = L
+    minus the mean of the cells at F's first level (levels in order of first appearance): the classical
+    factorial estimate (Box, Hunter and Hunter 2005, ch. 5). For exactly two factors of two levels, the
+    interaction (y[A1,B1] - y[A0,B1]) - (y[A1,B0] - y[A0,B0]) and each factor's simple effect at each level
+    of the other (``at``): when the factors interact, a main effect averages two different effects and can
+    point the wrong way for both.
     """
-    levels = {f: _levels(table[f]) for f in factors}
-    cells = table.groupby([unit, *factors], observed=True, sort=False)[value].mean().unstack(unit)
-    cells = cells.reindex(pd.MultiIndex.from_product([levels[f] for f in factors], names=factors))
-    cells = cells.loc[:, cells.notna().all(axis=0)]
+    names = list(levels)
+    factors = [f for f in (levels[names[0]] if names else {}) if len({str(levels[n].get(f)) for n in names}) > 1]
+    if len(factors) < 2:
+        return []
+    order = {f: list(dict.fromkeys(levels[n][f] for n in names)) for f in factors}
+    cells = {tuple(levels[n][f] for f in factors): n for n in names}
+    if len(cells) != len(names) or len(cells) != math.prod(len(v) for v in order.values()):
+        return []
     found = []
-    for i, factor in enumerate(factors):
-        other = factors[1 - i]
-        base, level = levels[factor][0], levels[factor][1]
-        for at in levels[other]:
-            key = (lambda v, at=at: (v, at)) if i == 0 else (lambda v, at=at: (at, v))
-            contrast = (cells.loc[key(level)] - cells.loc[key(base)]).to_numpy(dtype=float)
-            found.append({**_effect("simple", factor, level, base, contrast), "at": f"{other} {at}"})
+    for factor in factors:
+        base = order[factor][0]
+        for level in order[factor][1:]:
+            cells_at = [n for n in names if levels[n][factor] == level]
+            baseline = [n for n in names if levels[n][factor] == base]
+            weights = {
+                n: (1 / len(cells_at) if n in cells_at else -1 / len(baseline) if n in baseline else 0.0) for n in names
+            }
+            found.append({"effect": "main", "factor": factor, "level": level, "baseline": base, "weights": weights})
+    if len(factors) == 2 and all(len(order[f]) == 2 for f in factors):
+        (a0, a1), (b0, b1) = order[factors[0]], order[factors[1]]
+        weights = {cells[(a1, b1)]: 1.0, cells[(a0, b1)]: -1.0, cells[(a1, b0)]: -1.0, cells[(a0, b0)]: 1.0}
+        found.append(
+            {
+                "effect": "interaction",
+                "factor": " x ".join(factors),
+                "level": f"{a1}:{b1}",
+                "baseline": f"{a0}:{b0}",
+                "weights": weights,
+            }
+        )
+        for i, factor in enumerate(factors):
+            other = factors[1 - i]
+            base, level = order[factor][0], order[factor][1]
+            for at in order[other]:
+                key = (lambda v, at=at: (v, at)) if i == 0 else (lambda v, at=at: (at, v))
+                weights = {cells[key(level)]: 1.0, cells[key(base)]: -1.0}
+                found.append(
+                    {
+                        "effect": "simple",
+                        "factor": factor,
+                        "level": level,
+                        "baseline": base,
+                        "weights": weights,
+                        "at": f"{other} {at}",
+                    }
+                )
     return found
+
+
+def sign_flip_p(differences: npt.ArrayLike) -> float:
+    """Exact two-sided p of the sign-flip permutation test that the paired differences are centred on 0.
+
+    Why: it needs no variance, so it stays valid when every seed differs by the same number of test rows
+    (a t-test's p is then meaningless: its sd is 0 or float noise); its smallest p is 2 / 2^n (0.25 from 3
+    seeds). All 2^n sign patterns are enumerated (Fisher 1935, Pitman 1937); p = the share whose |sum| is at
+    least the observed |sum|. n above 20: ``draws`` random patterns are not needed here (seeds stay few).
+    """
+    d = _finite(differences)
+    n = len(d)
+    if n == 0:
+        return math.nan
+    if n > 20:
+        raise ValueError(f"the exact sign-flip test enumerates 2^n patterns; n = {n} is over 20")
+    observed = abs(float(d.sum())) - _SLACK * max(1.0, float(np.abs(d).sum()))
+    signs = 1 - 2 * ((np.arange(2**n)[:, None] >> np.arange(n)) & 1)
+    return float((np.abs(signs @ d) >= observed).mean())
+
+
+def contrast_test(
+    per_seed: npt.ArrayLike,
+    per_row: npt.ArrayLike | None = None,
+    *,
+    rows_variance_bound: float | None = None,
+    rows: int | None = None,
+    margin: float | None = None,
+    level: float = 0.95,
+) -> dict:
+    """A contrast of test accuracies (a pair a - b, a main effect, an interaction) over the seeds that trained
+    every condition in it: its estimate, interval, p-value, the test it comes from, and TOST within ``margin``.
+
+    Why: with a fixed split every seed is scored on the same test rows, so a second test set of that size
+    would move the contrast by its per-row spread; a paired test over seeds alone leaves that out and calls 2
+    rows of 36 "significant". The variance is var_seeds(contrast) / n + var_rows(per-row contrast of the seeds'
+    mean correctness) / m: the per-row term is the McNemar-type variance of the rows' correctness differences
+    (Dietterich 1998; Bouthillier et al. 2021); the sum counts the seed-by-row term twice, so it errs wide.
+    Degrees of freedom by Welch-Satterthwaite. ``per_row`` None and ``rows_variance_bound`` given (runs that
+    did not record their rows): the bound replaces the per-row variance. Neither (a varied split): the seeds
+    alone, the paired t-test. A variance that is zero or float noise (< 1e-9 in sd): no t-test; the exact
+    sign-flip test over seeds (``sign_flip_p``), no interval, no equivalence. Fewer than 3 seeds: estimate only.
+    """
+    from scipy import stats
+
+    d = _finite(per_seed)
+    n = len(d)
+    mean = float(d.mean()) if n else math.nan
+    result: dict = {
+        "estimate": mean,
+        "ci_low": None,
+        "ci_high": None,
+        "p_value": None,
+        "test": "untested (fewer than 3 seeds)",
+        "n": n,
+        "seed_variance": None,
+        "rows_variance": None,
+        "rows": rows,
+        "df": None,
+        "p_equivalence": None,
+    }
+    if n < MIN_SEEDS:
+        return result
+    seed_var = _no_noise(float(d.var(ddof=1)))
+    rows_var, rows_kind, rows = _rows_term(per_row, rows_variance_bound, rows)
+    result.update(seed_variance=seed_var, rows_variance=rows_var, rows=rows)
+    variance = seed_var / n + (rows_var / rows if rows_var is not None and rows else 0.0)
+    if variance == 0.0:
+        result.update(p_value=sign_flip_p(d), test="exact sign-flip over seeds (no variance)")
+        return result
+    df = welch_df(seed_var, n, rows_var, rows)
+    se = math.sqrt(variance)
+    half = float(stats.t.ppf(0.5 + level / 2, df)) * se
+    p = float(2 * stats.t.sf(abs(mean) / se, df))
+    test = f"t (seeds + {rows_kind})" if rows_var is not None else "paired t (seeds)"
+    result.update(ci_low=mean - half, ci_high=mean + half, p_value=p, test=test, df=df)
+    if margin is not None:
+        lower = float(stats.t.sf((mean + margin) / se, df))
+        upper = float(stats.t.cdf((mean - margin) / se, df))
+        result["p_equivalence"] = max(lower, upper)
+    return result
+
+
+def _no_noise(variance: float) -> float:
+    """A variance whose sd is float noise (< 1e-9) is 0: 34/36 - 32/36 differs across seeds in the 17th digit."""
+    return 0.0 if math.sqrt(max(variance, 0.0)) <= _SLACK else variance
+
+
+def _rows_term(
+    per_row: npt.ArrayLike | None, bound: float | None, rows: int | None
+) -> tuple[float | None, str, int | None]:
+    """(per-row variance, what it is, rows): recorded rows, else the bound, else none (a varied split)."""
+    if rows and per_row is not None:
+        r = _finite(per_row)
+        return _no_noise(float(r.var(ddof=1)) if len(r) > 1 else 0.0), "test rows", len(r)
+    if rows and bound is not None:
+        return _no_noise(float(bound)), "test rows, bounded", rows
+    return None, "", rows
+
+
+def welch_df(seed_var: float, n: int, rows_var: float | None, rows: int | None) -> float:
+    """Welch-Satterthwaite degrees of freedom of var_seeds / n + var_rows / m."""
+    a = seed_var / n
+    b = rows_var / rows if rows_var is not None and rows else 0.0
+    denominator = (a * a / (n - 1) if n > 1 else 0.0) + (b * b / (rows - 1) if b and rows and rows > 1 else 0.0)
+    return float((a + b) ** 2 / denominator) if denominator > 0 else float(max(n - 1, 1))
+
+
+def seeds_for(test: dict, difference: float, alpha: float = 0.05, power: float = 0.8, most: int = 10_000) -> dict:
+    """Seeds that would show a true difference of ``difference`` (two-sided test at ``alpha``) and seeds that
+    would show equivalence within ``difference`` when the true difference is 0 (TOST), each with ``power``,
+    with the observed variances; None for either when no number of seeds can (the fixed test rows' variance
+    alone is too large), and the smallest detectable difference with the seeds used.
+
+    Why: "inconclusive" is a budget question; with a fixed split more seeds shrink only the seeds' term
+    (Cohen 1988 for the t approximation: (t_{1-a/2} + t_{power}) se; TOST: (t_{1-a} + t_{1-(1-power)/2}) se).
+    """
+    from scipy import stats
+
+    seed_var, rows_var, rows, n = test["seed_variance"], test["rows_variance"], test["rows"], test["n"]
+    empty = {"detectable": None, "seeds_to_detect": None, "seeds_to_show_equivalence": None}
+    if seed_var is None or not difference > 0:
+        return empty
+
+    def se(k):
+        return math.sqrt(seed_var / k + (rows_var / rows if rows_var is not None and rows else 0.0))
+
+    def reaches(quantiles, k):
+        return quantiles(welch_df(seed_var, k, rows_var, rows)) * se(k) <= difference + _SLACK
+
+    def needed(quantiles):
+        """The fewest seeds that reach; None when ``most`` do not (the rows' term alone may be too wide)."""
+        if not reaches(quantiles, most):
+            return None
+        low, high = MIN_SEEDS, most  # se and the t quantiles fall as seeds grow: bisect
+        while low < high:
+            middle = (low + high) // 2
+            low, high = (low, middle) if reaches(quantiles, middle) else (middle + 1, high)
+        return low
+
+    def detect(df):
+        return float(stats.t.ppf(1 - alpha / 2, df)) + float(stats.t.ppf(power, df))
+
+    def equivalence(df):
+        return float(stats.t.ppf(1 - alpha, df)) + float(stats.t.ppf(1 - (1 - power) / 2, df))
+
+    df = welch_df(seed_var, n, rows_var, rows)
+    return {
+        "detectable": detect(df) * se(n) if se(n) > 0 else None,
+        "seeds_to_detect": needed(detect),
+        "seeds_to_show_equivalence": needed(equivalence),
+    }
+
+
+def rows_variance_bound(accuracies: Sequence[float], weights: Sequence[float]) -> float:
+    """The largest per-row variance a contrast sum_c w_c (mean correctness of condition c on a row) can have
+    when only each condition's accuracy p_c is known: (sum_c |w_c| sqrt(p_c (1 - p_c)))^2 (perfectly
+    opposed rows). For runs recorded without their per-row correctness: wide, never narrow."""
+    return float(sum(abs(w) * math.sqrt(max(p * (1 - p), 0.0)) for p, w in zip(accuracies, weights)) ** 2)

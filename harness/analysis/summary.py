@@ -2,8 +2,9 @@
 
 Built from the table of records (``records``): the runs MLflow holds, so the summary a sweep prints and
 the table ``harness compare`` prints are one computation over one set of records. The test accuracy's
-95% interval is the Student t interval over the confirmation seeds, clipped to [0, 1], and none with
-fewer than 3 seeds; epochs to target is a Kaplan-Meier median (``stats``).
+95% interval covers the confirmation seeds (Student t) and, with a fixed split, the test rows' binomial
+sampling (``stats.fixed_split_interval``), clipped to [0, 1], none with fewer than 3 seeds; epochs to
+target is a Kaplan-Meier median (``stats``). The printed tables give differences in points.
 """
 
 import math
@@ -239,7 +240,6 @@ def table_frames(study, table):
     if "good_lr_decades" in table:
         tuning["good lr (decades)"] = table["good_lr_decades"].map(lambda v: "" if pd.isna(v) else f"{v:.2g}")
         tuning["lr range diverging"] = table["diverged_lr_share"].map(_share)
-        tuning["leader settles at k"] = table["leader_settles_at"].map(lambda v: "" if pd.isna(v) else f"{int(v)}")
     notes = (
         []
         if table.empty or table["confirmed_after_trials"].iloc[0] >= study.trials
@@ -258,8 +258,7 @@ def table_frames(study, table):
     if "good_lr_decades" in table:
         notes.append(
             f"good lr: width of the learning rates scoring within {study.tolerance:g} {study.objective} of the best "
-            "of any condition on the same data set; leader settles at k: trials per condition from which the "
-            "leader by expected best score (ties: less than one validation example apart) stays the same"
+            "of any condition on the same data set"
         )
     warnings = [
         f"warning: {row.condition}: best {edge.split(':')[0]} sits at the {edge.split(':')[1]} edge of "
@@ -284,7 +283,8 @@ def format_findings(sentences):
 
 
 def format_pairs(analysis):
-    """Paired differences (within each data set), Holm-adjusted; then the factors' effects."""
+    """Paired differences (within each data set) in points, Holm-adjusted, each with the test its p comes
+    from; then the factors' effects."""
     pairs = analysis.pairs
     if not len(pairs):
         return "paired differences: fewer than 2 conditions per data set"
@@ -293,16 +293,16 @@ def format_pairs(analysis):
             "a - b": [f"{a} - {b}" for a, b in zip(pairs["a"], pairs["b"])],
             "seeds": pairs["seeds"],
             "difference [95% CI]": [
-                f"{_signed(m)}" + ("" if lo is None or pd.isna(lo) else f" [{_signed(lo)}, {_signed(hi)}]")
+                _points(m) + ("" if lo is None or pd.isna(lo) else f" [{_points(lo)}, {_points(hi)}]")
                 for m, lo, hi in zip(pairs["mean_difference"], pairs["ci_low"], pairs["ci_high"])
             ],
+            "test": pairs["test"].map(TEST_SHORT.get),
             "p": pairs["p_value"].map(_p),
             "p Holm": pairs["p_holm"].map(_p),
-            "significant": pairs["significant"].map(lambda s: "yes" if s else "no"),
-            "p equivalence": pairs["p_equivalence"].map(_p),
             "p equiv. Holm": pairs["p_equivalence_holm"].map(_p),
-            "detectable": pairs["detectable"].map(_signed),
-            "seeds for margin": pairs["seeds_needed"].map(lambda v: "" if v is None or pd.isna(v) else f"{int(v)}"),
+            "detectable": pairs["detectable"].map(_points),
+            "seeds to detect": [_seeds(v, t) for v, t in zip(pairs["seeds_needed"], pairs["test"])],
+            "seeds for equiv.": [_seeds(v, t) for v, t in zip(pairs["seeds_for_equivalence"], pairs["test"])],
             "verdict": pairs["verdict"],
         }
     )
@@ -310,21 +310,59 @@ def format_pairs(analysis):
         shown.insert(0, "data set", pairs["dataset"])
     tested = int((pairs["verdict"] != "untested").sum())
     lines = [
-        "paired differences of test accuracy (a - b over the seeds both trained, a diverged seed at chance; paired "
-        f"t-test, Holm-adjusted over the {tested} pairs tested; equivalence: TOST within the margin, Holm-adjusted "
-        "the same way; detectable: the difference found with 80% power):",
+        "paired differences of test accuracy in points (a - b over the seeds both trained, a diverged seed at "
+        f"chance; Holm-adjusted over the {tested} pairs tested; equivalence: TOST within the margin, Holm-adjusted "
+        "the same way; detectable: the difference found with 80% power; seeds to detect the margin and to show "
+        "equivalence within it, 'rows' where the fixed test rows alone are too few):",
         shown.to_string(index=False),
+        "test: " + "; ".join(f"{TEST_SHORT[t]} = {TEST_WORDS[t]}" for t in dict.fromkeys(pairs["test"])),
     ]
     if analysis.effects:
-        lines += ["", "effects on test accuracy (paired over seeds; uncorrected p):", _effects_table(analysis.effects)]
+        lines += [
+            "",
+            "effects on test accuracy in points (contrasts over the seeds, tested as the pairs; main effects and "
+            "interaction Holm-adjusted together per data set; a simple effect is a pair, see its Holm p above):",
+            _effects_table(analysis.effects),
+        ]
     if analysis.ranks:
         lines += ["", _ranks_line(analysis.ranks)]
     return "\n".join(lines)
 
 
+TEST_WORDS = {
+    "t (seeds + test rows)": "t-test over the seeds plus the test rows' paired sampling (each run's per-row "
+    "correctness), Welch-Satterthwaite df",
+    "t (seeds + test rows, bounded)": "the same with the rows' term bounded from the accuracies (the runs did not "
+    "record their rows)",
+    "paired t (seeds)": "paired t-test over the seeds, each seed on its own split",
+    "exact sign-flip over seeds (no variance)": "exact sign-flip test over the seeds (their differences do not "
+    "vary: no t-test)",
+    "untested (fewer than 3 seeds)": "fewer than 3 seeds: no test",
+}
+TEST_SHORT = {
+    "t (seeds + test rows)": "t+rows",
+    "t (seeds + test rows, bounded)": "t+bound",
+    "paired t (seeds)": "t",
+    "exact sign-flip over seeds (no variance)": "sign-flip",
+    "untested (fewer than 3 seeds)": "-",
+}
+
+
+def _seeds(value, test):
+    """A seed count; 'rows' where a t-test's fixed test rows alone keep any number of seeds short."""
+    if value is None or pd.isna(value):
+        return "rows" if test.startswith("t (seeds + test rows") else ""
+    return f"{int(value)}"
+
+
+def _points(value):
+    return "" if value is None or pd.isna(value) else f"{100 * value:+.2f}"
+
+
 def _effects_table(found):
     effects = pd.DataFrame(found)
     at = effects["at"] if "at" in effects else [None] * len(effects)
+    holm = effects["p_holm"] if "p_holm" in effects else [None] * len(effects)
     return pd.DataFrame(
         {
             "data set": effects["dataset"],
@@ -335,10 +373,12 @@ def _effects_table(found):
                 )
             ],
             "estimate [95% CI]": [
-                f"{_signed(m)}" + ("" if lo is None or pd.isna(lo) else f" [{_signed(lo)}, {_signed(hi)}]")
+                _points(m) + ("" if lo is None or pd.isna(lo) else f" [{_points(lo)}, {_points(hi)}]")
                 for m, lo, hi in zip(effects["estimate"], effects["ci_low"], effects["ci_high"])
             ],
+            "test": effects["test"].map(TEST_SHORT.get),
             "p": effects["p_value"].map(_p),
+            "p Holm": [_p(v) for v in holm],
         }
     ).to_string(index=False)
 
@@ -366,10 +406,6 @@ def _ranks_line(ranks):
         )
         + (f"\n  {ranks['caveat']}" if ranks.get("caveat") else "")
     )
-
-
-def _signed(value):
-    return "" if value is None or pd.isna(value) else f"{value:+.4f}"
 
 
 def _p(value):

@@ -12,6 +12,7 @@ import pandas as pd
 
 from ..engine.training import epochs_to_target
 from ..studies.study import CONFIRM_NAME, LEGACY_SEARCH
+from .correctness import CORRECT_TAG
 from .operations import HARNESS_TAG
 from .runs import FINAL_STATES
 
@@ -31,6 +32,32 @@ MODEL_RUN_TAG = "harness.model_run"
 """On a confirmation seed that logged no MLflow model: the run of its condition's model."""
 SIZES = ("classes", "val_rows", "test_rows")
 """Tags of a run's data (``runs.run_tags``); None in runs recorded before they were."""
+
+
+COLUMNS = [
+    "run_id",
+    "run_name",
+    "status",
+    "start_time",
+    "kind",
+    "condition",
+    "phase",
+    "optuna_study",
+    "trial",
+    "seed",
+    "state",
+    "best_search_trial",
+    "search_id",
+    "dataset_digest",
+    "superseded",
+    "rerun",
+    "model_run",
+    "epochs_to_target",
+    "target_known",
+    *SIZES,
+    CORRECT_TAG,
+]
+"""The columns of an empty records table."""
 
 
 def records_frame(runs):
@@ -64,34 +91,13 @@ def records_frame(runs):
                 "epochs_to_target": (math.nan if reached in (None, "never") else float(reached)),
                 "target_known": reached is not None,
                 **{key: _int(tags.get(key)) for key in SIZES},
+                CORRECT_TAG: tags.get(CORRECT_TAG),
                 **({"tag.optuna_storage": tags["optuna_storage"]} if "optuna_storage" in tags else {}),
                 **{f"param.{k}": v for k, v in run["params"].items()},
                 **{f"metric.{k}": v for k, v in run["metrics"].items()},
             }
         )
-    columns = [
-        "run_id",
-        "run_name",
-        "status",
-        "start_time",
-        "kind",
-        "condition",
-        "phase",
-        "optuna_study",
-        "trial",
-        "seed",
-        "state",
-        "best_search_trial",
-        "search_id",
-        "dataset_digest",
-        "superseded",
-        "rerun",
-        "model_run",
-        "epochs_to_target",
-        "target_known",
-        *SIZES,
-    ]
-    return pd.DataFrame(rows, columns=None if rows else columns)
+    return pd.DataFrame(rows, columns=None if rows else COLUMNS)
 
 
 def holds_result(frame):

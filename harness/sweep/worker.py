@@ -19,7 +19,8 @@ from ..common.errors import HarnessError
 from ..common.outages import OutageError
 from ..engine.data import data_key, load_split
 from ..engine.methods import changed_module
-from ..engine.training import max_stack, train_stack
+from ..engine.training import DIVERGED, max_stack, train_stack
+from ..records.correctness import correctness_tags
 from ..records.runs import TrialRuns, environment_tags
 from .conditions import ConditionStudies
 from .liveness import DEFAULT_HEARTBEAT_SECONDS, Heartbeat, WorkerPresence
@@ -304,13 +305,16 @@ class SweepWorker:
         state, _, attrs = member.outcome
         counted = self._tell(member)
         tags = {"state": state, **{k: v for k, v in attrs.items() if k.endswith("_epoch")}}
+        split = self.split_for(member.config)
         if member.phase == "confirm":  # first epoch at the target accuracy, or never (censored)
             reached = attrs.get("epochs_to_target")
             tags["epochs_to_target"] = "never" if reached is None else reached
+            if result.status != DIVERGED:  # its test rows, for the pairs' test (``correctness``)
+                tags.update(correctness_tags(result.network.logits(split.x_test).argmax(axis=1), split.y_test))
         self.runs.finish(
             member.create,
             member.config,
-            self.split_for(member.config),
+            split,
             result,
             tags,
             counted,
