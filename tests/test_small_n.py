@@ -36,6 +36,7 @@ def _two_rows_apart(study, rows=36):
     of the difference is float noise."""
     frame = _records(study, lambda c, s: 0.9)
     confirm = frame["kind"] == "confirm"
+    frame["test_correct"] = None
     for index in frame.index[confirm]:
         condition, seed = frame.at[index, "condition"], int(frame.at[index, "seed"])
         correct = np.arange(rows) < 31 + seed  # 32, 33, 34 of 36 right by seed
@@ -112,6 +113,16 @@ def test_a_condition_whose_every_trial_diverged_is_said_and_ranks_last(tmp_path)
     )
     ranked = analysis.analyze(sets, _all_diverged(sets, "iris-mse_logits")).ranks["ranks"]
     assert ranked["iris"]["mse_logits"] == 3.0  # at chance, below the two that trained
+
+
+def test_a_condition_not_yet_confirmed_is_no_failure(tmp_path):
+    """A sweep in progress: searched, not yet confirmed. It is not said to have produced nothing."""
+    study = load_study(write_study(tmp_path, TWO, "two.toml"))
+    frame = _records(study, lambda c, s: 0.9 + 0.001 * s, search=lambda c: [(0.1, 0.9, "complete")] * 3)
+    frame = frame[~((frame["condition"] == "mse") & (frame["kind"] == "confirm"))]
+    result = analysis.analyze(study, frame)
+    assert not any("produced no result" in s for s in result.findings)
+    assert result.ranks is None
 
 
 def test_no_speed_ratio_from_fewer_than_three_seeds_and_never_reached_is_named(tmp_path):

@@ -180,7 +180,7 @@ def test_a_half_made_store_left_by_an_older_version_gets_one_line(tmp_path):
 
 def test_an_extended_budget_confirms_the_new_best_and_compare_uses_only_those_seeds(workdir):
     study = write_study(workdir)
-    harness("sweep", study, "--trials", "2", cwd=workdir, check=True)
+    first = json_summary(harness("sweep", study, "--trials", "2", "--json", cwd=workdir, check=True).stdout)
     extended = harness("sweep", study, "--trials", "3", "--json", cwd=workdir, check=True)
     summary = json_summary(extended.stdout)
     assert [row["seeds"] for row in summary] == [2, 2] and [row["trials"] for row in summary] == [3, 3]
@@ -188,8 +188,76 @@ def test_an_extended_budget_confirms_the_new_best_and_compare_uses_only_those_se
     compared = compare_json(workdir)
     assert compared["conditions"] == summary
     assert all(p["seeds"] == 2 for p in compared["pairs"])
-    old = [r for r in mlflow_runs(workdir)[1] if r.data.tags.get("optuna_study", "").endswith("confirm-after-2-trials")]
-    assert len(old) == 4 and all(r.data.tags.get("superseded") == "true" for r in old)  # visible, not mixed in
+    runs = mlflow_runs(workdir)[1]
+    old = [r for r in runs if r.data.tags.get("optuna_study", "").endswith("confirm-after-2-trials")]
+    assert len(old) == 4
+    for row, before in zip(summary, first):  # a new best trial is confirmed again; a best that held re-uses
+        mine = [r for r in old if r.data.tags["condition"] == row["condition"]]
+        new = [
+            r
+            for r in runs
+            if r.data.tags.get("optuna_study", "").endswith(f"{row['condition']}/confirm-after-3-trials")
+        ]
+        if row["best_trial_run_id"] == before["best_trial_run_id"]:
+            assert new == [] and all(_stands_for(r, 3) and r.data.tags.get("superseded") != "true" for r in mine)
+        else:  # the old seeds stay visible, not mixed in
+            assert len(new) == 2 and all(r.data.tags.get("superseded") == "true" for r in mine)
+
+
+def _stands_for(run, budget):
+    """Whether a confirmation run holds a seed of the confirmation after ``budget`` trials: its own, or one
+    it was re-used for (the best trial unchanged)."""
+    names = [run.data.tags["optuna_study"], *run.data.tags.get("harness.confirms", "").split(";")]
+    return any(n.split("#")[0].endswith(f"confirm-after-{budget}-trials") for n in names)
+
+
+def test_an_extension_whose_best_trial_holds_reuses_its_confirmation(workdir):
+    """--trials 24 re-trained the confirmation seeds of conditions whose best trial did not change: same
+    settings, same seeds, same numbers, new run ids. A random sampler's 3rd trial here beats neither best."""
+    text = TINY_STUDY.replace("[pruner]", '[sampler]\nname = "random"\nseed = 3\n[pruner]')
+    study = write_study(workdir, text)
+    first = json_summary(harness("sweep", study, "--trials", "2", "--json", cwd=workdir, check=True).stdout)
+    extended = harness("sweep", study, "--trials", "3", "--json", cwd=workdir, check=True)
+    summary = json_summary(extended.stdout)
+    held = [row for row, before in zip(summary, first) if row["best_trial_run_id"] == before["best_trial_run_id"]]
+    assert held, "the sampler's third trial beat every best: pick another seed for this test"
+    assert f"{2 * len(held)} confirmation seeds re-used from a smaller budget" in extended.stderr
+    runs = mlflow_runs(workdir)[1]
+    for row in held:
+        before = next(b for b in first if b["condition"] == row["condition"])
+        assert row["best_seed_run_id"] == before["best_seed_run_id"]  # the same run, not a copy
+        assert row["test_accuracy_mean"] == before["test_accuracy_mean"]
+        confirm = [
+            r
+            for r in runs
+            if r.data.tags.get("harness.kind") == "confirm" and r.data.tags["condition"] == row["condition"]
+        ]
+        assert len(confirm) == 2 and all(_stands_for(r, 3) for r in confirm)  # nothing trained again
+    assert audit_sweep(workdir, study, summary, {"trials": 3}) == []
+    assert compare_json(workdir)["conditions"] == summary
+    again = harness("sweep", study, "--trials", "3", "--json", cwd=workdir, check=True)  # resumes: nothing to do
+    assert json_summary(again.stdout) == summary and len(mlflow_runs(workdir)[1]) == len(runs)
+
+
+def test_a_sweep_killed_between_tagging_a_reused_run_and_telling_optuna_resumes_by_reusing_it(workdir):
+    text = TINY_STUDY.replace("[pruner]", '[sampler]\nname = "random"\nseed = 3\n[pruner]')
+    study = write_study(workdir, text)
+    first = json_summary(harness("sweep", study, "--trials", "2", "--json", cwd=workdir, check=True).stdout)
+    killed = harness("sweep", study, "--trials", "3", cwd=workdir, env={"HARNESS_FAULT": "kill-at=after-reuse-tag"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr  # killed at the point, not failed
+    resumed = harness("sweep", study, "--trials", "3", "--json", cwd=workdir, check=True)
+    summary = json_summary(resumed.stdout)
+    held = [row for row, before in zip(summary, first) if row["best_trial_run_id"] == before["best_trial_run_id"]]
+    assert held and all(row["seeds"] == 2 for row in summary)
+    runs = mlflow_runs(workdir)[1]
+    for row in held:  # no seed trained twice: the two runs of the smaller budget stand for the larger one
+        confirm = [
+            r
+            for r in runs
+            if r.data.tags.get("harness.kind") == "confirm" and r.data.tags["condition"] == row["condition"]
+        ]
+        assert len(confirm) == 2 and all(_stands_for(r, 3) for r in confirm)
+    assert audit_sweep(workdir, study, summary, {"trials": 3}) == []
 
 
 def test_a_plain_rerun_after_an_extension_keeps_the_extended_result(workdir):
@@ -203,7 +271,7 @@ def test_a_plain_rerun_after_an_extension_keeps_the_extended_result(workdir):
     assert json_summary(again.stdout) == extended
     assert [row["trials"] for row in extended] == [6, 6] and [r["confirmed_after_trials"] for r in extended] == [6, 6]
     confirm = [r for r in mlflow_runs(workdir)[1] if r.data.tags.get("harness.kind") == "confirm"]
-    after_six = [r for r in confirm if r.data.tags["optuna_study"].endswith("confirm-after-6-trials")]
+    after_six = [r for r in confirm if _stands_for(r, 6)]
     assert len(after_six) == 4 and all(r.data.tags.get("superseded") != "true" for r in after_six)
     assert all(r.data.tags.get("superseded") == "true" for r in confirm if r not in after_six)
     for row in extended:  # the run to reproduce is named: the condition's best seed of the standing result

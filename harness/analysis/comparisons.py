@@ -378,13 +378,13 @@ def ranks(study, table):
 
 def rank_score(table, condition):
     """The test accuracy a condition is ranked by: its mean over the seeds rounded to 9 decimals (a mean of
-    exact counts: equal counts tie, never split by float noise), a condition that produced no seed at chance
-    (a failure ranks below every condition that trained), NaN when it has not run."""
+    exact counts: equal counts tie, never split by float noise), a condition whose every trial diverged at
+    chance (a failure ranks below every condition that trained), NaN when it has no result yet."""
     row = table.loc[table["condition"] == condition]
     if not len(row):
         return math.nan
     mean, seeds, trials = row["test_accuracy_mean"].iloc[0], row["seeds"].iloc[0], row["trials"].iloc[0]
-    if pd.isna(mean) and seeds == 0 and trials > 0:
+    if pd.isna(mean) and seeds == 0 and trials > 0 and row["diverged_share"].iloc[0] == 1:
         return float(row["chance_accuracy"].iloc[0])
     return math.nan if pd.isna(mean) else round(float(mean), 9)
 

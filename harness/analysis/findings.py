@@ -45,23 +45,20 @@ def _capped(sentences):
 
 
 def _no_result(table):
-    """The conditions without a single confirmation seed: every search trial diverged or failed (or none
-    ran). They have no test accuracy, no speed and no pair; the ranks count them below every condition that
-    trained."""
-    none = table[table["seeds"] == 0]
-    if not len(none):
-        return None
+    """The conditions that produced nothing: every search trial diverged (or failed), so no seed was
+    confirmed. They have no test accuracy, no speed and no pair; the ranks count them below every condition
+    that trained. A condition still searching, or not yet confirmed, is not one of them."""
     parts = []
-    for row in none.itertuples():
+    for row in table[table["seeds"] == 0].itertuples():
         diverged = round(row.diverged_share * row.trials) if row.trials else 0
         if row.trials and diverged == row.trials:
             why = f"all {row.trials} of its search trials diverged"
-        elif row.trials:
-            why = f"none of its {row.trials} search trials finished ({diverged} diverged, {row.failed_trials} failed)"
+        elif not row.trials and row.failed_trials:
+            why = f"all {row.failed_trials} of its search trials failed"
         else:
-            why = "no search trial of it has run"
+            continue
         parts.append(f"{row.condition} produced no result: {why}, so it has no confirmation seed and no test accuracy")
-    return "; ".join(parts) + " (a failure: it ranks below every condition that trained)."
+    return "; ".join(parts) + " (a failure: it ranks below every condition that trained)." if parts else None
 
 
 def _speed(study, rows, where):

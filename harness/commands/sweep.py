@@ -167,8 +167,10 @@ def report(result, uri, out):
     print(format_findings(result.analysis.findings), file=out)
     print(format_table(study, result.table), file=out)
     trials = sum(s.trials for s in result.stats)
+    reused = sum(getattr(s, "confirms_reused", 0) for s in result.stats)
     print(
         f"{trials} trials and {sum(s.confirms for s in result.stats)} confirmation runs in this invocation"
+        + (f", {reused} confirmation seeds re-used from a smaller budget (best trial unchanged)" if reused else "")
         + (f", {result.repaired} re-run after their records were lost" if result.repaired else "")
         + f", {result.wall_seconds:.1f} s wall with {len(result.stats)} worker(s)",
         file=out,

@@ -5,8 +5,9 @@ Off unless ``$HARNESS_FAULT`` names them, comma-separated:
 - ``kill-after-tell=N``: the worker SIGKILLs itself right after Optuna heard its N-th trial (before
   the recorder stored that trial's run): the narrowest window between the two stores.
 - ``kill-after-tell-confirm=N``: the same, counting confirmation seeds only.
-- ``kill-at=POINT``: SIGKILL at a named point of the set-up (``after-parents``: the parent runs exist,
-  Optuna has not heard of them).
+- ``kill-at=POINT``: SIGKILL at a named point (``after-parents``: the parent runs exist, Optuna has not
+  heard of them; ``after-reuse-tag``: a re-used confirmation run is tagged for the larger budget, Optuna
+  has not been told).
 - ``train-error=CONDITION``: training of that condition raises MemoryError every time.
 - ``epoch-delay=SECONDS``: every epoch of a sweep's stack, and of a reproduction's training with rebuilt
   code (``reproduce.rebuild.DRIVER``), takes this much longer (tests that must interrupt a sweep or a reproduction

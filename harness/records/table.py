@@ -30,6 +30,9 @@ def _int(value):
 
 MODEL_RUN_TAG = "harness.model_run"
 """On a confirmation seed that logged no MLflow model: the run of its condition's model."""
+REUSED_TAG = "harness.confirms"
+"""On a confirmation run that a larger budget re-used (its best trial unchanged: same settings, same seed,
+so the same result): ``<confirm study>#<trial>`` of each confirmation it also stands for, ';'-separated."""
 SIZES = ("classes", "val_rows", "test_rows")
 """Tags of a run's data (``runs.run_tags``); None in runs recorded before they were."""
 
@@ -56,6 +59,7 @@ COLUMNS = [
     "target_known",
     *SIZES,
     CORRECT_TAG,
+    "confirms",
 ]
 """The columns of an empty records table."""
 
@@ -92,6 +96,7 @@ def records_frame(runs):
                 "target_known": reached is not None,
                 **{key: _int(tags.get(key)) for key in SIZES},
                 CORRECT_TAG: tags.get(CORRECT_TAG),
+                "confirms": tags.get(REUSED_TAG, ""),
                 **({"tag.optuna_storage": tags["optuna_storage"]} if "optuna_storage" in tags else {}),
                 **{f"param.{k}": v for k, v in run["params"].items()},
                 **{f"metric.{k}": v for k, v in run["metrics"].items()},
@@ -122,10 +127,34 @@ def _belonging(study, frame):
 
 
 def settled_confirmations(frame):
-    """(optuna study, seed) of the confirmation runs that settled their seed: results, or a training
-    failure (an outcome too)."""
-    rows = frame[(frame["kind"] == "confirm") & (holds_result(frame) | (frame["state"] == "failed"))]
+    """(optuna study, seed) of the confirmation runs that settled their seed: results (also for each larger
+    budget that re-used them), or a training failure (an outcome too)."""
+    confirm = frame[frame["kind"] == "confirm"]
+    rows = with_reuses(confirm[holds_result(confirm) | (confirm["state"] == "failed")])
     return list(zip(rows["optuna_study"], rows["seed"]))
+
+
+def reuses(text):
+    """[(confirm study, trial number)] a run's ``REUSED_TAG`` names."""
+    found = []
+    for entry in str(text or "").split(";"):
+        name, _, number = entry.rpartition("#")
+        if name and number.isdigit():
+            found.append((name, int(number)))
+    return found
+
+
+def with_reuses(confirm):
+    """Confirmation runs, and one more row per larger budget that re-used a run (its confirm study and
+    trial in place of the run's own): the run stands for that seed there too."""
+    if not len(confirm) or "confirms" not in confirm:
+        return confirm
+    extra = [
+        {**row, "optuna_study": name, "trial": number}
+        for row in confirm[confirm["confirms"].astype(bool)].to_dict("records")
+        for name, number in reuses(row["confirms"])
+    ]
+    return pd.concat([confirm, pd.DataFrame(extra, columns=confirm.columns)]) if extra else confirm
 
 
 def standing_budget(study, settled):
@@ -168,11 +197,8 @@ def current(study, frame):
     budget = result_budget(study, frame)
     confirm_names = {f"{study.optuna_name(c)}/confirm-after-{budget}-trials" for c in study.conditions}
     search = done[(done["kind"] == "search") & done["optuna_study"].isin(search_names)]
-    confirm = done[
-        (done["kind"] == "confirm")
-        & done["optuna_study"].isin(confirm_names)
-        & done["seed"].isin(study.confirm_seed_values())
-    ]
+    confirm = with_reuses(done[done["kind"] == "confirm"]).sort_values(["start_time", "run_id"], kind="stable")
+    confirm = confirm[confirm["optuna_study"].isin(confirm_names) & confirm["seed"].isin(study.confirm_seed_values())]
     # a trial re-run after its record was lost has one run holding its result; should an old one also
     # hold it (a recorder that came back), the newest counts: identical by construction (deterministic)
     search = search.drop_duplicates(["optuna_study", "trial"], keep="last")

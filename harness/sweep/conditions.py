@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import TrialState
 
+from ..studies.study import CONFIRM_NAME
 from .liveness import HOST, PROCESS_TOKEN, Heartbeat, _earlier_self, _ownerless_stale, heartbeat_enabled, pid_alive
 from .pruning import TAKEN_AWAY, make_pruner
 from .storages import MAX_RETRIES
@@ -77,6 +78,7 @@ class ConditionStudies:
         self.search.sampler = make_sampler(study, seed_offset + len(self.search.get_trials(deepcopy=False)))
         self.confirm = optuna.load_study(study_name=study.optuna_name(condition, "confirm"), storage=storage)
         self.seeds = set(study.confirm_seed_values())
+        self.storage = storage
 
     # --- counting -------------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
@@ -130,6 +132,26 @@ class ConditionStudies:
             elif t.state in (TrialState.RUNNING, TrialState.WAITING):
                 running = True
         return not running and done >= self.seeds
+
+    def earlier_confirmations(self, best_number: int) -> dict[int, tuple[str, FrozenTrial]]:
+        """{seed: (confirm study, trial)} of this search's confirmations at a smaller budget that retrained
+        search trial ``best_number`` and hold a result: a budget extended without changing the best needs
+        no new training (``Worker.reuse_confirmations``)."""
+        found: dict[int, tuple[str, FrozenTrial]] = {}
+        search = self.study.optuna_name(self.condition)
+        for name in sorted(optuna.get_all_study_names(self.storage)):
+            match = CONFIRM_NAME.fullmatch(name)
+            if not match or match["search"] != search or int(match["budget"]) >= self.budget:
+                continue
+            for t in optuna.load_study(study_name=name, storage=self.storage).get_trials(
+                deepcopy=False, states=(TrialState.COMPLETE,)
+            ):
+                attrs = t.user_attrs
+                seed = seed_of(t)
+                same = attrs.get("best_search_trial") == best_number and attrs.get("state") in ("complete", "diverged")
+                if same and attrs.get("mlflow_run_id") and seed is not None:
+                    found.setdefault(seed, (name, t))
+        return found
 
     def best_trial(self) -> FrozenTrial | None:
         """The best finished search trial with a finite value, or None (all diverged or failed)."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from ..records.operations import HARNESS_TAG
 from ..records.runs import CONFIG_ARTIFACT, FINAL_STATES
-from ..records.table import belongs, standing_budget
+from ..records.table import REUSED_TAG, belongs, reuses, standing_budget
 
 ORPHAN_SECONDS = 30
 """A run still RUNNING this long after Optuna heard its trial's end lost its worker (a live recorder
@@ -60,8 +60,10 @@ def decide(study, trials, runs, now, orphan_seconds=None):
         if not mine and run["status"] == "RUNNING":  # a worker of a search given up (its journal deleted)
             actions.end.append((run["run_id"], "FAILED", {"state": "killed", "superseded": "true"}))
             continue
+        reused = reuses(tags.get(REUSED_TAG))
         if kind == "confirm" or not mine:
-            superseded = not mine or tags.get("optuna_study") not in confirm_names
+            stands = {tags.get("optuna_study"), *(name for name, _ in reused)} & confirm_names
+            superseded = not mine or not stands
             if superseded != (tags.get("superseded") == "true") and run["status"] != "RUNNING":
                 actions.tag.append((run["run_id"], {"superseded": str(superseded).lower()}))
         if not mine:  # another search's trial numbers are not this search's
@@ -69,22 +71,24 @@ def decide(study, trials, runs, now, orphan_seconds=None):
         trial = by_key.get((tags.get("optuna_study"), _int(tags.get("trial"))))
         if trial is not None and _judge_run(run, trial, now, orphan_seconds, actions):
             held.add((trial["optuna_study"], trial["number"]))
+        if run["status"] == "FINISHED" and tags.get("state") in FINAL_STATES:
+            held.update(reused)  # the larger budgets' confirmations it stands for
     actions.rerun = _lost(study, trials, held)
     return actions
 
 
 def standing_confirm_names(study, runs):
     """The confirm studies whose runs are the study's result (``table.standing_budget``)."""
-    settled = [
-        (run["tags"].get("optuna_study"), _int(run["params"].get("seed", run["tags"].get("seed"))))
-        for run in runs
-        if run["tags"].get(HARNESS_TAG) == "confirm"
-        and belongs(study, run["tags"].get("condition"), run["tags"].get("search_id"))
-        and (
-            (run["status"] == "FINISHED" and run["tags"].get("state") in FINAL_STATES)
-            or run["tags"].get("state") == "failed"
-        )
-    ]
+    settled = []
+    for run in runs:
+        tags, seed = run["tags"], _int(run["params"].get("seed", run["tags"].get("seed")))
+        if tags.get(HARNESS_TAG) != "confirm" or not belongs(study, tags.get("condition"), tags.get("search_id")):
+            continue
+        results = run["status"] == "FINISHED" and tags.get("state") in FINAL_STATES
+        if results or tags.get("state") == "failed":
+            settled.append((tags.get("optuna_study"), seed))
+        if results:
+            settled += [(name, seed) for name, _ in reuses(tags.get(REUSED_TAG))]
     budget = standing_budget(study, settled)
     return {f"{study.optuna_name(c)}/confirm-after-{budget}-trials" for c in study.conditions}
 

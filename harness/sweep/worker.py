@@ -21,7 +21,8 @@ from ..engine.data import data_key, load_split
 from ..engine.methods import changed_module
 from ..engine.training import DIVERGED, max_stack, train_stack
 from ..records.correctness import correctness_tags
-from ..records.runs import TrialRuns, environment_tags
+from ..records.runs import CONFIG_ARTIFACT, FINAL_STATES, TrialRuns, environment_tags
+from ..records.table import REUSED_TAG
 from .conditions import ConditionStudies
 from .liveness import DEFAULT_HEARTBEAT_SECONDS, Heartbeat, WorkerPresence
 from .outcomes import confirm_outcome, search_outcome, stackable
@@ -36,6 +37,7 @@ MAX_SAME_FAILURES = 3
 class WorkerStats:
     trials: int = 0
     confirms: int = 0
+    confirms_reused: int = 0
     reruns: int = 0
     train_seconds: float = 0.0
     optuna_seconds: float = 0.0
@@ -242,6 +244,9 @@ class SweepWorker:
                 for trial, seed in asked:
                     studies.finish("confirm", trial, "skipped", -math.inf, {"seed": seed})
                 return
+        asked = self.reuse_confirmations(studies, best, asked)
+        if not asked:
+            return
         members = [
             Member(
                 trial,
@@ -260,6 +265,45 @@ class SweepWorker:
                 )
                 self.finish(member, result)
                 self.stats.confirms += 1
+
+    def reuse_confirmations(self, studies, best, asked):
+        """The asked seeds left to train: a seed confirmed at a smaller budget from the same best search
+        trial, with the same config and data, is not trained again; its run is tagged as standing for this
+        budget's seed too (``table.REUSED_TAG``), then Optuna is told its result. Killed between the two, the
+        trial is retried and re-used again; the tag names each confirmation once."""
+        earlier = studies.earlier_confirmations(best.number) if asked else {}
+        left = []
+        for trial, seed in asked:
+            config = self.study.config_for(studies.condition, best.params, seed, "confirm")
+            found = earlier.get(seed)
+            if found is None or not self._reuse(studies, trial, config, *found):
+                left.append((trial, seed))
+        return left
+
+    def _reuse(self, studies, trial, config, name, old):
+        run_id = old.user_attrs["mlflow_run_id"]
+        with _Timer(self.stats, "mlflow_blocked_seconds"):
+            try:
+                run = self.recorder.call("get_run", run_id)
+                logged = self.recorder.call("read_artifact", run_id, CONFIG_ARTIFACT)
+            except HarnessError:
+                return False
+            tags = run["tags"]
+            holds = run["status"] == "FINISHED" and tags.get("state") in FINAL_STATES
+            same = logged == config.to_json().encode() and tags.get("dataset_digest") == self.split_for(config).digest
+            if not holds or not same:
+                return False
+            entries = dict.fromkeys(
+                [*tags.get(REUSED_TAG, "").split(";"), f"{studies.confirm.study_name}#{trial.number}"]
+            )
+            self.recorder.call("set_tags", run_id, {REUSED_TAG: ";".join(e for e in entries if e)})
+        faults.kill_at("after-reuse-tag")
+        attrs = {k: v for k, v in old.user_attrs.items() if k not in ("state", "invocation") and "worker" not in k}
+        attrs.update(reused_from=name, invocation=self.plan.invocation)
+        with _Timer(self.stats, "optuna_seconds"):
+            studies.finish("confirm", trial, old.user_attrs["state"], old.value, attrs)
+        self.stats.confirms_reused += 1
+        return True
 
     # --- shared steps ------------------------------------------------------------------------------
     def _stack_size(self, studies):
