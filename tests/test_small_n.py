@@ -242,3 +242,15 @@ def test_pairs_recomputed_from_the_mlflow_records(workdir, capsys):
     assert pair["test"] == "t (seeds + test rows)"
     assert pair["p_value"] == pytest.approx(2 * sps.t.sf(abs(per_seed.mean()) / math.sqrt(vs + vr), df), rel=1e-9)
     assert pd.notna(pair["ci_low"])
+
+
+def test_a_varied_split_never_blames_fixed_test_rows(tmp_path):
+    """A pair whose seeds scatter so widely that no seed count detects 1 point, on a varied split (no fixed
+    test rows): the reason is the seeds' spread, not the test rows."""
+    study = load_study(write_study(tmp_path, TWO.replace("seeds = 3", 'seeds = 3\nvary = ["init", "split"]'), "v"))
+    spread = {1: 0.0, 2: 0.6, 3: -0.6}
+    frame = _records(study, lambda c, s: 0.5 + (spread[s] / 2 if c == "mse" else -spread[s] / 2) * 0.8)
+    pair = analysis.analyze(study, frame).pairs.iloc[0]
+    assert pair["test"] == "paired t (seeds)" and pd.isna(pair["seeds_needed"]) and not pair["rows_limited"]
+    sentence = next(s for s in analysis.analyze(study, frame).findings if "Test accuracies" in s)
+    assert "test rows" not in sentence and "more than 10000 seeds would be needed to detect 1 point" in sentence

@@ -285,7 +285,8 @@ def _pair_columns(study, test):
         "detectable": power["detectable"],
         "seeds_needed": power["seeds_to_detect"],
         "seeds_for_equivalence": power["seeds_to_show_equivalence"],
-        "rows_limited": power["seeds_to_detect"] is None and test["seed_variance"] is not None,
+        # no number of seeds detects the margin because the fixed test rows' term alone is too wide
+        "rows_limited": power["seeds_to_detect"] is None and test["rows_variance"] is not None,
     }
 
 

@@ -187,6 +187,8 @@ def _why_open(r, margin):
         parts[0] += " *"
     elif detect and detect > r.seeds:
         parts.append(f"about {detect} seeds would detect {margin} at 80% power")
+    elif detect is None:
+        parts.append(f"more than 10000 seeds would be needed to detect {margin}")
     elif r.detectable is not None and not _nan(r.detectable):
         parts.append(
             f"{r.seeds} seeds could detect {100 * r.detectable:.1f} points, yet the estimate neither excludes 0 "
@@ -195,7 +197,11 @@ def _why_open(r, margin):
     if equivalence and equivalence > r.seeds:
         parts.append(f"about {equivalence} would show equivalence within {margin} if there is no difference")
     elif not equivalence and not r.rows_limited:
-        parts.append(f"no number of seeds would show equivalence within {margin} on these test rows")
+        parts.append(
+            f"no number of seeds would show equivalence within {margin} on these test rows"
+            if r.test.startswith("t (seeds + test rows")
+            else f"more than 10000 seeds would be needed to show equivalence within {margin}"
+        )
     return "; ".join(parts)
 
 
