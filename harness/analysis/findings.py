@@ -7,7 +7,7 @@ from .comparisons import ALPHA
 from .stats import MIN_SEEDS
 
 MAX_SENTENCES = 6
-"""Sentences beyond this are left out, unless they state a significant result (never dropped)."""
+"""Sentences beyond this are left out, unless they state a significant result or a failure (never dropped)."""
 
 
 def findings(study, analysis):
@@ -23,7 +23,7 @@ def findings(study, analysis):
         accuracy.append(_accuracy(study, analysis, rows, dataset, where))
     tail = [(_budget(study, analysis), False), (_robustness(study, table, analysis.datasets), False)]
     effects = _effects(analysis)
-    failures = [(_no_result(table), True)]
+    failures = [(_no_result(table, ranked=groups.ngroups > 1), True)]
     if groups.ngroups == 1:  # one data set: how fast, how far apart, why (effects), and the tuning
         sentences = failures + speed + accuracy + effects + tail
     else:  # several: where they differ, the ranks across them, then the rest (a data set without a verdict late)
@@ -44,7 +44,7 @@ def _capped(sentences):
     return kept
 
 
-def _no_result(table):
+def _no_result(table, ranked):
     """The conditions that produced nothing: every search trial diverged (or failed), so no seed was
     confirmed. They have no test accuracy, no speed and no pair; the ranks count them below every condition
     that trained. A condition still searching, or not yet confirmed, is not one of them."""
@@ -58,7 +58,9 @@ def _no_result(table):
         else:
             continue
         parts.append(f"{row.condition} produced no result: {why}, so it has no confirmation seed and no test accuracy")
-    return "; ".join(parts) + " (a failure: it ranks below every condition that trained)." if parts else None
+    if not parts:
+        return None
+    return "; ".join(parts) + (" (a failure: it ranks below every condition that trained)." if ranked else ".")
 
 
 def _speed(study, rows, where):
