@@ -255,3 +255,25 @@ def test_a_varied_split_never_blames_fixed_test_rows(tmp_path):
     assert pair["test"] == "paired t (seeds)" and pd.isna(pair["seeds_needed"]) and not pair["rows_limited"]
     sentence = next(s for s in analysis.analyze(study, frame).findings if "Test accuracies" in s)
     assert "test rows" not in sentence and "more than 10000 seeds would be needed to detect 1 point" in sentence
+
+
+@pytest.mark.parametrize(("p", "said"), [(0.0496, "0.0496"), (0.0504, "0.05"), (0.0123, "0.012"), (0.04999, "0.04999")])
+def test_a_p_value_is_never_rounded_across_the_threshold(p, said):
+    """Benchmark: 'mnist1d-adam above mnist1d-rmsprop by 4.3 points (p Holm 0.05)' for p Holm 0.0496."""
+    from harness.analysis.findings import _p
+
+    assert _p(p) == said
+
+
+def test_a_long_list_of_inconclusive_pairs_is_counted_not_spelled_out(tmp_path):
+    """Benchmark: 14 inconclusive MNIST-1D pairs made one finding of 2,000 characters."""
+    text = TWO.replace('loss = ["mse", "cross_entropy"]', "batch_size = [8, 16, 32, 64]").replace(
+        "seeds = 3", 'seeds = 3\nvary = ["init", "split"]'
+    )
+    study = load_study(write_study(tmp_path, text, "batches.toml"))
+    noise = {1: 0.0, 2: 0.05, 3: -0.05}
+    frame = _records(study, lambda c, s: 0.8 + noise[s] * (1 + len(c) % 3) / 2)
+    result = analysis.analyze(study, frame)
+    assert (result.pairs["verdict"] == "inconclusive").sum() == 6
+    sentence = next(s for s in result.findings if "Test accuracies" in s)
+    assert sentence.count(" vs ") == 4 and "2 more pairs, in the table of paired differences" in sentence

@@ -273,7 +273,8 @@ def _test_rows(table, condition):
 def _pair_columns(study, test):
     power = stats.seeds_for(test, study.analysis_margin, ALPHA, POWER)
     if test["test"].startswith("exact sign-flip"):  # no variance to plan with: the seeds any verdict needs
-        power = {"detectable": None, "seeds_to_detect": SIGN_FLIP_SEEDS, "seeds_to_show_equivalence": None}
+        needed = SIGN_FLIP_SEEDS if test["estimate"] != 0 else None  # none when every seed ties exactly
+        power = {"detectable": None, "seeds_to_detect": needed, "seeds_to_show_equivalence": None}
     return {
         "mean_difference": test["estimate"],
         "ci_low": test["ci_low"],

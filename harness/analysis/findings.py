@@ -7,6 +7,8 @@ from .comparisons import ALPHA
 from .stats import MIN_SEEDS
 
 MAX_SENTENCES = 6
+MAX_LISTED = 4
+"""Inconclusive pairs explained one by one in a sentence; the others are counted (the table has them all)."""
 """Sentences beyond this are left out, unless they state a significant result or a failure (never dropped)."""
 
 
@@ -132,7 +134,7 @@ def _accuracy(study, analysis, rows, dataset, where):
     if len(significant):
         verdicts += ": " + "; ".join(
             f"{r.a} {'above' if r.mean_difference > 0 else 'below'} {r.b} by {100 * abs(r.mean_difference):.1f} "
-            f"points (p Holm {r.p_holm:.2g}, {r.seeds} seeds)"
+            f"points (p Holm {_p(r.p_holm)}, {r.seeds} seeds)"
             for r in significant.itertuples()
         )
     return f"{spread}; {verdicts}{_equivalence(study, tested)}.", bool(len(significant) or failed)
@@ -161,13 +163,16 @@ def _equivalence(study, pairs):
     margin = f"{100 * study.analysis_margin:g} point{'s' * (study.analysis_margin != 0.01)}"
     same = [f"{r.a} and {r.b}" for r in pairs.itertuples() if r.verdict == "equivalent"]
     open_ = [f"{r.a} vs {r.b} ({_why_open(r, margin)})" for r in pairs.itertuples() if r.verdict == "inconclusive"]
+    if len(open_) > MAX_LISTED + 1:  # the rest are in the table of paired differences (never "1 more pairs")
+        open_ = [*open_[:MAX_LISTED], f"{len(open_) - MAX_LISTED} more pairs, in the table of paired differences"]
     text = f"; equivalent within {margin} (TOST, Holm-adjusted p < 0.05): {', '.join(same)}" if same else ""
     text += f"; inconclusive: {'; '.join(open_)}" if open_ else ""
     limited = [r for r in pairs.itertuples() if r.verdict == "inconclusive" and r.rows_limited]
     if limited:
         rows = f"{limited[0].test_rows:g} " if limited[0].test_rows and not _nan(limited[0].test_rows) else ""
+        many = f"{len(limited)} of the inconclusive pairs (* above; 'rows' in the table)"
         text += (
-            f"; for {'it' if len(limited) == 1 else f'{len(limited)} of them'} (*) no number of seeds would detect "
+            f"; for {'it' if len(limited) == 1 and len(open_) == 1 else many} no number of seeds would detect "
             f"{margin}: the {rows}fixed test rows alone are too few (vary the split per seed, [confirm] vary = "
             '["init", "split"], or test on more rows)'
         )
@@ -183,8 +188,8 @@ def _why_open(r, margin):
         same = f"every seed differs by the same {100 * r.mean_difference:+.1f} points"
         if detect and r.seeds < detect:
             return f"{same}; an exact test over {r.seeds} seeds cannot reach p < 0.05 before {detect} seeds"
-        return f"{same}, p {r.p_value:.2g}"
-    parts = [f"{100 * r.mean_difference:+.1f} points [{100 * r.ci_low:+.1f}, {100 * r.ci_high:+.1f}]"]
+        return f"{same}, p {_p(r.p_value)}"
+    parts = [f"{100 * r.mean_difference + 0.0:+.1f} points [{100 * r.ci_low + 0.0:+.1f}, {100 * r.ci_high + 0.0:+.1f}]"]
     if r.rows_limited:
         parts[0] += " *"
     elif detect and detect > r.seeds:
@@ -270,7 +275,7 @@ def _simple(analysis, dataset, effect):
         low, high = sorted((sign * r["ci_low"], sign * r["ci_high"]))
         text += f" [{100 * low:+.1f}, {100 * high:+.1f}]"
     if r["p_holm"] is not None and not _nan(r["p_holm"]):
-        text += f", p Holm {r['p_holm']:.2g}"
+        text += f", p Holm {_p(r['p_holm'])}"
     return f"{text} ({r['verdict']})"
 
 
@@ -280,7 +285,7 @@ def _points(effect):
     if effect["ci_low"] is not None:
         text += f" [{100 * effect['ci_low']:+.1f}, {100 * effect['ci_high']:+.1f}]"
     p = effect.get("p_holm", effect["p_value"])
-    return text + ("" if p is None else f", p Holm {p:.2g}")
+    return text + ("" if p is None else f", p Holm {_p(p)}")
 
 
 def _budget(study, analysis):
@@ -368,6 +373,16 @@ def _ranks(analysis):
         test += f"; Nemenyi critical difference {ranks['critical_difference']:.2g} ranks"
     caveat = f" ({ranks['caveat']})" if ranks.get("caveat") else ""
     return f"Mean rank by test accuracy across {ranks['data_sets']} data sets: {listed}{test}{caveat}."
+
+
+def _p(value):
+    """A p-value to 2 significant digits, or more where rounding would carry it across 0.05 (0.0496 is
+    not said as 0.05 beside "significant")."""
+    for digits in (2, 3, 4, 6):
+        text = f"{value:.{digits}g}"
+        if (float(text) < ALPHA) == (value < ALPHA):
+            return text
+    return f"{value:.6g}"
 
 
 def _nan(value):
