@@ -472,3 +472,10 @@ def test_leaders_with_overlapping_bands_are_tied():
     bands = {"a": ([0.85, 0.94], [0.93, 0.96]), "b": ([0.80, 0.85], [0.91, 0.92])}
     assert leaders(curves, 0.0, bands=bands) == [["a", "b"], ["a"]]
     assert leaders(curves, 0.0) == [["a"], ["a"]]
+
+
+def test_sign_flip_beyond_sixteen_seeds_is_a_seeded_monte_carlo_estimate():
+    """The hand-written enumeration refused more than 20 seeds (ValueError in compare); scipy's test samples."""
+    p = sign_flip_p([0.01] * 25)
+    assert p == sign_flip_p([0.01] * 25) and 0 < p <= 2e-4  # at most (1 + 1) / (1 + 9999)
+    assert sign_flip_p([0.01, -0.01] * 12) == pytest.approx(1.0, abs=0.02)

@@ -97,7 +97,10 @@ def _speed(study, rows, where):
 
 def _listed(rows):
     """'a', 'a and b', 'a, b and c': the conditions of ``rows``."""
-    names = list(rows["condition"])
+    return _joined(list(rows["condition"]))
+
+
+def _joined(names):
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
@@ -296,7 +299,7 @@ def _budget(study, analysis):
         if not leading:
             continue
         n, since = len(leading), analysis.settles_at[dataset]
-        names = leading[-1][0] if len(leading[-1]) == 1 else ", ".join(leading[-1][:-1]) + " and " + leading[-1][-1]
+        names = _joined(leading[-1])
         where = f" on {dataset}" if len(analysis.leaders) > 1 else ""
         if len(leading[-1]) > 1:
             span = f"at every budget from 1 to {n} trials" if since == 1 else f"from k = {since} to {n}"
