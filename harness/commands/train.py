@@ -16,9 +16,17 @@ FLAGS = {
     "n_samples": (int, "rows of a generated data set (moons, circles, blobs, classification), 10..10^7"),
     "val_fraction": (float, "share of rows held out for validation, in (0, 0.5) (default 0.2)"),
     "test_fraction": (float, "share of rows held out for the test, in (0, 0.5) (default 0.2)"),
-    "data_seed": (int, "seed of the split and of generated data (default 0)"),
+    "data_seed": (int, "seed of the split, of generated data and of label noise (default 0)"),
+    "label_noise": (float, "share of training (and validation) labels made wrong, in [0, 1) (default 0)"),
+    "noise_kind": (str, "symmetric (default: any other class) or pairwise (class k becomes k+1)"),
+    "imbalance": (float, "most / fewest training rows per class, in [1, 1000] (default 1: as the data set has)"),
     "activation": (str, "relu (default), tanh, sigmoid"),
-    "loss": (str, "cross_entropy (default), mse (on softmax probabilities), mse_logits, or your own as module:Class"),
+    "loss": (
+        str,
+        "cross_entropy (default), mse (on softmax probabilities), mse_logits, mae (on probabilities), gce, "
+        "or your own as module:Class",
+    ),
+    "gce_q": (float, "gce: its q in (0, 1] (default 0.7; near 0 is cross-entropy, 1 is MAE)"),
     "optimizer": (str, "sgd (default), adam, rmsprop, adagrad, or your own as module:Class"),
     "lr": (float, "learning rate > 0 (default 0.05)"),
     "momentum": (float, "SGD momentum in [0, 1) (default 0.9)"),
@@ -91,6 +99,12 @@ def add_parser(commands):
         "--nesterov", action=argparse.BooleanOptionalAction, default=None, help="SGD: Nesterov momentum (default off)"
     )
     train.add_argument(
+        "--clean-validation",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="with --label-noise: keep the validation labels clean (default: noisy like training)",
+    )
+    train.add_argument(
         "--shuffle",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -118,7 +132,8 @@ def config_from_args(args):
         add_search_folder(os.path.dirname(os.path.abspath(args.config)))
         values.update(read_toml(args.config))
         make_config(values, args.config)  # name the file when it is the file that is wrong
-    flags = {name: getattr(args, name) for name in (*FLAGS, "hidden", "batch_size", "nesterov", "shuffle")}
+    switches = ("hidden", "batch_size", "nesterov", "clean_validation", "shuffle")
+    flags = {name: getattr(args, name) for name in (*FLAGS, *switches)}
     values.update({k: v for k, v in flags.items() if v is not None})
     if values.get("csv") and "dataset" not in values:
         values["dataset"] = "csv"

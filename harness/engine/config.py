@@ -41,7 +41,14 @@ FLOAT_KEYS = (
     "eps",
     "val_fraction",
     "test_fraction",
+    "gce_q",
+    "label_noise",
+    "imbalance",
 )
+NOISE_KINDS = ("symmetric", "pairwise")
+"""Label noise: ``symmetric`` moves a noisy label to any other class alike; ``pairwise`` (class-dependent)
+moves class k to class k+1 (the last to the first)."""
+MAX_IMBALANCE = 1000.0
 
 
 @dataclass
@@ -53,9 +60,14 @@ class TrainConfig:
     val_fraction: float = 0.2
     test_fraction: float = 0.2
     data_seed: int = 0
+    label_noise: float = 0.0
+    noise_kind: str = "symmetric"
+    clean_validation: bool = False
+    imbalance: float = 1.0
     hidden: list = field(default_factory=lambda: [64])
     activation: str = "relu"
     loss: str = "cross_entropy"
+    gce_q: float = 0.7
     optimizer: str = "sgd"
     lr: float = 0.05
     momentum: float = 0.9
@@ -96,12 +108,23 @@ class TrainConfig:
             "step_size",
             "gamma",
             "power_t",
+            "gce_q",
+            "label_noise",
+            "noise_kind",
+            "clean_validation",
+            "imbalance",
         }
         used = set(optimizer_settings(self.optimizer)) | set(SCHEDULE_SETTINGS[self.schedule])
         if self.dataset == "csv":
             used |= {"csv", "label_column"}
         if self.dataset in GENERATED:
             used.add("n_samples")
+        if self.loss == "gce":
+            used.add("gce_q")
+        if self.label_noise > 0:  # a clean run's params stay as they were before data regimes existed
+            used |= {"label_noise", "noise_kind", "clean_validation"}
+        if self.imbalance != 1.0:
+            used.add("imbalance")
         return {k: v for k, v in self.to_dict().items() if k not in idle or k in used}
 
     def to_json(self) -> str:
@@ -176,6 +199,14 @@ def validate(c: TrainConfig, source: str = "") -> None:
     _choice(source, "activation", c.activation, tuple(ACTIVATIONS))
     _choice(source, "schedule", c.schedule, tuple(SCHEDULES))
     _choice(source, "dtype", c.dtype, DTYPE_NAMES)
+    _choice(source, "noise_kind", c.noise_kind, NOISE_KINDS)
+    if not 0 < c.gce_q <= 1:
+        _fail(source, "gce_q", c.gce_q, "must be in (0, 1] (GCE's q: near 0 is cross-entropy, 1 is MAE)")
+    if not 0 <= c.label_noise < 1:
+        _fail(source, "label_noise", c.label_noise, "must be in [0, 1) (the share of training labels made wrong)")
+    if not 1 <= c.imbalance <= MAX_IMBALANCE:
+        allowed = f"must be in [1, {MAX_IMBALANCE:g}] (most / fewest training rows per class)"
+        _fail(source, "imbalance", c.imbalance, allowed)
     if c.dataset == "csv" and not c.csv:
         _fail(source, "csv", c.csv, "dataset 'csv' needs the path of a CSV file")
     if c.dataset != "csv" and c.csv:

@@ -21,7 +21,20 @@ from ..common.errors import ConfigError
 if TYPE_CHECKING:
     from .config import TrainConfig
 
-DATA_SETTINGS = ("dataset", "csv", "label_column", "n_samples", "val_fraction", "test_fraction", "data_seed", "dtype")
+DATA_SETTINGS = (
+    "dataset",
+    "csv",
+    "label_column",
+    "n_samples",
+    "val_fraction",
+    "test_fraction",
+    "data_seed",
+    "dtype",
+    "label_noise",
+    "noise_kind",
+    "clean_validation",
+    "imbalance",
+)
 """The settings that decide a run's split: runs equal in these see the same arrays."""
 
 

@@ -44,6 +44,7 @@ SHARED = (
     "hidden",
     "activation",
     "loss",
+    "gce_q",
     "optimizer",
     "nesterov",
     "batch_size",
