@@ -83,7 +83,8 @@ def test_train_records_one_complete_run(store, capsys):
 
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
     diff = {"git_diff.patch"} if tags["git_dirty"] == "true" else set()  # a developer's uncommitted change
-    assert names == {"config.json", "curves.png", "confusion_matrix.png", "weights.npz", *diff}
+    assert names == {"config.json", "curves.png", "confusion_matrix.png", "weights.npz", "probabilities.npz", *diff}
+    assert {"test_ece", "test_ts_ece", "temperature", "val_brier"} <= set(run.data.metrics)
     folder = client.download_artifacts(run.info.run_id, "")
     config = json.loads(open(f"{folder}/config.json").read())
     assert config["loss"] == "mse" and config["epochs"] == 7 and config["nesterov"] is True

@@ -9,7 +9,10 @@ from harness.engine.config import TrainConfig, make_config
 @pytest.mark.parametrize(
     "values,message",
     [
-        ({"loss": "hinge"}, "loss = 'hinge' is not allowed; choose one of: cross_entropy, mse, mse_logits, or"),
+        (
+            {"loss": "hinge"},
+            "loss = 'hinge' is not allowed; choose one of: cross_entropy, mse, mse_logits, mae, gce, or",
+        ),
         ({"optimizer": "lbfgs"}, "optimizer = 'lbfgs'"),
         ({"dataset": "mnist"}, "dataset = 'mnist'"),
         ({"activation": "gelu"}, "activation = 'gelu'"),

@@ -94,6 +94,7 @@ def test_every_epoch_reports_the_documented_metrics(split, config):
         "val_cross_entropy",
         "val_mse",
         "val_mse_logits",
+        "val_mae",
         "val_accuracy",
         "val_saturated_share",
     }

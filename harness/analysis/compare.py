@@ -109,6 +109,16 @@ def model_to_log(recorder, run_id):
     return artifacts, model_example(load_split(parse_config(artifacts[CONFIG_ARTIFACT], f"run {run_id}")))
 
 
+def calibration_files(analysis):
+    """{file name: CSV text} of the probability-quality tables, none when the runs recorded no probabilities."""
+    if analysis.calibration is None:
+        return {}
+    return {
+        "calibration.csv": analysis.calibration.to_csv(index=False),
+        "calibration_pairs.csv": analysis.calibration_pairs.to_csv(index=False),
+    }
+
+
 def run_compare(study_name, uri, out_dir=None, storage=None, register=False, search_plots=None):
     """The comparison of a study's conditions from its records (``Comparison``). ``search_plots(study,
     storage, folder)`` adds the search's own plots (Optuna's, drawn by the sweep's side) to the report."""
@@ -140,6 +150,13 @@ def run_compare(study_name, uri, out_dir=None, storage=None, register=False, sea
     table.to_csv(folder / "summary.csv", index=False)
     pairs.to_csv(folder / "paired_differences.csv", index=False)
     artifacts = {p.name: p.read_bytes() for p in images}
+    if analysis.calibration is not None:
+        for name, data in (
+            ("calibration.csv", analysis.calibration),
+            ("calibration_pairs.csv", analysis.calibration_pairs),
+        ):
+            (folder / name).write_text(data.to_csv(index=False))
+            artifacts[name] = data.to_csv(index=False).encode()
     artifacts.update(
         {
             "report.html": report.encode(),

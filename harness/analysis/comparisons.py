@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..records.correctness import CORRECT_TAG, read_correctness
 from ..records.table import current
-from . import stats
+from . import calibration, stats
 from .summary import seed_scores, summarize
 
 ALPHA = 0.05
@@ -61,6 +61,11 @@ class Analysis:
     budget_bands: dict = field(default_factory=dict)  # condition -> (low, high) bootstrap 95% band of E_k
     leaders: dict = field(default_factory=dict)  # data set -> per k, the leading conditions (ties included)
     budget_scale: str = ""  # how the curves were computed (the objective, or a bounded transform of a loss)
+    calibration: pd.DataFrame | None = None  # probability quality per condition (``calibration``); None: not recorded
+    calibration_pairs: pd.DataFrame | None = None  # its paired differences
+    reliability: dict = field(default_factory=dict)  # condition -> mean reliability diagram over its seeds
+    calibration_bins: int = 0
+    study_settings: dict = field(default_factory=dict)  # condition -> its settings ({**fixed, **condition's})
 
 
 def analyze(study, frame):
@@ -87,7 +92,15 @@ def analyze(study, frame):
         budget_bands=curves["bands"],
         leaders=curves["leaders"],
         budget_scale=curves["scale"],
+        study_settings={c.name: {**study.fixed, **c.settings} for c in study.conditions},
     )
+    if calibration.has_probabilities(confirm):
+        result.calibration = calibration.condition_table(study, confirm)
+        means = [f"{figure}_mean" for figure in calibration.FIGURES if figure != "test_accuracy"]
+        result.table = result.table.join(result.calibration.set_index("condition")[means], on="condition")
+        result.calibration_pairs = calibration.pairs(study, confirm, by_dataset(study))
+        result.reliability = {c.name: calibration.mean_reliability(confirm, c.name) for c in study.conditions}
+        result.calibration_bins = next((r["bins"] for r in result.reliability.values() if r), 0)
     result.findings = findings(study, result)
     return result
 

@@ -3,6 +3,7 @@ written from the numbers (``comparisons.Analysis``) so that it cannot say more t
 
 import math
 
+from . import calibration
 from .comparisons import ALPHA
 from .stats import MIN_SEEDS
 
@@ -23,6 +24,7 @@ def findings(study, analysis):
         where = f" on {dataset}" if groups.ngroups > 1 else ""
         speed.append((_speed(study, rows, where), False))
         accuracy.append(_accuracy(study, analysis, rows, dataset, where))
+        accuracy.append(calibration.finding(analysis, dataset, list(rows["condition"]), where))
     tail = [(_budget(study, analysis), False), (_robustness(study, table, analysis.datasets), False)]
     effects = _effects(analysis)
     failures = [(_no_result(table, ranked=groups.ngroups > 1), True)]
@@ -137,7 +139,7 @@ def _accuracy(study, analysis, rows, dataset, where):
     if len(significant):
         verdicts += ": " + "; ".join(
             f"{r.a} {'above' if r.mean_difference > 0 else 'below'} {r.b} by {100 * abs(r.mean_difference):.1f} "
-            f"points (p Holm {_p(r.p_holm)}, {r.seeds} seeds)"
+            f"points (p Holm {p_text(r.p_holm)}, {r.seeds} seeds)"
             for r in significant.itertuples()
         )
     return f"{spread}; {verdicts}{_equivalence(study, tested)}.", bool(len(significant) or failed)
@@ -191,7 +193,7 @@ def _why_open(r, margin):
         same = f"every seed differs by the same {100 * r.mean_difference:+.1f} points"
         if detect and r.seeds < detect:
             return f"{same}; an exact test over {r.seeds} seeds cannot reach p < 0.05 before {detect} seeds"
-        return f"{same}, p {_p(r.p_value)}"
+        return f"{same}, p {p_text(r.p_value)}"
     parts = [f"{100 * r.mean_difference + 0.0:+.1f} points [{100 * r.ci_low + 0.0:+.1f}, {100 * r.ci_high + 0.0:+.1f}]"]
     if r.rows_limited:
         parts[0] += " *"
@@ -278,7 +280,7 @@ def _simple(analysis, dataset, effect):
         low, high = sorted((sign * r["ci_low"], sign * r["ci_high"]))
         text += f" [{100 * low:+.1f}, {100 * high:+.1f}]"
     if r["p_holm"] is not None and not _nan(r["p_holm"]):
-        text += f", p Holm {_p(r['p_holm'])}"
+        text += f", p Holm {p_text(r['p_holm'])}"
     return f"{text} ({r['verdict']})"
 
 
@@ -288,7 +290,7 @@ def _points(effect):
     if effect["ci_low"] is not None:
         text += f" [{100 * effect['ci_low']:+.1f}, {100 * effect['ci_high']:+.1f}]"
     p = effect.get("p_holm", effect["p_value"])
-    return text + ("" if p is None else f", p Holm {_p(p)}")
+    return text + ("" if p is None else f", p Holm {p_text(p)}")
 
 
 def _budget(study, analysis):
@@ -378,7 +380,7 @@ def _ranks(analysis):
     return f"Mean rank by test accuracy across {ranks['data_sets']} data sets: {listed}{test}{caveat}."
 
 
-def _p(value):
+def p_text(value):
     """A p-value to 2 significant digits, or more where rounding would carry it across 0.05 (0.0496 is
     not said as 0.05 beside "significant")."""
     for digits in (2, 3, 4, 6):

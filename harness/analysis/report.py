@@ -15,6 +15,7 @@ from ..records.plots import figure
 from ..records.table import current
 
 PLOTS = ("curves_by_condition.png", "lr_sensitivity.png", "epochs_to_target.png", "budget_curves.png")
+RELIABILITY_PLOT = "reliability.png"
 
 
 def plot_all(study, frame, curve, folder, analysis=None):
@@ -26,7 +27,35 @@ def plot_all(study, frame, curve, folder, analysis=None):
     epochs_to_target(study, confirm, colours).savefig(folder / PLOTS[2])
     bands = analysis.budget_bands if analysis else {}
     budget_curves(study, analysis.budget_curves if analysis else {}, colours, bands).savefig(folder / PLOTS[3])
-    return [folder / p for p in PLOTS]
+    drawn = [folder / p for p in PLOTS]
+    if analysis is not None and any(analysis.reliability.values()):
+        reliability_diagram(analysis.reliability, colours).savefig(folder / RELIABILITY_PLOT)
+        drawn.insert(1, folder / RELIABILITY_PLOT)
+    return drawn
+
+
+def reliability_diagram(diagrams, colours):
+    """Each condition's test reliability diagram (mean over its seeds, bin by bin), before and after
+    temperature scaling: accuracy against mean confidence per equal-mass bin; on the diagonal a "75%" is
+    right 75% of the time, below it the model is overconfident."""
+    fig = figure(11, 4.5, left=0.07, right=0.98, bottom=0.12, top=0.88, wspace=0.2)
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, part, title in zip(axes, ("before", "after"), ("as trained", "after temperature scaling")):
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+        for condition, found in diagrams.items():
+            if found is None:
+                continue
+            points = found[part]
+            ax.plot(points[:, 0], points[:, 1], marker=".", color=colours[condition], label=condition)
+        rows = next((f["before"][:, 2] for f in diagrams.values() if f is not None), None)
+        bins = next((f["bins"] for f in diagrams.values() if f is not None), 0)
+        counts = "" if rows is None else f"; {len(rows)} bins of {rows.min():g}-{rows.max():g} rows"
+        ax.set(xlabel="mean confidence in bin", title=f"{title} ({bins} equal-mass bins{counts})")
+        ax.set(xlim=(0, 1.01), ylim=(0, 1.01))
+        ax.grid(alpha=0.3)
+    axes[0].set(ylabel="accuracy in bin (mean over seeds)")
+    axes[0].legend(fontsize=8)
+    return fig
 
 
 def curves_by_condition(study, confirm, curve, colours):
@@ -138,6 +167,7 @@ STYLE = (
 def html_report(study, analysis, images, board=None):
     """One self-contained page: findings, the leaderboard (a study over several data sets), the two tables,
     the pairs and effects, every plot."""
+    from .calibration import format_calibration
     from .leaderboard import format_leaderboard
     from .summary import format_pairs, table_frames
 
@@ -157,6 +187,8 @@ def html_report(study, analysis, images, board=None):
         "".join(f"<p>{html.escape(n)}</p>" for n in notes),
         f"<h2>Comparisons</h2><pre>{html.escape(format_pairs(analysis))}</pre>",
     ]
+    if analysis.calibration is not None:
+        parts.append(f"<h2>Probability quality</h2><pre>{html.escape(format_calibration(analysis))}</pre>")
     for image in images:
         encoded = base64.b64encode(Path(image).read_bytes()).decode()
         title = Path(image).stem.replace("_", " ")

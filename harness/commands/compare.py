@@ -47,6 +47,10 @@ def study_name_of(argument):
     return argument
 
 
+def _records(frame):
+    return None if frame is None else frame.to_dict(orient="records")
+
+
 def run(args):
     from ..analysis.compare import run_compare
     from ..analysis.summary import format_findings, format_pairs, format_table, render
@@ -70,6 +74,8 @@ def run(args):
                 "findings": comparison.analysis.findings,
                 "conditions": comparison.table.to_dict(orient="records"),
                 "pairs": comparison.pairs.to_dict(orient="records"),
+                "calibration": _records(comparison.analysis.calibration),
+                "calibration_pairs": _records(comparison.analysis.calibration_pairs),
                 "effects": comparison.analysis.effects,
                 "budget_curves": comparison.analysis.budget_curves,
                 "ranking_settles_at": comparison.analysis.settles_at,
@@ -93,6 +99,10 @@ def run(args):
     print(format_findings(comparison.analysis.findings))
     print(format_table(comparison.study, comparison.table))
     print("\n" + format_pairs(comparison.analysis))
+    if comparison.analysis.calibration is not None:
+        from ..analysis.calibration import format_calibration
+
+        print("\n" + format_calibration(comparison.analysis))
     if comparison.leaderboard:
         from ..analysis.leaderboard import format_leaderboard
 

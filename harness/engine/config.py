@@ -194,23 +194,13 @@ def _choice(source, key, value, names):
 
 
 def validate(c: TrainConfig, source: str = "") -> None:
-    _choice(source, "dataset", c.dataset, tuple(LOADERS))
+    _check_data(source, c)
     _check_method_names(source, c)
     _choice(source, "activation", c.activation, tuple(ACTIVATIONS))
     _choice(source, "schedule", c.schedule, tuple(SCHEDULES))
     _choice(source, "dtype", c.dtype, DTYPE_NAMES)
-    _choice(source, "noise_kind", c.noise_kind, NOISE_KINDS)
     if not 0 < c.gce_q <= 1:
         _fail(source, "gce_q", c.gce_q, "must be in (0, 1] (GCE's q: near 0 is cross-entropy, 1 is MAE)")
-    if not 0 <= c.label_noise < 1:
-        _fail(source, "label_noise", c.label_noise, "must be in [0, 1) (the share of training labels made wrong)")
-    if not 1 <= c.imbalance <= MAX_IMBALANCE:
-        allowed = f"must be in [1, {MAX_IMBALANCE:g}] (most / fewest training rows per class)"
-        _fail(source, "imbalance", c.imbalance, allowed)
-    if c.dataset == "csv" and not c.csv:
-        _fail(source, "csv", c.csv, "dataset 'csv' needs the path of a CSV file")
-    if c.dataset != "csv" and c.csv:
-        _fail(source, "csv", c.csv, f"dataset is {c.dataset!r}, which reads no CSV: set dataset = 'csv' or remove csv")
     if not (math.isfinite(c.lr) and c.lr > 0):
         _fail(source, "lr", c.lr, "must be a number > 0")
     if not 0 <= c.momentum < 1:
@@ -227,11 +217,6 @@ def validate(c: TrainConfig, source: str = "") -> None:
         _fail(source, "hidden", c.hidden, "must be a non-empty list of layer sizes >= 1")
     if len(c.hidden) > MAX_LAYERS:
         _fail(source, "hidden", c.hidden, f"lists {len(c.hidden):,} layers; at most {MAX_LAYERS}")
-    if not 10 <= c.n_samples <= MAX_SAMPLES:
-        _fail(source, "n_samples", c.n_samples, f"must be an integer in [10, {MAX_SAMPLES}]")
-    for key in ("val_fraction", "test_fraction"):
-        if not 0 < getattr(c, key) < 0.5:
-            _fail(source, key, getattr(c, key), "must be in (0, 0.5)")
     if c.step_size < 1:
         _fail(source, "step_size", c.step_size, "must be an integer >= 1")
     if not 0 < c.gamma <= 1:
@@ -261,6 +246,27 @@ def validate(c: TrainConfig, source: str = "") -> None:
             f"needs at least {weights / 2**30:.0f} GiB for its weights alone; "
             f"this machine has {physical_memory() / 2**30:.0f} GiB",
         )
+
+
+def _check_data(source: str, c: TrainConfig) -> None:
+    """The settings that make the split (``data.DATA_SETTINGS``), data regimes included; a noise rate
+    too high for the data set's number of classes is refused when the data is loaded (``load_split``)."""
+    _choice(source, "dataset", c.dataset, tuple(LOADERS))
+    if c.dataset == "csv" and not c.csv:
+        _fail(source, "csv", c.csv, "dataset 'csv' needs the path of a CSV file")
+    if c.dataset != "csv" and c.csv:
+        _fail(source, "csv", c.csv, f"dataset is {c.dataset!r}, which reads no CSV: set dataset = 'csv' or remove csv")
+    if not 10 <= c.n_samples <= MAX_SAMPLES:
+        _fail(source, "n_samples", c.n_samples, f"must be an integer in [10, {MAX_SAMPLES}]")
+    for key in ("val_fraction", "test_fraction"):
+        if not 0 < getattr(c, key) < 0.5:
+            _fail(source, key, getattr(c, key), "must be in (0, 0.5)")
+    _choice(source, "noise_kind", c.noise_kind, NOISE_KINDS)
+    if not 0 <= c.label_noise < 1:
+        _fail(source, "label_noise", c.label_noise, "must be in [0, 1) (the share of training labels made wrong)")
+    if not 1 <= c.imbalance <= MAX_IMBALANCE:
+        allowed = f"must be in [1, {MAX_IMBALANCE:g}] (most / fewest training rows per class)"
+        _fail(source, "imbalance", c.imbalance, allowed)
 
 
 def _check_method_names(source: str, c: TrainConfig) -> None:

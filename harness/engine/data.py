@@ -3,6 +3,9 @@
 Built-in sets ship with scikit-learn (no download); generated sets take a size so runs can be scaled
 to 10^5..10^6 rows; a user's CSV needs a label column and numeric features. The split is stratified
 from ``data_seed``; scaling is fitted on the training rows only.
+
+Data regimes (``imbalance``, ``label_noise``) change the training rows (and, with noise, the validation
+labels) after the split, from their own streams of ``data_seed``: test rows stay as the clean split has them.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import hashlib
 import math
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -59,6 +62,12 @@ class Split:
     scaler_mean: np.ndarray | None = None
     scaler_scale: np.ndarray | None = None
     feature_names: list[str] | None = None
+    noisy_train: int = 0
+    """Training rows whose label ``label_noise`` changed (they are trained on the wrong label)."""
+    noisy_val: int = 0
+    """Validation rows whose label was changed (0 with ``clean_validation``)."""
+    train_class_counts: list[int] = field(default_factory=list)
+    """Training rows per label as trained on (``y_train``'s counts: after ``imbalance`` and noise)."""
 
     @property
     def n_features(self) -> int:
@@ -294,6 +303,7 @@ def load_split(config: TrainConfig) -> Split:
     if parts is None or any(len(np.unique(part)) < classes for part in parts[1::2]):
         raise _rare_class(source, encoder.classes_, y)
     x_train, y_train, x_val, y_val, x_test, y_test = parts
+    x_train, y_train, y_val, noisy = _apply_regimes(config, source, classes, x_train, y_train, y_val)
     dtype = np.dtype(config.dtype)
     with np.errstate(all="ignore"), warnings.catch_warnings():  # an overflow is said below, naming its column
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -310,7 +320,94 @@ def load_split(config: TrainConfig) -> Split:
         scaler_mean=scaler.mean_,
         scaler_scale=scaler.scale_,
         feature_names=names,
+        noisy_train=noisy[0],
+        noisy_val=noisy[1],
+        train_class_counts=[int(n) for n in np.bincount(ys[0], minlength=classes)],
     )
+
+
+REGIME_STREAMS = {"imbalance": 0, "train_noise": 1, "val_noise": 2}
+"""Each regime's stream of ``data_seed``: ``SeedSequence(data_seed, spawn_key=(REGIME_KEY, stream))``."""
+REGIME_KEY = 0x64617461
+"""Sets the regimes' streams apart from the streams a run's ``seed`` spawns (spawn keys (0,) and (1,)),
+which would otherwise coincide with them whenever ``data_seed`` equals ``seed``."""
+
+
+def regime_rng(data_seed: int, stream: str) -> np.random.Generator:
+    """The seeded generator of one regime (see ``REGIME_STREAMS``): independent of every other stream."""
+    return np.random.default_rng(np.random.SeedSequence(data_seed, spawn_key=(REGIME_KEY, REGIME_STREAMS[stream])))
+
+
+def kept_per_class(counts: Iterable[int], ratio: float) -> list[int]:
+    """Rows class k of K keeps of its ``counts[k]``: ``floor(n_k * ratio**(-k/(K-1)))``, at least 1.
+
+    The exponential profile of Cao et al. 2019 and Buda et al. 2018: class 0 keeps all, the last
+    1/ratio. Rounded down, as their code does (a product within 1e-9 of a whole number is that number,
+    so that 20 * 5**-1 keeps 4 rows, not 3, whatever the last bit of the float).
+    """
+    counts = [int(n) for n in counts]
+    last = max(len(counts) - 1, 1)
+    return [max(1, min(n, math.floor(n * ratio ** (-k / last) + 1e-9))) for k, n in enumerate(counts)]
+
+
+def imbalanced_rows(y: np.ndarray, ratio: float, rng: np.random.Generator, n_classes: int | None = None) -> np.ndarray:
+    """Indices of the rows of ``y`` (labels 0..K-1) an imbalance ``ratio`` keeps, ascending (the kept
+    rows keep their order); which rows of a class are kept is drawn from ``rng``, class by class."""
+    y = np.asarray(y)
+    n_classes = int(y.max()) + 1 if n_classes is None else n_classes
+    keep = np.zeros(len(y), dtype=bool)
+    counts = np.bincount(y, minlength=n_classes)
+    for k, kept in enumerate(kept_per_class(counts, ratio)):
+        rows = np.flatnonzero(y == k)
+        if len(rows):
+            keep[rng.choice(rows, size=min(kept, len(rows)), replace=False)] = True
+    return np.flatnonzero(keep)
+
+
+def noise_bound(kind: str, n_classes: int) -> float:
+    """The rate below which the true class stays each row's most likely label: (K-1)/K for symmetric
+    noise (the true class against each of K-1 others at rate/(K-1)), 1/2 for pairwise (against k+1)."""
+    return (n_classes - 1) / n_classes if kind == "symmetric" else 0.5
+
+
+def noisy_labels(y: np.ndarray, rate: float, kind: str, n_classes: int, rng: np.random.Generator) -> np.ndarray:
+    """A copy of ``y`` in which each row, independently with probability ``rate``, gets a wrong label:
+    ``symmetric``, a uniformly drawn other class; ``pairwise``, class k becomes k+1 (mod K)."""
+    y = np.asarray(y)
+    flip = rng.random(len(y)) < rate
+    if kind == "symmetric":
+        wrong = (y + rng.integers(1, n_classes, size=len(y))) % n_classes
+    elif kind == "pairwise":
+        wrong = (y + 1) % n_classes
+    else:
+        raise ValueError(f"noise kind {kind!r}: choose symmetric or pairwise")
+    return np.where(flip, wrong, y).astype(y.dtype, copy=False)
+
+
+def _apply_regimes(
+    config: TrainConfig, source: str, classes: int, x_train: np.ndarray, y_train: np.ndarray, y_val: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]:
+    """(x_train, y_train, y_val, (noisy_train, noisy_val)) under the config's imbalance and label noise.
+    A clean, balanced config draws nothing: its split is exactly the one made before regimes existed."""
+    if config.imbalance != 1.0:
+        rows = imbalanced_rows(y_train, config.imbalance, regime_rng(config.data_seed, "imbalance"), classes)
+        x_train, y_train = x_train[rows], y_train[rows]
+    if config.label_noise == 0:
+        return x_train, y_train, y_val, (0, 0)
+    bound = noise_bound(config.noise_kind, classes)
+    if config.label_noise >= bound:
+        raise ConfigError(
+            f"{source}: label_noise = {config.label_noise:g} is not allowed; {config.noise_kind} noise over "
+            f"{classes} classes needs label_noise < {bound:.4g} (at that rate the true class stops being the most "
+            "likely label)"
+        )
+    rate, kind = config.label_noise, config.noise_kind
+    noisy_train = noisy_labels(y_train, rate, kind, classes, regime_rng(config.data_seed, "train_noise"))
+    noisy_val = y_val
+    if not config.clean_validation:
+        noisy_val = noisy_labels(y_val, rate, kind, classes, regime_rng(config.data_seed, "val_noise"))
+    counts = (int((noisy_train != y_train).sum()), int((noisy_val != y_val).sum()))
+    return x_train, noisy_train, noisy_val, counts
 
 
 def _check_scaled(source: str, names: list[str], x: np.ndarray, xs: list[np.ndarray]) -> None:

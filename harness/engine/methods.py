@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..common.errors import ConfigError
-from .losses import LOSSES
+from .losses import LOSSES, GeneralizedCrossEntropy
 from .optimizers import OPTIMIZERS, Optimizer
 
 OPTIMIZER_SETTINGS = ("weight_decay", "momentum", "beta1", "beta2", "rho", "eps")
@@ -129,8 +129,11 @@ def resolve_optimizer(name: str) -> type[Optimizer]:
     return _CHECKED[key]
 
 
-def resolve_loss(name: str) -> Any:
-    """The loss object a config names: a built-in, or a user's (a class is instantiated), checked once."""
+def resolve_loss(name: str, gce_q: float | None = None) -> Any:
+    """The loss object a config names: a built-in (``gce`` at ``gce_q``, the config's; its default q when
+    None), or a user's (a class is instantiated), checked once."""
+    if name == "gce" and gce_q is not None:
+        return GeneralizedCrossEntropy(gce_q)
     if name in LOSSES:
         return LOSSES[name]
     key = ("loss", name)

@@ -19,12 +19,13 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ..common.errors import ConfigError
+from .calibration import assess
 from .data import DATA_SETTINGS
 from .losses import accuracy, evaluate
 from .methods import resolve_loss
@@ -117,11 +118,15 @@ def max_stack(config: TrainConfig, split: Split, memory_bytes: int = 2 * 1024**3
 
 
 def epoch_metrics(
-    logits_train: NDArray[np.floating], logits_val: NDArray[np.floating], split: Split
+    logits_train: NDArray[np.floating],
+    logits_val: NDArray[np.floating],
+    split: Split,
+    own: tuple[str, Any] | None = None,
 ) -> dict[str, float]:
-    """End-of-epoch accuracy on the whole training split, and every yardstick on validation."""
+    """End-of-epoch accuracy on the whole training split, and every yardstick on validation, with the
+    run's own training loss ``own`` (``own_loss``) among them."""
     metrics = {"train_accuracy": accuracy(logits_train, split.y_train)}
-    metrics.update({f"val_{k}": v for k, v in evaluate(logits_val, split.y_val).items()})
+    metrics.update({f"val_{k}": v for k, v in evaluate(logits_val, split.y_val, own).items()})
     return metrics
 
 
@@ -132,13 +137,26 @@ def exploded(history: dict[str, list[float]], metrics: dict[str, float]) -> bool
     )
 
 
-def final_metrics(model: Model, split: Split, include_test: bool = True) -> dict[str, float]:
+def own_loss(config: TrainConfig, loss: Any) -> tuple[str, Any]:
+    """A run's training loss as ``evaluate`` scores it: keyed by the config's loss name as written (so
+    ``val_<loss>`` is its validation curve, the one a search trial's lean curves keep), with the loss
+    object it trains under (``gce`` at the run's q, a user's loss)."""
+    return config.loss, loss
+
+
+def final_metrics(
+    model: Model, split: Split, include_test: bool = True, own: tuple[str, Any] | None = None
+) -> dict[str, float]:
+    """Every yardstick, and the run's own loss ``own``, on validation and (``include_test``) test."""
     parts = [("val", split.x_val, split.y_val)]
     if include_test:
         parts.append(("test", split.x_test, split.y_test))
     out: dict[str, float] = {}
     for prefix, x, y in parts:
-        out.update({f"{prefix}_{k}": v for k, v in evaluate(model.logits(x), y).items()})
+        out.update({f"{prefix}_{k}": v for k, v in evaluate(model.logits(x), y, own).items()})
+    if include_test:  # a confirmation's or a single run's, not a search trial's: how far its probabilities hold
+        quality = assess(model.logits(split.x_val), split.y_val, model.logits(split.x_test), split.y_test)
+        out.update({k: v for k, v in quality.metrics.items() if math.isfinite(v)})
     return out
 
 
@@ -201,7 +219,8 @@ def _train_stack(configs, split, callbacks, starts, include_test):
     params = np.stack(starts if starts is not None else [initial_params(c, split) for c in configs]).astype(dtype)
     network = StackedMLP(params, sizes_of(first, split), first.activation)
     optimizer = build_optimizer(configs, network)
-    loss = resolve_loss(first.loss)
+    loss = resolve_loss(first.loss, first.gce_q)
+    own = own_loss(first, loss)
     order_rngs = [seeded_generators(c.seed)[1] for c in configs]
 
     x = np.ascontiguousarray(split.x_train, dtype=dtype)
@@ -273,7 +292,7 @@ def _train_stack(configs, split, callbacks, starts, include_test):
                 "lr": float(lrs[r, 0]),
                 "grad_norm": grad_norm_sum[r] / n_batches,
                 "weight_norm": float(weight_norms[r]),
-                **epoch_metrics(logits_train[r], logits_val[r], split),
+                **epoch_metrics(logits_train[r], logits_val[r], split, own),
             }
             metrics = {k: float(v) for k, v in metrics.items()}
             if not all(math.isfinite(v) for v in metrics.values()) or exploded(histories[t], metrics):
@@ -297,7 +316,7 @@ def _train_stack(configs, split, callbacks, starts, include_test):
                 epoch,
                 histories[t],
                 network=model,
-                final=final_metrics(model, split, include_test),
+                final=final_metrics(model, split, include_test, own),
                 epoch_times=times[t],
             )
         if diverged or stopped or leaving:

@@ -21,6 +21,19 @@ NOT_CURVES = {"epochs_run", "diverged_epoch", "last_finite_loss", "train_seconds
 """Final values of a run, not per-epoch curves (nor are the ``test_`` scores)."""
 
 
+PROBABILITY_MEANS = (
+    "test_ece_mean",
+    "test_classwise_ece_mean",
+    "test_cross_entropy_mean",
+    "test_brier_mean",
+    "test_confidence_mean",
+    "temperature_mean",
+    "test_ts_ece_mean",
+    "test_ts_cross_entropy_mean",
+)
+"""Probability quality over the seeds that finished (``analysis.calibration``), where the runs recorded it."""
+
+
 def results(study, frame, table, curve):
     """{condition: result} where result = {"metrics", "params", "points", "note", "digest"}; conditions
     with no confirmation yet are left out. ``curve(run_id, key)`` -> per-epoch values."""
@@ -64,6 +77,7 @@ def summary_metrics(study, row):
         "seeds": row["seeds"],
         "good_lr_decades": row.get("good_lr_decades"),
         "diverged_lr_share": row.get("diverged_lr_share"),
+        **{key: row.get(key) for key in PROBABILITY_MEANS},
     }
     return {k: float(v) for k, v in values.items() if v is not None and not _missing(v)}
 

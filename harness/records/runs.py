@@ -19,6 +19,7 @@ from ..engine.methods import custom_modules, loaded_source, method_digests
 from ..engine.training import DIVERGED, train
 from .operations import HARNESS_TAG
 from .provenance import DIFF_ARTIFACT, MAX_DIFF_BYTES, blas_info, code_diff, provenance_tags, source_tags
+from .quality import quality_records
 from .recorder import Ref
 
 CONFIG_ARTIFACT = "config.json"
@@ -108,9 +109,9 @@ def epoch_points(result, first=0, keys=None):
 
 
 def final_points(result, extra=None):
-    """Final values at the last epoch's step (validation values are that epoch's, already in the curves)."""
+    """Final values at the last epoch's step (validation values that are curves hold that epoch's already)."""
     moment = _ms(result.epoch_times[-1] if result.epoch_times else time.time())
-    final = {k: v for k, v in outcome_metrics(result).items() if not k.startswith("val_")}
+    final = {k: v for k, v in outcome_metrics(result).items() if k not in result.history}
     final.update(extra or {})
     return [(k, float(v), moment, result.epochs_run) for k, v in final.items()]
 
@@ -160,7 +161,20 @@ def run_tags(kind, config, split, **tags):
     one validation example, the test rows' sampling error)."""
     methods = {METHOD_TAG + name: digest for name, digest in method_digests(config).items()}
     sizes = {"classes": split.n_classes, "val_rows": len(split.y_val), "test_rows": len(split.y_test)}
-    return {HARNESS_TAG: kind, "state": "running", "dataset_digest": split.digest, **sizes, **methods, **tags}
+    regime = regime_tags(config, split)
+    return {HARNESS_TAG: kind, "state": "running", "dataset_digest": split.digest, **sizes, **regime, **methods, **tags}
+
+
+def regime_tags(config, split):
+    """Under label noise or imbalance, what the draw did: labels changed in training and validation, and
+    training rows per class as trained on (nothing on a clean run)."""
+    if not config.label_noise and config.imbalance == 1.0:
+        return {}
+    return {
+        "noisy_train_rows": split.noisy_train,
+        "noisy_val_rows": split.noisy_val,
+        "train_rows_per_class": ",".join(map(str, split.train_class_counts)),
+    }
 
 
 METHOD_TAG = "harness.method."
@@ -263,10 +277,16 @@ def train_and_record(
         live.fail(exc)
         raise
     train_seconds = time.perf_counter() - train_start
+    final_tags = {"state": (state_names or {}).get(result.status, result.status)}
+    artifacts = run_artifacts(config, split, result, diff=code.get("diff", THIS_CHECKOUT))
+    if result.status != DIVERGED and include_test and result.network is not None:
+        quality_tags, quality_artifacts = quality_records(result.network, split)
+        final_tags.update(quality_tags)
+        artifacts.update(quality_artifacts)
     ticket = live.finish(
         final_points(result, {"train_seconds": train_seconds}),
-        {"state": (state_names or {}).get(result.status, result.status)},
-        run_artifacts(config, split, result, diff=code.get("diff", THIS_CHECKOUT)),
+        final_tags,
+        artifacts,
         model=None if result.status == DIVERGED else model_example(split),
     )
     recorder.result(ticket)
@@ -334,14 +354,18 @@ class TrialRuns:
     def finish(self, create, config, split, result, tags, counted=True, with_model=False, phase="search"):
         """Curves, artifacts and final tags, then the run's end: FINISHED when the trial counts, else
         FAILED ``state=killed`` (another worker took the trial over). A search trial's curves are lean
-        unless the study asks for all (``lean_curves``)."""
+        unless the study asks for all (``lean_curves``); a confirmation run adds its probability quality."""
         lean = self.lean(phase)
+        artifacts = run_artifacts(config, split, result, plots=False)
+        if phase == "confirm" and result.status != DIVERGED:
+            quality_tags, quality_artifacts = quality_records(result.network, split)
+            tags, artifacts = {**tags, **quality_tags}, {**artifacts, **quality_artifacts}
         record = self.recorder.submit(
             "record_run",
             Ref(create),
             result_points(result, keys=lean_curves(config, self.study.objective) if lean else None),
             tags,
-            run_artifacts(config, split, result, plots=False),
+            artifacts,
             model_example(split) if with_model and result.status != DIVERGED else None,
             config_params(config) if lean else None,
             "FINISHED" if counted else None,  # ended only once everything is stored

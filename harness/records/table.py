@@ -14,6 +14,7 @@ from ..engine.training import epochs_to_target
 from ..studies.study import CONFIRM_NAME, LEGACY_SEARCH
 from .correctness import CORRECT_TAG
 from .operations import HARNESS_TAG
+from .quality import RELIABILITY_TAG
 from .runs import FINAL_STATES
 
 KINDS = ("search", "confirm", "condition")
@@ -59,6 +60,7 @@ COLUMNS = [
     "target_known",
     *SIZES,
     CORRECT_TAG,
+    RELIABILITY_TAG,
     "confirms",
 ]
 """The columns of an empty records table."""
@@ -96,6 +98,7 @@ def records_frame(runs):
                 "target_known": reached is not None,
                 **{key: _int(tags.get(key)) for key in SIZES},
                 CORRECT_TAG: tags.get(CORRECT_TAG),
+                RELIABILITY_TAG: tags.get(RELIABILITY_TAG),
                 "confirms": tags.get(REUSED_TAG, ""),
                 **({"tag.optuna_storage": tags["optuna_storage"]} if "optuna_storage" in tags else {}),
                 **{f"param.{k}": v for k, v in run["params"].items()},

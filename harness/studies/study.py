@@ -22,6 +22,7 @@ SEARCHABLE = {
     "beta2": float,
     "rho": float,
     "eps": float,
+    "gce_q": float,
 }
 
 SAMPLERS = ("tpe", "random", "qmc", "grid")
@@ -33,6 +34,7 @@ OBJECTIVES = {
     "val_cross_entropy": "minimize",
     "val_mse": "minimize",
     "val_mse_logits": "minimize",
+    "val_mae": "minimize",
 }
 
 SECTIONS = {
@@ -79,9 +81,16 @@ run, an Optuna study and its own search."""
 VARY = ("init", "split")
 """What ``[confirm] vary`` may list."""
 
-TOLERANCES = {"val_accuracy": 0.01, "val_cross_entropy": 0.05, "val_mse": 0.01, "val_mse_logits": 0.05}
+TOLERANCES = {
+    "val_accuracy": 0.01,
+    "val_cross_entropy": 0.05,
+    "val_mse": 0.01,
+    "val_mse_logits": 0.05,
+    "val_mae": 0.02,
+}
 """Default ``[analysis] tolerance`` per objective: 1 point of accuracy; 0.05 nats of cross-entropy; 0.01 of
-the probabilities' squared error; 0.05 of the logits' squared error."""
+the probabilities' squared error; 0.05 of the logits' squared error; 0.02 of the probabilities' absolute
+error, 2 (1 - p[y]) per row: 1 point of probability on the true label."""
 
 MAX_STACK = 4_096
 
