@@ -261,3 +261,54 @@ def test_every_recorded_figure_recomputes_from_the_saved_probabilities_and_the_f
     assert noisy.data.tags["train_rows_per_class"] == ",".join(map(str, np.bincount(drawn.y_train)))
     again = harness("reproduce", noisy.info.run_id, cwd=tmp_path)
     assert again.returncode == 0, again.stderr + again.stdout
+
+
+def _analysis_of(seeds, settings=None):
+    """An Analysis-like object with the calibration tables built from {condition: [(ece, ts_ece, conf, acc)]}."""
+    from types import SimpleNamespace
+
+    from harness.analysis import calibration as acal
+
+    rows = []
+    for condition, values in seeds.items():
+        for seed, (ece, ts_ece, confidence, accuracy) in enumerate(values, start=1):
+            metrics = {"test_ece": ece, "test_ts_ece": ts_ece, "test_confidence": confidence}
+            metrics.update(test_accuracy=accuracy, test_cross_entropy=0.3, test_brier=0.1, temperature=1.5)
+            rows.append({"condition": condition, "seed": seed, "state": "complete"})
+            rows[-1].update({f"metric.{k}": v for k, v in metrics.items()})
+    frame = pd.DataFrame(rows)
+    study = _Study(list(seeds))
+    return SimpleNamespace(
+        calibration=acal.condition_table(study, frame),
+        calibration_pairs=acal.pairs(study, frame, {"d": list(seeds)}),
+        study_settings=settings or {},
+    )
+
+
+def test_the_finding_names_the_order_reversing_after_scaling_and_its_test():
+    from harness.analysis.calibration import finding
+
+    analysis = _analysis_of(
+        {
+            "mse": [(0.065, 0.018, 0.90, 0.96), (0.060, 0.016, 0.90, 0.96), (0.070, 0.021, 0.90, 0.96)],
+            "ce": [(0.017, 0.031, 0.98, 0.97), (0.018, 0.030, 0.98, 0.97), (0.016, 0.032, 0.98, 0.97)],
+        }
+    )
+    sentence, essential = finding(analysis, "d", ["mse", "ce"])
+    assert "ce's come closest to face value" in sentence and "mse's the least" in sentence
+    assert "mean confidence 0.900 at accuracy 0.960: underconfident" in sentence
+    assert "the order reverses, mse's now 0.013 below" in sentence  # 0.031 - 0.018
+    p = sps.ttest_rel([0.018, 0.016, 0.021], [0.031, 0.030, 0.032]).pvalue
+    assert f"a significant difference after scaling, p Holm {p:.2g}" in sentence
+    assert essential == (sps.ttest_rel([0.065, 0.060, 0.070], [0.017, 0.018, 0.016]).pvalue < 0.05)
+
+
+def test_the_finding_says_when_nothing_is_tested_and_when_the_temperature_fits_noise():
+    from harness.analysis.calibration import finding
+
+    two = {"a": [(0.30, 0.40, 0.5, 0.9), (0.31, 0.41, 0.5, 0.9)], "b": [(0.05, 0.06, 0.95, 0.9)] * 2}
+    noisy = {"a": {"label_noise": 0.4}, "b": {"label_noise": 0.4, "clean_validation": True}}
+    sentence, essential = finding(_analysis_of(two, noisy), "d", ["a", "b"])
+    assert "with fewer than 3 seeds per condition no ECE difference is tested" in sentence and not essential
+    assert "the gap of 0.255 widens to 0.345" in sentence and "(untested: fewer than 3 seeds)" in sentence
+    assert "a tuned on noisy validation labels" in sentence and "a and b" not in sentence  # b's validation is clean

@@ -29,7 +29,7 @@ def test_an_exported_run_reproduces_and_predicts_in_a_fresh_folder_with_no_store
 
     checked = harness("reproduce", "run.zip", cwd=away)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "reproduced exactly: 16 metrics" in checked.stdout and "not logged" in checked.stdout
+    assert "reproduced exactly: 37 metrics" in checked.stdout and "not logged" in checked.stdout
     (away / "rows.csv").write_text("a,b,c,d\n5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n")
     far = harness("predict", "run.zip", "rows.csv", cwd=away, check=True)
     near = harness("predict", run_id, str(away / "rows.csv"), cwd=home, check=True)

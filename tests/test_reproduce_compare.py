@@ -60,7 +60,7 @@ def test_reproduce_a_train_run_and_detect_an_edited_config(tmp_path, capsys):
     assert main(["train", "--dataset", "iris", "--epochs", "4", "--hidden", "8", "--tracking-uri", uri, "--json"]) == 0
     run_id = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["run_id"]
     assert main(["reproduce", run_id, "--tracking-uri", uri]) == 0
-    assert "reproduced exactly: 16 metrics" in capsys.readouterr().out
+    assert "reproduced exactly: 37 metrics" in capsys.readouterr().out
 
     config = next((tmp_path / "artifacts").glob(f"{run_id}/artifacts/config.json"))
     values = json.loads(config.read_text())

@@ -260,7 +260,7 @@ def test_a_varied_split_never_blames_fixed_test_rows(tmp_path):
 @pytest.mark.parametrize(("p", "said"), [(0.0496, "0.0496"), (0.0504, "0.05"), (0.0123, "0.012"), (0.04999, "0.04999")])
 def test_a_p_value_is_never_rounded_across_the_threshold(p, said):
     """Benchmark: 'mnist1d-adam above mnist1d-rmsprop by 4.3 points (p Holm 0.05)' for p Holm 0.0496."""
-    from harness.analysis.findings import _p
+    from harness.analysis.findings import p_text as _p
 
     assert _p(p) == said
 

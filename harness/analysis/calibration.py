@@ -228,20 +228,27 @@ def finding(analysis, dataset, names, where=""):
         )
         more = len(significant) - len(listed)
         sentence += f"; {more} more in the table" if more > 0 else ""
-    return sentence + _scaling(analysis.study_settings, best, worst) + _left_out(rows) + ".", bool(len(significant))
+    return sentence + _scaling(analysis.study_settings, pairs, best, worst) + _left_out(rows) + ".", bool(
+        len(significant)
+    )
 
 
-def _scaling(settings, best, worst):
-    """How far temperature scaling moves the gap between the best- and worst-calibrated conditions."""
+def _scaling(settings, pairs, best, worst):
+    """How far temperature scaling moves the gap between the best- and worst-calibrated conditions, with the
+    test of their difference after scaling."""
     gap, scaled = worst.test_ece_mean - best.test_ece_mean, worst.test_ts_ece_mean - best.test_ts_ece_mean
     if not gap > 0 or pd.isna(scaled):
         return ""
-    change = "narrows" if abs(scaled) < gap else "widens"
     text = (
         f". Temperature scaling fitted on validation moves {worst.condition}'s ECE from {worst.test_ece_mean:.3f} to "
         f"{worst.test_ts_ece_mean:.3f} (T = {worst.temperature_mean:.2f}) and {best.condition}'s from "
-        f"{best.test_ece_mean:.3f} to {best.test_ts_ece_mean:.3f}: the gap of {gap:.3f} {change} to {scaled:.3f}"
+        f"{best.test_ece_mean:.3f} to {best.test_ts_ece_mean:.3f}: "
     )
+    if scaled < 0:
+        text += f"the order reverses, {worst.condition}'s now {-scaled:.3f} below"
+    else:
+        text += f"the gap of {gap:.3f} {'narrows' if scaled < gap else 'widens'} to {scaled:.3f}"
+    text += _tested_after_scaling(pairs, best.condition, worst.condition)
     noisy = [r.condition for r in (worst, best) if _noisy_validation(settings.get(r.condition, {}))]
     if noisy:
         text += (
@@ -249,6 +256,18 @@ def _scaling(settings, best, worst):
             "noise, not the clean test labels)"
         )
     return text
+
+
+def _tested_after_scaling(pairs, a, b):
+    from .findings import p_text
+
+    if pairs is None:
+        return ""
+    found = pairs[(pairs["figure"] == "test_ts_ece") & pairs["a"].isin((a, b)) & pairs["b"].isin((a, b))]
+    if not len(found) or pd.isna(found["p_holm"].iloc[0]):
+        return " (untested: fewer than 3 seeds)"
+    p = found["p_holm"].iloc[0]
+    return f" ({'a significant' if p < ALPHA else 'not a significant'} difference after scaling, p Holm {p_text(p)})"
 
 
 def _noisy_validation(settings):

@@ -38,7 +38,7 @@ def reliability_diagram(diagrams, colours):
     """Each condition's test reliability diagram (mean over its seeds, bin by bin), before and after
     temperature scaling: accuracy against mean confidence per equal-mass bin; on the diagonal a "75%" is
     right 75% of the time, below it the model is overconfident."""
-    fig = figure(11, 4.5, left=0.07, right=0.98, bottom=0.12, top=0.88, wspace=0.2)
+    fig = figure(11, 4.8, left=0.07, right=0.98, bottom=0.12, top=0.85, wspace=0.08)
     axes = fig.subplots(1, 2, sharey=True)
     for ax, part, title in zip(axes, ("before", "after"), ("as trained", "after temperature scaling")):
         ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
@@ -47,12 +47,12 @@ def reliability_diagram(diagrams, colours):
                 continue
             points = found[part]
             ax.plot(points[:, 0], points[:, 1], marker=".", color=colours[condition], label=condition)
-        rows = next((f["before"][:, 2] for f in diagrams.values() if f is not None), None)
-        bins = next((f["bins"] for f in diagrams.values() if f is not None), 0)
-        counts = "" if rows is None else f"; {len(rows)} bins of {rows.min():g}-{rows.max():g} rows"
-        ax.set(xlabel="mean confidence in bin", title=f"{title} ({bins} equal-mass bins{counts})")
-        ax.set(xlim=(0, 1.01), ylim=(0, 1.01))
+        ax.set(xlabel="mean confidence in bin", title=title, xlim=(0, 1.01), ylim=(0, 1.01))
         ax.grid(alpha=0.3)
+    rows = next((f["before"][:, 2] for f in diagrams.values() if f is not None), None)
+    if rows is not None:
+        size = f"{rows.min():g}" if rows.min() == rows.max() else f"{rows.min():g}-{rows.max():g}"
+        fig.suptitle(f"test rows, mean over seeds: {len(rows)} equal-mass bins of {size} rows each", fontsize=10)
     axes[0].set(ylabel="accuracy in bin (mean over seeds)")
     axes[0].legend(fontsize=8)
     return fig

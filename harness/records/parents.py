@@ -15,10 +15,19 @@ import math
 
 import numpy as np
 
+from ..engine.calibration import FIGURES
 from .table import current
 
-NOT_CURVES = {"epochs_run", "diverged_epoch", "last_finite_loss", "train_seconds"}
-"""Final values of a run, not per-epoch curves (nor are the ``test_`` scores)."""
+NOT_CURVES = {
+    "epochs_run",
+    "diverged_epoch",
+    "last_finite_loss",
+    "train_seconds",
+    "temperature",
+    *(f"val_{ts}{figure}" for ts in ("", "ts_") for figure in FIGURES if ts or figure != "cross_entropy"),
+}
+"""Final values of a run, not per-epoch curves (nor are the ``test_`` scores): its probability quality on
+validation is measured once, at the end (``val_cross_entropy`` itself is a curve)."""
 
 
 PROBABILITY_MEANS = (
