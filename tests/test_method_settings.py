@@ -27,6 +27,11 @@ EXAMPLE = ROOT / "examples" / "my_methods.py"
 FOCAL = "my_methods:FocalLoss"
 
 SCALED = """
+import json
+from pathlib import Path
+
+import numpy as np
+
 from harness.engine.methods import Setting
 from harness.engine.optimizers import Optimizer
 
@@ -37,6 +42,11 @@ class ScaledSGD(Optimizer):
     \"\"\"p <- p - lr scale g: its own coefficient, one value per model of the stack.\"\"\"
 
     declared = (Setting("scale", 1.0, 0.0, 4.0),)
+
+    def __init__(self, shape, dtype, **kw):
+        super().__init__(shape, dtype, **kw)
+        with open(Path(__file__).with_name("stacks.log"), "a") as log:  # the column each stack was built with
+            log.write(json.dumps(np.ravel(self.scale).tolist()) + "\\n")
 
     def update(self, params, grad, lr):
         SEEN.append(self.steps)
@@ -247,6 +257,16 @@ def test_the_steps_of_the_base_class_count_every_update(project):
     assert adam.steps == 1 and not hasattr(adam, "t")  # Adam's bias corrections count with the base class
 
 
+def test_a_losss_own_setting_reaches_the_loss_it_trains_with(project, split):
+    base = {"hidden": [8], "epochs": 3, "batch_size": 4, "lr": 0.1}
+    cross = train(make_config(base), split).history["train_loss"]
+    at_zero = train(make_config({**base, "loss": FOCAL, "method_settings": {"focal_gamma": 0.0}}), split)
+    assert at_zero.history["train_loss"] == pytest.approx(cross, rel=1e-12)  # gamma 0 is cross-entropy
+    default = train(make_config({**base, "loss": FOCAL}), split).history
+    at_two = train(make_config({**base, "loss": FOCAL, "method_settings": {"focal_gamma": 2.0}}), split).history
+    assert default == at_two and default["train_loss"] != pytest.approx(cross, rel=1e-3)  # 2.0 is its default
+
+
 def test_trials_share_a_stack_across_an_optimizers_setting_and_split_on_a_losss(project):
     def member(**settings):
         values = {"optimizer": "scaled_methods:ScaledSGD", "loss": FOCAL, "method_settings": settings}
@@ -442,6 +462,36 @@ def test_a_sweep_searches_a_losss_own_setting_and_compare_reports_its_best(proje
     best = next(r for r in focal if r.data.tags["trial"] == _confirmed_trial(runs, "my_methods_FocalLoss"))
     assert rows["my_methods_FocalLoss"]["best_focal_gamma"] == float(best.data.params["focal_gamma"])
     assert rows["cross_entropy"]["best_focal_gamma"] is None
+
+
+SCALED_STUDY = """
+name = "scaled"
+[fixed]
+dataset = "iris"
+hidden = [8]
+epochs = 3
+optimizer = "scaled_methods:ScaledSGD"
+[conditions]
+loss = ["cross_entropy"]
+[search]
+lr = { low = 0.01, high = 0.5, log = true }
+scale = { low = 0.25, high = 2.0 }
+[budget]
+trials = 2
+[confirm]
+seeds = 2
+"""
+
+
+@pytest.mark.e2e
+def test_a_sweep_trains_trials_with_their_own_optimizer_setting_in_one_stack(project):
+    done = harness("sweep", write_study(project, SCALED_STUDY, "scaled.toml"), cwd=project)
+    assert done.returncode == 0, done.stderr
+    _, runs = mlflow_runs(project, "scaled")
+    searched = sorted(float(r.data.params["scale"]) for r in runs if r.data.tags.get("harness.kind") == "search")
+    assert len(searched) == 2 and searched[0] != searched[1]
+    columns = [json.loads(line) for line in (project / "stacks.log").read_text().splitlines()]
+    assert sorted(searched) in [sorted(c) for c in columns]  # both trials, one stack, each its own value
 
 
 def _confirmed_trial(runs, condition):
