@@ -308,13 +308,24 @@ def test_a_study_routes_a_methods_own_keys_to_the_conditions_that_declare_them(p
 
     fixed = FOCAL_STUDY.replace("focal_gamma = { low = 0.5, high = 3.0 }\n", "")
     fixed = fixed.replace("epochs = 3", "epochs = 3\nfocal_gamma = 1.0")
-    config = load_study(write_study(project, fixed, "fixed.toml")).config_for(focal, {"lr": 0.1}, 0)
-    assert config.method_settings == {"focal_gamma": 1.0}
+    fixed_study = load_study(write_study(project, fixed, "fixed.toml"))
+    ce, focal = fixed_study.conditions
+    assert fixed_study.config_for(focal, {"lr": 0.1}, 0).method_settings == {"focal_gamma": 1.0}
+    assert fixed_study.config_for(ce, {"lr": 0.1}, 0).method_settings == {}
     bundles = FOCAL_STUDY.replace('loss = ["cross_entropy", "my_methods:FocalLoss"]', "")
     bundles = bundles.replace("[search]", "[conditions.loss]\n" + _BUNDLES + "[search]")
     bundles = bundles.replace("focal_gamma = { low = 0.5, high = 3.0 }\n", "")
     listed = load_study(write_study(project, bundles, "bundles.toml"))
-    assert [study.config_for(c, {"lr": 0.1}, 0).method_settings for c in listed.conditions] == [
+    assert [listed.config_for(c, {"lr": 0.1}, 0).method_settings for c in listed.conditions] == [
+        {"focal_gamma": 0.0},
+        {"focal_gamma": 2.0},
+    ]
+    axis = FOCAL_STUDY.replace('loss = ["cross_entropy", "my_methods:FocalLoss"]', "focal_gamma = [0.0, 2.0]")
+    axis = axis.replace("epochs = 3", f'epochs = 3\nloss = "{FOCAL}"').replace(
+        "focal_gamma = { low = 0.5, high = 3.0 }\n", ""
+    )
+    levels = load_study(write_study(project, axis, "axis.toml"))
+    assert [levels.config_for(c, {"lr": 0.1}, 0).method_settings for c in levels.conditions] == [
         {"focal_gamma": 0.0},
         {"focal_gamma": 2.0},
     ]
