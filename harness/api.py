@@ -107,8 +107,9 @@ class TrainedRun:
 
 
 def train(tracking_uri=None, experiment="train", **settings):
-    """Train and record one network as ``harness train`` does; ``settings`` as its flags (lr=0.1, ...)."""
-    from .engine.config import make_config
+    """Train and record one network as ``harness train`` does; ``settings`` as its flags (lr=0.1, ...), a
+    custom method's own as ``method_settings={"focal_gamma": 1.5}``."""
+    from .engine.config import check_methods, make_config
     from .engine.data import load_split
     from .engine.training import check_memory
     from .records.recorder import RecorderProcess
@@ -116,6 +117,7 @@ def train(tracking_uri=None, experiment="train", **settings):
     from .records.store import check_server, check_writable, resolve_tracking_uri
 
     config = make_config(settings)
+    check_methods(config)
     uri = resolve_tracking_uri(tracking_uri)
     check_server(uri)
     check_writable(uri)

@@ -46,6 +46,12 @@ FLAGS = {
     "blas_threads": (int, "BLAS threads, 1..256 (default 1: faster at these sizes)"),
 }
 """flag -> (type, help) for the flags that map one to one onto TrainConfig."""
+SWITCHES = {
+    "nesterov": "SGD: Nesterov momentum (default off)",
+    "clean_validation": "with --label-noise: keep the validation labels clean (default: noisy like training)",
+    "shuffle": "shuffle the batches every epoch (default on)",
+}
+"""--NAME / --no-NAME -> help, for the on-off settings."""
 
 
 def _batch_size(text):
@@ -62,6 +68,18 @@ def _hidden(text):
         return [int(part) for part in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+
+
+def _own_setting(text):
+    """``NAME=VALUE`` of ``--set``: a custom method's own setting (checked as a config's ``method_settings``)."""
+    name, equals, value = text.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        number = None
+    if not equals or not name or number is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE with a number (e.g. focal_gamma=1.5)")
+    return name.strip(), number
 
 
 def add_parser(commands):
@@ -95,20 +113,17 @@ def add_parser(commands):
         metavar="N",
         help="mini-batch size: an integer, or 'full' (default 32)",
     )
+    for name, text in SWITCHES.items():
+        flag = "--" + name.replace("_", "-")
+        train.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
     train.add_argument(
-        "--nesterov", action=argparse.BooleanOptionalAction, default=None, help="SGD: Nesterov momentum (default off)"
-    )
-    train.add_argument(
-        "--clean-validation",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="with --label-noise: keep the validation labels clean (default: noisy like training)",
-    )
-    train.add_argument(
-        "--shuffle",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="shuffle the batches every epoch (default on)",
+        "--set",
+        dest="own_settings",
+        type=_own_setting,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting your own loss or optimizer declares, e.g. --set focal_gamma=1.5 (repeatable)",
     )
     train.add_argument(
         "--experiment",
@@ -123,23 +138,49 @@ def add_parser(commands):
 
 
 def config_from_args(args):
+    from ..common.errors import ConfigError
     from ..engine.config import check_methods, make_config
     from ..engine.methods import add_search_folder
-    from ..studies.parse import read_toml
 
+    named = (*FLAGS, "hidden", "batch_size", *SWITCHES)
+    flags = {name: getattr(args, name) for name in named if getattr(args, name) is not None}
     values = {}
     if args.config:
         add_search_folder(os.path.dirname(os.path.abspath(args.config)))
-        values.update(read_toml(args.config))
-        make_config(values, args.config)  # name the file when it is the file that is wrong
-    switches = ("hidden", "batch_size", "nesterov", "clean_validation", "shuffle")
-    flags = {name: getattr(args, name) for name in (*FLAGS, *switches)}
-    values.update({k: v for k, v in flags.items() if v is not None})
+        values.update(_file_settings(args.config, flags))
+    values.update(flags)
+    own = dict(values.pop("method_settings", {}))
+    given = set()
+    for name, value in args.own_settings:
+        if name in given:
+            raise ConfigError(f"--set {name} = {value:g} is not allowed; {name} is given twice")
+        given.add(name)
+        own[name] = value
+    if own:
+        values["method_settings"] = own
     if values.get("csv") and "dataset" not in values:
         values["dataset"] = "csv"
     config = make_config(values)
     check_methods(config, args.config or "")
     return config
+
+
+def _file_settings(path, flags):
+    """A ``--config`` file's settings: a key that is no harness setting is a custom method's own (into
+    ``method_settings``) when the file or the flags name a custom loss or optimizer; checked, naming the file."""
+    from ..engine.config import FIELD_TYPES, make_config
+    from ..engine.methods import is_custom
+    from ..studies.parse import read_toml
+
+    values = read_toml(path)
+    methods = {k: v for k, v in {**values, **flags}.items() if k in ("loss", "optimizer")}
+    if any(isinstance(name, str) and is_custom(name) for name in methods.values()):
+        own = {k: values.pop(k) for k in list(values) if k not in FIELD_TYPES}
+        written = values.get("method_settings", {})
+        if own and isinstance(written, dict):
+            values["method_settings"] = {**written, **own}
+    make_config({**values, **methods}, path)  # name the file when it is the file that is wrong
+    return values
 
 
 def _progress(total, enabled):

@@ -1,7 +1,9 @@
 """The resolved settings of one training run, validated before anything is created.
 
 A ``TrainConfig`` is what a run records as its config artifact and what ``reproduce`` rebuilds, so
-every field is plain data (str, int, float, bool, list) and round-trips through JSON and TOML.
+every field is plain data (str, int, float, bool, list, and ``method_settings``: {name: number}) and
+round-trips through JSON and TOML. A custom method's own settings (``method_settings``) are checked here
+for their form only; against what the method declares in ``check_methods``, which imports it.
 """
 
 from __future__ import annotations
@@ -16,8 +18,17 @@ from typing import Any
 from ..common.errors import ConfigError, shown
 from .activations import ACTIVATIONS
 from .data import GENERATED, LOADERS
+from .declared import MAX_METHOD_SETTINGS, SETTING_NAME
 from .losses import LOSSES
-from .methods import is_custom, optimizer_settings, resolve_loss, resolve_optimizer, split_name
+from .methods import (
+    check_method_settings,
+    is_custom,
+    method_values,
+    optimizer_settings,
+    resolve_loss,
+    resolve_optimizer,
+    split_name,
+)
 from .optimizers import OPTIMIZERS
 from .schedules import SCHEDULE_SETTINGS, SCHEDULES
 
@@ -88,9 +99,17 @@ class TrainConfig:
     dtype: str = "float64"
     shuffle: bool = True
     blas_threads: int = 1
+    method_settings: dict[str, float] = field(default_factory=dict)
+    """A custom loss's or optimizer's own settings ({name: value}, each declared by the method with its
+    default and range: ``methods.Setting``); a declared setting left out takes its default."""
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every field; ``method_settings`` only when it holds any (a config.json stays as it was before
+        methods declared settings, so a logged config compares equal to a rebuilt one)."""
+        values = dataclasses.asdict(self)
+        if not values["method_settings"]:
+            del values["method_settings"]
+        return values
 
     def applicable(self) -> dict[str, Any]:
         """The settings that affect this run: no Adam betas on SGD, no CSV path on digits, no step size
@@ -125,7 +144,8 @@ class TrainConfig:
             used |= {"label_noise", "noise_kind", "clean_validation"}
         if self.imbalance != 1.0:
             used.add("imbalance")
-        return {k: v for k, v in self.to_dict().items() if k not in idle or k in used}
+        values = {k: v for k, v in self.to_dict().items() if (k not in idle or k in used) and k != "method_settings"}
+        return {**values, **method_values(self)}  # a custom method's own settings, each by its name
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -163,6 +183,7 @@ def _check_type(source, key, value):
         "bool": isinstance(value, bool),
         "list": isinstance(value, list),
         "int | str": isinstance(value, (int, str)) and not isinstance(value, bool),
+        "dict[str, float]": isinstance(value, dict),
     }[kind]
     if not ok:
         _fail(source, key, value, f"expected {kind.replace('str | None', 'a path')}")
@@ -183,9 +204,29 @@ def make_config(values: Mapping[str, Any], source: str = "") -> TrainConfig:
             values[key] = float(values[key])
             if not math.isfinite(values[key]):
                 _fail(source, key, values[key], "must be a finite number")
+    if "method_settings" in values:
+        values["method_settings"] = _method_settings(source, values["method_settings"])
     config = TrainConfig(**values)
     validate(config, source)
     return config
+
+
+def _method_settings(source: str, settings: dict) -> dict[str, float]:
+    """A custom method's own settings, by their form only (nothing is imported): at most
+    ``MAX_METHOD_SETTINGS`` names, each a setting name that is no TrainConfig field, each value a finite
+    number; sorted by name, as floats."""
+    if len(settings) > MAX_METHOD_SETTINGS:
+        _fail(source, "method_settings", settings, f"holds {len(settings):,} settings; at most {MAX_METHOD_SETTINGS}")
+    checked = {}
+    for key, value in settings.items():
+        if not isinstance(key, str) or not SETTING_NAME.fullmatch(key):
+            _fail(source, "method_settings", key, "a setting's name is a letter, then up to 63 letters, digits, '_'")
+        if key in FIELD_TYPES:
+            _fail(source, key, value, "it is a harness setting, not a method's own: give it as one (--lr, lr = ...)")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            _fail(source, key, value, "a method's own setting must be a finite number")
+        checked[key] = float(value)
+    return dict(sorted(checked.items()))
 
 
 def _choice(source, key, value, names):
@@ -270,7 +311,8 @@ def _check_data(source: str, c: TrainConfig) -> None:
 
 
 def _check_method_names(source: str, c: TrainConfig) -> None:
-    """A built-in, a registered name or a 'module:Class' (its form only: importing it is check_methods')."""
+    """A built-in, a registered name or a 'module:Class' (its form only: importing it is check_methods');
+    a method's own settings only with a method of one's own."""
     for kind, name, builtins in (("loss", c.loss, LOSSES), ("optimizer", c.optimizer, OPTIMIZERS)):
         if name in builtins:
             continue
@@ -278,13 +320,24 @@ def _check_method_names(source: str, c: TrainConfig) -> None:
             split_name(kind, name)
         elif not is_custom(name):
             _fail(source, kind, name, f"choose one of: {', '.join(builtins)}, or name your own as 'module:Class'")
+    if c.method_settings and not (is_custom(c.loss) or is_custom(c.optimizer)):
+        key = next(iter(c.method_settings))
+        _fail(
+            source,
+            key,
+            c.method_settings[key],
+            f"loss {c.loss!r} and optimizer {c.optimizer!r} are built-ins; a setting that is no harness setting "
+            "must be declared by your own loss or optimizer ('module:Class')",
+        )
 
 
 def check_methods(c: TrainConfig, source: str = "") -> None:
-    """Import and check a config's own loss and optimizer (once per process): before anything is created."""
+    """Import and check a config's own loss and optimizer (once per process), and its ``method_settings``
+    against what they declare: before anything is created."""
     try:
         resolve_loss(c.loss)
         resolve_optimizer(c.optimizer)
+        check_method_settings(c)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}" if source else str(exc)) from None
 

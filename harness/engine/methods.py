@@ -4,16 +4,20 @@ The interface is the engine's own: an optimizer class is built as ``Class(shape,
 **settings)`` over a stack of T flat parameter buffers (T, P), each setting a (T, 1) column, and
 ``step(params, grad, lr)`` updates ``params`` in place (subclass :class:`~.optimizers.Optimizer`); a
 loss has ``value_and_grad(z, y, out)`` returning the T per-model batch losses and writing dL/dz into
-``out``. Its settings are the harness's own names (``beta1``, ``beta2``, ``rho``, ``eps``, ``momentum``,
-``weight_decay``), so a study fixes or searches them like the built-ins'.
+``out``. An optimizer reads harness settings by their names (``beta1``, ``beta2``, ``rho``, ``eps``,
+``momentum``, ``weight_decay``: ``settings``), and either may declare settings of its own
+(``declared = (Setting("focal_gamma", 2.0, 0.0, 10.0),)``, :class:`~.declared.Setting`): a study fixes
+or searches both kinds like the built-ins', and a run records them as params.
 
 A custom method is checked once per process before anything trains (:func:`check_loss`,
-:func:`check_optimizer`); its module's source has a sha256 digest (:func:`module_source`), which runs
-record and workers compare.
+:func:`check_optimizer`), a loss at its declared defaults and at each declared setting's ends; a
+config's values of declared settings are checked against the ranges then (:func:`check_method_settings`).
+Its module's source has a sha256 digest (:func:`module_source`), which runs record and workers compare.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib
 import importlib.machinery
@@ -21,11 +25,13 @@ import importlib.util
 import inspect
 import os
 import sys
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..common.errors import ConfigError
+from ..common.errors import ConfigError, shown
+from .declared import MAX_METHOD_SETTINGS, Setting
 from .losses import LOSSES, GeneralizedCrossEntropy
 from .optimizers import OPTIMIZERS, Optimizer
 
@@ -129,9 +135,19 @@ def resolve_optimizer(name: str) -> type[Optimizer]:
     return _CHECKED[key]
 
 
-def resolve_loss(name: str, gce_q: float | None = None) -> Any:
+class _Loss(NamedTuple):
+    """A user's loss as checked: what its name gives (a class or an object), an instance at the declared
+    defaults, and its declared settings."""
+
+    found: Any
+    instance: Any
+    declared: tuple[Setting, ...]
+
+
+def resolve_loss(name: str, gce_q: float | None = None, settings: Mapping[str, float] | None = None) -> Any:
     """The loss object a config names: a built-in (``gce`` at ``gce_q``, the config's; its default q when
-    None), or a user's (a class is instantiated), checked once."""
+    None), or a user's, checked once. A user's loss that declares settings is a fresh instance with each
+    as a float attribute: its value in ``settings`` (a config's ``method_settings``), else its default."""
     if name == "gce" and gce_q is not None:
         return GeneralizedCrossEntropy(gce_q)
     if name in LOSSES:
@@ -140,13 +156,136 @@ def resolve_loss(name: str, gce_q: float | None = None) -> Any:
     if key not in _CHECKED:
         found = _import("loss", name)
         where = f"loss = {name!r}"
+        declared = _check_declared(where, found, reserved=())
+        defaults, *ends = _check_points(declared)
+        instance = _loss_at(name, found, declared, defaults)
+        check_loss(name, instance)
+        for values in ends:  # each declared setting at its low and its high end, the others at their defaults
+            at = " at " + ", ".join(f"{k} = {v:g}" for k, v in values.items() if v != defaults[k])
+            check_loss(name, _loss_at(name, found, declared, values), at=at)
+        _CHECKED[key] = _Loss(found, instance, declared)
+    loss = _CHECKED[key]
+    if not loss.declared:
+        return loss.instance
+    return _loss_at(name, loss.found, loss.declared, settings or {})
+
+
+def _loss_at(name: str, found: Any, declared: tuple[Setting, ...], values: Mapping[str, float]) -> Any:
+    """A loss to train with: the class instantiated (or the object registered, copied when it declares
+    settings), each declared setting set as a float attribute."""
+    try:
+        loss = found() if inspect.isclass(found) else (copy.copy(found) if declared else found)
+        for setting in declared:
+            setattr(loss, setting.name, float(values.get(setting.name, setting.default)))
+    except Exception as exc:  # noqa: BLE001
+        raise ConfigError(f"loss = {name!r}: {name.split(':')[-1]}() failed ({_one_line(exc)})") from None
+    return loss
+
+
+def _check_points(declared: tuple[Setting, ...]) -> list[dict[str, float]]:
+    """The settings a loss is checked at: every default, then each setting at its low and its high end."""
+    defaults = {s.name: s.default for s in declared}
+    points = [defaults]
+    for setting in declared:
+        points += [{**defaults, setting.name: end} for end in (setting.low, setting.high) if end != setting.default]
+    return points
+
+
+OPTIMIZER_RESERVED = ("steps", "dtype", "decay_mask", "state", "settings", "shared", "declared")
+"""Attributes of an optimizer a declared setting of the same name would overwrite."""
+
+
+def _check_declared(where: str, target: Any, reserved: tuple[str, ...]) -> tuple[Setting, ...]:
+    """A method's ``declared``: a tuple of distinct ``Setting``s, none named as a harness setting (a
+    ``TrainConfig`` field) or as one of the method's own attributes it would overwrite."""
+    from .config import FIELD_TYPES
+
+    declared = getattr(target, "declared", ())
+    if not isinstance(declared, (tuple, list)) or not all(isinstance(s, Setting) for s in declared):
+        raise ConfigError(
+            f"{where}: declared = {shown(declared)} is not allowed; list harness.engine.methods.Setting(name, "
+            "default, low, high) items, e.g. declared = (Setting('focal_gamma', 2.0, 0.0, 10.0),)"
+        )
+    if len(declared) > MAX_METHOD_SETTINGS:
+        raise ConfigError(f"{where}: declares {len(declared)} settings; at most {MAX_METHOD_SETTINGS}")
+    names: set[str] = set()
+    for setting in declared:
+        if setting.name in FIELD_TYPES:
+            raise ConfigError(
+                f"{where}: declares {setting.name!r}, the name of a harness setting; give its own a name of its own "
+                f"(such as 'my_{setting.name}')"
+            )
+        if setting.name in names:
+            raise ConfigError(f"{where}: declares {setting.name!r} twice")
+        state = getattr(target, "state", ()) if reserved else ()
+        if setting.name in (*reserved, *state) or callable(getattr(target, setting.name, None)):
+            raise ConfigError(f"{where}: declares {setting.name!r}, which would replace its attribute of that name")
+        names.add(setting.name)
+    return tuple(declared)
+
+
+def declared_settings(kind: str, name: str) -> tuple[Setting, ...]:
+    """The settings a config's loss or optimizer declares: none for a built-in; a user's is imported and
+    checked (once per process), as ``resolve_*`` do."""
+    if kind == "optimizer":
+        return tuple(resolve_optimizer(name).declared)
+    if name in LOSSES:
+        return ()
+    resolve_loss(name)
+    return _CHECKED[("loss", name)].declared
+
+
+def check_method_settings(config: Any) -> None:
+    """Each of a config's ``method_settings`` is declared by its loss or its optimizer (one of them only)
+    and lies in the declared range; one line naming the setting, the method and the range. Imports the
+    config's methods (``check_methods`` does, before this)."""
+    owners: dict[str, tuple[Setting, str]] = {}
+    for kind, name in (("loss", config.loss), ("optimizer", config.optimizer)):
+        for setting in declared_settings(kind, name):
+            if setting.name in owners:
+                raise ConfigError(
+                    f"{setting.name}: declared by both loss {config.loss!r} and optimizer {config.optimizer!r}; "
+                    "a name means one setting: rename it in one of them"
+                )
+            owners[setting.name] = (setting, f"{kind} {name!r}")
+    for key, value in config.method_settings.items():
+        if key not in owners:
+            offered = ", ".join(f"{n} in {s.allowed()} ({owner})" for n, (s, owner) in owners.items())
+            raise ConfigError(
+                f"{key} = {shown(value)} is not allowed; neither loss {config.loss!r} nor optimizer "
+                f"{config.optimizer!r} declares it (declared: {offered or 'none'})"
+            )
+        setting, owner = owners[key]
+        if not setting.low <= value <= setting.high:
+            raise ConfigError(f"{key} = {shown(value)} is not allowed; {owner} takes {key} in {setting.allowed()}")
+
+
+def method_values(config: Any) -> dict[str, float]:
+    """Every declared setting of a config's loss and optimizer at the value it trains with (the config's,
+    else the default): the params a run records. The config's own values alone for a method that cannot
+    be resolved here (the caller has trained or checked it: nothing new is imported for a run's record)."""
+    values: dict[str, float] = {}
+    for kind, name in (("loss", config.loss), ("optimizer", config.optimizer)):
         try:
-            loss = found() if inspect.isclass(found) else found
-        except Exception as exc:  # noqa: BLE001
-            raise ConfigError(f"{where}: {name.split(':')[-1]}() failed ({_one_line(exc)})") from None
-        check_loss(name, loss)
-        _CHECKED[key] = loss
-    return _CHECKED[key]
+            values.update({s.name: s.default for s in declared_settings(kind, name)})
+        except ConfigError:
+            pass
+    values.update(config.method_settings)
+    return values
+
+
+def loss_settings(config: Any) -> dict[str, float]:
+    """The ``method_settings`` a config's loss reads, which every model of a stack shares (an optimizer's
+    are per-model columns). Imports nothing unless both the loss and the optimizer are a user's."""
+    if not config.method_settings or config.loss in LOSSES:
+        return {}
+    if config.optimizer in OPTIMIZERS:
+        return dict(config.method_settings)
+    try:
+        own = {s.name for s in declared_settings("optimizer", config.optimizer)}
+    except ConfigError:
+        own = set()
+    return {k: v for k, v in config.method_settings.items() if k not in own}
 
 
 def optimizer_settings(name: str) -> tuple[str, ...]:
@@ -158,9 +297,10 @@ def optimizer_settings(name: str) -> tuple[str, ...]:
     return (*getattr(cls, "settings", ()), *getattr(cls, "shared", ()))
 
 
-def check_loss(name: str, loss: Any, rng_seed: int = 0) -> None:
-    """Values (T,) finite, dL/dz written with the logits' shape and equal to central differences."""
-    where = f"loss = {name!r}"
+def check_loss(name: str, loss: Any, rng_seed: int = 0, at: str = "") -> None:
+    """Values (T,) finite, dL/dz written with the logits' shape and equal to central differences (``at``:
+    the declared settings checked, as the message says them)."""
+    where = f"loss = {name!r}{at}"
     if not callable(getattr(loss, "value_and_grad", None)):
         raise ConfigError(f"{where}: has no value_and_grad(z, y, out) method")
     rng = np.random.default_rng(rng_seed)
@@ -198,7 +338,11 @@ def check_optimizer(name: str, cls: Any) -> None:
     unknown = [s for s in (*cls.settings, *getattr(cls, "shared", ())) if s not in (*OPTIMIZER_SETTINGS, "nesterov")]
     if unknown:
         allowed = ", ".join(OPTIMIZER_SETTINGS)
-        raise ConfigError(f"{where}: setting {unknown[0]!r} is not a harness setting; use {allowed}")
+        raise ConfigError(
+            f"{where}: setting {unknown[0]!r} is not a harness setting; use {allowed}, or declare it as your "
+            f"own: declared = (Setting({unknown[0]!r}, default, low, high),)"
+        )
+    _check_declared(where, cls, reserved=OPTIMIZER_RESERVED)
     final = _quadratic_steps(where, cls, np.arange(1.0, 4.0), keep=[0, 2])
     for row, model in enumerate((1.0, 3.0)):  # the models of a stack are independent: each as if alone
         alone = _quadratic_steps(where, cls, np.array([model]), keep=[0])
@@ -214,6 +358,7 @@ def _quadratic_steps(where: str, cls: Any, starts: Any, keep: list[int] | None =
     defaults = {"weight_decay": 0.0, "momentum": 0.9, "beta1": 0.9, "beta2": 0.99, "rho": 0.9, "eps": 1e-8}
     t, p = len(starts), 6
     per_model = {s: [defaults[s]] * t for s in cls.settings}
+    per_model.update({s.name: [s.default] * t for s in cls.declared})
     shared = {s: False for s in getattr(cls, "shared", ())}
     optimizer = _call(where, "its constructor", cls, (t, p), np.float64, decay_mask=np.ones(p), **per_model, **shared)
     curvature = np.linspace(0.5, 2.0, p)

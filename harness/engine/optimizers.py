@@ -2,9 +2,11 @@
 
 ``step(params, grad, lr)`` updates ``params`` (T, P) in place; ``lr`` is a (T, 1) column holding each
 model's learning rate for this epoch, and every other setting is a (T, 1) column too, so the models of
-a stack may differ in all of them. Weight decay is the coupled L2 form (added to the gradient of the
-weights, not the biases), as scikit-learn's ``alpha``. Update rules follow scikit-learn's
-``_stochastic_optimizers.py`` so the SGD path can be checked against ``MLPClassifier``.
+a stack may differ in all of them. A user's optimizer may add its own settings (``declared``, each a
+:class:`~.declared.Setting`), which arrive as (T, 1) columns the same way. Weight decay is the coupled
+L2 form (added to the gradient of the weights, not the biases), as scikit-learn's ``alpha``. Update
+rules follow scikit-learn's ``_stochastic_optimizers.py`` so the SGD path can be checked against
+``MLPClassifier``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
     from numpy.typing import ArrayLike, DTypeLike, NDArray
 
     from .config import TrainConfig
+    from .declared import Setting
     from .network import StackedMLP
 
 
@@ -26,8 +29,20 @@ def column(values: ArrayLike, dtype: DTypeLike) -> NDArray[Any]:
 
 
 class Optimizer:
+    """The base of every optimizer. What a subclass's ``update`` may use (docs/benchmark.md):
+
+    - ``state``: names of per-model (T, P) arrays, zeroed here and compacted when models leave the stack;
+    - ``settings``: names of harness settings (``TrainConfig`` fields) it reads, each a (T, 1) column
+      attribute; ``declared``: its own settings (``Setting``), each a (T, 1) column attribute as well;
+    - ``self._tmp``: a (T, P) scratch buffer of the parameters' dtype, free for ``update`` to overwrite;
+    - ``self.steps``: how many times ``step`` ran, this one included (1 at the first update): one count
+      for the stack, since every model of it steps together (Adam's bias corrections);
+    - ``self.dtype``, ``self.decay_mask`` (P,: 1 on weights, 0 on biases).
+    """
+
     state: tuple[str, ...] = ()  # names of per-model state arrays, compacted when models leave the stack
     settings: tuple[str, ...] = ("weight_decay",)
+    declared: tuple[Setting, ...] = ()  # a user's own settings, each a (T, 1) column attribute by its name
     update: Callable[[NDArray[np.floating], NDArray[np.floating], NDArray[np.floating]], None]
 
     def __init__(
@@ -46,8 +61,10 @@ class Optimizer:
         for name in self.state:
             setattr(self, name, np.zeros(shape, dtype=dtype))
         self._tmp = np.zeros(shape, dtype=dtype)
+        self.steps = 0
 
     def step(self, params: NDArray[np.floating], grad: NDArray[np.floating], lr: NDArray[np.floating]) -> None:
+        self.steps += 1
         if np.any(self.weight_decay):
             # weight_decay: a scalar or a (T, 1) column; decay_mask: always given by build_optimizer
             grad += self.weight_decay * self.decay_mask * params  # type: ignore[operator]
@@ -56,7 +73,7 @@ class Optimizer:
     def keep(self, rows: list[int]) -> None:
         for name in (*self.state, "_tmp"):
             setattr(self, name, getattr(self, name)[rows])
-        for name in self.settings:
+        for name in (*self.settings, *(setting.name for setting in self.declared)):
             value = getattr(self, name)
             if np.ndim(value):
                 setattr(self, name, value[rows])
@@ -111,15 +128,13 @@ class Adam(Optimizer):
         **kw: Any,
     ) -> None:
         super().__init__(shape, dtype, beta1=beta1, beta2=beta2, eps=eps, **kw)
-        self.t = 0
 
     def update(self, params: NDArray[np.floating], grad: NDArray[np.floating], lr: NDArray[np.floating]) -> None:
-        self.t += 1
         self.m *= self.beta1
         self.m += (1 - self.beta1) * grad
         self.v *= self.beta2
         self.v += (1 - self.beta2) * grad * grad
-        lr_t = lr * np.sqrt(1 - self.beta2**self.t) / (1 - self.beta1**self.t)
+        lr_t = lr * np.sqrt(1 - self.beta2**self.steps) / (1 - self.beta1**self.steps)
         denom = np.sqrt(self.v, out=self._tmp)
         denom += self.eps
         params -= lr_t * self.m / denom
@@ -169,10 +184,12 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam, "rmsprop": R
 
 
 def build_optimizer(configs: Sequence[TrainConfig], network: StackedMLP) -> Optimizer:
-    """The optimizer the configs name (one kind per stack), each model with its own settings."""
+    """The optimizer the configs name (one kind per stack), each model with its own settings: the harness's
+    and the optimizer's declared ones (a config's ``method_settings``, else the declared default)."""
     from .methods import resolve_optimizer
 
     kind = resolve_optimizer(configs[0].optimizer)
     per_model = {name: [getattr(c, name) for c in configs] for name in kind.settings}
+    per_model.update({s.name: [c.method_settings.get(s.name, s.default) for c in configs] for s in kind.declared})
     shared = {name: getattr(configs[0], name) for name in getattr(kind, "shared", ())}
     return kind(network.params.shape, network.dtype, decay_mask=network.decay_mask, **per_model, **shared)

@@ -28,7 +28,7 @@ from ..common.errors import ConfigError
 from .calibration import assess
 from .data import DATA_SETTINGS
 from .losses import accuracy, evaluate
-from .methods import resolve_loss
+from .methods import check_method_settings, loss_settings, resolve_loss
 from .network import Model, StackedMLP, glorot, n_parameters
 from .optimizers import build_optimizer, column
 from .schedules import learning_rate
@@ -52,13 +52,20 @@ SHARED = (
     "shuffle",
     "blas_threads",
 )
-"""Settings every model of one stack must share; all others may differ per model."""
+"""Settings every model of one stack must share; all others may differ per model (a custom loss's own
+settings are shared too: ``stack_key``)."""
 
 EXPLODED = 100.0
 """A model whose epoch training loss or validation cross-entropy exceeds this multiple of its first epoch's
 value has diverged, though the value is finite: an exploded run (validation cross-entropy 1e141 after an
 MSE-trained softmax saturates) would otherwise score as a result and be averaged."""
 EXPLODED_KEYS = ("train_loss", "val_cross_entropy")
+
+
+def stack_key(config: TrainConfig) -> list[Any]:
+    """What the models of one stack share: the ``SHARED`` settings and a custom loss's own settings (one
+    loss object trains the stack; a custom optimizer's own settings are per-model columns)."""
+    return [*(getattr(config, name) for name in SHARED), loss_settings(config)]
 
 
 @dataclass
@@ -200,12 +207,13 @@ def train_stack(
     one returning True stops that model (status ``stopped``).
     """
     first = configs[0]
+    for config in configs:
+        if config.method_settings:  # declared by its methods, in range (check_methods said so before, if called)
+            check_method_settings(config)
     for config in configs[1:]:
-        for name in SHARED:
-            if getattr(config, name) != getattr(first, name):
-                raise ConfigError(
-                    f"models of one stack must share {name}: {getattr(first, name)!r} vs {getattr(config, name)!r}"
-                )
+        for name, mine, theirs in zip((*SHARED, "the loss's own settings"), stack_key(first), stack_key(config)):
+            if mine != theirs:
+                raise ConfigError(f"models of one stack must share {name}: {mine!r} vs {theirs!r}")
     with (
         threadpool_limits(first.blas_threads, user_api="blas"),
         np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"),
@@ -219,7 +227,7 @@ def _train_stack(configs, split, callbacks, starts, include_test):
     params = np.stack(starts if starts is not None else [initial_params(c, split) for c in configs]).astype(dtype)
     network = StackedMLP(params, sizes_of(first, split), first.activation)
     optimizer = build_optimizer(configs, network)
-    loss = resolve_loss(first.loss, first.gce_q)
+    loss = resolve_loss(first.loss, first.gce_q, first.method_settings)
     own = own_loss(first, loss)
     order_rngs = [seeded_generators(c.seed)[1] for c in configs]
 

@@ -12,7 +12,8 @@ import tomllib
 
 from ..common.errors import ConfigError, shown
 from ..engine.config import FIELD_TYPES, MAX_EPOCHS, SEED_MAX, check_methods, make_config
-from ..engine.methods import add_search_folder
+from ..engine.declared import SETTING_NAME
+from ..engine.methods import add_search_folder, declared_settings, is_custom
 from .study import (
     DEFAULT_STACK,
     MAX_CONDITIONS,
@@ -30,7 +31,12 @@ from .study import (
     SearchParam,
     Study,
     _check_condition,
+    settings_config,
 )
+
+SETTING_KEYS = tuple(k for k in FIELD_TYPES if k != "method_settings")
+"""The harness settings a study names; a custom method's own are written as keys of their own, never as a
+``method_settings`` table."""
 
 
 class _Checker:
@@ -120,10 +126,15 @@ def parse_study(data, path):
         if key not in SECTIONS:
             check.fail(key, data[key], f"known keys: {', '.join(SECTIONS)}")
     header = _parse_header(check, data)
-    fixed = check.table(data, "fixed", known=set(FIELD_TYPES) - {"seed"})
-    conditions = _parse_conditions(check, check.table(data, "conditions", required=True), fixed)
+    fixed = check.table(data, "fixed")
+    table = check.table(data, "conditions", required=True)
+    custom = _names_custom(fixed, table)
+    known = f"known keys: {', '.join(sorted(set(SETTING_KEYS) - {'seed'}))}"
+    for key, value in fixed.items():
+        _is_own(check, f"fixed.{key}", key, value, custom, known)
+    conditions = _parse_conditions(check, table, fixed, custom)
     _check_methods(path, fixed, conditions)
-    search = _parse_search(check, check.table(data, "search", required=True), fixed, conditions)
+    search = _parse_search(check, check.table(data, "search", required=True), fixed, conditions, custom)
     _refuse_identical(check, fixed, conditions, search)
     budget = _parse_budget(check, data)
     return Study(
@@ -147,12 +158,47 @@ def parse_study(data, path):
     )
 
 
+def _names_custom(fixed, table):
+    """Whether a study names a custom loss or optimizer anywhere (``[fixed]``, a list axis, a bundle)."""
+    names = [fixed.get("loss"), fixed.get("optimizer")]
+    for axis, levels in table.items():
+        if axis in ("loss", "optimizer") and isinstance(levels, list):
+            names += levels
+        if isinstance(levels, dict):
+            names += [b.get(k) for b in levels.values() if isinstance(b, dict) for k in ("loss", "optimizer")]
+    return any(isinstance(name, str) and is_custom(name) for name in names)
+
+
+def _is_own(check, key, name, value, custom, allowed):
+    """Whether a study's key ``name`` is a custom method's own setting (no TrainConfig field, in a study that
+    names a custom loss or optimizer), not a harness setting; any other key is refused, saying ``allowed``."""
+    if name in SETTING_KEYS and name != "seed":
+        return False
+    if custom and _own_name(name):
+        return True
+    check.fail(key, value, allowed)
+
+
+def _own_name(name):
+    return isinstance(name, str) and name not in FIELD_TYPES and SETTING_NAME.fullmatch(name) is not None
+
+
 def _check_methods(path, fixed, conditions):
-    """Each condition's own loss or optimizer imported (first from the study's folder) and checked."""
+    """Each condition's own loss or optimizer imported (first from the study's folder) and checked, the
+    settings they declare noted (``Condition.declared``), and the values the study gives them checked."""
     add_search_folder(os.path.dirname(os.path.abspath(path)))
     for condition in conditions:
+        values = {**fixed, **condition.settings}
+        fields = {k: v for k, v in values.items() if k in FIELD_TYPES}
         try:
-            check_methods(make_config({**fixed, **condition.settings}))
+            config = make_config(fields)
+            check_methods(config)
+            kinds = (("loss", config.loss), ("optimizer", config.optimizer))
+            condition.declared = sorted(s.name for kind, name in kinds for s in declared_settings(kind, name))
+            own = {k: v for k, v in fixed.items() if k not in FIELD_TYPES and k in condition.declared}
+            own.update({k: v for k, v in condition.settings.items() if k not in FIELD_TYPES})
+            if own:  # a condition's own value of a setting its methods do not declare is refused here
+                check_methods(make_config({**fields, "method_settings": own}))
         except ConfigError as exc:
             raise ConfigError(f"{path}: condition {condition.name}: {exc}") from None
 
@@ -252,11 +298,11 @@ def _parse_analysis(check, data):
     return {"analysis_tolerance": None if tolerance is None else float(tolerance), "analysis_margin": float(margin)}
 
 
-def _parse_conditions(check, table, fixed):
+def _parse_conditions(check, table, fixed, custom=False):
     """The grid of conditions: every combination of one level per axis of [conditions]."""
     if not table:
         check.fail("conditions", table, 'list at least one setting to compare, e.g. loss = ["mse"]')
-    axes = [_parse_axis(check, axis, levels, fixed) for axis, levels in table.items()]
+    axes = [_parse_axis(check, axis, levels, fixed, custom) for axis, levels in table.items()]
     count = math.prod(len(axis) for axis in axes)
     if count > MAX_CONDITIONS:
         sizes = " x ".join(f"{len(axis):,}" for axis in axes) + " = " if len(axes) > 1 else ""
@@ -289,13 +335,12 @@ def _parse_conditions(check, table, fixed):
     return conditions
 
 
-def _parse_axis(check, axis, levels, fixed):
+def _parse_axis(check, axis, levels, fixed, custom):
     """One axis of [conditions] as [(axis, level name, settings)]: a list of values of one setting, or a
     table of named bundles of settings."""
     key = f"conditions.{axis}"
     if isinstance(levels, list):
-        if axis not in FIELD_TYPES or axis == "seed":
-            check.fail(key, levels, f"a list axis must be a training setting: {', '.join(FIELD_TYPES)}")
+        _is_own(check, key, axis, levels, custom, f"a list axis must be a training setting: {', '.join(SETTING_KEYS)}")
         if not levels:
             check.fail(key, levels, "give at least one value")
         if len(set(map(repr, levels))) != len(levels):
@@ -309,10 +354,8 @@ def _parse_axis(check, axis, levels, fixed):
             if not isinstance(settings, dict):
                 check.fail(f"{key}.{level}", settings, "expected a table of settings")
             for setting in settings:
-                if setting not in FIELD_TYPES or setting == "seed":
-                    check.fail(
-                        f"{key}.{level}.{setting}", settings[setting], f"known settings: {', '.join(FIELD_TYPES)}"
-                    )
+                allowed = f"known settings: {', '.join(SETTING_KEYS)}"
+                _is_own(check, f"{key}.{level}.{setting}", setting, settings[setting], custom, allowed)
             if not NAME_PATTERN.fullmatch(level):
                 check.fail(key, level, "bundle names use 1-64 letters, digits, '_', '.', '-'")
             parsed.append((axis, level, dict(settings)))
@@ -333,7 +376,7 @@ def _refuse_identical(check, fixed, conditions, search):
     params = {p.name: (p.choices[0] if p.choices else p.low) for p in search}
     seen, used = {}, set()
     for condition in conditions:
-        config = make_config({**fixed, **condition.settings, **params})
+        config = settings_config({**fixed, **condition.settings, **params}, condition)
         used |= set(config.applicable())
         key = config.to_json()
         if key in seen:
@@ -355,14 +398,16 @@ def _level_name(value):
     return re.sub(r"[^A-Za-z0-9_.,]", "_", text)
 
 
-def _parse_search(check, table, fixed, conditions):
+def _parse_search(check, table, fixed, conditions, custom=False):
     if not table:
         check.fail("search", table, "search at least the learning rate, e.g. lr = { low = 0.001, high = 1.0 }")
     params = []
     for name, spec in table.items():
         key = f"search.{name}"
         if name not in SEARCHABLE:
-            check.fail(key, spec, f"searchable settings: {', '.join(SEARCHABLE)}")
+            if not (custom and _own_name(name)):
+                check.fail(key, spec, f"searchable settings: {', '.join(SEARCHABLE)}")
+            _check_declared_by_one(check, key, name, spec, conditions)
         if not isinstance(spec, dict):
             check.fail(key, spec, "expected { low = ..., high = ... } or { choices = [...] }")
         unknown = set(spec) - {"low", "high", "log", "choices"}
@@ -378,7 +423,7 @@ def _parse_search(check, table, fixed, conditions):
                     condition.settings[name],
                     f"{name} is searched; a condition cannot also fix it",
                 )
-        kind = SEARCHABLE[name]
+        kind = SEARCHABLE.get(name, float)
         if "choices" in spec:
             choices = spec["choices"]
             if set(spec) - {"choices"}:
@@ -405,11 +450,34 @@ def _parse_search(check, table, fixed, conditions):
         params.append(SearchParam(name, low=low, high=high, log=log))
     for condition in conditions:
         _check_condition(check.path, {**fixed, **condition.settings}, condition, params)
+    _check_own_ranges(check.path, fixed, conditions, params)
     return params
 
 
+def _check_declared_by_one(check, key, name, spec, conditions):
+    """A searched setting of a custom method: the loss or optimizer of at least one condition declares it."""
+    if not any(name in condition.declared for condition in conditions):
+        declared = sorted({n for condition in conditions for n in condition.declared})
+        allowed = f"no condition's loss or optimizer declares {name} (declared: {', '.join(declared) or 'none'})"
+        check.fail(key, spec, allowed)
+
+
+def _check_own_ranges(path, fixed, conditions, params):
+    """Every value a custom method's searched setting may take lies in the range its method declares (the
+    methods were imported when the conditions were checked)."""
+    for condition in conditions:
+        for param in params:
+            if param.name in FIELD_TYPES or param.name not in condition.declared:
+                continue
+            for value in param.choices if param.choices is not None else (param.low, param.high):
+                try:
+                    check_methods(settings_config({**fixed, **condition.settings, param.name: value}, condition))
+                except ConfigError as exc:
+                    raise ConfigError(f"{path}: condition {condition.name}: search.{exc}") from None
+
+
 def _check_search_value(check, key, name, value):
-    kind = SEARCHABLE[name]
+    kind = SEARCHABLE.get(name, float)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
         check.fail(key, value, f"expected {'an integer' if kind is int else 'a number'}")
     if not math.isfinite(value):

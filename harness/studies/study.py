@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..common.errors import ConfigError
-from ..engine.config import MAX_EPOCHS, make_config
+from ..engine.config import FIELD_TYPES, MAX_EPOCHS, make_config
 
 SEARCHABLE = {
     "lr": float,
@@ -24,6 +24,8 @@ SEARCHABLE = {
     "eps": float,
     "gce_q": float,
 }
+"""The harness settings a study may search; a custom loss's or optimizer's own settings (``Condition.declared``)
+are searched as floats."""
 
 SAMPLERS = ("tpe", "random", "qmc", "grid")
 
@@ -105,7 +107,7 @@ class SearchParam:
 
     @property
     def is_int(self):
-        return SEARCHABLE[self.name] is int
+        return SEARCHABLE.get(self.name) is int
 
 
 @dataclass
@@ -113,6 +115,19 @@ class Condition:
     name: str
     settings: dict
     levels: dict = field(default_factory=dict)  # factor (a [conditions] axis) -> this condition's level
+    declared: list = field(default_factory=list)
+    """The names of the settings its custom loss and optimizer declare, found when the study is parsed
+    (which imports them): a study's key that is no TrainConfig field reaches this condition's runs as
+    one of their ``method_settings`` only when it is one of these."""
+
+
+def settings_config(values, condition):
+    """The TrainConfig of a study's flat settings for ``condition``: a key that is no TrainConfig field is a
+    custom method's own setting, in ``method_settings`` when the condition's methods declare it, else
+    left out (as a built-in setting that a condition's optimizer does not read is idle)."""
+    fields = {k: v for k, v in values.items() if k in FIELD_TYPES}
+    own = {k: v for k, v in values.items() if k not in FIELD_TYPES and k in condition.declared}
+    return make_config({**fields, "method_settings": own} if own else fields)
 
 
 @dataclass
@@ -175,7 +190,7 @@ class Study:
     def config_for(self, condition, params, seed, phase="search"):
         """The run's settings; a confirmation seed of a study that varies the split draws its own split."""
         split = {"data_seed": seed} if phase == "confirm" and "split" in self.confirm_vary else {}
-        return make_config({**self.fixed, **condition.settings, **params, **split, "seed": seed})
+        return settings_config({**self.fixed, **condition.settings, **params, **split, "seed": seed}, condition)
 
     @property
     def tolerance(self):
@@ -254,6 +269,6 @@ def _check_condition(path, settings, condition, params):
     for pick in (0, 1):
         values = {p.name: (p.choices[0] if p.choices else (p.low, p.high)[pick]) for p in params}
         try:
-            make_config({**settings, **values})
+            settings_config({**settings, **values}, condition)
         except ConfigError as exc:
             raise ConfigError(f"{path}: condition {condition.name}: {exc}") from None

@@ -4,7 +4,7 @@ members can train as one stack, and how a re-run differs from its first run (pur
 
 import math
 
-from ..engine.training import COMPLETE, DIVERGED, SHARED, STOPPED, epochs_to_target
+from ..engine.training import COMPLETE, DIVERGED, STOPPED, epochs_to_target, stack_key
 
 STATES = {COMPLETE: "complete", STOPPED: "pruned", DIVERGED: "diverged"}
 
@@ -38,10 +38,11 @@ def confirm_outcome(result, seed, best_number, objective, target):
 
 
 def stackable(members):
-    """Members grouped so that each group can train as one stack (searched batch sizes split them)."""
+    """Members grouped so that each group can train as one stack (searched batch sizes split them, and a
+    custom loss's searched settings)."""
     groups = {}
     for member in members:
-        groups.setdefault(repr([getattr(member.config, k) for k in SHARED]), []).append(member)
+        groups.setdefault(repr(stack_key(member.config)), []).append(member)
     return list(groups.values())
 
 
