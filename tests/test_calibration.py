@@ -117,7 +117,8 @@ def test_the_probabilities_artifact_recomputes_every_recorded_figure(split):
     from harness.records.quality import PROBABILITIES_ARTIFACT, RELIABILITY_TAG, quality_records, read_reliability
 
     result = train(make_config({"epochs": 5, "lr": 0.1, "hidden": [8]}), split)
-    tags, artifacts = quality_records(result.network, split)
+    tags, artifacts = quality_records(result, split)
+    assert result.quality is not None  # assessed once, in training
     with np.load(io.BytesIO(artifacts[PROBABILITIES_ARTIFACT]), allow_pickle=False) as saved:
         val_logits, val_labels = saved["val_logits"], saved["val_labels"]
         test_logits, test_labels, test_p = saved["test_logits"], saved["test_labels"], saved["test_probabilities"]

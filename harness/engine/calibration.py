@@ -6,7 +6,7 @@ al. 2017, "On Calibration of Modern Neural Networks"). On logits z of n rows wit
 - negative log-likelihood: mean -log p[y] (the ``cross_entropy`` yardstick);
 - Brier score: mean sum_k (p_k - [y = k])^2 (twice the ``mse`` yardstick);
 - top-label ECE: rows sorted by their top probability (stable sort), cut into ``BINS`` parts whose sizes
-  differ by at most one (``numpy.array_split``: equal mass, not equal width), then sum over parts of
+  differ by at most one (as ``numpy.array_split``: equal mass, not equal width), then sum over parts of
   (rows in part / n) * |accuracy in part - mean top probability in part|;
 - class-wise ECE (Kull et al. 2019): for each class k the same over p_k and the indicator [y = k], averaged
   over the classes;
@@ -58,36 +58,46 @@ def brier(p: NDArray[np.floating], labels: NDArray[np.integer]) -> float:
     return float(np.mean(np.sum(diff * diff, axis=1)))
 
 
-def equal_mass_bins(scores: NDArray[np.floating], bins: int = BINS) -> list[NDArray[np.intp]]:
-    """Row indices of each bin: sorted by score (stable), cut into min(bins, n) near-equal parts."""
-    order = np.argsort(scores, kind="stable")
-    return [part for part in np.array_split(order, min(bins, len(order))) if len(part)]
+def bin_starts(n: int, bins: int = BINS) -> NDArray[np.intp]:
+    """First row of each of min(bins, n) near-equal parts of n sorted rows (``numpy.array_split``'s sizes)."""
+    parts = min(bins, n)
+    sizes = np.full(parts, n // parts) + (np.arange(parts) < n % parts)
+    return np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
+
+
+def _bin_sums(scores: NDArray[np.floating], hits: NDArray[np.floating], bins: int):
+    """Per column: (sum of scores, sum of hits, rows) in each equal-mass bin of that column's sorted scores."""
+    order = np.argsort(scores, axis=0, kind="stable")
+    starts = bin_starts(len(scores), bins)
+    sorted_scores = np.take_along_axis(scores, order, axis=0)
+    sorted_hits = np.take_along_axis(hits, order, axis=0)
+    rows = np.diff(np.append(starts, len(scores)))
+    return np.add.reduceat(sorted_scores, starts, axis=0), np.add.reduceat(sorted_hits, starts, axis=0), rows
 
 
 def reliability(
     p: NDArray[np.floating], labels: NDArray[np.integer], bins: int = BINS
 ) -> list[tuple[float, float, int]]:
     """(mean top probability, accuracy, rows) per equal-mass bin of the top probability: the diagram's points."""
-    confidence = p.max(axis=1)
-    correct = p.argmax(axis=1) == labels
-    return [(float(confidence[b].mean()), float(correct[b].mean()), len(b)) for b in equal_mass_bins(confidence, bins)]
+    confidence = p.max(axis=1)[:, None]
+    correct = (p.argmax(axis=1) == labels).astype(np.float64)[:, None]
+    scores, hits, rows = _bin_sums(confidence, correct, bins)
+    return [(float(c / r), float(a / r), int(r)) for c, a, r in zip(scores[:, 0], hits[:, 0], rows)]
 
 
 def expected_calibration_error(p: NDArray[np.floating], labels: NDArray[np.integer], bins: int = BINS) -> float:
     n = len(labels)
-    return float(
-        sum(rows / n * abs(accuracy - confidence) for confidence, accuracy, rows in reliability(p, labels, bins))
-    )
+    parts = reliability(p, labels, bins)
+    return float(sum(rows / n * abs(accuracy - confidence) for confidence, accuracy, rows in parts))
 
 
 def classwise_ece(p: NDArray[np.floating], labels: NDArray[np.integer], bins: int = BINS) -> float:
+    """Mean over classes k of sum over bins of |rows with y = k - sum of p_k| / n (= share x |freq - mean p_k|)."""
     n, classes = p.shape
-    total = 0.0
-    for k in range(classes):
-        is_k = labels == k
-        for b in equal_mass_bins(p[:, k], bins):
-            total += len(b) / n * abs(float(is_k[b].mean()) - float(p[b, k].mean()))
-    return total / classes
+    onehot = np.zeros_like(p, dtype=np.float64)
+    onehot[np.arange(n), labels] = 1.0
+    scores, hits, _ = _bin_sums(np.asarray(p, dtype=np.float64), onehot, bins)
+    return float(np.abs(hits - scores).sum() / n / classes)
 
 
 def fit_temperature(logits: NDArray[np.floating], labels: NDArray[np.integer]) -> float:

@@ -25,7 +25,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ..common.errors import ConfigError
-from .calibration import assess
+from .calibration import Quality, assess
 from .data import DATA_SETTINGS
 from .losses import accuracy, evaluate
 from .methods import check_method_settings, loss_settings, resolve_loss
@@ -79,6 +79,8 @@ class TrainResult:
     final: dict = field(default_factory=dict)
     epoch_times: list = field(default_factory=list)
     """Wall-clock time (seconds since the epoch) at the end of each recorded epoch."""
+    quality: Quality | None = None
+    """Probability quality on validation and test (runs scored on test); its figures are in ``final`` too."""
 
 
 def seeded_generators(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
@@ -161,10 +163,20 @@ def final_metrics(
     out: dict[str, float] = {}
     for prefix, x, y in parts:
         out.update({f"{prefix}_{k}": v for k, v in evaluate(model.logits(x), y, own).items()})
-    if include_test:  # a confirmation's or a single run's, not a search trial's: how far its probabilities hold
-        quality = assess(model.logits(split.x_val), split.y_val, model.logits(split.x_test), split.y_test)
-        out.update({k: v for k, v in quality.metrics.items() if math.isfinite(v)})
     return out
+
+
+def scored(
+    model: Model, split: Split, include_test: bool, own: tuple[str, Any] | None
+) -> tuple[dict[str, float], Quality | None]:
+    """(final metrics, probability quality): a run scored on test (a confirmation's or a single run's, not a
+    search trial's) also says how far its probabilities hold, its figures among the final metrics."""
+    final = final_metrics(model, split, include_test, own)
+    if not include_test:
+        return final, None
+    quality = assess(model.logits(split.x_val), split.y_val, model.logits(split.x_test), split.y_test)
+    final.update({k: v for k, v in quality.metrics.items() if math.isfinite(v)})
+    return final, quality
 
 
 def epochs_to_target(history: dict[str, list[float]], target: float) -> int | None:
@@ -319,12 +331,14 @@ def _train_stack(configs, split, callbacks, starts, include_test):
         for r in stopped + leaving:
             t = active[r]
             model = Model.from_stack(network, r)
+            final, quality = scored(model, split, include_test, own)
             results[t] = TrainResult(
                 STOPPED if r in stopped else COMPLETE,
                 epoch,
                 histories[t],
                 network=model,
-                final=final_metrics(model, split, include_test, own),
+                final=final,
+                quality=quality,
                 epoch_times=times[t],
             )
         if diverged or stopped or leaving:

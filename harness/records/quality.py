@@ -17,14 +17,15 @@ RELIABILITY_TAG = "reliability"
 equal-mass bins before and after temperature scaling; what a condition's mean diagram is drawn from."""
 
 
-def quality_records(network, split, bins=BINS):
-    """(tags, artifacts) of a trained network's probabilities on validation and test; its figures are the
-    run's final metrics already (``training.final_metrics``)."""
+def quality_records(result, split, bins=BINS):
+    """(tags, artifacts) of a trained run's probabilities on validation and test; its figures are the run's
+    final metrics already (``TrainResult.quality``, assessed again here only for a result without one)."""
+    network = result.network
     val_logits = np.asarray(network.logits(split.x_val), dtype=np.float64)
     test_logits = np.asarray(network.logits(split.x_test), dtype=np.float64)
-    found = assess(val_logits, split.y_val, test_logits, split.y_test, bins)
+    found = result.quality or assess(val_logits, split.y_val, test_logits, split.y_test, bins)
     rounded = {
-        "bins": bins,
+        "bins": found.bins,
         "before": [[round(c, 6), round(a, 6), n] for c, a, n in found.test_reliability],
         "after": [[round(c, 6), round(a, 6), n] for c, a, n in found.test_reliability_scaled],
     }

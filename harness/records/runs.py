@@ -280,7 +280,7 @@ def train_and_record(
     final_tags = {"state": (state_names or {}).get(result.status, result.status)}
     artifacts = run_artifacts(config, split, result, diff=code.get("diff", THIS_CHECKOUT))
     if result.status != DIVERGED and include_test and result.network is not None:
-        quality_tags, quality_artifacts = quality_records(result.network, split)
+        quality_tags, quality_artifacts = quality_records(result, split)
         final_tags.update(quality_tags)
         artifacts.update(quality_artifacts)
     ticket = live.finish(
@@ -358,7 +358,7 @@ class TrialRuns:
         lean = self.lean(phase)
         artifacts = run_artifacts(config, split, result, plots=False)
         if phase == "confirm" and result.status != DIVERGED:
-            quality_tags, quality_artifacts = quality_records(result.network, split)
+            quality_tags, quality_artifacts = quality_records(result, split)
             tags, artifacts = {**tags, **quality_tags}, {**artifacts, **quality_artifacts}
         record = self.recorder.submit(
             "record_run",
