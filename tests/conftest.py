@@ -60,3 +60,17 @@ def workdir(tmp_path, monkeypatch):
     for name in ("MLFLOW_TRACKING_URI", "HARNESS_OPTUNA_STORAGE", "HARNESS_FAULT"):
         monkeypatch.delenv(name, raising=False)
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A real export of a short iris run (SGD with momentum): what the hostile-export tests forge from."""
+    import json
+
+    from tests.helpers import harness
+
+    home = tmp_path_factory.mktemp("home")
+    trained = harness("train", "--dataset", "iris", "--epochs", "2", "--json", cwd=home, check=True)
+    run_id = json.loads(trained.stdout.splitlines()[0])["run_id"]
+    harness("export", run_id, "-o", str(home / "run.zip"), cwd=home, check=True)
+    return home / "run.zip"

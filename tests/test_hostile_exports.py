@@ -19,16 +19,6 @@ MARKER_MODULE = "open({marker!r}, 'w').write('imported')\nfrom harness.engine.op
 """A user's own script in the working folder (or an export's method): importing it writes ``marker``."""
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """A real export of a short iris run (SGD with momentum)."""
-    home = tmp_path_factory.mktemp("home")
-    trained = harness("train", "--dataset", "iris", "--epochs", "2", "--json", cwd=home, check=True)
-    run_id = json.loads(trained.stdout.splitlines()[0])["run_id"]
-    harness("export", run_id, "-o", str(home / "run.zip"), cwd=home, check=True)
-    return home / "run.zip"
-
-
 def forge(exported, path, config=None, tags=None, members=None):
     """``exported`` with config.json's settings and run.json's tags updated, and members added."""
     with zipfile.ZipFile(exported) as archive:

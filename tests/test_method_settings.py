@@ -6,7 +6,6 @@ to import anything."""
 import json
 import re
 import shutil
-import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,6 +21,8 @@ from harness.engine.training import train, train_stack
 from harness.studies.parse import load_study
 from harness.sweep.outcomes import stackable
 from tests.helpers import ROOT, compare_json, harness, mlflow_runs, write_study
+from tests.test_hostile_exports import MARKER_MODULE as MARKER
+from tests.test_hostile_exports import forge
 
 EXAMPLE = ROOT / "examples" / "my_methods.py"
 FOCAL = "my_methods:FocalLoss"
@@ -514,27 +515,6 @@ def _confirmed_trial(runs, condition):
 
 # --- exports: method_settings are data ------------------------------------------------------------------
 
-MARKER = "open({marker!r}, 'w').write('imported')\nfrom harness.engine.optimizers import SGD as Anything\n"
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    home = tmp_path_factory.mktemp("home")
-    trained = harness("train", "--dataset", "iris", "--epochs", "2", "--json", cwd=home, check=True)
-    run_id = json.loads(trained.stdout.splitlines()[0])["run_id"]
-    harness("export", run_id, "-o", str(home / "run.zip"), cwd=home, check=True)
-    return home / "run.zip"
-
-
-def _forge(exported, path, config):
-    with zipfile.ZipFile(exported) as archive:
-        files = {name: archive.read(name) for name in archive.namelist()}
-    files["config.json"] = json.dumps({**json.loads(files["config.json"]), **config})
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, content in files.items():
-            archive.writestr(name, content)
-    return path
-
 
 @pytest.mark.e2e
 @pytest.mark.parametrize(
@@ -553,7 +533,7 @@ def test_an_exports_method_settings_without_its_method_are_refused_before_any_im
 ):
     marker = tmp_path / "marker"
     (tmp_path / "analysis.py").write_text(MARKER.format(marker=str(marker)))  # a user's own script here
-    _forge(exported, tmp_path / "evil.zip", config)
+    forge(exported, tmp_path / "evil.zip", config)
     for flags in ((), ("--rebuild-code",)):
         done = harness("reproduce", "evil.zip", *flags, cwd=tmp_path)
         assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stdout + done.stderr
