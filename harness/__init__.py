@@ -6,17 +6,31 @@ imported on first use so that ``import harness`` stays cheap and changes nothing
 """
 
 from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what type checkers and editors see; at run time each is imported on first use
+    from .api import StudyRecords, TrainedRun, load_study, run_sweep, train
+    from .engine.methods import register_loss, register_optimizer
 
 try:
     __version__ = metadata.version("harness")  # one version, pyproject.toml's
 except metadata.PackageNotFoundError:  # run from a checkout that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["load_study", "run_sweep", "train", "register_optimizer", "register_loss", "__version__"]
+__all__ = [
+    "load_study",
+    "run_sweep",
+    "train",
+    "StudyRecords",
+    "TrainedRun",
+    "register_optimizer",
+    "register_loss",
+    "__version__",
+]
 
 
-def __getattr__(name):
-    if name in ("load_study", "run_sweep", "train"):
+def __getattr__(name: str) -> Any:
+    if name in ("load_study", "run_sweep", "train", "StudyRecords", "TrainedRun"):
         from . import api
 
         return getattr(api, name)

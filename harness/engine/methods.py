@@ -47,13 +47,52 @@ def is_custom(name: str) -> bool:
 
 
 def register_optimizer(name: str, cls: type) -> None:
-    """``optimizer = name`` in a study (or ``harness train``) means ``cls``; checked at first use."""
+    """Give your own optimizer class a name in this process, for ``optimizer = name``.
+
+    Spawned sweep workers and later commands do not see the name (``run_sweep(..., workers=1)``); a
+    ``"module:Class"`` name is the one a record can be reproduced from.
+
+    Parameters
+    ----------
+    name : str
+        The name a study (``optimizer = "lion"``), ``harness.train(optimizer=...)`` or ``run_sweep`` uses.
+    cls : type
+        The optimizer class (a subclass of ``harness.engine.optimizers.Optimizer``), checked at first use.
+
+    Returns
+    -------
+    None
+
+    Examples
+    --------
+    >>> harness.register_optimizer("lion", Lion)  # doctest: +SKIP
+    >>> harness.train(dataset="iris", optimizer="lion", lr=1e-3)  # doctest: +SKIP
+    """
     _REGISTERED["optimizer"][name] = cls
     _CHECKED.pop(("optimizer", name), None)
 
 
 def register_loss(name: str, loss: Any) -> None:
-    """``loss = name`` means ``loss`` (an object with ``value_and_grad``, or a class making one)."""
+    """Give your own loss a name in this process, for ``loss = name``.
+
+    As ``register_optimizer``: this process only; a ``"module:Class"`` name is the one to record.
+
+    Parameters
+    ----------
+    name : str
+        The name a study (``loss = "focal"``), ``harness.train(loss=...)`` or ``run_sweep`` uses.
+    loss : object or type
+        An object with ``value_and_grad(z, y, out)``, or a class making one; checked at first use.
+
+    Returns
+    -------
+    None
+
+    Examples
+    --------
+    >>> harness.register_loss("focal", FocalLoss)  # doctest: +SKIP
+    >>> harness.train(dataset="iris", loss="focal", method_settings={"focal_gamma": 1.5})  # doctest: +SKIP
+    """
     _REGISTERED["loss"][name] = loss
     _CHECKED.pop(("loss", name), None)
 

@@ -6,10 +6,13 @@ stands: one run per finished search trial, one per wanted confirmation seed of t
 The end-of-sweep summary and ``harness compare`` both start here, so they cannot disagree.
 """
 
+import dataclasses
 import math
+import re
 
 import pandas as pd
 
+from ..engine.config import TrainConfig
 from ..engine.training import epochs_to_target
 from ..studies.study import CONFIRM_NAME, LEGACY_SEARCH
 from .correctness import CORRECT_TAG
@@ -238,6 +241,81 @@ def fill_targets(recorder, study, frame):
             reached = epochs_to_target({"val_accuracy": [value for _, value, _ in curve]}, study.target_accuracy)
             frame.loc[index, "epochs_to_target"] = math.nan if reached is None else float(reached)
     return frame
+
+
+# --- the notebook's table: MLflow's names and pandas' types --------------------------------------------------
+IDENTITY = [
+    "run_id",
+    "experiment_id",
+    "run_name",
+    "status",
+    "artifact_uri",
+    "start_time",
+    "end_time",
+    "condition",
+    "phase",
+    "optuna_study",
+    "trial",
+    "seed",
+    "state",
+    "best_search_trial",
+    "epochs_to_target",
+]
+"""The trials table's own columns, unprefixed as ``mlflow.search_runs`` leaves ``run_id`` and ``status``;
+after them come every metric, param and tag of the runs as ``metrics.*``, ``params.*``, ``tags.*``."""
+COUNTS = ("trial", "seed", "best_search_trial", "epochs_to_target")
+"""Identity columns that count (nullable Int64: a search trial has no best trial, a run may never reach the target)."""
+DTYPES = {"float": "float64", "int": "Int64", "bool": "boolean", "str": "str", "str | None": "str", "list": "str"}
+"""A setting's declared type (``TrainConfig``) -> its param column's dtype; a list is logged as ``64,32``."""
+INTEGER = re.compile(r"[+-]?\d+")
+
+
+def trials_table(rows: pd.DataFrame, runs: list[dict]) -> pd.DataFrame:
+    """The rows of a records table (``current``'s runs) as ``mlflow.search_runs`` gives runs, typed.
+
+    ``runs``: the plain run dicts the rows were read from (``operations.study_runs``). Times are
+    datetimes in UTC as MLflow's own table has them, metrics floats, params parsed (``param_column``),
+    tags the text MLflow holds; the identity columns come from the rows (a re-used confirmation run
+    stands there for its larger budget's trial)."""
+    by_id = {run["run_id"]: run for run in runs}
+    picked = [by_id[run_id] for run_id in rows["run_id"]]
+    columns: dict[str, object] = {"run_id": list(rows["run_id"])}
+    for name in ("experiment_id", "run_name", "status", "artifact_uri"):
+        columns[name] = [run.get(name) for run in picked]
+    for name in ("start_time", "end_time"):  # as mlflow.search_runs converts them, so the two tables compare
+        columns[name] = [pd.to_datetime(run.get(name), unit="ms", utc=True) for run in picked]
+    for name in IDENTITY[IDENTITY.index("condition") :]:  # what the records table read from the tags
+        values = pd.Series(list(rows[name]) if name in rows else [None] * len(rows), dtype=object)
+        columns[name] = values.astype("float64").astype("Int64") if name in COUNTS else values.tolist()
+    for prefix in ("metrics", "params", "tags"):
+        for key in sorted({key for run in picked for key in run[prefix]}):
+            values = pd.Series([run[prefix].get(key) for run in picked], dtype=object)
+            if prefix == "metrics":
+                values = values.astype("float64")
+            columns[f"{prefix}.{key}"] = param_column(key, values) if prefix == "params" else values.tolist()
+    return pd.DataFrame(columns, columns=list(columns))
+
+
+def param_column(name: str, texts: pd.Series) -> pd.Series:
+    """A param's texts as the setting's type: floats float64, integers nullable Int64, booleans boolean,
+    the rest text as MLflow gives it. A harness setting has its declared type (``hidden`` stays text even
+    when every run has one layer); a param of no setting (a custom method's own) is typed by its values;
+    a value that does not parse as the type leaves the column as text."""
+    texts = texts.reset_index(drop=True)
+    field_types = {field.name: field.type for field in dataclasses.fields(TrainConfig)}
+    declared = DTYPES.get(str(field_types.get(name)))
+    known = texts.dropna().astype(str)
+    as_text = pd.Series(texts.tolist())  # the dtype pandas infers for MLflow's lists of text
+    if declared == "str" or not len(known):
+        return as_text
+    if declared in ("boolean", None) and known.isin(["True", "False"]).all():
+        return texts.map({"True": True, "False": False}).astype("boolean")
+    integral = bool(known.map(lambda text: INTEGER.fullmatch(text) is not None).all())
+    wanted = declared or ("Int64" if integral else "float64")
+    parsed = pd.to_numeric(known, errors="coerce")
+    if declared == "boolean" or parsed.isna().any() or (wanted == "Int64" and not integral):
+        return as_text
+    return pd.to_numeric(texts, errors="coerce").astype(wanted)
 
 
 class Curves:
