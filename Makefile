@@ -1,15 +1,21 @@
 # Set-up on a fresh machine is two commands (see README.md): `make run` and `make test`.
 # Each creates .venv and installs the pinned dependencies (requirements.lock) when missing.
+# Another Python in its own venv: make test PYTHON=python3.13 VENV=.venv313 (what .ci/run does).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
 .PHONY: run test test-fast test-e2e lint bench ui
 
+# Every dependency of every extra (test, distributed, dashboard) at its locked version, each file checked
+# against the lock's hashes; then the harness itself, without asking the index for anything (its build
+# backend, setuptools, is in the lock too).
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[test,distributed]'
+	$(PIP) --require-hashes -r requirements.lock
+	$(PIP) --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 # The main job: the quickstart study sweep, recorded in ./mlruns (run it again to resume or to re-print).
