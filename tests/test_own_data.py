@@ -173,3 +173,18 @@ def test_the_shipped_csv_study_runs_from_another_folder(project, capsys):
     summary = json.loads(capsys.readouterr().out)["summary"]
     assert [row["condition"] for row in summary] == ["mse", "cross_entropy"]
     assert all(np.isfinite(row["test_accuracy_mean"]) and row["test_accuracy_mean"] > 0.5 for row in summary)
+
+
+def test_the_docs_complete_csv_example_is_a_valid_study(tmp_path):
+    """The toml block of docs/studies.md's "Your own data", saved beside a flowers.csv, parses and reads it."""
+    page = (ROOT / "docs" / "studies.md").read_text()
+    section = page[page.index("## Your own data") : page.index("## Data regimes")]
+    block = re.search(r"```toml\n(.*?)```", section, re.S)[1]
+    flowers(tmp_path)
+    (tmp_path / "flowers.toml").write_text(block)
+    study = load_study(str(tmp_path / "flowers.toml"))
+    config = study.config_for(study.conditions[0], {"lr": 0.1, "epochs": 2}, 0)
+    assert config.csv == str(tmp_path / "flowers.csv") and config.label_column == "species"
+    for key in ("`csv`", "`label_column`", "`val_fraction`", "`test_fraction`", "`data_seed`", "| header", "| missing"):
+        assert key in section, key
+    assert "Paths resolve from the study file's folder" in section
