@@ -49,12 +49,32 @@ def test_user_csv_with_text_labels(tmp_path):
     assert split.classes == ["a", "b"] and split.n_features == 2
 
 
+def test_na_none_and_null_are_class_names_as_written(tmp_path):
+    """pandas reads "NA", "None" and "null" as missing: a label column naming a region "NA" was refused as
+    having empty cells it did not have."""
+    rows = ["f1,region"] + [f"{i}.5,{['NA', 'None', 'null', 'EU'][i % 4]}" for i in range(40)]
+    path = tmp_path / "regions.csv"
+    path.write_text("\n".join(rows) + "\n")
+    split = load_split(make_config({"csv": str(path), "label_column": "region"}))
+    assert split.classes == ["EU", "NA", "None", "null"] and len(split.y_train) == 24
+
+
+def test_classes_are_ordered_as_sorted_values(tmp_path):
+    """Integers by value (9 before 10), text by code point (capitals first): docs/studies.md says so."""
+    for name, labels, order in [("n", [10, 9], ["9", "10"]), ("t", ["b", "a", "C"], ["C", "a", "b"])]:
+        path = tmp_path / f"{name}.csv"
+        path.write_text(f"f1,{name}\n" + "".join(f"{i}.5,{labels[i % len(labels)]}\n" for i in range(60)))
+        assert load_split(make_config({"csv": str(path), "label_column": name})).classes == order
+
+
 @pytest.mark.parametrize(
     "content,label,message",
     [
         ("a,b\n1,2\n3,4\n", "label", "label_column = 'label' is not a column"),
-        ("a,label\nx,1\ny,0\n", "label", "column 'a' is not numeric"),
-        ("a,label\n1,1\n,0\n", "label", "empty cells"),
+        ("a,label\nx,1\ny,0\n", "label", "column 'a' is not numeric \\(data row 1 holds 'x'\\)"),
+        ("a,label\n1,1\n,0\n", "label", "column 'a' has an empty cell in data row 2; fill it or drop the rows"),
+        ("a,label\n1,1\n2,\n", "label", "column 'label' has an empty cell in data row 2"),
+        ("a,label\n1,1\nNA,0\n", "label", "column 'a' is not numeric \\(data row 2 holds 'NA'\\)"),
         ("label\n1\n0\n", "label", "no feature columns"),
     ],
 )

@@ -59,7 +59,8 @@ def test_every_command_that_reports_speaks_json_with_one_flag(tmp_path):
     assert {row["metric"] for row in verdict["compared"]} >= {"train_loss", "weights.npz"}
     (tmp_path / "rows.csv").write_text("a,b,c,d\n5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n")
     predicted = json.loads(harness("predict", "run.zip", "rows.csv", "--json", cwd=tmp_path, check=True).stdout)
-    assert len(predicted["predictions"]) == 2
+    assert len(predicted["predictions"]) == 2 and all(type(label) is int for label in predicted["predictions"])
+    assert predicted["source"] == "run.zip" and predicted["run_id"] == run_id  # was "run_id": "run.zip"
 
 
 @pytest.mark.e2e

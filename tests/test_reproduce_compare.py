@@ -173,6 +173,10 @@ def test_predict_gives_the_classes_the_run_was_evaluated_with(tmp_path, capsys):
     )
     assert main(["predict", summary["run_id"], str(rows), "--tracking-uri", uri]) == 0
     assert capsys.readouterr().out.split() == [model.classes[i] for i in predicted[:5]]
+    assert main(["predict", summary["run_id"], str(rows), "--tracking-uri", uri, "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)  # wine's labels are the integers 0..2: not "0".."2"
+    assert printed == {"source": summary["run_id"], "run_id": summary["run_id"], "predictions": predicted[:5].tolist()}
+    assert all(type(label) is int for label in printed["predictions"])
     assert main(["predict", "feedface", str(rows), "--tracking-uri", uri]) == 2
 
 

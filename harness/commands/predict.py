@@ -19,7 +19,9 @@ def add_parser(commands):
     predict.add_argument(
         "--json",
         action="store_true",
-        help="print the predictions as one JSON document on stdout",
+        help="print the predictions as one JSON document on stdout: source (the RUN_ID or file given), run_id "
+        "(the run the network comes from; an export's as its run.json names it) and predictions, each in the "
+        "labels' own type (integers stay integers)",
     )
     return predict
 
@@ -27,15 +29,17 @@ def add_parser(commands):
 def run(args):
     from ..common.errors import printable
     from ..records.store import resolve_tracking_uri
-    from ..reproduce.predict import load_logged_model, read_rows
+    from ..reproduce.predict import model_of, open_logged, read_rows, typed_classes
 
-    model = load_logged_model(args.run_id, resolve_tracking_uri(args.tracking_uri))
-    labels = model.predict(read_rows(args.csv, args.label_column, model.n_features))
+    logged = open_logged(args.run_id, resolve_tracking_uri(args.tracking_uri))
+    model = model_of(logged)
+    classes = typed_classes(model.classes)
+    labels = [classes[i] for i in model.predict_indices(read_rows(args.csv, args.label_column, model.n_features))]
     if args.json:
         from ..common.output import emit_json
 
-        emit_json({"run_id": args.run_id, "predictions": labels})
+        emit_json({"source": args.run_id, "run_id": logged.run["run_id"], "predictions": labels})
         return 0
     for label in labels:  # a class name is the training data's: one line each, whatever it holds
-        print(printable(label))
+        print(printable(str(label)))
     return 0

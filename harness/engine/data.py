@@ -109,6 +109,10 @@ def _generated(maker):
 
 
 def _csv(config):
+    """(x, labels, feature names) of a user's CSV: a header row, a label column, numeric features.
+
+    Only an empty cell is missing: "NA", "None" or "null" in the label column are class names as written
+    (pandas would read them as missing), and in a feature column they are text, refused as not numeric."""
     import io
 
     import pandas as pd
@@ -117,34 +121,12 @@ def _csv(config):
 
     content = read_local_file(config.csv, f"csv = {config.csv!r}", CSV_LIMIT, "CSV file")
     try:
-        frame = pd.read_csv(io.BytesIO(content))
+        frame = pd.read_csv(io.BytesIO(content), keep_default_na=False, na_values=[""])
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise ConfigError(f"csv = {config.csv!r}: not a readable CSV file ({_first_line(exc)})") from None
-    header = _header(content)
-    duplicated = sorted({name for name in header if header.count(name) > 1})
-    if duplicated:
-        raise ConfigError(
-            f"{config.csv}: column name {duplicated[0]!r} appears more than once in the header; "
-            "every column needs its own name"
-        )
-    if config.label_column not in frame.columns:
-        raise ConfigError(
-            f"{config.csv}: label_column = {config.label_column!r} is not a column; "
-            f"columns are: {', '.join(map(str, frame.columns))[:300]}"
-        )
-    if frame.empty:  # pandas reads no rows as text columns ("not numeric"): said as what it is
-        raise too_few_rows(config.csv, 0, 2, config)
+    _check_columns(config, frame, _header(content))
     labels = frame.pop(config.label_column)
-    non_numeric = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
-    if non_numeric:
-        raise ConfigError(
-            f"{config.csv}: column {non_numeric[0]!r} is not numeric; "
-            "features must be numbers (encode categories first)"
-        )
-    if frame.isna().any().any() or labels.isna().any():
-        raise ConfigError(f"{config.csv}: has empty cells; fill or drop them first")
-    if frame.shape[1] == 0:
-        raise ConfigError(f"{config.csv}: has no feature columns besides {config.label_column!r}")
+    _check_cells(config.csv, frame, labels)
     x = frame.to_numpy(dtype=np.float64)
     if not np.isfinite(x).all():
         column = frame.columns[int(np.argwhere(~np.isfinite(x))[0][1])]
@@ -153,6 +135,48 @@ def _csv(config):
             "beyond 1.8e308); features must be finite"
         )
     return x, labels.to_numpy(), [str(name) for name in frame.columns]
+
+
+def _check_columns(config, frame, header):
+    """Every column named once, the label column among them, at least one feature, and a data row."""
+    duplicated = sorted({name for name in header if header.count(name) > 1})
+    if duplicated:
+        raise ConfigError(
+            f"{config.csv}: column name {duplicated[0]!r} appears more than once in the header; "
+            "every column needs its own name (the first row is the header)"
+        )
+    if config.label_column not in frame.columns:
+        raise ConfigError(
+            f"{config.csv}: label_column = {config.label_column!r} is not a column; "
+            f"columns are: {', '.join(map(str, frame.columns))[:300]} (the first row is the header; "
+            "columns are separated by commas)"
+        )
+    if frame.empty:  # pandas reads no rows as text columns ("not numeric"): said as what it is
+        raise too_few_rows(config.csv, 0, 2, config)
+    if frame.shape[1] == 1:
+        raise ConfigError(f"{config.csv}: has no feature columns besides {config.label_column!r}")
+
+
+def _check_cells(source, features, labels):
+    """No empty cell anywhere, and numbers only in the features: the first offence named by column and
+    data row (1 is the row after the header)."""
+    import pandas as pd
+
+    for name, column in [*features.items(), (labels.name, labels)]:
+        empty = np.flatnonzero(column.isna().to_numpy())
+        if len(empty):
+            raise ConfigError(
+                f"{source}: column {name!r} has an empty cell in data row {empty[0] + 1}; "
+                "fill it or drop the rows with empty cells first"
+            )
+    for name, column in features.items():
+        if not pd.api.types.is_numeric_dtype(column):
+            text = pd.to_numeric(column, errors="coerce").isna().to_numpy()
+            row = int(np.argmax(text))
+            raise ConfigError(
+                f"{source}: column {name!r} is not numeric (data row {row + 1} holds {str(column.iloc[row])[:40]!r}); "
+                "features must be numbers (encode categories first)"
+            )
 
 
 def _header(content):

@@ -7,18 +7,21 @@ from ..records.runs import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT
 from ..records.weights import LoggedModel, parse_config, parse_weights
 
 
-def load_logged_model(source, uri):
-    """The network of a run in the store at ``uri``, or of an export file (which needs no store)."""
+def open_logged(source, uri):
+    """The logged run ``source`` names: a run in the store at ``uri``, or an export file (which needs no store)."""
     from ..records.logged import ExportedRun, StoredRun, is_export
 
     if is_export(source):
-        logged = ExportedRun(source)
-    else:
-        from ..records.recorder import InlineRecorder
-        from ..records.store import check_exists
+        return ExportedRun(source)
+    from ..records.recorder import InlineRecorder
+    from ..records.store import check_exists
 
-        check_exists(uri, f"run {source!r}")
-        logged = StoredRun(InlineRecorder(uri), source)
+    check_exists(uri, f"run {source!r}")
+    return StoredRun(InlineRecorder(uri), source)
+
+
+def model_of(logged):
+    """A logged run's network, read back checked from its ``config.json`` and ``weights.npz``."""
     config_bytes, weights_bytes = logged.artifact(CONFIG_ARTIFACT), logged.artifact(WEIGHTS_ARTIFACT)
     if config_bytes is None or weights_bytes is None:
         raise HarnessError(
@@ -27,6 +30,19 @@ def load_logged_model(source, uri):
         )
     config = parse_config(config_bytes, f"{logged.where} {CONFIG_ARTIFACT}")
     return LoggedModel(config, parse_weights(weights_bytes, f"{logged.where} {WEIGHTS_ARTIFACT}"))
+
+
+def load_logged_model(source, uri):
+    """The network of a run in the store at ``uri``, or of an export file."""
+    return model_of(open_logged(source, uri))
+
+
+def typed_classes(classes):
+    """The class names in the labels' own type: integers when every name is one (digits' 0..9, a CSV's
+    integer labels), else the strings; the rule the logged MLflow model types its predictions by."""
+    from harness_model import label_type
+
+    return [int(c) for c in classes] if label_type(classes) == "long" else list(classes)
 
 
 def read_rows(path, label_column, n_features):

@@ -14,6 +14,7 @@ from ..common.errors import ConfigError, shown
 from ..engine.config import FIELD_TYPES, MAX_EPOCHS, SEED_MAX, check_methods, make_config
 from ..engine.declared import SETTING_NAME
 from ..engine.methods import add_search_folder, declared_settings, is_custom
+from .paths import resolve_paths
 from .study import (
     DEFAULT_STACK,
     MAX_CONDITIONS,
@@ -135,6 +136,7 @@ def parse_study(data, path):
     conditions = _parse_conditions(check, table, fixed, custom)
     _check_methods(path, fixed, conditions)
     search = _parse_search(check, check.table(data, "search", required=True), fixed, conditions, custom)
+    fixed = resolve_paths(path, table, fixed, conditions)  # before: two spellings of one file are one condition
     _refuse_identical(check, fixed, conditions, search)
     budget = _parse_budget(check, data)
     return Study(

@@ -241,7 +241,7 @@ def resolve(study, trials=None, epochs=None, confirm_seeds=None, stack=None):
             raise ConfigError(f"{study.path}: --epochs leaves nothing to search; add lr to [search]")
         changes["search"] = search
         changes["fixed"] = {**study.fixed, "epochs": epochs}
-        raw["fixed"] = changes["fixed"]
+        raw["fixed"] = {**raw.get("fixed", {}), "epochs": epochs}  # as written: paths stay unresolved
         raw["search"] = {k: v for k, v in raw.get("search", {}).items() if k != "epochs"}
     if changes.get("search") is not None:
         for condition in study.conditions:  # the fixed epoch count must make a valid run everywhere
