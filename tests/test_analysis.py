@@ -230,6 +230,27 @@ def test_findings_state_their_evidence(grid):
     assert max(len(line) for line in text.splitlines()) <= 120
 
 
+def test_a_best_setting_at_the_edge_names_the_key_to_edit_and_how(grid):
+    """The warning said "widen the range" without naming the file, the key or which bound (issue 35)."""
+
+    def search(condition):
+        best = {"mse-sgd": 9.5, "mse-momentum": 9.0, "cross_entropy-sgd": 0.0011}.get(condition, 0.1)
+        return [(best, 0.95, "complete"), (0.3, 0.90, "complete")]
+
+    result = analysis.analyze(grid, _records(grid, lambda c, s: 0.95, search=search))
+    text = format_table(grid, result.table).replace("\n  ", " ")
+    key = "`[search] lr = { low = 0.001, high = 10.0, log = true }`"
+    assert (
+        f"warning: {key} in {grid.path}: the best lr of mse-sgd (9.5) and mse-momentum (9) sit at the high edge, so "
+        "the best may lie beyond it; raise `high` (in a copy of the study with a new `name`: a study's search "
+        "cannot change under its name)"
+    ) in text, text
+    assert f"warning: {key} in {grid.path}: the best lr of cross_entropy-sgd (0.0011) sits at the low edge" in text
+    assert "lower `low`" in text and text.count("warning:") == 2  # cross_entropy-momentum's 0.1 is inside
+    budget = next(s for s in result.findings if s.startswith("By expected best validation score"))
+    assert '([sampler] name = "random" gives exact curves)' in budget  # the key, as the study file writes it
+
+
 def test_diverged_confirmation_seeds_are_said_and_never_reach_the_target(grid):
     frame = _records(grid, lambda c, s: 0.95, target=lambda c, s: {1: 4, 2: 5}.get(s))
     diverged = (frame["kind"] == "confirm") & (frame["condition"] == "mse-sgd") & frame["seed"].isin([3, 4])

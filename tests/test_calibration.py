@@ -313,3 +313,4 @@ def test_the_finding_says_when_nothing_is_tested_and_when_the_temperature_fits_n
     assert "with fewer than 3 seeds per condition no ECE difference is tested" in sentence and not essential
     assert "the gap of 0.255 widens to 0.345" in sentence and "(untested: fewer than 3 seeds)" in sentence
     assert "a tuned on noisy validation labels" in sentence and "a and b" not in sentence  # b's validation is clean
+    assert "clean_validation = true in [fixed] keeps validation clean" in sentence  # the key to change

@@ -259,7 +259,9 @@ def test_compare_opens_no_storage_that_a_tag_names_outside_the_store(workdir, ca
     assert not (workdir / "named").exists()
     (workdir / "empty.journal").write_text("")
     assert main([*named, str(workdir / "empty.journal")]) == 0
-    assert "holds no search of study 'tiny': the report has no Optuna plots" in capsys.readouterr().err
+    said = capsys.readouterr().err
+    assert "holds no search of study 'tiny': the report has no Optuna plots" in said
+    assert "name the storage the sweep used with --storage" in said
 
 
 def test_a_damaged_store_is_found_before_optuna_creates_anything(workdir, capsys):

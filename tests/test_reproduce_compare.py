@@ -147,6 +147,17 @@ def test_compare_formats(finished, capsys, tmp_path, fmt, marker):
     assert marker in capsys.readouterr().out
 
 
+def test_compare_opens_with_the_answer_and_ends_with_where_its_terms_are_explained(finished, capsys, tmp_path):
+    from tests.test_glossary import headings, pointers
+
+    assert main(["compare", "tinycmp", "--tracking-uri", finished["uri"], "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("answer: ") and printed.index("findings:") < printed.index("paired differences")
+    named = pointers(printed)
+    assert named[0] == "the-answer" and "p-values-and-holm-correction" in named and set(named) <= headings()
+    assert printed.index("report: ") < printed.index("Explained in docs/statistics.md: ")
+
+
 def test_compare_unknown_study(finished, capsys):
     assert main(["compare", "nosuchstudy", "--tracking-uri", finished["uri"]]) == 2
     assert "no sweep runs" in capsys.readouterr().err

@@ -15,6 +15,7 @@ from harness.cli import main
 from harness.sweep.conditions import retried_from, trial_state
 from tests.conftest import TINY_STUDY
 from tests.helpers import ROOT, mlflow_runs, optuna_trials, write_study
+from tests.test_glossary import headings, pointers
 
 TINY = TINY_STUDY
 pytestmark = pytest.mark.e2e
@@ -31,6 +32,7 @@ def test_sweep_records_every_trial_once_and_confirms_on_test(workdir, capsys):
     assert {"create_run", "record_run"} <= set(stats["recorder_busy_seconds"])
     assert all(seconds > 0 for seconds in stats["recorder_busy_seconds"].values())
     assert "test accuracy [95% CI]" in captured.err and "findings:" in captured.err
+    assert document["answer"] and "answer: " + " ".join(document["answer"]) in captured.err.replace("\n  ", " ")
 
     trials = optuna_trials(workdir)
     client, runs = mlflow_runs(workdir)
@@ -73,7 +75,14 @@ def test_sweep_records_every_trial_once_and_confirms_on_test(workdir, capsys):
     runs = [r for r in mlflow_runs(workdir)[1] if r.data.tags["harness.kind"] != "reproduce"]
 
     assert main(["sweep", write_study(workdir)]) == 0  # resume: nothing left to do
-    assert "0 trials and 0 confirmation runs" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "0 trials and 0 confirmation runs" in printed
+    lines = printed.splitlines()  # the answer first, under the header; last, where its terms are explained
+    assert lines[0].startswith("study tiny: ") and lines[1].startswith("answer: ")
+    assert printed.index("answer: ") < printed.index("findings:") < printed.index("test accuracy [95% CI]")
+    named = pointers(printed)
+    assert named[0] == "the-answer" and set(named) <= headings()
+    assert lines[-1].rstrip().endswith(f"#{named[-1]}")
     assert len(mlflow_runs(workdir)[1]) == len(runs) + 1  # + the reproduction
 
 
@@ -387,3 +396,21 @@ def test_a_piped_sweep_says_how_far_it_is_while_it_runs(workdir, capsys, monkeyp
     bars = command._Progress(resolve(load_study(write_study(workdir)), trials=2, epochs=2, confirm_seeds=1), None)
     bars._open()
     assert [bar.n for bar in bars.bars] == [2, 2] and all(bar.format_dict["initial"] == 2 for bar in bars.bars)
+
+
+def test_a_smaller_budget_than_an_earlier_sweeps_names_the_key_to_change(tmp_path):
+    """The extended study stays at its larger budget; the message names the study file's `name` key."""
+    import io
+
+    import optuna
+
+    from harness.studies.parse import load_study
+    from harness.sweep.preparation import at_standing_budget
+
+    study = load_study(write_study(tmp_path))
+    storage = optuna.storages.InMemoryStorage()
+    optuna.create_study(study_name=f"tiny/{study.conditions[0].name}/confirm-after-24-trials", storage=storage)
+    err = io.StringIO()
+    assert at_standing_budget(study, storage, err).trials == 24
+    assert f"stays at 24, not {study.trials}" in err.getvalue()
+    assert f"give the study a new `name` in {study.path} to run a smaller one" in err.getvalue()

@@ -253,7 +253,7 @@ def _scaling(settings, pairs, best, worst):
     if noisy:
         text += (
             f" ({' and '.join(dict.fromkeys(noisy))} tuned on noisy validation labels, so the temperature fits the "
-            "noise, not the clean test labels)"
+            "noise, not the clean test labels; clean_validation = true in [fixed] keeps validation clean)"
         )
     return text
 

@@ -129,7 +129,10 @@ def _accuracy(study, analysis, rows, dataset, where):
     if failed:
         spread += "; " + "; ".join(failed)
     if not len(tested):
-        return f"{spread}; with fewer than 3 seeds per condition no difference is tested.", bool(failed)
+        return (
+            f"{spread}; with fewer than 3 seeds per condition no difference is tested ([confirm] seeds sets them).",
+            bool(failed),
+        )
     total = int((analysis.pairs["verdict"] != "untested").sum())
     significant = tested[tested["significant"]]
     verdicts = (
@@ -315,7 +318,8 @@ def _budget(study, analysis):
     scale = "" if is_accuracy(study) else f"; the curves are {analysis.budget_scale}"
     tie = " or they are less than one validation example apart" if is_accuracy(study) else ""
     caveat = (
-        '; TPE\'s trials are not independent draws, so E_k is approximate (sampler = "random" gives exact curves)'
+        '; TPE\'s trials are not independent draws, so E_k is approximate ([sampler] name = "random" gives exact '
+        "curves)"
         if study.sampler == "tpe"
         else ""
     )

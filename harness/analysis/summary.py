@@ -204,10 +204,9 @@ def _typed(param, value):
 
 def format_table(study, table):
     """Two narrow tables (results, then tuning), the notes that say how to read them, and edge warnings."""
-    import textwrap
 
     results, tuning, notes = table_frames(study, table)
-    wrapped = [textwrap.fill(n, 110, subsequent_indent="  ") for n in notes]
+    wrapped = [fill(n) for n in notes]
     runs = pd.DataFrame(
         {
             "condition": table["condition"],
@@ -260,14 +259,56 @@ def table_frames(study, table):
             f"good lr: width of the learning rates scoring within {study.tolerance:g} {study.objective} of the best "
             "of any condition on the same data set"
         )
-    warnings = [
-        f"warning: {row.condition}: best {edge.split(':')[0]} sits at the {edge.split(':')[1]} edge of "
-        "its search range; widen the range"
-        for row in table.itertuples()
-        for edge in row.at_edge.split(",")
-        if edge
-    ]
-    return results, tuning, notes + warnings
+    return results, tuning, notes + edge_warnings(study, table)
+
+
+def edge_warnings(study, table):
+    """One warning per searched setting and edge where a condition's best value sits, naming the key of the
+    study file to edit and how: a best at the edge may lie beyond the range searched."""
+    from .answer import joined
+
+    at = {}
+    for row in table.to_dict("records"):
+        for edge in filter(None, row["at_edge"].split(",")):
+            name, side = edge.split(":")
+            at.setdefault((name, side), []).append(f"{row['condition']} ({_number(row[f'best_{name}'])})")
+    said = []
+    for (name, side), where in at.items():
+        param = next(p for p in study.search if p.name == name)
+        change = "raise `high`" if side == "high" else "lower `low`"
+        verb = "sits" if len(where) == 1 else "sit"
+        said.append(
+            f"warning: `[search] {name} = {search_range(param)}` in {study.path}: the best {name} of "
+            f"{joined(where)} {verb} at the {side} edge, so the best may lie beyond it; {change} (in a copy of the "
+            "study with a new `name`: a study's search cannot change under its name)"
+        )
+    return said
+
+
+def search_range(param):
+    """A searched setting's range as the study file writes it: { low = 5, high = 60 }."""
+    log = ", log = true" if param.log else ""
+    return f"{{ low = {param.low!r}, high = {param.high!r}{log} }}"
+
+
+def format_opening(study, analysis):
+    """The first lines of a printed comparison: the answer in plain words, then the findings, its evidence."""
+    from .answer import answer, format_answer
+
+    return format_answer(answer(study, analysis)) + format_findings(analysis.findings)
+
+
+def fill(text, first="", rest="  "):
+    """``text`` wrapped to 110 columns, never inside a `quoted key` (a key to copy stays on one line) nor at
+    a hyphen of a condition's name."""
+    import re
+    import textwrap
+
+    kept = re.sub(r"`[^`]*`", lambda quoted: quoted[0].replace(" ", "\0"), text)
+    wrapped = textwrap.fill(
+        kept, 110, initial_indent=first, subsequent_indent=rest, break_on_hyphens=False, break_long_words=False
+    )
+    return wrapped.replace("\0", " ")
 
 
 def format_findings(sentences):
@@ -278,7 +319,7 @@ def format_findings(sentences):
         return ""
     lines = ["findings:"]
     for sentence in sentences:
-        lines += textwrap.wrap(sentence, 110, initial_indent="  - ", subsequent_indent="    ")
+        lines += textwrap.wrap(sentence, 110, initial_indent="  - ", subsequent_indent="    ", break_on_hyphens=False)
     return "\n".join(lines) + "\n"
 
 

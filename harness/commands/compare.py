@@ -53,7 +53,7 @@ def _records(frame):
 
 def run(args):
     from ..analysis.compare import run_compare
-    from ..analysis.summary import format_findings, format_pairs, format_table, render
+    from ..analysis.summary import render
     from ..common.output import emit_json
     from ..records.store import resolve_tracking_uri
 
@@ -68,9 +68,12 @@ def run(args):
     for model, version, run_id in comparison.registered:
         print(f"registered {model} version {version} (run {run_id})", file=sys.stderr)
     if args.format == "json" or args.json:
+        from ..analysis.answer import answer
+
         emit_json(
             {
                 "study": name,
+                "answer": answer(comparison.study, comparison.analysis),
                 "findings": comparison.analysis.findings,
                 "conditions": comparison.table.to_dict(orient="records"),
                 "pairs": comparison.pairs.to_dict(orient="records"),
@@ -96,18 +99,7 @@ def run(args):
         print()
         print(render(comparison.pairs, args.format))
         return 0
-    print(format_findings(comparison.analysis.findings))
-    print(format_table(comparison.study, comparison.table))
-    print("\n" + format_pairs(comparison.analysis))
-    if comparison.analysis.calibration is not None:
-        from ..analysis.calibration import format_calibration
-
-        print("\n" + format_calibration(comparison.analysis))
-    if comparison.leaderboard:
-        from ..analysis.leaderboard import format_leaderboard
-
-        print("\n" + format_leaderboard(comparison.leaderboard))
-    print(f"\nreport: {comparison.folder / 'report.html'} (plots beside it, and on each condition's MLflow run)")
+    print_table(comparison)
     return 0
 
 
@@ -116,3 +108,29 @@ def _board_json(board):
     if board is None:
         return None
     return {**board, "frame": board["frame"].to_dict(orient="records")}
+
+
+def print_table(comparison):
+    """The comparison as text: the answer in plain words, the findings and tables that are its evidence,
+    the report's place, and last where each term it used is explained."""
+    from ..analysis.glossary import explained
+    from ..analysis.summary import format_opening, format_pairs, format_table
+
+    printed = [
+        format_opening(comparison.study, comparison.analysis),
+        format_table(comparison.study, comparison.table),
+        "\n" + format_pairs(comparison.analysis),
+    ]
+    if comparison.analysis.calibration is not None:
+        from ..analysis.calibration import format_calibration
+
+        printed.append("\n" + format_calibration(comparison.analysis))
+    if comparison.leaderboard:
+        from ..analysis.leaderboard import format_leaderboard
+
+        printed.append("\n" + format_leaderboard(comparison.leaderboard))
+    report = comparison.folder / "report.html"
+    printed.append(f"\nreport: {report} (plots beside it, and on each condition's MLflow run)")
+    for text in printed:
+        print(text)
+    print(explained("\n".join(printed)))

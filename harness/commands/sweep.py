@@ -140,9 +140,12 @@ def run(args):
     progress.close()
     report(result, uri, sys.stderr if args.json else sys.stdout)
     if args.json:
+        from ..analysis.answer import answer
+
         emit_json(
             {
                 "study": result.study.name,
+                "answer": answer(result.study, result.analysis),
                 "summary": result.table.to_dict(orient="records"),
                 "findings": result.analysis.findings,
                 "stats": [s.__dict__ for s in result.stats],
@@ -154,27 +157,27 @@ def run(args):
 
 
 def report(result, uri, out):
-    """The summary as the sweep ran it (at its standing budget): header, findings, tables, what this
-    invocation did."""
-    from ..analysis.summary import format_findings, format_table
+    """The summary as the sweep ran it (at its standing budget): header, the answer in plain words, the
+    findings and tables that are its evidence, what this invocation did, and where each term is explained."""
+    from ..analysis.glossary import explained
+    from ..analysis.summary import format_opening, format_table
 
     study = result.study
-    print(
-        f"study {study.name}: {len(study.conditions)} conditions x {study.trials} trials, objective "
-        f"{study.objective} ({study.direction}); storage {redact(result.plan.storage_url)}; tracking {redact(uri)}",
-        file=out,
-    )
-    print(format_findings(result.analysis.findings), file=out)
-    print(format_table(study, result.table), file=out)
     trials = sum(s.trials for s in result.stats)
     reused = sum(getattr(s, "confirms_reused", 0) for s in result.stats)
-    print(
+    printed = [
+        f"study {study.name}: {len(study.conditions)} conditions x {study.trials} trials, objective "
+        f"{study.objective} ({study.direction}); storage {redact(result.plan.storage_url)}; tracking {redact(uri)}",
+        format_opening(study, result.analysis),
+        format_table(study, result.table),
         f"{trials} trials and {sum(s.confirms for s in result.stats)} confirmation runs in this invocation"
         + (f", {reused} confirmation seeds re-used from a smaller budget (best trial unchanged)" if reused else "")
         + (f", {result.repaired} re-run after their records were lost" if result.repaired else "")
         + f", {result.wall_seconds:.1f} s wall with {len(result.stats)} worker(s)",
-        file=out,
-    )
+    ]
+    for text in printed:
+        print(text, file=out)
+    print(explained("\n".join(printed)), file=out)
 
 
 class _Progress:

@@ -65,7 +65,8 @@ def optuna_plots(study: Study, storage_address: str | None, folder: Path) -> lis
             made.append(path)
     if not found:
         print(
-            f"warning: {redact(url)} holds no search of study {study.name!r}: the report has no Optuna plots",
+            f"warning: {redact(url)} holds no search of study {study.name!r}: the report has no Optuna plots (for "
+            "them, name the storage the sweep used with --storage: the sweep's first line says which)",
             file=sys.stderr,
         )
     return made

@@ -126,7 +126,7 @@ def at_standing_budget(study, storage, err=None):
     print(
         f"harness sweep: {study.name} was extended to {before} trials per condition by an earlier sweep; it "
         f"stays at {before}, not {study.trials} (a smaller budget never replaces a larger one's result; give the "
-        "study a new name to run a smaller one)",
+        f"study a new `name` in {study.path} to run a smaller one)",
         file=err or sys.stderr,
     )
     return dataclasses.replace(study, trials=before)
