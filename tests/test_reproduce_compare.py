@@ -179,9 +179,8 @@ def test_predict_gives_the_classes_the_run_was_evaluated_with(tmp_path, capsys):
     assert np.mean(predicted == split.y_test) == pytest.approx(summary["metrics"]["test_accuracy"])
 
     rows = tmp_path / "rows.csv"
-    rows.write_text(
-        "\n".join([",".join(f"f{i}" for i in range(13))] + [",".join(repr(float(v)) for v in r) for r in raw_test[:5]])
-    )
+    names = split.feature_names
+    rows.write_text("\n".join([",".join(names)] + [",".join(repr(float(v)) for v in r) for r in raw_test[:5]]))
     assert main(["predict", summary["run_id"], str(rows), "--tracking-uri", uri]) == 0
     assert capsys.readouterr().out.split() == [model.classes[i] for i in predicted[:5]]
     assert main(["predict", summary["run_id"], str(rows), "--tracking-uri", uri, "--json"]) == 0
@@ -191,8 +190,55 @@ def test_predict_gives_the_classes_the_run_was_evaluated_with(tmp_path, capsys):
     assert main(["predict", "feedface", str(rows), "--tracking-uri", uri]) == 2
 
 
+def test_predict_matches_columns_by_name_and_refuses_columns_it_cannot_match(tmp_path, capsys):
+    """A CSV with the training columns in another order predicts the same (it predicted from the wrong
+    features, exit 0, when columns were taken by position); a renamed or missing column is refused."""
+    import pandas as pd
+
+    from harness.engine.config import make_config
+    from harness.engine.data import load_split
+
+    uri = f"sqlite:///{tmp_path / 'p.db'}"
+    assert main(["train", "--dataset", "wine", "--epochs", "5", "--tracking-uri", uri, "--json"]) == 0
+    run_id = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["run_id"]
+    split = load_split(make_config({"dataset": "wine"}))
+    raw = pd.DataFrame(split.x_test * split.scaler_scale + split.scaler_mean, columns=split.feature_names)
+
+    def predicted(frame, name):
+        frame.to_csv(tmp_path / name, index=False)
+        code = main(["predict", run_id, str(tmp_path / name), "--tracking-uri", uri, "--json"])
+        captured = capsys.readouterr()
+        return code, (json.loads(captured.out)["predictions"] if code == 0 else captured.err)
+
+    code, in_order = predicted(raw, "rows.csv")
+    assert code == 0 and len(in_order) == len(raw)
+    assert predicted(raw[raw.columns[::-1]], "reversed.csv") == (0, in_order)
+    code, said = predicted(raw.rename(columns={"alcohol": "Alcohol"}), "renamed.csv")
+    assert code == 2 and "lacks 1 of the model's feature columns ('alcohol')" in said and "'Alcohol'" in said
+    code, said = predicted(raw.drop(columns=["proline"]), "short.csv")
+    assert code == 2 and "'proline'" in said and "in any order" in said
+
+
 @pytest.mark.parametrize("argv", [["ui"], ["compare", "tiny"], ["reproduce", "abc"], ["predict", "abc", "rows.csv"]])
 def test_an_unreachable_tracking_server_is_one_line_and_exit_2(capsys, argv):
     assert main([*argv, "--tracking-uri", "http://127.0.0.1:9"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "tracking URI http://127.0.0.1:9: no MLflow server answers there" in err
+
+
+def test_weights_logged_before_feature_names_were_kept_still_reproduce_and_bad_names_are_refused():
+    import io
+
+    from harness.common.errors import HarnessError
+    from harness.records.weights import parse_weights
+    from harness.reproduce.reproduction import compare_weights
+
+    network = {"weight_0": np.ones((2, 3)), "bias_0": np.zeros(3), "classes": np.array(["a", "b", "c"])}
+    mine = {**network, "features": np.array(["x", "y"])}
+    assert compare_weights(network, mine)["beyond"] is None  # an old record has no names: not a mismatch
+    assert compare_weights({**network, "features": np.array(["y", "x"])}, mine)["beyond"][0] == "features"
+    for names in (["x"], ["x", "x"], [1.0, 2.0]):
+        buffer = io.BytesIO()
+        np.savez(buffer, **network, features=np.array(names))
+        with pytest.raises(HarnessError, match="features does not hold one distinct name per input feature"):
+            parse_weights(buffer.getvalue(), "forged weights.npz")

@@ -34,7 +34,7 @@ def run(args):
     logged = open_logged(args.run_id, resolve_tracking_uri(args.tracking_uri))
     model = model_of(logged)
     classes = typed_classes(model.classes)
-    labels = [classes[i] for i in model.predict_indices(read_rows(args.csv, args.label_column, model.n_features))]
+    labels = [classes[i] for i in model.predict_indices(read_rows(args.csv, args.label_column, model))]
     if args.json:
         from ..common.output import emit_json
 

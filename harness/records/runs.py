@@ -45,6 +45,8 @@ def save_weights(network, path, split):
     arrays.update({f"bias_{i}": b for i, b in enumerate(network.biases)})
     if split.scaler_mean is not None:
         arrays.update(scaler_mean=split.scaler_mean, scaler_scale=split.scaler_scale)
+    if split.feature_names:  # predict matches a CSV's columns by these names, not by their order
+        arrays.update(features=np.array(split.feature_names, dtype=str))
     np.savez(path, classes=np.array(split.classes, dtype=str), **arrays)
 
 

@@ -27,6 +27,10 @@ class LoggedModel:
         self.classes = [str(c) for c in arrays["classes"]]
         self.network = Model(weights, biases, config.activation)
         self.mean, self.scale = arrays.get("scaler_mean"), arrays.get("scaler_scale")
+        names = arrays.get("features")
+        self.features = None if names is None else [str(n) for n in names]
+        """The training file's feature columns in the network's input order (None: a run logged before
+        they were kept, matched by count alone)."""
 
     @property
     def n_features(self):
@@ -125,6 +129,9 @@ def parse_weights(content, where):
     if classes.ndim != 1 or len(classes) != previous:
         raise HarnessError(f"{where}: classes of shape {classes.shape}; the network has {previous} outputs")
     features = arrays["weight_0"].shape[0]
+    names = arrays.get("features")
+    if names is not None and (names.shape != (features,) or names.dtype.kind != "U" or len(set(names)) != features):
+        raise HarnessError(f"{where}: features does not hold one distinct name per input feature ({features})")
     for key in ("scaler_mean", "scaler_scale"):
         value = arrays.get(key)
         if value is None:

@@ -45,7 +45,9 @@ def typed_classes(classes):
     return [int(c) for c in classes] if label_type(classes) == "long" else list(classes)
 
 
-def read_rows(path, label_column, n_features):
+def read_rows(path, label_column, model):
+    """The rows of a CSV as the network's inputs: columns matched to the training file's by name (so a
+    file with its columns in another order predicts the same), or by count for a run logged without names."""
     import io
 
     import pandas as pd
@@ -59,12 +61,42 @@ def read_rows(path, label_column, n_features):
         raise ConfigError(f"{path}: not a readable CSV file ({str(exc).splitlines()[0][:200]})") from None
     if label_column in frame.columns:
         frame = frame.drop(columns=[label_column])
+    if model.features is not None:
+        frame = _in_model_order(frame, model.features, path)
     non_numeric = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
     if non_numeric:
         raise ConfigError(f"{path}: column {non_numeric[0]!r} is not numeric")
-    if frame.shape[1] != n_features:
-        raise ConfigError(f"{path}: has {frame.shape[1]} feature columns; the model takes {n_features}")
+    if frame.shape[1] != model.n_features:
+        raise ConfigError(f"{path}: has {frame.shape[1]} feature columns; the model takes {model.n_features}")
     rows = frame.to_numpy(dtype=np.float64)
     if not np.isfinite(rows).all():
         raise ConfigError(f"{path}: holds empty cells or infinite values; every feature must be a finite number")
     return rows
+
+
+def _in_model_order(frame, features, path):
+    """``frame``'s columns in the order the network was trained on; a missing or unknown column is refused
+    (a guess by position would predict from the wrong features and still exit 0)."""
+    columns = [str(c) for c in frame.columns]
+    missing = [name for name in features if name not in columns]
+    unknown = [name for name in columns if name not in features]
+    if missing or unknown:
+        said = []
+        if missing:
+            said.append(
+                f"lacks {len(missing)} of the model's feature columns ({', '.join(map(repr, missing[:5]))}"
+                + (", ..." if len(missing) > 5 else "")
+                + ")"
+            )
+        if unknown:
+            said.append(
+                f"has {len(unknown)} column(s) the model was not trained on ({', '.join(map(repr, unknown[:5]))}"
+                + (", ..." if len(unknown) > 5 else "")
+                + ")"
+            )
+        raise ConfigError(
+            f"{path}: {'; '.join(said)}; the header must name the training file's feature columns "
+            f"({', '.join(features[:5])}{', ...' if len(features) > 5 else ''}), in any order"
+        )
+    frame.columns = columns
+    return frame[features]
