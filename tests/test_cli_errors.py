@@ -154,7 +154,7 @@ def test_tampered_artifacts(logged, capsys, tmp_path, name, tamper, expected):
     path = logged["artifacts"] / name
     saved = path.read_bytes()
     rows = tmp_path / "rows.csv"
-    rows.write_text("a,b,c,d\n1,2,3,4\n")
+    rows.write_text("sepal length (cm),sepal width (cm),petal length (cm),petal width (cm)\n1,2,3,4\n")
     try:
         tamper(path)
         if path.suffix == ".npz" and not path.exists():

@@ -214,7 +214,15 @@ def test_three_workers_one_killed_finish_one_study(stores, tmp_path):
     assert again.returncode == 0, out + err
 
     rows = tmp_path / "rows.csv"
-    rows.write_text("\n".join(["a,b,c,d", "5.1,3.5,1.4,0.2", "6.7,3.0,5.2,2.3"]))
+    rows.write_text(
+        "\n".join(
+            [
+                "sepal length (cm),sepal width (cm),petal length (cm),petal width (cm)",
+                "5.1,3.5,1.4,0.2",
+                "6.7,3.0,5.2,2.3",
+            ]
+        )
+    )
     predict = _harness(
         "predict", retried.user_attrs["mlflow_run_id"], str(rows), "--tracking-uri", tracking_uri, cwd=tmp_path
     )

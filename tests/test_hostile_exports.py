@@ -220,7 +220,10 @@ def test_predict_prints_class_names_one_line_each_and_reads_no_curves(exported, 
     weights = io.BytesIO()
     np.savez(weights, **arrays)
     forge(exported, tmp_path / "names.zip", members={"weights.npz": weights.getvalue(), "curves.json": b"[" * 10})
-    (tmp_path / "rows.csv").write_text("a,b,c,d\n" + "5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n" * 20)
+    (tmp_path / "rows.csv").write_text(
+        "sepal length (cm),sepal width (cm),petal length (cm),petal width (cm)\n"
+        + "5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n" * 20
+    )
     done = harness("predict", "names.zip", "rows.csv", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()

@@ -30,7 +30,9 @@ def test_an_exported_run_reproduces_and_predicts_in_a_fresh_folder_with_no_store
     checked = harness("reproduce", "run.zip", cwd=away)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "reproduced exactly: 37 metrics" in checked.stdout and "not logged" in checked.stdout
-    (away / "rows.csv").write_text("a,b,c,d\n5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n")
+    (away / "rows.csv").write_text(
+        "sepal length (cm),sepal width (cm),petal length (cm),petal width (cm)\n5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n"
+    )
     far = harness("predict", "run.zip", "rows.csv", cwd=away, check=True)
     near = harness("predict", run_id, str(away / "rows.csv"), cwd=home, check=True)
     assert far.stdout == near.stdout and len(far.stdout.split()) == 2
@@ -57,7 +59,9 @@ def test_every_command_that_reports_speaks_json_with_one_flag(tmp_path):
     verdict = json.loads(harness("reproduce", run_id, "--json", cwd=tmp_path, check=True).stdout)
     assert verdict["reproduced"] is True and verdict["run_id"] == run_id and verdict["reproduction_run_id"]
     assert {row["metric"] for row in verdict["compared"]} >= {"train_loss", "weights.npz"}
-    (tmp_path / "rows.csv").write_text("a,b,c,d\n5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n")
+    (tmp_path / "rows.csv").write_text(
+        "sepal length (cm),sepal width (cm),petal length (cm),petal width (cm)\n5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n"
+    )
     predicted = json.loads(harness("predict", "run.zip", "rows.csv", "--json", cwd=tmp_path, check=True).stdout)
     assert len(predicted["predictions"]) == 2 and all(type(label) is int for label in predicted["predictions"])
     assert predicted["source"] == "run.zip" and predicted["run_id"] == run_id  # was "run_id": "run.zip"

@@ -143,7 +143,9 @@ def test_train_records_the_source_and_reproduces_export_and_predict(project, tmp
     assert again.returncode == 0 and "reproduced exactly" in again.stdout, again.stderr
 
     rows = elsewhere / "rows.csv"
-    rows.write_text("a,b,c,d\n5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n")
+    rows.write_text(
+        "sepal length (cm),sepal width (cm),petal length (cm),petal width (cm)\n5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n"
+    )
     predicted = harness("predict", "run.zip", str(rows), cwd=elsewhere)
     assert predicted.returncode == 0, predicted.stderr
     assert len(predicted.stdout.split()) == 2

@@ -25,7 +25,14 @@ def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("model")
     done = harness("train", "--dataset", "iris", "--epochs", "20", "--hidden", "8", "--json", cwd=folder, check=True)
     rows = folder / "rows.csv"
-    rows.write_text("\n".join(["a,b,c,d", *(",".join(map(str, r)) for r in ROWS)]))
+    rows.write_text(
+        "\n".join(
+            [
+                "sepal length (cm),sepal width (cm),petal length (cm),petal width (cm)",
+                *(",".join(map(str, r)) for r in ROWS),
+            ]
+        )
+    )
     return {"folder": folder, "run_id": json.loads(done.stdout)["run_id"], "rows": rows}
 
 

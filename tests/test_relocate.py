@@ -38,7 +38,9 @@ def test_a_copied_project_works_without_its_original(tmp_path):
 
     reproduced = harness("reproduce", confirm, cwd=copy, check=True)
     assert "reproduced exactly" in reproduced.stdout and "moved" not in reproduced.stderr  # relocated once
-    (copy / "rows.csv").write_text("a,b,c,d\n5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n")
+    (copy / "rows.csv").write_text(
+        "sepal length (cm),sepal width (cm),petal length (cm),petal width (cm)\n5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n"
+    )
     assert len(harness("predict", confirm, "rows.csv", cwd=copy, check=True).stdout.split()) == 2
     resumed = harness("sweep", "tiny.toml", "--confirm-seeds", "3", cwd=copy, check=True)
     assert "0 trials and 0 confirmation runs in this invocation" in resumed.stdout
