@@ -276,6 +276,17 @@ def test_a_changed_study_under_the_same_name_is_refused(workdir, capsys):
     assert "already exists in the storage with other settings" in capsys.readouterr().err
 
 
+def test_a_changed_confirm_vary_under_the_same_name_is_refused(workdir, capsys):
+    """`[confirm] vary` was editable in place: seeds confirmed on the fixed split and new seeds on their
+    own splits were then tested as one sample of own-split seeds (exit 0)."""
+    assert main(["sweep", write_study(workdir), "--trials", "1", "--epochs", "2", "--confirm-seeds", "1"]) == 0
+    varied = write_study(workdir, TINY.replace("seeds = 2", 'seeds = 2\nvary = ["init", "split"]'))
+    assert main(["sweep", varied, "--trials", "1", "--epochs", "2", "--confirm-seeds", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "confirmed with vary = ['init']" in err and "new `name`" in err and len(err.splitlines()) == 1
+    assert main(["sweep", write_study(workdir), "--trials", "1", "--epochs", "2", "--confirm-seeds", "1"]) == 0
+
+
 def test_a_refused_edit_names_the_setting_and_creates_no_optuna_study(workdir, capsys):
     """A new condition was refused only after its Optuna study and queued seeds had been created."""
     from tests.helpers import optuna_trials

@@ -181,8 +181,8 @@ def _equivalence(study, pairs):
         many = f"{len(limited)} of the inconclusive pairs (* above; 'rows' in the table)"
         text += (
             f"; for {'it' if len(limited) == 1 and len(open_) == 1 else many} no number of seeds would detect "
-            f"{margin}: the {rows}fixed test rows alone are too few (vary the split per seed, [confirm] vary = "
-            '["init", "split"], or test on more rows)'
+            f"{margin}: the {rows}fixed test rows alone are too few (vary the split per seed: "
+            '[confirm] vary = ["init", "split"] in a copy of the study with a new name, or test on more rows)'
         )
     return text
 

@@ -64,6 +64,13 @@ def check_unchanged(
                 + "; give the edited study a new name (or delete its records)"
             )
         _check_methods(study, search.user_attrs.get("method_digests"), methods)
+        vary = search.user_attrs.get("confirm_vary")
+        if vary is not None and vary != study.confirm_vary:
+            raise HarnessError(
+                f"{study.path}: [confirm] vary = {study.confirm_vary} in study {study.name!r}, whose seeds were "
+                f"confirmed with vary = {vary}: seeds on one split and seeds on their own splits cannot be "
+                "compared as one sample; put it back, or give the edited study a new `name`"
+            )
         seen = search.user_attrs.get("data_digest")
         if seen is not None and data_digests.get(name) not in (None, seen):
             raise HarnessError(
@@ -125,6 +132,8 @@ def prepare_studies(
         if attrs.get("search_id") is None:
             fresh = attrs.get("settings_digest") is None
             search.set_user_attr("search_id", uuid.uuid4().hex[:12] if fresh else LEGACY_SEARCH)
+        if attrs.get("confirm_vary") is None:  # a study begun before this was kept: from now on
+            search.set_user_attr("confirm_vary", study.confirm_vary)
         if attrs.get("method_digests") is None and methods:
             search.set_user_attr("method_digests", methods)
         if attrs.get("data_digest") is None and condition.name in data_digests:
