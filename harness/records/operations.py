@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..common.errors import HarnessError
 from .models import has_model, log_model, register_model
+from .notes import NOTE_TAG
 from .store import artifact_root
 
 if TYPE_CHECKING:
@@ -249,7 +250,7 @@ def publish_result(client: MlflowClient, run_id: str, result: dict[str, Any], ar
     for begin in range(0, len(points), METRICS_PER_BATCH):
         client.log_batch(run_id, metrics=points[begin : begin + METRICS_PER_BATCH])
     write_artifacts(client, run_id, artifacts)
-    client.log_batch(run_id, tags=[RunTag("mlflow.note.content", result["note"]), RunTag(RESULT_TAG, result["digest"])])
+    client.log_batch(run_id, tags=[RunTag(NOTE_TAG, result["note"]), RunTag(RESULT_TAG, result["digest"])])
     return run_id
 
 

@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from ..engine.calibration import FIGURES
+from .notes import NOTE_TAG, escape
 from .table import current
 
 NOT_CURVES = {
@@ -107,7 +108,8 @@ def mean_curves(seeds, curve):
 
 
 def describe(study, condition, row):
-    """The condition in words (Markdown): what it sets, what was searched, what won, how sure."""
+    """The condition in words (Markdown, every value escaped: ``notes.escape``): what it sets, what was
+    searched, what won, how sure."""
     settings = ", ".join(f"{k} = {v}" for k, v in condition.settings.items())
     fixed = ", ".join(f"{k} = {v}" for k, v in study.fixed.items())
     searched = ", ".join(
@@ -119,8 +121,8 @@ def describe(study, condition, row):
     )
     mean, low, high = row["test_accuracy_mean"], row["test_accuracy_ci_low"], row["test_accuracy_ci_high"]
     accuracy = "n/a" if _missing(mean) else f"{mean:.4f}" + ("" if _missing(low) else f" [{low:.4f}, {high:.4f}]")
-    return (
-        f"**{condition.name}**: {settings}.\n\nShared by every condition of study {study.name}: {fixed}.\n\n"
+    return f"**{escape(condition.name)}**: {escape(settings)}.\n\n" + escape(
+        f"Shared by every condition of study {study.name}: {fixed}.\n\n"
         f"Searched with {row['trials']} trials ({study.sampler}, pruner {study.pruner}): {searched}; best: "
         f"{best or 'none'}.\n\nTest accuracy over {row['seeds']} confirmation seeds: {accuracy} (95% interval)."
     )
@@ -171,7 +173,10 @@ def model_note(run_id, model_run):
 
     return {
         MODEL_RUN_TAG: model_run,
-        "mlflow.note.content": f'This seed logged no MLflow model (confirm.models = "first"): its condition\'s '
-        f"model is on run {model_run}. `harness predict {run_id} ROWS.csv` and `harness export {run_id}` "
-        "work for this seed from its weights.npz.",
+        NOTE_TAG: escape(
+            f'This seed logged no MLflow model (confirm.models = "first"): its condition\'s model is on run '
+            f"{model_run}. "
+        )
+        + f"`harness predict {run_id} ROWS.csv` and `harness export {run_id}` work for this seed from its "
+        + escape("weights.npz."),
     }

@@ -15,6 +15,7 @@ from ..common.urls import redact
 from ..engine.data import data_key, load_split
 from ..engine.methods import method_digests
 from ..engine.training import check_memory
+from ..records.notes import NOTE_TAG, escape
 from ..records.operations import HARNESS_TAG
 from ..records.provenance import source_tags
 from ..records.runs import dataset_input, param_text
@@ -101,7 +102,7 @@ def prepare(study, options, recorder, splits):
 def prepare_parents(study, options, recorder, searches, storage_url, splits):
     """The experiment and one parent run per condition, each holding the resolved study; returns
     {condition: parent run id, None: the experiment id}."""
-    note = {"mlflow.note.content": study.description} if study.description else {}
+    note = {NOTE_TAG: escape(study.description)} if study.description else {}
     views = experiment_defaults(study)  # the UI's runs table with the results' columns
     experiment_id = recorder.call("ensure_experiment", study.name, options.tracking_uri, note, views)
     known = {name: search.user_attrs.get("mlflow_parent_run_id") for name, search in searches.items()}
