@@ -112,7 +112,7 @@ def test_the_mlflow_ui_shows_a_study_as_a_user_sees_it(tmp_path, capsys):
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("uistudy").experiment_id
     runs = client.search_runs([experiment], max_results=100)
-    parents = {r.data.tags["condition"]: r for r in runs if r.data.tags.get("harness.kind") == "condition"}
+    parents = {r.data.tags["harness.condition"]: r for r in runs if r.data.tags.get("harness.kind") == "condition"}
     parent = parents["mse-sgd"]
     trials = sorted(
         (

@@ -2,9 +2,11 @@
 
 Each parent carries its summary row as metrics (test accuracy and its interval, the best validation
 score, epochs to target, pruned and diverged shares, trials), its best settings as params, a
-description in words, and, under the same names as its trials' curves (``val_accuracy``,
-``train_loss``, ...), the mean over its confirmation seeds at each epoch: selecting the parents and
-pressing Compare overlays the conditions' curves. A result is written once; when it changes (a sweep
+description in words, and, named after its trials' curves (``seeds_mean_val_accuracy``,
+``seeds_mean_train_loss``, ...), the mean over its confirmation seeds at each epoch: selecting the parents
+and pressing Compare overlays the conditions' curves. The prefix says what they are: the seeds' mean
+``val_accuracy`` may end above ``best_val_accuracy``, one search trial's score, and is no contradiction.
+A result is written once; when it changes (a sweep
 extended with more trials, more seeds), the condition gets a new parent run and its trials move
 under it, since MLflow neither changes a param nor forgets a metric's points.
 """
@@ -92,8 +94,12 @@ def summary_metrics(study, row):
     return {k: float(v) for k, v in values.items() if v is not None and not _missing(v)}
 
 
+MEAN_PREFIX = "seeds_mean_"
+"""A parent's curve: ``seeds_mean_<the seeds' curve>``."""
+
+
 def mean_curves(seeds, curve):
-    """(key, value, step) points: at each epoch, the mean over the seeds that ran it."""
+    """(key, value, step) points: at each epoch, the mean over the seeds that ran it (``MEAN_PREFIX``)."""
     keys = sorted(k[len("metric.") :] for k in seeds.columns if k.startswith("metric.") and seeds[k].notna().any())
     keys = [k for k in keys if k not in NOT_CURVES and not k.startswith("test_")]
     if hasattr(curve, "prefetch"):  # every seed's curves in one read
@@ -103,7 +109,7 @@ def mean_curves(seeds, curve):
         curves = [c for c in (curve(run_id, key) for run_id in seeds["run_id"]) if c]
         for epoch in range(max((len(c) for c in curves), default=0)):
             values = [c[epoch] for c in curves if len(c) > epoch]
-            points.append((key, float(np.mean(values)), epoch + 1))
+            points.append((MEAN_PREFIX + key, float(np.mean(values)), epoch + 1))
     return points
 
 
@@ -124,7 +130,10 @@ def describe(study, condition, row):
     return f"**{escape(condition.name)}**: {escape(settings)}.\n\n" + escape(
         f"Shared by every condition of study {study.name}: {fixed}.\n\n"
         f"Searched with {row['trials']} trials ({study.sampler}, pruner {study.pruner}): {searched}; best: "
-        f"{best or 'none'}.\n\nTest accuracy over {row['seeds']} confirmation seeds: {accuracy} (95% interval)."
+        f"{best or 'none'} (best_{study.objective}: that one search trial's score).\n\n"
+        f"Test accuracy over {row['seeds']} confirmation seeds: {accuracy} (95% interval). The curves "
+        f"{MEAN_PREFIX}<metric> are the mean over those seeds at each epoch: each seed trains the best "
+        "settings again with its own seed, so their mean can end above or below the best trial's score."
     )
 
 
