@@ -221,6 +221,9 @@ def test_register_gives_each_condition_its_best_seed_as_a_model_even_when_that_s
             env={**os.environ, "MLFLOW_TRACKING_URI": store_uri(tmp_path)},
         )
         assert loaded.returncode == 0, loaded.stderr[-800:]
+        assert client.get_model_version_by_alias(entry["name"], "champion").version == version.version
+        assert entry["run_id"] in version.description and "test accuracy" in version.description
+        assert "champion" in client.get_registered_model(entry["name"]).description  # were none of the three
     assert {seeds[entry["run_id"]] for entry in registered} == {"1"}  # ties go to the lowest seed here, so:
     assert "runs:/" not in compared.stderr  # registered from the logged model's models:/ URI
 

@@ -58,10 +58,10 @@ def test_each_parent_carries_its_conditions_result(swept):
             [m.value for m in sorted(client.get_metric_history(r.info.run_id, "val_accuracy"), key=lambda m: m.step)]
             for r in seeds
         ]
-        history = client.get_metric_history(parent.info.run_id, "seeds_mean_val_accuracy")
+        history = client.get_metric_history(parent.info.run_id, "val_accuracy_seeds_mean")
         mean = [m.value for m in sorted(history, key=lambda m: m.step)]
         assert "val_accuracy" not in parent.data.metrics  # read beside best_val_accuracy as a contradiction
-        assert r"seeds\_mean\_" in parent.data.tags["mlflow.note.content"]
+        assert r"\_seeds\_mean" in parent.data.tags["mlflow.note.content"]
         assert len(mean) == max(map(len, curves)) > 1
         assert mean == pytest.approx([np.mean([c[e] for c in curves if len(c) > e]) for e in range(len(mean))])
         names = {a.path for a in client.list_artifacts(parent.info.run_id)}

@@ -2,9 +2,9 @@
 
 Each parent carries its summary row as metrics (test accuracy and its interval, the best validation
 score, epochs to target, pruned and diverged shares, trials), its best settings as params, a
-description in words, and, named after its trials' curves (``seeds_mean_val_accuracy``,
-``seeds_mean_train_loss``, ...), the mean over its confirmation seeds at each epoch: selecting the parents
-and pressing Compare overlays the conditions' curves. The prefix says what they are: the seeds' mean
+description in words, and, named after its trials' curves (``val_accuracy_seeds_mean``,
+``train_loss_seeds_mean``, ...), the mean over its confirmation seeds at each epoch: selecting the parents
+and pressing Compare overlays the conditions' curves. The suffix says what they are: the seeds' mean
 ``val_accuracy`` may end above ``best_val_accuracy``, one search trial's score, and is no contradiction.
 A result is written once; when it changes (a sweep
 extended with more trials, more seeds), the condition gets a new parent run and its trials move
@@ -94,12 +94,12 @@ def summary_metrics(study, row):
     return {k: float(v) for k, v in values.items() if v is not None and not _missing(v)}
 
 
-MEAN_PREFIX = "seeds_mean_"
-"""A parent's curve: ``seeds_mean_<the seeds' curve>``."""
+MEAN_SUFFIX = "_seeds_mean"
+"""A parent's curve: ``<the seeds' curve>_seeds_mean`` (listed after the results, as the curves were)."""
 
 
 def mean_curves(seeds, curve):
-    """(key, value, step) points: at each epoch, the mean over the seeds that ran it (``MEAN_PREFIX``)."""
+    """(key, value, step) points: at each epoch, the mean over the seeds that ran it (``MEAN_SUFFIX``)."""
     keys = sorted(k[len("metric.") :] for k in seeds.columns if k.startswith("metric.") and seeds[k].notna().any())
     keys = [k for k in keys if k not in NOT_CURVES and not k.startswith("test_")]
     if hasattr(curve, "prefetch"):  # every seed's curves in one read
@@ -109,7 +109,7 @@ def mean_curves(seeds, curve):
         curves = [c for c in (curve(run_id, key) for run_id in seeds["run_id"]) if c]
         for epoch in range(max((len(c) for c in curves), default=0)):
             values = [c[epoch] for c in curves if len(c) > epoch]
-            points.append((MEAN_PREFIX + key, float(np.mean(values)), epoch + 1))
+            points.append((key + MEAN_SUFFIX, float(np.mean(values)), epoch + 1))
     return points
 
 
@@ -132,7 +132,7 @@ def describe(study, condition, row):
         f"Searched with {row['trials']} trials ({study.sampler}, pruner {study.pruner}): {searched}; best: "
         f"{best or 'none'} (best_{study.objective}: that one search trial's score).\n\n"
         f"Test accuracy over {row['seeds']} confirmation seeds: {accuracy} (95% interval). The curves "
-        f"{MEAN_PREFIX}<metric> are the mean over those seeds at each epoch: each seed trains the best "
+        f"<metric>{MEAN_SUFFIX} are the mean over those seeds at each epoch: each seed trains the best "
         "settings again with its own seed, so their mean can end above or below the best trial's score."
     )
 
