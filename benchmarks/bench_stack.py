@@ -132,7 +132,7 @@ def recorded_curves(folder, study):
     for run in client.search_runs([experiment], max_results=5000):
         tags = run.data.tags
         if tags.get("harness.kind") in ("search", "confirm"):
-            key = (tags["condition"], tags["phase"], int(tags["trial"]))
+            key = (tags["harness.condition"], tags["harness.kind"], int(tags["harness.optuna_trial"]))
             curves[key] = tuple(
                 m.value for m in sorted(client.get_metric_history(run.info.run_id, "train_loss"), key=lambda m: m.step)
             )

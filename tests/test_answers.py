@@ -207,8 +207,8 @@ def test_a_sweep_that_varies_the_split_trains_each_seed_on_its_own_split(workdir
     confirm = [r for r in runs if r.data.tags["harness.kind"] == "confirm"]
     assert sorted(int(r.data.params["data_seed"]) for r in confirm) == [1, 1, 2, 2, 3, 3]
     assert all(r.data.params["data_seed"] == r.data.params["seed"] for r in confirm)
-    assert len(Counter(r.data.tags["dataset_digest"] for r in confirm)) == 3
-    assert {r.data.tags["classes"] for r in runs if r.data.tags["harness.kind"] != "condition"} == {"3"}
+    assert len(Counter(r.data.tags["harness.dataset_digest"] for r in confirm)) == 3
+    assert {r.data.tags["harness.classes"] for r in runs if r.data.tags["harness.kind"] != "condition"} == {"3"}
     again = ["sweep", write_study(workdir, text), "--trials", "2", "--epochs", "2"]
     assert main(again) == 0  # resumes: the data check accepts the seeds' own splits
     assert np.isfinite([row["test_accuracy_mean"] for row in summary]).all()

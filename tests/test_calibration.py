@@ -225,7 +225,9 @@ def test_every_recorded_figure_recomputes_from_the_saved_probabilities_and_the_f
     study = write_study(tmp_path, NOISY_STUDY, "noisy.toml")
     harness("sweep", study, cwd=tmp_path, check=True)
     client, runs = mlflow_runs(tmp_path, "noisy")
-    confirms = [r for r in runs if r.data.tags.get("harness.kind") == "confirm" and r.data.tags["state"] != "diverged"]
+    confirms = [
+        r for r in runs if r.data.tags.get("harness.kind") == "confirm" and r.data.tags["harness.state"] != "diverged"
+    ]
     assert len(confirms) >= 6
     by_condition = {}
     for run in confirms:
@@ -243,7 +245,7 @@ def test_every_recorded_figure_recomputes_from_the_saved_probabilities_and_the_f
             brier_score_loss(labels, p, labels=range(3), scale_by_half=False), rel=1e-9
         )
         assert metrics["test_accuracy"] == pytest.approx(np.mean(p.argmax(axis=1) == labels))
-        by_condition.setdefault(run.data.tags["condition"], []).append(metrics["test_ece"])
+        by_condition.setdefault(run.data.tags["harness.condition"], []).append(metrics["test_ece"])
     shown = json.loads(harness("compare", "noisy", "--json", cwd=tmp_path, check=True).stdout)
     table = {row["condition"]: row for row in shown["calibration"]}
     for condition, values in by_condition.items():
@@ -258,8 +260,8 @@ def test_every_recorded_figure_recomputes_from_the_saved_probabilities_and_the_f
     from harness.engine.data import load_split
 
     drawn = load_split(make_config({"dataset": "iris", "label_noise": 0.3}))
-    assert noisy.data.tags["noisy_train_rows"] == str(drawn.noisy_train) and drawn.noisy_train > 0
-    assert noisy.data.tags["train_rows_per_class"] == ",".join(map(str, np.bincount(drawn.y_train)))
+    assert noisy.data.tags["harness.noisy_train_rows"] == str(drawn.noisy_train) and drawn.noisy_train > 0
+    assert noisy.data.tags["harness.train_rows_per_class"] == ",".join(map(str, np.bincount(drawn.y_train)))
     again = harness("reproduce", noisy.info.run_id, cwd=tmp_path)
     assert again.returncode == 0, again.stderr + again.stdout
 

@@ -71,9 +71,11 @@ def test_train_records_one_complete_run(store, capsys):
     assert run.data.params["loss"] == "mse" and run.data.params["nesterov"] == "True"
     assert run.data.params["lr"] == "0.5" and run.data.params["hidden"] == "16"
     tags = run.data.tags
-    assert tags["state"] == "complete" and run.data.params["seed"] == "3" and tags["harness.kind"] == "train"
-    assert len(tags["dataset_digest"]) == 64 and run.data.params["blas_threads"] == "1"
-    assert {"mlflow.source.git.commit", "git_dirty", "version.numpy", "version.mlflow", "blas"} <= set(tags)
+    assert tags["harness.state"] == "complete" and run.data.params["seed"] == "3" and tags["harness.kind"] == "train"
+    assert len(tags["harness.dataset_digest"]) == 64 and tags["harness.blas_threads"] == "1"  # execution: a tag
+    assert "blas_threads" not in run.data.params
+    assert {"mlflow.source.git.commit", "harness.git_dirty", "harness.version.numpy", "harness.blas"} <= set(tags)
+    assert all(key.startswith(("mlflow.", "harness.")) for key in tags), sorted(tags)  # one prefix for ours
     assert not set(tags) & set(run.data.params), "a setting is a param, not a tag too"
     assert "git_commit" not in tags and "epochs_run" not in run.data.params  # once each: the commit, epochs_run
     for key in ("train_loss", "val_accuracy", "val_cross_entropy", "val_mse", "grad_norm", "val_saturated_share"):
@@ -82,7 +84,7 @@ def test_train_records_one_complete_run(store, capsys):
     assert summary["metrics"]["test_accuracy"] == pytest.approx(run.data.metrics["test_accuracy"])
 
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
-    diff = {"git_diff.patch"} if tags["git_dirty"] == "true" else set()  # a developer's uncommitted change
+    diff = {"git_diff.patch"} if tags["harness.git_dirty"] == "true" else set()  # a developer's uncommitted change
     assert names == {"config.json", "curves.png", "confusion_matrix.png", "weights.npz", "probabilities.npz", *diff}
     assert {"test_ece", "test_ts_ece", "temperature", "val_brier"} <= set(run.data.metrics)
     folder = client.download_artifacts(run.info.run_id, "")
@@ -129,7 +131,7 @@ def test_diverged_run_is_recorded_as_such(store, capsys):
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 0 and summary["status"] == "diverged"
     run = _runs(uri)[1][0]
-    assert run.data.tags["state"] == "diverged" and run.info.status == "FINISHED"
+    assert run.data.tags["harness.state"] == "diverged" and run.info.status == "FINISHED"
     assert run.data.metrics["diverged_epoch"] == summary["metrics"]["diverged_epoch"] >= 1
 
 

@@ -232,7 +232,7 @@ def test_train_with_label_noise_end_to_end(tmp_path, monkeypatch, capsys):
     assert params["label_noise"] == "0.2" and params["noise_kind"] == "symmetric"
     assert params["clean_validation"] == "False" and "imbalance" not in params
     split = load_split(make_config({"dataset": "iris", "label_noise": 0.2}))
-    assert run.data.tags["dataset_digest"] == split.digest
+    assert run.data.tags["harness.dataset_digest"] == split.digest
 
 
 def test_the_documented_study_puts_label_noise_in_its_conditions(tmp_path):

@@ -104,7 +104,7 @@ def _kill_inside_a_trial(victim, held, storage, tracking_uri):
         if t.state.name == "RUNNING" and t.user_attrs.get("worker_pid") == victim.pid
     ]
     running = {
-        (r.data.tags.get("optuna_study"), r.data.tags.get("trial"))
+        (r.data.tags.get("harness.optuna_study"), r.data.tags.get("harness.optuna_trial"))
         for r in _runs(tracking_uri)
         if r.info.status == "RUNNING"
     }
@@ -158,23 +158,28 @@ def test_three_workers_one_killed_finish_one_study(stores, tmp_path):
     runs = _runs(tracking_uri)
     assert not [r for r in runs if r.info.status == "RUNNING"]
     by_trial = Counter(
-        (r.data.tags.get("optuna_study"), r.data.tags.get("trial"))
+        (r.data.tags.get("harness.optuna_study"), r.data.tags.get("harness.optuna_trial"))
         for r in runs
         if r.data.tags["harness.kind"] in ("search", "confirm")
     )
     assert max(by_trial.values()) == 1  # each trial maps to one run
     for name, number in killed:
         dead_run = next(
-            r for r in runs if (r.data.tags.get("optuna_study"), r.data.tags.get("trial")) == (name, str(number))
+            r
+            for r in runs
+            if (r.data.tags.get("harness.optuna_study"), r.data.tags.get("harness.optuna_trial")) == (name, str(number))
         )
-        assert dead_run.info.status == "FAILED" and dead_run.data.tags["state"] == "killed"
+        assert dead_run.info.status == "FAILED" and dead_run.data.tags["harness.state"] == "killed"
     for name, group in trials.items():  # every finished trial's run is where Optuna says
         for t in group:
             if t.state.name in ("COMPLETE", "PRUNED"):
                 run = next(r for r in runs if r.info.run_id == t.user_attrs["mlflow_run_id"])
-                assert (run.data.tags["optuna_study"], run.data.tags["trial"]) == (name, str(t.number))
+                assert (run.data.tags["harness.optuna_study"], run.data.tags["harness.optuna_trial"]) == (
+                    name,
+                    str(t.number),
+                )
                 assert run.info.status == "FINISHED"
-    confirm_runs = Counter(r.data.tags["condition"] for r in runs if r.data.tags["harness.kind"] == "confirm")
+    confirm_runs = Counter(r.data.tags["harness.condition"] for r in runs if r.data.tags["harness.kind"] == "confirm")
     assert confirm_runs == {"mse": len(SEEDS), "cross_entropy": len(SEEDS)}
     assert Counter(r.data.tags["harness.kind"] for r in runs)["condition"] == 2  # one parent per condition
 

@@ -61,7 +61,8 @@ def confirmation_run(folder):
     assert experiment is not None, "RUN_ID is used before the page swept the quickstart"
     runs = client.search_runs(
         [experiment.experiment_id],
-        "tags.`harness.kind` = 'confirm' and tags.state = 'complete' and params.seed = '1'",  # the seed with the model
+        # the seed with the model
+        "tags.`harness.kind` = 'confirm' and tags.`harness.state` = 'complete' and params.seed = '1'",
         max_results=1,
     )
     assert runs, "RUN_ID is used but the quickstart has no complete confirmation run of seed 1"

@@ -149,6 +149,13 @@ def _minimal(path, run=None, curves=None):
         ({"tags": {"version.numpy": "2.0\x1b[2J"}}, None, "tags.version.numpy"),
         ({"tags": {"harness.method.os;x": "0" * 64}}, None, "a method tag's module"),
         ({"tags": {"git_diff": "$(reboot)"}}, None, "tags.git_diff"),
+        # today's names are held to the same forms as the names exports carried before (tags.OLD_NAMES)
+        ({"tags": {"harness.git_commit": "HEAD~3"}}, None, "tags.harness.git_commit"),
+        ({"tags": {"harness.version.numpy": "2.0\x1b[2J"}}, None, "tags.harness.version.numpy"),
+        ({"tags": {"harness.git_diff": "$(reboot)"}}, None, "tags.harness.git_diff"),
+        ({"tags": {"harness.state": "../x"}}, None, "tags.harness.state"),
+        ({"tags": {"state": "../x"}}, None, "tags.state"),
+        ({"tags": {"harness.dataset_digest": "x"}}, None, "tags.harness.dataset_digest"),
         ({"metrics": {"\x1b[31mred": 1.0}}, None, "a metric name"),
         ({"metrics": {"loss": "1.0"}}, None, "metrics.loss"),
         ({"command": "rm -rf ~"}, None, "command"),
@@ -167,6 +174,7 @@ def test_every_field_a_reader_uses_has_one_allowed_form(tmp_path, run, curves, f
 
 
 def test_a_well_formed_export_passes_the_schema(tmp_path):
+    """Written with the tag names exports carried before ``harness.`` prefixed them all: read under today's."""
     tags = {
         "mlflow.source.git.commit": "a" * 40,
         "git_diff": "0123456789abcdef",
@@ -182,7 +190,15 @@ def test_a_well_formed_export_passes_the_schema(tmp_path):
             {"val_accuracy": [[1, 0.5], [2, 0.75]]},
         )
     )
-    assert run.curves == {"val_accuracy": [(1, 0.5), (2, 0.75)]} and run.run["tags"] == tags
+    assert run.curves == {"val_accuracy": [(1, 0.5), (2, 0.75)]}
+    assert run.run["tags"] == {
+        "mlflow.source.git.commit": "a" * 40,
+        "harness.git_diff": "0123456789abcdef",
+        "harness.version.numpy": "2.4.6",
+        "harness.method.my_methods": "f" * 64,
+        "mlflow.note.content": "any\nnote",
+        "harness.state": "complete",
+    }
 
 
 def test_an_export_of_many_or_repeated_members_is_refused(tmp_path):

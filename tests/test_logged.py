@@ -25,7 +25,11 @@ def test_an_exported_run_reproduces_and_predicts_in_a_fresh_folder_with_no_store
     assert "config.json" in exported.stdout and "weights.npz" in exported.stdout
     with zipfile.ZipFile(away / "run.zip") as archive:
         run = json.loads(archive.read("run.json"))
-    assert run["tags"]["dataset_digest"] and run["tags"]["version.numpy"] and run["tags"]["mlflow.source.git.commit"]
+    assert (
+        run["tags"]["harness.dataset_digest"]
+        and run["tags"]["harness.version.numpy"]
+        and run["tags"]["mlflow.source.git.commit"]
+    )
 
     checked = harness("reproduce", "run.zip", cwd=away)
     assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -471,7 +471,9 @@ def test_a_sweep_searches_a_losss_own_setting_and_compare_reports_its_best(proje
     assert all(0.5 <= v <= 3.0 for v in values) and len(set(values)) == 2  # one value per trial
     assert all("focal_gamma" not in r.data.params for r in search if r not in focal)
     rows = {row["condition"]: row for row in compare_json(project, "focal")["conditions"]}
-    best = next(r for r in focal if r.data.tags["trial"] == _confirmed_trial(runs, "my_methods_FocalLoss"))
+    best = next(
+        r for r in focal if r.data.tags["harness.optuna_trial"] == _confirmed_trial(runs, "my_methods_FocalLoss")
+    )
     assert rows["my_methods_FocalLoss"]["best_focal_gamma"] == float(best.data.params["focal_gamma"])
     assert rows["cross_entropy"]["best_focal_gamma"] is None
 
@@ -508,9 +510,11 @@ def test_a_sweep_trains_trials_with_their_own_optimizer_setting_in_one_stack(pro
 
 def _confirmed_trial(runs, condition):
     confirm = [
-        r for r in runs if r.data.tags.get("harness.kind") == "confirm" and r.data.tags["condition"] == condition
+        r
+        for r in runs
+        if r.data.tags.get("harness.kind") == "confirm" and r.data.tags["harness.condition"] == condition
     ]
-    return confirm[0].data.tags["best_search_trial"]
+    return confirm[0].data.tags["harness.best_search_trial"]
 
 
 # --- exports: method_settings are data ------------------------------------------------------------------

@@ -244,7 +244,7 @@ def test_an_exception_inside_a_trial_is_a_failed_trial_with_its_message(project)
     assert "lr too large for Flaky" in done.stderr
     client, runs = mlflow_runs(project, "custom")
     failed = [r for r in runs if r.info.status == "FAILED"]
-    assert failed and all("Flaky" in r.data.tags.get("error", "Flaky") for r in failed)
+    assert failed and all("Flaky" in r.data.tags.get("harness.error", "Flaky") for r in failed)
 
 
 def test_mnist1d_is_generated_once_then_read_from_the_cache(tmp_path, monkeypatch):

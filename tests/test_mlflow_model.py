@@ -196,13 +196,15 @@ def test_the_first_confirmation_seed_logs_a_model_or_every_seed_and_search_trial
     assert sorted({m.name for m in logged}) == ["tiny-cross_entropy", "tiny-mse"]  # not "model"
     # a seed without a model names the run that has its condition's model (was MLflow's "Failed to download")
     confirm = [r for r in runs if r.data.tags.get("harness.kind") == "confirm"]
-    holders = {r.data.tags["condition"]: r.info.run_id for r in confirm if r.outputs and r.outputs.model_outputs}
+    holders = {
+        r.data.tags["harness.condition"]: r.info.run_id for r in confirm if r.outputs and r.outputs.model_outputs
+    }
     for run in confirm:
         pointed = run.data.tags.get("harness.model_run")
         if run.outputs and run.outputs.model_outputs:
             assert pointed is None
         else:
-            assert pointed == holders[run.data.tags["condition"]]
+            assert pointed == holders[run.data.tags["harness.condition"]]
             assert f"model is on run {pointed}" in run.data.tags["mlflow.note.content"]
     assert sum("harness.model_run" in r.data.tags for r in confirm) == (2 if models == "first" else 0)
 
@@ -226,6 +228,9 @@ def test_register_gives_each_condition_its_best_seed_as_a_model_even_when_that_s
             env={**os.environ, "MLFLOW_TRACKING_URI": store_uri(tmp_path)},
         )
         assert loaded.returncode == 0, loaded.stderr[-800:]
+        assert client.get_model_version_by_alias(entry["name"], "champion").version == version.version
+        assert entry["run_id"] in version.description and "test accuracy" in version.description
+        assert "champion" in client.get_registered_model(entry["name"]).description  # were none of the three
     assert {seeds[entry["run_id"]] for entry in registered} == {"1"}  # ties go to the lowest seed here, so:
     assert "runs:/" not in compared.stderr  # registered from the logged model's models:/ URI
 
@@ -238,7 +243,7 @@ def test_register_gives_each_condition_its_best_seed_as_a_model_even_when_that_s
     from harness.analysis.compare import model_to_log
     from harness.records.recorder import InlineRecorder
 
-    (other,) = [r for r in runs if r.data.params.get("seed") == "2" and r.data.tags.get("condition") == "mse"]
+    (other,) = [r for r in runs if r.data.params.get("seed") == "2" and r.data.tags.get("harness.condition") == "mse"]
     assert not (other.outputs and other.outputs.model_outputs)
     recorder = InlineRecorder(store_uri(tmp_path))
     assert not recorder.call("has_model", other.info.run_id)

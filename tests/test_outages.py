@@ -124,7 +124,7 @@ class _Records:
         """Every trial in training has its MLflow run: telling its end needs nothing of the server."""
         experiment = self.client.get_experiment_by_name(self.name)
         runs = self.client.search_runs([experiment.experiment_id], max_results=5000) if experiment else []
-        recorded = {(r.data.tags.get("optuna_study"), r.data.tags.get("trial")) for r in runs}
+        recorded = {(r.data.tags.get("harness.optuna_study"), r.data.tags.get("harness.optuna_trial")) for r in runs}
         training = [(name, str(t.number)) for name, t in self.trials() if t.state.name == "RUNNING"]
         return bool(training) and all(held in recorded for held in training)
 

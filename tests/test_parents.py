@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.records.notes import escape
 from tests.conftest import TINY_STUDY
 from tests.helpers import compare_json, harness, json_summary, mlflow_runs, write_study
 
@@ -27,7 +28,7 @@ def swept(tmp_path_factory):
 
 
 def _parents(runs):
-    return {r.data.tags["condition"]: r for r in runs if r.data.tags.get("harness.kind") == "condition"}
+    return {r.data.tags["harness.condition"]: r for r in runs if r.data.tags.get("harness.kind") == "condition"}
 
 
 def test_each_parent_carries_its_conditions_result(swept):
@@ -47,19 +48,20 @@ def test_each_parent_carries_its_conditions_result(swept):
             parent.data.params["best.lr"] == repr(row["best_lr"])
             or float(parent.data.params["best.lr"]) == row["best_lr"]
         )
-        assert row["condition"] in parent.data.tags["mlflow.note.content"]
+        assert escape(row["condition"]) in parent.data.tags["mlflow.note.content"]
         seeds = [
             r
             for r in runs
-            if r.data.tags.get("harness.kind") == "confirm" and r.data.tags["condition"] == row["condition"]
+            if r.data.tags.get("harness.kind") == "confirm" and r.data.tags["harness.condition"] == row["condition"]
         ]
         curves = [
             [m.value for m in sorted(client.get_metric_history(r.info.run_id, "val_accuracy"), key=lambda m: m.step)]
             for r in seeds
         ]
-        mean = [
-            m.value for m in sorted(client.get_metric_history(parent.info.run_id, "val_accuracy"), key=lambda m: m.step)
-        ]
+        history = client.get_metric_history(parent.info.run_id, "val_accuracy_seeds_mean")
+        mean = [m.value for m in sorted(history, key=lambda m: m.step)]
+        assert "val_accuracy" not in parent.data.metrics  # read beside best_val_accuracy as a contradiction
+        assert r"\_seeds\_mean" in parent.data.tags["mlflow.note.content"]
         assert len(mean) == max(map(len, curves)) > 1
         assert mean == pytest.approx([np.mean([c[e] for c in curves if len(c) > e]) for e in range(len(mean))])
         names = {a.path for a in client.list_artifacts(parent.info.run_id)}
@@ -77,24 +79,50 @@ def test_runs_follow_mlflow_conventions(swept):
     tags = search.data.tags
     assert tags["mlflow.source.name"].startswith("harness sweep") and tags["mlflow.source.type"] == "LOCAL"
     assert tags["mlflow.user"] and len(tags["mlflow.source.git.commit"]) == 40 and "git_commit" not in tags
-    assert not search.inputs.dataset_inputs  # a lean search trial: its data set is its parent's and confirmations'
+    assert search.inputs.dataset_inputs[0].dataset.name == "iris"  # every run has its data set (was: none)
     confirm = next(r for r in runs if r.data.tags.get("harness.kind") == "confirm")
     dataset = confirm.inputs.dataset_inputs[0].dataset
-    assert dataset.name == "iris" and tags["dataset_digest"].startswith(dataset.digest)
+    assert dataset.name == "iris" and tags["harness.dataset_digest"].startswith(dataset.digest)
     history = sorted(client.get_metric_history(search.info.run_id, "val_accuracy"), key=lambda m: m.step)
     stamps = [m.timestamp for m in history]
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)  # each epoch at its own time
     for run in runs:
         phase, name = run.data.tags.get("harness.kind"), run.info.run_name
         if phase == "search":  # what a truncated name still shows comes first
-            assert name.startswith(f"t{int(run.data.tags['trial']):03d}-"), name
+            assert name.startswith(f"t{int(run.data.tags['harness.optuna_trial']):03d}-"), name
         if phase == "confirm":
             assert name.startswith(f"seed{run.data.params['seed']}-"), name
 
 
+def test_each_fact_is_recorded_once_under_one_prefix(swept):
+    """A setting is a param, a measured number a metric, who a run is and how it ran a tag (``harness.``)."""
+    _, runs = mlflow_runs(swept["folder"])
+    for run in runs:
+        tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+        assert all(key.startswith(("mlflow.", "harness.")) for key in tags), sorted(tags)
+        names = {key.removeprefix("harness.") for key in tags}
+        assert not names & set(params) and not names & set(metrics), (names & set(params), names & set(metrics))
+        assert "blas_threads" not in params and tags["harness.kind"] == "condition" or "harness.blas_threads" in tags
+    confirm = next(r for r in runs if r.data.tags.get("harness.kind") == "confirm" and r.outputs.model_outputs)
+    note = confirm.data.tags["mlflow.note.content"]  # its two trial numbers, each said what it is
+    assert f"search trial {confirm.data.tags['harness.best_search_trial']}" in note
+    assert f"harness.optuna\\_trial {confirm.data.tags['harness.optuna_trial']}" in note
+
+
+def test_the_logged_model_carries_its_test_metrics_and_a_description(swept):
+    client, runs = mlflow_runs(swept["folder"])
+    holder = next(r for r in runs if r.outputs and r.outputs.model_outputs)
+    model = client.get_logged_model(holder.outputs.model_outputs[0].model_id)
+    linked = {m.key: m.value for m in model.metrics}
+    assert linked["test_accuracy"] == holder.data.metrics["test_accuracy"]  # the model page said "Metrics (0)"
+    assert {m.dataset_name for m in model.metrics} == {"iris"}
+    assert all(key.startswith("test_") for key in linked)
+    assert f"run {holder.info.run_id}" in model.tags["mlflow.note.content"]  # it said "No description"
+
+
 def test_the_storage_tag_opens_in_optunas_own_tools(swept):
     parent = next(iter(_parents(mlflow_runs(swept["folder"])[1]).values()))
-    address = parent.data.tags["optuna_storage"]
+    address = parent.data.tags["harness.optuna_storage"]
     assert not address.startswith("journal:")
     listed = subprocess.run(
         [str(Path(sys.executable).with_name("optuna")), "studies", "--storage", address],

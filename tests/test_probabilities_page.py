@@ -89,9 +89,9 @@ def swept(tmp_path_factory):
     client, runs = mlflow_runs(folder, "noisy_labels")
     seeds = {}
     for run in runs:
-        if run.data.tags.get("harness.kind") == "confirm" and run.data.tags["state"] != "diverged":
+        if run.data.tags.get("harness.kind") == "confirm" and run.data.tags["harness.state"] != "diverged":
             path = client.download_artifacts(run.info.run_id, "probabilities.npz", str(folder / run.info.run_id))
-            seeds.setdefault(run.data.tags["condition"], {})[int(run.data.params["seed"])] = _figures(path)
+            seeds.setdefault(run.data.tags["harness.condition"], {})[int(run.data.params["seed"])] = _figures(path)
     pairs = list(itertools.combinations(seeds, 2))
     p_values = [sps.ttest_rel(*[[seeds[c][s]["ece"] for s in sorted(seeds[c])] for c in pair]).pvalue for pair in pairs]
     adjusted = {frozenset(pair): p for pair, p in zip(pairs, holm(p_values))}

@@ -65,9 +65,9 @@ def test_a_dirty_run_is_reproduced_bit_for_bit_after_a_commit_changed_training(t
 
     client, runs = mlflow_runs(work, "train")
     (original,) = [r for r in runs if r.info.run_id == run_id]
-    again = [r for r in runs if r.data.tags.get("reproduces") == run_id]
-    rebuilt_run = next(r for r in again if r.data.tags.get("git_diff"))
-    assert rebuilt_run.data.tags["git_diff"] == original.data.tags["git_diff"]
+    again = [r for r in runs if r.data.tags.get("harness.reproduces") == run_id]
+    rebuilt_run = next(r for r in again if r.data.tags.get("harness.git_diff"))
+    assert rebuilt_run.data.tags["harness.git_diff"] == original.data.tags["harness.git_diff"]
     commit = "mlflow.source.git.commit"  # the rebuilt code's commit, not this checkout's
     assert rebuilt_run.data.tags[commit] == original.data.tags[commit]
     patch = client.download_artifacts(rebuilt_run.info.run_id, "git_diff.patch", str(tmp_path))
@@ -101,12 +101,14 @@ def test_the_same_code_needs_no_rebuild_and_other_code_is_named(monkeypatch):
 
     monkeypatch.setattr(rebuild, "git_state", lambda: ("a" * 40, "false"))
     monkeypatch.setattr(rebuild, "code_diff", lambda: None)
-    assert code_differs({"git_commit": "a" * 40}) is None
-    assert code_differs({"git_commit": "unknown"}) is None
-    assert "made at commit bbbbbbbbbbbb" in code_differs({"git_commit": "b" * 40})
-    assert "uncommitted changes (git_diff 0123" in code_differs({"git_commit": "a" * 40, "git_diff": "0123"})
+    assert code_differs({"harness.git_commit": "a" * 40}) is None
+    assert code_differs({"harness.git_commit": "unknown"}) is None
+    assert "made at commit bbbbbbbbbbbb" in code_differs({"harness.git_commit": "b" * 40})
+    assert "uncommitted changes (git_diff 0123" in code_differs(
+        {"harness.git_commit": "a" * 40, "harness.git_diff": "0123"}
+    )
     monkeypatch.setattr(rebuild, "code_diff", lambda: b"diff --git a/x b/x")
-    assert "this checkout has uncommitted changes" in code_differs({"git_commit": "a" * 40})
+    assert "this checkout has uncommitted changes" in code_differs({"harness.git_commit": "a" * 40})
 
 
 def hostile_patch(code, marker):
@@ -218,8 +220,8 @@ def test_sigterm_while_the_rebuilt_code_trains_removes_the_worktree_and_its_fold
     assert git(checkout, "worktree", "list").count("\n") == 1, "the temporary worktree was left registered"
     assert not list(scratch.glob("harness-rebuild-*")), "temporary folders were left behind"
     _, runs = mlflow_runs(work, "train")
-    (again,) = [r for r in runs if r.data.tags.get("reproduces") == run_id]
-    assert again.info.status == "KILLED" and again.data.tags["state"] == "interrupted"
+    (again,) = [r for r in runs if r.data.tags.get("harness.reproduces") == run_id]
+    assert again.info.status == "KILLED" and again.data.tags["harness.state"] == "interrupted"
 
 
 def test_the_consent_line_names_every_path_the_patch_changed_and_no_name_forges_one(tmp_path):

@@ -45,9 +45,9 @@ def run(number, status, state, phase="search", study=None, run_id=None, **tags):
         "run_name": "r",
         "tags": {
             "harness.kind": phase,
-            "optuna_study": study or (SEARCH if phase == "search" else CONFIRM),
-            "trial": str(number),
-            "state": state,
+            "harness.optuna_study": study or (SEARCH if phase == "search" else CONFIRM),
+            "harness.optuna_trial": str(number),
+            "harness.state": state,
             **tags,
         },
         "params": {},
@@ -69,17 +69,17 @@ def test_a_dead_workers_run_ends_killed_and_its_retry_is_left_alone():
         [run(0, "RUNNING", "running"), run(1, "RUNNING", "running")],
         NOW,
     )
-    assert actions.end == [("search-0-RUNNING", "FAILED", {"state": "killed"})] and not actions.rerun
+    assert actions.end == [("search-0-RUNNING", "FAILED", {"harness.state": "killed"})] and not actions.rerun
 
 
 def test_a_run_holding_its_results_whose_end_was_lost_is_recovered():
     actions = decide(STUDY, [trial(0, "complete")], [run(0, "RUNNING", "complete")], NOW)
-    assert actions.end == [("search-0-RUNNING", "FINISHED", {"recovered": "true"})] and not actions.rerun
+    assert actions.end == [("search-0-RUNNING", "FINISHED", {"harness.recovered": "true"})] and not actions.rerun
 
 
 def test_a_told_trial_whose_run_holds_nothing_is_orphaned_and_trained_again():
     actions = decide(STUDY, [trial(0, "complete")], [run(0, "RUNNING", "running")], NOW)
-    assert actions.end == [("search-0-RUNNING", "FAILED", {"state": "orphaned"})]
+    assert actions.end == [("search-0-RUNNING", "FAILED", {"harness.state": "orphaned"})]
     assert [t["number"] for t in actions.rerun] == [0]
 
 
@@ -120,12 +120,12 @@ def test_an_unwanted_seed_or_a_skipped_trial_is_not_trained_again():
 
 def test_confirmations_of_another_budget_are_marked_superseded_and_back():
     old = run(0, "FINISHED", "complete", "confirm", study="s/mse/confirm-after-1-trials", run_id="old")
-    back = run(0, "FINISHED", "complete", "confirm", run_id="back", superseded="true")
+    back = run(0, "FINISHED", "complete", "confirm", run_id="back", **{"harness.superseded": "true"})
     actions = decide(STUDY, [], [old, back], NOW)
-    assert sorted(actions.tag) == [("back", {"superseded": "false"}), ("old", {"superseded": "true"})]
+    assert sorted(actions.tag) == [("back", {"harness.superseded": "false"}), ("old", {"harness.superseded": "true"})]
 
 
 def test_a_finished_run_whose_trial_optuna_failed_does_not_count():
     """A torn journal lost the trial's end: Optuna failed and re-queued it; its old run must not count twice."""
     actions = decide(STUDY, [trial(0, "killed")], [run(0, "FINISHED", "complete")], NOW)
-    assert actions.end == [("search-0-FINISHED", "FAILED", {"state": "killed"})]
+    assert actions.end == [("search-0-FINISHED", "FAILED", {"harness.state": "killed"})]

@@ -54,4 +54,4 @@ def test_the_curves_of_many_runs_are_read_in_one_operation_with_the_values_one_b
     calls.clear()
     seeds = pd.DataFrame({"run_id": runs, "metric.loss": [1.0] * 3, "metric.acc": [1.0] * 3})
     points = mean_curves(seeds, Curves(recorder))
-    assert calls == ["metric_histories_bulk"] and ("loss", 21.0, 2) in points
+    assert calls == ["metric_histories_bulk"] and ("loss_seeds_mean", 21.0, 2) in points

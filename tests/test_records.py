@@ -75,3 +75,28 @@ def test_a_search_begun_before_runs_had_ids_keeps_its_untagged_runs():
     assert belongs(dataclasses.replace(STUDY, search_ids={"mse": LEGACY_SEARCH}), "mse", None)
     assert not belongs(dataclasses.replace(STUDY, search_ids={"mse": LEGACY_SEARCH}), "mse", "abc")
     assert belongs(STUDY, "mse", "anything")  # a study recorded before searches had ids: all count
+
+
+def test_runs_recorded_with_the_old_tag_names_read_as_todays():
+    """Stores made before every tag of the harness's had the ``harness.`` prefix stay readable."""
+    from harness.records.tags import OLD_NAMES, current_names
+
+    old = {"harness.kind": "confirm", "state": "complete", "condition": "mse", "trial": "4", "best_search_trial": "3"}
+    old.update(
+        {"optuna_study": "s/mse/confirm-after-6-trials", "classes": "3", "test_rows": "30", "version.numpy": "2"}
+    )
+    new = current_names(old)
+    assert new["harness.state"] == "complete" and new["harness.optuna_trial"] == "4" and "state" not in new
+    assert new["harness.version.numpy"] == "2" and set(OLD_NAMES.values()) >= {"harness.condition", "harness.state"}
+    assert current_names({"state": "running", "harness.state": "complete"}) == {"harness.state": "complete"}
+    run = {
+        "run_id": "r",
+        "run_name": "n",
+        "status": "FINISHED",
+        "start_time": 1,
+        "params": {"seed": "1"},
+        "metrics": {},
+    }
+    rows = [records_frame([{**run, "tags": tags}]).iloc[0].to_dict() for tags in (old, new)]
+    assert str(rows[0]) == str(rows[1]) and rows[0]["trial"] == 4 and rows[0]["best_search_trial"] == 3
+    assert rows[0]["classes"] == 3 and rows[0]["state"] == "complete" and rows[0]["condition"] == "mse"

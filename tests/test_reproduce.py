@@ -68,12 +68,12 @@ def test_differing_versions_and_code_are_said_with_how_to_rebuild_them(monkeypat
     monkeypatch.setattr(reproduce, "code_diff", lambda: None)
     run = {
         "tags": {
-            "git_commit": "a" * 40,
-            "git_diff": "0123456789abcdef",
-            "version.numpy": "1.26.4",
-            "version.optuna": "5.0",
-            "version.python": "3.11.2",
-            "dataset_digest": split.digest,
+            "harness.git_commit": "a" * 40,
+            "harness.git_diff": "0123456789abcdef",
+            "harness.version.numpy": "1.26.4",
+            "harness.version.optuna": "5.0",
+            "harness.version.python": "3.11.2",
+            "harness.dataset_digest": split.digest,
         }
     }
     warnings = reproduce.environment_warnings(run, split)

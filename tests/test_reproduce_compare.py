@@ -39,7 +39,7 @@ def _pick(finished, kind, state=None):
     return next(
         r
         for r in finished["runs"]
-        if r.data.tags.get("harness.kind") == kind and (state is None or r.data.tags.get("state") == state)
+        if r.data.tags.get("harness.kind") == kind and (state is None or r.data.tags.get("harness.state") == state)
     )
 
 
@@ -50,7 +50,7 @@ def test_reproduce_sweep_runs_exactly(finished, capsys, kind, state):
     out = capsys.readouterr().out
     assert "reproduced exactly" in out and "val_accuracy" in out
     copies = finished["client"].search_runs(
-        [run.info.experiment_id], filter_string=f"tags.reproduces = '{run.info.run_id}'"
+        [run.info.experiment_id], filter_string=f"tags.`harness.reproduces` = '{run.info.run_id}'"
     )
     assert len(copies) == 1 and copies[0].data.tags["harness.kind"] == "reproduce"
 
@@ -108,14 +108,14 @@ def test_compare_table_matches_the_runs_and_writes_plots(finished, capsys, tmp_p
             r
             for r in finished["runs"]
             if r.data.tags.get("harness.kind") == "confirm"
-            and r.data.tags.get("condition") == condition
-            and r.data.tags.get("state") == "complete"
+            and r.data.tags.get("harness.condition") == condition
+            and r.data.tags.get("harness.state") == "complete"
         ]
         accuracies = np.array([r.data.metrics["test_accuracy"] for r in confirm])
         assert row["seeds"] == len(accuracies) == 3
         assert row["test_accuracy_mean"] == pytest.approx(accuracies.mean(), abs=1e-12)
         # the split is fixed: the seeds' t term and the test rows' binomial term add in variance
-        mean, rows = accuracies.mean(), int(confirm[0].data.tags["test_rows"])
+        mean, rows = accuracies.mean(), int(confirm[0].data.tags["harness.test_rows"])
         seeds_term = stats.t.ppf(0.975, 2) * accuracies.std(ddof=1) / math.sqrt(3)
         rows_term = stats.norm.ppf(0.975) * math.sqrt(mean * (1 - mean) / rows)
         low = max(mean - math.hypot(seeds_term, rows_term), 0.0)
@@ -123,11 +123,11 @@ def test_compare_table_matches_the_runs_and_writes_plots(finished, capsys, tmp_p
         search = [
             r
             for r in finished["runs"]
-            if r.data.tags.get("harness.kind") == "search" and r.data.tags.get("condition") == condition
+            if r.data.tags.get("harness.kind") == "search" and r.data.tags.get("harness.condition") == condition
         ]
         assert row["trials"] == len(search) == 4
-        best_trial = confirm[0].data.tags["best_search_trial"]
-        best = next(r for r in search if r.data.tags["trial"] == best_trial)
+        best_trial = confirm[0].data.tags["harness.best_search_trial"]
+        best = next(r for r in search if r.data.tags["harness.optuna_trial"] == best_trial)
         assert row["best_lr"] == pytest.approx(float(best.data.params["lr"]))
     for name in ("curves_by_condition.png", "lr_sensitivity.png", "epochs_to_target.png", "report.html"):
         path = out_dir / name

@@ -23,7 +23,9 @@ def test_a_full_disk_while_recording_never_leaves_a_finished_run_without_its_res
     experiment = recorder.call("ensure_experiment", "s", uri)
     study = SimpleNamespace(search_ids={}, search_curves="all", objective="val_accuracy")
     runs = TrialRuns(recorder, study, SimpleNamespace(experiment_id=experiment), {})
-    create = recorder.submit("create_run", experiment, "t000", {"harness.kind": "search", "state": "running"}, {})
+    create = recorder.submit(
+        "create_run", experiment, "t000", {"harness.kind": "search", "harness.state": "running"}, {}
+    )
     run_config = config()
     result = train(run_config, split)
 
@@ -39,8 +41,8 @@ def test_a_full_disk_while_recording_never_leaves_a_finished_run_without_its_res
 
     monkeypatch.setattr(tracking, "write_artifacts", full)
     monkeypatch.setitem(tracking.OPERATIONS, "end_run", end_without_tags)
-    runs.finish(create, run_config, split, result, {"state": "complete"})
+    runs.finish(create, run_config, split, result, {"harness.state": "complete"})
     with pytest.raises(DiskFullError, match=r"the disk holding .*mlruns is full"):
         runs.check(block=True)
     run = recorder.call("get_run", recorder.result(create))
-    assert run["status"] == "RUNNING" and run["tags"]["state"] == "running"  # the next start reconciles it
+    assert run["status"] == "RUNNING" and run["tags"]["harness.state"] == "running"  # the next start reconciles it

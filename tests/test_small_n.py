@@ -226,10 +226,10 @@ def test_pairs_recomputed_from_the_mlflow_records(workdir, capsys):
     confirm = [r for r in runs if r.data.tags["harness.kind"] == "confirm"]
     rows = {}
     for run in confirm:
-        m = int(run.data.tags["test_rows"])
-        bits = np.unpackbits(np.frombuffer(base64.b64decode(run.data.tags["test_correct"]), dtype=np.uint8))[:m]
+        m = int(run.data.tags["harness.test_rows"])
+        bits = np.unpackbits(np.frombuffer(base64.b64decode(run.data.tags["harness.test_correct"]), dtype=np.uint8))[:m]
         assert bits.mean() == pytest.approx(run.data.metrics["test_accuracy"], abs=1e-12)
-        rows[(run.data.tags["condition"], int(run.data.params["seed"]))] = bits.astype(float)
+        rows[(run.data.tags["harness.condition"], int(run.data.params["seed"]))] = bits.astype(float)
     seeds = sorted({s for _, s in rows})
     per_seed = np.array([rows[("mse", s)].mean() - rows[("cross_entropy", s)].mean() for s in seeds])
     per_row = np.mean([rows[("mse", s)] - rows[("cross_entropy", s)] for s in seeds], axis=0)

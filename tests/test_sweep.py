@@ -39,7 +39,9 @@ def test_sweep_records_every_trial_once_and_confirms_on_test(workdir, capsys):
     assert all(r.info.status == "FINISHED" for r in runs)
     by_kind = Counter(r.data.tags["harness.kind"] for r in runs)
     assert by_kind == {"condition": 2, "search": 8, "confirm": 4}
-    parents = {r.data.tags["condition"]: r.info.run_id for r in runs if r.data.tags["harness.kind"] == "condition"}
+    parents = {
+        r.data.tags["harness.condition"]: r.info.run_id for r in runs if r.data.tags["harness.kind"] == "condition"
+    }
     runs_by_id = {r.info.run_id: r for r in runs}
 
     for condition in ("mse", "cross_entropy"):
@@ -52,17 +54,17 @@ def test_sweep_records_every_trial_once_and_confirms_on_test(workdir, capsys):
             for t in group:
                 run = runs_by_id[t.user_attrs["mlflow_run_id"]]  # trial -> run ...
                 tags = run.data.tags
-                assert (tags["condition"], tags["harness.kind"], tags["trial"]) == (
+                assert (tags["harness.condition"], tags["harness.kind"], tags["harness.optuna_trial"]) == (
                     condition,
                     phase,
                     str(t.number),
                 )  # ... -> trial
-                assert tags["mlflow.parentRunId"] == parents[condition] and tags["study"] == "tiny"
-                assert tags["state"] == t.user_attrs["state"]
+                assert tags["mlflow.parentRunId"] == parents[condition] and tags["harness.study"] == "tiny"
+                assert tags["harness.state"] == t.user_attrs["state"]
                 curve = client.get_metric_history(run.info.run_id, "val_accuracy")
                 assert len(curve) == t.user_attrs["epochs_run"] == int(run.data.metrics["epochs_run"])
                 if t.state.name == "PRUNED":
-                    assert tags["pruned_epoch"] == str(t.user_attrs["epochs_run"])
+                    assert tags["harness.pruned_epoch"] == str(t.user_attrs["epochs_run"])
                 has_test = "test_accuracy" in run.data.metrics
                 assert has_test == (phase == "confirm")  # the search never touches the test split
                 assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"config.json"}
@@ -118,7 +120,9 @@ def _has_running_run(workdir, number):
     except Exception:  # noqa: BLE001 - the store is still being created
         return False
     return any(
-        r.data.tags.get("condition") == "mse" and r.data.tags.get("trial") == str(number) and r.info.status == "RUNNING"
+        r.data.tags.get("harness.condition") == "mse"
+        and r.data.tags.get("harness.optuna_trial") == str(number)
+        and r.info.status == "RUNNING"
         for r in runs
     )
 
@@ -176,7 +180,7 @@ def test_ctrl_c_or_sigterm_marks_the_current_trial_and_leaves_nothing_running(wo
     runs = mlflow_runs(workdir)[1]
     assert not [r for r in runs if r.info.status == "RUNNING"]
     stopped_run = next(r for r in runs if r.info.run_id == stopped.user_attrs["mlflow_run_id"])
-    assert stopped_run.info.status == "KILLED" and stopped_run.data.tags["state"] == "interrupted"
+    assert stopped_run.info.status == "KILLED" and stopped_run.data.tags["harness.state"] == "interrupted"
 
 
 def test_sigkill_mid_trial_then_resume_finishes_the_exact_budget(workdir):
@@ -199,12 +203,12 @@ def test_sigkill_mid_trial_then_resume_finishes_the_exact_budget(workdir):
     dead_runs = [
         r
         for r in runs
-        if r.data.tags.get("condition") == "mse"
+        if r.data.tags.get("harness.condition") == "mse"
         and r.data.tags.get("harness.kind") == "search"
-        and r.data.tags.get("trial") == str(killed)
+        and r.data.tags.get("harness.optuna_trial") == str(killed)
     ]
     assert len(dead_runs) == 1  # the recorder had created it before the kill
-    assert dead_runs[0].info.status == "FAILED" and dead_runs[0].data.tags["state"] == "killed"
+    assert dead_runs[0].info.status == "FAILED" and dead_runs[0].data.tags["harness.state"] == "killed"
     for name, group in trials.items():
         assert not [t for t in group if t.state.name == "RUNNING"], name
 
@@ -378,9 +382,11 @@ def test_a_run_whose_worker_died_after_telling_optuna_is_ended_when_the_sweep_se
     monkeypatch.setattr(reconcile, "ORPHAN_SECONDS", 1)
     assert reconcile_stores(study, plan, storage, recorder, worker, settle=True) == 1  # ended, and trained again
     ended = client.get_run(run.info.run_id)
-    assert ended.info.status == "FAILED" and ended.data.tags["state"] == "orphaned"
-    again = client.search_runs([plan.experiment_id], f"tags.trial = '{trial.number}' and tags.rerun = 'true'")
-    assert len(again) == 1 and again[0].info.status == "FINISHED" and again[0].data.tags["state"] == "complete"
+    assert ended.info.status == "FAILED" and ended.data.tags["harness.state"] == "orphaned"
+    again = client.search_runs(
+        [plan.experiment_id], f"tags.`harness.optuna_trial` = '{trial.number}' and tags.`harness.rerun` = 'true'"
+    )
+    assert len(again) == 1 and again[0].info.status == "FINISHED" and again[0].data.tags["harness.state"] == "complete"
 
 
 def test_more_workers_than_cores_are_capped_and_said(workdir, capsys):

@@ -189,25 +189,27 @@ def test_an_extended_budget_confirms_the_new_best_and_compare_uses_only_those_se
     assert compared["conditions"] == summary
     assert all(p["seeds"] == 2 for p in compared["pairs"])
     runs = mlflow_runs(workdir)[1]
-    old = [r for r in runs if r.data.tags.get("optuna_study", "").endswith("confirm-after-2-trials")]
+    old = [r for r in runs if r.data.tags.get("harness.optuna_study", "").endswith("confirm-after-2-trials")]
     assert len(old) == 4
     for row, before in zip(summary, first):  # a new best trial is confirmed again; a best that held re-uses
-        mine = [r for r in old if r.data.tags["condition"] == row["condition"]]
+        mine = [r for r in old if r.data.tags["harness.condition"] == row["condition"]]
         new = [
             r
             for r in runs
-            if r.data.tags.get("optuna_study", "").endswith(f"{row['condition']}/confirm-after-3-trials")
+            if r.data.tags.get("harness.optuna_study", "").endswith(f"{row['condition']}/confirm-after-3-trials")
         ]
         if row["best_trial_run_id"] == before["best_trial_run_id"]:
-            assert new == [] and all(_stands_for(r, 3) and r.data.tags.get("superseded") != "true" for r in mine)
+            assert new == [] and all(
+                _stands_for(r, 3) and r.data.tags.get("harness.superseded") != "true" for r in mine
+            )
         else:  # the old seeds stay visible, not mixed in
-            assert len(new) == 2 and all(r.data.tags.get("superseded") == "true" for r in mine)
+            assert len(new) == 2 and all(r.data.tags.get("harness.superseded") == "true" for r in mine)
 
 
 def _stands_for(run, budget):
     """Whether a confirmation run holds a seed of the confirmation after ``budget`` trials: its own, or one
     it was re-used for (the best trial unchanged)."""
-    names = [run.data.tags["optuna_study"], *run.data.tags.get("harness.confirms", "").split(";")]
+    names = [run.data.tags["harness.optuna_study"], *run.data.tags.get("harness.confirms", "").split(";")]
     return any(n.split("#")[0].endswith(f"confirm-after-{budget}-trials") for n in names)
 
 
@@ -230,7 +232,7 @@ def test_an_extension_whose_best_trial_holds_reuses_its_confirmation(workdir):
         confirm = [
             r
             for r in runs
-            if r.data.tags.get("harness.kind") == "confirm" and r.data.tags["condition"] == row["condition"]
+            if r.data.tags.get("harness.kind") == "confirm" and r.data.tags["harness.condition"] == row["condition"]
         ]
         assert len(confirm) == 2 and all(_stands_for(r, 3) for r in confirm)  # nothing trained again
     assert audit_sweep(workdir, study, summary, {"trials": 3}) == []
@@ -254,7 +256,7 @@ def test_a_sweep_killed_between_tagging_a_reused_run_and_telling_optuna_resumes_
         confirm = [
             r
             for r in runs
-            if r.data.tags.get("harness.kind") == "confirm" and r.data.tags["condition"] == row["condition"]
+            if r.data.tags.get("harness.kind") == "confirm" and r.data.tags["harness.condition"] == row["condition"]
         ]
         assert len(confirm) == 2 and all(_stands_for(r, 3) for r in confirm)
     assert audit_sweep(workdir, study, summary, {"trials": 3}) == []
@@ -272,10 +274,10 @@ def test_a_plain_rerun_after_an_extension_keeps_the_extended_result(workdir):
     assert [row["trials"] for row in extended] == [6, 6] and [r["confirmed_after_trials"] for r in extended] == [6, 6]
     confirm = [r for r in mlflow_runs(workdir)[1] if r.data.tags.get("harness.kind") == "confirm"]
     after_six = [r for r in confirm if _stands_for(r, 6)]
-    assert len(after_six) == 4 and all(r.data.tags.get("superseded") != "true" for r in after_six)
-    assert all(r.data.tags.get("superseded") == "true" for r in confirm if r not in after_six)
+    assert len(after_six) == 4 and all(r.data.tags.get("harness.superseded") != "true" for r in after_six)
+    assert all(r.data.tags.get("harness.superseded") == "true" for r in confirm if r not in after_six)
     for row in extended:  # the run to reproduce is named: the condition's best seed of the standing result
-        seeds = [r for r in after_six if r.data.tags["condition"] == row["condition"]]
+        seeds = [r for r in after_six if r.data.tags["harness.condition"] == row["condition"]]
         best = max(seeds, key=lambda r: (r.data.metrics["test_accuracy"], -int(r.data.params["seed"])))
         assert row["best_seed_run_id"] == best.info.run_id
     assert compare_json(workdir)["conditions"] == extended
@@ -300,7 +302,7 @@ def test_a_deleted_journal_is_said_before_anything_trains_and_a_restart_counts_o
     summary = json_summary(restarted.stdout)
     assert [row["trials"] for row in summary] == [2, 2] and all(row["best_lr"] >= 0.5 for row in summary)
     old = [r for r in mlflow_runs(workdir)[1] if r.info.run_id in first]
-    assert len(old) == before and all(r.data.tags.get("superseded") == "true" for r in old)
+    assert len(old) == before and all(r.data.tags.get("harness.superseded") == "true" for r in old)
     assert audit_sweep(workdir, narrowed, summary, {"trials": 2, "epochs": 3}) == []
     assert compare_json(workdir)["conditions"] == summary
 
@@ -366,7 +368,7 @@ def test_every_sweep_flag_reaches_every_worker(workdir):
     runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id], max_results=1000)
     search = [r for r in runs if r.data.tags.get("harness.kind") == "search"]
     assert len(search) == 6 and {r.data.params["epochs"] for r in search} == {"3"}
-    assert {r.data.tags["invocation"] for r in search} == {search[0].data.tags["invocation"]}
+    assert {r.data.tags["harness.invocation"] for r in search} == {search[0].data.tags["harness.invocation"]}
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
@@ -380,7 +382,7 @@ def test_every_sweep_flag_reaches_every_worker(workdir):
     }
     assert len(workers) == 2, "the second worker did no work"
     assert workers == set(paused)  # the trials were trained by the processes seen holding one
-    assert Counter(r.data.tags["condition"] for r in runs if r.data.tags.get("harness.kind") == "confirm") == {
+    assert Counter(r.data.tags["harness.condition"] for r in runs if r.data.tags.get("harness.kind") == "confirm") == {
         "mse": 1,
         "cross_entropy": 1,
     }
@@ -407,7 +409,7 @@ def test_a_training_error_that_recurs_stops_the_sweep_in_one_line(workdir):
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "condition mse: training failed" in lines[0] and "MemoryError" in lines[0]
-    failed = [r for r in mlflow_runs(workdir)[1] if r.data.tags.get("state") == "failed"]
+    failed = [r for r in mlflow_runs(workdir)[1] if r.data.tags.get("harness.state") == "failed"]
     assert 3 <= len(failed) <= 8 and not [r for r in mlflow_runs(workdir)[1] if r.info.status == "RUNNING"]
 
 
@@ -509,7 +511,7 @@ def test_a_kill_while_the_parent_runs_are_made_leaves_one_parent_per_condition(w
     assert killed.returncode == -signal.SIGKILL
     resumed = harness("sweep", study, "--json", cwd=workdir, check=True)
     parents = [r for r in mlflow_runs(workdir)[1] if r.data.tags.get("harness.kind") == "condition"]
-    assert sorted(r.data.tags["condition"] for r in parents) == ["cross_entropy", "mse"]
+    assert sorted(r.data.tags["harness.condition"] for r in parents) == ["cross_entropy", "mse"]
     assert all(r.info.status == "FINISHED" for r in parents)
     assert audit_sweep(workdir, study, json_summary(resumed.stdout)) == []
     assert compare_json(workdir)["conditions"] == json_summary(resumed.stdout)

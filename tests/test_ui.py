@@ -1,14 +1,17 @@
 """``harness ui`` stops its MLflow server however it is stopped: Ctrl-C, or SIGTERM from a process
 manager or a closing terminal (the server's whole process group, so the port is free again)."""
 
+import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
 
 import pytest
 
-from tests.helpers import harness, start_ui
+from tests.helpers import ROOT, harness, start_ui
 from tests.services import free_port
 
 pytestmark = pytest.mark.e2e
@@ -68,3 +71,36 @@ def test_a_port_in_use_is_one_line_naming_it(tmp_path):
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert f"--port {port}: 127.0.0.1:{port} is already in use" in done.stderr
     assert not (tmp_path / "mlruns").exists()
+
+
+@pytest.mark.parametrize("access_log", [False, True])
+def test_the_access_log_is_off_unless_asked(tmp_path, access_log):
+    """Browsing the UI made 553 access-log lines that scrolled the printed links away: none by default,
+    one per request with ``--access-log``."""
+    port = free_port()
+    flags = ["--access-log"] if access_log else []
+    out, err = (tmp_path / "out.txt").open("w"), (tmp_path / "err.txt").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "harness", "ui", "--port", str(port), *flags],
+        cwd=tmp_path,
+        stdout=out,
+        stderr=err,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not _answers(port):
+            assert process.poll() is None, (tmp_path / "err.txt").read_text()
+            time.sleep(0.5)
+        for _ in range(5):
+            assert _answers(port)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        out.close(), err.close()
+    printed = (tmp_path / "out.txt").read_text() + (tmp_path / "err.txt").read_text()
+    requests = [line for line in printed.splitlines() if "GET /health" in line]
+    assert len(requests) >= 5 if access_log else requests == [], printed
+    assert f"MLflow UI on http://127.0.0.1:{port}" in printed

@@ -112,7 +112,7 @@ def test_the_mlflow_ui_shows_a_study_as_a_user_sees_it(tmp_path, capsys):
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("uistudy").experiment_id
     runs = client.search_runs([experiment], max_results=100)
-    parents = {r.data.tags["condition"]: r for r in runs if r.data.tags.get("harness.kind") == "condition"}
+    parents = {r.data.tags["harness.condition"]: r for r in runs if r.data.tags.get("harness.kind") == "condition"}
     parent = parents["mse-sgd"]
     trials = sorted(
         (
@@ -175,7 +175,7 @@ def test_the_mlflow_ui_shows_a_study_as_a_user_sees_it(tmp_path, capsys):
                 step = "the printed comparison link shows the 4 conditions with their test accuracy"
                 page.goto(compare_link)
                 page.get_by_text("Comparing 4 Runs").first.wait_for(timeout=60000)
-                page.get_by_text("test_accuracy_mean", exact=True).first.wait_for(timeout=20000)
+                metric_link(page, "test_accuracy_mean").wait_for(timeout=20000)
                 text = page.inner_text("body")
                 for run in parents.values():
                     shown = f"{run.data.metrics['test_accuracy_mean']:.3f}".rstrip("0").rstrip(".")
@@ -183,10 +183,10 @@ def test_the_mlflow_ui_shows_a_study_as_a_user_sees_it(tmp_path, capsys):
                 page.screenshot(path=shots / "1-conditions.png", full_page=True)
 
                 step = "their validation-accuracy chart overlays the 4 conditions' mean curves"
-                link = metric_link(page, "val_accuracy")
+                link = metric_link(page, "val_accuracy_seeds_mean")  # named so: not read against best_val_accuracy
                 href = link.get_attribute("href") or ""
                 step += f" (link {href!r})"
-                assert "metric" in href and "val_accuracy" in href, href
+                assert "metric" in href and "val_accuracy_seeds_mean" in href, href
                 page.goto(urllib.parse.urljoin(page.url, href))  # the link may open a tab; its page, here
                 page.locator(".js-plotly-plot").first.wait_for(timeout=30000)
                 curves = {}
@@ -221,6 +221,12 @@ def test_the_mlflow_ui_shows_a_study_as_a_user_sees_it(tmp_path, capsys):
                     assert key in text
                 assert first.data.params["lr"] in text and first.data.params["loss"] in text
                 page.screenshot(path=shots / "4-run.png")
+
+                step = "the parent's description reads as written: its search range and '(log)' (was a link)"
+                page.goto(f"{base}/#/experiments/{experiment}/runs/{parent.info.run_id}")
+                page.get_by_text("lr in [0.05, 1] (log)").first.wait_for(timeout=20000)
+                assert "\\[" not in page.inner_text("body")  # no escape shows
+                page.screenshot(path=shots / "4b-description.png")
 
                 step = "the compare view of two runs opens"
                 runs_arg, experiments_arg = (

@@ -131,7 +131,7 @@ def test_a_sweep_and_its_comparison_leave_no_secret_in_output_tags_or_files(tmp_
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id], max_results=100)
     parent = next(r for r in runs if r.data.tags.get("harness.kind") == "condition")
-    assert parent.data.tags["optuna_storage"] == storage.replace(SECRET, "***")
+    assert parent.data.tags["harness.optuna_storage"] == storage.replace(SECRET, "***")
     assert all("password=***" in r.data.tags["mlflow.source.name"] for r in runs)
 
 

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..records.quality import RELIABILITY_TAG, read_reliability
+from ..records.quality import RELIABILITY_COLUMN, read_reliability
 from . import stats
 
 FIGURES = {
@@ -115,9 +115,9 @@ def mean_reliability(confirm, condition):
     (mean confidence, accuracy, rows per seed)}, and "seeds". Only seeds whose bins hold the same numbers of
     rows are averaged (a fixed test size gives the same equal-mass bins); None when no seed recorded one."""
     seeds = confirm[confirm["condition"] == condition] if len(confirm) else confirm
-    if not len(seeds) or RELIABILITY_TAG not in seeds:
+    if not len(seeds) or RELIABILITY_COLUMN not in seeds:
         return None
-    diagrams = [read_reliability(text) for text in seeds[RELIABILITY_TAG]]
+    diagrams = [read_reliability(text) for text in seeds[RELIABILITY_COLUMN]]
     diagrams = [d for d in diagrams if d is not None]
     if not diagrams:
         return None

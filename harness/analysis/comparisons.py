@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..records.correctness import CORRECT_TAG, read_correctness
+from ..records.correctness import CORRECT_COLUMN, read_correctness
 from ..records.table import current
 from . import calibration, stats
 from .summary import seed_scores, summarize
@@ -218,7 +218,7 @@ def seed_data(study, confirm, condition, table):
     correct: dict = {}
     rows = row["test_rows"] if "test_rows" in row else math.nan
     if fixed_split(study) and not pd.isna(rows):
-        for seed, state, text in zip(seeds["seed"], seeds["state"], seeds.get(CORRECT_TAG, [None] * len(seeds))):
+        for seed, state, text in zip(seeds["seed"], seeds["state"], seeds.get(CORRECT_COLUMN, [None] * len(seeds))):
             if seed not in accuracy:
                 continue
             if state == "diverged":

@@ -15,7 +15,7 @@ def add_parser(commands):
         "in the store is rebuilt from its commit plus its git_diff.patch in a temporary git worktree and "
         "trains there; an export file retrains with this checkout's code unless --rebuild-code. A patch "
         "that does not match the run's git_diff digest is refused. The reproduction is logged as a new "
-        "run tagged reproduces=RUN_ID (an export file is checked without a store and logs nothing).",
+        "run tagged harness.reproduces=RUN_ID (an export file is checked without a store and logs nothing).",
     )
     again.add_argument("run_id", metavar="RUN_ID|EXPORT.zip", help="a harness run, or its `harness export` file")
     code = again.add_mutually_exclusive_group()

@@ -18,6 +18,11 @@ def add_parser(commands):
         help="also print the direct links to this study's runs and to the "
         "comparison of its conditions (their mean curves overlaid)",
     )
+    ui.add_argument(
+        "--access-log",
+        action="store_true",
+        help="print the server's line per HTTP request (off by default: browsing makes hundreds)",
+    )
     return ui
 
 
@@ -25,4 +30,4 @@ def run(args):
     from ..records.store import resolve_tracking_uri
     from ..records.ui import run_ui
 
-    return run_ui(resolve_tracking_uri(args.tracking_uri), args.host, args.port, args.study)
+    return run_ui(resolve_tracking_uri(args.tracking_uri), args.host, args.port, args.study, args.access_log)

@@ -8,8 +8,10 @@ import binascii
 import numpy as np
 import numpy.typing as npt
 
-CORRECT_TAG = "test_correct"
-"""base64 of ``numpy.packbits`` of the per-row correctness, rows in the test split's order."""
+CORRECT_TAG = "harness.test_correct"
+CORRECT_COLUMN = "test_correct"
+"""The tag, and its column in the records table. The tag: base64 of ``numpy.packbits`` of the per-row
+correctness, rows in the test split's order."""
 
 MAX_TAG_CHARS = 8000
 """MLflow's limit on a tag's value: a test split of up to 48,000 rows fits; a larger one records no tag

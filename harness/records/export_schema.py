@@ -14,6 +14,7 @@ from typing import Any
 from ..common.errors import HarnessError, shown
 from .operations import HARNESS_TAG
 from .runs import METHOD_TAG
+from .tags import DATASET_DIGEST, GIT_COMMIT, GIT_DIFF, GIT_DIRTY, OLD_NAMES, OLD_VERSION, PRUNED_EPOCH, STATE, VERSION
 
 RUN_FIELDS = {"format", "run_id", "run_name", "experiment_name", "tags", "params", "metrics"}
 REQUIRED = ("run_id", "run_name", "tags", "metrics")
@@ -24,18 +25,20 @@ METRIC = re.compile(r"[\w./: -]{1,250}")
 """MLflow's characters for a metric name."""
 MODULE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 COMMIT = r"[0-9a-f]{40}|[0-9a-f]{64}|unknown"
-TAG_FORMS = {
+FORMS = {
     "mlflow.source.git.commit": COMMIT,
-    "git_commit": COMMIT,
-    "git_dirty": r"true|false|unknown",
-    "git_diff": r"[0-9a-f]{16}|too large \(\d{1,12} bytes; not logged\)",
-    "dataset_digest": r"[0-9a-f]{64}",
-    "state": r"[a-z_]{1,32}",
-    "pruned_epoch": r"\d{1,6}",
+    GIT_COMMIT: COMMIT,
+    GIT_DIRTY: r"true|false|unknown",
+    GIT_DIFF: r"[0-9a-f]{16}|too large \(\d{1,12} bytes; not logged\)",
+    DATASET_DIGEST: r"[0-9a-f]{64}",
+    STATE: r"[a-z_]{1,32}",
+    PRUNED_EPOCH: r"\d{1,6}",
     HARNESS_TAG: r"[a-z_]{1,32}",
 }
-"""The tags a reader of a logged run uses, each with the one form it may take."""
-PREFIX_FORMS = {"version.": r"[\w.+!-]{1,64}", METHOD_TAG: r"[0-9a-f]{64}"}
+TAG_FORMS = {**FORMS, **{old: FORMS[new] for old, new in OLD_NAMES.items() if new in FORMS}}
+"""The tags a reader of a logged run uses, each with the one form it may take, under today's name and the
+name runs recorded before carried (``tags.OLD_NAMES``): a reader reads either (``tags.current_names``)."""
+PREFIX_FORMS = {VERSION: r"[\w.+!-]{1,64}", OLD_VERSION: r"[\w.+!-]{1,64}", METHOD_TAG: r"[0-9a-f]{64}"}
 
 
 def check_run(run: Any, where: str) -> None:

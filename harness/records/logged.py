@@ -24,6 +24,7 @@ from .export_schema import check_curves, check_run
 from .operations import HARNESS_TAG
 from .provenance import DIFF_ARTIFACT, MAX_DIFF_BYTES
 from .runs import CONFIG_ARTIFACT, METHOD_FOLDER, METHOD_TAG, WEIGHTS_ARTIFACT
+from .tags import GIT_DIFF, current_names
 
 EXPORT_FORMAT = "harness-run-export 1"
 RUN_FILE, CURVES_FILE = "run.json", "curves.json"
@@ -88,6 +89,7 @@ class ExportedRun:
                 f"{path}: not a run exported by `harness export` (format {shown(found)}, expected {EXPORT_FORMAT!r})"
             )
         check_run(self.run, self.where)  # before anything of it is used
+        self.run["tags"] = current_names(self.run["tags"])  # an export written before tags had one prefix
 
     def _check_members(self):
         """At most ``MAX_MEMBERS``, each named once: a reader and a person unzipping it see the same bytes,
@@ -148,10 +150,10 @@ class ExportedRun:
 
 
 def logged_diff(logged):
-    """The run's ``git_diff.patch`` when its ``git_diff`` tag names one, checked against that digest
+    """The run's ``git_diff.patch`` when its ``harness.git_diff`` tag names one, checked against that digest
     (None when the tag names none, or the patch was not logged): a patch that is not the one the run
     logged is damaged or planted, and is refused before anything else happens."""
-    tag = logged.run["tags"].get("git_diff")
+    tag = logged.run["tags"].get(GIT_DIFF)
     if not tag:
         return None
     content = logged.artifact(DIFF_ARTIFACT)

@@ -10,15 +10,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..common.errors import HarnessError
-from .models import has_model, log_model, register_model
+from .models import MODEL_METRICS, has_model, log_model, model_metric, register_model
+from .notes import NOTE_TAG
 from .store import artifact_root
+from .tags import CONDITION, KIND, SEARCH_ID, SUPERSEDED, current_names
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
 
 
-HARNESS_TAG = "harness.kind"
+HARNESS_TAG = KIND
 """Every run the harness makes carries this tag (train, search, confirm, condition, reproduce)."""
 
 METRICS_PER_BATCH = 1000  # MLflow's own limit for one log_batch call
@@ -142,18 +144,22 @@ def record_run(
     curves, then the tags (``state`` becomes final only when everything before it is stored: MLflow's
     log_batch writes params, metrics, then tags), then its end (``end``: a status) only if all of that
     was stored: a run never ends FINISHED without its results. The last batch of curves carries the
-    params and tags: one MLflow call less per batch (measured: 1-2 ms of a trial's 30)."""
-    from mlflow.entities import Metric, Param, RunTag
+    params and tags: one MLflow call less per batch (measured: 1-2 ms of a trial's 30). The model's own
+    scores (its test metrics) are linked to it: its page in the UI lists them."""
+    from mlflow.entities import Param, RunTag
 
     write_artifacts(client, run_id, artifacts)
+    model_id = None
     if model is not None:
-        log_model(client, run_id, artifacts, model)
+        scores = {p[0]: p[1] for p in points if p[0].startswith(MODEL_METRICS)}
+        model_id = log_model(client, run_id, artifacts, model, scores).removeprefix("models:/")
+    dataset = (model or {}).get("dataset")
     batches = [points[begin : begin + METRICS_PER_BATCH] for begin in range(0, len(points), METRICS_PER_BATCH)]
     for batch in batches[:-1]:
-        client.log_batch(run_id, metrics=[Metric(*p) for p in batch])
+        client.log_batch(run_id, metrics=[model_metric(p, model_id, dataset) for p in batch])
     client.log_batch(
         run_id,
-        metrics=[Metric(*p) for p in (batches[-1] if batches else [])],
+        metrics=[model_metric(p, model_id, dataset) for p in (batches[-1] if batches else [])],
         params=[Param(k, str(v)) for k, v in (params or {}).items()],
         tags=[RunTag(k, v) for k, v in _text(tags).items()],
     )
@@ -192,13 +198,14 @@ def parent_runs(client: MlflowClient, experiment_id: str, wanted: dict[str, tupl
         order_by=["attributes.start_time ASC"],
         max_results=5000,
     ):
-        condition = run.data.tags.get("condition", "")
+        tags = current_names(run.data.tags)
+        condition = tags.get(CONDITION, "")
         if run.info.lifecycle_stage != "active" or condition not in wanted:
             continue
-        if _same_search(run.data.tags.get("search_id"), wanted[condition][2].get("search_id")):
+        if _same_search(tags.get(SEARCH_ID), wanted[condition][2].get(SEARCH_ID)):
             existing.setdefault(condition, run.info.run_id)
-        elif run.data.tags.get("superseded") != "true":  # the parent of a search given up (journal deleted)
-            set_tags(client, run.info.run_id, {"superseded": "true"})
+        elif tags.get(SUPERSEDED) != "true":  # the parent of a search given up (journal deleted)
+            set_tags(client, run.info.run_id, {SUPERSEDED: "true"})
     ids: dict[str, str] = {}
     for condition, (known, run_name, tags, params, dataset) in wanted.items():
         run_id = known if known and _active(client, known, MlflowException) else existing.get(condition)
@@ -249,14 +256,16 @@ def publish_result(client: MlflowClient, run_id: str, result: dict[str, Any], ar
     for begin in range(0, len(points), METRICS_PER_BATCH):
         client.log_batch(run_id, metrics=points[begin : begin + METRICS_PER_BATCH])
     write_artifacts(client, run_id, artifacts)
-    client.log_batch(run_id, tags=[RunTag("mlflow.note.content", result["note"]), RunTag(RESULT_TAG, result["digest"])])
+    client.log_batch(run_id, tags=[RunTag(NOTE_TAG, result["note"]), RunTag(RESULT_TAG, result["digest"])])
     return run_id
 
 
 def _next_generation(client: MlflowClient, old: Run) -> str:
     """A fresh parent with the old one's setup (params, tags), the old one's trials moved under it."""
     setup_params = {k: v for k, v in old.data.params.items() if not k.startswith("best.")}
-    setup_tags = {k: v for k, v in old.data.tags.items() if not k.startswith("mlflow.") and k != RESULT_TAG}
+    setup_tags = {
+        k: v for k, v in current_names(old.data.tags).items() if not k.startswith("mlflow.") and k != RESULT_TAG
+    }
     new = create_run(client, old.info.experiment_id, old.info.run_name, setup_tags, setup_params)
     children = client.search_runs(
         [old.info.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{old.info.run_id}'", max_results=50000
@@ -269,7 +278,8 @@ def _next_generation(client: MlflowClient, old: Run) -> str:
 
 
 def run_dict(run: Run) -> dict[str, Any]:
-    """An MLflow run as plain data (it crosses processes and becomes a row of the records table)."""
+    """An MLflow run as plain data (it crosses processes and becomes a row of the records table), its tags
+    under today's names (``tags.current_names``: every reader reads runs recorded before too)."""
     return {
         "run_id": run.info.run_id,
         "experiment_id": run.info.experiment_id,
@@ -279,7 +289,7 @@ def run_dict(run: Run) -> dict[str, Any]:
         "end_time": run.info.end_time,
         "lifecycle_stage": run.info.lifecycle_stage,
         "artifact_uri": run.info.artifact_uri,
-        "tags": dict(run.data.tags),
+        "tags": current_names(run.data.tags),
         "params": dict(run.data.params),
         "metrics": dict(run.data.metrics),
     }

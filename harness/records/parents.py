@@ -2,9 +2,11 @@
 
 Each parent carries its summary row as metrics (test accuracy and its interval, the best validation
 score, epochs to target, pruned and diverged shares, trials), its best settings as params, a
-description in words, and, under the same names as its trials' curves (``val_accuracy``,
-``train_loss``, ...), the mean over its confirmation seeds at each epoch: selecting the parents and
-pressing Compare overlays the conditions' curves. A result is written once; when it changes (a sweep
+description in words, and, named after its trials' curves (``val_accuracy_seeds_mean``,
+``train_loss_seeds_mean``, ...), the mean over its confirmation seeds at each epoch: selecting the parents
+and pressing Compare overlays the conditions' curves. The suffix says what they are: the seeds' mean
+``val_accuracy`` may end above ``best_val_accuracy``, one search trial's score, and is no contradiction.
+A result is written once; when it changes (a sweep
 extended with more trials, more seeds), the condition gets a new parent run and its trials move
 under it, since MLflow neither changes a param nor forgets a metric's points.
 """
@@ -16,6 +18,7 @@ import math
 import numpy as np
 
 from ..engine.calibration import FIGURES
+from .notes import NOTE_TAG, escape
 from .table import current
 
 NOT_CURVES = {
@@ -91,8 +94,12 @@ def summary_metrics(study, row):
     return {k: float(v) for k, v in values.items() if v is not None and not _missing(v)}
 
 
+MEAN_SUFFIX = "_seeds_mean"
+"""A parent's curve: ``<the seeds' curve>_seeds_mean`` (listed after the results, as the curves were)."""
+
+
 def mean_curves(seeds, curve):
-    """(key, value, step) points: at each epoch, the mean over the seeds that ran it."""
+    """(key, value, step) points: at each epoch, the mean over the seeds that ran it (``MEAN_SUFFIX``)."""
     keys = sorted(k[len("metric.") :] for k in seeds.columns if k.startswith("metric.") and seeds[k].notna().any())
     keys = [k for k in keys if k not in NOT_CURVES and not k.startswith("test_")]
     if hasattr(curve, "prefetch"):  # every seed's curves in one read
@@ -102,12 +109,13 @@ def mean_curves(seeds, curve):
         curves = [c for c in (curve(run_id, key) for run_id in seeds["run_id"]) if c]
         for epoch in range(max((len(c) for c in curves), default=0)):
             values = [c[epoch] for c in curves if len(c) > epoch]
-            points.append((key, float(np.mean(values)), epoch + 1))
+            points.append((key + MEAN_SUFFIX, float(np.mean(values)), epoch + 1))
     return points
 
 
 def describe(study, condition, row):
-    """The condition in words (Markdown): what it sets, what was searched, what won, how sure."""
+    """The condition in words (Markdown, every value escaped: ``notes.escape``): what it sets, what was
+    searched, what won, how sure."""
     settings = ", ".join(f"{k} = {v}" for k, v in condition.settings.items())
     fixed = ", ".join(f"{k} = {v}" for k, v in study.fixed.items())
     searched = ", ".join(
@@ -119,10 +127,13 @@ def describe(study, condition, row):
     )
     mean, low, high = row["test_accuracy_mean"], row["test_accuracy_ci_low"], row["test_accuracy_ci_high"]
     accuracy = "n/a" if _missing(mean) else f"{mean:.4f}" + ("" if _missing(low) else f" [{low:.4f}, {high:.4f}]")
-    return (
-        f"**{condition.name}**: {settings}.\n\nShared by every condition of study {study.name}: {fixed}.\n\n"
+    return f"**{escape(condition.name)}**: {escape(settings)}.\n\n" + escape(
+        f"Shared by every condition of study {study.name}: {fixed}.\n\n"
         f"Searched with {row['trials']} trials ({study.sampler}, pruner {study.pruner}): {searched}; best: "
-        f"{best or 'none'}.\n\nTest accuracy over {row['seeds']} confirmation seeds: {accuracy} (95% interval)."
+        f"{best or 'none'} (best_{study.objective}: that one search trial's score).\n\n"
+        f"Test accuracy over {row['seeds']} confirmation seeds: {accuracy} (95% interval). The curves "
+        f"<metric>{MEAN_SUFFIX} are the mean over those seeds at each epoch: each seed trains the best "
+        "settings again with its own seed, so their mean can end above or below the best trial's score."
     )
 
 
@@ -171,7 +182,10 @@ def model_note(run_id, model_run):
 
     return {
         MODEL_RUN_TAG: model_run,
-        "mlflow.note.content": f'This seed logged no MLflow model (confirm.models = "first"): its condition\'s '
-        f"model is on run {model_run}. `harness predict {run_id} ROWS.csv` and `harness export {run_id}` "
-        "work for this seed from its weights.npz.",
+        NOTE_TAG: escape(
+            f'This seed logged no MLflow model (confirm.models = "first"): its condition\'s model is on run '
+            f"{model_run}. "
+        )
+        + f"`harness predict {run_id} ROWS.csv` and `harness export {run_id}` work for this seed from its "
+        + escape("weights.npz."),
     }

@@ -7,6 +7,8 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+from .tags import GIT_COMMIT, GIT_DIFF, GIT_DIRTY, VERSION
+
 PACKAGES = ("numpy", "scikit-learn", "pandas", "mlflow", "optuna", "matplotlib", "threadpoolctl")
 
 
@@ -54,8 +56,8 @@ def diff_tag(diff):
     if diff is None:
         return {}
     if len(diff) > MAX_DIFF_BYTES:
-        return {"git_diff": f"too large ({len(diff)} bytes; not logged)"}
-    return {"git_diff": hashlib.sha256(diff).hexdigest()[:16]}
+        return {GIT_DIFF: f"too large ({len(diff)} bytes; not logged)"}
+    return {GIT_DIFF: hashlib.sha256(diff).hexdigest()[:16]}
 
 
 def package_versions():
@@ -104,11 +106,12 @@ def source_tags(argv=None):
 
 def provenance_tags():
     _, dirty = git_state()
-    tags = {"git_dirty": dirty, "platform": platform.platform(), **diff_tag(code_diff())}  # commit: source_tags
-    tags.update({f"version.{k}": v for k, v in package_versions().items()})
+    tags = {GIT_DIRTY: dirty, "harness.platform": platform.platform(), **diff_tag(code_diff())}  # commit: source_tags
+    tags.update({f"{VERSION}{k}": v for k, v in package_versions().items()})
     return tags
 
 
 def logged_commit(tags):
-    """The commit a run was made at: MLflow's own tag, or ``git_commit`` on runs made before 0.2."""
-    return tags.get("mlflow.source.git.commit") or tags.get("git_commit")
+    """The commit a run was made at (``tags``: under today's names, ``tags.current_names``): MLflow's own tag, or
+    ``git_commit`` on runs made before 0.2."""
+    return tags.get("mlflow.source.git.commit") or tags.get(GIT_COMMIT)

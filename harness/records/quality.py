@@ -12,8 +12,10 @@ from ..engine.calibration import BINS, assess, probabilities
 PROBABILITIES_ARTIFACT = "probabilities.npz"
 """``val_logits``, ``val_labels``, ``test_logits``, ``test_labels`` (rows in the split's order, logits as
 float64), ``test_probabilities`` (their softmax), ``classes`` and ``temperature``; loads without pickle."""
-RELIABILITY_TAG = "reliability"
-"""JSON {"bins": 15, "before": [[mean confidence, accuracy, rows], ...], "after": [...]}: the test split's
+RELIABILITY_TAG = "harness.reliability"
+RELIABILITY_COLUMN = "reliability"
+"""The tag, and its column in the records table. The tag:
+JSON {"bins": 15, "before": [[mean confidence, accuracy, rows], ...], "after": [...]}: the test split's
 equal-mass bins before and after temperature scaling; what a condition's mean diagram is drawn from."""
 
 

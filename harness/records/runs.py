@@ -17,20 +17,41 @@ import numpy as np
 from ..engine.data import model_example
 from ..engine.methods import custom_modules, loaded_source, method_digests
 from ..engine.training import DIVERGED, train
-from .operations import HARNESS_TAG
+from .notes import NOTE_TAG, escape
 from .provenance import DIFF_ARTIFACT, MAX_DIFF_BYTES, blas_info, code_diff, provenance_tags, source_tags
 from .quality import quality_records
 from .recorder import Ref
+from .tags import (
+    BEST_SEARCH_TRIAL,
+    BLAS_THREADS,
+    CLASSES,
+    CONDITION,
+    DATASET_DIGEST,
+    ERROR,
+    KIND,
+    OPTUNA_STUDY,
+    OPTUNA_TRIAL,
+    RERUN,
+    SEARCH_ID,
+    STATE,
+    TEST_ROWS,
+    VAL_ROWS,
+)
 
 CONFIG_ARTIFACT = "config.json"
 WEIGHTS_ARTIFACT = "weights.npz"
 FINAL_STATES = ("complete", "pruned", "diverged", "stopped")
-"""A run whose ``state`` tag is one of these holds its results (the tag is written last)."""
+"""A run whose ``harness.state`` tag is one of these holds its results (the tag is written last)."""
+
+
+EXECUTION = ("blas_threads",)
+"""Settings of how a run is executed, not of what it learns: tags (``tags.BLAS_THREADS``), not params."""
 
 
 def config_params(config):
-    """The run's params: the settings that affect it (``TrainConfig.applicable``); config.json holds all."""
-    return {k: param_text(v) for k, v in config.applicable().items()}
+    """The run's params: the settings that affect it (``TrainConfig.applicable``) but how it is executed
+    (``EXECUTION``); config.json holds all."""
+    return {k: param_text(v) for k, v in config.applicable().items() if k not in EXECUTION}
 
 
 def param_text(value):
@@ -155,16 +176,25 @@ def dataset_input(config, split):
     }
 
 
+def model_spec(config, split):
+    """What a run's MLflow model is logged with: its input columns, a few rows, and the data set its test
+    scores are linked with (the run's dataset input)."""
+    dataset = dataset_input(config, split)
+    return {**model_example(split), "dataset": (dataset["name"], dataset["digest"])}
+
+
 def run_tags(kind, config, split, **tags):
-    """What every run carries besides its params (the seed, data set and BLAS threads are params, not
-    tags too): its kind, the digest of the data it saw, how to rebuild the code and machine state, and
+    """What every run carries besides its params (the seed and data set are params, not tags too): its
+    kind, the digest of the data it saw, its BLAS threads, how to rebuild the code and machine state, and
     the sha256 of each custom method's module (``harness.method.<module>``); the number of classes and of
     validation and test rows, which the comparison needs (chance accuracy of a diverged seed, ties within
     one validation example, the test rows' sampling error)."""
     methods = {METHOD_TAG + name: digest for name, digest in method_digests(config).items()}
-    sizes = {"classes": split.n_classes, "val_rows": len(split.y_val), "test_rows": len(split.y_test)}
+    sizes = {CLASSES: split.n_classes, VAL_ROWS: len(split.y_val), TEST_ROWS: len(split.y_test)}
     regime = regime_tags(config, split)
-    return {HARNESS_TAG: kind, "state": "running", "dataset_digest": split.digest, **sizes, **regime, **methods, **tags}
+    execution = {BLAS_THREADS: config.blas_threads}
+    own = {KIND: kind, STATE: "running", DATASET_DIGEST: split.digest, **sizes, **execution}
+    return {**own, **regime, **methods, **tags}
 
 
 def regime_tags(config, split):
@@ -173,9 +203,9 @@ def regime_tags(config, split):
     if not config.label_noise and config.imbalance == 1.0:
         return {}
     return {
-        "noisy_train_rows": split.noisy_train,
-        "noisy_val_rows": split.noisy_val,
-        "train_rows_per_class": ",".join(map(str, split.train_class_counts)),
+        "harness.noisy_train_rows": split.noisy_train,
+        "harness.noisy_val_rows": split.noisy_val,
+        "harness.train_rows_per_class": ",".join(map(str, split.train_class_counts)),
     }
 
 
@@ -192,7 +222,7 @@ def method_artifacts(config):
 def environment_tags(source=None):
     """Code version, package versions, BLAS and the run context (``source``: from the command that
     started the work; by default this process's): the same for every run of a process."""
-    return {**provenance_tags(), "blas": blas_info()["blas"], **(source or source_tags())}
+    return {**provenance_tags(), "harness.blas": blas_info()["blas"], **(source or source_tags())}
 
 
 class LiveRun:
@@ -222,7 +252,7 @@ class LiveRun:
             "end_run",
             self.run_ref,
             "KILLED" if stopped else "FAILED",
-            {"state": "interrupted" if stopped else "failed", "error": f"{type(exc).__name__}: {exc}"[:500]},
+            {STATE: "interrupted" if stopped else "failed", ERROR: f"{type(exc).__name__}: {exc}"[:500]},
         )
 
     def finish(self, points, tags, artifacts, status="FINISHED", model=None, params=None):
@@ -279,7 +309,7 @@ def train_and_record(
         live.fail(exc)
         raise
     train_seconds = time.perf_counter() - train_start
-    final_tags = {"state": (state_names or {}).get(result.status, result.status)}
+    final_tags = {STATE: (state_names or {}).get(result.status, result.status)}
     artifacts = run_artifacts(config, split, result, diff=code.get("diff", THIS_CHECKOUT))
     if result.status != DIVERGED and include_test and result.network is not None:
         quality_tags, quality_artifacts = quality_records(result, split)
@@ -289,7 +319,7 @@ def train_and_record(
         final_points(result, {"train_seconds": train_seconds}),
         final_tags,
         artifacts,
-        model=None if result.status == DIVERGED else model_example(split),
+        model=None if result.status == DIVERGED else model_spec(config, split),
     )
     recorder.result(ticket)
     timings = {
@@ -307,6 +337,17 @@ def result_json(run_id, result, timings=None):
     if timings:
         summary["timings"] = {k: round(v, 4) for k, v in timings.items()}
     return json.dumps(plain(summary), allow_nan=False)
+
+
+def seed_note(member, condition, study):
+    """A confirmation seed's description: which of its numbers is which (its Optuna trial in the confirm
+    study, the search trial whose settings it trains)."""
+    return escape(
+        f"Confirmation seed {member.config.seed} of condition {condition.name}: the settings of search trial "
+        f"{member.best_search_trial} (harness.best_search_trial, the best of the search when confirmed), trained "
+        f"again with this seed and scored on the test split. harness.optuna_trial {member.number} is this run's "
+        f"trial in the Optuna study {study.optuna_name(condition, 'confirm')}."
+    )
 
 
 class TrialRuns:
@@ -329,20 +370,20 @@ class TrialRuns:
         tags = {
             **self.base_tags,
             **run_tags(member.phase, member.config, split),
-            "condition": condition.name,
-            "trial": member.number,
-            "optuna_study": self.study.optuna_name(condition, member.phase),
+            CONDITION: condition.name,
+            OPTUNA_TRIAL: member.number,
+            OPTUNA_STUDY: self.study.optuna_name(condition, member.phase),
             "mlflow.parentRunId": self.plan.parent_runs[condition.name],
         }
         if condition.name in self.study.search_ids:
-            tags["search_id"] = self.study.search_ids[condition.name]
+            tags[SEARCH_ID] = self.study.search_ids[condition.name]
         if member.best_search_trial is not None:
-            tags["best_search_trial"] = member.best_search_trial
+            tags[BEST_SEARCH_TRIAL] = member.best_search_trial
+            tags[NOTE_TAG] = seed_note(member, condition, self.study)
         if member.is_rerun:
-            tags["rerun"] = "true"
-        if self.lean(member.phase):  # params come with the results; the parent carries the data set
-            return self.recorder.submit("create_run", self.plan.experiment_id, name, tags, {}, None)
-        params, dataset = config_params(member.config), dataset_input(member.config, split)
+            tags[RERUN] = "true"
+        dataset = dataset_input(member.config, split)  # every run's: the UI's Dataset column and filter
+        params = {} if self.lean(member.phase) else config_params(member.config)  # lean: with the results
         return self.recorder.submit("create_run", self.plan.experiment_id, name, tags, params, dataset)
 
     def lean(self, phase):
@@ -368,12 +409,12 @@ class TrialRuns:
             result_points(result, keys=lean_curves(config, self.study.objective) if lean else None),
             tags,
             artifacts,
-            model_example(split) if with_model and result.status != DIVERGED else None,
+            model_spec(config, split) if with_model and result.status != DIVERGED else None,
             config_params(config) if lean else None,
             "FINISHED" if counted else None,  # ended only once everything is stored
         )
         if not counted:
-            self.recorder.submit("end_run", Ref(create), "FAILED", {"state": "killed"})
+            self.recorder.submit("end_run", Ref(create), "FAILED", {STATE: "killed"})
         self._pending.append((record, create))
 
     def end(self, create, status, tags):
@@ -397,7 +438,7 @@ class TrialRuns:
             self._pending.remove((record, create))
             if outcome[0] == "error":
                 failed = failed or outcome[1]
-                self.end(create, "FAILED", {"state": "unrecorded", "error": outcome[1][1][:500]})
+                self.end(create, "FAILED", {STATE: "unrecorded", ERROR: outcome[1][1][:500]})
         if failed and failed[0] == "disk":
             raise DiskFullError(failed[1])
         if failed:

@@ -15,10 +15,25 @@ import pandas as pd
 from ..engine.config import TrainConfig
 from ..engine.training import epochs_to_target
 from ..studies.study import CONFIRM_NAME, LEGACY_SEARCH
-from .correctness import CORRECT_TAG
+from .correctness import CORRECT_COLUMN, CORRECT_TAG
 from .operations import HARNESS_TAG
-from .quality import RELIABILITY_TAG
+from .quality import RELIABILITY_COLUMN, RELIABILITY_TAG
 from .runs import FINAL_STATES
+from .tags import (
+    BEST_SEARCH_TRIAL,
+    CONDITION,
+    DATASET_DIGEST,
+    EPOCHS_TO_TARGET,
+    OPTUNA_STORAGE,
+    OPTUNA_STUDY,
+    OPTUNA_TRIAL,
+    PREFIX,
+    RERUN,
+    SEARCH_ID,
+    STATE,
+    SUPERSEDED,
+    current_names,
+)
 
 KINDS = ("search", "confirm", "condition")
 STUDY_ARTIFACT = "study.json"
@@ -38,7 +53,7 @@ REUSED_TAG = "harness.confirms"
 """On a confirmation run that a larger budget re-used (its best trial unchanged: same settings, same seed,
 so the same result): ``<confirm study>#<trial>`` of each confirmation it also stands for, ';'-separated."""
 SIZES = ("classes", "val_rows", "test_rows")
-"""Tags of a run's data (``runs.run_tags``); None in runs recorded before they were."""
+"""Tags of a run's data (``runs.run_tags``, ``harness.<size>``); None in runs recorded before they were."""
 
 
 COLUMNS = [
@@ -62,8 +77,8 @@ COLUMNS = [
     "epochs_to_target",
     "target_known",
     *SIZES,
-    CORRECT_TAG,
-    RELIABILITY_TAG,
+    CORRECT_COLUMN,
+    RELIABILITY_COLUMN,
     "confirms",
 ]
 """The columns of an empty records table."""
@@ -73,10 +88,10 @@ def records_frame(runs):
     """Plain run dicts (``operations.study_runs``) -> the records table."""
     rows = []
     for run in runs:
-        tags = run["tags"]
+        tags = current_names(run["tags"])
         if tags.get(HARNESS_TAG) not in KINDS:
             continue
-        reached = tags.get("epochs_to_target")
+        reached = tags.get(EPOCHS_TO_TARGET)
         rows.append(
             {
                 "run_id": run["run_id"],
@@ -84,26 +99,26 @@ def records_frame(runs):
                 "status": run["status"],
                 "start_time": run["start_time"],
                 "kind": tags[HARNESS_TAG],
-                "condition": tags.get("condition"),
-                "phase": tags.get("phase", tags[HARNESS_TAG]),  # runs before 0.2 carried both
-                "optuna_study": tags.get("optuna_study"),
-                "trial": _int(tags.get("trial")),
-                "seed": _int(run["params"].get("seed", tags.get("seed"))),
-                "state": tags.get("state"),
-                "best_search_trial": _int(tags.get("best_search_trial")),
+                "condition": tags.get(CONDITION),
+                "phase": tags.get("harness.phase", tags[HARNESS_TAG]),  # runs before 0.2 carried both
+                "optuna_study": tags.get(OPTUNA_STUDY),
+                "trial": _int(tags.get(OPTUNA_TRIAL)),
+                "seed": _int(run["params"].get("seed", tags.get("harness.seed"))),
+                "state": tags.get(STATE),
+                "best_search_trial": _int(tags.get(BEST_SEARCH_TRIAL)),
                 "parent": tags.get("mlflow.parentRunId"),
-                "search_id": tags.get("search_id"),
-                "dataset_digest": tags.get("dataset_digest"),
-                "superseded": tags.get("superseded") == "true",
-                "rerun": tags.get("rerun") == "true",
+                "search_id": tags.get(SEARCH_ID),
+                "dataset_digest": tags.get(DATASET_DIGEST),
+                "superseded": tags.get(SUPERSEDED) == "true",
+                "rerun": tags.get(RERUN) == "true",
                 "model_run": tags.get(MODEL_RUN_TAG),
                 "epochs_to_target": (math.nan if reached in (None, "never") else float(reached)),
                 "target_known": reached is not None,
-                **{key: _int(tags.get(key)) for key in SIZES},
-                CORRECT_TAG: tags.get(CORRECT_TAG),
-                RELIABILITY_TAG: tags.get(RELIABILITY_TAG),
+                **{key: _int(tags.get(PREFIX + key)) for key in SIZES},
+                CORRECT_COLUMN: tags.get(CORRECT_TAG),
+                RELIABILITY_COLUMN: tags.get(RELIABILITY_TAG),
                 "confirms": tags.get(REUSED_TAG, ""),
-                **({"tag.optuna_storage": tags["optuna_storage"]} if "optuna_storage" in tags else {}),
+                **({"tag.optuna_storage": tags[OPTUNA_STORAGE]} if OPTUNA_STORAGE in tags else {}),
                 **{f"param.{k}": v for k, v in run["params"].items()},
                 **{f"metric.{k}": v for k, v in run["metrics"].items()},
             }

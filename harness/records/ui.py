@@ -14,9 +14,13 @@ from ..common.errors import ConfigError, HarnessError
 from ..common.urls import redact
 
 
-def server_command(uri, host, port):
+def server_command(uri, host, port, access_log=False):
+    """``mlflow server`` on one worker; without ``access_log``, none of uvicorn's line per request (browsing
+    the UI made 553 of them, scrolling the printed links away): its warnings and errors still show."""
     mlflow = Path(sys.executable).with_name("mlflow")
-    return [str(mlflow), "server", "--backend-store-uri", uri, "--host", host, "--port", str(port), "--workers", "1"]
+    quiet = [] if access_log else ["--uvicorn-opts", "--no-access-log"]
+    command = [str(mlflow), "server", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    return [*command, "--workers", "1", *quiet]
 
 
 def check_port(port):
@@ -96,7 +100,7 @@ def study_links(recorder, base, study):
     return runs_page, compare
 
 
-def run_ui(uri, host, port, study=None):
+def run_ui(uri, host, port, study=None, access_log=False):
     from .recorder import InlineRecorder
     from .store import check_server, open_client
 
@@ -112,7 +116,7 @@ def run_ui(uri, host, port, study=None):
     open_client(uri).search_experiments()  # create the store's schema before the server reads it
     links = study_links(InlineRecorder(uri), f"http://{host}:{port}", study) if study else ()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    process = subprocess.Popen(server_command(uri, host, port), env=env, start_new_session=True)
+    process = subprocess.Popen(server_command(uri, host, port, access_log), env=env, start_new_session=True)
     url = f"http://{host}:{port}"
     for ending in (signal.SIGTERM, signal.SIGHUP):  # process managers and closing terminals, as Ctrl-C
         signal.signal(ending, _interrupt)

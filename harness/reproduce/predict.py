@@ -4,6 +4,7 @@ import numpy as np
 
 from ..common.errors import ConfigError, HarnessError
 from ..records.runs import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT
+from ..records.tags import STATE
 from ..records.weights import LoggedModel, parse_config, parse_weights
 
 
@@ -26,7 +27,7 @@ def model_of(logged):
     if config_bytes is None or weights_bytes is None:
         raise HarnessError(
             f"{logged.where} has no {CONFIG_ARTIFACT} or {WEIGHTS_ARTIFACT} artifact "
-            f"(state {logged.run['tags'].get('state', 'unknown')}): nothing to load"
+            f"(state {logged.run['tags'].get(STATE, 'unknown')}): nothing to load"
         )
     config = parse_config(config_bytes, f"{logged.where} {CONFIG_ARTIFACT}")
     return LoggedModel(config, parse_weights(weights_bytes, f"{logged.where} {WEIGHTS_ARTIFACT}"))

@@ -19,6 +19,7 @@ from pathlib import Path
 from ..common.errors import HarnessError
 from ..engine.training import TrainResult
 from ..records.provenance import code_diff, diff_tag, git_state, logged_commit
+from ..records.tags import GIT_DIFF
 
 PACKAGE = Path(__file__).resolve().parents[1]
 """The harness package (this file is in its reproduce/ folder)."""
@@ -66,9 +67,9 @@ def code_differs(tags):
     if commit != logged:
         here = "this harness is not a git checkout" if commit == "unknown" else f"this checkout is at {commit[:12]}"
         return f"the run was made at commit {logged[:12]}; {here}"
-    if tags.get("git_diff") != diff_tag(code_diff()).get("git_diff"):
-        if tags.get("git_diff"):
-            diff = tags["git_diff"]
+    if tags.get(GIT_DIFF) != diff_tag(code_diff()).get(GIT_DIFF):
+        if tags.get(GIT_DIFF):
+            diff = tags[GIT_DIFF]
             return f"the run was made from uncommitted changes (git_diff {diff}) this checkout does not have"
         return "this checkout has uncommitted changes the run did not have"
     return None

@@ -28,12 +28,26 @@ from ..records.provenance import DIFF_ARTIFACT, code_diff, diff_tag, git_state, 
 from ..records.recorder import RecorderProcess
 from ..records.runs import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT, outcome_metrics, save_weights, train_and_record
 from ..records.store import check_exists, check_server, check_writable
+from ..records.tags import (
+    CONDITION,
+    DATASET_DIGEST,
+    GIT_COMMIT,
+    GIT_DIFF,
+    GIT_DIRTY,
+    OPTUNA_STUDY,
+    OPTUNA_TRIAL,
+    PRUNED_EPOCH,
+    REPRODUCES,
+    STATE,
+    STUDY,
+    VERSION,
+)
 from ..records.weights import parse_config, parse_weights
 from .methods import consent, load_methods, plan_methods
 from .rebuild import changes_summary, code_differs, train_rebuilt, worktree
 
 NOT_COMPARED = {"train_seconds"}
-CARRIED_TAGS = ("study", "condition", "phase", "trial", "optuna_study", "mlflow.parentRunId")
+CARRIED_TAGS = (STUDY, CONDITION, "harness.phase", OPTUNA_TRIAL, OPTUNA_STUDY, "mlflow.parentRunId")
 """Tags a reproduction keeps from its original, so it sits beside it in the UI."""
 
 
@@ -73,20 +87,20 @@ def environment_warnings(run, split, rebuilt=False):
         warnings.append(f"git commit differs: logged {logged_commit(tags)[:12]}, now {commit[:12]}")
     differing = []
     for name, version in package_versions().items():
-        logged = tags.get(f"version.{name}")
+        logged = tags.get(f"{VERSION}{name}")
         if logged is not None and logged != version:
             warnings.append(f"{name} version differs: logged {logged}, now {version}")
             if name not in ("python", "harness") and logged != "absent":
                 differing.append(f"{name}=={logged}")
     if differing:
         warnings.append(f"the logged versions: pip install {' '.join(differing)}")
-    if not rebuilt and tags.get("git_diff") and tags.get("git_diff") != diff_tag(code_diff()).get("git_diff"):
+    if not rebuilt and tags.get(GIT_DIFF) and tags.get(GIT_DIFF) != diff_tag(code_diff()).get(GIT_DIFF):
         warnings.append(
-            f"the run was made from uncommitted code (git_diff {tags['git_diff']}): its {DIFF_ARTIFACT} artifact "
+            f"the run was made from uncommitted code (git_diff {tags[GIT_DIFF]}): its {DIFF_ARTIFACT} artifact "
             f"holds the change; `git apply` it on commit {(logged_commit(tags) or '?')[:12]} to rebuild that code"
         )
-    if tags.get("dataset_digest") not in (None, split.digest):
-        warnings.append(f"dataset digest differs: logged {tags['dataset_digest'][:12]}, now {split.digest[:12]}")
+    if tags.get(DATASET_DIGEST) not in (None, split.digest):
+        warnings.append(f"dataset digest differs: logged {tags[DATASET_DIGEST][:12]}, now {split.digest[:12]}")
     return warnings
 
 
@@ -151,8 +165,8 @@ def _reproduce(logged, recorder, out, err, rtol, rebuild, summary):
     methods = plan_methods(logged, config, recorder is None, rebuild)  # checked by digest; nothing imported
     split = load_logged_data(run, config)  # bad input is one line, before anything else is said
     why, diff = code_to_run(logged, rebuild, recorder is None, err)
-    pruned = tags.get("state") == "pruned"
-    stop_at = int(tags["pruned_epoch"]) if pruned and tags.get("pruned_epoch", "").isdigit() else None
+    pruned = tags.get(STATE) == "pruned"
+    stop_at = int(tags[PRUNED_EPOCH]) if pruned and tags.get(PRUNED_EPOCH, "").isdigit() else None
     keys = [k for k in run["metrics"] if k not in NOT_COMPARED]
     include_test = any(k.startswith("test_") for k in keys)
     with contextlib.ExitStack() as stack:
@@ -173,7 +187,7 @@ def _reproduce(logged, recorder, out, err, rtol, rebuild, summary):
     as_run = "" if new_id is None else f" as run {new_id}"
     print(f"reproduced {run['run_id']}{as_run} ({result.status}, {result.epochs_run} epochs){said}", file=out)
     if why is not None:
-        rebuilt = f"commit {logged_commit(tags)[:12]}" + (f" + its {DIFF_ARTIFACT}" if tags.get("git_diff") else "")
+        rebuilt = f"commit {logged_commit(tags)[:12]}" + (f" + its {DIFF_ARTIFACT}" if tags.get(GIT_DIFF) else "")
         print(f"trained with the logged code: {rebuilt}, rebuilt in a temporary git worktree", file=out)
     code = report(rows, rtol, out, weights_row)
     summary.update(
@@ -206,9 +220,9 @@ def code_to_run(logged, rebuild, export, err):
         )
     if why is None or not rebuild:
         return None, diff
-    if tags.get("git_diff") and diff is None:
+    if tags.get(GIT_DIFF) and diff is None:
         raise HarnessError(
-            f"{logged.where}: {why}, and its {DIFF_ARTIFACT} was not logged ({tags['git_diff']}); "
+            f"{logged.where}: {why}, and its {DIFF_ARTIFACT} was not logged ({tags[GIT_DIFF]}); "
             "pass --here to retrain with this code"
         )
     return why, diff
@@ -274,13 +288,13 @@ def say_rebuild(logged, why, diff, err, methods, root):
     tags = logged.run["tags"]
     runs = f"commit {logged_commit(tags)[:12]}"
     if diff is not None:
-        runs += f" + its {DIFF_ARTIFACT} (sha256 {tags['git_diff']}; {changes_summary(root)})"
+        runs += f" + its {DIFF_ARTIFACT} (sha256 {tags[GIT_DIFF]}; {changes_summary(root)})"
     runs += "".join(f" + {method}" for method in consent(methods))
     line = f"{why}: rebuilt that code in a temporary git worktree to retrain there; it runs {runs}"
     print(printable(line), file=err)
 
 
-CODE_TAGS = ("mlflow.source.git.commit", "git_commit", "git_dirty", "git_diff")
+CODE_TAGS = ("mlflow.source.git.commit", GIT_COMMIT, GIT_DIRTY, GIT_DIFF)
 """The code-state tags a reproduction with rebuilt code carries: that code's, not this checkout's."""
 
 
@@ -312,7 +326,7 @@ def _retrain(logged, recorder, config, split, trainer, code, stop_at, include_te
         split,
         recorder,
         run["experiment_name"],
-        tags={**{k: tags[k] for k in CARRIED_TAGS if k in tags}, HARNESS_TAG: "reproduce", "reproduces": run["run_id"]},
+        tags={**{k: tags[k] for k in CARRIED_TAGS if k in tags}, HARNESS_TAG: "reproduce", REPRODUCES: run["run_id"]},
         callbacks=callbacks,
         include_test=include_test,
         run_name=f"{run['run_name']}-reproduce",

@@ -20,6 +20,7 @@ from ..records import table as records
 from ..records.operations import HARNESS_TAG
 from ..records.runs import FINAL_STATES
 from ..records.table import STUDY_ARTIFACT, current, fill_targets, records_frame
+from ..records.tags import STATE
 from .conditions import trial_rows
 from .reconcile import artifacts_present
 from .storages import open_storage
@@ -66,7 +67,7 @@ def _unsettled(trials, runs, wanted):
     for run in runs:
         if run["status"] == "RUNNING":
             problems.append(f"run {run['run_id']} ({run['run_name']}) is still RUNNING")
-        kind, state = run["tags"].get(HARNESS_TAG), run["tags"].get("state")
+        kind, state = run["tags"].get(HARNESS_TAG), run["tags"].get(STATE)
         if run["status"] == "FINISHED" and kind in ("search", "confirm") and state not in FINAL_STATES + LOST:
             problems.append(f"run {run['run_id']} ({run['run_name']}) is FINISHED without its results (state={state})")
         if state in FINAL_STATES and run["status"] == "FINISHED" and not artifacts_present(run):

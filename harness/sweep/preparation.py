@@ -15,10 +15,12 @@ from ..common.urls import redact
 from ..engine.data import data_key, load_split
 from ..engine.methods import method_digests
 from ..engine.training import check_memory
+from ..records.notes import NOTE_TAG, escape
 from ..records.operations import HARNESS_TAG
 from ..records.provenance import source_tags
 from ..records.runs import dataset_input, param_text
 from ..records.table import STUDY_ARTIFACT
+from ..records.tags import CONDITION, OPTUNA_STORAGE, SEARCH_ID, STUDY
 from ..records.views import experiment_defaults
 from .conditions import ConditionStudies
 from .liveness import WorkerPresence
@@ -101,7 +103,7 @@ def prepare(study, options, recorder, splits):
 def prepare_parents(study, options, recorder, searches, storage_url, splits):
     """The experiment and one parent run per condition, each holding the resolved study; returns
     {condition: parent run id, None: the experiment id}."""
-    note = {"mlflow.note.content": study.description} if study.description else {}
+    note = {NOTE_TAG: escape(study.description)} if study.description else {}
     views = experiment_defaults(study)  # the UI's runs table with the results' columns
     experiment_id = recorder.call("ensure_experiment", study.name, options.tracking_uri, note, views)
     known = {name: search.user_attrs.get("mlflow_parent_run_id") for name, search in searches.items()}
@@ -140,7 +142,7 @@ def check_search_not_lost(study, recorder, storage_url, restart):
     if not runs or restart:
         return
     parents = recorder.call("study_runs", study.name, f"tags.`{HARNESS_TAG}` = 'condition'")[1]
-    used = sorted({p["tags"]["optuna_storage"] for p in parents if p["tags"].get("optuna_storage")})
+    used = sorted({p["tags"][OPTUNA_STORAGE] for p in parents if p["tags"].get(OPTUNA_STORAGE)})
     raise HarnessError(
         f"study {study.name!r}: the tracking store holds {len(runs)} search runs of it, but its Optuna storage "
         f"{dashboard_address(storage_url)} has no trace of it (its journal was deleted, or it used another "
@@ -158,19 +160,16 @@ def dashboard_address(storage_url):
 
 def parent_spec(study, condition, storage_url, splits):
     """(tags, params, dataset input) of a condition's parent run: what it compares, how the sweep is set
-    up, the command that runs it, and the data its trials train on."""
+    up, the command that runs it, and the data its trials train on. Each fact once: the objective is a
+    param, the trials and seeds run are the result's metrics (the budget asked is in study.json)."""
     tags = {
         HARNESS_TAG: "condition",
-        "study": study.name,
-        "condition": condition.name,
-        "objective": study.objective,
-        "direction": study.direction,
-        "target_accuracy": study.target_accuracy,
-        "optuna_storage": dashboard_address(storage_url),
-        "study_file": study.path.rsplit("/", 1)[-1],
-        "trials": study.trials,
-        "confirm_seeds": study.confirm_seeds,
-        "search_id": study.search_ids.get(condition.name, ""),
+        STUDY: study.name,
+        CONDITION: condition.name,
+        "harness.target_accuracy": study.target_accuracy,  # read by the analysis only: may change on a parent
+        OPTUNA_STORAGE: dashboard_address(storage_url),
+        "harness.study_file": study.path.rsplit("/", 1)[-1],
+        SEARCH_ID: study.search_ids.get(condition.name, ""),
         **source_tags(),
     }
     ranges = {
@@ -182,6 +181,7 @@ def parent_spec(study, condition, storage_url, splits):
         "sampler": study.sampler,
         "pruner": study.pruner,
         "objective": study.objective,
+        "direction": study.direction,
         **ranges,
     }
     config = study.config_for(condition, {p.name: p.choices[0] if p.choices else p.low for p in study.search}, 0)

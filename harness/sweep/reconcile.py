@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from ..records.operations import HARNESS_TAG
 from ..records.runs import CONFIG_ARTIFACT, FINAL_STATES
 from ..records.table import REUSED_TAG, belongs, reuses, standing_budget
+from ..records.tags import CONDITION, OPTUNA_STUDY, OPTUNA_TRIAL, SEARCH_ID, STATE, SUPERSEDED
 
 ORPHAN_SECONDS = 30
 """A run still RUNNING this long after Optuna heard its trial's end lost its worker (a live recorder
@@ -56,22 +57,22 @@ def decide(study, trials, runs, now, orphan_seconds=None):
         kind = tags.get(HARNESS_TAG)
         if kind not in ("search", "confirm"):
             continue
-        mine = belongs(study, tags.get("condition"), tags.get("search_id"))
+        mine = belongs(study, tags.get(CONDITION), tags.get(SEARCH_ID))
         if not mine and run["status"] == "RUNNING":  # a worker of a search given up (its journal deleted)
-            actions.end.append((run["run_id"], "FAILED", {"state": "killed", "superseded": "true"}))
+            actions.end.append((run["run_id"], "FAILED", {STATE: "killed", SUPERSEDED: "true"}))
             continue
         reused = reuses(tags.get(REUSED_TAG))
         if kind == "confirm" or not mine:
-            stands = {tags.get("optuna_study"), *(name for name, _ in reused)} & confirm_names
+            stands = {tags.get(OPTUNA_STUDY), *(name for name, _ in reused)} & confirm_names
             superseded = not mine or not stands
-            if superseded != (tags.get("superseded") == "true") and run["status"] != "RUNNING":
-                actions.tag.append((run["run_id"], {"superseded": str(superseded).lower()}))
+            if superseded != (tags.get(SUPERSEDED) == "true") and run["status"] != "RUNNING":
+                actions.tag.append((run["run_id"], {SUPERSEDED: str(superseded).lower()}))
         if not mine:  # another search's trial numbers are not this search's
             continue
-        trial = by_key.get((tags.get("optuna_study"), _int(tags.get("trial"))))
+        trial = by_key.get((tags.get(OPTUNA_STUDY), _int(tags.get(OPTUNA_TRIAL))))
         if trial is not None and _judge_run(run, trial, now, orphan_seconds, actions):
             held.add((trial["optuna_study"], trial["number"]))
-        if run["status"] == "FINISHED" and tags.get("state") in FINAL_STATES:
+        if run["status"] == "FINISHED" and tags.get(STATE) in FINAL_STATES:
             held.update(reused)  # the larger budgets' confirmations it stands for
     actions.rerun = _lost(study, trials, held)
     return actions
@@ -81,12 +82,12 @@ def standing_confirm_names(study, runs):
     """The confirm studies whose runs are the study's result (``table.standing_budget``)."""
     settled = []
     for run in runs:
-        tags, seed = run["tags"], _int(run["params"].get("seed", run["tags"].get("seed")))
-        if tags.get(HARNESS_TAG) != "confirm" or not belongs(study, tags.get("condition"), tags.get("search_id")):
+        tags, seed = run["tags"], _int(run["params"].get("seed", run["tags"].get("harness.seed")))
+        if tags.get(HARNESS_TAG) != "confirm" or not belongs(study, tags.get(CONDITION), tags.get(SEARCH_ID)):
             continue
-        results = run["status"] == "FINISHED" and tags.get("state") in FINAL_STATES
-        if results or tags.get("state") == "failed":
-            settled.append((tags.get("optuna_study"), seed))
+        results = run["status"] == "FINISHED" and tags.get(STATE) in FINAL_STATES
+        if results or tags.get(STATE) == "failed":
+            settled.append((tags.get(OPTUNA_STUDY), seed))
         if results:
             settled += [(name, seed) for name, _ in reuses(tags.get(REUSED_TAG))]
     budget = standing_budget(study, settled)
@@ -95,24 +96,24 @@ def standing_confirm_names(study, runs):
 
 def _judge_run(run, trial, now, orphan_seconds, actions):
     """Add what ``run`` needs to ``actions``; True when it holds (or will hold) its trial's results."""
-    results = run["tags"].get("state") in FINAL_STATES
+    results = run["tags"].get(STATE) in FINAL_STATES
     state = trial["state"]
     if run["status"] == "FINISHED":
         if results and state in ENDS:  # Optuna lost the trial's end (a torn journal): re-run, not counted
             status, tag = ENDS[state]
-            actions.end.append((run["run_id"], status, {"state": tag}))
+            actions.end.append((run["run_id"], status, {STATE: tag}))
             return False
         if results and not artifacts_present(run):  # its files were deleted: trained again, this one set aside
-            actions.tag.append((run["run_id"], {"state": "artifacts_lost"}))
+            actions.tag.append((run["run_id"], {STATE: "artifacts_lost"}))
             return False
         return results
     if run["status"] != "RUNNING" or state in IN_PROGRESS:
         return False
     if state in ENDS:
         status, tag = ENDS[state]
-        actions.end.append((run["run_id"], status, {"state": tag}))
+        actions.end.append((run["run_id"], status, {STATE: tag}))
     elif state not in FINAL_STATES:  # over_budget, not_wanted, skipped: the trial has no result
-        actions.end.append((run["run_id"], "FAILED", {"state": state}))
+        actions.end.append((run["run_id"], "FAILED", {STATE: state}))
     elif (
         not trial.get("worker_gone")
         and trial["completed_at"] is not None
@@ -121,10 +122,10 @@ def _judge_run(run, trial, now, orphan_seconds, actions):
         actions.waiting += 1  # its recorder may still be writing
         return True
     elif results:
-        actions.end.append((run["run_id"], "FINISHED", {"recovered": "true"}))
+        actions.end.append((run["run_id"], "FINISHED", {"harness.recovered": "true"}))
         return True
     else:
-        actions.end.append((run["run_id"], "FAILED", {"state": "orphaned"}))
+        actions.end.append((run["run_id"], "FAILED", {STATE: "orphaned"}))
     return False
 
 

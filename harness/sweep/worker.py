@@ -23,6 +23,7 @@ from ..engine.training import DIVERGED, max_stack, train_stack
 from ..records.correctness import correctness_tags
 from ..records.runs import CONFIG_ARTIFACT, FINAL_STATES, TrialRuns, environment_tags
 from ..records.table import REUSED_TAG
+from ..records.tags import DATASET_DIGEST, EPOCHS_TO_TARGET, INVOCATION, PREFIX, PRUNED_EPOCH, STATE, STUDY
 from .conditions import ConditionStudies
 from .liveness import DEFAULT_HEARTBEAT_SECONDS, Heartbeat, WorkerPresence
 from .outcomes import confirm_outcome, search_outcome, stackable
@@ -120,7 +121,7 @@ class SweepWorker:
             recorder,
             study,
             plan,
-            {**environment_tags(plan.source), "study": study.name, "invocation": plan.invocation, **plan.extra_tags},
+            {**environment_tags(plan.source), STUDY: study.name, INVOCATION: plan.invocation, **plan.extra_tags},
         )
         self._training = []  # members being trained: their runs exist, their results do not yet
         self._reaped_at = -math.inf
@@ -289,8 +290,8 @@ class SweepWorker:
             except HarnessError:
                 return False
             tags = run["tags"]
-            holds = run["status"] == "FINISHED" and tags.get("state") in FINAL_STATES
-            same = logged == config.to_json().encode() and tags.get("dataset_digest") == self.split_for(config).digest
+            holds = run["status"] == "FINISHED" and tags.get(STATE) in FINAL_STATES
+            same = logged == config.to_json().encode() and tags.get(DATASET_DIGEST) == self.split_for(config).digest
             if not holds or not same:
                 return False
             entries = dict.fromkeys(
@@ -348,11 +349,12 @@ class SweepWorker:
         results and trains it again (``repair``): a trial counts only with its record."""
         state, _, attrs = member.outcome
         counted = self._tell(member)
-        tags = {"state": state, **{k: v for k, v in attrs.items() if k.endswith("_epoch")}}
+        # where the pruner stopped it (reproduce stops there too); a divergence's epoch is a metric already
+        tags = {STATE: state, **({PRUNED_EPOCH: attrs["pruned_epoch"]} if "pruned_epoch" in attrs else {})}
         split = self.split_for(member.config)
         if member.phase == "confirm":  # first epoch at the target accuracy, or never (censored)
             reached = attrs.get("epochs_to_target")
-            tags["epochs_to_target"] = "never" if reached is None else reached
+            tags[EPOCHS_TO_TARGET] = "never" if reached is None else reached
             if result.status != DIVERGED:  # its test rows, for the pairs' test (``correctness``)
                 tags.update(correctness_tags(result.network.logits(split.x_test).argmax(axis=1), split.y_test))
         self.runs.finish(
@@ -406,7 +408,7 @@ class SweepWorker:
             except HarnessError:
                 pass  # the run could not even be created; the trial still goes back
             member.studies.finish(member.phase, member.trial, state, attrs=attrs)
-        self.runs.end(member.create, status, {"state": state, **attrs})
+        self.runs.end(member.create, status, {STATE: state, **{PREFIX + k: v for k, v in attrs.items()}})
 
 
 def worker_process(study, plan, index, results):
