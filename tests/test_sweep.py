@@ -382,7 +382,7 @@ def test_a_piped_sweep_says_how_far_it_is_while_it_runs(workdir, capsys, monkeyp
 
     monkeypatch.setattr(SweepProgress, "EVERY", 0.0)
     assert main(["sweep", write_study(workdir), "--trials", "2", "--epochs", "2", "--confirm-seeds", "1"]) == 0
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("harness sweep: tiny (")]
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("harness sweep: tiny: ")]
     assert len(lines) >= 2 and "mse 2/2" in lines[-1] and "confirmed 1/1" in lines[-1]
     study = resolve(load_study(write_study(workdir)), trials=2, epochs=2, confirm_seeds=1)
     bars = SweepProgress(study, None, terminal=True)

@@ -61,9 +61,7 @@ def run(args):
     from ..sweep.optuna_plots import check_storage, optuna_plots
 
     uri = resolve_tracking_uri(args.tracking_uri)
-    named = args.storage or os.environ.get("HARNESS_OPTUNA_STORAGE")
-    if named:
-        check_storage(named, name)
+    _check_storage(args.storage or os.environ.get("HARNESS_OPTUNA_STORAGE"), name, check_storage)
     comparison = run_compare(name, uri, args.out, args.storage, args.register, search_plots=optuna_plots)
     for model, version, run_id in comparison.registered:
         print(f"registered {model} version {version} (run {run_id})", file=sys.stderr)
@@ -109,6 +107,19 @@ def run(args):
         print("\n" + format_leaderboard(comparison.leaderboard))
     print(f"\nreport: {comparison.folder / 'report.html'} (plots beside it, and on each condition's MLflow run)")
     return 0
+
+
+def _check_storage(named, name, check_storage):
+    """The Optuna storage the user named opens, before anything is written (one line when not)."""
+    if not named:
+        return
+    from ..common.errors import HarnessError
+    from ..common.outages import OutageError
+
+    try:
+        check_storage(named, name)
+    except OutageError as exc:  # it never answered: the storage named is what to check (bad input)
+        raise HarnessError(str(exc)) from None
 
 
 def _board_json(board):

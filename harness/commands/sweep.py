@@ -78,7 +78,7 @@ def add_store_flags(sweep):
         default=None,
         metavar="SECONDS",
         help="how long a worker waits for the Optuna database or the tracking server when they stop answering "
-        "(a restart, a failover) before it gives its trials back and exits 2 (default 300; "
+        "(a restart, a failover) before it gives its trials back and exits 1 (default 300; "
         "$HARNESS_OUTAGE_SECONDS)",
     )
     sweep.add_argument(

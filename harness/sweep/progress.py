@@ -114,7 +114,7 @@ class SweepProgress:
     def _line(self, states: list[ConditionState], when: str | None = None) -> None:
         self.said, self.said_at = states, time.perf_counter()
         when = when or f"{time.perf_counter() - self.start:.0f} s"
-        say(f"harness sweep: {self.study.name} ({when}): " + "; ".join(s.text() for s in states), self.stream)
+        say(f"harness sweep: {self.study.name}: " + "; ".join(s.text() for s in states) + f" [{when}]", self.stream)
 
     def _draw(self, states: list[ConditionState]) -> None:
         for bar, state in zip(self.bars or (), states):
