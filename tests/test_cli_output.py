@@ -1,7 +1,11 @@
 """What the commands print when their output goes to a log or a pipe, ``-q/--quiet``, and their exit codes."""
 
+import json
 import re
 from collections import Counter
+
+import pandas as pd
+import pytest
 
 from tests.helpers import harness, json_summary, mlflow_runs, write_study
 
@@ -20,10 +24,18 @@ def _tag(run, name):
     return tags.get(f"harness.{name}", tags.get(name))
 
 
-def test_a_piped_sweeps_last_progress_line_has_the_summarys_counts(tmp_path):
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """The tiny study swept by two workers, its output piped: (folder, the sweep's CompletedProcess)."""
+    folder = tmp_path_factory.mktemp("swept")
+    done = harness("sweep", write_study(folder), "--json", "--workers", "2", cwd=folder, check=True)
+    return folder, done
+
+
+def test_a_piped_sweeps_last_progress_line_has_the_summarys_counts(swept):
     """Piped, every progress line said ``confirmed 0/5`` and the last line, after the confirmations, was never
     printed (``close`` returned early off a terminal); a short sweep printed no progress at all."""
-    done = harness("sweep", write_study(tmp_path), "--json", "--workers", "2", cwd=tmp_path, check=True)
+    tmp_path, done = swept
     lines = [line for line in done.stderr.splitlines() if line.startswith("harness sweep: tiny: ")]
     assert lines, done.stderr[-2000:]
     assert lines[-1].endswith(" [done]"), lines[-1]
@@ -69,3 +81,72 @@ def test_failures_while_running_exit_1_bad_input_2(monkeypatch, capsys):
         monkeypatch.setattr(cli.export, "run", fail)
         assert cli.main(["export", "0" * 32]) == code, error
         assert capsys.readouterr().err == f"harness export: error: {error}\n"
+
+
+def test_compare_csv_is_one_table_with_integer_counts_and_writes_nothing_unasked(swept):
+    """``--format csv`` printed the conditions and the pairs in one file (a "section" column), counts as
+    ``16.0``, and wrote reports/<study>/ into the working folder unasked."""
+    folder, _ = swept
+    before = sorted(p.name for p in folder.iterdir())
+    done = harness("compare", "tiny", "--format", "csv", cwd=folder, check=True)
+    assert sorted(p.name for p in folder.iterdir()) == before  # no reports/
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("condition,trials,") and "section" not in lines[0]
+    assert [line.split(",")[0] for line in lines[1:]] == ["mse", "cross_entropy"]
+    row = dict(zip(lines[0].split(","), lines[1].split(",")))
+    assert (row["trials"], row["seeds"], row["diverged_seeds"], row["test_rows"]) == ("4", "2", "0", "30")
+
+
+def test_compare_out_writes_each_table_as_its_own_csv(swept, tmp_path):
+    folder, _ = swept
+    out = tmp_path / "report"
+    done = harness("compare", "tiny", "--out", str(out), cwd=folder, check=True)
+    assert f"report: {out / 'report.html'}" in done.stdout
+    names = {p.name for p in out.iterdir()}
+    assert {"report.html", "summary.csv", "paired_differences.csv", "curves_by_condition.png"} <= names
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary["condition"]) == ["mse", "cross_entropy"] and summary["test_rows"].dtype == "int64"
+    pairs = pd.read_csv(out / "paired_differences.csv")
+    assert list(pairs[["a", "b"]].iloc[0]) == ["mse", "cross_entropy"] and "condition" not in pairs
+    assert ",30," in (out / "summary.csv").read_text()  # test rows, not 30.0
+    client, runs = mlflow_runs(folder)
+    for parent in [run for run in runs if _tag(run, "kind") == "condition"]:  # the parents' artifacts as before
+        logged = {a.path for a in client.list_artifacts(parent.info.run_id)}
+        assert {"report.html", "summary.csv", "paired_differences.csv", "curves_by_condition.png"} <= logged
+
+
+def test_counts_are_nullable_integers():
+    from harness.analysis.compare import with_counts
+
+    frame = pd.DataFrame(
+        {"trials": [16.0, None], "seeds_needed": [3.0, float("inf")], "test_rows": [360.0, 360.0], "p": [1.0, 0.0]}
+    )
+    typed = with_counts(frame)
+    assert str(typed["trials"].dtype) == "Int64" and typed["trials"].isna().tolist() == [False, True]
+    assert typed["seeds_needed"].dtype == "float64"  # a count of infinity stays a float
+    assert typed.to_csv(index=False).splitlines() == [
+        "trials,seeds_needed,test_rows,p",
+        "16,3.0,360,1.0",
+        ",inf,360,0.0",
+    ]
+
+
+def test_quiet_drops_progress_and_tables_not_errors_or_results(swept, tmp_path):
+    """No command had ``-q``: a script got the progress, the findings and the tables whatever it wanted."""
+    folder, first = swept
+    fresh = harness("sweep", write_study(tmp_path), "-q", "--trials", "2", "--epochs", "2", cwd=tmp_path, check=True)
+    assert (fresh.stdout, fresh.stderr) == ("", "")
+    again = harness("sweep", "tiny.toml", "-q", "--json", cwd=folder, check=True)
+    assert again.stderr == "" and json_summary(again.stdout) == json_summary(first.stdout)  # the same result
+    assert harness("compare", "tiny", "-q", cwd=folder, check=True).stdout == ""
+    csv = harness("compare", "tiny", "--format", "csv", cwd=folder, check=True).stdout
+    assert harness("compare", "tiny", "-q", "--format", "csv", cwd=folder, check=True).stdout == csv
+    trained = harness("train", "--dataset", "iris", "--epochs", "2", "-q", "--json", cwd=tmp_path, check=True)
+    run_id = json.loads(trained.stdout)["run_id"]
+    assert (
+        trained.stderr == "" and harness("train", "--dataset", "iris", "--epochs", "2", "-q", cwd=tmp_path).stdout == ""
+    )
+    reproduced = harness("reproduce", run_id, "-q", cwd=tmp_path)
+    assert (reproduced.returncode, reproduced.stdout) == (0, "")
+    bad = harness("sweep", write_study(tmp_path, "name = 'x'\n[search]\nlr = 3\n", "bad.toml"), "-q", cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.startswith("harness sweep: error: ") and bad.stdout == ""

@@ -4,6 +4,8 @@ import os
 import sys
 from pathlib import Path
 
+from ..common.output import add_quiet_flag
+
 HELP = "compare a study's conditions: table, paired differences, plots and an HTML report"
 
 
@@ -12,18 +14,25 @@ def add_parser(commands):
         "compare",
         help=HELP,
         description="Read a study's runs back from MLflow and "
-        "compare its conditions. Plots go to --out and onto every condition's parent "
-        "run as artifacts.",
+        "compare its conditions. The report, its plots and tables go onto every condition's parent "
+        "run as artifacts, and to --out DIR when asked.",
     )
     compare.add_argument("study", help="a study name, or its study file")
     compare.add_argument(
         "--format",
         choices=("table", "csv", "markdown", "json"),
         default="table",
-        help="table (default), csv, markdown, or json (one JSON document on stdout)",
+        help="table (default); csv: the summary table as one CSV (--out DIR writes every table as its own "
+        "CSV); markdown; or json (one JSON document on stdout)",
     )
     compare.add_argument("--json", action="store_true", help="the same as --format json (as sweep and train say it)")
-    compare.add_argument("--out", metavar="DIR", help="folder for the plots and report (default reports/<study>)")
+    add_quiet_flag(compare)
+    compare.add_argument(
+        "--out",
+        metavar="DIR",
+        help="also write report.html, its plots and one CSV per table (summary.csv, paired_differences.csv, "
+        "calibration.csv, ...) to DIR (default: nothing written here; they are on each condition's MLflow run)",
+    )
     compare.add_argument(
         "--storage",
         metavar="URL",
@@ -53,8 +62,6 @@ def _records(frame):
 
 def run(args):
     from ..analysis.compare import run_compare
-    from ..analysis.summary import format_findings, format_pairs, format_table, render
-    from ..common.output import emit_json
     from ..records.store import resolve_tracking_uri
 
     name = study_name_of(args.study)
@@ -63,37 +70,48 @@ def run(args):
     uri = resolve_tracking_uri(args.tracking_uri)
     _check_storage(args.storage or os.environ.get("HARNESS_OPTUNA_STORAGE"), name, check_storage)
     comparison = run_compare(name, uri, args.out, args.storage, args.register, search_plots=optuna_plots)
-    for model, version, run_id in comparison.registered:
-        print(f"registered {model} version {version} (run {run_id})", file=sys.stderr)
+    if not args.quiet:
+        for model, version, run_id in comparison.registered:
+            print(f"registered {model} version {version} (run {run_id})", file=sys.stderr)
     if args.format == "json" or args.json:
-        emit_json(
-            {
-                "study": name,
-                "findings": comparison.analysis.findings,
-                "conditions": comparison.table.to_dict(orient="records"),
-                "pairs": comparison.pairs.to_dict(orient="records"),
-                "calibration": _records(comparison.analysis.calibration),
-                "calibration_pairs": _records(comparison.analysis.calibration_pairs),
-                "effects": comparison.analysis.effects,
-                "budget_curves": comparison.analysis.budget_curves,
-                "ranking_settles_at": comparison.analysis.settles_at,
-                "ranks": comparison.analysis.ranks,
-                "leaderboard": _board_json(comparison.leaderboard),
-                "registered": [{"name": m, "version": v, "run_id": r} for m, v, r in comparison.registered],
-            }
-        )
-        return 0
-    if args.format == "csv":  # one CSV: the conditions' rows, then the pairs' rows, told apart by "section"
-        import pandas as pd
+        _print_json(name, comparison)
+    elif args.format == "csv":  # one table per CSV: the summary here, every table in --out DIR
+        from ..analysis.compare import table_files
 
-        both = pd.concat([comparison.table.assign(section="condition"), comparison.pairs.assign(section="pair")])
-        print(render(both[["section", *[c for c in both.columns if c != "section"]]], "csv"), end="")
-        return 0
-    if args.format != "table":
-        print(render(comparison.table, args.format))
-        print()
-        print(render(comparison.pairs, args.format))
-        return 0
+        print(table_files(comparison.analysis, None)["summary.csv"], end="")
+    elif args.format == "markdown":
+        from ..analysis.summary import render
+
+        print(f"{render(comparison.table, 'markdown')}\n\n{render(comparison.pairs, 'markdown')}")
+    elif not args.quiet:
+        _print_tables(comparison)
+    return 0
+
+
+def _print_json(name, comparison):
+    from ..common.output import emit_json
+
+    emit_json(
+        {
+            "study": name,
+            "findings": comparison.analysis.findings,
+            "conditions": comparison.table.to_dict(orient="records"),
+            "pairs": comparison.pairs.to_dict(orient="records"),
+            "calibration": _records(comparison.analysis.calibration),
+            "calibration_pairs": _records(comparison.analysis.calibration_pairs),
+            "effects": comparison.analysis.effects,
+            "budget_curves": comparison.analysis.budget_curves,
+            "ranking_settles_at": comparison.analysis.settles_at,
+            "ranks": comparison.analysis.ranks,
+            "leaderboard": _board_json(comparison.leaderboard),
+            "registered": [{"name": m, "version": v, "run_id": r} for m, v, r in comparison.registered],
+        }
+    )
+
+
+def _print_tables(comparison):
+    from ..analysis.summary import format_findings, format_pairs, format_table
+
     print(format_findings(comparison.analysis.findings))
     print(format_table(comparison.study, comparison.table))
     print("\n" + format_pairs(comparison.analysis))
@@ -105,8 +123,11 @@ def run(args):
         from ..analysis.leaderboard import format_leaderboard
 
         print("\n" + format_leaderboard(comparison.leaderboard))
-    print(f"\nreport: {comparison.folder / 'report.html'} (plots beside it, and on each condition's MLflow run)")
-    return 0
+    where = "each condition's MLflow parent run"
+    if comparison.folder is None:
+        print(f"\nreport: report.html, its plots and tables are on {where} (--out DIR also writes them to DIR)")
+    else:
+        print(f"\nreport: {comparison.folder / 'report.html'} (plots and tables beside it, and on {where})")
 
 
 def _check_storage(named, name, check_storage):
