@@ -65,7 +65,7 @@ class SweepProgress:
     """The progress of one sweep (see the module's docstring); ``update`` between stacks, ``close`` at the end."""
 
     EVERY = 10.0  # seconds between two lines of a log while nothing finishes
-    READ_EVERY = 0.5  # seconds between two reads of the storage
+    READ_EVERY = (2.0, 0.5)  # seconds between two reads of the storage: in a log, on a terminal
 
     def __init__(self, study, storage, terminal=False, quiet=False, stream=None):
         self.study, self.storage, self.terminal, self.quiet = study, storage, terminal, quiet
@@ -82,7 +82,7 @@ class SweepProgress:
         return [condition_state(studies, self.total, seeds) for studies in self.studies or ()]
 
     def update(self) -> None:
-        if self.quiet or time.perf_counter() - self.read_at < self.READ_EVERY:
+        if self.quiet or time.perf_counter() - self.read_at < self.READ_EVERY[self.terminal]:
             return
         self.read_at = time.perf_counter()
         states = self.states()
