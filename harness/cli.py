@@ -16,7 +16,7 @@ import threading
 from . import __version__
 from .commands import compare, export, predict, reproduce, sweep, train, ui
 from .common import interrupts
-from .common.errors import DiskFullError, HarnessError, Terminated, disk_full_message
+from .common.errors import DiskFullError, HarnessError, RunTimeFailure, Terminated, disk_full_message
 
 COMMANDS = (train, sweep, compare, reproduce, export, predict, ui)
 EXIT_FAILED = 1
@@ -24,6 +24,15 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 ENDINGS = (signal.SIGTERM, signal.SIGHUP)
 """Signals that end a command as Ctrl-C does (cleaned up), exiting 128 + their number: 143, 129."""
+EXIT_CODES = """exit status:
+  0    done (reproduce: the curves match)
+  1    failed while running: a store or server lost or unusable mid-run, a full disk, training that failed
+       until the command stopped (reproduce: the curves differ); the input was fine: run the same command
+       again once the cause is gone (a sweep resumes)
+  2    bad input: a flag, a study or config file, a data file, a run id, an export, a store or server that
+       does not answer when the command starts or cannot be used as it is; one line names it and what is
+       allowed
+  130  interrupted (Ctrl-C); 143 (SIGTERM) and 129 (SIGHUP) likewise: cleaned up, a sweep resumes"""
 
 
 def add_tracking_flag(parser):
@@ -39,6 +48,8 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="harness",
         description="Train small numpy networks under different losses and optimizers; record every run in MLflow.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -79,14 +90,11 @@ def main(argv=None):
     with endings_raise() as received:
         try:
             return args.handler(args) or 0
-        except DiskFullError as exc:
-            print(f"harness {args.command}: error: {exc}", file=sys.stderr)
-            return EXIT_FAILED
         except HarnessError as exc:
-            if received:  # the clean-up after SIGTERM failed (a recorder ended by the same signal, ...)
-                return _stopped(args.command, Terminated(received[0]))
+            if received and not isinstance(exc, DiskFullError):  # the clean-up after SIGTERM failed (a recorder
+                return _stopped(args.command, Terminated(received[0]))  # ended by the same signal, ...)
             print(f"harness {args.command}: error: {exc}", file=sys.stderr)
-            return EXIT_BAD_INPUT
+            return EXIT_FAILED if isinstance(exc, RunTimeFailure) else EXIT_BAD_INPUT
         except KeyboardInterrupt as exc:
             return _stopped(args.command, exc)
         except OSError as exc:

@@ -45,10 +45,10 @@ def test_the_benchmark_runs_end_to_end_and_compare_draws_its_leaderboard(tmp_pat
     done = harness("sweep", study, *smoke, cwd=tmp_path, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Mean rank by test accuracy across 5 data sets" in done.stdout
-    shown = harness("compare", "benchmark", cwd=tmp_path, env=env)
+    report = tmp_path / "report"
+    shown = harness("compare", "benchmark", "--out", str(report), cwd=tmp_path, env=env)
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert "leaderboard across 5 data sets" in shown.stdout and "Nemenyi critical difference" in shown.stdout
-    report = tmp_path / "reports" / "benchmark"
     assert (report / "critical_difference.png").stat().st_size > 1000
     html = (report / "report.html").read_text()
     assert "<h2>Leaderboard</h2>" in html and "critical difference" in html

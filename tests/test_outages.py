@@ -1,6 +1,7 @@
 """Workers ride out a database restart and a tracking-server outage (the throwaway PostgreSQL cluster and
 ``mlflow server`` of the many-workers suite): every command exits 0 and the records pass the audit; an
-outage longer than ``--outage-seconds`` ends in one line, exit 2, and the next sweep finishes the study.
+outage longer than ``--outage-seconds`` ends in one line, exit 1 (a failure while running, not bad input),
+and the next sweep finishes the study.
 
 Each outage starts on an event, never after a sleep (a fast machine had finished the sweep by then, a
 slow one had not started training): the sweep is held mid-stack at ``pause-at-epoch``
@@ -228,7 +229,7 @@ def test_an_outage_longer_than_the_bound_is_one_line_and_the_next_sweep_finishes
             postgres.start()
     finally:
         _stop(sweep)
-    assert sweep.process.returncode == 2, err[-3000:]
+    assert sweep.process.returncode == 1, err[-3000:]
     assert "Traceback" not in err
     assert "does not answer" in err and "waiting up to 4 s" in err, err[-2000:]  # it met the outage, then gave up
     last = err.strip().splitlines()[-1]  # the server's database is on the same cluster: either may be named first
@@ -238,3 +239,29 @@ def test_an_outage_longer_than_the_bound_is_one_line_and_the_next_sweep_finishes
     out, err = again.communicate(timeout=600)
     assert again.process.returncode == 0, err[-3000:]
     assert _audit(tmp_path, study, postgres, server, "long", json.loads(out)["summary"]) == []
+
+
+def test_a_tracking_server_lost_mid_run_exits_1(services_up, tmp_path):
+    """A tracking server lost while the sweep ran exited 2, the status of bad input, as a typo would."""
+    postgres, server = services_up
+    study = _setup(tmp_path, postgres, "lost")
+    held, fault = _held(tmp_path)
+    sweep = _sweep(tmp_path, study, postgres, server, "lost", "--outage-seconds", "3", fault=fault)
+    try:
+        try:
+            wait_paused(held, 1, sweep.process)
+            records = _Records(postgres, server, "lost")
+            _until(records.training_recorded, sweep, "the held stack's runs were created")
+            server.stop_server()
+            release(held)  # the stack's results need the server, which stays away past the bound
+            out, err = sweep.communicate(timeout=300)
+        finally:
+            if server.process.poll() is not None:
+                server.start()
+            server.wait_ready()
+    finally:
+        _stop(sweep)
+    assert sweep.process.returncode == 1, err[-3000:]
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("harness sweep: error: ") and "MLflow tracking server" in last, err[-2000:]

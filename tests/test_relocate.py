@@ -25,7 +25,7 @@ def test_a_copied_project_works_without_its_original(tmp_path):
     shutil.copytree(original, copy)
     shutil.rmtree(original)
 
-    compared = harness("compare", "tiny", "--format", "json", cwd=copy, check=True)
+    compared = harness("compare", "tiny", "--format", "json", "--out", "report", cwd=copy, check=True)
     assert compared.stderr.count("was moved or copied from") == 1 and str(original) in compared.stderr
     assert json.loads(compared.stdout)["conditions"]
     with sqlite3.connect(copy / "mlruns" / "mlflow.db") as db:
@@ -34,7 +34,7 @@ def test_a_copied_project_works_without_its_original(tmp_path):
         confirm = db.execute("SELECT run_uuid FROM tags WHERE key = 'harness.kind' AND value = 'confirm'").fetchone()[0]
     assert locations and all(str(copy) in loc for loc in locations)
     assert storage_tags and all(tag.startswith(str(copy)) for tag in storage_tags)
-    assert any(p.name.startswith("optuna_") for p in (copy / "reports" / "tiny").iterdir())  # its journal found
+    assert any(p.name.startswith("optuna_") for p in (copy / "report").iterdir())  # its journal found
 
     reproduced = harness("reproduce", confirm, cwd=copy, check=True)
     assert "reproduced exactly" in reproduced.stdout and "moved" not in reproduced.stderr  # relocated once

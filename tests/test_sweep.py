@@ -402,16 +402,17 @@ def test_more_workers_than_cores_are_capped_and_said(workdir, capsys):
 def test_a_piped_sweep_says_how_far_it_is_while_it_runs(workdir, capsys, monkeypatch):
     """Piped (a log, CI), a sweep printed nothing for its whole run, then everything; a resumed sweep's
     bar started at 0 and showed 60474 trials/s."""
-    from harness.commands import sweep as command
     from harness.studies.parse import load_study
     from harness.studies.study import resolve
+    from harness.sweep.progress import SweepProgress
 
-    monkeypatch.setattr(command._Progress, "PLAIN_EVERY", 0.0)
+    monkeypatch.setattr(SweepProgress, "EVERY", 0.0)
     assert main(["sweep", write_study(workdir), "--trials", "2", "--epochs", "2", "--confirm-seeds", "1"]) == 0
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("harness sweep: tiny: ")]
-    assert lines and "mse " in lines[-1] and "/2" in lines[-1] and "confirmed" in lines[-1]
-    bars = command._Progress(resolve(load_study(write_study(workdir)), trials=2, epochs=2, confirm_seeds=1), None)
-    bars._open()
+    assert len(lines) >= 2 and "mse 2/2" in lines[-1] and "confirmed 1/1" in lines[-1]
+    study = resolve(load_study(write_study(workdir)), trials=2, epochs=2, confirm_seeds=1)
+    bars = SweepProgress(study, None, terminal=True)
+    bars.states()
     assert [bar.n for bar in bars.bars] == [2, 2] and all(bar.format_dict["initial"] == 2 for bar in bars.bars)
 
 

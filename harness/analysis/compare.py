@@ -7,6 +7,7 @@ sweep printed at its end; the study it uses is the resolved study the sweep reco
 """
 
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,7 @@ class Comparison:
     study: Study
     table: pd.DataFrame
     pairs: pd.DataFrame
-    folder: Path
+    folder: Path | None  # --out, where the report was written; None when not asked
     parents: dict
     registered: list
     analysis: Analysis
@@ -109,19 +110,57 @@ def model_to_log(recorder, run_id):
     return artifacts, model_example(load_split(parse_config(artifacts[CONFIG_ARTIFACT], f"run {run_id}")))
 
 
-def calibration_files(analysis):
-    """{file name: CSV text} of the probability-quality tables, none when the runs recorded no probabilities."""
-    if analysis.calibration is None:
-        return {}
-    return {
-        "calibration.csv": analysis.calibration.to_csv(index=False),
-        "calibration_pairs.csv": analysis.calibration_pairs.to_csv(index=False),
-    }
+COUNTS = (
+    "trials",
+    "failed_trials",
+    "best_epochs",
+    "seeds",
+    "diverged_seeds",
+    "seeds_diverged",
+    "val_rows",
+    "test_rows",
+    "confirmed_after_trials",
+    "leader_settles_at",
+    "epochs_to_target_median",
+    "seeds_needed",
+    "seeds_for_equivalence",
+)
+"""Columns that count something: written as integers (``16``, not ``16.0``), an unknown count left empty."""
+
+
+def with_counts(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its count columns as pandas' nullable ``Int64`` when every value is a whole number (a
+    count of infinity, or a median half-way between two epochs, leaves its column as it is)."""
+    import numpy as np
+
+    frame = frame.copy()
+    for column in COUNTS:
+        if column not in frame or not pd.api.types.is_numeric_dtype(frame[column]):
+            continue
+        known = frame[column].dropna().to_numpy(dtype=float)
+        if np.isfinite(known).all() and (known == np.round(known)).all():
+            frame[column] = frame[column].astype("Int64")
+    return frame
+
+
+def table_files(analysis: Analysis, board: dict | None) -> dict[str, str]:
+    """{file name: CSV text}, one table per file, counts as integers: the summary, the paired differences,
+    the probability-quality tables (when the runs recorded probabilities) and the leaderboard (several data
+    sets)."""
+    tables = {"summary.csv": analysis.table, "paired_differences.csv": analysis.pairs}
+    if analysis.calibration is not None:
+        tables["calibration.csv"] = analysis.calibration
+        tables["calibration_pairs.csv"] = analysis.calibration_pairs
+    if board is not None:
+        tables[LEADERBOARD_CSV] = board["frame"]
+    return {name: with_counts(frame).to_csv(index=False) for name, frame in tables.items()}
 
 
 def run_compare(study_name, uri, out_dir=None, storage=None, register=False, search_plots=None):
-    """The comparison of a study's conditions from its records (``Comparison``). ``search_plots(study,
-    storage, folder)`` adds the search's own plots (Optuna's, drawn by the sweep's side) to the report."""
+    """The comparison of a study's conditions from its records (``Comparison``). The report, its plots and
+    tables go onto every condition's parent run, and into ``out_dir`` only when it is given (nothing is
+    written to the working folder unasked). ``search_plots(study, storage, folder)`` adds the search's own
+    plots (Optuna's, drawn by the sweep's side) to the report."""
     check_exists(uri, f"study {study_name!r}")
     check_writable(uri)  # the report goes onto the parent runs too
     recorder = InlineRecorder(uri)
@@ -130,41 +169,38 @@ def run_compare(study_name, uri, out_dir=None, storage=None, register=False, sea
     study = recorded_study(recorder, study_name, frame)
     frame = records.fill_targets(recorder, study, frame)
     analysis = analyze(study, frame)
-    table, pairs = analysis.table, analysis.pairs
-    folder = Path(out_dir or Path("reports") / study_name)
+    folder = _out_folder(out_dir)
+    with tempfile.TemporaryDirectory(prefix="harness-compare-") as scratch:
+        artifacts, board = _report(study, frame, recorder, analysis, folder or Path(scratch), (storage, search_plots))
+    parents = publish(recorder, study, frame, analysis.table, records.parents(frame), artifacts)
+    registered = register_best(recorder, study, frame) if register else []
+    return Comparison(study, analysis.table, analysis.pairs, folder, parents, registered, analysis, board)
+
+
+def _out_folder(out_dir):
+    if not out_dir:
+        return None
+    folder = Path(out_dir)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise HarnessError(f"--out {folder}: cannot create the report folder ({exc.strerror})") from None
+    return folder
+
+
+def _report(study, frame, recorder, analysis, folder, search):
+    """Draw the plots, the report and the tables into ``folder``; returns ({file name: bytes}, leaderboard)."""
+    storage, search_plots = search
     images = plot_all(study, frame, records.Curves(recorder), folder, analysis)
     board = leaderboard(study, analysis)
     if board is not None:
         cd_diagram(board, f"{study.name}: mean ranks of test accuracy, Nemenyi CD").savefig(folder / CD_PLOT)
         images.insert(0, folder / CD_PLOT)
-        board["frame"].to_csv(folder / LEADERBOARD_CSV, index=False)
-    storage = optuna_storage(study, uri, storage, frame)
+    storage = optuna_storage(study, recorder.uri, storage, frame)
     if storage and search_plots is not None:
         images += search_plots(study, storage, folder)
-    report = html_report(study, analysis, images, board)
-    (folder / "report.html").write_text(report)
-    table.to_csv(folder / "summary.csv", index=False)
-    pairs.to_csv(folder / "paired_differences.csv", index=False)
-    artifacts = {p.name: p.read_bytes() for p in images}
-    if analysis.calibration is not None:
-        for name, data in (
-            ("calibration.csv", analysis.calibration),
-            ("calibration_pairs.csv", analysis.calibration_pairs),
-        ):
-            (folder / name).write_text(data.to_csv(index=False))
-            artifacts[name] = data.to_csv(index=False).encode()
-    artifacts.update(
-        {
-            "report.html": report.encode(),
-            "summary.csv": table.to_csv(index=False).encode(),
-            "paired_differences.csv": pairs.to_csv(index=False).encode(),
-            **({LEADERBOARD_CSV: board["frame"].to_csv(index=False).encode()} if board else {}),
-        }
-    )
-    parents = publish(recorder, study, frame, table, records.parents(frame), artifacts)
-    registered = register_best(recorder, study, frame) if register else []
-    return Comparison(study, table, pairs, folder, parents, registered, analysis, board)
+    files = {name: text.encode() for name, text in table_files(analysis, board).items()}
+    files["report.html"] = html_report(study, analysis, images, board).encode()
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+    return {**{p.name: p.read_bytes() for p in images}, **files}, board

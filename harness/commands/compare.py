@@ -4,6 +4,8 @@ import os
 import sys
 from pathlib import Path
 
+from ..common.output import add_quiet_flag
+
 HELP = "compare a study's conditions: table, paired differences, plots and an HTML report"
 
 
@@ -12,18 +14,25 @@ def add_parser(commands):
         "compare",
         help=HELP,
         description="Read a study's runs back from MLflow and "
-        "compare its conditions. Plots go to --out and onto every condition's parent "
-        "run as artifacts.",
+        "compare its conditions. The report, its plots and tables go onto every condition's parent "
+        "run as artifacts, and to --out DIR when asked.",
     )
     compare.add_argument("study", help="a study name, or its study file")
     compare.add_argument(
         "--format",
         choices=("table", "csv", "markdown", "json"),
         default="table",
-        help="table (default), csv, markdown, or json (one JSON document on stdout)",
+        help="table (default); csv: the summary table as one CSV (--out DIR writes every table as its own "
+        "CSV); markdown; or json (one JSON document on stdout)",
     )
     compare.add_argument("--json", action="store_true", help="the same as --format json (as sweep and train say it)")
-    compare.add_argument("--out", metavar="DIR", help="folder for the plots and report (default reports/<study>)")
+    add_quiet_flag(compare)
+    compare.add_argument(
+        "--out",
+        metavar="DIR",
+        help="also write report.html, its plots and one CSV per table (summary.csv, paired_differences.csv, "
+        "calibration.csv, ...) to DIR (default: nothing written here; they are on each condition's MLflow run)",
+    )
     compare.add_argument(
         "--storage",
         metavar="URL",
@@ -53,64 +62,56 @@ def _records(frame):
 
 def run(args):
     from ..analysis.compare import run_compare
-    from ..analysis.summary import render
-    from ..common.output import emit_json
     from ..records.store import resolve_tracking_uri
 
     name = study_name_of(args.study)
     from ..sweep.optuna_plots import check_storage, optuna_plots
 
     uri = resolve_tracking_uri(args.tracking_uri)
-    named = args.storage or os.environ.get("HARNESS_OPTUNA_STORAGE")
-    if named:
-        check_storage(named, name)
+    _check_storage(args.storage or os.environ.get("HARNESS_OPTUNA_STORAGE"), name, check_storage)
     comparison = run_compare(name, uri, args.out, args.storage, args.register, search_plots=optuna_plots)
-    for model, version, run_id in comparison.registered:
-        print(f"registered {model} version {version} (run {run_id})", file=sys.stderr)
+    if not args.quiet:
+        for model, version, run_id in comparison.registered:
+            print(f"registered {model} version {version} (run {run_id})", file=sys.stderr)
     if args.format == "json" or args.json:
-        from ..analysis.answer import answer
+        _print_json(name, comparison)
+    elif args.format == "csv":  # one table per CSV: the summary here, every table in --out DIR
+        from ..analysis.compare import table_files
 
-        emit_json(
-            {
-                "study": name,
-                "answer": answer(comparison.study, comparison.analysis),
-                "findings": comparison.analysis.findings,
-                "conditions": comparison.table.to_dict(orient="records"),
-                "pairs": comparison.pairs.to_dict(orient="records"),
-                "calibration": _records(comparison.analysis.calibration),
-                "calibration_pairs": _records(comparison.analysis.calibration_pairs),
-                "effects": comparison.analysis.effects,
-                "budget_curves": comparison.analysis.budget_curves,
-                "ranking_settles_at": comparison.analysis.settles_at,
-                "ranks": comparison.analysis.ranks,
-                "leaderboard": _board_json(comparison.leaderboard),
-                "registered": [{"name": m, "version": v, "run_id": r} for m, v, r in comparison.registered],
-            }
-        )
-        return 0
-    if args.format == "csv":  # one CSV: the conditions' rows, then the pairs' rows, told apart by "section"
-        import pandas as pd
+        print(table_files(comparison.analysis, None)["summary.csv"], end="")
+    elif args.format == "markdown":
+        from ..analysis.summary import render
 
-        both = pd.concat([comparison.table.assign(section="condition"), comparison.pairs.assign(section="pair")])
-        print(render(both[["section", *[c for c in both.columns if c != "section"]]], "csv"), end="")
-        return 0
-    if args.format != "table":
-        print(render(comparison.table, args.format))
-        print()
-        print(render(comparison.pairs, args.format))
-        return 0
-    print_table(comparison)
+        print(f"{render(comparison.table, 'markdown')}\n\n{render(comparison.pairs, 'markdown')}")
+    elif not args.quiet:
+        _print_tables(comparison)
     return 0
 
 
-def _board_json(board):
-    """The leaderboard as plain data (its table as records)."""
-    if board is None:
-        return None
-    return {**board, "frame": board["frame"].to_dict(orient="records")}
+def _print_json(name, comparison):
+    from ..analysis.answer import answer
+    from ..common.output import emit_json
+
+    emit_json(
+        {
+            "study": name,
+            "answer": answer(comparison.study, comparison.analysis),
+            "findings": comparison.analysis.findings,
+            "conditions": comparison.table.to_dict(orient="records"),
+            "pairs": comparison.pairs.to_dict(orient="records"),
+            "calibration": _records(comparison.analysis.calibration),
+            "calibration_pairs": _records(comparison.analysis.calibration_pairs),
+            "effects": comparison.analysis.effects,
+            "budget_curves": comparison.analysis.budget_curves,
+            "ranking_settles_at": comparison.analysis.settles_at,
+            "ranks": comparison.analysis.ranks,
+            "leaderboard": _board_json(comparison.leaderboard),
+            "registered": [{"name": m, "version": v, "run_id": r} for m, v, r in comparison.registered],
+        }
+    )
 
 
-def print_table(comparison):
+def _print_tables(comparison):
     """The comparison as text: the answer in plain words, the findings and tables that are its evidence,
     the report's place, and last where each term it used is explained."""
     from ..analysis.glossary import explained
@@ -129,8 +130,31 @@ def print_table(comparison):
         from ..analysis.leaderboard import format_leaderboard
 
         printed.append("\n" + format_leaderboard(comparison.leaderboard))
-    report = comparison.folder / "report.html"
-    printed.append(f"\nreport: {report} (plots beside it, and on each condition's MLflow run)")
+    where = "each condition's MLflow parent run"
+    if comparison.folder is None:
+        printed.append(f"\nreport: report.html, its plots and tables are on {where} (--out DIR writes them to DIR)")
+    else:
+        printed.append(f"\nreport: {comparison.folder / 'report.html'} (plots and tables beside it, and on {where})")
     for text in printed:
         print(text)
     print(explained("\n".join(printed)))
+
+
+def _check_storage(named, name, check_storage):
+    """The Optuna storage the user named opens, before anything is written (one line when not)."""
+    if not named:
+        return
+    from ..common.errors import HarnessError
+    from ..common.outages import OutageError
+
+    try:
+        check_storage(named, name)
+    except OutageError as exc:  # it never answered: the storage named is what to check (bad input)
+        raise HarnessError(str(exc)) from None
+
+
+def _board_json(board):
+    """The leaderboard as plain data (its table as records)."""
+    if board is None:
+        return None
+    return {**board, "frame": board["frame"].to_dict(orient="records")}

@@ -1,5 +1,7 @@
 """``harness export RUN_ID -o run.zip``: one file that reproduces and predicts without the store."""
 
+from ..common.output import add_quiet_flag
+
 HELP = "write a logged run to one file that reproduce and predict use without a store"
 
 
@@ -14,6 +16,7 @@ def add_parser(commands):
     export.add_argument("run_id", help="the MLflow run id of a harness run")
     export.add_argument("-o", "--output", metavar="FILE", help="the file to write (default: RUN_ID.zip)")
     export.add_argument("--json", action="store_true", help="print what was written as one JSON document on stdout")
+    add_quiet_flag(export)
     return export
 
 
@@ -27,6 +30,6 @@ def run(args):
         from ..common.output import emit_json
 
         emit_json({"run_id": args.run_id, "path": path, "files": names})
-    else:
+    elif not args.quiet:
         print(f"exported run {args.run_id} to {path} ({', '.join(names)})")
     return 0

@@ -1,6 +1,9 @@
 """``harness reproduce RUN_ID|EXPORT.zip``: retrain a logged run with its code and compare every curve."""
 
+import io
 import sys
+
+from ..common.output import add_quiet_flag
 
 HELP = "retrain a logged run and compare every curve"
 
@@ -43,6 +46,7 @@ def add_parser(commands):
         action="store_true",
         help="print the verdict as JSON on stdout (the table to stderr)",
     )
+    add_quiet_flag(again)
     return again
 
 
@@ -55,7 +59,7 @@ def run(args):
         raise ConfigError(f"--rtol = {args.rtol:g} is not allowed; must be in [0, 1)")
     uri = resolve_tracking_uri(args.tracking_uri)
     summary = {}
-    out = sys.stderr if args.json else sys.stdout
+    out = io.StringIO() if args.quiet else sys.stderr if args.json else sys.stdout  # quiet: the exit status says it
     code = reproduce(
         args.run_id, uri, out=out, rtol=args.rtol, here=args.here, rebuild_code=args.rebuild_code, summary=summary
     )

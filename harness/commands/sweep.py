@@ -1,11 +1,9 @@
 """``harness sweep STUDY_FILE``: search, confirm and summarise one study; resumes where it stopped."""
 
-import dataclasses
 import os
 import sys
-import time
 
-from ..common.output import emit_json
+from ..common.output import add_quiet_flag, emit_json
 from ..common.urls import redact
 
 HELP = "run a study: tune lr/epochs per condition, confirm on test"
@@ -26,6 +24,7 @@ def add_parser(commands):
         action="store_true",
         help="print the summary as one JSON document on stdout (the table goes to stderr)",
     )
+    add_quiet_flag(sweep)
     return sweep
 
 
@@ -79,7 +78,7 @@ def add_store_flags(sweep):
         default=None,
         metavar="SECONDS",
         help="how long a worker waits for the Optuna database or the tracking server when they stop answering "
-        "(a restart, a failover) before it gives its trials back and exits 2 (default 300; "
+        "(a restart, a failover) before it gives its trials back and exits 1 (default 300; "
         "$HARNESS_OUTAGE_SECONDS)",
     )
     sweep.add_argument(
@@ -121,7 +120,9 @@ def run(args):
     from ..sweep.lifecycle import SweepOptions, run_sweep
 
     uri = resolve_tracking_uri(args.tracking_uri)
-    progress = _Progress(study, args.storage, plain=not sys.stderr.isatty())
+    from ..sweep.progress import SweepProgress
+
+    progress = SweepProgress(study, args.storage, terminal=sys.stderr.isatty(), quiet=args.quiet)
     options = SweepOptions(
         tracking_uri=uri,
         storage=args.storage,
@@ -134,11 +135,12 @@ def run(args):
     try:
         result = run_sweep(study, options)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (cli says which, on one line with this)
-        progress.close()
+        progress.close(finished=False)
         exc.add_note(f"run the same command again to resume {study.name}")
         raise
     progress.close()
-    report(result, uri, sys.stderr if args.json else sys.stdout)
+    if not args.quiet:
+        report(result, uri, sys.stderr if args.json else sys.stdout)
     if args.json:
         from ..analysis.answer import answer
 
@@ -178,68 +180,3 @@ def report(result, uri, out):
     for text in printed:
         print(text, file=out)
     print(explained("\n".join(printed)), file=out)
-
-
-class _Progress:
-    """Per condition: search trials done of the budget, best value so far, confirmations. On a terminal,
-    one bar each; piped (a log, CI), a plain line at most every ``PLAIN_EVERY`` seconds, so a long sweep's
-    log shows it working rather than nothing until the end."""
-
-    PLAIN_EVERY = 15.0
-
-    def __init__(self, study, storage, plain=False):
-        self.study, self.storage, self.plain = study, storage, plain
-        self.studies, self.bars, self.total = None, None, study.trials
-        self.last = time.perf_counter() if plain else 0.0  # a short piped sweep prints only its summary
-
-    def update(self):
-        if time.perf_counter() - self.last < (self.PLAIN_EVERY if self.plain else 0.5):
-            return
-        self.last = time.perf_counter()
-        if self.studies is None:
-            self._open()
-        states = [self._state(studies) for studies in self.studies]
-        if self.plain:
-            parts = [f"{s.condition.name} {done}/{self.total}{extra}" for s, (done, extra) in zip(self.studies, states)]
-            print(f"harness sweep: {self.study.name}: " + "; ".join(parts), file=sys.stderr, flush=True)
-            return
-        for bar, (done, extra) in zip(self.bars, states):
-            bar.n = done
-            bar.set_postfix_str(extra.strip(" ()"), refresh=False)
-            bar.refresh()
-
-    def _state(self, studies):
-        counts = studies.counts()
-        best = studies.best_trial()
-        confirmed = sum(t.state.name == "COMPLETE" for t in studies.confirm.get_trials(deepcopy=False))
-        extra = (f"best {best.value:.4f}, " if best else "") + f"confirmed {confirmed}/{self.study.confirm_seeds}"
-        return min(counts["complete"] + counts["pruned"], self.total), f" ({extra})"
-
-    def _open(self):
-        from ..sweep.conditions import ConditionStudies
-        from ..sweep.storages import open_storage
-        from ..sweep.studies import budget_asked_before
-
-        storage, _ = open_storage(self.storage, self.study.name)
-        self.total = max(self.study.trials, budget_asked_before(self.study, storage))  # as the sweep holds it
-        study = dataclasses.replace(self.study, trials=self.total)
-        self.studies = [ConditionStudies(study, c, storage) for c in study.conditions]
-        if self.plain:
-            return
-        from tqdm import tqdm
-
-        width = max(len(c.name) for c in study.conditions)
-        self.bars = []
-        for i, studies in enumerate(self.studies):
-            done, _ = self._state(studies)  # a resumed sweep's bar starts where it stands, not at 0 trials/s
-            name = studies.condition.name.ljust(width)
-            bar = tqdm(total=self.total, initial=done, desc=name, position=i, file=sys.stderr, leave=True, unit="trial")
-            self.bars.append(bar)
-
-    def close(self):
-        if self.studies is None or self.plain:
-            return
-        self.last = 0.0
-        self.update()
-        for bar in self.bars or ():
-            bar.close()

@@ -4,6 +4,8 @@ import argparse
 import os
 import sys
 
+from ..common.output import add_quiet_flag
+
 HELP = "train one network and record it as an MLflow run"
 FINAL_KEYS = ("val_accuracy", "val_cross_entropy", "test_accuracy", "test_cross_entropy", "test_mse")
 FLAGS = {
@@ -134,6 +136,7 @@ def add_parser(commands):
     train.add_argument(
         "--json", action="store_true", help="print one JSON document on stdout (the human-readable lines go to stderr)"
     )
+    add_quiet_flag(train)
     return train
 
 
@@ -212,7 +215,7 @@ def run(args):
 
         split = load_split(config)  # bad data fails here, before any run exists
         check_memory(config, split)
-        bar = _progress(config.epochs, sys.stderr.isatty())
+        bar = _progress(config.epochs, sys.stderr.isatty() and not args.quiet)
 
         def show(epoch, metrics):
             if bar is not None:
@@ -224,16 +227,21 @@ def run(args):
         finally:
             if bar is not None:
                 bar.close()
-    out = sys.stderr if args.json else sys.stdout
+    if not args.quiet:
+        _report(run_id, config, result, uri, args.experiment, sys.stderr if args.json else sys.stdout)
+    if args.json:
+        print(result_json(run_id, result, timings))
+    return 0
+
+
+def _report(run_id, config, result, uri, experiment, out):
+    """The run, how it ended and its final figures, for a person to read."""
+    from ..common.urls import redact
+
     print(f"run {run_id} ({config.run_name()}): {result.status} after {result.epochs_run} epochs", file=out)
     if result.status == "diverged":
         print(f"  diverged in epoch {result.diverged_epoch}; last finite loss {result.last_finite_loss}", file=out)
     for key in FINAL_KEYS:
         if key in result.final:
             print(f"  {key:<20} {result.final[key]:.4f}", file=out)
-    from ..common.urls import redact
-
-    print(f"  tracking uri: {redact(uri)}   experiment: {args.experiment}", file=out)
-    if args.json:
-        print(result_json(run_id, result, timings))
-    return 0
+    print(f"  tracking uri: {redact(uri)}   experiment: {experiment}", file=out)

@@ -1,9 +1,12 @@
-"""Errors the CLI turns into one line and a non-zero exit status."""
+"""Errors the CLI turns into one line and a non-zero exit status: ``HarnessError`` is bad input (exit 2:
+change the command, the file or the store it names), ``RunTimeFailure`` a failure while the command ran
+(exit 1: the input was fine; run the same command again once the cause is gone). ``cli.main`` alone maps
+them to exit codes."""
 
 
 class HarnessError(Exception):
-    """Bad input from the user (a flag, a config file, a data file, a run id) or a store that cannot be
-    used as it is; the message says which and what to do. Exit status 2."""
+    """Bad input from the user (a flag, a study or config file, a data file, a run id, an export) or a store
+    that cannot be used as it is; the message says which and what to do. Exit status 2."""
 
     def __str__(self) -> str:
         """The message without secrets (``urls.redact``): it may quote a URL, or an error that echoes one.
@@ -49,14 +52,38 @@ class ConfigError(HarnessError, ValueError):
     """A setting that is out of range or unknown; the message names it and what is allowed."""
 
 
-class RecordingError(HarnessError):
+class RunTimeFailure(HarnessError):
+    """A failure while the command ran that its input did not cause: a store or server lost or unusable
+    mid-run, a full disk, a worker that died, training that failed until the command stopped. Exit status 1;
+    nothing was counted as done that is not recorded, so running the same command again resumes."""
+
+
+class RecordingError(RunTimeFailure):
     """MLflow could not record a run (full disk, lost server, ...). Nothing was counted as done: the
     trials concerned were given back, and running the same command again resumes them."""
 
 
 class DiskFullError(RecordingError):
-    """The disk a store is on is full. Not bad input: exit status 1, as any failure the harness could
-    not prevent; nothing was counted as done that is not recorded."""
+    """The disk a store is on is full."""
+
+
+KINDS: dict[str, type[HarnessError]] = {
+    "harness": HarnessError,
+    "failure": RunTimeFailure,
+    "recording": RecordingError,
+    "disk": DiskFullError,
+}
+"""An error's kind as it crosses a process boundary (a worker, the recorder) as (kind, message)."""
+
+
+def kind_of(exc: HarnessError) -> str:
+    """The kind of ``exc`` in ``KINDS``: the most specific class it is an instance of."""
+    return next(kind for kind, cls in reversed(KINDS.items()) if isinstance(exc, cls))
+
+
+def from_kind(kind: str, message: str) -> HarnessError:
+    """The error another process sent as (kind, message), of the same kind (an unknown one is a failure)."""
+    return KINDS.get(kind, RunTimeFailure)(message)
 
 
 FULL_DISK = ("No space left on device", "database or disk is full", "Disk quota exceeded")

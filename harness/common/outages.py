@@ -3,7 +3,7 @@
 A database restart, a failover or a server deploy while a sweep runs is an outage, not a fault of the
 trial in hand: the call is retried with backoff for up to ``$HARNESS_OUTAGE_SECONDS`` (``harness sweep
 --outage-seconds``, default 300), saying once on stderr what it waits for; past that, one line names the
-service and the time waited (``OutageError``, exit 2) and later calls fail at once. Only errors that say
+service and the time waited (``OutageError``, exit 1) and later calls fail at once. Only errors that say
 the connection is gone count; any other error is raised as it is.
 """
 
@@ -12,7 +12,7 @@ import os
 import threading
 import time
 
-from .errors import HarnessError
+from .errors import RunTimeFailure
 from .output import say
 from .urls import redact
 
@@ -22,8 +22,8 @@ DEFAULT_OUTAGE_SECONDS = 300.0
 _SHARED: dict = {}
 
 
-class OutageError(HarnessError):
-    """A shared service stayed away longer than the sweep's patience."""
+class OutageError(RunTimeFailure):
+    """A shared service stayed away longer than the sweep's patience: a failure at run time (exit 1)."""
 
 
 @contextlib.contextmanager

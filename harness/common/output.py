@@ -30,3 +30,14 @@ def say(line, stream=None):
     stream = stream or sys.stderr
     stream.write(f"{line}\n")
     stream.flush()
+
+
+def add_quiet_flag(parser):
+    """``-q/--quiet``: the same command without its progress and tables; errors and warnings still go to
+    stderr, what ``--json`` (or ``--format``) asked for still goes to stdout, and the exit status is unchanged."""
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress and no tables (errors still on stderr; --json output and the exit status unchanged)",
+    )

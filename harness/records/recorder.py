@@ -15,7 +15,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ..common.errors import FULL_DISK, DiskFullError, HarnessError, RecordingError, disk_full_message
+from ..common.errors import FULL_DISK, HarnessError, RecordingError, disk_full_message, from_kind, kind_of
 from .operations import OPERATIONS
 from .store import _first_line, open_client, sqlite_path
 
@@ -43,8 +43,8 @@ def _chain(exc):
 
 
 def _error_payload(exc, uri=""):
-    kind = "harness" if isinstance(exc, HarnessError) else "error"
-    message = str(exc) if kind == "harness" else f"{type(exc).__name__}: {_first_line(exc)}"
+    kind = kind_of(exc) if isinstance(exc, HarnessError) else "error"
+    message = str(exc) if kind != "error" else f"{type(exc).__name__}: {_first_line(exc)}"
     full = next((cause for cause in _chain(exc) if any(s in str(cause) for s in FULL_DISK)), None)
     if kind == "error" and full is not None:
         path = sqlite_path(uri)
@@ -65,7 +65,7 @@ SERVER_AWAY = ("Max retries exceeded", "too many 5", "Connection refused", "Conn
 
 def _raise(payload):
     kind, message = payload
-    raise {"harness": HarnessError, "disk": DiskFullError}.get(kind, RecordingError)(message)
+    raise from_kind("recording" if kind == "error" else kind, message)
 
 
 class _Answers:

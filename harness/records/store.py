@@ -83,11 +83,14 @@ def check_server(uri: str, timeout: float = 10, patience: float = 0.0) -> None:
     not answer yet (a restart, a deploy), saying so; other commands fail at once."""
     if not uri.startswith(("http://", "https://")):
         return
-    from ..common.outages import Patience
+    from ..common.outages import OutageError, Patience
 
     if patience <= 0:
         return _probe_server(uri, timeout)
-    Patience(f"the MLflow tracking server {redact(uri)}", _unreachable, patience).call(_probe_server, uri, timeout)
+    try:
+        Patience(f"the MLflow tracking server {redact(uri)}", _unreachable, patience).call(_probe_server, uri, timeout)
+    except OutageError as exc:  # it never answered: the URI given is what to check (bad input, not a loss mid-run)
+        raise HarnessError(str(exc)) from None
 
 
 class _Unreachable(HarnessError):

@@ -10,7 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from ..common.errors import ConfigError, HarnessError
+from ..common.errors import ConfigError, HarnessError, RunTimeFailure
 from ..common.urls import redact
 
 
@@ -48,7 +48,7 @@ def wait_healthy(url, process, timeout=120):
     deadline = time.time() + timeout
     while time.time() < deadline:
         if process.poll() is not None:
-            raise HarnessError(
+            raise RunTimeFailure(
                 f"the MLflow server exited with status {process.returncode} before answering on {url} "
                 "(its own messages are above)"
             )
@@ -58,7 +58,7 @@ def wait_healthy(url, process, timeout=120):
                     return
         except OSError:
             time.sleep(0.5)
-    raise HarnessError(f"the MLflow server did not answer on {url} within {timeout} s")
+    raise RunTimeFailure(f"the MLflow server did not answer on {url} within {timeout} s")
 
 
 def stop(process):

@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..common.errors import HarnessError
+from ..common.errors import HarnessError, RunTimeFailure
 from ..engine.training import TrainResult
 from ..records.provenance import code_diff, diff_tag, git_state, logged_commit
 from ..records.tags import GIT_DIFF
@@ -174,7 +174,7 @@ def worktree(commit, diff, where):
     try:
         added = _git("-C", str(top), "worktree", "add", "--detach", "--quiet", str(folder), commit)
         if added.returncode != 0:
-            raise HarnessError(f"{where}: git could not check out {commit[:12]}: {added.stderr.decode().strip()}")
+            raise RunTimeFailure(f"{where}: git could not check out {commit[:12]}: {added.stderr.decode().strip()}")
         if diff:  # into the index too: what it changed is then read back from git (changes_summary)
             applied = _git("-C", str(folder), "apply", "--index", "--binary", "--whitespace=nowarn", "-", stdin=diff)
             if applied.returncode != 0:
@@ -205,7 +205,9 @@ def train_rebuilt(folder, config_json, stop_at, include_test, where, paths=()):
         )
         if done.returncode != 0 or not answer.exists():
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise HarnessError(f"{where}: training with the rebuilt code failed ({last}); --here trains with this code")
+            raise RunTimeFailure(
+                f"{where}: training with the rebuilt code failed ({last}); --here trains with this code"
+            )
         values = json.loads(answer.read_text())
     weights = base64.b64decode(values.pop("weights"))
     digest = values.pop("digest")

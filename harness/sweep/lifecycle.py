@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..analysis.comparisons import analyze
-from ..common.errors import DiskFullError, HarnessError, Terminated, disk_full_message
+from ..common.errors import DiskFullError, HarnessError, RunTimeFailure, Terminated, disk_full_message, from_kind
 from ..common.files import read_local_file
 from ..common.outages import outage_seconds, patient
 from ..common.processes import start as processes_start
@@ -193,9 +193,9 @@ def run_workers(study, plan, worker, workers, on_poll=None):
         process.join()
     for error in errors:
         if isinstance(error, tuple):
-            raise HarnessError(error[1])
-    if errors:
-        raise RuntimeError(f"sweep worker failed: {errors[0]}")
+            raise from_kind(*error)
+    if errors:  # a worker died, or failed in a way it could not name: a failure at run time, not the input's
+        raise RunTimeFailure(f"sweep worker failed: {errors[0]}; run the same command again to resume")
     return stats
 
 

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..common import faults
-from ..common.errors import HarnessError
+from ..common.errors import HarnessError, RunTimeFailure, kind_of
 from ..common.outages import OutageError
 from ..engine.data import data_key, load_split
 from ..engine.methods import changed_module
@@ -184,7 +184,7 @@ class SweepWorker:
         for studies in order:
             count, error = studies.repeated_failure(self.plan.invocation)
             if count >= MAX_SAME_FAILURES:
-                raise HarnessError(
+                raise RunTimeFailure(
                     f"condition {studies.condition.name}: training failed {count} times with the "
                     f"same error ({error}); the sweep stops: fix the condition's settings"
                 )
@@ -333,7 +333,7 @@ class SweepWorker:
         except Exception as exc:  # noqa: BLE001 - failed trials are recorded; the study goes on
             error = f"{type(exc).__name__}: {exc}"[:300]
             if group[0].is_rerun:
-                raise HarnessError(f"re-running a trial whose record was lost failed: {error}") from None
+                raise RunTimeFailure(f"re-running a trial whose record was lost failed: {error}") from None
             self._end_training("failed", "FAILED", error)
             return None
         finally:  # training time without the pruning calls made from inside it (counted as Optuna's)
@@ -426,7 +426,7 @@ def worker_process(study, plan, index, results):
         results.put((index, None, "interrupted"))
     except HarnessError as exc:
         recorder.kill()
-        results.put((index, None, ("harness", str(exc))))
+        results.put((index, None, (kind_of(exc), str(exc))))
     except Exception as exc:  # noqa: BLE001 - reported by the command
         recorder.kill()
         results.put((index, None, f"{type(exc).__name__}: {exc}"))
