@@ -32,6 +32,6 @@ def test_a_dirty_tree_logs_its_diff_beside_the_config(monkeypatch):
     assert runs.run_artifacts(config, split, result, plots=False)[provenance.DIFF_ARTIFACT] == b"diff --git a/x b/x\n"
     monkeypatch.setattr(runs, "code_diff", lambda: b"x" * (provenance.MAX_DIFF_BYTES + 1))
     assert provenance.DIFF_ARTIFACT not in runs.run_artifacts(config, split, result, plots=False)
-    assert provenance.diff_tag(b"x" * (provenance.MAX_DIFF_BYTES + 1))["git_diff"].startswith("too large")
+    assert provenance.diff_tag(b"x" * (provenance.MAX_DIFF_BYTES + 1))["harness.git_diff"].startswith("too large")
     monkeypatch.setattr(runs, "code_diff", lambda: None)
     assert provenance.DIFF_ARTIFACT not in runs.run_artifacts(config, split, result, plots=False)

@@ -30,7 +30,7 @@ def test_a_copied_project_works_without_its_original(tmp_path):
     assert json.loads(compared.stdout)["conditions"]
     with sqlite3.connect(copy / "mlruns" / "mlflow.db") as db:
         locations = [row[0] for row in db.execute("SELECT artifact_uri FROM runs")]
-        storage_tags = [row[0] for row in db.execute("SELECT value FROM tags WHERE key = 'optuna_storage'")]
+        storage_tags = [row[0] for row in db.execute("SELECT value FROM tags WHERE key = 'harness.optuna_storage'")]
         confirm = db.execute("SELECT run_uuid FROM tags WHERE key = 'harness.kind' AND value = 'confirm'").fetchone()[0]
     assert locations and all(str(copy) in loc for loc in locations)
     assert storage_tags and all(tag.startswith(str(copy)) for tag in storage_tags)

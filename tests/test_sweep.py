@@ -286,8 +286,8 @@ def test_a_changed_confirm_vary_under_the_same_name_is_refused(workdir, capsys):
     assert main(["sweep", write_study(workdir), "--trials", "1", "--epochs", "2", "--confirm-seeds", "1"]) == 0
     varied = write_study(workdir, TINY.replace("seeds = 2", 'seeds = 2\nvary = ["init", "split"]'))
     assert main(["sweep", varied, "--trials", "1", "--epochs", "2", "--confirm-seeds", "2"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "confirmed with vary = ['init']" in err and "new `name`" in err and len(err.splitlines()) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(err) == 1 and "confirmed with vary = ['init']" in err[0] and "new `name`" in err[0]
     assert main(["sweep", write_study(workdir), "--trials", "1", "--epochs", "2", "--confirm-seeds", "1"]) == 0
 
 

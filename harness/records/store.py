@@ -277,8 +277,8 @@ def relocate_store(path: Path) -> str | None:
                 for prefix in ("", "journal:") if "tags" in tables else ():  # a plain path; older: journal:PATH
                     old_tag = f"{prefix}{old_folder}/"
                     connection.execute(
-                        "UPDATE tags SET value = ? || substr(value, ?) WHERE key = 'optuna_storage' "
-                        "AND substr(value, 1, ?) = ?",
+                        "UPDATE tags SET value = ? || substr(value, ?) "
+                        "WHERE key IN ('optuna_storage', 'harness.optuna_storage') AND substr(value, 1, ?) = ?",
                         (f"{prefix}{new_folder}/", len(old_tag) + 1, len(old_tag), old_tag),
                     )
         print(

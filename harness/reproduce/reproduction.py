@@ -61,7 +61,7 @@ def load_logged_config(logged):
 def load_logged_data(run, config):
     """The split the run saw. A CSV must be the very data it was trained on before anything of it is
     used or shown: a changed or foreign file is refused by its digest, without echoing its content."""
-    logged = run["tags"].get("dataset_digest")
+    logged = run["tags"].get(DATASET_DIGEST)
     if config.dataset != "csv":
         return load_split(config)
     where = f"run {run['run_id']}: csv = {config.csv!r}"
