@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_limits
 from harness.engine.calibration import assess
 from harness.engine.config import make_config
 from harness.engine.data import load_split
-from harness.engine.training import train
+from harness.engine.training import train_model
 from harness.records.quality import quality_records
 
 
@@ -27,7 +27,7 @@ def measure(dataset, rounds):
     training, figures, records = [], [], []
     for _ in range(rounds):
         start = time.perf_counter()
-        result = train(config, split, include_test=False)  # a search trial's work: no probability figures
+        result = train_model(config, split, include_test=False)  # a search trial's work: no probability figures
         training.append(time.perf_counter() - start)
         model = result.network
         start = time.perf_counter()

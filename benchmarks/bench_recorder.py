@@ -24,7 +24,7 @@ from harness.engine.training import train_stack
 from harness.records.provenance import source_tags
 from harness.records.recorder import InlineRecorder
 from harness.records.runs import TrialRuns, environment_tags
-from harness.studies.parse import load_study
+from harness.studies.parse import read_study
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,7 +45,7 @@ class Timed(InlineRecorder):
 
 def record(results, configs, split, curves, trials):
     """CPU ms per trial of each operation, recording ``trials`` runs in a fresh store."""
-    study = dataclasses.replace(load_study(ROOT / "studies" / "quickstart.toml"), search_curves=curves)
+    study = dataclasses.replace(read_study(ROOT / "studies" / "quickstart.toml"), search_curves=curves)
     with tempfile.TemporaryDirectory() as folder:
         uri = f"sqlite:///{folder}/mlflow.db"
         recorder = Timed(uri)

@@ -20,7 +20,7 @@ from threadpoolctl import threadpool_limits
 
 from harness.engine.config import make_config
 from harness.engine.data import load_split
-from harness.engine.training import train
+from harness.engine.training import train_model
 
 EPOCHS = 50
 
@@ -30,7 +30,7 @@ def harness_epoch_ms(split, dtype):
         {"epochs": EPOCHS, "hidden": [64], "batch_size": 32, "lr": 0.05, "momentum": 0.9, "dtype": dtype}
     )
     start = time.perf_counter()
-    result = train(config, split)
+    result = train_model(config, split)
     assert result.status == "complete"
     return (time.perf_counter() - start) / EPOCHS * 1000
 

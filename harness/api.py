@@ -179,8 +179,8 @@ def load_study(name: str, tracking_uri: str | None = None) -> StudyRecords:
     >>> study.summary[["condition", "test_accuracy_mean", "seeds_reached_target"]]  # doctest: +SKIP
     """
     with _settings_kept("mlflow"):  # the modules' own imports (threadpoolctl sets a variable) included
-        from .analysis.compare import recorded_study
         from .analysis.comparisons import analyze
+        from .analysis.study_comparison import recorded_study
         from .records import table as records
         from .records.recorder import InlineRecorder
         from .records.store import check_exists, resolve_tracking_uri
@@ -237,14 +237,13 @@ def run_sweep(
     """
     with _settings_kept("optuna"):
         from .records.store import resolve_tracking_uri
-        from .studies.parse import load_study as read_study
+        from .studies.parse import read_study
         from .studies.study import resolve
-        from .sweep.lifecycle import SweepOptions
-        from .sweep.lifecycle import run_sweep as sweep
+        from .sweep.lifecycle import SweepOptions, sweep_study
 
         study = resolve(read_study(study_file), trials=trials, epochs=epochs, confirm_seeds=confirm_seeds, stack=stack)
         options = SweepOptions(tracking_uri=resolve_tracking_uri(tracking_uri), storage=storage, workers=workers)
-        result = sweep(study, options)
+        result = sweep_study(study, options)
     return dataclasses.replace(result, table=_typed_summary(result.table))
 
 

@@ -46,7 +46,7 @@ def last_json(text):
 
 def one_round(study_file, folder, moment, group, flags, workers):
     from harness.records.recorder import InlineRecorder
-    from harness.studies.parse import load_study
+    from harness.studies.parse import read_study
     from harness.studies.study import resolve
     from harness.sweep.audit import audit
 
@@ -69,7 +69,7 @@ def one_round(study_file, folder, moment, group, flags, workers):
     if resumed.returncode != 0:
         return finished_first, [f"resume exited {resumed.returncode}: {resumed.stderr.strip()[-300:]}"]
     summary = last_json(resumed.stdout)["summary"]
-    study = resolve(load_study(study_file), **vars(_flags(flags)))
+    study = resolve(read_study(study_file), **vars(_flags(flags)))
     problems = audit(
         study,
         f"journal:{folder / 'mlruns' / 'optuna' / f'{study.name}.journal'}",

@@ -84,11 +84,11 @@ def json_summary(stdout):
 def audit_sweep(folder, study_file, printed_summary=None, flags=None, storage=None, uri=None):
     """Problems the audit finds in a local sweep's records ([] when they are right)."""
     from harness.records.recorder import InlineRecorder
-    from harness.studies.parse import load_study
+    from harness.studies.parse import read_study
     from harness.studies.study import resolve
     from harness.sweep.audit import audit
 
-    study = resolve(load_study(study_file), **(flags or {}))
+    study = resolve(read_study(study_file), **(flags or {}))
     return audit(
         study,
         storage or f"journal:{journal(folder, study.name)}",

@@ -12,7 +12,7 @@ from scipy import stats as scipy_stats
 from harness.analysis import comparisons as analysis
 from harness.analysis.findings import findings
 from harness.analysis.summary import format_table, summarize
-from harness.studies.parse import load_study
+from harness.studies.parse import read_study
 from tests.helpers import write_study
 
 GRID = """
@@ -108,7 +108,7 @@ def _row_record(accuracy, rows):
 
 @pytest.fixture
 def grid(tmp_path):
-    return load_study(write_study(tmp_path, GRID, "grid.toml"))
+    return read_study(write_study(tmp_path, GRID, "grid.toml"))
 
 
 def test_conditions_know_their_factor_levels(grid):
@@ -122,7 +122,7 @@ def test_conditions_know_their_factor_levels(grid):
 
 def test_pairs_are_paired_t_tests_with_holm_over_the_study(tmp_path):
     """Each seed on its own split: its spread covers the test rows, and the paired t-test over seeds is the test."""
-    grid = load_study(write_study(tmp_path, GRID.replace("seeds = 4", 'seeds = 4\nvary = ["init", "split"]'), "g.toml"))
+    grid = read_study(write_study(tmp_path, GRID.replace("seeds = 4", 'seeds = 4\nvary = ["init", "split"]'), "g.toml"))
     rng = np.random.default_rng(0)
     base = {"mse-sgd": 0.90, "mse-momentum": 0.93, "cross_entropy-sgd": 0.95, "cross_entropy-momentum": 0.951}
     noise = {s: rng.normal(0, 0.01) for s in grid.confirm_seed_values()}
@@ -178,10 +178,10 @@ def test_search_scores_count_pruned_at_their_last_value_and_diverged_at_chance(g
 
 
 def test_intervals_stay_in_the_unit_range_and_need_three_seeds(tmp_path):
-    study = load_study(write_study(tmp_path, GRID.replace("seeds = 4", "seeds = 2"), "two.toml"))
+    study = read_study(write_study(tmp_path, GRID.replace("seeds = 4", "seeds = 2"), "two.toml"))
     table = summarize(study, _records(study, lambda c, s: [0.99, 0.60][s % 2]))
     assert table["test_accuracy_ci_low"].isna().all() and table["test_accuracy_ci_high"].isna().all()
-    wide = load_study(write_study(tmp_path, GRID, "four.toml"))
+    wide = read_study(write_study(tmp_path, GRID, "four.toml"))
     table = summarize(wide, _records(wide, lambda c, s: [1.0, 0.97, 1.0, 0.5][s % 4]))
     assert (table["test_accuracy_ci_high"] <= 1.0).all() and (table["test_accuracy_ci_low"] >= 0.0).all()
     assert (table["test_accuracy_ci_high"] == 1.0).all()  # clipped: the t interval passes 1
@@ -196,7 +196,7 @@ def test_epochs_to_target_counts_censored_seeds(grid):
 
 
 def test_pairs_stay_within_a_data_set_and_ranks_go_across(tmp_path):
-    study = load_study(write_study(tmp_path, DATASETS, "sets.toml"))
+    study = read_study(write_study(tmp_path, DATASETS, "sets.toml"))
     score = {"mse": 0.90, "cross_entropy": 0.95, "mse_logits": 0.92}
     result = analysis.analyze(study, _records(study, lambda c, s: score[c.split("-", 1)[1]] + 0.001 * s))
     assert len(result.pairs) == 9  # 3 per data set, never digits against wine
@@ -268,7 +268,7 @@ def test_diverged_confirmation_seeds_are_said_and_never_reach_the_target(grid):
 
 
 def test_robustness_is_compared_within_each_data_set(tmp_path):
-    study = load_study(write_study(tmp_path, DATASETS, "sets.toml"))
+    study = read_study(write_study(tmp_path, DATASETS, "sets.toml"))
     wide = [(0.01, 0.95, "complete"), (1.0, 0.95, "complete"), (5.0, math.nan, "diverged")]
     narrow = [(0.01, 0.80, "complete"), (0.1, 0.95, "complete"), (1.0, 0.70, "complete")]
     frame = _records(study, lambda c, s: 0.9, search=lambda c: wide if c.endswith("-mse") else narrow)
@@ -282,14 +282,14 @@ def test_robustness_is_compared_within_each_data_set(tmp_path):
 def test_robustness_tolerance_is_absolute_from_the_data_sets_best(tmp_path):
     """Issue 24: a poor condition (best 0.567) whose trials all lie within 1 point of its own best used to get
     the widest good range; within 0.01 of the data set's best (0.95) it has none."""
-    study = load_study(write_study(tmp_path, DATASETS, "sets.toml"))
+    study = read_study(write_study(tmp_path, DATASETS, "sets.toml"))
     poor = [(0.001, 0.567, "complete"), (0.1, 0.565, "complete"), (5.0, 0.560, "complete")]
     good = [(0.01, 0.80, "complete"), (0.1, 0.95, "complete"), (0.3, 0.945, "complete")]
     frame = _records(study, lambda c, s: 0.9, search=lambda c: poor if c.endswith("-mse") else good)
     table = analysis.analyze(study, frame).table.set_index("condition")
     assert table.loc["wine-mse", "good_lr_decades"] == 0.0
     assert table.loc["wine-cross_entropy", "good_lr_decades"] == pytest.approx(np.log10(3))
-    wider = load_study(write_study(tmp_path, DATASETS + "[analysis]\ntolerance = 0.4\n", "wide.toml"))
+    wider = read_study(write_study(tmp_path, DATASETS + "[analysis]\ntolerance = 0.4\n", "wide.toml"))
     assert analysis.analyze(wider, frame).table.set_index("condition").loc["wine-mse", "good_lr_decades"] == (
         pytest.approx(np.log10(5.0 / 0.001))
     )

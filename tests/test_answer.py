@@ -9,7 +9,7 @@ import pytest
 from harness.analysis import comparisons as analysis
 from harness.analysis.answer import answer, format_answer
 from harness.analysis.findings import p_text
-from harness.studies.parse import load_study
+from harness.studies.parse import read_study
 from tests.helpers import write_study
 from tests.test_analysis import DATASETS, GRID, _records
 
@@ -40,7 +40,7 @@ def noise(condition, seed, scale=1.0):
 @pytest.fixture
 def one(tmp_path):
     """Each seed on its own split: the pairs are paired t-tests over the seeds (no test rows' term)."""
-    return load_study(write_study(tmp_path, ONE, "one.toml"))
+    return read_study(write_study(tmp_path, ONE, "one.toml"))
 
 
 def _said(study, frame):
@@ -92,7 +92,7 @@ def test_could_be_chance_says_the_seeds_that_would_tell(one):
 
 
 def test_too_few_test_rows_says_to_vary_the_split_not_to_add_seeds(tmp_path):
-    grid = load_study(write_study(tmp_path, GRID, "grid.toml"))
+    grid = read_study(write_study(tmp_path, GRID, "grid.toml"))
     levels = {"mse-sgd": 0.95, "mse-momentum": 0.96, "cross_entropy-sgd": 0.97, "cross_entropy-momentum": 0.96}
     result, text = _said(grid, _records(grid, lambda c, s: levels[c] + 0.01 * (s % 2), test_rows=150))
     best, runner = _mean(result, "cross_entropy-sgd"), _mean(result, "mse-momentum")
@@ -110,7 +110,7 @@ def test_too_few_test_rows_says_to_vary_the_split_not_to_add_seeds(tmp_path):
 def test_rows_against_one_and_seeds_against_the_others_are_said_apart(tmp_path):
     """The quickstart's shape: the fixed test rows keep mse-sgd's pairs short of 1 point for any number of
     seeds, while the others' pairs need a seed count, the largest of theirs in the pairs table."""
-    grid = load_study(write_study(tmp_path, GRID, "grid.toml"))
+    grid = read_study(write_study(tmp_path, GRID, "grid.toml"))
     levels = {"mse-sgd": 0.9606, "mse-momentum": 0.9717, "cross_entropy-sgd": 0.9717, "cross_entropy-momentum": 0.9678}
     frame = _records(grid, lambda c, s: levels[c] + 0.005 * ((s * (3 + len(c))) % 4), test_rows=360)
     result, text = _said(grid, frame)
@@ -146,7 +146,7 @@ def test_tied_best_conditions_are_named_together(one):
 
 
 def test_fewer_than_three_seeds_test_nothing_and_say_how_many_to_set(tmp_path):
-    study = load_study(write_study(tmp_path, ONE.replace("seeds = 5", "seeds = 2"), "two.toml"))
+    study = read_study(write_study(tmp_path, ONE.replace("seeds = 5", "seeds = 2"), "two.toml"))
     result, text = _said(study, _records(study, lambda c, s: {"mse": 0.9, "cross_entropy": 0.95}.get(c, 0.92)))
     assert set(result.pairs["verdict"]) == {"untested"}
     assert text.startswith("cross_entropy did best: test accuracy 0.9500, 3.0 points above the next best, mse_logits")
@@ -187,7 +187,7 @@ def test_nothing_confirmed_yet_says_to_finish_the_sweep(one):
 
 
 def test_several_data_sets_give_the_best_mean_rank_and_each_ones_best(tmp_path):
-    study = load_study(write_study(tmp_path, DATASETS, "sets.toml"))
+    study = read_study(write_study(tmp_path, DATASETS, "sets.toml"))
     levels = {"mse": 0.9, "cross_entropy": 0.95, "mse_logits": 0.92}
     result, text = _said(study, _records(study, lambda c, s: levels[c.split("-")[-1]] + 0.001 * s))
     ranks = result.ranks

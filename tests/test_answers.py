@@ -14,7 +14,7 @@ from harness.analysis.stats import holm
 from harness.analysis.summary import format_pairs, format_table, summarize
 from harness.cli import main
 from harness.common.errors import ConfigError
-from harness.studies.parse import load_study
+from harness.studies.parse import read_study
 from tests.conftest import TINY_STUDY
 from tests.helpers import mlflow_runs, write_study
 from tests.test_analysis import GRID, _records
@@ -36,14 +36,14 @@ seeds = 5
 
 @pytest.fixture
 def one(tmp_path):
-    return load_study(write_study(tmp_path, ONE_FACTOR, "one.toml"))
+    return read_study(write_study(tmp_path, ONE_FACTOR, "one.toml"))
 
 
 @pytest.fixture
 def one_varied(tmp_path):
     """Each confirmation seed on its own split: the seeds' spread covers the test rows (no rows' term)."""
     text = ONE_FACTOR.replace("seeds = 5", 'seeds = 5\nvary = ["init", "split"]')
-    return load_study(write_study(tmp_path, text, "varied.toml"))
+    return read_study(write_study(tmp_path, text, "varied.toml"))
 
 
 def test_three_of_five_diverged_seeds_count_at_chance_and_their_pairs_are_tested(one_varied):
@@ -87,7 +87,7 @@ def test_a_fixed_split_adds_the_test_rows_term_and_a_varied_split_does_not(tmp_p
         "initialisation and batch order, the test rows' sampling (binomial over 400 rows)"
     )
     text = ONE_FACTOR.replace("seeds = 5", 'seeds = 5\nvary = ["init", "split"]')
-    varied = load_study(write_study(tmp_path, text, "v.toml"))
+    varied = read_study(write_study(tmp_path, text, "v.toml"))
     assert varied.confirm_vary == ["init", "split"]
     row = summarize(varied, frame).iloc[0]
     assert (row["test_accuracy_ci_low"], row["test_accuracy_ci_high"]) == (0.96, 0.96)
@@ -97,7 +97,7 @@ def test_a_fixed_split_adds_the_test_rows_term_and_a_varied_split_does_not(tmp_p
 def test_a_crossover_interaction_gives_simple_effects_and_no_main_effect_alone(tmp_path):
     """Quickstart: "momentum significantly helps, +0.4 points" while momentum helps under MSE and hurts under
     cross-entropy (interaction -1.5 points, p 0.011), and the interaction sentence was cut by a cap."""
-    grid = load_study(write_study(tmp_path, GRID, "grid.toml"))
+    grid = read_study(write_study(tmp_path, GRID, "grid.toml"))
     noise = {1: 0.0, 2: 0.004, 3: -0.003, 4: 0.002}
 
     def accuracy(condition, seed):
@@ -148,7 +148,7 @@ def test_two_conditions_one_validation_example_apart_are_tied(one):
 
 def test_a_loss_objective_never_borrows_another_conditions_value(tmp_path):
     """losses: a diverged digits trial got 8.49e141, the study's worst finite value, imputed on wine and moons."""
-    study = load_study(write_study(tmp_path, ONE_FACTOR + '[objective]\nmetric = "val_cross_entropy"\n', "loss.toml"))
+    study = read_study(write_study(tmp_path, ONE_FACTOR + '[objective]\nmetric = "val_cross_entropy"\n', "loss.toml"))
     trials = {
         "mse": [(0.01, 0.2, "complete"), (0.1, 0.1, "complete"), (5.0, math.nan, "diverged")],
         "cross_entropy": [(0.01, 0.15, "complete"), (0.1, 8.49e141, "complete"), (1.0, 0.12, "complete")],
@@ -176,7 +176,7 @@ def test_a_loss_objective_never_borrows_another_conditions_value(tmp_path):
 )
 def test_analysis_keys_are_checked(tmp_path, section, message):
     with pytest.raises(ConfigError) as error:
-        load_study(write_study(tmp_path, ONE_FACTOR + section, "bad.toml"))
+        read_study(write_study(tmp_path, ONE_FACTOR + section, "bad.toml"))
     assert "bad.toml" in str(error.value) and message in str(error.value) and "\n" not in str(error.value)
 
 
@@ -184,7 +184,7 @@ def test_analysis_keys_are_checked(tmp_path, section, message):
 def test_confirm_vary_is_checked(tmp_path, vary):
     text = ONE_FACTOR.replace("seeds = 5", f"seeds = 5\nvary = {vary}")
     with pytest.raises(ConfigError, match=r"bad\.toml: confirm\.vary = .* is not allowed; expected"):
-        load_study(write_study(tmp_path, text, "bad.toml"))
+        read_study(write_study(tmp_path, text, "bad.toml"))
 
 
 def test_a_varied_split_with_a_fixed_data_seed_is_refused(tmp_path):
@@ -192,7 +192,7 @@ def test_a_varied_split_with_a_fixed_data_seed_is_refused(tmp_path):
         'dataset = "iris"', 'dataset = "iris"\ndata_seed = 3'
     )
     with pytest.raises(ConfigError, match="fixed.data_seed = 3 fixes the split"):
-        load_study(write_study(tmp_path, text, "bad.toml"))
+        read_study(write_study(tmp_path, text, "bad.toml"))
 
 
 @pytest.mark.e2e

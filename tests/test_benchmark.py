@@ -7,15 +7,15 @@ import json
 import pytest
 
 from harness.analysis.leaderboard import format_leaderboard, groups
-from harness.studies.parse import load_study
+from harness.studies.parse import read_study
 from tests.helpers import ROOT, harness, store_uri
 
 pytestmark = pytest.mark.e2e
 
 
 def test_the_lion_benchmark_is_the_benchmark_plus_lion():
-    plain = load_study(ROOT / "studies" / "benchmark.toml")
-    lion = load_study(ROOT / "examples" / "benchmark_lion.toml")
+    plain = read_study(ROOT / "studies" / "benchmark.toml")
+    lion = read_study(ROOT / "examples" / "benchmark_lion.toml")
     assert {c.settings["optimizer"] for c in plain.conditions} == {"sgd", "adam", "rmsprop", "adagrad"}
     assert len(plain.conditions) == 6 * 5 and "mnist1d" in {c.settings["dataset"] for c in plain.conditions}
     added = [c for c in lion.conditions if c.name not in {p.name for p in plain.conditions}]

@@ -113,10 +113,10 @@ def test_figures_stay_finite_when_a_probability_underflows():
 
 def test_the_probabilities_artifact_recomputes_every_recorded_figure(split):
     from harness.engine.config import make_config
-    from harness.engine.training import train
+    from harness.engine.training import train_model
     from harness.records.quality import PROBABILITIES_ARTIFACT, RELIABILITY_TAG, quality_records, read_reliability
 
-    result = train(make_config({"epochs": 5, "lr": 0.1, "hidden": [8]}), split)
+    result = train_model(make_config({"epochs": 5, "lr": 0.1, "hidden": [8]}), split)
     tags, artifacts = quality_records(result, split)
     assert result.quality is not None  # assessed once, in training
     with np.load(io.BytesIO(artifacts[PROBABILITIES_ARTIFACT]), allow_pickle=False) as saved:
@@ -157,7 +157,7 @@ class _Study:
 
 
 def test_condition_means_intervals_and_paired_tests_recompute_with_scipy():
-    from harness.analysis import calibration as acal
+    from harness.analysis import calibration_comparison as acal
     from harness.analysis.stats import holm
 
     frame = _confirm_frame(
@@ -174,7 +174,7 @@ def test_condition_means_intervals_and_paired_tests_recompute_with_scipy():
     half = sps.t.ppf(0.975, 2) * np.std(ece, ddof=1) / math.sqrt(3)
     assert table.loc["a", "test_ece_ci_low"] == pytest.approx(np.mean(ece) - half)
     assert pd.isna(table.loc["c", "test_ece_ci_low"])  # 2 seeds: no interval
-    found = acal.pairs(study, frame, {"digits": ["a", "b", "c"]})
+    found = acal.calibration_pairs(study, frame, {"digits": ["a", "b", "c"]})
     ece_pairs = found[found["figure"] == "test_ece"].set_index(["a", "b"])
     ab = ece_pairs.loc[("a", "b")]
     assert ab["seeds"] == 3  # seed 4 diverged under a
@@ -270,7 +270,7 @@ def _analysis_of(seeds, settings=None):
     """An Analysis-like object with the calibration tables built from {condition: [(ece, ts_ece, conf, acc)]}."""
     from types import SimpleNamespace
 
-    from harness.analysis import calibration as acal
+    from harness.analysis import calibration_comparison as acal
 
     rows = []
     for condition, values in seeds.items():
@@ -283,13 +283,13 @@ def _analysis_of(seeds, settings=None):
     study = _Study(list(seeds))
     return SimpleNamespace(
         calibration=acal.condition_table(study, frame),
-        calibration_pairs=acal.pairs(study, frame, {"d": list(seeds)}),
+        calibration_pairs=acal.calibration_pairs(study, frame, {"d": list(seeds)}),
         study_settings=settings or {},
     )
 
 
 def test_the_finding_names_the_order_reversing_after_scaling_and_its_test():
-    from harness.analysis.calibration import finding
+    from harness.analysis.calibration_comparison import finding
 
     analysis = _analysis_of(
         {
@@ -307,7 +307,7 @@ def test_the_finding_names_the_order_reversing_after_scaling_and_its_test():
 
 
 def test_the_finding_says_when_nothing_is_tested_and_when_the_temperature_fits_noise():
-    from harness.analysis.calibration import finding
+    from harness.analysis.calibration_comparison import finding
 
     two = {"a": [(0.30, 0.40, 0.5, 0.9), (0.31, 0.41, 0.5, 0.9)], "b": [(0.05, 0.06, 0.95, 0.9)] * 2}
     noisy = {"a": {"label_noise": 0.4}, "b": {"label_noise": 0.4, "clean_validation": True}}

@@ -116,7 +116,7 @@ def test_compare_out_writes_each_table_as_its_own_csv(swept, tmp_path):
 
 
 def test_counts_are_nullable_integers():
-    from harness.analysis.compare import with_counts
+    from harness.analysis.study_comparison import with_counts
 
     frame = pd.DataFrame(
         {"trials": [16.0, None], "seeds_needed": [3.0, float("inf")], "test_rows": [360.0, 360.0], "p": [1.0, 0.0]}

@@ -190,7 +190,7 @@ def test_the_regimes_draw_from_their_own_streams():
 
 
 def test_the_same_config_reproduces_exactly_and_data_seed_changes_the_noisy_set():
-    from harness.engine.training import train
+    from harness.engine.training import train_model
 
     values = {"dataset": "digits", "label_noise": 0.3, "imbalance": 5.0, "hidden": [16], "epochs": 3}
     config = make_config(values)
@@ -198,7 +198,7 @@ def test_the_same_config_reproduces_exactly_and_data_seed_changes_the_noisy_set(
     a, b = load_split(config), load_split(rebuilt)
     assert a.digest == b.digest
     np.testing.assert_array_equal(a.y_train, b.y_train)
-    first, second = train(config, a), train(rebuilt, b)
+    first, second = train_model(config, a), train_model(rebuilt, b)
     assert first.status == second.status == "complete"
     assert first.history == second.history and len(first.history["train_loss"]) == 3
 
@@ -236,20 +236,20 @@ def test_train_with_label_noise_end_to_end(tmp_path, monkeypatch, capsys):
 
 
 def test_the_documented_study_puts_label_noise_in_its_conditions(tmp_path):
-    from harness.studies.parse import load_study
+    from harness.studies.parse import read_study
 
     page = (ROOT / "docs" / "studies.md").read_text()
     section = page.split("## Data regimes: label noise and imbalance", 1)[1]
     example = re.search(r"```toml\n(.*?)```", section, re.S)[1]
     (tmp_path / "noise.toml").write_text(example)
-    study = load_study(tmp_path / "noise.toml")
+    study = read_study(tmp_path / "noise.toml")
     levels = sorted({c.settings.get("label_noise") for c in study.conditions})
     assert levels == [0.0, 0.2, 0.4]
 
 
 def test_a_study_refuses_a_too_noisy_condition_before_anything_is_created(tmp_path):
     from harness.common.errors import HarnessError
-    from harness.studies.parse import load_study
+    from harness.studies.parse import read_study
     from harness.sweep.preparation import preflight
 
     path = tmp_path / "noisy.toml"
@@ -259,7 +259,7 @@ def test_a_study_refuses_a_too_noisy_condition_before_anything_is_created(tmp_pa
         "[search]\nlr = { low = 0.01, high = 1.0, log = true }\n[budget]\ntrials = 2\n"
     )
     with pytest.raises(HarnessError) as caught:
-        preflight(load_study(path))
+        preflight(read_study(path))
     message = str(caught.value)
     assert "\n" not in message and "noisy.toml: condition" in message and "label_noise = 0.5 is not allowed" in message
     assert not (tmp_path / "mlruns").exists()

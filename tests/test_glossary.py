@@ -6,7 +6,7 @@ import re
 from harness.analysis import comparisons as analysis
 from harness.analysis.glossary import PAGE, TERMS, explained, used
 from harness.analysis.summary import format_opening, format_pairs, format_table
-from harness.studies.parse import load_study
+from harness.studies.parse import read_study
 from tests.helpers import ROOT, write_study
 from tests.test_analysis import GRID, _records
 
@@ -35,7 +35,7 @@ def test_every_term_points_to_a_heading_of_the_statistics_page():
 
 
 def test_the_printed_pointers_resolve_and_name_only_the_terms_used(tmp_path):
-    grid = load_study(write_study(tmp_path, GRID, "grid.toml"))
+    grid = read_study(write_study(tmp_path, GRID, "grid.toml"))
     levels = {"mse-sgd": 0.90, "mse-momentum": 0.91, "cross_entropy-sgd": 0.95, "cross_entropy-momentum": 0.96}
     result = analysis.analyze(grid, _records(grid, lambda c, s: levels[c] + 0.002 * ((s * 7) % 5)))
     printed = "\n".join([format_opening(grid, result), format_table(grid, result.table), format_pairs(result)])

@@ -54,7 +54,7 @@ def store(tmp_path_factory):
 
 def test_the_ui_still_reads_the_saved_view_tag_the_sweep_writes():
     """harness/records/views.py writes the UI's saved view (experiment tag ``mlflow.sharedViewState.<key>``,
-    state ``deflate;`` + base64 zlib JSON) and harness/records/ui.py links to it (``viewStateShareKey``,
+    state ``deflate;`` + base64 zlib JSON) and harness/records/ui_server.py links to it (``viewStateShareKey``,
     ``workflowType=machine_learning``, ``#/compare-runs``). The UI's compiled bundle must still hold
     each of those names and every key of the state written."""
     import mlflow
@@ -68,7 +68,7 @@ def test_the_ui_still_reads_the_saved_view_tag_the_sweep_writes():
     state = read_view(results_view(parse_study(tomllib.loads(TINY_STUDY), "tiny.toml"), now_ms=1))
     names = {
         "harness/records/views.py": [VIEW_TAG.split(".harness")[0] + ".", '"deflate;"', *state],
-        "harness/records/ui.py study_links": [
+        "harness/records/ui_server.py study_links": [
             "viewStateShareKey",
             "workflowType",
             '"machine_learning"',
@@ -183,7 +183,7 @@ def test_a_store_of_an_older_schema_is_told_to_be_upgraded(store, tmp_path, monk
 
 def test_the_environment_variables_and_limits_the_harness_sets_or_assumes():
     """Variables the harness sets so MLflow stays quiet and bounded (harness/records/store.py open_client,
-    harness/records/ui.py run_ui, harness/records/models.py _fluent): one MLflow renamed would be ignored
+    harness/records/ui_server.py run_ui, harness/records/models.py _fluent): one MLflow renamed would be ignored
     without a word. ``METRICS_PER_BATCH`` (harness/records/operations.py) is MLflow's batch limit."""
     import mlflow.environment_variables as variables
     from mlflow.utils.validation import MAX_METRICS_PER_BATCH
@@ -198,7 +198,7 @@ def test_the_environment_variables_and_limits_the_harness_sets_or_assumes():
             "MLFLOW_ALLOW_FILE_STORE",
             "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
         ],
-        "harness/records/ui.py run_ui": ["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"],
+        "harness/records/ui_server.py run_ui": ["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"],
         "harness/records/models.py _fluent": ["MLFLOW_EXPERIMENT_ID", "MLFLOW_TRACKING_URI"],
     }
     known = {getattr(v, "name", None) for v in vars(variables).values()}
@@ -229,7 +229,7 @@ def test_the_system_tags_the_harness_writes_and_reads():
 
 
 def test_the_server_command_and_its_health_page():
-    """harness/records/ui.py starts ``mlflow server --backend-store-uri --host --port --workers`` and waits
+    """harness/records/ui_server.py starts ``mlflow server --backend-store-uri --host --port --workers`` and waits
     for ``/health``."""
     import mlflow.cli
 
@@ -237,11 +237,11 @@ def test_the_server_command_and_its_health_page():
     options = {option for parameter in command.params for option in parameter.opts}
     missing = {"--backend-store-uri", "--host", "--port", "--workers"} - options
     assert not missing, changed(
-        "mlflow", "the server command's options", "harness/records/ui.py server_command", f"no {missing}"
+        "mlflow", "the server command's options", "harness/records/ui_server.py server_command", f"no {missing}"
     )
     server = Path(mlflow.cli.__file__).parent.parent / "server"
     assert any('"/health"' in path.read_text() for path in server.glob("*.py")), changed(
-        "mlflow", "the server's /health page", "harness/records/ui.py wait_healthy"
+        "mlflow", "the server's /health page", "harness/records/ui_server.py wait_healthy"
     )
 
 

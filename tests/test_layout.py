@@ -2,6 +2,7 @@
 own imports (every ``import``, at the top of a module or inside a function), not from a list of files."""
 
 import ast
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -84,7 +85,7 @@ def test_each_group_is_a_folder_and_nothing_else_lies_beside_them():
     [
         ("engine", "from ..records.operations import HARNESS_TAG"),
         ("engine", "import optuna"),
-        ("analysis", "from ..engine.training import train"),
+        ("analysis", "from ..engine.training import train_model"),
         ("records", "from ..sweep.conditions import seed_of"),
     ],
 )
@@ -110,3 +111,48 @@ def test_no_function_runs_over_60_lines_outside_the_training_loop():
                 if where not in allowed:
                     long.append(f"{where[0]}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)")
     assert long == []
+
+
+COMMAND_PROTOCOL = {"add_parser", "run"}
+"""What every module of commands/ defines for ``cli.py``: one protocol, not one name used for two things."""
+
+
+def defined_twice(package=PACKAGE):
+    """A module file name, or a top-level public function or class name, defined in more than one place:
+    one string each, naming the places (a reader, ``grep`` and a traceback then find the one meant)."""
+    places = defaultdict(list)
+    for path in sorted(package.rglob("*.py")):
+        where = str(path.relative_to(package))
+        if path.name not in ("__init__.py", "__main__.py"):
+            places[f"module {path.name}"].append(where)
+        for node in ast.parse(path.read_text()).body:
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) or node.name[0] == "_":
+                continue
+            if path.parent.name == "commands" and node.name in COMMAND_PROTOCOL:
+                continue
+            places[node.name].append(where)
+    return [f"{name}: {', '.join(found)}" for name, found in places.items() if len(found) > 1]
+
+
+def test_each_module_name_and_public_name_is_defined_once():
+    assert defined_twice() == []
+
+
+@pytest.mark.parametrize(
+    "file,text,found",
+    [
+        ("records/compare.py", "", "module compare.py: commands/compare.py, records/compare.py"),
+        ("sweep/extra.py", "def read_study(path):\n    pass\n", "read_study: studies/parse.py, sweep/extra.py"),
+        ("records/extra.py", "class Study:\n    pass\n", "Study: records/extra.py, studies/study.py"),
+        ("records/extra.py", "def run():\n    pass\n", "run: cli.py, records/extra.py"),
+    ],
+)
+def test_a_name_defined_twice_is_found(tmp_path, file, text, found):
+    """The check itself: a copy of the package with one name defined again fails it; a command module's
+    ``add_parser`` and ``run`` do not."""
+    import shutil
+
+    copy = tmp_path / "harness"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / file).write_text(text)
+    assert defined_twice(copy) == [found]

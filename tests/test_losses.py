@@ -10,7 +10,7 @@ from harness.engine.activations import ACTIVATIONS
 from harness.engine.config import TrainConfig, make_config
 from harness.engine.losses import GCE_Q, LOSSES, YARDSTICKS, GeneralizedCrossEntropy, evaluate, softmax
 from harness.engine.network import StackedMLP, glorot
-from harness.engine.training import COMPLETE, train, train_stack
+from harness.engine.training import COMPLETE, train_model, train_stack
 from tests.helpers import ROOT
 
 CASES = {**LOSSES, "gce-q0.2": GeneralizedCrossEntropy(0.2), "gce-q1": GeneralizedCrossEntropy(1.0)}
@@ -155,14 +155,14 @@ def test_models_of_one_stack_share_gce_q(split, config):
 
 
 def test_a_gce_run_is_scored_at_its_own_q(split, config):
-    result = train(config(loss="gce", gce_q=0.3, epochs=3), split)
+    result = train_model(config(loss="gce", gce_q=0.3, epochs=3), split)
     assert result.status == COMPLETE and len(result.history["val_gce"]) == 3
     for prefix, x, labels in (("val", split.x_val, split.y_val), ("test", split.x_test, split.y_test)):
         wanted = _gce_formula(result.network.logits(x), labels, 0.3)
         assert result.final[f"{prefix}_gce"] == pytest.approx(wanted, rel=1e-10)
         assert not result.final[f"{prefix}_gce"] == pytest.approx(_gce_formula(result.network.logits(x), labels, 0.7))
     assert result.history["val_gce"][-1] == pytest.approx(result.final["val_gce"], rel=1e-12)  # the last epoch's
-    other_q = train(config(loss="gce", gce_q=0.9, epochs=3), split)
+    other_q = train_model(config(loss="gce", gce_q=0.9, epochs=3), split)
     assert other_q.history["train_loss"] != result.history["train_loss"]  # training itself uses the config's q
 
 
@@ -171,7 +171,7 @@ def test_mae_and_gce_train_digits_to_completion(loss):
     from harness.engine.data import load_split
 
     c = make_config({"dataset": "digits", "hidden": [32], "epochs": 4, "optimizer": "adam", "lr": 0.01, "loss": loss})
-    result = train(c, load_split(c))
+    result = train_model(c, load_split(c))
     assert result.status == COMPLETE and result.epochs_run == 4
     assert all(np.isfinite(v).all() and len(v) == 4 for v in result.history.values())
     assert {"val_mae", "test_mae", f"val_{loss}", f"test_{loss}"} <= set(result.final)
@@ -193,7 +193,7 @@ def test_a_custom_loss_run_records_its_own_validation_and_test_loss(split, confi
     from harness.records.runs import lean_curves
 
     c = config(loss=smoothing_module, epochs=3)
-    result = train(c, split)
+    result = train_model(c, split)
     key = smoothing_module  # the config's loss as written, as lean_curves names its curve
     assert result.status == COMPLETE and len(result.history[f"val_{key}"]) == 3
     assert lean_curves(c, "val_accuracy") <= set(result.history)  # a lean search trial keeps its own loss

@@ -17,8 +17,8 @@ from harness.engine.config import check_methods, make_config
 from harness.engine.losses import CrossEntropy
 from harness.engine.methods import Setting, check_loss
 from harness.engine.optimizers import Adam
-from harness.engine.training import train, train_stack
-from harness.studies.parse import load_study
+from harness.engine.training import train_model, train_stack
+from harness.studies.parse import read_study
 from harness.sweep.outcomes import stackable
 from tests.helpers import ROOT, compare_json, harness, mlflow_runs, write_study
 from tests.test_hostile_exports import MARKER_MODULE as MARKER
@@ -169,7 +169,7 @@ def test_an_undeclared_setting_is_refused(project):
 def test_training_refuses_an_undeclared_setting_too(project, split):
     config = make_config({"optimizer": "scaled_methods:ScaledSGD", "method_settings": {"scal": 2.0}, "epochs": 1})
     with pytest.raises(ConfigError, match="scal = 2.0 is not allowed; neither"):
-        train(config, split)
+        train_model(config, split)
 
 
 BAD_DECLARATIONS = """
@@ -236,10 +236,10 @@ def test_an_optimizers_own_setting_differs_per_model_of_one_stack(project, split
     configs = [config(0.5, 2), config(2.0, 4)]  # the first leaves the stack after 2 epochs: keep() compacts
     stacked = train_stack(configs, split)
     for c, together in zip(configs, stacked):
-        alone = train(c, split)
+        alone = train_model(c, split)
         assert together.history == alone.history  # bit for bit: each model got its own scale, row-wise
         assert all(np.array_equal(a, b) for a, b in zip(together.network.weights, alone.network.weights))
-    default = train(make_config({**configs[1].to_dict(), "method_settings": {}}), split)
+    default = train_model(make_config({**configs[1].to_dict(), "method_settings": {}}), split)
     assert stacked[1].history != default.history != stacked[0].history  # the values reached update
 
 
@@ -260,11 +260,11 @@ def test_the_steps_of_the_base_class_count_every_update(project):
 
 def test_a_losss_own_setting_reaches_the_loss_it_trains_with(project, split):
     base = {"hidden": [8], "epochs": 3, "batch_size": 4, "lr": 0.1}
-    cross = train(make_config(base), split).history["train_loss"]
-    at_zero = train(make_config({**base, "loss": FOCAL, "method_settings": {"focal_gamma": 0.0}}), split)
+    cross = train_model(make_config(base), split).history["train_loss"]
+    at_zero = train_model(make_config({**base, "loss": FOCAL, "method_settings": {"focal_gamma": 0.0}}), split)
     assert at_zero.history["train_loss"] == pytest.approx(cross, rel=1e-12)  # gamma 0 is cross-entropy
-    default = train(make_config({**base, "loss": FOCAL}), split).history
-    at_two = train(make_config({**base, "loss": FOCAL, "method_settings": {"focal_gamma": 2.0}}), split).history
+    default = train_model(make_config({**base, "loss": FOCAL}), split).history
+    at_two = train_model(make_config({**base, "loss": FOCAL, "method_settings": {"focal_gamma": 2.0}}), split).history
     assert default == at_two and default["train_loss"] != pytest.approx(cross, rel=1e-3)  # 2.0 is its default
 
 
@@ -301,7 +301,7 @@ seeds = 2
 
 
 def test_a_study_routes_a_methods_own_keys_to_the_conditions_that_declare_them(project):
-    study = load_study(write_study(project, FOCAL_STUDY, "focal.toml"))
+    study = read_study(write_study(project, FOCAL_STUDY, "focal.toml"))
     ce, focal = study.conditions
     assert (ce.declared, focal.declared) == ([], ["focal_gamma"])
     assert study.config_for(focal, {"lr": 0.1, "focal_gamma": 1.5}, 0).method_settings == {"focal_gamma": 1.5}
@@ -309,14 +309,14 @@ def test_a_study_routes_a_methods_own_keys_to_the_conditions_that_declare_them(p
 
     fixed = FOCAL_STUDY.replace("focal_gamma = { low = 0.5, high = 3.0 }\n", "")
     fixed = fixed.replace("epochs = 3", "epochs = 3\nfocal_gamma = 1.0")
-    fixed_study = load_study(write_study(project, fixed, "fixed.toml"))
+    fixed_study = read_study(write_study(project, fixed, "fixed.toml"))
     ce, focal = fixed_study.conditions
     assert fixed_study.config_for(focal, {"lr": 0.1}, 0).method_settings == {"focal_gamma": 1.0}
     assert fixed_study.config_for(ce, {"lr": 0.1}, 0).method_settings == {}
     bundles = FOCAL_STUDY.replace('loss = ["cross_entropy", "my_methods:FocalLoss"]', "")
     bundles = bundles.replace("[search]", "[conditions.loss]\n" + _BUNDLES + "[search]")
     bundles = bundles.replace("focal_gamma = { low = 0.5, high = 3.0 }\n", "")
-    listed = load_study(write_study(project, bundles, "bundles.toml"))
+    listed = read_study(write_study(project, bundles, "bundles.toml"))
     assert [listed.config_for(c, {"lr": 0.1}, 0).method_settings for c in listed.conditions] == [
         {"focal_gamma": 0.0},
         {"focal_gamma": 2.0},
@@ -325,7 +325,7 @@ def test_a_study_routes_a_methods_own_keys_to_the_conditions_that_declare_them(p
     axis = axis.replace("epochs = 3", f'epochs = 3\nloss = "{FOCAL}"').replace(
         "focal_gamma = { low = 0.5, high = 3.0 }\n", ""
     )
-    levels = load_study(write_study(project, axis, "axis.toml"))
+    levels = read_study(write_study(project, axis, "axis.toml"))
     assert [levels.config_for(c, {"lr": 0.1}, 0).method_settings for c in levels.conditions] == [
         {"focal_gamma": 0.0},
         {"focal_gamma": 2.0},
@@ -377,7 +377,7 @@ g2 = {{ loss = "{FOCAL}", focal_gamma = 2.0 }}
 def test_a_study_refuses_a_methods_setting_it_cannot_use(project, old, new, message):
     assert old in FOCAL_STUDY
     with pytest.raises(ConfigError, match=re.escape(message)):
-        load_study(write_study(project, FOCAL_STUDY.replace(old, new), "bad.toml"))
+        read_study(write_study(project, FOCAL_STUDY.replace(old, new), "bad.toml"))
 
 
 def test_a_studys_unknown_key_without_a_method_of_its_own_is_refused_as_before(project):
@@ -385,7 +385,7 @@ def test_a_studys_unknown_key_without_a_method_of_its_own_is_refused_as_before(p
         "focal_gamma = { low = 0.5, high = 3.0 }\n", ""
     )
     with pytest.raises(ConfigError, match=r"fixed\.focal_gamma = 1\.0 is not allowed; known keys: activation"):
-        load_study(write_study(project, study.replace("epochs = 3", "epochs = 3\nfocal_gamma = 1.0"), "x.toml"))
+        read_study(write_study(project, study.replace("epochs = 3", "epochs = 3\nfocal_gamma = 1.0"), "x.toml"))
 
 
 def test_the_docs_focal_studies_parse(project):
@@ -393,7 +393,7 @@ def test_the_docs_focal_studies_parse(project):
     examples = [b for b in re.findall(r"```toml\n(.*?)```", page, re.S) if FOCAL in b]
     assert len(examples) == 2
     for number, text in enumerate(examples):
-        study = load_study(write_study(project, text.replace('"mnist1d"', '"iris"'), f"docs{number}.toml"))
+        study = read_study(write_study(project, text.replace('"mnist1d"', '"iris"'), f"docs{number}.toml"))
         assert any("focal_gamma" in c.declared for c in study.conditions)
 
 

@@ -97,7 +97,7 @@ def test_the_checks_accept_the_worked_examples(project, monkeypatch):
 
 
 def test_registered_optimizer_trains_under_its_name(project, monkeypatch, split):
-    from harness.engine.training import train
+    from harness.engine.training import train_model
 
     monkeypatch.syspath_prepend(str(project))
     import my_methods  # noqa: PLC0415 - the user's module, from the project folder
@@ -105,7 +105,7 @@ def test_registered_optimizer_trains_under_its_name(project, monkeypatch, split)
     import harness as package
 
     package.register_optimizer("lion", my_methods.Lion)
-    result = train(make_config({"optimizer": "lion", "hidden": [8], "epochs": 3, "lr": 0.01}), split)
+    result = train_model(make_config({"optimizer": "lion", "hidden": [8], "epochs": 3, "lr": 0.01}), split)
     assert result.status == "complete" and np.isfinite(result.history["train_loss"]).all()
 
 

@@ -240,7 +240,7 @@ def test_register_gives_each_condition_its_best_seed_as_a_model_even_when_that_s
         assert len(client.search_model_versions(f"name = '{entry['name']}'")) == 1
 
     # a best seed that logged no model (seed 2 here) gets one when it is registered, as register_best does it
-    from harness.analysis.compare import model_to_log
+    from harness.analysis.study_comparison import model_to_log
     from harness.records.recorder import InlineRecorder
 
     (other,) = [r for r in runs if r.data.params.get("seed") == "2" and r.data.tags.get("harness.condition") == "mse"]

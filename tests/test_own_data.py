@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from harness.common.errors import ConfigError
-from harness.studies.parse import load_study
+from harness.studies.parse import read_study
 from harness.studies.study import resolve
 from tests.helpers import ROOT
 
@@ -62,7 +62,7 @@ def project(tmp_path, monkeypatch):
 
 
 def test_a_study_csv_resolves_from_the_study_files_folder_not_the_working_folder(project):
-    study = load_study(os.path.relpath(project / "study.toml"))
+    study = read_study(os.path.relpath(project / "study.toml"))
     config = study.config_for(study.conditions[0], {"lr": 0.1, "epochs": 2}, 0)
     assert config.csv == str(project / "flowers.csv") and config.dataset == "csv"
     assert study.raw["fixed"]["csv"] == "flowers.csv"  # the identity keeps the path as written
@@ -78,7 +78,7 @@ def test_every_path_a_condition_names_resolves_and_an_absolute_one_stays(project
         f'far = {{ csv = "{project / "data" / "flowers.csv"}", data_seed = 1 }}',
     )
     (project / "study.toml").write_text(textwrap.dedent(text))
-    study = load_study(str(project / "study.toml"))
+    study = read_study(str(project / "study.toml"))
     paths = [study.config_for(c, {"lr": 0.1, "epochs": 2}, 0).csv for c in study.conditions]
     assert paths == [str(project / "flowers.csv"), *[str(project / "data" / "flowers.csv")] * 2]
     assert [c.name for c in study.conditions] == ["near", "sub", "far"]
@@ -89,7 +89,7 @@ def test_two_spellings_of_one_file_are_one_condition(project):
     text = STUDY.replace('csv = "flowers.csv"\n', "").replace('loss = ["mse", "cross_entropy"]', axis)
     (project / "study.toml").write_text(textwrap.dedent(text))
     with pytest.raises(ConfigError, match="trains exactly what flowers.csv trains"):
-        load_study(str(project / "study.toml"))
+        read_study(str(project / "study.toml"))
 
 
 @pytest.mark.parametrize(
@@ -109,7 +109,7 @@ def test_a_missing_file_names_the_study_the_key_the_path_and_the_rule(project, e
         text = text.replace("[search]", '[conditions.data]\nmine = { csv = "sub/x.csv" }\n[search]')
     (project / "study.toml").write_text(textwrap.dedent(text))
     with pytest.raises(ConfigError) as error:
-        load_study("../project/study.toml")
+        read_study("../project/study.toml")
     line = str(error.value)
     assert line.startswith("../project/study.toml: ") and key in line and "\n" not in line
     assert f"file not found at '{project / missing}'" in line
@@ -153,7 +153,7 @@ def test_the_shipped_csv_is_what_its_script_makes_with_words_as_labels():
     frame = shipped_script().my_data()
     assert frame.to_csv(index=False) == shipped.read_text()
     assert 300 <= len(frame) <= 1000 and set(frame["diagnosis"]) == {"benign", "malignant"}
-    study = load_study(str(ROOT / "studies" / "my_csv.toml"))
+    study = read_study(str(ROOT / "studies" / "my_csv.toml"))
     config = study.config_for(study.conditions[0], {"lr": 0.1, "epochs": 2}, 0)
     assert config.csv == str(shipped) and config.label_column == "diagnosis"
 
@@ -182,7 +182,7 @@ def test_the_docs_complete_csv_example_is_a_valid_study(tmp_path):
     block = re.search(r"```toml\n(.*?)```", section, re.S)[1]
     flowers(tmp_path)
     (tmp_path / "flowers.toml").write_text(block)
-    study = load_study(str(tmp_path / "flowers.toml"))
+    study = read_study(str(tmp_path / "flowers.toml"))
     config = study.config_for(study.conditions[0], {"lr": 0.1, "epochs": 2}, 0)
     assert config.csv == str(tmp_path / "flowers.csv") and config.label_column == "species"
     for key in ("`csv`", "`label_column`", "`val_fraction`", "`test_fraction`", "`data_seed`", "| header", "| missing"):

@@ -169,7 +169,7 @@ def test_the_ui_link_opens_the_studys_view_of_its_results_and_a_users_edit_of_it
     experiment tag the UI's Views menu lists) whose columns are what the parents carry, and
     ``harness ui --study`` links to it. A view the user saved over it survives a re-run sweep."""
     from harness.records.recorder import InlineRecorder
-    from harness.records.ui import study_links
+    from harness.records.ui_server import study_links
     from harness.records.views import VIEW_KEY, VIEW_TAG, read_view
     from tests.helpers import store_uri
 

@@ -3,7 +3,7 @@
 import subprocess
 
 from harness.engine.config import make_config
-from harness.engine.training import train
+from harness.engine.training import train_model
 from harness.records import provenance, runs
 from tests.conftest import tiny_split
 
@@ -27,7 +27,7 @@ def test_the_diff_holds_tracked_changes_and_no_untracked_file(tmp_path):
 def test_a_dirty_tree_logs_its_diff_beside_the_config(monkeypatch):
     split = tiny_split()
     config = make_config({"dataset": "iris", "epochs": 2, "hidden": [4]})
-    result = train(config, split)
+    result = train_model(config, split)
     monkeypatch.setattr(runs, "code_diff", lambda: b"diff --git a/x b/x\n")
     assert runs.run_artifacts(config, split, result, plots=False)[provenance.DIFF_ARTIFACT] == b"diff --git a/x b/x\n"
     monkeypatch.setattr(runs, "code_diff", lambda: b"x" * (provenance.MAX_DIFF_BYTES + 1))

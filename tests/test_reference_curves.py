@@ -29,7 +29,7 @@ import numpy as np
 
 from harness.engine.config import make_config
 from harness.engine.data import load_split
-from harness.engine.training import train, train_stack
+from harness.engine.training import train_model, train_stack
 
 REFERENCE = Path(__file__).with_name("reference_curves.json")
 BASE = {"dataset": "digits", "hidden": [16], "batch_size": 32, "epochs": 4}
@@ -59,7 +59,7 @@ def curves(result):
 
 def current():
     split = load_split(make_config(BASE))
-    runs = {name: curves(train(make_config({**BASE, **extra}), split)) for name, extra in SINGLE.items()}
+    runs = {name: curves(train_model(make_config({**BASE, **extra}), split)) for name, extra in SINGLE.items()}
     stacked = train_stack([make_config({**BASE, **extra}) for extra in STACK], split)
     runs.update({f"stack-{i}": curves(result) for i, result in enumerate(stacked)})
     return runs

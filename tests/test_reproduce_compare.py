@@ -166,7 +166,7 @@ def test_compare_unknown_study(finished, capsys):
 def test_predict_gives_the_classes_the_run_was_evaluated_with(tmp_path, capsys):
     from harness.engine.config import make_config
     from harness.engine.data import load_split
-    from harness.reproduce.predict import load_logged_model
+    from harness.reproduce.prediction import load_logged_model
 
     uri = f"sqlite:///{tmp_path / 'p.db'}"
     assert main(["train", "--dataset", "wine", "--epochs", "5", "--tracking-uri", uri, "--json"]) == 0

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 
 from harness.common.errors import DiskFullError
-from harness.engine.training import train
+from harness.engine.training import train_model
 from harness.records.recorder import InlineRecorder
 from harness.records.runs import TrialRuns
 
@@ -27,7 +27,7 @@ def test_a_full_disk_while_recording_never_leaves_a_finished_run_without_its_res
         "create_run", experiment, "t000", {"harness.kind": "search", "harness.state": "running"}, {}
     )
     run_config = config()
-    result = train(run_config, split)
+    result = train_model(run_config, split)
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")

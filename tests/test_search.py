@@ -118,7 +118,7 @@ def test_urls_never_show_passwords():
 
 
 def _condition_studies(tmp_path):
-    from harness.studies.parse import load_study
+    from harness.studies.parse import read_study
     from harness.sweep.conditions import ConditionStudies
     from harness.sweep.storages import open_storage
     from harness.sweep.studies import prepare_studies
@@ -126,7 +126,7 @@ def _condition_studies(tmp_path):
 
     path = tmp_path / "tiny.toml"
     path.write_text(TINY_STUDY)
-    study = load_study(str(path))
+    study = read_study(str(path))
     storage, _ = open_storage(f"journal:{tmp_path / 'o.journal'}", study.name)
     prepare_studies(study, storage)
     return ConditionStudies(study, study.conditions[0], storage)

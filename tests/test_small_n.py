@@ -16,7 +16,7 @@ from harness.analysis import comparisons as analysis
 from harness.analysis.leaderboard import leaderboard
 from harness.analysis.summary import format_pairs
 from harness.cli import main
-from harness.studies.parse import load_study
+from harness.studies.parse import read_study
 from tests.conftest import TINY_STUDY
 from tests.helpers import mlflow_runs, write_study
 from tests.test_analysis import _records
@@ -50,7 +50,7 @@ def _two_rows_apart(study, rows=36):
 
 def test_a_difference_of_the_same_rows_every_seed_is_not_significant(tmp_path):
     """wine-adam below wine-adagrad by 5.6 points (p_holm 3.1e-30, 3 seeds): each seed 2 of 36 rows apart."""
-    study = load_study(write_study(tmp_path, TWO, "two.toml"))
+    study = read_study(write_study(tmp_path, TWO, "two.toml"))
     frame = _two_rows_apart(study)
     d = frame[frame["kind"] == "confirm"].pivot(index="seed", columns="condition", values="metric.test_accuracy")
     seeds = d["mse"] - d["cross_entropy"]
@@ -71,7 +71,7 @@ def test_a_difference_of_the_same_rows_every_seed_is_not_significant(tmp_path):
 
 
 def test_on_its_own_split_a_seed_difference_without_variance_gets_the_exact_sign_flip(tmp_path):
-    study = load_study(write_study(tmp_path, TWO.replace("seeds = 3", 'seeds = 3\nvary = ["init", "split"]'), "v"))
+    study = read_study(write_study(tmp_path, TWO.replace("seeds = 3", 'seeds = 3\nvary = ["init", "split"]'), "v"))
     frame = _two_rows_apart(study)
     result = analysis.analyze(study, frame)
     pair = result.pairs.iloc[0]
@@ -93,7 +93,7 @@ def _all_diverged(study, bad):
 
 def test_a_condition_whose_every_trial_diverged_is_said_and_ranks_last(tmp_path):
     """safe vs fast: fast's every trial diverged; the table said 'n/a 0/0' and the findings only 'safe leads'."""
-    study = load_study(write_study(tmp_path, TWO, "two.toml"))
+    study = read_study(write_study(tmp_path, TWO, "two.toml"))
     result = analysis.analyze(study, _all_diverged(study, "mse"))
     said = [s for s in result.findings if "mse produced no result" in s]
     assert said == [
@@ -101,7 +101,7 @@ def test_a_condition_whose_every_trial_diverged_is_said_and_ranks_last(tmp_path)
         "accuracy."
     ]
     assert not any("did not reach" in s for s in result.findings)  # no speed for a condition without seeds
-    sets = load_study(
+    sets = read_study(
         write_study(
             tmp_path,
             TWO.replace('dataset = "iris"', "").replace(
@@ -118,7 +118,7 @@ def test_a_condition_whose_every_trial_diverged_is_said_and_ranks_last(tmp_path)
 
 def test_a_condition_not_yet_confirmed_is_no_failure(tmp_path):
     """A sweep in progress: searched, not yet confirmed. It is not said to have produced nothing."""
-    study = load_study(write_study(tmp_path, TWO, "two.toml"))
+    study = read_study(write_study(tmp_path, TWO, "two.toml"))
     frame = _records(study, lambda c, s: 0.9 + 0.001 * s, search=lambda c: [(0.1, 0.9, "complete")] * 3)
     frame = frame[~((frame["condition"] == "mse") & (frame["kind"] == "confirm"))]
     result = analysis.analyze(study, frame)
@@ -127,7 +127,7 @@ def test_a_condition_not_yet_confirmed_is_no_failure(tmp_path):
 
 
 def test_no_speed_ratio_from_fewer_than_three_seeds_and_never_reached_is_named(tmp_path):
-    study = load_study(write_study(tmp_path, ONE_FACTOR, "one.toml"))
+    study = read_study(write_study(tmp_path, ONE_FACTOR, "one.toml"))
     frame = _records(study, lambda c, s: 0.9, target=lambda c, s: {"mse": 2, "cross_entropy": 26}.get(c))
     few = (frame["kind"] == "confirm") & (frame["condition"] == "cross_entropy") & (frame["seed"] > 2)
     sentence = next(s for s in analysis.analyze(study, frame[~few]).findings if "validation accuracy" in s)
@@ -142,7 +142,7 @@ def test_a_simple_effect_has_one_verdict_the_pairs(tmp_path):
     (uncorrected, not said) while the pairs called it inconclusive (p Holm 0.139)."""
     from tests.test_analysis import GRID
 
-    grid = load_study(write_study(tmp_path, GRID, "grid.toml"))
+    grid = read_study(write_study(tmp_path, GRID, "grid.toml"))
     rng = np.random.default_rng(7)
     noise = {s: rng.normal(0, 0.004) for s in grid.confirm_seed_values()}
 
@@ -170,7 +170,7 @@ def test_the_cap_keeps_significant_results_and_ranks_the_rest(tmp_path):
     text = ONE_FACTOR.replace('dataset = "iris"', "").replace(
         'loss = ["mse", "cross_entropy", "mse_logits"]', f'dataset = [{sets}]\nloss = ["mse", "cross_entropy"]'
     )
-    study = load_study(write_study(tmp_path, text, "seven.toml"))
+    study = read_study(write_study(tmp_path, text, "seven.toml"))
     frame = _records(study, lambda c, s: 0.9 + 0.001 * ((s * 3 + len(c)) % 5))
     frame["classes"], frame["val_rows"] = 3, 50
     found = analysis.analyze(study, frame).findings
@@ -184,7 +184,7 @@ def test_ranks_of_equal_accuracies_tie_and_tied_places_share(tmp_path):
         'loss = ["mse", "cross_entropy", "mse_logits"]',
         'dataset = ["iris", "wine"]\nloss = ["mse", "cross_entropy", "mse_logits"]',
     )
-    study = load_study(write_study(tmp_path, text, "sets.toml"))
+    study = read_study(write_study(tmp_path, text, "sets.toml"))
     # 35/36 and 34/36 over seeds: means equal in counts, different in the last float digit
     values = {
         "mse": [35 / 36, 34 / 36, 35 / 36, 34 / 36, 35 / 36],
@@ -202,7 +202,7 @@ def test_ranks_of_equal_accuracies_tie_and_tied_places_share(tmp_path):
 
 def test_a_loss_objective_is_not_tied_by_validation_examples(tmp_path):
     """0.0074 vs 0.0275 cross-entropy called 'tied within one validation example'."""
-    study = load_study(write_study(tmp_path, TWO + '[objective]\nmetric = "val_cross_entropy"\n', "loss.toml"))
+    study = read_study(write_study(tmp_path, TWO + '[objective]\nmetric = "val_cross_entropy"\n', "loss.toml"))
     trials = {"mse": [(0.01, 0.0275, "complete")] * 4, "cross_entropy": [(0.01, 0.0074, "complete")] * 4}
     frame = _records(study, lambda c, s: 0.9, search=lambda c: trials[c])
     frame = frame.rename(columns={"metric.val_accuracy": "metric.val_cross_entropy"})
@@ -248,7 +248,7 @@ def test_pairs_recomputed_from_the_mlflow_records(workdir, capsys):
 def test_a_varied_split_never_blames_fixed_test_rows(tmp_path):
     """A pair whose seeds scatter so widely that no seed count detects 1 point, on a varied split (no fixed
     test rows): the reason is the seeds' spread, not the test rows."""
-    study = load_study(write_study(tmp_path, TWO.replace("seeds = 3", 'seeds = 3\nvary = ["init", "split"]'), "v"))
+    study = read_study(write_study(tmp_path, TWO.replace("seeds = 3", 'seeds = 3\nvary = ["init", "split"]'), "v"))
     spread = {1: 0.0, 2: 0.6, 3: -0.6}
     frame = _records(study, lambda c, s: 0.5 + (spread[s] / 2 if c == "mse" else -spread[s] / 2) * 0.8)
     pair = analysis.analyze(study, frame).pairs.iloc[0]
@@ -270,7 +270,7 @@ def test_a_long_list_of_inconclusive_pairs_is_counted_not_spelled_out(tmp_path):
     text = TWO.replace('loss = ["mse", "cross_entropy"]', "batch_size = [8, 16, 32, 64]").replace(
         "seeds = 3", 'seeds = 3\nvary = ["init", "split"]'
     )
-    study = load_study(write_study(tmp_path, text, "batches.toml"))
+    study = read_study(write_study(tmp_path, text, "batches.toml"))
     noise = {1: 0.0, 2: 0.05, 3: -0.05}
     frame = _records(study, lambda c, s: 0.8 + noise[s] * (1 + len(c) % 3) / 2)
     result = analysis.analyze(study, frame)

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from harness.common.errors import ConfigError
-from harness.studies.parse import load_study, parse_study
+from harness.studies.parse import parse_study, read_study
 
 GOOD = """
 name = "tiny"
@@ -33,7 +33,7 @@ def write(tmp_path, text):
 
 
 def test_a_good_study_makes_the_grid_of_conditions(tmp_path):
-    study = load_study(write(tmp_path, GOOD))
+    study = read_study(write(tmp_path, GOOD))
     assert [c.name for c in study.conditions] == ["mse-sgd", "mse-adam", "cross_entropy-sgd", "cross_entropy-adam"]
     assert study.conditions[1].settings == {"loss": "mse", "optimizer": "adam"}
     assert study.direction == "maximize" and study.objective == "val_accuracy"
@@ -169,7 +169,7 @@ BAD = [
 def test_malformed_study_files_get_one_line_naming_file_and_key(tmp_path, text, message):
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as error:
-        load_study(path)
+        read_study(path)
     line = str(error.value)
     assert message in line, line
     assert line.startswith(str(path)) and "\n" not in line
@@ -189,19 +189,19 @@ def test_malformed_study_files_get_one_line_naming_file_and_key(tmp_path, text, 
 def test_a_fixed_setting_no_condition_uses_is_refused_not_ignored(tmp_path, edit, message):
     """``csv`` and ``label_column`` under [fixed] without ``dataset = "csv"`` trained on digits, exit 0."""
     with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
-        load_study(write(tmp_path, GOOD.replace(*edit)))
+        read_study(write(tmp_path, GOOD.replace(*edit)))
 
 
 def test_a_csv_without_a_dataset_is_the_data_set_meant(tmp_path):
     (tmp_path / "bc.csv").write_text("a,b,target\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(40)))
     text = GOOD.replace('dataset = "iris"', f'csv = "{tmp_path / "bc.csv"}"\nlabel_column = "target"')
-    study = load_study(write(tmp_path, text))
+    study = read_study(write(tmp_path, text))
     assert {study.config_for(c, {"lr": 0.1, "epochs": 2}, 0).dataset for c in study.conditions} == {"csv"}
 
 
 def test_missing_study_file(tmp_path):
     with pytest.raises(ConfigError, match="file not found"):
-        load_study(tmp_path / "nope.toml")
+        read_study(tmp_path / "nope.toml")
 
 
 def test_digest_ignores_budget_and_seed_count_only():
@@ -221,5 +221,5 @@ STUDY_FILES = sorted(
 
 @pytest.mark.parametrize("path", STUDY_FILES, ids=lambda p: p.name)
 def test_shipped_study_files_parse(path):
-    study = load_study(path)
+    study = read_study(path)
     assert study.conditions and study.search

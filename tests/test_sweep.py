@@ -222,9 +222,9 @@ STUDY_FILES = sorted(
 def test_every_shipped_study_runs_with_one_trial_of_one_epoch(workdir, capsys, path):
     assert main(["sweep", str(path), "--trials", "1", "--epochs", "1", "--confirm-seeds", "1"]) == 0
     out = capsys.readouterr().out
-    from harness.studies.parse import load_study
+    from harness.studies.parse import read_study
 
-    study = load_study(path)
+    study = read_study(path)
     assert f"study {study.name}:" in out and all(c.name in out for c in study.conditions)
     runs = mlflow_runs(workdir, study.name)[1]
     kinds = Counter(r.data.tags["harness.kind"] for r in runs)
@@ -328,12 +328,12 @@ def test_a_worker_that_finds_the_confirmation_seeds_taken_moves_on(workdir, monk
     """Two workers reach a condition's confirmation together; the slower one finds no seed left."""
     from types import SimpleNamespace
 
-    from harness.studies.parse import load_study
+    from harness.studies.parse import read_study
     from harness.sweep.storages import open_storage
     from harness.sweep.studies import prepare_studies
     from harness.sweep.worker import SweepPlan, SweepWorker
 
-    study = load_study(write_study(workdir))
+    study = read_study(write_study(workdir))
     storage, url = open_storage(None, study.name)
     prepare_studies(study, storage)
     worker = SweepWorker(study, SweepPlan(url, "unused", "0", {}, "test"), recorder=object())
@@ -351,14 +351,14 @@ def test_a_run_whose_worker_died_after_telling_optuna_is_ended_when_the_sweep_se
     from harness.records.operations import HARNESS_TAG
     from harness.records.recorder import InlineRecorder
     from harness.records.store import resolve_tracking_uri
-    from harness.studies.parse import load_study
+    from harness.studies.parse import read_study
     from harness.sweep import preparation, reconcile
     from harness.sweep.conditions import ConditionStudies
     from harness.sweep.lifecycle import SweepOptions
     from harness.sweep.repair import reconcile_stores
     from harness.sweep.storages import open_storage
 
-    study = load_study(write_study(workdir))
+    study = read_study(write_study(workdir))
     uri = resolve_tracking_uri()
     recorder = InlineRecorder(uri)
     study, plan, worker, _ = preparation.prepare(study, SweepOptions(uri), recorder, preparation.preflight(study))
@@ -402,7 +402,7 @@ def test_more_workers_than_cores_are_capped_and_said(workdir, capsys):
 def test_a_piped_sweep_says_how_far_it_is_while_it_runs(workdir, capsys, monkeypatch):
     """Piped (a log, CI), a sweep printed nothing for its whole run, then everything; a resumed sweep's
     bar started at 0 and showed 60474 trials/s."""
-    from harness.studies.parse import load_study
+    from harness.studies.parse import read_study
     from harness.studies.study import resolve
     from harness.sweep.progress import SweepProgress
 
@@ -410,7 +410,7 @@ def test_a_piped_sweep_says_how_far_it_is_while_it_runs(workdir, capsys, monkeyp
     assert main(["sweep", write_study(workdir), "--trials", "2", "--epochs", "2", "--confirm-seeds", "1"]) == 0
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("harness sweep: tiny: ")]
     assert len(lines) >= 2 and "mse 2/2" in lines[-1] and "confirmed 1/1" in lines[-1]
-    study = resolve(load_study(write_study(workdir)), trials=2, epochs=2, confirm_seeds=1)
+    study = resolve(read_study(write_study(workdir)), trials=2, epochs=2, confirm_seeds=1)
     bars = SweepProgress(study, None, terminal=True)
     bars.states()
     assert [bar.n for bar in bars.bars] == [2, 2] and all(bar.format_dict["initial"] == 2 for bar in bars.bars)
@@ -422,10 +422,10 @@ def test_a_smaller_budget_than_an_earlier_sweeps_names_the_key_to_change(tmp_pat
 
     import optuna
 
-    from harness.studies.parse import load_study
+    from harness.studies.parse import read_study
     from harness.sweep.preparation import at_standing_budget
 
-    study = load_study(write_study(tmp_path))
+    study = read_study(write_study(tmp_path))
     storage = optuna.storages.InMemoryStorage()
     optuna.create_study(study_name=f"tiny/{study.conditions[0].name}/confirm-after-24-trials", storage=storage)
     err = io.StringIO()

@@ -7,7 +7,7 @@ import pytest
 
 from harness.engine.config import make_config
 from harness.engine.network import StackedMLP
-from harness.engine.training import COMPLETE, DIVERGED, STOPPED, initial_params, sizes_of, train, train_stack
+from harness.engine.training import COMPLETE, DIVERGED, STOPPED, initial_params, sizes_of, train_model, train_stack
 
 
 @pytest.mark.parametrize("nesterov", [False, True])
@@ -62,7 +62,7 @@ def test_cross_entropy_sgd_matches_scikit_learn_loss_curve(nesterov):
         clf.loss_curve_, clf.n_iter_, clf.t_, clf.max_iter = [], 0, 0, 10
         clf.fit(split.x_train, split.y_train)
 
-    ours = train(config, split, initial_params=(weights, biases)).history["train_loss"]
+    ours = train_model(config, split, initial_params=(weights, biases)).history["train_loss"]
     assert len(clf.loss_curve_) == len(ours) == 10
     np.testing.assert_allclose(ours, clf.loss_curve_, rtol=1e-8, atol=0)
     assert ours[-1] < ours[0] / 2  # it learned something: the test can fail
@@ -70,20 +70,20 @@ def test_cross_entropy_sgd_matches_scikit_learn_loss_curve(nesterov):
 
 def test_same_seed_gives_bit_identical_curves(split, config):
     c = config(optimizer="adam", lr=0.01, epochs=4)
-    a, b = train(c, split), train(c, split)
+    a, b = train_model(c, split), train_model(c, split)
     assert a.history.keys() == b.history.keys()
     for key in a.history:
         assert a.history[key] == b.history[key], key
 
 
 def test_different_seeds_give_different_curves(split, config):
-    a = train(config(seed=0), split).history["train_loss"]
-    b = train(config(seed=1), split).history["train_loss"]
+    a = train_model(config(seed=0), split).history["train_loss"]
+    b = train_model(config(seed=1), split).history["train_loss"]
     assert a != b
 
 
 def test_every_epoch_reports_the_documented_metrics(split, config):
-    result = train(config(epochs=3), split)
+    result = train_model(config(epochs=3), split)
     assert result.status == COMPLETE and result.epochs_run == 3
     expected = {
         "train_loss",
@@ -105,13 +105,13 @@ def test_every_epoch_reports_the_documented_metrics(split, config):
 
 def test_full_batch_and_pure_stochastic_both_train(split, config):
     for batch in ("full", 1):
-        result = train(config(batch_size=batch, epochs=3, lr=0.02, momentum=0.0), split)
+        result = train_model(config(batch_size=batch, epochs=3, lr=0.02, momentum=0.0), split)
         assert result.status == COMPLETE
         assert result.history["train_loss"][-1] < result.history["train_loss"][0]
 
 
 def test_huge_learning_rate_diverges_without_exception(split, config):
-    result = train(config(loss="mse_logits", lr=1e6, momentum=0.9, epochs=20), split)
+    result = train_model(config(loss="mse_logits", lr=1e6, momentum=0.9, epochs=20), split)
     assert result.status == DIVERGED
     assert 1 <= result.diverged_epoch <= 20
     assert result.epochs_run == result.diverged_epoch - 1
@@ -121,7 +121,7 @@ def test_huge_learning_rate_diverges_without_exception(split, config):
 
 def test_a_callback_can_stop_the_run(split, config):
     seen = []
-    result = train(config(epochs=10), split, callbacks=[lambda e, m: seen.append(e) or e == 3])
+    result = train_model(config(epochs=10), split, callbacks=[lambda e, m: seen.append(e) or e == 3])
     assert result.status == STOPPED and result.epochs_run == 3 and seen == [1, 2, 3]
 
 
@@ -130,14 +130,14 @@ def test_a_callback_can_stop_the_run(split, config):
 def test_every_loss_and_optimizer_lowers_its_loss_in_float32(split, config, loss, optimizer):
     lr = {"sgd": 0.05, "adam": 0.01, "rmsprop": 0.005, "adagrad": 0.05}[optimizer]
     lr *= {"mse": 5, "mse_logits": 0.2, "cross_entropy": 1}[loss]
-    result = train(config(loss=loss, optimizer=optimizer, lr=lr, epochs=8, dtype="float32"), split)
+    result = train_model(config(loss=loss, optimizer=optimizer, lr=lr, epochs=8, dtype="float32"), split)
     assert result.status == COMPLETE
     assert result.network.dtype == np.float32
     assert result.history["train_loss"][-1] < result.history["train_loss"][0]
 
 
 def test_schedule_and_warmup_reach_the_curve(split, config):
-    result = train(config(schedule="step", step_size=2, gamma=0.5, warmup_epochs=1, epochs=5), split)
+    result = train_model(config(schedule="step", step_size=2, gamma=0.5, warmup_epochs=1, epochs=5), split)
     assert result.history["lr"] == pytest.approx([0.05, 0.1, 0.05, 0.05, 0.025])
 
 
@@ -162,7 +162,7 @@ def test_each_model_of_a_stack_trains_exactly_as_it_would_alone(split, config, l
     ]
     stacked = train_stack(configs, split)
     for c, together in zip(configs, stacked):
-        alone = train(c, split)
+        alone = train_model(c, split)
         assert (together.status, together.epochs_run, together.diverged_epoch) == (
             alone.status,
             alone.epochs_run,
@@ -179,7 +179,7 @@ def test_a_stopped_model_leaves_the_stack_without_disturbing_the_others(split, c
     stop_middle = lambda t, epoch, metrics: t == 1 and epoch == 2  # noqa: E731
     stacked = train_stack(configs, split, callbacks=[stop_middle])
     assert [r.status for r in stacked] == [COMPLETE, STOPPED, COMPLETE] and stacked[1].epochs_run == 2
-    assert stacked[2].history == train(configs[2], split).history
+    assert stacked[2].history == train_model(configs[2], split).history
 
 
 def test_models_that_cannot_share_a_stack_are_refused(split, config):
@@ -217,7 +217,7 @@ def test_a_finite_loss_above_100x_its_first_epoch_is_diverged():
     assert not exploded({}, {"train_loss": 1e9})  # the first epoch is the reference, never exploded itself
     settings = {"dataset": "digits", "loss": "cross_entropy", "optimizer": "sgd", "momentum": 0.9, "batch_size": 32}
     config = make_config({**settings, "lr": 0.5, "seed": 1, "epochs": 30, "hidden": [16], "activation": "relu"})
-    result = train(config, load_split(config))
+    result = train_model(config, load_split(config))
     assert result.status == DIVERGED
     ce = result.history["val_cross_entropy"]
     assert all(np.isfinite(ce)) and max(ce) <= EXPLODED * ce[0] < 100 * max(ce)

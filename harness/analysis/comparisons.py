@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..records.correctness import CORRECT_COLUMN, read_correctness
 from ..records.table import current
-from . import calibration, stats
+from . import calibration_comparison, stats
 from .summary import seed_scores, summarize
 
 ALPHA = 0.05
@@ -61,7 +61,7 @@ class Analysis:
     budget_bands: dict = field(default_factory=dict)  # condition -> (low, high) bootstrap 95% band of E_k
     leaders: dict = field(default_factory=dict)  # data set -> per k, the leading conditions (ties included)
     budget_scale: str = ""  # how the curves were computed (the objective, or a bounded transform of a loss)
-    calibration: pd.DataFrame | None = None  # probability quality per condition (``calibration``); None: not recorded
+    calibration: pd.DataFrame | None = None  # probability quality (``calibration_comparison``); None: not recorded
     calibration_pairs: pd.DataFrame | None = None  # its paired differences
     reliability: dict = field(default_factory=dict)  # condition -> mean reliability diagram over its seeds
     calibration_bins: int = 0
@@ -80,7 +80,7 @@ def analyze(study, frame):
     curves = budget(study, trials, sizes)
     table["leader_settles_at"] = [curves["settles"][dataset_of(study, c)] for c in study.conditions]
     datasets = {c.name: dataset_of(study, c) for c in study.conditions}
-    compared = pairs(study, confirm, table)
+    compared = accuracy_pairs(study, confirm, table)
     result = Analysis(
         table,
         compared,
@@ -94,12 +94,14 @@ def analyze(study, frame):
         budget_scale=curves["scale"],
         study_settings={c.name: {**study.fixed, **c.settings} for c in study.conditions},
     )
-    if calibration.has_probabilities(confirm):
-        result.calibration = calibration.condition_table(study, confirm)
-        means = [f"{figure}_mean" for figure in calibration.FIGURES if figure != "test_accuracy"]
+    if calibration_comparison.has_probabilities(confirm):
+        result.calibration = calibration_comparison.condition_table(study, confirm)
+        means = [f"{figure}_mean" for figure in calibration_comparison.FIGURES if figure != "test_accuracy"]
         result.table = result.table.join(result.calibration.set_index("condition")[means], on="condition")
-        result.calibration_pairs = calibration.pairs(study, confirm, by_dataset(study))
-        result.reliability = {c.name: calibration.mean_reliability(confirm, c.name) for c in study.conditions}
+        result.calibration_pairs = calibration_comparison.calibration_pairs(study, confirm, by_dataset(study))
+        result.reliability = {
+            c.name: calibration_comparison.mean_reliability(confirm, c.name) for c in study.conditions
+        }
         result.calibration_bins = next((r["bins"] for r in result.reliability.values() if r), 0)
     result.findings = findings(study, result)
     return result
@@ -256,7 +258,7 @@ def contrast(study, data, weights, rows):
     return test, seeds
 
 
-def pairs(study, confirm, table):
+def accuracy_pairs(study, confirm, table):
     """Paired differences of test accuracy (a - b) between the conditions of each data set over the seeds
     both trained (diverged seeds at chance), tested by ``stats.contrast_test`` (with a fixed split, the test
     rows' paired sampling included), Holm's adjustment over the pairs tested in the study, the equivalence

@@ -3,8 +3,8 @@ written from the numbers (``comparisons.Analysis``) so that it cannot say more t
 
 import math
 
-from . import calibration
-from .comparisons import ALPHA
+from . import calibration_comparison
+from .comparisons import ALPHA, is_accuracy
 from .stats import MIN_SEEDS
 
 MAX_SENTENCES = 6
@@ -24,7 +24,7 @@ def findings(study, analysis):
         where = f" on {dataset}" if groups.ngroups > 1 else ""
         speed.append((_speed(study, rows, where), False))
         accuracy.append(_accuracy(study, analysis, rows, dataset, where))
-        accuracy.append(calibration.finding(analysis, dataset, list(rows["condition"]), where))
+        accuracy.append(calibration_comparison.finding(analysis, dataset, list(rows["condition"]), where))
     tail = [(_budget(study, analysis), False), (_robustness(study, table, analysis.datasets), False)]
     effects = _effects(analysis)
     failures = [(_no_result(table, ranked=groups.ngroups > 1), True)]
@@ -327,10 +327,6 @@ def _budget(study, analysis):
         "By expected best validation score after k trials (Dodge et al. 2019; tied: their bootstrap 95% bands "
         f"overlap{tie}; bands in budget_curves.png): " + "; ".join(parts) + scale + caveat + "."
     )
-
-
-def is_accuracy(study):
-    return study.objective.endswith("accuracy")
 
 
 def _robustness(study, table, datasets):

@@ -24,7 +24,7 @@ def plot_all(study, frame, curve, folder, analysis=None):
     colours = {c.name: f"C{i % 10}" for i, c in enumerate(study.conditions)}
     curves_by_condition(study, confirm, curve, colours).savefig(folder / PLOTS[0])
     lr_sensitivity(study, search, colours).savefig(folder / PLOTS[1])
-    epochs_to_target(study, confirm, colours).savefig(folder / PLOTS[2])
+    plot_epochs_to_target(study, confirm, colours).savefig(folder / PLOTS[2])
     bands = analysis.budget_bands if analysis else {}
     budget_curves(study, analysis.budget_curves if analysis else {}, colours, bands).savefig(folder / PLOTS[3])
     drawn = [folder / p for p in PLOTS]
@@ -137,7 +137,7 @@ def budget_curves(study, curves, colours, bands=None):
     return fig
 
 
-def epochs_to_target(study, confirm, colours):
+def plot_epochs_to_target(study, confirm, colours):
     """Epochs each confirmation seed took to reach the target accuracy; how many never did."""
     fig = figure(8, 4, left=0.1, right=0.98, bottom=0.25, top=0.9)
     ax = fig.subplots()
@@ -167,7 +167,7 @@ STYLE = (
 def html_report(study, analysis, images, board=None):
     """One self-contained page: findings, the leaderboard (a study over several data sets), the two tables,
     the pairs and effects, every plot."""
-    from .calibration import format_calibration
+    from .calibration_comparison import format_calibration
     from .leaderboard import format_leaderboard
     from .summary import format_pairs, table_frames
 

@@ -64,7 +64,7 @@ def summarize(study, frame):
         sizes = data_sizes(study, condition, pd.concat([trials, seeds]))
         row.update(accuracy_columns(study, seed_scores(seeds, sizes["classes"]), seeds, sizes))
         row.update(val_rows=sizes["val_rows"], test_rows=sizes["test_rows"])
-        times, reached = epochs_to_target(seeds)
+        times, reached = times_to_target(seeds)
         median = stats.kaplan_meier_median(times, reached) if times else None
         row["epochs_to_target_median"] = math.nan if median is None else float(median)
         row["target_reached"] = f"{sum(reached)}/{len(seeds)}"
@@ -151,7 +151,7 @@ def _loaded_sizes(study, condition):
     }
 
 
-def epochs_to_target(seeds):
+def times_to_target(seeds):
     """(times, reached) per confirmation seed for Kaplan-Meier: the epoch it reached the target, else the
     last epoch it ran (censored); a seed that diverged never reaches it (censored at infinity), rather than
     leaving the seeds at risk early and flattering the median."""

@@ -50,9 +50,9 @@ def add_parser(commands):
 
 def study_name_of(argument):
     if argument.endswith(".toml") or Path(argument).is_file():
-        from ..studies.parse import load_study
+        from ..studies.parse import read_study
 
-        return load_study(argument).name
+        return read_study(argument).name
     return argument
 
 
@@ -61,7 +61,7 @@ def _records(frame):
 
 
 def run(args):
-    from ..analysis.compare import run_compare
+    from ..analysis.study_comparison import run_compare
     from ..records.store import resolve_tracking_uri
 
     name = study_name_of(args.study)
@@ -76,7 +76,7 @@ def run(args):
     if args.format == "json" or args.json:
         _print_json(name, comparison)
     elif args.format == "csv":  # one table per CSV: the summary here, every table in --out DIR
-        from ..analysis.compare import table_files
+        from ..analysis.study_comparison import table_files
 
         print(table_files(comparison.analysis, None)["summary.csv"], end="")
     elif args.format == "markdown":
@@ -123,7 +123,7 @@ def _print_tables(comparison):
         "\n" + format_pairs(comparison.analysis),
     ]
     if comparison.analysis.calibration is not None:
-        from ..analysis.calibration import format_calibration
+        from ..analysis.calibration_comparison import format_calibration
 
         printed.append("\n" + format_calibration(comparison.analysis))
     if comparison.leaderboard:

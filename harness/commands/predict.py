@@ -29,7 +29,7 @@ def add_parser(commands):
 def run(args):
     from ..common.errors import printable
     from ..records.store import resolve_tracking_uri
-    from ..reproduce.predict import model_of, open_logged, read_rows, typed_classes
+    from ..reproduce.prediction import model_of, open_logged, read_rows, typed_classes
 
     logged = open_logged(args.run_id, resolve_tracking_uri(args.tracking_uri))
     model = model_of(logged)

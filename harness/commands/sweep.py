@@ -99,7 +99,7 @@ def add_store_flags(sweep):
 
 def run(args):
     from ..common.errors import ConfigError
-    from ..studies.parse import load_study
+    from ..studies.parse import read_study
     from ..studies.study import resolve
 
     if args.workers < 1 or args.workers > 64:
@@ -109,7 +109,7 @@ def run(args):
     if not 1 <= args.heartbeat <= 3600:
         raise ConfigError(f"--heartbeat = {args.heartbeat} is not allowed; must be an integer in [1, 3600] (seconds)")
     study = resolve(
-        load_study(args.study_file),
+        read_study(args.study_file),
         trials=args.trials,
         epochs=args.epochs,
         confirm_seeds=args.confirm_seeds,
@@ -117,7 +117,7 @@ def run(args):
     )
 
     from ..records.store import resolve_tracking_uri
-    from ..sweep.lifecycle import SweepOptions, run_sweep
+    from ..sweep.lifecycle import SweepOptions, sweep_study
 
     uri = resolve_tracking_uri(args.tracking_uri)
     from ..sweep.progress import SweepProgress
@@ -133,14 +133,14 @@ def run(args):
         on_poll=progress.update,
     )
     try:
-        result = run_sweep(study, options)
+        result = sweep_study(study, options)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (cli says which, on one line with this)
         progress.close(finished=False)
         exc.add_note(f"run the same command again to resume {study.name}")
         raise
     progress.close()
     if not args.quiet:
-        report(result, uri, sys.stderr if args.json else sys.stdout)
+        print_summary(result, uri, sys.stderr if args.json else sys.stdout)
     if args.json:
         from ..analysis.answer import answer
 
@@ -158,7 +158,7 @@ def run(args):
     return 0
 
 
-def report(result, uri, out):
+def print_summary(result, uri, out):
     """The summary as the sweep ran it (at its standing budget): header, the answer in plain words, the
     findings and tables that are its evidence, what this invocation did, and where each term is explained."""
     from ..analysis.glossary import explained

@@ -28,6 +28,6 @@ def add_parser(commands):
 
 def run(args):
     from ..records.store import resolve_tracking_uri
-    from ..records.ui import run_ui
+    from ..records.ui_server import run_ui
 
     return run_ui(resolve_tracking_uri(args.tracking_uri), args.host, args.port, args.study, args.access_log)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .network import StackedMLP
 
 
-def column(values: ArrayLike, dtype: DTypeLike) -> NDArray[Any]:
+def as_column(values: ArrayLike, dtype: DTypeLike) -> NDArray[Any]:
     return np.asarray(values, dtype=dtype).reshape(-1, 1)
 
 
@@ -54,10 +54,10 @@ class Optimizer:
         **settings: ArrayLike,
     ) -> None:
         self.dtype = dtype
-        self.weight_decay = column(weight_decay, dtype) if np.ndim(weight_decay) else weight_decay
+        self.weight_decay = as_column(weight_decay, dtype) if np.ndim(weight_decay) else weight_decay
         self.decay_mask = decay_mask
         for name, value in settings.items():
-            setattr(self, name, column(value, dtype) if np.ndim(value) else value)
+            setattr(self, name, as_column(value, dtype) if np.ndim(value) else value)
         for name in self.state:
             setattr(self, name, np.zeros(shape, dtype=dtype))
         self._tmp = np.zeros(shape, dtype=dtype)

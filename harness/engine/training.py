@@ -30,7 +30,7 @@ from .data import DATA_SETTINGS
 from .losses import accuracy, evaluate
 from .methods import check_method_settings, loss_settings, resolve_loss
 from .network import Model, StackedMLP, glorot, n_parameters
-from .optimizers import build_optimizer, column
+from .optimizers import as_column, build_optimizer
 from .schedules import learning_rate
 
 if TYPE_CHECKING:
@@ -187,7 +187,7 @@ def epochs_to_target(history: dict[str, list[float]], target: float) -> int | No
     return None
 
 
-def train(
+def train_model(
     config: TrainConfig,
     split: Split,
     callbacks: Iterable[Callable[[int, dict[str, float]], bool | None]] = (),
@@ -275,7 +275,7 @@ def _train_stack(configs, split, callbacks, starts, include_test):
         )
 
     for epoch in range(1, max(c.epochs for c in configs) + 1):
-        lrs = column([learning_rate(configs[t], epoch - 1, n) for t in active], dtype)
+        lrs = as_column([learning_rate(configs[t], epoch - 1, n) for t in active], dtype)
         if first.shuffle:
             orders = np.stack([order_rngs[t].permutation(n) for t in active])
         else:

@@ -122,7 +122,7 @@ def built(folder: Path) -> tuple[str, str]:
         connection.close()
 
 
-def main() -> None:
+def print_fingerprint() -> None:
     """Print the ``FINGERPRINTS`` entry for the installed MLflow."""
     import logging
     import tempfile
@@ -136,4 +136,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    print_fingerprint()

@@ -43,7 +43,8 @@ PROBABILITY_MEANS = (
     "test_ts_ece_mean",
     "test_ts_cross_entropy_mean",
 )
-"""Probability quality over the seeds that finished (``analysis.calibration``), where the runs recorded it."""
+"""Probability quality over the seeds that finished (``analysis.calibration_comparison``), where the runs
+recorded it."""
 
 
 def results(study, frame, table, curve):

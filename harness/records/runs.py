@@ -16,7 +16,7 @@ import numpy as np
 
 from ..engine.data import model_example
 from ..engine.methods import custom_modules, loaded_source, method_digests
-from ..engine.training import DIVERGED, train
+from ..engine.training import DIVERGED, train_model
 from .notes import NOTE_TAG, escape
 from .provenance import DIFF_ARTIFACT, MAX_DIFF_BYTES, blas_info, code_diff, provenance_tags, source_tags
 from .quality import quality_records
@@ -262,7 +262,7 @@ class LiveRun:
         return self.recorder.submit("record_run", self.run_ref, points, tags, artifacts, model, params, status)
 
 
-def start_run(recorder, experiment, run_name, config, split, tags):
+def request_run(recorder, experiment, run_name, config, split, tags):
     """The ticket of a run created (with its params and data set) in the named experiment."""
     params, dataset = config_params(config), dataset_input(config, split)
     return recorder.submit("start_run", experiment, recorder.uri, run_name, tags, params, dataset)
@@ -279,7 +279,7 @@ def train_and_record(
     on_epoch=None,
     run_name=None,
     state_names=None,
-    trainer=train,
+    trainer=train_model,
     code=None,
 ):
     """Train ``config`` on ``split`` and record it as one run; returns (run_id, TrainResult, timings).
@@ -292,7 +292,7 @@ def train_and_record(
     start = time.perf_counter()
     code = code or {}
     tags = run_tags("train", config, split, **{**environment_tags(), **code.get("tags", {}), **(tags or {})})
-    create = start_run(recorder, experiment, run_name or config.run_name(), config, split, tags)
+    create = request_run(recorder, experiment, run_name or config.run_name(), config, split, tags)
     run_id = recorder.result(create)
     live = LiveRun(recorder, Ref(create))
 

@@ -20,7 +20,7 @@ VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
 VIEW_NAME = "harness: results by condition"
 
 
-def column(kind, name):
+def ui_column(kind, name):
     """A column as the UI names it: ``metrics.`test_accuracy_mean```."""
     return f"{kind}.`{name}`"
 
@@ -39,7 +39,7 @@ def result_columns(study):
     ]
     settings = list(dict.fromkeys(key for condition in study.conditions for key in condition.settings))
     params = settings + [f"best.{p.name}" for p in study.search]
-    return [column("metrics", m) for m in metrics] + [column("params", p) for p in params]
+    return [ui_column("metrics", m) for m in metrics] + [ui_column("params", p) for p in params]
 
 
 def header_width(key):

@@ -28,14 +28,17 @@ DRIVER = """
 import base64, io, json, os, sys, time
 try:  # the package's folders (engine/, records/, ...)
     from harness.engine.data import load_split
-    from harness.engine.training import train
     from harness.records.runs import save_weights
     from harness.records.weights import parse_config
+    try:
+        from harness.engine.training import train_model
+    except ImportError:  # a run made before its rename
+        from harness.engine.training import train as train_model
 except ImportError:  # a run made before them: one flat folder
     from harness.data import load_split
     from harness.predict import parse_config
     from harness.runs import save_weights
-    from harness.training import train
+    from harness.training import train as train_model
 
 request = json.loads(open(sys.argv[1]).read())
 config = parse_config(request["config"], "the logged config.json")
@@ -45,7 +48,7 @@ stops = [lambda epoch, metrics: epoch >= stop_at] if stop_at else []
 faults = dict(p.split("=", 1) for p in os.environ.get("HARNESS_FAULT", "").split(",") if "=" in p)
 if float(faults.get("epoch-delay", 0)):  # harness/faults.py's, read here: the rebuilt code may predate it
     stops.append(lambda epoch, metrics: time.sleep(float(faults["epoch-delay"])))
-result = train(config, split, callbacks=stops, include_test=request["include_test"])
+result = train_model(config, split, callbacks=stops, include_test=request["include_test"])
 weights = io.BytesIO()
 if result.network is not None:
     save_weights(result.network, weights, split)

@@ -21,7 +21,7 @@ import numpy as np
 from ..common.errors import HarnessError, printable
 from ..common.files import RefusedFile
 from ..engine.data import load_split
-from ..engine.training import DIVERGED, train
+from ..engine.training import DIVERGED, train_model
 from ..records.logged import ExportedRun, StoredRun, is_export, logged_diff
 from ..records.operations import HARNESS_TAG
 from ..records.provenance import DIFF_ARTIFACT, code_diff, diff_tag, git_state, logged_commit, package_versions
@@ -43,7 +43,7 @@ from ..records.tags import (
     VERSION,
 )
 from ..records.weights import parse_config, parse_weights
-from .methods import consent, load_methods, plan_methods
+from .logged_methods import consent, load_methods, plan_methods
 from .rebuild import changes_summary, code_differs, train_rebuilt, worktree
 
 NOT_COMPARED = {"train_seconds"}
@@ -170,7 +170,7 @@ def _reproduce(logged, recorder, out, err, rtol, rebuild, summary):
     keys = [k for k in run["metrics"] if k not in NOT_COMPARED]
     include_test = any(k.startswith("test_") for k in keys)
     with contextlib.ExitStack() as stack:
-        trainer, code = train, None
+        trainer, code = train_model, None
         if why is not None:  # checked out and patched (nothing of it runs yet), then the consent line
             root, folder = stack.enter_context(worktree(logged_commit(tags), diff, logged.where))
             say_rebuild(logged, why, diff, err, methods, root)
@@ -189,7 +189,7 @@ def _reproduce(logged, recorder, out, err, rtol, rebuild, summary):
     if why is not None:
         rebuilt = f"commit {logged_commit(tags)[:12]}" + (f" + its {DIFF_ARTIFACT}" if tags.get(GIT_DIFF) else "")
         print(f"trained with the logged code: {rebuilt}, rebuilt in a temporary git worktree", file=out)
-    code = report(rows, rtol, out, weights_row)
+    code = print_verdict(rows, rtol, out, weights_row)
     summary.update(
         run_id=run["run_id"],
         reproduction_run_id=new_id,
@@ -299,7 +299,7 @@ CODE_TAGS = ("mlflow.source.git.commit", GIT_COMMIT, GIT_DIRTY, GIT_DIFF)
 
 
 def rebuilt_trainer(folder, config_json, stop_at, split, where, paths=()):
-    """``train``'s signature over the rebuilt code: it trains in a child process, then the callbacks
+    """``train_model``'s signature over the rebuilt code: it trains in a child process, then the callbacks
     (the live record) see each epoch's metrics. ``paths``: where the child imports the run's own methods."""
 
     def trainer(config, split_here, callbacks=(), include_test=True):
@@ -337,7 +337,7 @@ def _retrain(logged, recorder, config, split, trainer, code, stop_at, include_te
     return result, new_id
 
 
-def report(rows, rtol, out, weights=None):
+def print_verdict(rows, rtol, out, weights=None):
     """The table and the verdict (exit code): every metric, and the final weights when there are any."""
     print(f"{'metric':<22} {'largest |difference|':>20} {'relative':>9}  first step beyond tolerance", file=out)
     for row in rows + ([weights] if weights else []):

@@ -95,7 +95,7 @@ _HELP = {
 }
 
 
-def load_study(path):
+def read_study(path):
     return parse_study(read_toml(path), str(path))
 
 

@@ -60,11 +60,11 @@ class SweepResult:
     analysis: object = None  # analysis.Analysis of the records the summary was made from
 
 
-def run_sweep(study, options):
+def sweep_study(study, options):
     """Run (or resume) ``study``, a resolved study (``studies.study.resolve``); returns a SweepResult."""
     with patient(options.outage_seconds):
         try:
-            return _run_sweep(study, options)
+            return _sweep_study(study, options)
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
@@ -101,7 +101,7 @@ def worker_count(asked, err=None):
     return cores
 
 
-def _run_sweep(study, options):
+def _sweep_study(study, options):
     start = time.perf_counter()
     options = dataclasses.replace(options, workers=worker_count(options.workers))
     uri = options.tracking_uri

@@ -75,7 +75,7 @@ def condition_table(study, confirm):
     return pd.DataFrame(rows)
 
 
-def pairs(study, confirm, groups):
+def calibration_pairs(study, confirm, groups):
     """Paired differences a - b of each ``COMPARED`` figure over the seeds both finished, per data set
     (``groups``: {data set: [conditions]}); Holm's adjustment within each figure."""
     figures = {c: seed_figures(confirm, c) for names in groups.values() for c in names}
