@@ -24,7 +24,7 @@ from ..records.correctness import correctness_tags
 from ..records.runs import CONFIG_ARTIFACT, FINAL_STATES, TrialRuns, environment_tags
 from ..records.table import REUSED_TAG
 from .conditions import ConditionStudies
-from .liveness import DEFAULT_HEARTBEAT_SECONDS, Heartbeat, WorkerPresence
+from .liveness import DEFAULT_HEARTBEAT_SECONDS, Heartbeat, WorkerPresence, new_worker
 from .outcomes import confirm_outcome, search_outcome, stackable
 from .pruning import StackPruning
 from .storages import open_storage
@@ -102,6 +102,7 @@ class SweepWorker:
 
     def __init__(self, study, plan, recorder, index=0, splits=None, on_progress=None):
         self.study, self.plan, self.index, self.on_progress = study, plan, index, on_progress
+        new_worker()  # what an earlier sweep of this process left running is not this worker's
         changed = changed_module(plan.method_digests)
         if changed:
             raise HarnessError(f"worker {index}: {changed}: it refuses to train the study with another method")
