@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+from tests import in_process
 from tests.conftest import TINY_STUDY
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,9 +51,23 @@ def mlflow_runs(folder, study="tiny"):
     return client, client.search_runs([experiment.experiment_id], max_results=5000)
 
 
-def harness(*args, cwd, env=None, timeout=300, check=False):
-    """``python -m harness ARGS`` as a user runs it; the CompletedProcess."""
-    done = subprocess.run(
+def harness(*args, cwd, env=None, timeout=300, check=False, subprocess=False):
+    """``harness ARGS`` as a user runs it; a CompletedProcess (returncode, stdout, stderr). It runs in
+    this process, as a fresh process would (tests/in_process.py: 2-3 s of imports saved per command),
+    unless ``subprocess`` (what is tested is the process itself: its exit on a signal, its imports, what
+    it leaves running) or a fault in ``env`` kills or holds the process."""
+    if not subprocess and in_process.possible(env):
+        done = in_process.run(args, cwd, env, timeout)
+    else:
+        done = harness_process(*args, cwd=cwd, env=env, timeout=timeout)
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
+def harness_process(*args, cwd, env=None, timeout=300):
+    """``python -m harness ARGS`` in a process of its own; the CompletedProcess."""
+    return subprocess.run(
         [sys.executable, "-m", "harness", *args],
         cwd=cwd,
         capture_output=True,
@@ -60,9 +75,6 @@ def harness(*args, cwd, env=None, timeout=300, check=False):
         timeout=timeout,
         env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
     )
-    if check:
-        assert done.returncode == 0, done.stderr
-    return done
 
 
 def start_harness(*args, cwd, env=None):

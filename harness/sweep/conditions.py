@@ -17,7 +17,15 @@ import optuna
 from optuna.trial import TrialState
 
 from ..studies.study import CONFIRM_NAME
-from .liveness import HOST, PROCESS_TOKEN, Heartbeat, _earlier_self, _ownerless_stale, heartbeat_enabled, pid_alive
+from .liveness import (
+    HOST,
+    Heartbeat,
+    _earlier_self,
+    _ownerless_stale,
+    heartbeat_enabled,
+    pid_alive,
+    worker_token,
+)
 from .pruning import TAKEN_AWAY, make_pruner
 from .storages import MAX_RETRIES
 
@@ -217,7 +225,7 @@ class ConditionStudies:
         self.heartbeat.hold(trial)
         trial.set_user_attr("worker_host", HOST)
         trial.set_user_attr("worker_pid", os.getpid())
-        trial.set_user_attr("worker_token", PROCESS_TOKEN)
+        trial.set_user_attr("worker_token", worker_token())
         inherited = trial.user_attrs  # a retry copy carries its original's outcome and run: not its own
         if inherited.get("state") is not None:
             trial.set_user_attr("state", "running")

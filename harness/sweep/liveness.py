@@ -20,8 +20,20 @@ if TYPE_CHECKING:
 
 HOST = socket.gethostname()
 
-PROCESS_TOKEN = uuid.uuid4().hex[:12]
-"""Tells this process's trials from those an earlier worker with the same pid left (a test, pid reuse)."""
+_token = [uuid.uuid4().hex[:12]]
+
+
+def worker_token() -> str:
+    """Tells this worker's trials from those an earlier worker with the same pid left (pid reuse, or an
+    earlier sweep of this same process: a notebook, the tests)."""
+    return _token[0]
+
+
+def new_worker() -> None:
+    """A worker starts in this process: the trials an earlier sweep of the process left running are an
+    earlier life's (reclaimed at once), not held by a live worker (waited for, for ever)."""
+    _token[0] = uuid.uuid4().hex[:12]
+
 
 STALE_WITHOUT_OWNER_SECONDS = 120
 
@@ -151,4 +163,4 @@ class WorkerPresence:
 
 def _earlier_self(trial):
     """A trial marked with this process's pid but not its token: an earlier life of the pid."""
-    return trial.user_attrs.get("worker_pid") == os.getpid() and trial.user_attrs.get("worker_token") != PROCESS_TOKEN
+    return trial.user_attrs.get("worker_pid") == os.getpid() and trial.user_attrs.get("worker_token") != worker_token()

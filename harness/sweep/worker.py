@@ -25,7 +25,7 @@ from ..records.runs import CONFIG_ARTIFACT, FINAL_STATES, TrialRuns, environment
 from ..records.table import REUSED_TAG
 from ..records.tags import DATASET_DIGEST, EPOCHS_TO_TARGET, INVOCATION, PREFIX, PRUNED_EPOCH, STATE, STUDY
 from .conditions import ConditionStudies
-from .liveness import DEFAULT_HEARTBEAT_SECONDS, Heartbeat, WorkerPresence
+from .liveness import DEFAULT_HEARTBEAT_SECONDS, Heartbeat, WorkerPresence, new_worker
 from .outcomes import confirm_outcome, search_outcome, stackable
 from .pruning import StackPruning
 from .storages import open_storage
@@ -103,6 +103,7 @@ class SweepWorker:
 
     def __init__(self, study, plan, recorder, index=0, splits=None, on_progress=None):
         self.study, self.plan, self.index, self.on_progress = study, plan, index, on_progress
+        new_worker()  # what an earlier sweep of this process left running is not this worker's
         changed = changed_module(plan.method_digests)
         if changed:
             raise HarnessError(f"worker {index}: {changed}: it refuses to train the study with another method")
