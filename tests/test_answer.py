@@ -12,21 +12,9 @@ from harness.analysis.findings import p_text
 from harness.studies.parse import read_study
 from tests.helpers import write_study
 from tests.test_analysis import DATASETS, GRID, _records
+from tests.test_answers import ONE_FACTOR
 
-ONE = """
-name = "one"
-[fixed]
-dataset = "iris"
-[conditions]
-loss = ["mse", "cross_entropy", "mse_logits"]
-[search]
-lr = { low = 0.001, high = 10.0, log = true }
-[budget]
-trials = 4
-[confirm]
-seeds = 5
-vary = ["init", "split"]
-"""
+ONE = ONE_FACTOR.replace("seeds = 5", 'seeds = 5\nvary = ["init", "split"]')
 
 NOISE = {1: 0.0, 2: 0.01, 3: -0.01, 4: 0.005, 5: -0.005}
 SHIFT = {"mse": 0, "cross_entropy": 2, "mse_logits": 4}
