@@ -11,6 +11,7 @@ commands of one process, which the notebook API shares: a test that finds such a
 """
 
 import contextlib
+import functools
 import io
 import logging
 import os
@@ -155,11 +156,19 @@ def _library(path):
 def _user_module(module):
     """A module imported from a test's folder (a user's loss), not a library or the harness."""
     path = getattr(module, "__file__", None)
-    if not path:
-        return False
-    path = os.path.realpath(path)
-    kept = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, ROOT)}
-    return not any(path.startswith(folder + os.sep) for folder in kept)
+    return bool(path) and not _kept_path(path)
+
+
+@functools.cache
+def _kept_folders():
+    return tuple(os.path.realpath(p) + os.sep for p in (sys.prefix, sys.base_prefix, ROOT))
+
+
+@functools.cache
+def _kept_path(path):
+    """Whether a module file lives under Python's, the environment's or the harness's folder (asked of
+    every module at every command: cached, as a module's file does not move)."""
+    return os.path.realpath(path).startswith(_kept_folders())
 
 
 def _default_warning_filters():

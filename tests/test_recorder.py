@@ -1,5 +1,9 @@
 """Who runs the MLflow operations: how their errors come back."""
 
+import os
+import time
+from pathlib import Path
+
 from harness.records.recorder import _error_payload
 
 
@@ -55,3 +59,60 @@ def test_the_curves_of_many_runs_are_read_in_one_operation_with_the_values_one_b
     seeds = pd.DataFrame({"run_id": runs, "metric.loss": [1.0] * 3, "metric.acc": [1.0] * 3})
     points = mean_curves(seeds, Curves(recorder))
     assert calls == ["metric_histories_bulk"] and ("loss_seeds_mean", 21.0, 2) in points
+
+
+FORKED_RECORDERS = r"""
+import os, sys, time
+from pathlib import Path
+from harness.records import recorder as rec
+
+root = Path(sys.argv[1])
+for name in ("first", "second", "third"):
+    (root / name).mkdir()
+    os.chdir(root / name)
+    os.environ["XDG_CACHE_HOME"] = str(root / f"cache-{name}")
+    r = rec.RecorderProcess("sqlite:///mlruns/mlflow.db")  # relative: the caller's folder at the time
+    r.call("experiment_tags", "x")
+    parent = int(Path(f"/proc/{r.pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    print(name, r.pid, parent == os.getpid(), flush=True)
+    if name != "third":
+        r.close()
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_process_s_later_recorders_fork_from_a_warm_server_yet_work_as_its_caller_and_die_with_it(tmp_path):
+    """Recorders after a process's first fork from a forkserver that imported MLflow once (the suite and
+    a notebook start many): such a child is the server's, not the caller's, so it must take the caller's
+    folder and environment itself, and still end when the caller is killed."""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    script = tmp_path / "recorders.py"
+    script.write_text(FORKED_RECORDERS)
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        lines = [process.stdout.readline().split() for _ in range(4)]
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    assert lines[3] == ["ready"], lines
+    assert [line[2] for line in lines[:3]] == ["True", "False", "False"]  # spawned, then forked from the server
+    forked_pid = lines[2][1]  # the third: from a server started before its caller moved and changed its environment
+    for name in ("first", "second", "third"):  # each store where its caller stood, the template in its caller's cache
+        assert (tmp_path / name / "mlruns" / "mlflow.db").is_file()
+        assert list((tmp_path / f"cache-{name}").rglob("*.db")), name
+    deadline = time.time() + 10
+    while Path(f"/proc/{forked_pid}").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{forked_pid}").exists(), "the forked recorder outlived its killed caller"

@@ -146,22 +146,22 @@ class InlineRecorder(_Answers):
 class RecorderProcess(_Answers):
     """A child process that owns an MLflow client and runs operations in order, while the caller trains.
 
-    It imports mlflow at once and opens the store at its first operation. It ignores Ctrl-C (the caller
+    It starts with mlflow imported or importing (``_start_method``) and opens the store at its first
+    operation. It ignores Ctrl-C (the caller
     ends its runs as KILLED through it first), and ends as soon as its parent is gone: a watchdog
     thread checks, because the main thread may be blocked reading a message its dying parent never
     finished writing.
     """
 
     def __init__(self, uri: str) -> None:
-        import multiprocessing
-
         super().__init__()
-        context = multiprocessing.get_context("spawn")
+        context = _start_method()
         self.uri = uri
         self._requests, self._replies = context.Queue(), context.Queue()
+        caller = (dict(os.environ), _Descriptor(1), _Descriptor(2))
         self._process = context.Process(
             target=_recorder_main,
-            args=(uri, self._requests, self._replies, os.getpid()),
+            args=(uri, self._requests, self._replies, caller),
             name="mlflow-recorder",
             daemon=True,
         )
@@ -257,11 +257,64 @@ class RecorderProcess(_Answers):
         self._process.join(timeout=10)
 
 
-def _watch_parent(parent):
-    while True:
-        time.sleep(0.5)
-        if os.getppid() != parent:
-            os._exit(0)
+_recorders_started = 0
+PRELOADED = ["harness.records.recorder", "mlflow.store.tracking.sqlalchemy_store"]
+"""What a forkserver imports once, so that each recorder forked from it starts with MLflow imported."""
+
+
+def _start_method():
+    """A process's first recorder is spawned: it imports MLflow (2-3 CPU-s) beside the caller's work, and
+    a one-command process needs no other. From the second on (a notebook, the test suite: many commands in
+    one process), recorders fork from a forkserver that imported MLflow once, in milliseconds each."""
+    import multiprocessing
+
+    global _recorders_started
+    _recorders_started += 1
+    if _recorders_started == 1 or "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOADED)
+    return context
+
+
+class _Descriptor:
+    """One of the caller's file descriptors, handed to the child: a child forked from the server would
+    otherwise write to the standard streams the server was started with, not to its caller's."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __reduce__(self):
+        from multiprocessing.reduction import DupFd
+
+        return _received, (DupFd(self.fd),)
+
+
+def _received(duplicate):
+    return duplicate.detach()
+
+
+def _take_over(caller):
+    """Work in the caller's environment, onto its standard output and error (multiprocessing itself gives a
+    child the caller's working folder and ``sys.path``, whichever way it starts)."""
+    environment, stdout, stderr = caller
+    os.environ.clear()
+    os.environ.update(environment)
+    for mine, theirs in ((1, stdout), (2, stderr)):
+        os.dup2(theirs, mine)
+        os.close(theirs)
+
+
+def _watch_parent():
+    """Ends this process once its parent is gone: the parent holds the write end of the pipe that
+    ``parent_process().sentinel`` reads, whichever way this process was started."""
+    import multiprocessing
+    from multiprocessing.connection import wait
+
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        wait([parent.sentinel])
+    os._exit(0)
 
 
 def _exit_now(replies):
@@ -273,11 +326,12 @@ def _exit_now(replies):
     os._exit(0)
 
 
-def _recorder_main(uri, requests, replies, parent):
+def _recorder_main(uri, requests, replies, caller):
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="parent-watchdog").start()
+    _take_over(caller)
+    threading.Thread(target=_watch_parent, daemon=True, name="parent-watchdog").start()
     from mlflow.store.tracking import sqlalchemy_store  # noqa: F401 - the slow import, done early
 
     client, refs, broken = None, {}, None
