@@ -7,8 +7,13 @@
 2. The quickstart study end to end with stacks of 1, 4, 8 and 16 trials, same trials (random sampler,
    no pruner, so every stack size trains exactly the same settings), and a check that the recorded
    curves are identical.
+3. A lean search trial's epoch (``train_stack(curves=lean_curves(...))``: no training-split scoring, no
+   gradient norms) against the same stack computing every curve, side by side: the benchmark study's
+   network (two hidden layers of 128, batch 32, cross-entropy, momentum) on digits and MNIST-1D, T = 1
+   and 16, float64 and float32; and a check that the lean curves equal the full run's (==). ``--lean``
+   runs this part alone (under a minute).
 
-    .venv/bin/python benchmarks/bench_stack.py [--rounds 3]
+    .venv/bin/python benchmarks/bench_stack.py [--rounds 3] [--lean]
 """
 
 import argparse
@@ -27,6 +32,7 @@ from threadpoolctl import threadpool_limits
 from harness.engine.config import make_config
 from harness.engine.data import load_split
 from harness.engine.training import train_stack
+from harness.records.runs import lean_curves
 
 ROOT = Path(__file__).resolve().parent.parent
 EPOCHS = 50
@@ -139,10 +145,72 @@ def recorded_curves(folder, study):
     return curves
 
 
+LEAN_EPOCHS = 3
+
+
+def lean_stack_ms(dataset, split, models, dtype, lean):
+    """ms per stack-epoch of ``models`` benchmark-study models, lean or computing every curve; and the results."""
+    configs = [
+        make_config(
+            {
+                "dataset": dataset,
+                "epochs": LEAN_EPOCHS,
+                "hidden": [128, 128],
+                "batch_size": 32,
+                "momentum": 0.9,
+                "seed": s,
+                "lr": 0.01 * (1 + s % 5),
+                "dtype": dtype,
+            }
+        )
+        for s in range(models)
+    ]
+    curves = lean_curves(configs[0], "val_accuracy") if lean else None
+    start = time.perf_counter()
+    results = train_stack(configs, split, include_test=False, curves=curves)
+    return (time.perf_counter() - start) / LEAN_EPOCHS * 1000, results
+
+
+def lean_vs_full(rounds):
+    """Part 3: lean and full epochs interleaved round by round; medians, their ratio, and the curves checked."""
+    cases = [(d, dtype, t) for d in ("digits", "mnist1d") for dtype in ("float64", "float32") for t in (1, 16)]
+    splits = {(d, dtype): load_split(make_config({"dataset": d, "dtype": dtype})) for d, dtype, _ in cases}
+    times = {(case, lean): [] for case in cases for lean in (False, True)}
+    identical = True
+    for _ in range(rounds):
+        for case in cases:
+            d, dtype, models = case
+            full_ms, full = lean_stack_ms(d, splits[(d, dtype)], models, dtype, lean=False)
+            lean_ms, lean = lean_stack_ms(d, splits[(d, dtype)], models, dtype, lean=True)
+            times[(case, False)].append(full_ms)
+            times[(case, True)].append(lean_ms)
+            identical &= all(
+                r.history == {k: v for k, v in f.history.items() if k in r.history} for r, f in zip(lean, full)
+            )
+    print(
+        f"3. lean search-trial epoch vs every curve: 2x128 ReLU, batch 32, cross-entropy, momentum 0.9, "
+        f"{LEAN_EPOCHS} epochs, {rounds} interleaved rounds, 1 BLAS thread; ms per stack-epoch (medians)"
+    )
+    for case in cases:
+        d, dtype, models = case
+        full, lean = (statistics.median(times[(case, lean)]) for lean in (False, True))
+        n = len(splits[(d, dtype)].y_train)
+        print(
+            f"   {d:8s} ({n} rows) {dtype} T={models:<3d} all curves {full:7.1f} ms   lean {lean:7.1f} ms   "
+            f"lean/all {lean / full:.2f}"
+        )
+    print(f"   lean curves identical (==) to the full runs': {identical}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
-    rounds = parser.parse_args().rounds
+    parser.add_argument("--lean", action="store_true", help="part 3 alone: lean vs full epochs (under a minute)")
+    args = parser.parse_args()
+    rounds = args.rounds
+    if args.lean:
+        lean_vs_full(rounds)
+        return
     splits = {d: load_split(make_config({"dtype": d})) for d in ("float64", "float32")}
     sizes = (1, 4, 16, 64)
     ours = {(d, t): [] for d in splits for t in sizes}
@@ -181,6 +249,7 @@ def main():
             f"{stats['epochs']} epochs; speed-up vs stack 1: {walls[1] / walls[stack]:.2f}; "
             f"curves identical to stack 1: {curves[stack] == curves[1]} ({len(curves[stack])} runs)"
         )
+    lean_vs_full(rounds)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,19 @@ scheduled learning rate. After each epoch every model is scored on the training 
 under every loss and its curves grow by one point; callbacks see those metrics and may stop a model
 (pruning). A non-finite loss or weight ends a model as *diverged*: a result, not an exception; so does a
 finite loss that explodes (``EXPLODED``).
+
+A run may ask for fewer curves (``curves``: a lean search trial keeps three or four): the training-split scoring
+and the gradient norms are then skipped unless their curve is wanted, and every other curve is computed
+but not kept. What decides the run is unchanged: the training loss, the weight norm, every validation
+yardstick and whether each batch's gradient norm was finite (``finite_norms``) are still checked, so a lean
+run stops, diverges and scores exactly where and as the full one does, bit for bit.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -127,14 +133,14 @@ def max_stack(config: TrainConfig, split: Split, memory_bytes: int = 2 * 1024**3
 
 
 def epoch_metrics(
-    logits_train: NDArray[np.floating],
+    logits_train: NDArray[np.floating] | None,
     logits_val: NDArray[np.floating],
     split: Split,
     own: tuple[str, Any] | None = None,
 ) -> dict[str, float]:
-    """End-of-epoch accuracy on the whole training split, and every yardstick on validation, with the
-    run's own training loss ``own`` (``own_loss``) among them."""
-    metrics = {"train_accuracy": accuracy(logits_train, split.y_train)}
+    """End-of-epoch accuracy on the whole training split (unless ``logits_train`` is None: not wanted), and
+    every yardstick on validation, with the run's own training loss ``own`` (``own_loss``) among them."""
+    metrics = {} if logits_train is None else {"train_accuracy": accuracy(logits_train, split.y_train)}
     metrics.update({f"val_{k}": v for k, v in evaluate(logits_val, split.y_val, own).items()})
     return metrics
 
@@ -144,6 +150,27 @@ def exploded(history: dict[str, list[float]], metrics: dict[str, float]) -> bool
     return any(
         key in metrics and history.get(key) and metrics[key] > EXPLODED * abs(history[key][0]) for key in EXPLODED_KEYS
     )
+
+
+def finite_norms(grad: NDArray[np.floating], limit: float) -> NDArray[np.bool_]:
+    """Per model, whether ``sqrt(sum(grad * grad))``, the batch's ``grad_norm`` term, is finite, at a quarter
+    of its cost when it is: one dot product per model, no (T, P) temporary. Below ``limit``
+    (``finite_limit``) that sum cannot overflow in any order of summation; above it, or not finite, the
+    norm itself decides. An inf gradient, or a finite one whose squares overflow (float32 from 1.8e19) while
+    the weights stay finite (Adam's inf second moment freezes them), ends a lean run in the epoch it ends a full one."""
+    if np.all(np.vecdot(grad, grad) <= limit):  # NaN compares False
+        return np.ones(grad.shape[0], dtype=bool)
+    return np.isfinite(np.sqrt(np.add.reduce(grad * grad, axis=1)))
+
+
+def finite_limit(dtype: np.dtype, n_params: int) -> float:
+    """A computed sum of ``n_params`` squares at or below this is at least (1 - u)^(n+2) of the exact sum,
+    u the unit roundoff, whatever the order of summation (each product and addition of non-negative terms
+    rounds by at most u, plus a conversion); the sum as ``grad_norm`` computes it is at most (1 + u)^(n+2)
+    of the exact sum and so stays below the largest finite number."""
+    info = np.finfo(dtype)
+    u = float(info.eps) / 2
+    return float(info.max) * ((1 - u) / (1 + u)) ** (n_params + 2)
 
 
 def own_loss(config: TrainConfig, loss: Any) -> tuple[str, Any]:
@@ -193,17 +220,19 @@ def train_model(
     callbacks: Iterable[Callable[[int, dict[str, float]], bool | None]] = (),
     initial_params: tuple[Sequence[ArrayLike], Sequence[ArrayLike]] | None = None,
     include_test: bool = True,
+    curves: Collection[str] | None = None,
 ) -> TrainResult:
     """Train one model: the one-model stack. ``callbacks`` are ``cb(epoch, metrics) -> stop?``.
 
-    ``initial_params`` (weights, biases) replaces the seeded initialisation (scikit-learn parity test).
+    ``initial_params`` (weights, biases) replaces the seeded initialisation (scikit-learn parity test);
+    ``curves`` as ``train_stack``'s.
     """
     start = None
     if initial_params is not None:
         weights, biases = initial_params
         start = [np.concatenate([np.concatenate([np.ravel(w), np.ravel(b)]) for w, b in zip(weights, biases)])]
     stack_callbacks = [lambda t, epoch, metrics, cb=cb: cb(epoch, metrics) for cb in callbacks]
-    return train_stack([config], split, stack_callbacks, start, include_test)[0]
+    return train_stack([config], split, stack_callbacks, start, include_test, curves)[0]
 
 
 def train_stack(
@@ -212,11 +241,16 @@ def train_stack(
     callbacks: Sequence[Callable[[int, int, dict[str, float]], bool | None]] = (),
     starts: Sequence[NDArray[np.floating]] | None = None,
     include_test: bool = True,
+    curves: Collection[str] | None = None,
 ) -> list[TrainResult]:
     """Train ``configs`` (one model each) as one stack; returns one TrainResult per config, in order.
 
     ``callbacks`` are called as ``cb(t, epoch, metrics)`` for model ``t`` after each of its epochs;
     one returning True stops that model (status ``stopped``).
+
+    ``curves``: the per-epoch curves wanted (a lean search trial's, ``records.runs.lean_curves``), None for
+    every one. The histories, the metrics callbacks see and the final validation scores hold only those;
+    the rest is not computed where nothing else needs it (the module's docstring says what still is).
     """
     first = configs[0]
     for config in configs:
@@ -230,10 +264,10 @@ def train_stack(
         threadpool_limits(first.blas_threads, user_api="blas"),
         np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"),
     ):
-        return _train_stack(configs, split, callbacks, starts, include_test)
+        return _train_stack(configs, split, callbacks, starts, include_test, curves)
 
 
-def _train_stack(configs, split, callbacks, starts, include_test):
+def _train_stack(configs, split, callbacks, starts, include_test, curves):
     first = configs[0]
     dtype = np.dtype(first.dtype)
     params = np.stack(starts if starts is not None else [initial_params(c, split) for c in configs]).astype(dtype)
@@ -242,6 +276,10 @@ def _train_stack(configs, split, callbacks, starts, include_test):
     loss = resolve_loss(first.loss, first.gce_q, first.method_settings)
     own = own_loss(first, loss)
     order_rngs = [seeded_generators(c.seed)[1] for c in configs]
+    wanted = None if curves is None else frozenset(curves)
+    score_train = wanted is None or "train_accuracy" in wanted
+    norms = wanted is None or "grad_norm" in wanted  # else only whether they are finite
+    limit = finite_limit(dtype, network.params.shape[1])
 
     x = np.ascontiguousarray(split.x_train, dtype=dtype)
     n = x.shape[0]
@@ -251,6 +289,7 @@ def _train_stack(configs, split, callbacks, starts, include_test):
 
     results = [None] * len(configs)
     histories = [{} for _ in configs]
+    firsts = [{} for _ in configs]  # each model's first-epoch EXPLODED_KEYS values, its curves or not (``exploded``)
     last_finite = [None] * len(configs)
     times = [[] for _ in configs]
     active = list(range(len(configs)))  # original index of each row of the stack
@@ -282,6 +321,7 @@ def _train_stack(configs, split, callbacks, starts, include_test):
             orders = np.broadcast_to(np.arange(n), (len(active), n))
         loss_sum = np.zeros(len(active))
         grad_norm_sum = np.zeros(len(active))
+        grads_finite = np.ones(len(active), dtype=bool)
         n_batches = 0
         for begin in range(0, n, batch):
             rows = orders[:, begin : begin + batch]
@@ -296,32 +336,41 @@ def _train_stack(configs, split, callbacks, starts, include_test):
                 if not active:
                     return results
                 orders, lrs, values = orders[good], lrs[good], values[good]
-                loss_sum, grad_norm_sum = loss_sum[good], grad_norm_sum[good]
+                loss_sum, grad_norm_sum, grads_finite = loss_sum[good], grad_norm_sum[good], grads_finite[good]
             loss_sum += values * rows.shape[1]
-            grad_norm_sum += np.sqrt(np.add.reduce(network.grad * network.grad, axis=1))
+            if norms:
+                grad_norm_sum += np.sqrt(np.add.reduce(network.grad * network.grad, axis=1))
+            else:
+                grads_finite &= finite_norms(network.grad, limit)
             n_batches += 1
             optimizer.step(network.params, network.grad, lrs)
             for r, t in enumerate(active):
                 last_finite[t] = float(values[r])
         weight_norms = np.sqrt(np.add.reduce(network.params * network.params, axis=1))
-        logits_train, logits_val = network.logits(split.x_train), network.logits(split.x_val)
-        leaving, stopped, diverged = [], [], []
+        logits_train = network.logits(split.x_train) if score_train else None
+        logits_val = network.logits(split.x_val)
+        leaving, stopped, diverged, unwanted = [], [], [], set()
         for r, t in enumerate(active):
             metrics = {
                 "train_loss": loss_sum[r] / n,
                 "lr": float(lrs[r, 0]),
-                "grad_norm": grad_norm_sum[r] / n_batches,
+                **({"grad_norm": grad_norm_sum[r] / n_batches} if norms else {}),
                 "weight_norm": float(weight_norms[r]),
-                **epoch_metrics(logits_train[r], logits_val[r], split, own),
+                **epoch_metrics(None if logits_train is None else logits_train[r], logits_val[r], split, own),
             }
             metrics = {k: float(v) for k, v in metrics.items()}
-            if not all(math.isfinite(v) for v in metrics.values()) or exploded(histories[t], metrics):
+            finite = grads_finite[r] and all(math.isfinite(v) for v in metrics.values())
+            if not finite or exploded(firsts[t], metrics):
                 diverged.append(r)
                 continue
+            firsts[t] = firsts[t] or {k: [metrics[k]] for k in EXPLODED_KEYS if k in metrics}
+            last_finite[t] = metrics["train_loss"]
+            if wanted is not None:
+                unwanted = metrics.keys() - wanted
+                metrics = {k: v for k, v in metrics.items() if k in wanted}
             for key, value in metrics.items():
                 histories[t].setdefault(key, []).append(value)
             times[t].append(time.time())
-            last_finite[t] = metrics["train_loss"]
             if any(cb(t, epoch, metrics) for cb in callbacks):
                 stopped.append(r)
             elif epoch >= configs[t].epochs:
@@ -332,6 +381,7 @@ def _train_stack(configs, split, callbacks, starts, include_test):
             t = active[r]
             model = Model.from_stack(network, r)
             final, quality = scored(model, split, include_test, own)
+            final = {k: v for k, v in final.items() if k not in unwanted}  # a lean run's: its curves' last points
             results[t] = TrainResult(
                 STOPPED if r in stopped else COMPLETE,
                 epoch,

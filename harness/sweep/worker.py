@@ -21,7 +21,7 @@ from ..engine.data import data_key, load_split
 from ..engine.methods import changed_module
 from ..engine.training import DIVERGED, max_stack, train_stack
 from ..records.correctness import correctness_tags
-from ..records.runs import CONFIG_ARTIFACT, FINAL_STATES, TrialRuns, environment_tags
+from ..records.runs import CONFIG_ARTIFACT, FINAL_STATES, TrialRuns, environment_tags, lean_curves
 from ..records.table import REUSED_TAG
 from ..records.tags import DATASET_DIGEST, EPOCHS_TO_TARGET, INVOCATION, PREFIX, PRUNED_EPOCH, STATE, STUDY
 from .conditions import ConditionStudies
@@ -317,8 +317,11 @@ class SweepWorker:
 
     def train(self, studies, group, callbacks, include_test):
         """Start one MLflow run per member and train the group as one stack; None if training failed
-        (a re-run's failure is raised: its outcome is known, so failing now is a fault of the machine)."""
+        (a re-run's failure is raised: its outcome is known, so failing now is a fault of the machine).
+        Search trials recorded lean compute only their lean curves (and what decides the run)."""
         split = self.split_for(group[0].config)
+        lean = self.runs.lean(group[0].phase)
+        curves = lean_curves(group[0].config, self.study.objective) if lean else None
         for member in group:
             member.create = self.runs.start(member, split)
         self._training = list(group)
@@ -327,7 +330,11 @@ class SweepWorker:
         try:
             faults.before_training(studies.condition.name)
             results = train_stack(
-                [m.config for m in group], split, (*callbacks, delay) if delay else callbacks, include_test=include_test
+                [m.config for m in group],
+                split,
+                (*callbacks, delay) if delay else callbacks,
+                include_test=include_test,
+                curves=curves,
             )
         except OutageError:  # a shared service stayed away: not a fault of these trials
             raise
