@@ -246,9 +246,11 @@ def print_sizes(described):
 
 
 def report(results, commands, described, peaks):
-    """One row per variant (medians over the rounds), against its tree's 1-worker run; returns the walls."""
+    """One row per variant (medians over the rounds), against its tree's 1-worker run; returns the walls and
+    each variant's FLOP lower bound (its first round's)."""
     cores = os.cpu_count() or 1
     walls = {label: statistics.median(r[0] for r in rows) for label, rows in results.items()}
+    flops_of = {}
     rounds, width = len(next(iter(results.values()))), max(map(len, results))
     print(
         f"\nmedians of {rounds} round(s); runs = runs that trained (search trials and confirmations), epochs = "
@@ -261,7 +263,7 @@ def report(results, commands, described, peaks):
     for label, rows in results.items():
         tree_label, tree, workers, _ = commands[label]
         wall, runs, per_condition = walls[label], rows[0][1], rows[0][2]
-        flops = lower_bound(per_condition, described[tree_label])
+        flops = flops_of[label] = lower_bound(per_condition, described[tree_label])
         dtypes = sorted({d["dtype"] for d in described[tree_label].values()})
         peak = peaks[dtypes[0]]["square"] if len(dtypes) == 1 else float("nan")
         rate = flops / wall / 1e9
@@ -271,13 +273,19 @@ def report(results, commands, described, peaks):
             f"{rate:8.2f} {'/'.join(dtypes):>8} {rate / (peak * workers):18.1%} {rate / (peak * cores):19.1%} "
             f"{one / wall:11.2f}x"
         )
-    return walls
+    return walls, flops_of
 
 
-def print_stats(results):
-    """Where each variant's time went, as its sweep's workers counted it (first round)."""
+def print_stats(results, flops_of):
+    """Where each variant's time went, as its sweep's workers counted it (first round), and the FLOP lower
+    bound per second inside training (the engine's own rate, beside whatever else ran)."""
     print("\nwhere the time went (the sweep's own stats, first round):")
     for label, rows in results.items():
+        trained = sum(s.get("train_seconds", 0) for s in rows[0][3])
+        if trained:
+            print(
+                f"  {label}: {flops_of[label] / trained / 1e9:.2f} GFLOP/s per second of training, summed over workers"
+            )
         for s in rows[0][3]:
             busy = sum(s.get("recorder_busy_seconds", {}).values())
             print(
@@ -361,10 +369,10 @@ def main():
         print(f"\n{args.study} at {stated}; every variant a fresh folder and store:")
         commands = variants(trees, args.study, (1, 2), budget)
         results = measure(commands, args.rounds)
-    walls = report(results, commands, described, peaks)
+    walls, flops_of = report(results, commands, described, peaks)
     if args.against:
         print_against(walls, next(t for t in trees if t != "this tree"), (1, 2))
-    print_stats(results)
+    print_stats(results, flops_of)
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
