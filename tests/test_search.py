@@ -82,6 +82,22 @@ def test_a_stack_minimizing_a_loss_prunes_its_highest_losses():
     assert _train_fake_stack("minimize", losses) == {0: 2, 1: 2}
 
 
+def test_a_member_that_trained_to_the_end_is_a_finished_trial_for_the_rest_of_its_stack():
+    """A (2 epochs) finished at epoch 2, before Optuna is told: from epoch 3 it counts among the references
+    as a finished trial does (3 with C and D, the startup count), so B, far below C and D, is pruned."""
+    study = optuna.create_study(
+        direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=3)
+    )
+    a, b, c, d = (study.ask() for _ in range(4))
+    pruning = StackPruning(study)
+    for epoch in (1, 2):
+        pruning.epoch_values(epoch, {a.number: 0.9, b.number: 0.1, c.number: 0.5, d.number: 0.6})
+        assert not pruning.report(a, epoch, 0.9, last=epoch == 2)
+        assert not any(pruning.report(t, epoch, v) for t, v in ((b, 0.1), (c, 0.5), (d, 0.6)))  # warm-up
+    pruning.epoch_values(3, {b.number: 0.1, c.number: 0.5, d.number: 0.6})
+    assert pruning.report(b, 3, 0.1) and not pruning.report(c, 3, 0.5)
+
+
 def test_a_member_is_never_its_own_reference():
     """Two members, 2 startup trials: each has one reference, the other; too few, so neither is pruned
     (counted among its own references, the lower one would be: below the median of 0.9 and 0.2)."""

@@ -33,12 +33,13 @@ class StackPruning:
     The median (percentile) rule also compares the members of the stack with each other. Optuna's
     pruner compares a trial only with *finished* trials, and nothing of a condition's first stack has
     finished while it trains: it trained all its members to the end. Given the epoch's values of the
-    live members (``epoch_values``), each member's references are the finished trials *and* the other
-    members that trained this epoch, each worth its value at this epoch, as a finished trial is worth
-    its value at this step: a member is pruned when its best value so far is worse than their median,
-    once there are ``startup_trials`` references. All members decide against the same epoch's values,
-    so the order they report in changes nothing, and a member left alone is never judged by itself.
-    Hyperband keeps Optuna's own rule (its rungs are read from the storage).
+    live members (``epoch_values``), each member's references are the finished trials (the stack's
+    own members that finished an earlier epoch too, before Optuna is told) *and* the other members that
+    trained this epoch, each worth its value at this epoch, as a finished trial is worth its value at
+    this step: a member is pruned when its best value so far is worse than their median, once there
+    are ``startup_trials`` references. All members decide against the same epoch's values, so the order
+    they report in changes nothing, and a member left alone is never judged by itself. Hyperband keeps
+    Optuna's own rule (its rungs are read from the storage).
     """
 
     _epoch: int | None
@@ -50,6 +51,8 @@ class StackPruning:
         self.among_stack = isinstance(optuna_study.pruner, optuna.pruners.PercentilePruner)
         self._peers_epoch: int | None = None
         self._peers: dict[int, FrozenTrial] = {}  # {trial number: the member at this epoch, as a reference}
+        self._curves: dict[int, dict[int, float]] = {}  # {trial number: {epoch: value}} of the stack's members
+        self._finished: list[tuple[int, FrozenTrial]] = []  # (epoch, member) of members that trained to the end
 
     def epoch_values(self, epoch: int, values: dict[int, float]) -> None:
         """The objective of every member that trained ``epoch`` ({trial number: value}; a member that
@@ -58,14 +61,24 @@ class StackPruning:
             self._peers_epoch = epoch
             self._peers = {number: _reference(epoch, value) for number, value in values.items()}
 
-    def report(self, trial: optuna.Trial, epoch: int, value: float, decide: bool = True) -> bool:
-        """Report a trial's epoch; True when it should stop (pruned, or no longer this worker's)."""
+    def report(self, trial: optuna.Trial, epoch: int, value: float, decide: bool = True, last: bool = False) -> bool:
+        """Report a trial's epoch (``last``: the last of its budget); True when it should stop (pruned, or
+        no longer this worker's)."""
         try:
             trial.report(value, epoch)
         except TAKEN_AWAY:
             self.taken_away.add(trial.number)
             return True
-        return decide and self.should_prune(trial, epoch, value)
+        stop = decide and self.should_prune(trial, epoch, value)
+        if self.among_stack:
+            curve = self._curves.setdefault(trial.number, {})
+            curve[epoch] = float(value)
+            if last and not stop:  # a finished trial for the members still training, from the next epoch
+                finished = optuna.trial.create_trial(
+                    state=TrialState.COMPLETE, value=value, intermediate_values=dict(curve)
+                )
+                self._finished.append((epoch, finished))
+        return stop
 
     def should_prune(self, trial: optuna.Trial, epoch: int, value: float) -> bool:
         if epoch != self._epoch:
@@ -74,6 +87,7 @@ class StackPruning:
         frozen = copy.copy(self._trials[trial.number])
         frozen.intermediate_values = {**frozen.intermediate_values, epoch: float(value)}
         references = [t for t in self._trials.values() if not diverged(t)]
+        references += [finished for ended, finished in self._finished if ended < epoch]
         if epoch == self._peers_epoch:
             references += [peer for number, peer in self._peers.items() if number != trial.number]
         # _Snapshot stands in for the study

@@ -219,7 +219,8 @@ class SweepWorker:
             def report(t, epoch, metrics, group=group, pruning=pruning):
                 with _Timer(self.stats, "optuna_seconds"), _Timer(self.stats, "optuna_in_training_seconds"):
                     # the median pruner never prunes inside its warm-up: skip the storage round trip
-                    return pruning.report(group[t].trial, epoch, metrics[study.objective], epoch >= checks_from)
+                    last = epoch >= group[t].config.epochs
+                    return pruning.report(group[t].trial, epoch, metrics[study.objective], epoch >= checks_from, last)
 
             def epoch_values(epoch, metrics, group=group, pruning=pruning):
                 if epoch >= checks_from:  # the members' values at this epoch: references for each other
