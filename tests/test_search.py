@@ -31,6 +31,7 @@ def _study_with_history(pruner, storage=None):
     ids=["median", "percentile", "hyperband"],
 )
 def test_stack_pruning_decides_exactly_as_should_prune(pruner):
+    """Against finished trials alone (no values of the stack's epoch given), Optuna's own decisions."""
     study = _study_with_history(pruner)
     stack = [study.ask() for _ in range(4)]
     pruning = StackPruning(study)
@@ -44,6 +45,72 @@ def test_stack_pruning_decides_exactly_as_should_prune(pruner):
             decisions.append(ours)
     if not isinstance(pruner, optuna.pruners.HyperbandPruner):
         assert True in decisions and False in decisions  # the comparison was not vacuous
+
+
+def _train_fake_stack(direction, curves, order=None):
+    """A stack with no finished trial, its members reporting ``curves[i][epoch - 1]`` as the worker does:
+    the epoch's values first, then each live member reports and decides. {member: epoch it was pruned}."""
+    study = optuna.create_study(
+        direction=direction, pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
+    )
+    stack = [study.ask() for _ in curves]
+    pruning, pruned = StackPruning(study), {}
+    for epoch in range(1, len(curves[0]) + 1):
+        live = [i for i in (order or range(len(stack))) if i not in pruned]
+        pruning.epoch_values(epoch, {stack[i].number: curves[i][epoch - 1] for i in live})
+        for i in live:
+            if pruning.report(stack[i], epoch, curves[i][epoch - 1]):
+                assert not stack[i].should_prune()  # Optuna's own rule: nothing finished, nothing pruned
+                pruned[i] = epoch
+    return pruned
+
+
+# five members, each curve rising by 0.01 per epoch; members 0 and 1 lie below the others' median
+RISING = [[base + 0.01 * epoch for epoch in range(1, 7)] for base in (0.1, 0.2, 0.35, 0.4, 0.5)]
+
+
+def test_a_stacks_members_prune_each_other_below_their_median_after_the_warmup():
+    """Epoch 1 is inside the warm-up (2 steps): nobody is pruned. At epoch 2 each member has 4 references
+    (>= 3 startup trials): the two below the others' median are pruned, whatever order they report in.
+    Then 3 are left, with 2 references each: too few, so they train to the end."""
+    assert _train_fake_stack("maximize", RISING) == {0: 2, 1: 2}
+    assert _train_fake_stack("maximize", RISING, order=[4, 3, 2, 1, 0]) == {0: 2, 1: 2}
+
+
+def test_a_stack_minimizing_a_loss_prunes_its_highest_losses():
+    losses = [[1 - v for v in curve] for curve in RISING]  # the same members, as a falling loss
+    assert _train_fake_stack("minimize", losses) == {0: 2, 1: 2}
+
+
+def test_a_member_that_trained_to_the_end_is_a_finished_trial_for_the_rest_of_its_stack():
+    """A (2 epochs) finished at epoch 2, before Optuna is told: from epoch 3 it counts among the references
+    as a finished trial does (3 with C and D, the startup count), so B, far below C and D, is pruned."""
+    study = optuna.create_study(
+        direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=3)
+    )
+    a, b, c, d = (study.ask() for _ in range(4))
+    pruning = StackPruning(study)
+    for epoch in (1, 2):
+        pruning.epoch_values(epoch, {a.number: 0.9, b.number: 0.1, c.number: 0.5, d.number: 0.6})
+        assert not pruning.report(a, epoch, 0.9, last=epoch == 2)
+        assert not any(pruning.report(t, epoch, v) for t, v in ((b, 0.1), (c, 0.5), (d, 0.6)))  # warm-up
+    pruning.epoch_values(3, {b.number: 0.1, c.number: 0.5, d.number: 0.6})
+    assert pruning.report(b, 3, 0.1) and not pruning.report(c, 3, 0.5)
+
+
+def test_a_member_is_never_its_own_reference():
+    """Two members, 2 startup trials: each has one reference, the other; too few, so neither is pruned
+    (counted among its own references, the lower one would be: below the median of 0.9 and 0.2)."""
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=2))
+    high, low = study.ask(), study.ask()
+    pruning = StackPruning(study)
+    pruning.epoch_values(1, {high.number: 0.9, low.number: 0.2})
+    assert not pruning.report(high, 1, 0.9) and not pruning.report(low, 1, 0.2)
+    finished = study.ask()  # a finished trial makes the second reference
+    finished.report(0.8, 2)
+    study.tell(finished, 0.8)
+    pruning.epoch_values(2, {high.number: 0.9, low.number: 0.2})
+    assert not pruning.report(high, 2, 0.9) and pruning.report(low, 2, 0.2)
 
 
 @pytest.mark.parametrize(

@@ -213,6 +213,38 @@ def test_sigkill_mid_trial_then_resume_finishes_the_exact_budget(workdir):
         assert not [t for t in group if t.state.name == "RUNNING"], name
 
 
+ONE_STACK = (
+    TINY.replace('loss = ["mse", "cross_entropy"]', 'loss = ["cross_entropy"]')
+    .replace("trials = 4", "trials = 8\nstack = 8")
+    .replace("startup_trials = 1", "startup_trials = 3")
+    .replace("seeds = 2", "seeds = 1")
+)
+"""One condition whose whole search budget is one stack: nothing finishes before the others train."""
+
+
+def test_the_members_of_a_conditions_first_stack_prune_each_other(workdir):
+    """Optuna's median pruner compares a trial with finished trials only, so a condition's first stack
+    trained every member to the end. Its members are each other's references now, and a pruned member is
+    recorded as any pruned trial: Optuna PRUNED with its last report, its run ``pruned`` at its epoch."""
+    assert main(["sweep", write_study(workdir, ONE_STACK), "-q"]) == 0
+    search = optuna_trials(workdir)["tiny/cross_entropy"]
+    assert len(search) == 8 and {t.state.name for t in search} <= {"COMPLETE", "PRUNED"}
+    pruned = [t for t in search if t.state.name == "PRUNED"]
+    assert pruned and len(pruned) < 8
+    runs = {
+        r.data.tags.get("harness.optuna_trial"): r
+        for r in mlflow_runs(workdir)[1]
+        if r.data.tags.get("harness.kind") == "search"
+    }
+    for trial in pruned:
+        epoch = trial.user_attrs["pruned_epoch"]
+        assert epoch > 1 and epoch == trial.user_attrs["epochs_run"] < trial.params["epochs"]  # past the warm-up
+        assert trial.value == trial.intermediate_values[epoch] and max(trial.intermediate_values) == epoch
+        run = runs[str(trial.number)]
+        assert run.info.status == "FINISHED" and run.data.tags["harness.state"] == "pruned"
+        assert run.data.tags["harness.pruned_epoch"] == str(epoch) and run.data.metrics["epochs_run"] == epoch
+
+
 STUDY_FILES = sorted(
     p for p in (Path(__file__).parent.parent / "studies").glob("*.toml") if not p.name.startswith("single_run")
 )

@@ -182,6 +182,22 @@ def test_a_stopped_model_leaves_the_stack_without_disturbing_the_others(split, c
     assert stacked[2].history == train_model(configs[2], split).history
 
 
+def test_on_epoch_sees_every_live_models_epoch_before_any_callback_decides(split, config):
+    """The stack-wide rule (pruning among a stack's members) needs the whole epoch first; a model that
+    diverged in the epoch is not in it, one stopped earlier no longer is."""
+    configs = [config(seed=0, epochs=4), config(seed=1, lr=1e6, momentum=0.9, epochs=4), config(seed=2, epochs=4)]
+    events = []
+    on_epoch = lambda epoch, metrics: events.append(("epoch", epoch, sorted(metrics)))  # noqa: E731
+    stop = lambda t, epoch, metrics: events.append(("cb", epoch, t)) or (t == 2 and epoch == 2)  # noqa: E731
+    stacked = train_stack(configs, split, callbacks=[stop], on_epoch=on_epoch)
+    assert [r.status for r in stacked] == [COMPLETE, DIVERGED, STOPPED]
+    diverged = stacked[1].diverged_epoch
+    for epoch in range(1, 5):
+        live = [t for t in (0, 1, 2) if not (t == 1 and epoch >= diverged) and not (t == 2 and epoch > 2)]
+        at = events.index(("epoch", epoch, live))
+        assert [e for e in events[at + 1 : at + 1 + len(live)]] == [("cb", epoch, t) for t in live]
+
+
 def test_models_that_cannot_share_a_stack_are_refused(split, config):
     from harness.common.errors import ConfigError
 

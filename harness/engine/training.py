@@ -242,11 +242,14 @@ def train_stack(
     starts: Sequence[NDArray[np.floating]] | None = None,
     include_test: bool = True,
     curves: Collection[str] | None = None,
+    on_epoch: Callable[[int, dict[int, dict[str, float]]], None] | None = None,
 ) -> list[TrainResult]:
     """Train ``configs`` (one model each) as one stack; returns one TrainResult per config, in order.
 
     ``callbacks`` are called as ``cb(t, epoch, metrics)`` for model ``t`` after each of its epochs;
-    one returning True stops that model (status ``stopped``).
+    one returning True stops that model (status ``stopped``). ``on_epoch(epoch, {t: metrics})`` is called
+    once per epoch before them, with the metrics of every model that trained the epoch and did not diverge
+    in it: a rule across the stack (pruning among its members) sees the whole epoch before it decides.
 
     ``curves``: the per-epoch curves wanted (a lean search trial's, ``records.runs.lean_curves``), None for
     every one. The histories, the metrics callbacks see and the final validation scores hold only those;
@@ -264,10 +267,10 @@ def train_stack(
         threadpool_limits(first.blas_threads, user_api="blas"),
         np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"),
     ):
-        return _train_stack(configs, split, callbacks, starts, include_test, curves)
+        return _train_stack(configs, split, callbacks, starts, include_test, curves, on_epoch)
 
 
-def _train_stack(configs, split, callbacks, starts, include_test, curves):
+def _train_stack(configs, split, callbacks, starts, include_test, curves, on_epoch=None):
     first = configs[0]
     dtype = np.dtype(first.dtype)
     params = np.stack(starts if starts is not None else [initial_params(c, split) for c in configs]).astype(dtype)
@@ -349,7 +352,7 @@ def _train_stack(configs, split, callbacks, starts, include_test, curves):
         weight_norms = np.sqrt(np.add.reduce(network.params * network.params, axis=1))
         logits_train = network.logits(split.x_train) if score_train else None
         logits_val = network.logits(split.x_val)
-        leaving, stopped, diverged, unwanted = [], [], [], set()
+        leaving, stopped, diverged, unwanted, epoch_rows = [], [], [], set(), []
         for r, t in enumerate(active):
             metrics = {
                 "train_loss": loss_sum[r] / n,
@@ -371,6 +374,10 @@ def _train_stack(configs, split, callbacks, starts, include_test, curves):
             for key, value in metrics.items():
                 histories[t].setdefault(key, []).append(value)
             times[t].append(time.time())
+            epoch_rows.append((r, t, metrics))
+        if on_epoch is not None and epoch_rows:  # the whole epoch, before any model's callbacks decide
+            on_epoch(epoch, {t: metrics for _, t, metrics in epoch_rows})
+        for r, t, metrics in epoch_rows:
             if any(cb(t, epoch, metrics) for cb in callbacks):
                 stopped.append(r)
             elif epoch >= configs[t].epochs:

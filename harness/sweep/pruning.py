@@ -29,6 +29,17 @@ class StackPruning:
     cost 12 ms per call, 17 s of a 42 s quickstart. The trials of a stack decide at the same epoch
     against the same finished trials, so they share one read per epoch and ask the study's own
     pruner with it; each trial's value of this epoch is added from what it just reported.
+
+    The median (percentile) rule also compares the members of the stack with each other. Optuna's
+    pruner compares a trial only with *finished* trials, and nothing of a condition's first stack has
+    finished while it trains: it trained all its members to the end. Given the epoch's values of the
+    live members (``epoch_values``), each member's references are the finished trials (the stack's
+    own members that finished an earlier epoch too, before Optuna is told) *and* the other members that
+    trained this epoch, each worth its value at this epoch, as a finished trial is worth its value at
+    this step: a member is pruned when its best value so far is worse than their median, once there
+    are ``startup_trials`` references. All members decide against the same epoch's values, so the order
+    they report in changes nothing, and a member left alone is never judged by itself. Hyperband keeps
+    Optuna's own rule (its rungs are read from the storage).
     """
 
     _epoch: int | None
@@ -37,15 +48,37 @@ class StackPruning:
     def __init__(self, optuna_study: optuna.Study) -> None:
         self.study, self._epoch, self._trials = optuna_study, None, {}
         self.taken_away: set[int] = set()  # numbers of trials another worker failed as dead meanwhile
+        self.among_stack = isinstance(optuna_study.pruner, optuna.pruners.PercentilePruner)
+        self._peers_epoch: int | None = None
+        self._peers: dict[int, FrozenTrial] = {}  # {trial number: the member at this epoch, as a reference}
+        self._curves: dict[int, dict[int, float]] = {}  # {trial number: {epoch: value}} of the stack's members
+        self._finished: list[tuple[int, FrozenTrial]] = []  # (epoch, member) of members that trained to the end
 
-    def report(self, trial: optuna.Trial, epoch: int, value: float, decide: bool = True) -> bool:
-        """Report a trial's epoch; True when it should stop (pruned, or no longer this worker's)."""
+    def epoch_values(self, epoch: int, values: dict[int, float]) -> None:
+        """The objective of every member that trained ``epoch`` ({trial number: value}; a member that
+        diverged in it is not there: never a reference), before any of them decides."""
+        if self.among_stack:
+            self._peers_epoch = epoch
+            self._peers = {number: _reference(epoch, value) for number, value in values.items()}
+
+    def report(self, trial: optuna.Trial, epoch: int, value: float, decide: bool = True, last: bool = False) -> bool:
+        """Report a trial's epoch (``last``: the last of its budget); True when it should stop (pruned, or
+        no longer this worker's)."""
         try:
             trial.report(value, epoch)
         except TAKEN_AWAY:
             self.taken_away.add(trial.number)
             return True
-        return decide and self.should_prune(trial, epoch, value)
+        stop = decide and self.should_prune(trial, epoch, value)
+        if self.among_stack:
+            curve = self._curves.setdefault(trial.number, {})
+            curve[epoch] = float(value)
+            if last and not stop:  # a finished trial for the members still training, from the next epoch
+                finished = optuna.trial.create_trial(
+                    state=TrialState.COMPLETE, value=value, intermediate_values=dict(curve)
+                )
+                self._finished.append((epoch, finished))
+        return stop
 
     def should_prune(self, trial: optuna.Trial, epoch: int, value: float) -> bool:
         if epoch != self._epoch:
@@ -54,6 +87,9 @@ class StackPruning:
         frozen = copy.copy(self._trials[trial.number])
         frozen.intermediate_values = {**frozen.intermediate_values, epoch: float(value)}
         references = [t for t in self._trials.values() if not diverged(t)]
+        references += [finished for ended, finished in self._finished if ended < epoch]
+        if epoch == self._peers_epoch:
+            references += [peer for number, peer in self._peers.items() if number != trial.number]
         # _Snapshot stands in for the study
         return self.study.pruner.prune(_Snapshot(self.study, references), frozen)  # type: ignore[arg-type]
 
@@ -65,6 +101,11 @@ def diverged(trial: FrozenTrial) -> bool:
     condition at epoch 2, leaving it no result): like a trial Optuna fails for a NaN value, it is never
     a pruning reference."""
     return trial.state == TrialState.COMPLETE and (trial.value is None or not math.isfinite(trial.value))
+
+
+def _reference(epoch: int, value: float) -> FrozenTrial:
+    """A live member as the pruner sees a finished trial: its value at this epoch."""
+    return optuna.trial.create_trial(state=TrialState.COMPLETE, value=value, intermediate_values={epoch: value})
 
 
 class _Snapshot:

@@ -219,10 +219,21 @@ class SweepWorker:
             def report(t, epoch, metrics, group=group, pruning=pruning):
                 with _Timer(self.stats, "optuna_seconds"), _Timer(self.stats, "optuna_in_training_seconds"):
                     # the median pruner never prunes inside its warm-up: skip the storage round trip
-                    return pruning.report(group[t].trial, epoch, metrics[study.objective], epoch >= checks_from)
+                    last = epoch >= group[t].config.epochs
+                    return pruning.report(group[t].trial, epoch, metrics[study.objective], epoch >= checks_from, last)
+
+            def epoch_values(epoch, metrics, group=group, pruning=pruning):
+                if epoch >= checks_from:  # the members' values at this epoch: references for each other
+                    pruning.epoch_values(epoch, {group[t].trial.number: m[study.objective] for t, m in metrics.items()})
 
             # without a pruner nothing reads the per-epoch values (the curves are in MLflow): no writes
-            results = self.train(studies, group, () if study.pruner == "none" else (report,), include_test=False)
+            results = self.train(
+                studies,
+                group,
+                () if study.pruner == "none" else (report,),
+                include_test=False,
+                on_epoch=epoch_values if pruning.among_stack else None,
+            )
             for member, result in zip(group, results or ()):
                 member.outcome = search_outcome(result, study.objective, study.direction)
                 member.taken_away = member.trial.number in pruning.taken_away
@@ -315,7 +326,7 @@ class SweepWorker:
         )
         return min(self.study.stack, max_stack(config, self.split_for(config)))
 
-    def train(self, studies, group, callbacks, include_test):
+    def train(self, studies, group, callbacks, include_test, on_epoch=None):
         """Start one MLflow run per member and train the group as one stack; None if training failed
         (a re-run's failure is raised: its outcome is known, so failing now is a fault of the machine).
         Search trials recorded lean compute only their lean curves (and what decides the run)."""
@@ -335,6 +346,7 @@ class SweepWorker:
                 (*callbacks, delay) if delay else callbacks,
                 include_test=include_test,
                 curves=curves,
+                on_epoch=on_epoch,
             )
         except OutageError:  # a shared service stayed away: not a fault of these trials
             raise
