@@ -116,10 +116,19 @@ def run(args):
         stack=args.stack,
     )
 
+    from ..common.outages import patient
+    from ..records.recorder import RecorderProcess
     from ..records.store import resolve_tracking_uri
-    from ..sweep.lifecycle import SweepOptions, sweep_study
 
     uri = resolve_tracking_uri(args.tracking_uri)
+    # The recorder starts first, so MLflow imports in its process while this one imports the sweep's modules
+    # (optuna, pandas, scikit-learn) and loads the data: the first epoch waits less for the tracking store.
+    with patient(args.outage_seconds), RecorderProcess(uri) as recorder:
+        return _sweep(args, study, uri, recorder)
+
+
+def _sweep(args, study, uri, recorder):
+    from ..sweep.lifecycle import SweepOptions, sweep_study
     from ..sweep.progress import SweepProgress
 
     progress = SweepProgress(study, args.storage, terminal=sys.stderr.isatty(), quiet=args.quiet)
@@ -131,6 +140,7 @@ def run(args):
         outage_seconds=args.outage_seconds,
         restart_search=args.restart_search,
         on_poll=progress.update,
+        recorder=recorder,
     )
     try:
         result = sweep_study(study, options)

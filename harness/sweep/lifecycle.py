@@ -47,6 +47,7 @@ class SweepOptions:
     outage_seconds: float | None = None  # patience with the database and the server (outages.patient)
     restart_search: bool = False  # search again although the store holds runs of a search Optuna lost
     on_poll: object = None  # called between stacks (progress bars)
+    recorder: RecorderProcess | None = None  # started by the caller before its imports (``harness sweep``); else here
 
 
 @dataclass
@@ -107,7 +108,7 @@ def _sweep_study(study, options):
     uri = options.tracking_uri
     check_server(uri, patience=outage_seconds())
     check_writable(uri)
-    with RecorderProcess(uri) as recorder:  # imports mlflow while we load the data and prepare Optuna's side
+    with options.recorder or RecorderProcess(uri) as recorder:  # imports mlflow while we load the data
         splits = preflight(study)
         study, plan, worker, repaired = prepare(study, options, recorder, splits)
         sweeper = _Sweeper(study, plan, recorder, options)
