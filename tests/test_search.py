@@ -54,7 +54,7 @@ def _train_fake_stack(direction, curves, order=None):
         direction=direction, pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
     )
     stack = [study.ask() for _ in curves]
-    pruning, pruned = StackPruning(study), {}
+    pruning, pruned = StackPruning(study, among_stack=True), {}
     for epoch in range(1, len(curves[0]) + 1):
         live = [i for i in (order or range(len(stack))) if i not in pruned]
         pruning.epoch_values(epoch, {stack[i].number: curves[i][epoch - 1] for i in live})
@@ -89,7 +89,7 @@ def test_a_member_that_trained_to_the_end_is_a_finished_trial_for_the_rest_of_it
         direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=3)
     )
     a, b, c, d = (study.ask() for _ in range(4))
-    pruning = StackPruning(study)
+    pruning = StackPruning(study, among_stack=True)
     for epoch in (1, 2):
         pruning.epoch_values(epoch, {a.number: 0.9, b.number: 0.1, c.number: 0.5, d.number: 0.6})
         assert not pruning.report(a, epoch, 0.9, last=epoch == 2)
@@ -103,7 +103,7 @@ def test_a_member_is_never_its_own_reference():
     (counted among its own references, the lower one would be: below the median of 0.9 and 0.2)."""
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=2))
     high, low = study.ask(), study.ask()
-    pruning = StackPruning(study)
+    pruning = StackPruning(study, among_stack=True)
     pruning.epoch_values(1, {high.number: 0.9, low.number: 0.2})
     assert not pruning.report(high, 1, 0.9) and not pruning.report(low, 1, 0.2)
     finished = study.ask()  # a finished trial makes the second reference

@@ -71,6 +71,7 @@ BAD = [
     (_replace("trials = 3", 'trials = "many"'), "budget.trials = 'many'"),
     (GOOD + '[sampler]\nname = "bayes"\n', "sampler.name = 'bayes' is not allowed; choose one of: tpe"),
     (GOOD + '[pruner]\nname = "early"\n', "pruner.name = 'early'"),
+    (GOOD + "[pruner]\namong_stack = 1\n", "pruner.among_stack = 1 is not allowed; must be true or false"),
     (GOOD + '[objective]\nmetric = "test_accuracy"\n', "objective.metric = 'test_accuracy'"),
     (GOOD + '[objective]\nmetric = "val_mse"\ndirection = "maximize"\n', "val_mse must be minimized"),
     (_replace("seeds = 2", "seeds = 0"), "confirm.seeds = 0"),

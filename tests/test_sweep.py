@@ -222,18 +222,22 @@ ONE_STACK = (
 """One condition whose whole search budget is one stack: nothing finishes before the others train."""
 
 
-def test_the_members_of_a_conditions_first_stack_prune_each_other(workdir):
+def test_the_members_of_a_conditions_first_stack_prune_each_other_when_asked(workdir):
     """Optuna's median pruner compares a trial with finished trials only, so a condition's first stack
-    trained every member to the end. Its members are each other's references now, and a pruned member is
-    recorded as any pruned trial: Optuna PRUNED with its last report, its run ``pruned`` at its epoch."""
-    assert main(["sweep", write_study(workdir, ONE_STACK), "-q"]) == 0
-    search = optuna_trials(workdir)["tiny/cross_entropy"]
+    trains every member to the end, as it still does by default (a study's results stay as they were).
+    With ``among_stack = true`` its members are each other's references, and a pruned member is recorded
+    as any pruned trial: Optuna PRUNED with its last report, its run ``pruned`` at its epoch."""
+    assert main(["sweep", write_study(workdir, ONE_STACK, name="default.toml"), "-q"]) == 0
+    assert {t.state.name for t in optuna_trials(workdir)["tiny/cross_entropy"]} == {"COMPLETE"}
+    asked = ONE_STACK.replace('name = "tiny"', 'name = "among"').replace("[pruner]", "[pruner]\namong_stack = true")
+    assert main(["sweep", write_study(workdir, asked, name="among.toml"), "-q"]) == 0
+    search = optuna_trials(workdir, "among")["among/cross_entropy"]
     assert len(search) == 8 and {t.state.name for t in search} <= {"COMPLETE", "PRUNED"}
     pruned = [t for t in search if t.state.name == "PRUNED"]
     assert pruned and len(pruned) < 8
     runs = {
         r.data.tags.get("harness.optuna_trial"): r
-        for r in mlflow_runs(workdir)[1]
+        for r in mlflow_runs(workdir, "among")[1]
         if r.data.tags.get("harness.kind") == "search"
     }
     for trial in pruned:

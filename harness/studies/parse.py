@@ -82,6 +82,11 @@ class _Checker:
             self.fail(key, value, "must be a finite number")
         return float(value)
 
+    def boolean(self, key, value):
+        if not isinstance(value, bool):
+            self.fail(key, value, "must be true or false")
+        return value
+
     def choice(self, key, value, names):
         if value not in names:
             self.fail(key, value, f"choose one of: {', '.join(names)}")
@@ -251,6 +256,7 @@ def _parse_pruner(check, data):
         "pruner": check.choice("pruner.name", pruner.get("name", "median"), PRUNERS),
         "pruner_startup_trials": check.integer("pruner.startup_trials", pruner.get("startup_trials", 4), 0, MAX_TRIALS),
         "pruner_warmup_epochs": check.integer("pruner.warmup_epochs", pruner.get("warmup_epochs", 3), 0, MAX_EPOCHS),
+        "pruner_among_stack": check.boolean("pruner.among_stack", pruner.get("among_stack", False)),
     }
 
 

@@ -47,7 +47,7 @@ SECTIONS = {
     "search": None,
     "budget": {"trials", "timeout_seconds", "stack"},
     "sampler": {"name", "seed"},
-    "pruner": {"name", "startup_trials", "warmup_epochs"},
+    "pruner": {"name", "startup_trials", "warmup_epochs", "among_stack"},
     "objective": {"metric", "direction", "target_accuracy"},
     "confirm": {"seeds", "models", "vary"},
     "record": {"search_curves"},
@@ -59,8 +59,8 @@ DEFAULT_STACK = 8
 """Trials (and confirmation seeds) trained together as one stack. Measured on the quickstart without
 pruning (benchmarks/bench_stack.py): stacks of 1 / 4 / 8 / 16 took 14.9 / 12.8 / 11.8 / 11.1 s. 8, not
 16, because the sampler learns only from told trials: a stack of a condition's whole budget is asked
-before any of it is told. (It was also because Optuna's median pruner never pruned in a condition's
-first stack; the members of a stack are now each other's references: ``sweep.pruning.StackPruning``.)"""
+before any of it is told. (It was also because Optuna's median pruner never prunes in a condition's first
+stack; with ``[pruner] among_stack = true`` the members of a stack are each other's references too.)"""
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 """Study and bundle names (matched whole: no newline, no path separator)."""
@@ -151,6 +151,10 @@ class Study:
     confirm_seeds: int
     search_seed: int = 0
     stack: int = DEFAULT_STACK
+    pruner_among_stack: bool = False
+    """The median rule also compares the members of one stack with each other (``sweep.pruning``). Off
+    unless asked: it changes what a study finds (the quickstart's best settings moved with it), so a study
+    swept before keeps its results and the shipped studies their documented figures."""
     confirm_models: str = "first"
     """Which confirmation runs log an MLflow model: the condition's first seed, or every seed. One
     ``log_model`` costs the recorder about 0.13 s, and 20 of them were 2.5 s of the quickstart's 14 s."""

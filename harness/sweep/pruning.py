@@ -30,9 +30,10 @@ class StackPruning:
     against the same finished trials, so they share one read per epoch and ask the study's own
     pruner with it; each trial's value of this epoch is added from what it just reported.
 
-    The median (percentile) rule also compares the members of the stack with each other. Optuna's
-    pruner compares a trial only with *finished* trials, and nothing of a condition's first stack has
-    finished while it trains: it trained all its members to the end. Given the epoch's values of the
+    With ``among_stack`` (``[pruner] among_stack = true``), the median (percentile) rule also compares the
+    members of the stack with each other. Optuna's pruner compares a trial only with *finished* trials,
+    and nothing of a condition's first stack has finished while it trains: it trains all its members to
+    the end. Given the epoch's values of the
     live members (``epoch_values``), each member's references are the finished trials (the stack's
     own members that finished an earlier epoch too, before Optuna is told) *and* the other members that
     trained this epoch, each worth its value at this epoch, as a finished trial is worth its value at
@@ -45,10 +46,10 @@ class StackPruning:
     _epoch: int | None
     _trials: dict[int, FrozenTrial]
 
-    def __init__(self, optuna_study: optuna.Study) -> None:
+    def __init__(self, optuna_study: optuna.Study, among_stack: bool = False) -> None:
         self.study, self._epoch, self._trials = optuna_study, None, {}
         self.taken_away: set[int] = set()  # numbers of trials another worker failed as dead meanwhile
-        self.among_stack = isinstance(optuna_study.pruner, optuna.pruners.PercentilePruner)
+        self.among_stack = among_stack and isinstance(optuna_study.pruner, optuna.pruners.PercentilePruner)
         self._peers_epoch: int | None = None
         self._peers: dict[int, FrozenTrial] = {}  # {trial number: the member at this epoch, as a reference}
         self._curves: dict[int, dict[int, float]] = {}  # {trial number: {epoch: value}} of the stack's members

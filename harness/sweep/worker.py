@@ -214,7 +214,7 @@ class SweepWorker:
                 members.append(Member(trial, config, "search", studies))
         checks_from = study.pruner_warmup_epochs + 1 if study.pruner == "median" else 1
         for group in stackable(members):
-            pruning = StackPruning(studies.search)
+            pruning = StackPruning(studies.search, study.pruner_among_stack)
 
             def report(t, epoch, metrics, group=group, pruning=pruning):
                 with _Timer(self.stats, "optuna_seconds"), _Timer(self.stats, "optuna_in_training_seconds"):
