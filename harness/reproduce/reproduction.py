@@ -112,8 +112,22 @@ def reproduced_points(result):
 
 
 RTOL = 1e-9
-"""Relative tolerance across machines: another BLAS or CPU sums in another order (about 1e-15 per
-operation, amplified over epochs); a real change of code or data moves curves by far more."""
+"""Relative tolerance across machines for a float64 run: another BLAS or CPU sums in another order (about
+1e-15 per operation, amplified over epochs); a real change of code or data moves curves by far more."""
+
+RTOLS = {"float64": RTOL, "float32": 1e-5}
+"""The default tolerance per dtype of the logged run. A float32 value is rounded 5e8 times more coarsely:
+under another OpenBLAS kernel (``OPENBLAS_CORETYPE=Haswell`` against SkylakeX) float32 runs of SGD with
+momentum on digits (40-60 epochs) differed by up to 8.2e-7 relative (float64: 2.5e-11), which 1e-9 would
+refuse; 1e-5 is 12x above that and the reference curves' float32 tolerance (tests/test_reference_curves.py).
+Some float32 runs amplify that rounding beyond any tolerance (Adam on MNIST-1D: a validation prediction
+flipped by epoch 11, the final weights a tenth of their scale apart): those are not reproduced off their
+machine, and the verdict says why (docs/results.md)."""
+
+
+def default_rtol(dtype):
+    """The tolerance ``reproduce`` applies to a run logged in ``dtype`` when none is asked for."""
+    return RTOLS.get(dtype, RTOL)
 
 
 def compare_curves(logged, reproduced, rtol=RTOL):
@@ -142,7 +156,7 @@ def compare_curves(logged, reproduced, rtol=RTOL):
     return rows
 
 
-def reproduce(source, uri, out=None, err=None, rtol=RTOL, here=False, rebuild_code=False, summary=None):
+def reproduce(source, uri, out=None, err=None, rtol=None, here=False, rebuild_code=False, summary=None):
     """Retrain a logged run (a run id in the store at ``uri``, or an export file, which needs no store)
     and compare every curve; exit code 0 or 1. A run in the store trains with the code it was trained
     with (unless ``here``); an export runs none of its own code unless ``rebuild_code``: whoever wrote
@@ -161,6 +175,7 @@ def reproduce(source, uri, out=None, err=None, rtol=RTOL, here=False, rebuild_co
 def _reproduce(logged, recorder, out, err, rtol, rebuild, summary):
     run, tags = logged.run, logged.run["tags"]
     config_json, config = load_logged_config(logged)
+    rtol = default_rtol(config.dtype) if rtol is None else rtol  # the dtype the run was logged in
     weights = load_logged_weights(logged)
     methods = plan_methods(logged, config, recorder is None, rebuild)  # checked by digest; nothing imported
     split = load_logged_data(run, config)  # bad input is one line, before anything else is said
@@ -189,7 +204,7 @@ def _reproduce(logged, recorder, out, err, rtol, rebuild, summary):
     if why is not None:
         rebuilt = f"commit {logged_commit(tags)[:12]}" + (f" + its {DIFF_ARTIFACT}" if tags.get(GIT_DIFF) else "")
         print(f"trained with the logged code: {rebuilt}, rebuilt in a temporary git worktree", file=out)
-    code = print_verdict(rows, rtol, out, weights_row)
+    code = print_verdict(rows, rtol, out, weights_row, config.dtype)
     summary.update(
         run_id=run["run_id"],
         reproduction_run_id=new_id,
@@ -248,7 +263,9 @@ def reproduced_weights(result, split):
 def compare_weights(logged, mine, rtol=RTOL):
     """The final weights as one more row of the comparison: per array, the largest absolute difference
     relative to the array's largest magnitude (a weight near 0 is not held to its own tiny scale); names,
-    shapes and class names must match exactly. None when neither has weights."""
+    shapes, float dtypes and class names must match exactly (a float32 run's curves can lie within the float32
+    tolerance of the same run in float64: the dtype, not the values, tells them apart). None when neither
+    has weights."""
     if logged is None and mine is None:
         return None
     if logged is not None and mine is not None and "features" not in logged:
@@ -261,7 +278,13 @@ def compare_weights(logged, mine, rtol=RTOL):
         return row
     for key in sorted(logged):
         a, b = logged[key], mine[key]
-        if a.shape != b.shape or a.dtype.kind != b.dtype.kind or (a.dtype.kind not in "fc" and not (a == b).all()):
+        other_float = a.dtype.kind == "f" and a.dtype != b.dtype  # trained in another dtype than logged
+        if (
+            a.shape != b.shape
+            or a.dtype.kind != b.dtype.kind
+            or other_float
+            or (a.dtype.kind not in "fc" and not (a == b).all())
+        ):
             row.update(largest=math.inf, relative=math.inf, relative_step=key)
             row["beyond"] = (key, f"{a.dtype} {a.shape}", f"{b.dtype} {b.shape}")
             return row
@@ -337,7 +360,13 @@ def _retrain(logged, recorder, config, split, trainer, code, stop_at, include_te
     return result, new_id
 
 
-def print_verdict(rows, rtol, out, weights=None):
+FLOAT32_NOTE = (
+    "(a float32 run: on the machine that trained it, it reproduces bit for bit; on another CPU or BLAS kernel "
+    "training can grow float32 rounding beyond any tolerance, as it does for Adam on MNIST-1D)"
+)
+
+
+def print_verdict(rows, rtol, out, weights=None, dtype="float64"):
     """The table and the verdict (exit code): every metric, and the final weights when there are any."""
     print(f"{'metric':<22} {'largest |difference|':>20} {'relative':>9}  first step beyond tolerance", file=out)
     for row in rows + ([weights] if weights else []):
@@ -356,6 +385,8 @@ def print_verdict(rows, rtol, out, weights=None):
         )
     if differ:
         print(f"NOT reproduced: {'; '.join(differ)}", file=out)
+        if dtype == "float32":
+            print(FLOAT32_NOTE, file=out)
         return 1
     what = f"{len(rows)} metrics" + (" and the final weights" if weights else " (no final weights logged)")
     worst = max(rows + ([weights] if weights else []), key=lambda row: row["relative"], default=None)
