@@ -48,6 +48,21 @@ def test_a_copied_project_works_without_its_original(tmp_path):
     assert not original.exists()  # nothing was written at the old path
 
 
+def test_a_sweep_is_the_first_command_on_a_copied_store(tmp_path):
+    """The recorder says the store was moved on its stderr: a sweep's first recorder is spawned, and the
+    caller's standard streams it was handed were closed under it (dup2 of a descriptor onto itself, then
+    closed): ``OSError: [Errno 9] Bad file descriptor``, exit 1. A process of its own, as a user's sweep."""
+    original, copy = tmp_path / "original", tmp_path / "copy"
+    original.mkdir()
+    write_study(original)
+    harness("sweep", "tiny.toml", cwd=original, check=True)
+    shutil.copytree(original, copy)
+    shutil.rmtree(original)
+    resumed = harness("sweep", "tiny.toml", cwd=copy, subprocess=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stderr.count("was moved or copied from") == 1 and str(original) in resumed.stderr
+
+
 def served_config(folder, run_id):
     """The run's config.json as the MLflow UI that `harness ui` starts in ``folder`` serves it."""
     port = free_port()

@@ -301,8 +301,9 @@ def _take_over(caller):
     os.environ.clear()
     os.environ.update(environment)
     for mine, theirs in ((1, stdout), (2, stderr)):
-        os.dup2(theirs, mine)
-        os.close(theirs)
+        if theirs != mine:  # a spawned child keeps the caller's numbers: already its own streams
+            os.dup2(theirs, mine)
+            os.close(theirs)
 
 
 def _watch_parent():
