@@ -162,16 +162,31 @@ def test_a_kill_while_a_fresh_store_is_created_never_leaves_it_unusable(tmp_path
     assert killed, f"none of the {len(delays)} kills found the command still creating the store"
 
 
+HALF_MADE_BY_MLFLOW = """
+import sys, sqlalchemy
+from alembic import command
+from mlflow.store.db.utils import _get_alembic_config
+from mlflow.store.tracking.dbmodels.initial_models import Base
+engine = sqlalchemy.create_engine(sys.argv[1])
+Base.metadata.create_all(engine)
+with engine.begin() as connection:
+    config = _get_alembic_config(sys.argv[1])
+    config.attributes["connection"] = connection
+    command.upgrade(config, "a8c4a736bde6")
+    connection.exec_driver_sql("CREATE TABLE _alembic_tmp_latest_metrics (key VARCHAR(250))")
+"""
+"""The store MLflow's own creation leaves when killed inside its batch migration of ``latest_metrics``
+(measured: kills 0.2-0.3 s after the file appeared left this revision and this table), built on purpose:
+where a kill lands depends on the machine's speed, and CI once sampled seven moments that all missed."""
+
+
 def test_a_half_made_store_left_by_an_older_version_gets_one_line(tmp_path):
     store = tmp_path / "mlruns"
+    store.mkdir()
     uri = f"sqlite:///{store / 'mlflow.db'}"
-    raw = f"import mlflow; mlflow.MlflowClient({uri!r}).search_experiments()"  # MLflow's own, not atomic
-    for _ in _kill_while_creating(store, raw, [0.1, 0.15, 0.2, 0.25, 0.3, 0.12, 0.18]):
-        broken = subprocess.run([sys.executable, "-c", raw], capture_output=True)
-        if broken.returncode != 0:
-            break
-    else:
-        pytest.fail("could not make a half-made store to test with")
+    subprocess.run([sys.executable, "-c", HALF_MADE_BY_MLFLOW, uri], check=True, capture_output=True)
+    raw = f"import mlflow; mlflow.MlflowClient({uri!r}).search_experiments()"
+    assert subprocess.run([sys.executable, "-c", raw], capture_output=True).returncode != 0  # MLflow cannot open it
     done = harness("sweep", write_study(tmp_path), "--tracking-uri", uri, cwd=tmp_path)
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1 and "not a usable MLflow store" in done.stderr
