@@ -161,7 +161,11 @@ def _user_module(module):
 
 @functools.cache
 def _kept_folders():
-    return tuple(os.path.realpath(p) + os.sep for p in (sys.prefix, sys.base_prefix, ROOT))
+    """Python's, the environment's, and this tree's packages; not the tree's other folders (examples/,
+    studies/): a module there is a user's (the benchmark study's ``my_methods``), and one left imported
+    would answer the next command's ``import my_methods`` with the wrong file."""
+    packages = (ROOT / name for name in ("harness", "harness_model", "tests", "benchmarks"))
+    return tuple(os.path.realpath(p) + os.sep for p in (sys.prefix, sys.base_prefix, *packages))
 
 
 @functools.cache
