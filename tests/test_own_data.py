@@ -188,3 +188,30 @@ def test_the_docs_complete_csv_example_is_a_valid_study(tmp_path):
     for key in ("`csv`", "`label_column`", "`val_fraction`", "`test_fraction`", "`data_seed`", "| header", "| missing"):
         assert key in section, key
     assert "Paths resolve from the study file's folder" in section
+
+
+def test_a_train_config_beside_its_csv_trains_from_another_folder(project, capsys):
+    """``train --config ../project/run.toml`` read ``csv = "flowers.csv"`` from the working folder: "file not
+    found", where the same key in a study file resolves from the study's folder."""
+    from harness.cli import main
+
+    (project / "run.toml").write_text('csv = "flowers.csv"\nlabel_column = "species"\nepochs = 2\nhidden = [4]\n')
+    uri = f"sqlite:///{project / 'mlruns' / 'mlflow.db'}"
+    assert main(["train", "--config", "../project/run.toml", "--tracking-uri", uri, "--json"]) == 0, (
+        capsys.readouterr().err
+    )
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    from mlflow import MlflowClient
+
+    assert MlflowClient(uri).get_run(run_id).data.params["csv"] == str(project / "flowers.csv")
+
+
+def test_a_train_config_s_missing_csv_names_the_file_the_path_and_the_rule(project, capsys):
+    from harness.cli import main
+
+    (project / "run.toml").write_text('csv = "tulips.csv"\nlabel_column = "species"\n')
+    assert main(["train", "--config", "../project/run.toml"]) == 2
+    line = capsys.readouterr().err.strip()
+    assert "\n" not in line and line.startswith("harness train: error: ../project/run.toml: csv = 'tulips.csv'")
+    assert f"file not found at '{project / 'tulips.csv'}'" in line
+    assert "a path in a --config file resolves from that file's folder" in line

@@ -170,12 +170,17 @@ def config_from_args(args):
 
 def _file_settings(path, flags):
     """A ``--config`` file's settings: a key that is no harness setting is a custom method's own (into
-    ``method_settings``) when the file or the flags name a custom loss or optimizer; checked, naming the file."""
+    ``method_settings``) when the file or the flags name a custom loss or optimizer; its ``csv`` from the
+    file's folder; checked, naming the file."""
     from ..engine.config import FIELD_TYPES, make_config
     from ..engine.methods import is_custom
     from ..studies.parse import read_toml
+    from ..studies.paths import CONFIG_RULE, PATH_KEYS, checked
 
     values = read_toml(path)
+    for key in PATH_KEYS:  # as in a study: the file runs from any folder (a --csv flag is the shell's)
+        if key in values:
+            values[key] = checked(path, key, values[key], CONFIG_RULE)
     methods = {k: v for k, v in {**values, **flags}.items() if k in ("loss", "optimizer")}
     if any(isinstance(name, str) and is_custom(name) for name in methods.values()):
         own = {k: values.pop(k) for k in list(values) if k not in FIELD_TYPES}

@@ -14,6 +14,7 @@ PATH_KEYS = ("csv",)
 """The settings that name a file."""
 
 RULE = "a path in a study file resolves from the study file's folder"
+CONFIG_RULE = "a path in a --config file resolves from that file's folder"
 
 
 def study_folder(study_path):
@@ -34,11 +35,11 @@ def resolve_paths(study_path, table, fixed, conditions):
     fixed = dict(fixed)
     for key in PATH_KEYS:
         if key in fixed:
-            fixed[key] = _checked(study_path, f"fixed.{key}", fixed[key])
+            fixed[key] = checked(study_path, f"fixed.{key}", fixed[key])
         for condition in conditions:
             if key in condition.settings:
                 where = _condition_key(table, condition, key)
-                condition.settings = {**condition.settings, key: _checked(study_path, where, condition.settings[key])}
+                condition.settings = {**condition.settings, key: checked(study_path, where, condition.settings[key])}
     return fixed
 
 
@@ -51,12 +52,14 @@ def _condition_key(table, condition, key):
     return f"conditions.{key}"
 
 
-def _checked(study_path, key, value):
+def checked(study_path, key, value, rule=RULE):
+    """``value`` resolved from the folder of ``study_path`` (a study or a ``--config`` file), which must
+    hold it: a missing file names the file, the key, the path looked at and ``rule``."""
     path = resolved(study_path, value)
     if isinstance(path, str) and path and not URL.match(path) and not os.path.exists(path):
         folder = study_folder(study_path)
         raise ConfigError(
-            f"{study_path}: {key} = {shown(value)}: file not found at {shown(path)} ({RULE}, {folder}; "
+            f"{study_path}: {key} = {shown(value)}: file not found at {shown(path)} ({rule}, {folder}; "
             "an absolute path is used as it is)"
         )
     return path
