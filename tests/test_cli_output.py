@@ -115,6 +115,28 @@ def test_compare_out_writes_each_table_as_its_own_csv(swept, tmp_path):
         assert {"report.html", "summary.csv", "paired_differences.csv", "curves_by_condition.png"} <= logged
 
 
+def test_the_report_opens_with_the_printed_answer_and_ends_with_where_its_terms_are_explained(swept, tmp_path):
+    """report.html (on every parent, the page a colleague opens from the MLflow UI) began with findings
+    and tables: the answer in plain words and the door to docs/statistics.md were the terminal's only."""
+    import html
+    import re
+
+    folder, _ = swept
+    out = tmp_path / "report"
+    printed = harness("compare", "tiny", "--out", str(out), cwd=folder, check=True).stdout
+    lines = printed.splitlines()
+    paragraph = lines[: next(i for i, line in enumerate(lines[1:], 1) if not line.startswith(" "))]
+    answer = " ".join(line.removeprefix("answer: ").strip() for line in paragraph)  # fill()'s indented lines
+    assert printed.startswith("answer: ") and len(answer) > 40
+    page = (out / "report.html").read_text()
+    shown = html.unescape(re.search(r"<h2>Answer</h2><p class='answer'>(.*?)</p>", page, re.S)[1])
+    assert shown == answer
+    assert page.index("<h2>Answer</h2>") < page.index("<h2>Results</h2>")
+    doors = html.unescape(re.search(r"<p class='explained'>(.*?)</p>", page, re.S)[1])
+    last = printed[printed.index("Explained in docs/statistics.md") :].split("\n\n")[0]
+    assert " ".join(doors.split()) == " ".join(last.split())
+
+
 def test_counts_are_nullable_integers():
     from harness.analysis.study_comparison import with_counts
 

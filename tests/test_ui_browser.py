@@ -273,6 +273,7 @@ def test_the_mlflow_ui_shows_a_study_as_a_user_sees_it(tmp_path, capsys):
                 headers = report.evaluate("() => Array.from(document.querySelectorAll('th')).map(h => h.innerText)")
                 assert "test accuracy [95% CI]" in headers and not any("_ci_" in h for h in headers), headers
                 assert report.get_by_text("Findings").count() == 1
+                assert report.locator("h2").first.inner_text() == "Answer"  # the answer in plain words, first
             except Exception:  # noqa: BLE001 - any failing step: keep a screenshot, name the step
                 page.screenshot(path=shots / "failure.png")
                 raise AssertionError(f"UI step failed: {step}; screenshots in {shots}") from None

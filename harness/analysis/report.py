@@ -165,30 +165,40 @@ STYLE = (
 
 
 def html_report(study, analysis, images, board=None):
-    """One self-contained page: findings, the leaderboard (a study over several data sets), the two tables,
-    the pairs and effects, every plot."""
+    """One self-contained page, read as the printed comparison is: the answer in plain words first, then
+    findings, the leaderboard (a study over several data sets), the two tables, the pairs and effects, and
+    where each term is explained (as the terminal's last lines); every plot last."""
+    from .answer import answer
     from .calibration_comparison import format_calibration
+    from .glossary import explained
     from .leaderboard import format_leaderboard
     from .summary import format_pairs, table_frames
 
     results, tuning, notes = table_frames(study, analysis.table)
+    said = " ".join(answer(study, analysis))
+    board_text = format_leaderboard(board) if board else ""
+    pairs = format_pairs(analysis)
+    calibration = format_calibration(analysis) if analysis.calibration is not None else ""
+    texts = [f"answer: {said}" if said else "", *analysis.findings, board_text, results.to_string(), tuning.to_string()]
+    doors = explained("\n".join([*texts, *notes, pairs, calibration]))
     findings = "".join(f"<li>{html.escape(s)}</li>" for s in analysis.findings)
     parts = [
         f"<html><head><meta charset='utf-8'><title>{html.escape(study.name)}</title><style>{STYLE}</style>",
         f"</head><body><h1>Study {html.escape(study.name)}</h1>",
         f"<p>{html.escape(study.description)}</p>" if study.description else "",
+        f"<h2>Answer</h2><p class='answer'>{html.escape(said)}</p>" if said else "",
         f"<h2>Findings</h2><ul>{findings}</ul>" if findings else "",
-        f"<h2>Leaderboard</h2><pre>{html.escape(format_leaderboard(board))}</pre>" if board else "",
+        f"<h2>Leaderboard</h2><pre>{html.escape(board_text)}</pre>" if board else "",
         "<h2>Results</h2><div class='wide'>",
         results.to_html(index=False, na_rep="", border=0),
         "</div><h2>Tuning</h2><div class='wide'>",
         tuning.to_html(index=False, na_rep="", border=0),
         "</div>",
         "".join(f"<p>{html.escape(n)}</p>" for n in notes),
-        f"<h2>Comparisons</h2><pre>{html.escape(format_pairs(analysis))}</pre>",
+        f"<h2>Comparisons</h2><pre>{html.escape(pairs)}</pre>",
+        f"<h2>Probability quality</h2><pre>{html.escape(calibration)}</pre>" if calibration else "",
+        f"<p class='explained'>{html.escape(doors)}</p>" if doors else "",
     ]
-    if analysis.calibration is not None:
-        parts.append(f"<h2>Probability quality</h2><pre>{html.escape(format_calibration(analysis))}</pre>")
     for image in images:
         encoded = base64.b64encode(Path(image).read_bytes()).decode()
         title = Path(image).stem.replace("_", " ")
