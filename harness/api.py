@@ -324,14 +324,9 @@ FLOAT_COLUMNS = {"ci_low", "ci_high", "p_value", "p_holm", "p_equivalence", "p_e
 def _typed_summary(table: pd.DataFrame) -> pd.DataFrame:
     """The summary as the notebook gets it: ``target_reached`` ("4/5") as two counts,
     ``seeds_reached_target`` and ``seeds_confirmed``, and every column in its type (``_typed``)."""
-    table = table.copy()
-    if "target_reached" in table:
-        parts = table["target_reached"].astype(str).str.split("/", n=1, expand=True)
-        at = table.columns.get_loc("target_reached")
-        table = table.drop(columns="target_reached")
-        for offset, name in enumerate(("seeds_reached_target", "seeds_confirmed")):
-            table.insert(at + offset, name, pd.to_numeric(parts[offset], errors="coerce").astype("Int64"))
-    return _typed(table)
+    from .analysis.study_comparison import reached_as_counts
+
+    return _typed(reached_as_counts(table))
 
 
 def _typed_pairs(pairs: pd.DataFrame) -> pd.DataFrame:

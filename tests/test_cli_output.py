@@ -1,5 +1,6 @@
 """What the commands print when their output goes to a log or a pipe, ``-q/--quiet``, and their exit codes."""
 
+import io
 import json
 import re
 from collections import Counter
@@ -95,6 +96,9 @@ def test_compare_csv_is_one_table_with_integer_counts_and_writes_nothing_unasked
     assert [line.split(",")[0] for line in lines[1:]] == ["mse", "cross_entropy"]
     row = dict(zip(lines[0].split(","), lines[1].split(",")))
     assert (row["trials"], row["seeds"], row["diverged_seeds"], row["test_rows"]) == ("4", "2", "0", "30")
+    table = pd.read_csv(io.StringIO(done.stdout))  # "2/2" was text to pandas, and a date to a spreadsheet
+    assert "target_reached" not in table and table["seeds_reached_target"].dtype == "int64"
+    assert list(table["seeds_confirmed"]) == list(table["seeds"])
 
 
 def test_compare_out_writes_each_table_as_its_own_csv(swept, tmp_path):

@@ -143,11 +143,25 @@ def with_counts(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def reached_as_counts(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with ``target_reached`` ("4/5", as printed) as two integer columns, ``seeds_reached_target``
+    and ``seeds_confirmed``: in a CSV, "4/5" is text to pandas and a date (April 5) to a spreadsheet."""
+    if "target_reached" not in table:
+        return table
+    table = table.copy()
+    parts = table["target_reached"].astype(str).str.split("/", n=1, expand=True)
+    at = table.columns.get_loc("target_reached")
+    table = table.drop(columns="target_reached")
+    for offset, name in enumerate(("seeds_reached_target", "seeds_confirmed")):
+        table.insert(at + offset, name, pd.to_numeric(parts[offset], errors="coerce").astype("Int64"))
+    return table
+
+
 def table_files(analysis: Analysis, board: dict | None) -> dict[str, str]:
     """{file name: CSV text}, one table per file, counts as integers: the summary, the paired differences,
     the probability-quality tables (when the runs recorded probabilities) and the leaderboard (several data
     sets)."""
-    tables = {"summary.csv": analysis.table, "paired_differences.csv": analysis.pairs}
+    tables = {"summary.csv": reached_as_counts(analysis.table), "paired_differences.csv": analysis.pairs}
     if analysis.calibration is not None:
         tables["calibration.csv"] = analysis.calibration
         tables["calibration_pairs.csv"] = analysis.calibration_pairs
