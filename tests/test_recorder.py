@@ -116,3 +116,16 @@ def test_a_process_s_later_recorders_fork_from_a_warm_server_yet_work_as_its_cal
     while Path(f"/proc/{forked_pid}").exists() and time.time() < deadline:
         time.sleep(0.1)
     assert not Path(f"/proc/{forked_pid}").exists(), "the forked recorder outlived its killed caller"
+
+
+def test_the_parent_watchdog_outside_a_multiprocessing_child_returns_instead_of_ending_the_process():
+    """It ended its own process (``os._exit(0)``) when there was no parent to watch: run in a caller's
+    process, it would have ended the caller, exit 0, mid-work. A process of its own, so that such an end
+    cannot pass for this test's success."""
+    import subprocess
+    import sys
+
+    code = "from harness.records import recorder; recorder._watch_parent(); print('returned')"
+    root = Path(__file__).parent.parent
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
+    assert (done.returncode, done.stdout) == (0, "returned\n"), done.stderr

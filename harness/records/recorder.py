@@ -313,8 +313,9 @@ def _watch_parent():
     from multiprocessing.connection import wait
 
     parent = multiprocessing.parent_process()
-    if parent is not None:
-        wait([parent.sentinel])
+    if parent is None:  # not a multiprocessing child (run in the caller's own process): nothing to watch
+        return
+    wait([parent.sentinel])
     os._exit(0)
 
 
