@@ -33,7 +33,7 @@ loss = ["mse", "cross_entropy"]
 lr = {{ low = 0.01, high = 1.0, log = true }}
 epochs = {{ low = 20, high = 30 }}
 [budget]
-trials = 8
+trials = 4
 stack = 2
 [pruner]
 name = "median"
