@@ -6,10 +6,10 @@ from tests import in_process
 from tests.helpers import ROOT
 
 
-def test_a_user_module_from_the_tree_s_examples_is_forgotten_after_the_command():
+def test_a_user_module_from_the_tree_s_examples_is_forgotten_after_the_command(monkeypatch):
     """The benchmark study imports examples/my_methods.py; left in sys.modules, it answered a later
     test's ``import my_methods`` (its own, edited file), so "'my_methods' differs here" was never said."""
-    assert "my_methods" not in sys.modules
+    monkeypatch.delitem(sys.modules, "my_methods", raising=False)  # another test's own import, put back after
     with in_process._fresh(ROOT / "examples", {}, ["harness"]):
         import my_methods  # noqa: F401 - what a command's study does
 
