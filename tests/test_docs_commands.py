@@ -1,7 +1,8 @@
 """Every command the README and docs/ show runs, so the documentation cannot drift from the code.
 
 Each page's fenced ``bash`` and ``python`` blocks run in order in one temporary folder (a copy of
-``studies/`` and the test's virtualenv as ``.venv``) against a fresh store. Sweeps are shortened with
+``studies/`` and the test's virtualenv as ``.venv``, whose ``harness`` a warm server runs:
+tests/warm_commands.py) against a fresh store. Sweeps are shortened with
 ``SMOKE_FLAGS`` (each added unless the command already gives that flag); ``RUN_ID`` is a confirmation
 run of the page's quickstart sweep. A block that cannot run here is preceded by
 ``<!-- docs-test: skip: REASON -->``, and a skip without a reason fails.
@@ -11,12 +12,11 @@ import os
 import re
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from tests.helpers import ROOT, store_uri
+from tests.warm_commands import Server
 
 pytestmark = pytest.mark.e2e
 
@@ -83,13 +83,27 @@ def runnable(page):
     return [(lang, body) for lang, body, reason in blocks(page) if reason is None]
 
 
+def page_env():
+    """A user's shell: none of the test run's MLflow or harness variables."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "HARNESS_"))}
+
+
+@pytest.fixture(scope="module")
+def warm():
+    """The pages' ``.venv/bin/harness``, run by a server that imported the harness once
+    (tests/warm_commands.py): each command saves the 2-3 s of imports a real process pays."""
+    server = Server(page_env())
+    yield server
+    server.stop()
+
+
 @pytest.mark.parametrize("page", [p for p in PAGES if runnable(p)], ids=lambda p: p.name)
-def test_every_command_of_the_page_runs(page, tmp_path):
+def test_every_command_of_the_page_runs(page, tmp_path, warm):
     todo = runnable(page)
     shutil.copytree(ROOT / "studies", tmp_path / "studies")
-    (tmp_path / ".venv").symlink_to(Path(sys.prefix))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "HARNESS_"))}
-    env["PATH"] = f"{Path(sys.prefix) / 'bin'}:{env.get('PATH', '')}"
+    venv = warm.install(tmp_path)
+    env = page_env()
+    env["PATH"] = f"{venv / 'bin'}:{env.get('PATH', '')}"
     uses_records = any("quickstart" in body or "RUN_ID" in body for _, body in todo)
     if uses_records and not any("harness sweep" in body for _, body in todo):
         todo = [("bash", ".venv/bin/harness sweep studies/quickstart.toml")] + todo  # the page reads its records
@@ -128,3 +142,16 @@ def test_every_relative_link_and_image_of_the_docs_exists():
 def test_the_studies_folder_describes_every_study_file_it_holds():
     listed = (ROOT / "studies" / "README.md").read_text()
     assert [p.name for p in sorted((ROOT / "studies").glob("*.toml")) if p.name not in listed] == []
+
+
+def test_the_pages_harness_is_the_command_with_its_status_streams_and_folder(tmp_path, warm):
+    """The warm server stands in for the console script only if a failing command fails the page and the
+    command's output lands where the shell sent it."""
+    venv = warm.install(tmp_path)
+    (tmp_path / "sub").mkdir()
+    env = {**page_env(), "PATH": f"{venv / 'bin'}:{page_env().get('PATH', '')}"}
+    bad = run_block("bash", ".venv/bin/harness train --dataset nope", tmp_path, env)
+    assert bad.returncode == 2 and bad.stderr.startswith("harness train: error: dataset = 'nope'"), bad.stderr
+    good = run_block("bash", "cd sub && harness --version > version.txt && echo $?", tmp_path, env)
+    assert (good.returncode, good.stdout) == (0, "0\n")
+    assert (tmp_path / "sub" / "version.txt").read_text().startswith("harness ")
