@@ -167,6 +167,22 @@ def test_an_exports_patch_runs_only_when_the_user_asks_for_it(tmp_path, checkout
     assert git(checkout, "worktree", "list").count("\n") == 1, "the temporary worktree was left behind"
 
 
+@pytest.mark.e2e
+def test_an_exports_patch_that_does_not_apply_is_one_line_quoting_git(tmp_path, checkout):
+    """It said ``(['error: patch failed: Makefile:1'])``: a Python list, and a name from the patch unquoted."""
+    work, env = tmp_path / "work", {"PYTHONPATH": str(checkout)}
+    work.mkdir()
+    trained = harness("train", "--dataset", "iris", "--epochs", "2", "--json", cwd=work, env=env, check=True)
+    harness("export", json.loads(trained.stdout)["run_id"], "-o", "run.zip", cwd=work, env=env, check=True)
+    name = b"Make\x1b[2Jfile"  # a name with a terminal escape, of a file the commit does not have
+    patch = b"diff --git a/%s b/%s\n--- a/%s\n+++ b/%s\n@@ -1 +1 @@\n-a\n+b\n" % (name, name, name, name)
+    forged = planted_export(work / "run.zip", work / "forged.zip", patch, hashlib.sha256(patch).hexdigest()[:16])
+    refused = harness("reproduce", str(forged), "--rebuild-code", cwd=work, env=env)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "its git_diff.patch does not apply on" in refused.stderr and "(git: '" in refused.stderr, refused.stderr
+    assert "['" not in refused.stderr and "\x1b" not in refused.stderr
+
+
 def _rebuilt_child(command, scratch):
     """The pid of the child in which the rebuilt code trains, once ``command`` started it: a process of
     ``command``'s running the driver of a harness-rebuild-io-* folder in ``scratch`` (its $TMPDIR) that

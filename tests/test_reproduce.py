@@ -37,25 +37,27 @@ def test_a_missing_or_extra_step_is_never_within_tolerance():
     assert row["beyond"] == (2, None, 0.95)
 
 
+def perturb(folder, run_id, relative):
+    """Scale the run's recorded train_loss at step 3 by 1 + ``relative``, as another machine's sums would."""
+    with sqlite3.connect(folder / "mlruns" / "mlflow.db") as db:
+        db.execute(
+            "UPDATE metrics SET value = value * ? WHERE run_uuid = ? AND key = 'train_loss' AND step = 3",
+            (1 + relative, run_id),
+        )
+
+
 @pytest.mark.e2e
 def test_reproduce_says_within_tolerance_or_not_and_exits_accordingly(tmp_path):
     trained = harness("train", "--dataset", "iris", "--epochs", "5", "--json", cwd=tmp_path, check=True)
     run_id = trained.stdout.split('"run_id": "')[1].split('"')[0]
 
-    def perturb(relative):
-        with sqlite3.connect(tmp_path / "mlruns" / "mlflow.db") as db:
-            db.execute(
-                "UPDATE metrics SET value = value * ? WHERE run_uuid = ? AND key = 'train_loss' AND step = 3",
-                (1 + relative, run_id),
-            )
-
-    perturb(2e-12)
+    perturb(tmp_path, run_id, 2e-12)
     near = harness("reproduce", run_id, cwd=tmp_path)
     assert near.returncode == 0, near.stderr
     assert "equal within tolerance (relative 1e-09)" in near.stdout and "in train_loss at step 3" in near.stdout
     exact = harness("reproduce", run_id, "--rtol", "0", cwd=tmp_path)
     assert exact.returncode == 1 and "NOT reproduced: 1 of" in exact.stdout
-    perturb(1e-6)
+    perturb(tmp_path, run_id, 1e-6)
     far = harness("reproduce", run_id, cwd=tmp_path)
     assert far.returncode == 1 and "train_loss" in far.stdout.splitlines()[-1]
 
@@ -74,20 +76,13 @@ def test_a_float32_run_is_held_to_a_float32_tolerance_by_default(tmp_path):
     trained = harness("train", "--dataset", "iris", "--epochs", "5", "--dtype", "float32", "--json", cwd=tmp_path)
     run_id = json.loads(trained.stdout)["run_id"]
 
-    def perturb(relative):
-        with sqlite3.connect(tmp_path / "mlruns" / "mlflow.db") as db:
-            db.execute(
-                "UPDATE metrics SET value = value * ? WHERE run_uuid = ? AND key = 'train_loss' AND step = 3",
-                (1 + relative, run_id),
-            )
-
-    perturb(1e-6)
+    perturb(tmp_path, run_id, 1e-6)
     near = harness("reproduce", run_id, "--json", cwd=tmp_path)
     assert near.returncode == 0, near.stderr
     assert json.loads(near.stdout)["rtol"] == 1e-5
     assert "equal within tolerance (relative 1e-05)" in near.stderr and "in train_loss at step 3" in near.stderr
     assert harness("reproduce", run_id, "--rtol", "1e-9", cwd=tmp_path).returncode == 1  # asked for: applied
-    perturb(1e-4)
+    perturb(tmp_path, run_id, 1e-4)
     far = harness("reproduce", run_id, cwd=tmp_path)
     assert far.returncode == 1 and "beyond a relative 1e-05 (train_loss)" in far.stdout
     assert "float32 run: on the machine that trained it, it reproduces bit for bit" in far.stdout

@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..common.errors import HarnessError, RunTimeFailure
+from ..common.errors import HarnessError, RunTimeFailure, shown
 from ..engine.training import TrainResult
 from ..records.provenance import code_diff, diff_tag, git_state, logged_commit
 from ..records.tags import GIT_DIFF
@@ -181,8 +181,9 @@ def worktree(commit, diff, where):
         if diff:  # into the index too: what it changed is then read back from git (changes_summary)
             applied = _git("-C", str(folder), "apply", "--index", "--binary", "--whitespace=nowarn", "-", stdin=diff)
             if applied.returncode != 0:
-                message = applied.stderr.decode(errors="replace").strip().splitlines()[:1]
-                raise HarnessError(f"{where}: its git_diff.patch does not apply on {commit[:12]} ({message})")
+                said = applied.stderr.decode(errors="replace").strip().splitlines()
+                message = shown(said[0]) if said else "git apply failed"  # the patch's own names: quoted
+                raise HarnessError(f"{where}: its git_diff.patch does not apply on {commit[:12]} (git: {message})")
         yield folder, folder / PACKAGE.parent.relative_to(top)
     finally:
         _git("-C", str(top), "worktree", "remove", "--force", str(folder))
