@@ -129,3 +129,27 @@ def test_the_parent_watchdog_outside_a_multiprocessing_child_returns_instead_of_
     root = Path(__file__).parent.parent
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
     assert (done.returncode, done.stdout) == (0, "returned\n"), done.stderr
+
+
+def test_a_run_s_artifacts_are_written_where_create_run_said_without_looking_the_run_up_again(tmp_path, monkeypatch):
+    """MLflow's ``log_artifacts`` read the whole run back (``get_run``: params, tags, metrics) to find the
+    artifact location its ``create_run`` had just returned: about a tenth of a recorder's time per trial."""
+    from mlflow import MlflowClient
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    from harness.records import operations
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.create_experiment("e", artifact_location=str(tmp_path / "artifacts"))
+    run_id = operations.create_run(client, experiment, "r", {"a": 1}, {"p": 2})
+    looked_up = []
+    get_run = SqlAlchemyStore.get_run
+    monkeypatch.setattr(SqlAlchemyStore, "get_run", lambda store, rid: looked_up.append(rid) or get_run(store, rid))
+    operations.write_artifacts(client, run_id, {"config.json": b"{}", "methods/m.py": b"x = 1\n"})
+    assert looked_up == []
+    folder = Path(client.get_run(run_id).info.artifact_uri.removeprefix("file://"))
+    assert (folder / "config.json").read_bytes() == b"{}" and (folder / "methods" / "m.py").read_bytes() == b"x = 1\n"
+    other = client.create_run(experiment).info.run_id  # a run this process did not create: MLflow finds it
+    operations.write_artifacts(client, other, {"a.txt": b"a"}, "sub")
+    assert looked_up[-1] == other
+    assert [f.path for f in client.list_artifacts(other, "sub")] == ["sub/a.txt"]
