@@ -150,7 +150,7 @@ def _search_metrics(folder):
 
 def test_a_sweep_trains_search_trials_lean_and_records_what_a_sweep_recording_all_records(tmp_path, monkeypatch):
     from harness.cli import main
-    from harness.sweep import worker
+    from harness.sweep import speculation, worker
 
     for name in ("MLFLOW_TRACKING_URI", "HARNESS_OPTUNA_STORAGE", "HARNESS_FAULT"):
         monkeypatch.delenv(name, raising=False)
@@ -163,6 +163,7 @@ def test_a_sweep_trains_search_trials_lean_and_records_what_a_sweep_recording_al
             return real(configs, *args, **kwargs)
 
         monkeypatch.setattr(worker, "train_stack", spy)
+        monkeypatch.setattr(speculation, "train_stack", spy)  # the first stack, trained while the stores open
         folder = tmp_path / mode
         folder.mkdir()
         monkeypatch.chdir(folder)

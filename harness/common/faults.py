@@ -31,6 +31,11 @@ def _settings():
     return dict(part.split("=", 1) for part in spec.split(",") if "=" in part)
 
 
+def active():
+    """Whether any fault is asked for: work done ahead of its time (``sweep.speculation``) is not then."""
+    return bool(_settings())
+
+
 def after_tell(phase):
     settings = _settings()
     for name in ("kill-after-tell", f"kill-after-tell-{phase}"):

@@ -30,6 +30,7 @@ from ..studies.parse import TOML_LIMIT
 from .conditions import ConditionStudies
 from .preparation import preflight, prepare
 from .repair import reconcile_stores
+from .speculation import FirstStack
 from .storages import open_storage
 from .storages import storage_url as resolve_storage_url
 from .studies import set_parent_run
@@ -110,13 +111,19 @@ def _sweep_study(study, options):
     check_writable(uri)
     with options.recorder or RecorderProcess(uri) as recorder:  # imports mlflow while we load the data
         splits = preflight(study)
-        study, plan, worker, repaired = prepare(study, options, recorder, splits)
-        sweeper = _Sweeper(study, plan, recorder, options)
-        try:
-            stats = run_workers(study, plan, worker, options.workers, sweeper.poll)
-        except BaseException:
-            sweeper.stopped()
-            raise
+        ahead = FirstStack.start(study, resolve_storage_url(options.storage, study.name), splits)
+        try:  # the first stack trains while the stores open; kept only if its trials are the ones asked
+            study, plan, worker, repaired = prepare(study, options, recorder, splits)
+            worker.speculation = ahead
+            sweeper = _Sweeper(study, plan, recorder, options)
+            try:
+                stats = run_workers(study, plan, worker, options.workers, sweeper.poll)
+            except BaseException:
+                sweeper.stopped()
+                raise
+        finally:
+            if ahead is not None:
+                ahead.cancel()  # not taken (another first task, an error): its thread ends here
         repaired += sweeper.settle()
         _, records = load_records(recorder, study)
         analysis = analyze(study, records)

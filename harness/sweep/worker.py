@@ -28,6 +28,7 @@ from .conditions import ConditionStudies
 from .liveness import DEFAULT_HEARTBEAT_SECONDS, Heartbeat, WorkerPresence, new_worker
 from .outcomes import confirm_outcome, search_outcome, stackable
 from .pruning import StackPruning
+from .speculation import replay, resumed
 from .storages import open_storage
 
 MAX_SAME_FAILURES = 3
@@ -46,6 +47,7 @@ class WorkerStats:
     mlflow_blocked_seconds: float = 0.0
     wall_seconds: float = 0.0
     epochs: int = 0
+    trained_ahead: int = 0  # members of the first stack trained while the stores opened (``speculation``)
     recorder_busy_seconds: dict = field(default_factory=dict)
     """The recorder process's own time per MLflow operation (it works beside the worker, on its own core):
     for a sweep with one worker, the recorder's start-up and the parent runs are in it too."""
@@ -126,6 +128,8 @@ class SweepWorker:
         )
         self._training = []  # members being trained: their runs exist, their results do not yet
         self._reaped_at = -math.inf
+        self.speculation = None  # the first stack, trained ahead while the stores opened (``speculation``)
+        self._ahead_seconds = 0.0
 
     def split_for(self, config):
         key = data_key(config)
@@ -326,13 +330,30 @@ class SweepWorker:
         )
         return min(self.study.stack, max_stack(config, self.split_for(config)))
 
+    def _trained_ahead(self, group):
+        """The first stack's results if it was trained ahead and is exactly this group (its runs exist by
+        now: Ctrl-C while it finishes ends them as any stack's); else None. A rule across the stack
+        (``on_epoch``) is never replayed: such a study trains nothing ahead."""
+        speculation, self.speculation = self.speculation, None
+        if speculation is None:
+            return None
+        lean = self.runs.lean(group[0].phase)
+        results = speculation.take([m.config for m in group], self._curves(group) if lean else None)
+        self._ahead_seconds = speculation.seconds
+        return results
+
+    def _curves(self, group):
+        return lean_curves(group[0].config, self.study.objective)
+
     def train(self, studies, group, callbacks, include_test, on_epoch=None):
         """Start one MLflow run per member and train the group as one stack; None if training failed
         (a re-run's failure is raised: its outcome is known, so failing now is a fault of the machine).
-        Search trials recorded lean compute only their lean curves (and what decides the run)."""
+        Search trials recorded lean compute only their lean curves (and what decides the run).
+        The first stack may have been trained before its trials were asked (``speculation``): then its
+        pruning decisions are replayed, and training starts again only where one of them stops a member."""
         split = self.split_for(group[0].config)
         lean = self.runs.lean(group[0].phase)
-        curves = lean_curves(group[0].config, self.study.objective) if lean else None
+        curves = self._curves(group) if lean else None
         for member in group:
             member.create = self.runs.start(member, split)
         self._training = list(group)
@@ -340,13 +361,25 @@ class SweepWorker:
         delay = faults.epoch_hook()
         try:
             faults.before_training(studies.condition.name)
-            results = train_stack(
-                [m.config for m in group],
-                split,
-                (*callbacks, delay) if delay else callbacks,
-                include_test=include_test,
-                curves=curves,
-                on_epoch=on_epoch,
+            first_search = group[0].phase == "search" and not group[0].is_rerun and on_epoch is None
+            ahead = self._trained_ahead(group) if first_search and self.speculation else None
+            stopped = replay(ahead, callbacks) if ahead is not None else None
+            if stopped is not None:
+                callbacks = (resumed(callbacks, stopped),)
+            elif ahead is not None:
+                self.stats.train_seconds += self._ahead_seconds
+                self.stats.trained_ahead += len(ahead)
+            results = (
+                ahead
+                if ahead is not None and stopped is None
+                else train_stack(
+                    [m.config for m in group],
+                    split,
+                    (*callbacks, delay) if delay else callbacks,
+                    include_test=include_test,
+                    curves=curves,
+                    on_epoch=on_epoch,
+                )
             )
         except OutageError:  # a shared service stayed away: not a fault of these trials
             raise
