@@ -243,7 +243,9 @@ def test_sigterm_while_the_rebuilt_code_trains_removes_the_worktree_and_its_fold
 def test_the_consent_line_names_every_path_the_patch_changed_and_no_name_forges_one(tmp_path):
     """Read inside harness/, git saw a patch adding a top-level sitecustomize.py (run at interpreter start)
     as changing "no files"; read from git's --summary text, a file name holding a newline hid a rename's
-    source or invented a deletion. The summary is read back from the patched worktree's index."""
+    source or invented a deletion. The summary is read back from the patched worktree's index. A file that
+    runs although the harness never imports it (Python's start-up modules, one named as an installed
+    module, in the folder the rebuilt code is imported from) was listed as any other: it says so now."""
     from harness.reproduce.rebuild import changes_summary
 
     repo = tmp_path / "repo"
@@ -262,14 +264,23 @@ def test_the_consent_line_names_every_path_the_patch_changed_and_no_name_forges_
     (repo / "harness" / "a.py").chmod(0o755)
     (repo / "a\n delete mode 100644 keep.py").write_text("forged\n")
     (repo / "usercustomize.py").symlink_to("/tmp/elsewhere.py")
+    (repo / "numpy.py").write_text("print('not numpy')\n")
+    (repo / "json").mkdir()
+    (repo / "json" / "__init__.py").write_text("print('not json')\n")
+    (repo / "json" / "tool.py").write_text("t = 1\n")
+    (repo / "own_module.py").write_text("o = 1\n")
     git(repo, "add", "-A")
     said = changes_summary(repo)
-    assert said.startswith("touches 6 paths: "), said
-    assert "sitecustomize.py (new, +2 -0)" in said
+    assert said.startswith("touches 10 paths: "), said
+    assert "sitecustomize.py (new, Python runs it at start-up, +2 -0)" in said
+    assert "numpy.py (new, imported in place of the installed numpy, +1 -0)" in said
+    assert "json/__init__.py (new, imported in place of the installed json, +1 -0)" in said
+    assert "json/tool.py (new, +1 -0)" in said and "own_module.py (new, +1 -0)" in said
     assert "new_name.py (renamed from old_name.py, +0 -0)" in said
     assert "'x\\ny' (renamed from README.md, +0 -0)" in said  # the rename's source is said
     assert "harness/a.py (mode 100644 -> 100755 (executable), +1 -1)" in said
     assert "'a\\n delete mode 100644 keep.py' (new, +1 -0)" in said
     assert "keep.py (deleted" not in said  # nothing is deleted
-    assert "usercustomize.py (new, symlink, pointing to /tmp/elsewhere.py, +1 -0)" in said
+    assert "usercustomize.py (new, symlink, pointing to /tmp/elsewhere.py, Python runs it at start-up, +1 -0)" in said
     assert "\n" not in said
+    assert "numpy.py (new, +1 -0)" in changes_summary(repo, "harness")  # imported from elsewhere: nothing unasked

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from ..common.errors import HarnessError, RunTimeFailure, shown
 from ..engine.training import TrainResult
@@ -78,12 +78,14 @@ def code_differs(tags):
     return None
 
 
-def changes_summary(root):
+def changes_summary(root, imports="."):
     """Every path the applied patch changed in the worktree at ``root``, against its commit ('touches 2
     paths: harness/x.py (+2 -0), run.py (new, +5 -0)'): the consent line, said after the patch is
     applied (which runs nothing) and before any of it runs. Read back from git's index as NUL-separated
     records, so no file name can forge or hide an entry: new, deleted, renamed or copied from, a changed
-    mode or type, a symlink's target, binary, lines added and removed."""
+    mode or type, a symlink's target, binary, lines added and removed; and, in ``imports`` (the folder the
+    rebuilt code is imported from, relative to ``root``), a file that runs without the harness importing
+    it (``_runs_unasked``)."""
     raw = _git("-C", str(root), "diff", "--cached", "--raw", "-z", "-M", "--no-abbrev", "HEAD")
     counts = _git("-C", str(root), "diff", "--cached", "--numstat", "-z", "-M", "HEAD")
     if raw.returncode != 0 or counts.returncode != 0:
@@ -92,6 +94,7 @@ def changes_summary(root):
     paths = []
     for old_mode, new_mode, new_blob, status, names in _raw_entries(raw.stdout):
         notes = _change_notes(root, old_mode, new_mode, new_blob, status, names)
+        notes += _runs_unasked(names[-1], imports) if status != "D" else []
         notes.append(lines.get(names[-1], "binary"))
         paths.append(f"{_shown_path(names[-1])} ({', '.join(notes)})")
     count = f"{len(paths)} path{'s' * (len(paths) != 1)}"
@@ -99,6 +102,45 @@ def changes_summary(root):
 
 
 MODES = {"100644": "", "100755": "executable", "120000": "symlink", "160000": "submodule"}
+
+START_UP = ("sitecustomize", "usercustomize")
+"""Modules Python itself imports from its path when it starts, before any code of the harness."""
+
+
+def _runs_unasked(path, imports):
+    """A module the rebuilt code's interpreter runs although the harness does not import it: one that
+    Python runs at start-up (``START_UP``), or one named as a standard or installed module, imported in
+    its place (``numpy.py``, ``json/__init__.py``), directly in the folder the rebuilt code is imported
+    from. [] for every other path."""
+    parts, prefix = PurePosixPath(path).parts, PurePosixPath(imports).parts
+    inside = parts[len(prefix) :] if parts[: len(prefix)] == prefix else ()
+    if len(inside) == 1 and inside[0].endswith(".py"):
+        name = inside[0][: -len(".py")]
+    elif len(inside) == 2 and inside[1] == "__init__.py":
+        name = inside[0]
+    else:
+        return []
+    if name in START_UP:
+        return ["Python runs it at start-up"]
+    return [f"imported in place of the installed {name}"] if name.isidentifier() and _installed(name) else []
+
+
+def _installed(name):
+    """Whether ``name`` is a standard module or one installed in this interpreter's environment (found
+    without importing it: a finder only looks at file names)."""
+    import importlib.util
+
+    if name in sys.stdlib_module_names:
+        return True
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return False
+    found = spec and (spec.origin or next(iter(spec.submodule_search_locations or ()), None))
+    if not found or found in ("built-in", "frozen"):
+        return bool(found)
+    where = Path(found).resolve()
+    return any(where.is_relative_to(Path(p).resolve()) for p in {sys.prefix, sys.base_prefix})
 
 
 def _raw_entries(output):

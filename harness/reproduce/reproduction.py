@@ -188,7 +188,7 @@ def _reproduce(logged, recorder, out, err, rtol, rebuild, summary):
         trainer, code = train_model, None
         if why is not None:  # checked out and patched (nothing of it runs yet), then the consent line
             root, folder = stack.enter_context(worktree(logged_commit(tags), diff, logged.where))
-            say_rebuild(logged, why, diff, err, methods, root)
+            say_rebuild(logged, why, diff, err, methods, root, folder.relative_to(root))
         paths = load_methods(methods, config, stack, logged.where, err, say=why is None)
         for warning in environment_warnings(run, split, rebuilt=why is not None):  # after what runs is said
             print(printable(f"warning: {warning}"), file=err)
@@ -304,14 +304,14 @@ def compare_weights(logged, mine, rtol=RTOL):
     return row
 
 
-def say_rebuild(logged, why, diff, err, methods, root):
+def say_rebuild(logged, why, diff, err, methods, root, imports="."):
     """The first line of a rebuild: all the code that will run (the commit, the patch's digest and every
-    path it changed in the worktree at ``root``, the run's own methods from their logged source), before
-    any of it does."""
+    path it changed in the worktree at ``root``, what of it runs unasked from ``imports``, the folder the
+    code is imported from; the run's own methods from their logged source), before any of it does."""
     tags = logged.run["tags"]
     runs = f"commit {logged_commit(tags)[:12]}"
     if diff is not None:
-        runs += f" + its {DIFF_ARTIFACT} (sha256 {tags[GIT_DIFF]}; {changes_summary(root)})"
+        runs += f" + its {DIFF_ARTIFACT} (sha256 {tags[GIT_DIFF]}; {changes_summary(root, str(imports))})"
     runs += "".join(f" + {method}" for method in consent(methods))
     line = f"{why}: rebuilt that code in a temporary git worktree to retrain there; it runs {runs}"
     print(printable(line), file=err)
