@@ -9,9 +9,9 @@ exactly those settings (anything else: it is dropped and the stack trained as al
 
 Nothing of it is written until the real trials are asked, so a kill or an error in the preparation leaves
 what it leaves without it. The real trials' pruning decisions are then replayed from the curves
-(``replay``), in the order training would have asked them; the first that stops a member ends the replay
-and the stack is trained again from there, keeping the decisions already told (``resumed``): the records
-are those of a stack trained after the preparation, bit for bit.
+(``replay``), in the order training would have asked them; the first that stops a member ends the replay,
+and the stack is trained again from its first epoch, the decisions already told given again without
+asking (``resumed``): the records are those of a stack trained after the preparation, bit for bit.
 """
 
 from __future__ import annotations

@@ -350,7 +350,8 @@ class SweepWorker:
         (a re-run's failure is raised: its outcome is known, so failing now is a fault of the machine).
         Search trials recorded lean compute only their lean curves (and what decides the run).
         The first stack may have been trained before its trials were asked (``speculation``): then its
-        pruning decisions are replayed, and training starts again only where one of them stops a member."""
+        pruning decisions are replayed, and it trains again (from its first epoch) only if one of them
+        stops a member."""
         split = self.split_for(group[0].config)
         lean = self.runs.lean(group[0].phase)
         curves = self._curves(group) if lean else None
