@@ -196,6 +196,12 @@ class Study:
         split = {"data_seed": seed} if phase == "confirm" and "split" in self.confirm_vary else {}
         return settings_config({**self.fixed, **condition.settings, **params, **split, "seed": seed}, condition)
 
+    def largest_config(self, condition):
+        """A run of the condition at the high end of every searched range (the largest it can get): its
+        data and its memory are those of every run of the condition's search."""
+        high = {p.name: p.choices[0] if p.choices else p.high for p in self.search}
+        return self.config_for(condition, high, self.search_seed)
+
     @property
     def tolerance(self):
         return TOLERANCES[self.objective] if self.analysis_tolerance is None else self.analysis_tolerance

@@ -36,7 +36,7 @@ def preflight(study):
     """Load every condition's data once and check its memory, before anything is created."""
     splits = {}
     for condition in study.conditions:
-        config = sample_config(study, condition)
+        config = study.largest_config(condition)
         key = data_key(config)
         if key not in splits:
             try:
@@ -47,23 +47,16 @@ def preflight(study):
     return splits
 
 
-def sample_config(study, condition):
-    """A run of the condition at the high end of every searched range (the largest it can get)."""
-    return study.config_for(
-        condition, {p.name: p.choices[0] if p.choices else p.high for p in study.search}, study.search_seed
-    )
-
-
 def data_digests(study, splits):
     """{condition: digest of the data its runs train on}: part of the study's identity."""
-    return {c.name: splits[data_key(sample_config(study, c))].digest for c in study.conditions}
+    return {c.name: splits[data_key(study.largest_config(c))].digest for c in study.conditions}
 
 
 def study_methods(study):
     """{module: sha256} of the custom losses and optimizers the study's conditions name."""
     found = {}
     for condition in study.conditions:
-        found.update(method_digests(sample_config(study, condition)))
+        found.update(method_digests(study.largest_config(condition)))
     return found
 
 

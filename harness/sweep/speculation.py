@@ -63,7 +63,7 @@ class FirstStack:
 
         quiet_optuna()  # no line for the study in memory
         condition = study.conditions[0]  # worker 0 starts with its first condition (``SweepWorker.next_task``)
-        largest = study.config_for(condition, {p.name: p.choices[0] if p.choices else p.high for p in study.search}, 0)
+        largest = study.largest_config(condition)
         split = splits[data_key(largest)]
         size = max(1, min(study.stack, max_stack(largest, split), study.trials))
         # direction: "maximize" or "minimize", checked when the study was parsed

@@ -325,9 +325,7 @@ class SweepWorker:
     # --- shared steps ------------------------------------------------------------------------------
     def _stack_size(self, studies):
         """The study's stack size, capped so a stack's memory stays within 2 GiB (large data sets)."""
-        config = self.study.config_for(
-            studies.condition, {p.name: p.choices[0] if p.choices else p.high for p in self.study.search}, 0
-        )
+        config = self.study.largest_config(studies.condition)
         return min(self.study.stack, max_stack(config, self.split_for(config)))
 
     def _trained_ahead(self, group):
