@@ -544,3 +544,18 @@ def test_a_condition_whose_every_trial_diverges_has_its_seeds_skipped_and_the_au
     wild = [row for row in summary if row["condition"] == "cross_entropy"]
     assert [(row["seeds"], row["diverged_share"]) for row in wild] == [(0, 1.0)], summary
     assert audit_sweep(workdir, study, summary, {"trials": 2}) == []
+
+
+def test_a_builder_killed_after_linking_the_store_into_place_leaves_no_file(tmp_path):
+    """Killed between linking its file to mlflow.db and removing its own name: the store was whole, so
+    later opens returned at once and never removed that second name (CI saw it once)."""
+    from harness.records.store import open_client
+
+    store = tmp_path / "mlruns"
+    open_client(f"sqlite:///{store / 'mlflow.db'}").search_experiments()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    leftover = store / f".mlflow.db.creating-{int(dead.stdout)}-0123abcd"
+    os.link(store / "mlflow.db", leftover)
+    open_client(f"sqlite:///{store / 'mlflow.db'}").search_experiments()
+    assert not leftover.exists()
+    assert (store / "mlflow.db").stat().st_nlink == 1

@@ -292,18 +292,13 @@ def relocate_store(path: Path) -> str | None:
 
 
 def _create_sqlite_store(path, uri):
+    _remove_killed_builders(path)  # also when the store exists: one killed just after linking it into place
     if path.exists() and path.stat().st_size > 0:
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise HarnessError(f"{path.parent}: cannot create the tracking store there ({exc.strerror})") from None
-    for leftover in path.parent.glob(f".{path.name}.creating-*"):  # a builder that was killed
-        try:
-            if not _alive(int(leftover.name.split("-")[1])):
-                leftover.unlink(missing_ok=True)
-        except (ValueError, IndexError, OSError):
-            continue
     building = path.with_name(f".{path.name}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         if not _from_template(building, uri):
@@ -322,6 +317,17 @@ def _create_sqlite_store(path, uri):
     finally:
         for leftover in path.parent.glob(building.name + "*"):
             leftover.unlink(missing_ok=True)
+
+
+def _remove_killed_builders(path):
+    """The files of builders that were killed (``.mlflow.db.creating-PID-...``, a whole store, a half-made
+    one, or a second name of the store they had just linked into place)."""
+    for leftover in path.parent.glob(f".{path.name}.creating-*"):
+        try:
+            if not _alive(int(leftover.name.split("-")[1])):
+                leftover.unlink(missing_ok=True)
+        except (ValueError, IndexError, OSError):
+            continue
 
 
 def store_template() -> Path | None:
