@@ -95,6 +95,18 @@ def _records(folder):
     return trials, curves
 
 
+def _points_outside_their_runs(folder):
+    """(run, key, step) of each metric point timed before its run started or after it ended."""
+    client, runs = mlflow_runs(folder)
+    return [
+        (run.info.run_name, key, m.step)
+        for run in runs
+        for key in run.data.metrics
+        for m in client.get_metric_history(run.info.run_id, key)
+        if not run.info.start_time <= m.timestamp <= (run.info.end_time or m.timestamp)
+    ]
+
+
 def test_a_fresh_studys_first_stack_trained_ahead_records_what_training_it_after_the_preparation_does(
     tmp_path, monkeypatch
 ):
@@ -106,6 +118,8 @@ def test_a_fresh_studys_first_stack_trained_ahead_records_what_training_it_after
     for a, b in zip(with_ahead["summary"], without["summary"], strict=True):
         assert {k: v for k, v in a.items() if k not in RUN_IDS} == {k: v for k, v in b.items() if k not in RUN_IDS}
     assert _records(ahead) == _records(after)
+    # a run started when its training did (ahead or not), not when the recorder got to it
+    assert _points_outside_their_runs(ahead) == _points_outside_their_runs(after) == []
     again = harness(
         "sweep",
         write_study(ahead, TINY_STUDY.replace("trials = 4", "trials = 6\nstack = 4")),

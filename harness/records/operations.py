@@ -75,12 +75,14 @@ def create_run(
     tags: dict[str, Any],
     params: dict[str, Any],
     dataset: dict[str, Any] | None = None,
+    start_time: int | None = None,
 ) -> str:
     """A run with its params and, when given, the data set it trains on as its input (the UI's
-    Dataset column): ``dataset`` = {name, digest, source_type, source, profile}."""
+    Dataset column): ``dataset`` = {name, digest, source_type, source, profile}. ``start_time`` (ms):
+    when its training began, if before now (a stack trained ahead); else now."""
     from mlflow.entities import Dataset, DatasetInput, InputTag, Param
 
-    run = client.create_run(experiment_id, run_name=run_name, tags=_text(tags))
+    run = client.create_run(experiment_id, start_time=start_time, run_name=run_name, tags=_text(tags))
     _remember_artifact_location(client, run)
     if params:
         client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])

@@ -358,9 +358,10 @@ class TrialRuns:
         self.recorder, self.study, self.plan, self.base_tags = recorder, study, plan, base_tags
         self._pending = []  # (ticket of the record, ticket of the run) not yet confirmed
 
-    def start(self, member, split):
+    def start(self, member, split, start_time=None):
         """The run of a trial about to train, nested under its condition's parent; returns the ticket
-        that stands for its id."""
+        that stands for its id. Its start is now (``start_time``, ms, if training began before), not when
+        the recorder gets to it: by then its first epochs may be over, and their points would precede it."""
         condition = member.studies.condition
         name = (
             f"t{member.number:03d}-{condition.name}"
@@ -384,7 +385,9 @@ class TrialRuns:
             tags[RERUN] = "true"
         dataset = dataset_input(member.config, split)  # every run's: the UI's Dataset column and filter
         params = {} if self.lean(member.phase) else config_params(member.config)  # lean: with the results
-        return self.recorder.submit("create_run", self.plan.experiment_id, name, tags, params, dataset)
+        return self.recorder.submit(
+            "create_run", self.plan.experiment_id, name, tags, params, dataset, start_time or _ms(time.time())
+        )
 
     def lean(self, phase):
         """Whether a run of ``phase`` is recorded lean (``lean_curves``): a search trial, unless the study

@@ -44,6 +44,7 @@ class FirstStack:
         self.configs, self.split, self.curves = configs, split, curves
         self.results: list[TrainResult] | None = None
         self.seconds = 0.0
+        self.started_ms = int(time.time() * 1000)  # the start of its runs, should they be the ones asked
         self._cancelled = threading.Event()
         self._thread = threading.Thread(target=self._train, name="first-stack", daemon=True)
         self._thread.start()

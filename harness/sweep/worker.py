@@ -353,14 +353,15 @@ class SweepWorker:
         split = self.split_for(group[0].config)
         lean = self.runs.lean(group[0].phase)
         curves = self._curves(group) if lean else None
+        first_search = group[0].phase == "search" and not group[0].is_rerun and on_epoch is None
+        began = self.speculation.started_ms if first_search and self.speculation else None  # its epochs' times
         for member in group:
-            member.create = self.runs.start(member, split)
+            member.create = self.runs.start(member, split, began)
         self._training = list(group)
         start, optuna_before = time.perf_counter(), self.stats.optuna_in_training_seconds
         delay = faults.epoch_hook()
         try:
             faults.before_training(studies.condition.name)
-            first_search = group[0].phase == "search" and not group[0].is_rerun and on_epoch is None
             ahead = self._trained_ahead(group) if first_search and self.speculation else None
             stopped = replay(ahead, callbacks) if ahead is not None else None
             if stopped is not None:
