@@ -5,7 +5,9 @@ mlflow, optuna and scikit-learn before it did anything, most of the docs test's 
 ``.venv/bin/harness`` is a small client (``CLIENT``): it hands its arguments, working folder, environment and
 standard streams (the descriptors themselves, so a redirect such as ``> x.json`` is the command's) to a
 server that imported those modules once (``serve``). The server forks; the child becomes the command, as
-the console script would run it (``harness.cli.run``), and its exit status becomes the client's.
+the console script would run it (``harness.cli.run``), and its exit status becomes the client's. A
+command's recorder forks from a forkserver the server started with MLflow imported (a real process's
+first recorder is spawned and imports MLflow itself: ``recorder._start_method``).
 
 What the docs test checks is the pages' commands and their results, not the interpreter's start: the tests
 of the process itself (its imports, signals, what it leaves running) run real processes.
@@ -46,6 +48,7 @@ def serve(path):
 
     for name in WARM:
         importlib.import_module(name)
+    _share_a_forkserver()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     listener.bind(path)
     listener.listen(8)
@@ -59,6 +62,28 @@ def serve(path):
         connection.close()
         while _reaped():
             pass
+
+
+def _share_a_forkserver():
+    """The commands' recorders fork from one forkserver that this server starts with MLflow imported, as
+    the recorders of a process's later commands do (``recorder._start_method``): a command's first
+    recorder would otherwise be spawned and import MLflow again, 2-3 CPU-s per command."""
+    import multiprocessing
+    from multiprocessing import forkserver
+
+    from harness.records import recorder
+
+    recorder._recorders_started = 1  # each command's first recorder is then a later one: forked
+    multiprocessing.get_context("forkserver").set_forkserver_preload(recorder.PRELOADED)
+    forkserver.ensure_running()
+
+
+def _forkserver_inherited():
+    """In a command's child: use the server's forkserver (``ensure_running`` would ask this process to
+    wait for a process that is not its child)."""
+    from multiprocessing import forkserver, resource_tracker
+
+    forkserver._forkserver.ensure_running = resource_tracker.ensure_running
 
 
 def _reaped():
@@ -83,6 +108,7 @@ def _command(connection):
     sys.argv = request["argv"]
     sys.path[0] = request["bin"]  # a console script's own folder, as python puts it first
     sys.modules["__main__"] = types.ModuleType("__main__")  # spawned children: no main module to re-run
+    _forkserver_inherited()
     code = 1
     try:
         from harness.cli import run
