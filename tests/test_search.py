@@ -248,3 +248,56 @@ def test_every_database_call_optunas_cache_makes_waits_out_an_outage():
     called = set(re.findall(r"self\._backend\.([a-z_]+)", source))
     not_database = {"get_heartbeat_interval", "get_heartbeat_stale_trial_callback"}
     assert called - not_database and all(name in vars(PatientRDBStorage) for name in called - not_database)
+
+
+def _searched(storage, study, condition, trials):
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    found = optuna.create_study(study_name=study.optuna_name(condition), storage=storage, load_if_exists=True)
+    distributions = {"lr": FloatDistribution(0.01, 2.0, log=True), "epochs": IntDistribution(3, 8)}
+    for lr, epochs, value in trials:
+        found.add_trial(
+            optuna.trial.create_trial(params={"lr": lr, "epochs": epochs}, distributions=distributions, value=value)
+        )
+
+
+def test_optuna_plots_of_trials_drawn_before_are_copied_and_a_new_trial_draws_its_condition_again(
+    tmp_path, monkeypatch
+):
+    """``compare`` spent half its time on the benchmark drawing Optuna's plots again for the same trials."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from optuna.visualization import matplotlib as plots
+
+    from harness.studies.parse import read_study
+    from harness.sweep.optuna_plots import optuna_plots
+    from tests.helpers import write_study
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    study = read_study(write_study(tmp_path))
+    journal = tmp_path / "search.journal"
+    storage = JournalStorage(JournalFileBackend(str(journal)))
+    for condition in study.conditions:
+        _searched(storage, study, condition, [(0.05, 3, 0.5), (0.5, 5, 0.8), (1.5, 8, 0.6), (0.1, 4, 0.7)])
+    drawn = []
+
+    def counted(draw):
+        return lambda searched: drawn.append(searched.study_name) or draw(searched)
+
+    for name in ("plot_optimization_history", "plot_param_importances"):
+        monkeypatch.setattr(plots, name, counted(getattr(plots, name)))
+
+    def report(folder):
+        folder.mkdir()
+        return {p.name: p.read_bytes() for p in optuna_plots(study, str(journal), folder)}
+
+    first = report(tmp_path / "first")
+    assert len(first) == 4 and len(drawn) == 4  # history and importances of two conditions
+    assert report(tmp_path / "second") == first and len(drawn) == 4  # the same trials: copied, none drawn
+    changed = study.conditions[0]
+    _searched(storage, study, changed, [(0.02, 6, 0.9)])
+    third = report(tmp_path / "third")
+    assert drawn[4:] == [study.optuna_name(changed)] * 2  # that condition's two plots, drawn again
+    history = f"optuna_history_{changed.name}.png"
+    assert third.keys() == first.keys() and third[history] != first[history]
+    assert [p for p in third if third[p] != first[p] and changed.name not in p] == []
