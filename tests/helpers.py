@@ -16,6 +16,59 @@ from tests.conftest import TINY_STUDY
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _run_code(code, env, errors):
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        exec(compile(code, "<code>", "exec"), {"__name__": "__main__"})
+    except Exception:  # noqa: BLE001 - said as a process would: its traceback, exit 1
+        import traceback
+
+        Path(errors).write_text(traceback.format_exc())
+        raise SystemExit(1) from None
+
+
+class WarmPython:
+    """``python -c CODE`` in a fresh process forked from a forkserver that imported MLflow's store once
+    (the harness's own recorders fork from it: ``recorder._start_method``), not a new interpreter that
+    imports it again (2 CPU-s each). The process has imported modules and nothing else: no store opened,
+    no client made. ``poll``, ``wait``, ``kill`` and ``stderr`` (an exception's traceback, once it ended) as
+    a Popen's."""
+
+    def __init__(self, code, env=None):
+        import multiprocessing
+        import tempfile
+
+        from harness.records import recorder
+
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(recorder.PRELOADED)
+        handle, self._errors = tempfile.mkstemp(prefix="warm-python-")
+        os.close(handle)
+        self.stderr = None
+        self.process = context.Process(target=_run_code, args=(code, dict(env or os.environ), self._errors))
+        self.process.start()
+
+    def poll(self):
+        return self.process.exitcode
+
+    def wait(self, timeout=300):
+        self.process.join(timeout)
+        if self.process.exitcode is not None and self.stderr is None:
+            self.stderr = Path(self._errors).read_text()
+            Path(self._errors).unlink()
+        return self.process.exitcode
+
+    def kill(self):
+        self.process.kill()
+
+
+def warm_python(code, env=None, timeout=300):
+    """``WarmPython(code, env)`` run to its end: (exit code, stderr)."""
+    process = WarmPython(code, env)
+    return process.wait(timeout), process.stderr
+
+
 def write_study(folder, text=TINY_STUDY, name="tiny.toml"):
     path = Path(folder) / name
     path.write_text(textwrap.dedent(text))

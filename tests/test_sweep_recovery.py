@@ -19,6 +19,7 @@ import pytest
 from tests.conftest import TINY_STUDY
 from tests.helpers import (
     ROOT,
+    WarmPython,
     Watched,
     audit_sweep,
     compare_json,
@@ -31,6 +32,7 @@ from tests.helpers import (
     store_uri,
     wait_paused,
     wait_until,
+    warm_python,
     write_study,
 )
 
@@ -122,9 +124,7 @@ def _kill_while_creating(folder, code, delays):
     for delay in delays:
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-        process = subprocess.Popen(
-            [sys.executable, "-c", code], stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)}
-        )
+        process = WarmPython(code)
         wait_until(
             lambda: list(folder.glob("*mlflow.db*")) or process.poll() is not None,
             "the store's file appeared",
@@ -146,15 +146,13 @@ def test_a_kill_while_a_fresh_store_is_created_never_leaves_it_unusable(tmp_path
     uri = f"sqlite:///{store / 'mlflow.db'}"
     code = f"from harness.records.store import open_client; open_client({uri!r}).search_experiments()"
     if template:
-        subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert warm_python(code) == (0, "")
     delays = [0.01, 0.02, 0.05, 0.1] if template else [0.1, 0.15, 0.2, 0.3, 0.5]
     killed = 0
     for delay, running in _kill_while_creating(store, code, delays):
         killed += running
-        check = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}
-        )
-        assert check.returncode == 0, f"killed {delay} s in: {check.stderr.strip().splitlines()[-1]}"
+        returncode, stderr = warm_python(code)  # a fresh process opens what the kill left
+        assert returncode == 0, f"killed {delay} s in: {stderr.strip().splitlines()[-1]}"
         assert not list(store.glob(".mlflow.db.creating-*")), "a killed builder's file was left behind"
         assert len(list(cache.glob("harness/*.db"))) == 1  # the template, whole
         if not template:
