@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from tests.helpers import ROOT, harness, start_ui
+from tests.helpers import ROOT, harness
 from tests.services import free_port
 
 pytestmark = pytest.mark.e2e
@@ -35,48 +35,13 @@ def _port_free(port):
             return False
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_the_server_goes_when_harness_ui_is_told_to_stop(tmp_path, signum):
-    port = free_port()
-    process = start_ui(tmp_path, port)
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline and not _answers(port):
-            assert process.poll() is None, process.stderr.read()
-            time.sleep(0.5)
-        assert _answers(port), "the MLflow UI never answered"
-        process.send_signal(signum)  # to harness alone, as a process manager does
-        assert process.wait(timeout=30) == 0
-        deadline = time.time() + 20
-        while time.time() < deadline and not _port_free(port):
-            time.sleep(0.5)
-        assert _port_free(port), "the MLflow server kept the port after harness ui stopped"
-    finally:
-        if process.poll() is None:
-            process.kill()
-
-
-@pytest.mark.parametrize("port", ["99999", "0", "-1"])
-def test_a_port_out_of_range_is_one_line_before_anything_starts(tmp_path, port):
-    done = harness("ui", "--port", port, cwd=tmp_path, timeout=60)
-    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
-    assert f"--port = {port} is not allowed; must be an integer in [1, 65535]" in done.stderr
-    assert not (tmp_path / "mlruns").exists()
-
-
-def test_a_port_in_use_is_one_line_naming_it(tmp_path):
-    with socket.create_server(("127.0.0.1", 0)) as taken:
-        port = taken.getsockname()[1]
-        done = harness("ui", "--port", str(port), cwd=tmp_path, timeout=120)
-    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
-    assert f"--port {port}: 127.0.0.1:{port} is already in use" in done.stderr
-    assert not (tmp_path / "mlruns").exists()
-
-
-@pytest.mark.parametrize("access_log", [False, True])
-def test_the_access_log_is_off_unless_asked(tmp_path, access_log):
-    """Browsing the UI made 553 access-log lines that scrolled the printed links away: none by default,
-    one per request with ``--access-log``."""
+@pytest.mark.parametrize(
+    ("signum", "access_log"), [(signal.SIGTERM, False), (signal.SIGINT, True)], ids=["sigterm", "ctrl-c-access-log"]
+)
+def test_the_server_goes_when_harness_ui_is_told_to_stop_and_logs_requests_only_if_asked(tmp_path, signum, access_log):
+    """SIGTERM (a process manager, a closing terminal) or Ctrl-C: exit 0 and the port free again. Browsing
+    the UI made 553 access-log lines that scrolled the printed links away: none by default, one per request
+    with ``--access-log``."""
     port = free_port()
     flags = ["--access-log"] if access_log else []
     out, err = (tmp_path / "out.txt").open("w"), (tmp_path / "err.txt").open("w")
@@ -95,9 +60,13 @@ def test_the_access_log_is_off_unless_asked(tmp_path, access_log):
             assert process.poll() is None, (tmp_path / "err.txt").read_text()
             time.sleep(0.5)
         for _ in range(5):
-            assert _answers(port)
-        process.send_signal(signal.SIGINT)
+            assert _answers(port), "the MLflow UI did not answer"
+        process.send_signal(signum)  # to harness alone, as a process manager does
         assert process.wait(timeout=30) == 0
+        deadline = time.time() + 20
+        while time.time() < deadline and not _port_free(port):
+            time.sleep(0.5)
+        assert _port_free(port), "the MLflow server kept the port after harness ui stopped"
     finally:
         if process.poll() is None:
             process.kill()
@@ -106,3 +75,20 @@ def test_the_access_log_is_off_unless_asked(tmp_path, access_log):
     requests = [line for line in printed.splitlines() if "GET /health" in line]
     assert len(requests) >= 5 if access_log else requests == [], printed
     assert f"MLflow UI on http://127.0.0.1:{port}" in printed
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "-1"])
+def test_a_port_out_of_range_is_one_line_before_anything_starts(tmp_path, port):
+    done = harness("ui", "--port", port, cwd=tmp_path, timeout=60)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert f"--port = {port} is not allowed; must be an integer in [1, 65535]" in done.stderr
+    assert not (tmp_path / "mlruns").exists()
+
+
+def test_a_port_in_use_is_one_line_naming_it(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = harness("ui", "--port", str(port), cwd=tmp_path, timeout=120)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert f"--port {port}: 127.0.0.1:{port} is already in use" in done.stderr
+    assert not (tmp_path / "mlruns").exists()
