@@ -1,8 +1,8 @@
 """Every command the README and docs/ show runs, so the documentation cannot drift from the code.
 
 Each page's fenced ``bash`` and ``python`` blocks run in order in one temporary folder (a copy of
-``studies/`` and the test's virtualenv as ``.venv``, whose ``harness`` a warm server runs:
-tests/warm_commands.py) against a fresh store. Sweeps are shortened with
+``studies/`` and the test's virtualenv as ``.venv``, whose ``harness``, and the python blocks, a warm
+server runs: tests/warm_commands.py) against a fresh store. Sweeps are shortened with
 ``SMOKE_FLAGS`` (each added unless the command already gives that flag); ``RUN_ID`` is a confirmation
 run of the page's quickstart sweep. A block that cannot run here is preceded by
 ``<!-- docs-test: skip: REASON -->``, and a skip without a reason fails.
@@ -69,13 +69,14 @@ def confirmation_run(folder):
     return runs[0].info.run_id
 
 
-def run_block(lang, body, folder, env):
+def run_block(lang, body, folder, env, warm):
+    """A bash block as ``bash -e``; a python block as ``python -c``, forked from the warm server."""
     if "RUN_ID" in body:
         run_id = confirmation_run(folder)
         body = f'RUN_ID = "{run_id}"\n' + body if lang == "python" else re.sub(r"\bRUN_ID\b", run_id, body)
-    command = (
-        ["bash", "-e", "-o", "pipefail", "-c", shortened(body)] if lang == "bash" else [".venv/bin/python", "-c", body]
-    )
+    if lang == "python":
+        return warm.python(body, folder, env)
+    command = ["bash", "-e", "-o", "pipefail", "-c", shortened(body)]
     return subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -108,7 +109,7 @@ def test_every_command_of_the_page_runs(page, tmp_path, warm):
     if uses_records and not any("harness sweep" in body for _, body in todo):
         todo = [("bash", ".venv/bin/harness sweep studies/quickstart.toml")] + todo  # the page reads its records
     for lang, body in todo:
-        done = run_block(lang, body, tmp_path, env)
+        done = run_block(lang, body, tmp_path, env, warm)
         assert done.returncode == 0, (
             f"{page.name}: this {lang} block failed:\n{body}\n--- stderr:\n{done.stderr[-3000:]}"
         )
@@ -150,8 +151,18 @@ def test_the_pages_harness_is_the_command_with_its_status_streams_and_folder(tmp
     venv = warm.install(tmp_path)
     (tmp_path / "sub").mkdir()
     env = {**page_env(), "PATH": f"{venv / 'bin'}:{page_env().get('PATH', '')}"}
-    bad = run_block("bash", ".venv/bin/harness train --dataset nope", tmp_path, env)
+    bad = run_block("bash", ".venv/bin/harness train --dataset nope", tmp_path, env, warm)
     assert bad.returncode == 2 and bad.stderr.startswith("harness train: error: dataset = 'nope'"), bad.stderr
-    good = run_block("bash", "cd sub && harness --version > version.txt && echo $?", tmp_path, env)
+    good = run_block("bash", "cd sub && harness --version > version.txt && echo $?", tmp_path, env, warm)
     assert (good.returncode, good.stdout) == (0, "0\n")
     assert (tmp_path / "sub" / "version.txt").read_text().startswith("harness ")
+    # a python block: its output, its folder, the page's environment, and a failure that fails the page
+    marked = {**env, "PAGE_MARK": "the page's"}
+    code = "import os, sys\nprint(os.getcwd(), sys.argv, os.environ.get('PAGE_MARK'))"
+    shown = run_block("python", code, tmp_path, marked, warm)
+    assert (shown.returncode, shown.stdout) == (0, f"{tmp_path} ['-c'] the page's\n"), shown.stderr
+    failed = run_block("python", "print('before')\nraise ValueError('from the page')", tmp_path, env, warm)
+    assert (failed.returncode, failed.stdout) == (1, "before\n")
+    assert failed.stderr.strip().splitlines()[-1] == "ValueError: from the page"
+    ended = run_block("python", "import sys\nsys.exit(3)", tmp_path, env, warm)
+    assert ended.returncode == 3

@@ -111,9 +111,13 @@ def _command(connection):
     _forkserver_inherited()
     code = 1
     try:
-        from harness.cli import run
+        if "code" in request:  # ``python -c CODE``
+            exec(compile(request["code"], "<string>", "exec"), vars(sys.modules["__main__"]))
+            code = 0
+        else:
+            from harness.cli import run
 
-        run()
+            run()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except BaseException:  # noqa: BLE001 - the client's stderr gets it, as a real process's would
@@ -167,6 +171,24 @@ class Server:
         client.write_text(CLIENT.format(python=sys.executable, socket=self.socket))
         client.chmod(0o755)
         return venv
+
+    def python(self, code, cwd, env):
+        """``python -c CODE`` in ``cwd`` with ``env``, forked from the server: a CompletedProcess with its
+        output (a docs page's python block, whose imports the server has made)."""
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, open(os.devnull) as stdin:
+            request = {"argv": ["-c"], "cwd": str(cwd), "env": env, "bin": "", "code": code}
+            with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as server:
+                server.connect(self.socket)
+                socket.send_fds(server, [json.dumps(request).encode()], [stdin.fileno(), out.fileno(), err.fileno()])
+                answer = server.recv(4)
+            returncode = struct.unpack("i", answer)[0] if len(answer) == 4 else 70
+            out.seek(0), err.seek(0)
+            return subprocess.CompletedProcess(
+                ["python", "-c", code],
+                returncode,
+                out.read().decode(errors="replace"),
+                err.read().decode(errors="replace"),
+            )
 
     def stop(self):
         self.process.kill()
