@@ -301,3 +301,38 @@ def test_optuna_plots_of_trials_drawn_before_are_copied_and_a_new_trial_draws_it
     history = f"optuna_history_{changed.name}.png"
     assert third.keys() == first.keys() and third[history] != first[history]
     assert [p for p in third if third[p] != first[p] and changed.name not in p] == []
+
+
+def test_a_fifo_or_a_directory_where_a_kept_optuna_plot_would_be_is_drawn_over_not_waited_on(tmp_path, monkeypatch):
+    """The cache folder is read, not trusted: a FIFO there would make ``read_bytes`` wait for ever."""
+    import os
+    import signal
+
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from harness.studies.parse import read_study
+    from harness.sweep.optuna_plots import DrawnPlots, _named, optuna_plots, trials_digest
+    from tests.helpers import write_study
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    study = read_study(write_study(tmp_path))
+    journal = tmp_path / "search.journal"
+    storage = JournalStorage(JournalFileBackend(str(journal)))
+    condition = study.conditions[0]
+    _searched(storage, study, condition, [(0.05, 3, 0.5), (0.5, 5, 0.8), (1.5, 8, 0.6), (0.1, 4, 0.7)])
+    searched = optuna.load_study(study_name=study.optuna_name(condition), storage=storage)
+    kept = DrawnPlots(study.name).folder
+    kept.mkdir(parents=True)
+    digest = trials_digest(searched, condition.name)
+    os.mkfifo(kept / f"{_named(f'history_{condition.name}')}.{digest}.png")
+    (kept / f"{_named(f'importances_{condition.name}')}.{digest}.png").mkdir()
+    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("waited on the FIFO"))
+    signal.alarm(30)
+    try:
+        (tmp_path / "report").mkdir()
+        made = optuna_plots(study, str(journal), tmp_path / "report")
+    finally:
+        signal.alarm(0)
+    assert sorted(p.name for p in made) == [f"optuna_{n}_{condition.name}.png" for n in ("history", "importances")]
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in made)

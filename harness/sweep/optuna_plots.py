@@ -124,10 +124,13 @@ class DrawnPlots:
         self.folder = Path(cache_folder()) / "optuna_plots" / _named(study_name)
 
     def get(self, plot: str, digest: str) -> bytes | None:
-        """The PNG of the plot drawn from these trials; b"" if it could not be drawn; None if not known."""
+        """The PNG of the plot drawn from these trials; b"" if it could not be drawn; None if not known (or
+        not a regular file of at most 64 MB: the folder is read, not trusted, and a FIFO would never end)."""
+        from ..common.files import MB, RefusedFile, read_local_file
+
         try:
-            return (self.folder / f"{_named(plot)}.{digest}.png").read_bytes()
-        except OSError:
+            return read_local_file(str(self.folder / f"{_named(plot)}.{digest}.png"), "a kept plot", 64 * MB)
+        except RefusedFile:
             return None
 
     def keep(self, plot: str, digest: str, path: Path | None) -> None:
