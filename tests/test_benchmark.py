@@ -3,12 +3,13 @@ Friedman, Nemenyi's critical difference, the diagram in the report); examples/be
 same study plus Lion."""
 
 import json
+from collections import Counter
 
 import pytest
 
 from harness.analysis.leaderboard import format_leaderboard, groups
 from harness.studies.parse import read_study
-from tests.helpers import ROOT, harness, store_uri
+from tests.helpers import ROOT, harness, mlflow_runs, store_uri
 
 pytestmark = pytest.mark.e2e
 
@@ -45,6 +46,10 @@ def test_the_benchmark_runs_end_to_end_and_compare_draws_its_leaderboard(tmp_pat
     done = harness("sweep", study, *smoke, cwd=tmp_path, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Mean rank by test accuracy across 5 data sets" in done.stdout
+    plain = read_study(ROOT / "studies" / "benchmark.toml")  # what every shipped study's test checks (test_sweep)
+    assert f"study {plain.name}:" in done.stdout and all(c.name in done.stdout for c in plain.conditions)
+    kinds = Counter(r.data.tags["harness.kind"] for r in mlflow_runs(tmp_path, "benchmark")[1])
+    assert kinds == {"condition": 30, "search": 30, "confirm": 60}
     report = tmp_path / "report"
     shown = harness("compare", "benchmark", "--out", str(report), cwd=tmp_path, env=env)
     assert shown.returncode == 0, shown.stderr[-2000:]
