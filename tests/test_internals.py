@@ -245,6 +245,35 @@ def test_the_server_command_and_its_health_page():
     )
 
 
+def test_a_models_first_save_scans_the_installed_packages_once_per_process(monkeypatch):
+    """harness/records/preload.py builds, in the recorders' forkserver, the map of installed packages that
+    MLflow builds when a process saves its first model (pinned requirements are checked against it): each
+    recorder forked from there saves its models without scanning every distribution again."""
+    from mlflow.utils import requirements_utils
+
+    where = "harness/records/preload.py"
+    assert callable(getattr(requirements_utils, "_init_modules_to_packages_map", None)), changed(
+        "mlflow", "requirements_utils._init_modules_to_packages_map", where
+    )
+    scans = []
+    original = requirements_utils.importlib_metadata.packages_distributions
+    monkeypatch.setattr(
+        requirements_utils.importlib_metadata, "packages_distributions", lambda: scans.append(1) or original()
+    )
+    monkeypatch.setattr(requirements_utils, "_MODULES_TO_PACKAGES", None)
+    pinned = [f"numpy=={metadata.version('numpy')}", f"pandas=={metadata.version('pandas')}"]
+    requirements_utils.warn_dependency_requirement_mismatches(pinned)  # what a save with them does
+    assert scans == [1], changed("mlflow", "the requirement check of a model's save", where, f"{len(scans)} scans")
+    monkeypatch.setattr(requirements_utils, "_MODULES_TO_PACKAGES", None)
+    import importlib
+
+    from harness.records import preload
+
+    importlib.reload(preload)  # as the forkserver imports it
+    requirements_utils.warn_dependency_requirement_mismatches(pinned)
+    assert scans == [1, 1], changed("mlflow", "the map's cache (_MODULES_TO_PACKAGES)", where, f"{len(scans)} scans")
+
+
 # --- Optuna ---------------------------------------------------------------------------------------------
 def test_a_trials_storage_id_and_its_studys_storage(tmp_path):
     """harness/sweep/liveness.py ``Heartbeat`` beats for ``trial._trial_id``; harness/sweep/conditions.py

@@ -258,8 +258,9 @@ class RecorderProcess(_Answers):
 
 
 _recorders_started = 0
-PRELOADED = ["harness.records.recorder", "mlflow.store.tracking.sqlalchemy_store"]
-"""What a forkserver imports once, so that each recorder forked from it starts with MLflow imported."""
+PRELOADED = ["harness.records.recorder", "harness.records.preload"]
+"""What a forkserver imports once, so that each recorder forked from it starts with MLflow imported (and
+ready to save a model: ``preload``)."""
 
 
 def _start_method():
