@@ -40,7 +40,7 @@ def test_groups_are_the_maximal_runs_within_the_critical_difference():
 
 
 def test_the_benchmark_runs_end_to_end_and_compare_draws_its_leaderboard(tmp_path):
-    env = {"HARNESS_CACHE": str(tmp_path / "cache")}
+    env = {}  # the user's cache: MNIST-1D generated once per machine (test_methods tests generating it)
     study = str(ROOT / "studies" / "benchmark.toml")
     smoke = ["--trials", "1", "--confirm-seeds", "2", "--epochs", "1", "--workers", "2"]
     done = harness("sweep", study, *smoke, cwd=tmp_path, env=env, timeout=600)
