@@ -153,3 +153,19 @@ def test_a_run_s_artifacts_are_written_where_create_run_said_without_looking_the
     operations.write_artifacts(client, other, {"a.txt": b"a"}, "sub")
     assert looked_up[-1] == other
     assert [f.path for f in client.list_artifacts(other, "sub")] == ["sub/a.txt"]
+
+
+def test_a_package_map_that_cannot_be_built_leaves_the_recorders_forkserver_working(monkeypatch):
+    """The forkserver imports ``preload`` before it forks any recorder: an error there (a broken package's
+    metadata) would end the forkserver and with it every later recorder of the process, not one model."""
+    import importlib
+
+    from mlflow.utils import requirements_utils
+
+    from harness.records import preload
+
+    def broken():
+        raise ValueError("a distribution with unreadable metadata")
+
+    monkeypatch.setattr(requirements_utils, "_init_modules_to_packages_map", broken)
+    importlib.reload(preload)  # as the forkserver imports it: no error

@@ -9,4 +9,7 @@ from mlflow.utils import requirements_utils
 
 _build_map = getattr(requirements_utils, "_init_modules_to_packages_map", None)
 if _build_map is not None:  # an MLflow without it saves models all the same (tests/test_internals.py says so)
-    _build_map()
+    try:
+        _build_map()
+    except Exception:  # noqa: BLE001 - a forkserver whose preload raises forks no recorder at all; a model's
+        pass  # save builds the map again and says what is wrong, for that run alone
