@@ -40,24 +40,25 @@ def test_groups_are_the_maximal_runs_within_the_critical_difference():
 
 
 def test_the_benchmark_runs_end_to_end_and_compare_draws_its_leaderboard(tmp_path):
-    env = {}  # the user's cache: MNIST-1D generated once per machine (test_methods tests generating it)
+    # the user's cache, as a user's second run has it: MNIST-1D generated once per machine (test_methods tests
+    # generating it and refusing a changed file)
     study = str(ROOT / "studies" / "benchmark.toml")
     smoke = ["--trials", "1", "--confirm-seeds", "2", "--epochs", "1", "--workers", "2"]
-    done = harness("sweep", study, *smoke, cwd=tmp_path, env=env, timeout=600)
+    done = harness("sweep", study, *smoke, cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Mean rank by test accuracy across 5 data sets" in done.stdout
-    plain = read_study(ROOT / "studies" / "benchmark.toml")  # what every shipped study's test checks (test_sweep)
+    plain = read_study(study)  # what every shipped study's test checks (test_sweep)
     assert f"study {plain.name}:" in done.stdout and all(c.name in done.stdout for c in plain.conditions)
     kinds = Counter(r.data.tags["harness.kind"] for r in mlflow_runs(tmp_path, "benchmark")[1])
     assert kinds == {"condition": 30, "search": 30, "confirm": 60}
     report = tmp_path / "report"
-    shown = harness("compare", "benchmark", "--out", str(report), cwd=tmp_path, env=env)
+    shown = harness("compare", "benchmark", "--out", str(report), cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert "leaderboard across 5 data sets" in shown.stdout and "Nemenyi critical difference" in shown.stdout
     assert (report / "critical_difference.png").stat().st_size > 1000
     html = (report / "report.html").read_text()
     assert "<h2>Leaderboard</h2>" in html and "critical difference" in html
-    as_json = harness("compare", "benchmark", "--json", cwd=tmp_path, env=env)
+    as_json = harness("compare", "benchmark", "--json", cwd=tmp_path)
     board = json.loads(as_json.stdout)["leaderboard"]
     assert len(board["frame"]) == 6 and board["critical_difference"] > 0
     # a place is 1 + the methods strictly ahead by mean rank: a tie shares it (issue 33: 1 and 2 for one tie)

@@ -7,6 +7,7 @@ The behaviour built on each internal is tested at length elsewhere (test_views, 
 test_store, test_search, test_outages); these checks are fast and say what changed.
 """
 
+import importlib
 import json
 import pickle
 import re
@@ -265,8 +266,6 @@ def test_a_models_first_save_scans_the_installed_packages_once_per_process(monke
     requirements_utils.warn_dependency_requirement_mismatches(pinned)  # what a save with them does
     assert scans == [1], changed("mlflow", "the requirement check of a model's save", where, f"{len(scans)} scans")
     monkeypatch.setattr(requirements_utils, "_MODULES_TO_PACKAGES", None)
-    import importlib
-
     from harness.records import preload
 
     importlib.reload(preload)  # as the forkserver imports it
