@@ -107,6 +107,19 @@ def _points_outside_their_runs(folder):
     ]
 
 
+def _runs_before_their_parent(folder):
+    """(run, parent) names of each run that started before the parent run it is nested in: in the UI's
+    timeline a condition's first trials would precede the condition."""
+    _, runs = mlflow_runs(folder)
+    by_id = {run.info.run_id: run for run in runs}
+    return [
+        (run.info.run_name, parent.info.run_name)
+        for run in runs
+        if (parent := by_id.get(run.data.tags.get("mlflow.parentRunId", ""))) is not None
+        and run.info.start_time < parent.info.start_time
+    ]
+
+
 def test_a_fresh_studys_first_stack_trained_ahead_records_what_training_it_after_the_preparation_does(
     tmp_path, monkeypatch
 ):
@@ -120,6 +133,8 @@ def test_a_fresh_studys_first_stack_trained_ahead_records_what_training_it_after
     assert _records(ahead) == _records(after)
     # a run started when its training did (ahead or not), not when the recorder got to it
     assert _points_outside_their_runs(ahead) == _points_outside_their_runs(after) == []
+    # and a condition's parent run starts with the sweep, before the first stack trained ahead
+    assert _runs_before_their_parent(ahead) == _runs_before_their_parent(after) == []
     again = harness(
         "sweep",
         write_study(ahead, TINY_STUDY.replace("trials = 4", "trials = 6\nstack = 4")),

@@ -210,11 +210,15 @@ def set_tags(client: MlflowClient, run_id: str, tags: dict[str, Any]) -> None:
     client.log_batch(run_id, tags=[RunTag(k, v) for k, v in _text(tags).items()])
 
 
-def parent_runs(client: MlflowClient, experiment_id: str, wanted: dict[str, tuple[Any, ...]]) -> dict[str, str]:
+def parent_runs(
+    client: MlflowClient, experiment_id: str, wanted: dict[str, tuple[Any, ...]], start_time: int | None = None
+) -> dict[str, str]:
     """Reuse each condition's parent run (marked RUNNING again) or create it.
 
     ``wanted``: {condition: (known run id or None, run name, tags, params, dataset input or None)};
-    returns {condition: run id}.
+    returns {condition: run id}. ``start_time`` (ms): the sweep's start. New parents start then (one ms
+    apart, in the study's order, as the UI lists them), before the first stack's runs, whose training
+    ahead may have begun before the parents were made.
     A parent made by a command killed before Optuna heard of it is found by its tags, so a condition
     never gets two. Params are written once, at creation: MLflow refuses to change a logged param.
     """
@@ -236,10 +240,11 @@ def parent_runs(client: MlflowClient, experiment_id: str, wanted: dict[str, tupl
         elif tags.get(SUPERSEDED) != "true":  # the parent of a search given up (journal deleted)
             set_tags(client, run.info.run_id, {SUPERSEDED: "true"})
     ids: dict[str, str] = {}
-    for condition, (known, run_name, tags, params, dataset) in wanted.items():
+    for position, (condition, (known, run_name, tags, params, dataset)) in enumerate(wanted.items()):
         run_id = known if known and _active(client, known, MlflowException) else existing.get(condition)
         if run_id is None:
-            ids[condition] = create_run(client, experiment_id, run_name, tags, params, dataset)
+            start = None if start_time is None else start_time + position
+            ids[condition] = create_run(client, experiment_id, run_name, tags, params, dataset, start)
             continue
         client.update_run(run_id, status="RUNNING")
         set_tags(client, run_id, tags)

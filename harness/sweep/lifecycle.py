@@ -49,6 +49,7 @@ class SweepOptions:
     restart_search: bool = False  # search again although the store holds runs of a search Optuna lost
     on_poll: object = None  # called between stacks (progress bars)
     recorder: RecorderProcess | None = None  # started by the caller before its imports (``harness sweep``); else here
+    started_ms: int | None = None  # a new parent run's start: the sweep's, before any stack trained ahead
 
 
 @dataclass
@@ -105,7 +106,9 @@ def worker_count(asked, err=None):
 
 def _sweep_study(study, options):
     start = time.perf_counter()
-    options = dataclasses.replace(options, workers=worker_count(options.workers))
+    options = dataclasses.replace(
+        options, workers=worker_count(options.workers), started_ms=options.started_ms or int(time.time() * 1000)
+    )
     uri = options.tracking_uri
     check_server(uri, patience=outage_seconds())
     check_writable(uri)

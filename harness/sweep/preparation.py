@@ -101,7 +101,7 @@ def prepare_parents(study, options, recorder, searches, storage_url, splits):
     experiment_id = recorder.call("ensure_experiment", study.name, options.tracking_uri, note, views)
     known = {name: search.user_attrs.get("mlflow_parent_run_id") for name, search in searches.items()}
     wanted = {c.name: (known[c.name], c.name, *parent_spec(study, c, storage_url, splits)) for c in study.conditions}
-    parents = recorder.call("parent_runs", experiment_id, wanted)
+    parents = recorder.call("parent_runs", experiment_id, wanted, options.started_ms)
     faults.kill_at("after-parents")
     for name, run_id in parents.items():
         if run_id != known[name]:
