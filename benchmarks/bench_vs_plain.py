@@ -41,9 +41,14 @@ def store_counts(folder):
 
 
 def first_epoch_end(folder, since_ms):
-    """Seconds from ``since_ms`` to the end of the first epoch any run of the folder's store logged."""
+    """Seconds from ``since_ms`` to the end of the first epoch any trained run of the folder's store logged
+    (a nested run: a parent's curves, the means of its seeds', are timed at the parent's start)."""
     with sqlite3.connect(Path(folder) / "mlruns" / "mlflow.db") as db:
-        first = db.execute("SELECT min(timestamp) FROM metrics WHERE step = 1 AND timestamp >= ?", (since_ms,))
+        first = db.execute(
+            "SELECT min(timestamp) FROM metrics WHERE step = 1 AND timestamp >= ? AND run_uuid IN "
+            "(SELECT run_uuid FROM tags WHERE key = 'mlflow.parentRunId')",
+            (since_ms,),
+        )
         return (first.fetchone()[0] - since_ms) / 1000
 
 
