@@ -69,6 +69,16 @@ def warm_python(code, env=None, timeout=300):
     return process.wait(timeout), process.stderr
 
 
+def load_file(path):
+    """A Python file that is not in a package (a benchmark, a script, an example) as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def write_study(folder, text=TINY_STUDY, name="tiny.toml"):
     path = Path(folder) / name
     path.write_text(textwrap.dedent(text))

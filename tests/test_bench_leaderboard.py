@@ -1,16 +1,10 @@
 """The FLOP lower bound ``benchmarks/bench_leaderboard.py`` divides by wall time, recounted by hand."""
 
-import importlib.util
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_leaderboard.py"
+from tests.helpers import ROOT, load_file
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("bench_leaderboard", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file(ROOT / "benchmarks" / "bench_leaderboard.py")
 
 
 def test_epoch_flops_counts_the_matrix_products_of_a_tiny_network_by_hand():

@@ -1,24 +1,13 @@
 """``benchmarks/bench_vs_plain.py``'s start-up figure: when the first trained epoch ended."""
 
-import importlib.util
-from pathlib import Path
-
 from harness.records.store import open_client
-
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_vs_plain.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_vs_plain", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.helpers import ROOT, load_file
 
 
 def test_the_first_epoch_is_a_trained_runs_not_a_parents_mean_curve(tmp_path):
     """A parent's curves (its seeds' means) are timed at the parent's start, which is the sweep's: read as
     the first epoch, they would give the start-up as the moment the parent was made."""
-    bench = load_script()
+    bench = load_file(ROOT / "benchmarks" / "bench_vs_plain.py")
     (tmp_path / "mlruns").mkdir()
     client = open_client(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     experiment = client.create_experiment("study")

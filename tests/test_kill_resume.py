@@ -7,21 +7,17 @@ the report tells how many rounds really killed a running sweep. The first round'
 first second, before any sweep can end: it must kill one. The others lie in 1-2.5 s: the tiny sweep took
 3-5 s on an idle machine here, and a moment of 4.87 s found it finished in 5 of 5 idle runs."""
 
-import importlib.util
 import random
 
 import pytest
 
-from tests.helpers import ROOT, write_study
+from tests.helpers import ROOT, load_file, write_study
 
 pytestmark = pytest.mark.e2e
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("kill_resume_loop", ROOT / "scripts" / "kill_resume_loop.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file(ROOT / "scripts" / "kill_resume_loop.py")
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from harness.engine.optimizers import Adam
 from harness.engine.training import train_model, train_stack
 from harness.studies.parse import read_study
 from harness.sweep.outcomes import stackable
-from tests.helpers import ROOT, compare_json, harness, mlflow_runs, write_study
+from tests.helpers import ROOT, compare_json, harness, load_file, mlflow_runs, write_study
 from tests.test_hostile_exports import MARKER_MODULE as MARKER
 from tests.test_hostile_exports import forge
 
@@ -64,12 +64,7 @@ def project(tmp_path, monkeypatch):
 
 
 def _focal(gamma):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("focal_example", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    loss = module.FocalLoss()
+    loss = load_file(EXAMPLE).FocalLoss()
     loss.focal_gamma = gamma
     return loss
 

@@ -1,7 +1,6 @@
 """A user's own CSV: paths in a study resolve from the study file's folder, a study beside its CSV sweeps
 from any working folder, its runs reproduce and predict from anywhere, and the shipped example runs."""
 
-import importlib.util
 import json
 import os
 import re
@@ -14,7 +13,7 @@ import pytest
 from harness.common.errors import ConfigError
 from harness.studies.parse import read_study
 from harness.studies.study import resolve
-from tests.helpers import ROOT
+from tests.helpers import ROOT, load_file
 
 STUDY = """
 name = "flowers"
@@ -142,10 +141,7 @@ def test_a_study_beside_its_csv_sweeps_reproduces_and_predicts_from_other_folder
 
 
 def shipped_script():
-    spec = importlib.util.spec_from_file_location("make_my_data", ROOT / "scripts" / "make_my_data.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file(ROOT / "scripts" / "make_my_data.py")
 
 
 def test_the_shipped_csv_is_what_its_script_makes_with_words_as_labels():

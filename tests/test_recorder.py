@@ -1,5 +1,6 @@
 """Who runs the MLflow operations: how their errors come back."""
 
+import importlib
 import os
 import time
 from pathlib import Path
@@ -158,8 +159,6 @@ def test_a_run_s_artifacts_are_written_where_create_run_said_without_looking_the
 def test_a_package_map_that_cannot_be_built_leaves_the_recorders_forkserver_working(monkeypatch):
     """The forkserver imports ``preload`` before it forks any recorder: an error there (a broken package's
     metadata) would end the forkserver and with it every later recorder of the process, not one model."""
-    import importlib
-
     from mlflow.utils import requirements_utils
 
     from harness.records import preload

@@ -9,6 +9,8 @@ from mlflow.utils import requirements_utils
 
 try:
     requirements_utils._init_modules_to_packages_map()
-except Exception:  # noqa: BLE001 - a forkserver whose preload raises forks no recorder at all: a model's save
-    pass  # builds the map itself and says what is wrong, for that run alone (an MLflow without this function
-    # saves models all the same, and tests/test_internals.py says it changed)
+except Exception:  # noqa: BLE001
+    # A forkserver whose preload raises forks no recorder at all. A model's save builds the map itself and
+    # says what is wrong, for that run alone; an MLflow without this function saves models all the same
+    # (tests/test_internals.py says it changed).
+    pass
